@@ -1,0 +1,66 @@
+"""rnndsl: recurrent networks declared as graphs with feedback edges, compiled to PyTorch.
+
+The pipeline, in processing order (one module per stage):
+
+    parse    spec text            -> syntax tree          (grammars/rnn.lark, Lark LALR)
+    inline   syntax tree          -> flat statements      (`use` blocks expanded)
+    check    flat statements      -> ir.Network           (names, sizes, delays, loops; SpecError)
+    graph    ir.Network           -> folded MultiDiGraph  (edges carry `delay`)
+    unroll   ir.Network, steps    -> unrolled DiGraph     (nodes `(name, t)`)
+    draw     either graph         -> DOT / SVG / PNG
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+
+from rnndsl.check import check, check_program
+from rnndsl.errors import Diagnostic, SpecError
+from rnndsl.graph import folded
+from rnndsl.ir import Network
+from rnndsl.parse import parse
+from rnndsl.unroll import unroll
+
+__all__ = ["SpecError", "Diagnostic", "Network", "load", "load_all", "graph", "unroll", "read_spec"]
+__version__ = "0.1.0"
+
+
+def read_spec(spec: str | Path) -> tuple[str, str]:
+    """(text, name) of a spec given as a path or as the text itself."""
+    if isinstance(spec, Path) or ("\n" not in spec and "{" not in spec and spec.endswith(".rnn")):
+        path = Path(spec)
+        try:
+            return path.read_text(encoding="utf-8"), str(spec)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no spec file at {spec}") from None
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{spec} is not UTF-8 text: {err}") from None
+    return spec, "<string>"
+
+
+def load_all(spec: str | Path) -> list[Network]:
+    """Parse and check every network of a spec (a path or the text itself)."""
+    from rnndsl.errors import Source
+
+    text, name = read_spec(spec)
+    return check_program(parse(text, name), Source(text, name))
+
+
+def load(spec: str | Path, network: str | None = None) -> Network:
+    """Parse and check one network of a spec; `network=` picks it when the file holds several.
+
+    >>> load("network N { input x: 2\\n output x }").name
+    'N'
+    """
+    from rnndsl.errors import Source
+
+    text, name = read_spec(spec)
+    return check(parse(text, name), Source(text, name), network)
+
+
+def graph(spec: str | Path | Network, network: str | None = None) -> nx.MultiDiGraph:
+    """The folded graph of a spec, a checked network or a compiled module."""
+    net = getattr(spec, "network", spec)
+    return folded(net if isinstance(net, Network) else load(spec, network))  # type: ignore[arg-type]

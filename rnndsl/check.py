@@ -1,0 +1,568 @@
+"""Check: takes a parsed `Program`, gives checked `ir.Network`s, or a `SpecError` listing every problem.
+
+Each check reports with its own message, span and fix: unknown names (with a did-you-mean), duplicates,
+sizes (both sides and where each came from), delays, algebraic loops, loops no schedule can run,
+outputs and block inputs that do not exist, token inputs used as vectors; warnings for unused nodes and
+for `init` on a node nobody reads with a delay.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import networkx as nx
+
+from rnndsl import syntax as s
+from rnndsl.errors import Reporter, Source, Span
+from rnndsl.inline import Alias, Exports, inline
+from rnndsl.ir import InitPolicy, Network, Node, OutputSpec
+from rnndsl.ops import ACTIVATIONS, OPS, TOKEN_FUNCTIONS
+
+__all__ = ["check", "check_program", "did_you_mean", "MAX_DELAY", "MAX_SIZE", "MAX_PARAMETERS"]
+
+MAX_DELAY = 1000
+MAX_SIZE = 1 << 20
+MAX_PARAMETERS = 1 << 30
+RESERVED = {"network", "input", "layer", "init", "output", "use", "static", "tokens", "last", "zeros",
+            "learned"}
+LAYER_OPTIONS = {"bias": ("true", "false"), "dropout": None,
+                 "init": ("default", "xavier", "orthogonal", "normal", "uniform", "zeros")}
+SCALAR = 0  # the size of a plain number: it broadcasts
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""
+
+
+def check_program(program: s.Program, source: Source) -> list[Network]:
+    """Check every network of a file; raise one SpecError holding all errors found."""
+    report = Reporter(source)
+    seen: dict[str, s.NetworkDecl] = {}
+    for net in program.networks:
+        if net.name in seen:
+            report.error(f"network `{net.name}` is defined twice (first at {seen[net.name].span})", net.span,
+                         "rename one of them")
+        seen[net.name] = net
+    if not program.networks:
+        report.error("no network in this file", Span(1, 1), "write `network NAME { ... }`")
+    nets = [_Checker(program, net, report).run() for net in seen.values()]
+    _dedupe(report)
+    report.raise_if_errors()
+    return [n for n in nets if n is not None]
+
+
+def check(program: s.Program, source: Source, network: str | None = None) -> Network:
+    """Check a file and pick one network by name (needed when the file holds several)."""
+    nets = check_program(program, source)
+    if network is None:
+        if len(nets) == 1:
+            return nets[0]
+        names = ", ".join(n.name for n in nets)
+        raise ValueError(f"{source.name} holds several networks ({names}); pick one with network=NAME")
+    for n in nets:
+        if n.name == network:
+            return n
+    hint = did_you_mean(network, [n.name for n in nets])
+    raise ValueError(f"{source.name} has no network `{network}`; it has: "
+                     f"{', '.join(n.name for n in nets)}" + (f" ({hint})" if hint else ""))
+
+
+def _dedupe(report: Reporter) -> None:
+    """A block used twice repeats the errors inside it; report each position once."""
+    for attr in ("errors", "warnings"):
+        seen, kept = set(), []
+        for d in getattr(report, attr):
+            key = (d.span.line, d.span.column, d.message)
+            if key not in seen:
+                seen.add(key)
+                kept.append(d)
+        setattr(report, attr, kept)
+
+
+@dataclass
+class _Def:
+    stmt: s.Input | s.Layer | s.Assign | Alias
+    size: int | None
+
+
+class _Checker:
+    """Checks one network; every method reports and carries on, so one run finds every error."""
+
+    def __init__(self, program: s.Program, net: s.NetworkDecl, report: Reporter) -> None:
+        self.program, self.net, self.report = program, net, report
+        self.defs: dict[str, _Def] = {}
+        self.inits: dict[str, s.Init] = {}
+        self.outputs: list[s.Output] = []
+        self.exports: dict[str, Exports] = {}
+        self.errors_before = len(report.errors)
+
+    def run(self) -> Network | None:
+        self._check_own_names()
+        stmts = inline(self.program, self.net, self.report)
+        self._collect(stmts)
+        self._check_refs()
+        self._infer_sizes()
+        self._check_layers()
+        self._check_sizes()
+        self._check_inits()
+        self._check_outputs()
+        self._check_loops()
+        if len(self.report.errors) > self.errors_before:
+            return None
+        network = self._build()
+        self._warn_unused(network)
+        self._check_limits(network)
+        return network
+
+    # ---- definitions -------------------------------------------------------------------------
+
+    def _check_own_names(self) -> None:
+        for st in self.net.body:
+            name = getattr(st, "name", "")
+            if isinstance(st, (s.Output, s.Init)):
+                continue
+            if "." in name:
+                self.report.error(f"`{name}`: a defined name cannot contain '.'", st.span,
+                                  "dots only read a block's outputs, as in `enc.h`")
+            elif name in RESERVED:
+                self.report.error(f"`{name}` is a reserved word and cannot name a node", st.span,
+                                  f"call it `{name}_` or something else")
+
+    def _collect(self, stmts: list[s.Stmt | Alias | Exports]) -> None:
+        for st in stmts:
+            if isinstance(st, Exports):
+                self.exports[st.instance] = st
+            elif isinstance(st, s.Init):
+                if st.name in self.inits:
+                    self.report.error(f"`init {st.name}` is given twice (first at {self.inits[st.name].span})",
+                                      st.span, "keep one")
+                self.inits[st.name] = st
+            elif isinstance(st, s.Output):
+                self.outputs.append(st)
+            elif isinstance(st, (s.Input, s.Layer, s.Assign, Alias)):
+                self._define(st)
+
+    def _define(self, st: s.Input | s.Layer | s.Assign | Alias) -> None:
+        if st.name in self.defs:
+            first = self.defs[st.name].stmt.span
+            self.report.error(f"`{st.name}` is defined twice (first at {first})", st.span,
+                              "rename one of them, or combine them into one definition")
+            return
+        size = None if isinstance(st, s.Assign) and st.size is None else self._size_literal(st)
+        self.defs[st.name] = _Def(st, size)
+
+    def _size_literal(self, st: s.Input | s.Layer | s.Assign | Alias) -> int | None:
+        raw = st.size
+        what = "vocabulary size" if getattr(st, "kind", "") == "tokens" else "size"
+        if raw is None or raw != int(raw) or raw < 1:
+            self.report.error(f"{what} of `{st.name}` must be a positive whole number, not {raw:g}", st.span)
+            return None
+        if raw > MAX_SIZE:
+            self.report.error(f"{what} of `{st.name}` is {int(raw):,}, above the limit of {MAX_SIZE:,}", st.span,
+                              "a layer this wide would not fit in memory")
+            return None
+        return int(raw)
+
+    # ---- references --------------------------------------------------------------------------
+
+    def _exprs(self) -> Iterable[tuple[str, s.Expr]]:
+        for name, d in self.defs.items():
+            st = d.stmt
+            if isinstance(st, s.Layer):
+                yield from ((name, e) for e in st.sources)
+            elif isinstance(st, s.Assign):
+                yield name, st.expr
+            elif isinstance(st, Alias):
+                yield name, st.target
+
+    def _visible(self, name: str) -> bool:
+        if name in self.defs and "." not in name:
+            return True
+        return any(name in e.names for e in self.exports.values())
+
+    def _check_refs(self) -> None:
+        own = {id(r) for st in self.net.body for r in _stmt_refs(st)}
+        for _owner, expr in self._exprs():
+            for ref in s.refs(expr):
+                self._check_ref(ref, id(ref) in own)
+            self._check_calls(expr)
+
+    def _check_ref(self, ref: s.Ref, own: bool) -> None:
+        if ref.name not in self.defs:
+            known = [n for n in self.defs if self._visible(n)]
+            self.report.error(f"unknown name `{ref.name}`", ref.span,
+                              did_you_mean(ref.name, known) or "define it with input, layer or `NAME = ...`")
+            return
+        if own and not self._visible(ref.name):
+            inst = ref.name.split(".")[0]
+            exp = self.exports.get(inst)
+            outs = ", ".join(sorted(n.split(".", 1)[1] for n in exp.names)) if exp else "none"
+            self.report.error(f"`{ref.name}` is inside block `{inst}`, not one of its outputs", ref.span,
+                              f"the outputs of `{inst}` are: {outs}")
+        self._check_delay(ref)
+
+    def _check_delay(self, ref: s.Ref) -> None:
+        k = ref.offset
+        if ref.explicit and k == 0:
+            self.report.error(f"`{ref}` has a delay of 0", ref.span,
+                              f"write `{ref.name}` for the same step, or `{ref.name}[t-1]` for the previous one")
+        elif k != int(k):
+            self.report.error(f"`{ref}`: a delay must be a whole number of steps", ref.span,
+                              f"write `{ref.name}[t-{max(1, round(abs(k)))}]`")
+        elif abs(k) > MAX_DELAY:
+            self.report.error(f"`{ref.name}` is read {abs(int(k))} steps away, above the limit of {MAX_DELAY}",
+                              ref.span, "a delay this long keeps that many copies of the value in memory")
+
+    def _check_calls(self, expr: s.Expr) -> None:
+        if isinstance(expr, s.Call):
+            if expr.fn in TOKEN_FUNCTIONS:
+                if len(expr.args) != 1 or not isinstance(expr.args[0], s.Ref):
+                    self.report.error(f"`{expr.fn}` takes one token input by name", expr.span, TOKEN_FUNCTIONS[expr.fn])
+            elif expr.fn not in OPS:
+                self.report.error(f"unknown function `{expr.fn}`", expr.span,
+                                  did_you_mean(expr.fn, [*OPS, *TOKEN_FUNCTIONS])
+                                  or "see docs/language.md for the functions the language knows")
+            elif OPS[expr.fn].arity > 0 and len(expr.args) != OPS[expr.fn].arity:
+                n = OPS[expr.fn].arity
+                self.report.error(f"`{expr.fn}` takes {n} argument{'s' if n > 1 else ''}, "
+                                  f"not {len(expr.args)}", expr.span)
+            elif not expr.args:
+                self.report.error(f"`{expr.fn}` needs at least one argument", expr.span)
+        for child in _children(expr):
+            self._check_calls(child)
+
+    # ---- sizes -------------------------------------------------------------------------------
+
+    def _infer_sizes(self) -> None:
+        pending = [n for n, d in self.defs.items() if d.size is None and isinstance(d.stmt, s.Assign)]
+        for _ in range(len(pending) + 1):
+            changed = False
+            for name in pending:
+                st = self.defs[name].stmt
+                if self.defs[name].size is None and isinstance(st, s.Assign):
+                    size = self._size(st.expr, quiet=True)
+                    if size is not None and size != SCALAR:
+                        self.defs[name].size, changed = size, True
+            if not changed:
+                break
+        for name in pending:
+            d = self.defs[name]
+            if d.size is None and not self._has_unknown_refs(d.stmt):
+                self.report.error(f"cannot tell the size of `{name}`", d.stmt.span,
+                                  f"give it one: `{name}: SIZE = ...`")
+
+    def _has_unknown_refs(self, st: s.Input | s.Layer | s.Assign | Alias) -> bool:
+        return isinstance(st, s.Assign) and any(r.name not in self.defs for r in s.refs(st.expr))
+
+    def _size(self, expr: s.Expr, quiet: bool = False) -> int | None:
+        """The size of an expression: SCALAR for numbers, None where unknown (or already reported)."""
+        if isinstance(expr, s.Num):
+            return SCALAR
+        if isinstance(expr, s.Ref):
+            d = self.defs.get(expr.name)
+            if d is None:
+                return None
+            if not quiet and isinstance(d.stmt, (s.Input, Alias)) and d.stmt.kind == "tokens":
+                self.report.error(f"`{expr.name}` is a token input, used here as a vector", expr.span,
+                                  f"make it a layer source (an embedding), or write `one_hot({expr.name})`")
+                return None
+            return d.size
+        if isinstance(expr, s.Neg):
+            return self._size(expr.operand, quiet)
+        if isinstance(expr, s.BinOp):
+            return self._same(expr, [expr.left, expr.right], quiet)
+        return self._call_size(expr, quiet)
+
+    def _call_size(self, call: s.Call, quiet: bool) -> int | None:
+        if call.fn == "one_hot":
+            arg = call.args[0] if call.args else None
+            d = self.defs.get(arg.name) if isinstance(arg, s.Ref) else None
+            if d is not None and getattr(d.stmt, "kind", "") != "tokens" and not quiet:
+                self.report.error(f"`one_hot` needs a token input; `{arg}` is a vector", call.span)
+            return d.size if d is not None else None
+        op = OPS.get(call.fn)
+        if op is None:
+            return None
+        if op.size == "concat":
+            sizes = [self._size(a, quiet) for a in call.args]
+            if SCALAR in sizes and not quiet:
+                self.report.error("`concat` joins vectors; a plain number has no size", call.span)
+            return None if any(z is None for z in sizes) else sum(z for z in sizes if z)
+        return self._same(call, list(call.args), quiet)
+
+    def _same(self, expr: s.Expr, args: list[s.Expr], quiet: bool) -> int | None:
+        sizes = [self._size(a, quiet) for a in args]
+        known = [(z, a) for z, a in zip(sizes, args, strict=False) if z not in (None, SCALAR)]
+        for z, a in known[1:]:
+            if z != known[0][0] and not quiet:
+                z0, a0 = known[0]
+                self.report.error(f"size mismatch in `{_show(expr)}`: `{_show(a0)}` has size {z0}"
+                                  f"{self._origin(a0)} but `{_show(a)}` has size {z}{self._origin(a)}",
+                                  expr.span, "elementwise operations need equal sizes")
+                return None
+        if known:
+            return known[0][0]
+        return SCALAR if all(z == SCALAR for z in sizes) else None
+
+    def _origin(self, expr: s.Expr) -> str:
+        if isinstance(expr, s.Ref) and expr.name in self.defs:
+            st = self.defs[expr.name].stmt
+            kind = {s.Input: "input", s.Layer: "layer", s.Assign: "node", Alias: "block input"}[type(st)]
+            return f" ({kind} at {st.span})"
+        return ""
+
+    def _check_layers(self) -> None:
+        for name, d in self.defs.items():
+            st = d.stmt
+            if not isinstance(st, s.Layer):
+                continue
+            if st.activation not in ACTIVATIONS:
+                self.report.error(f"unknown activation `{st.activation}` for layer `{name}`", st.activation_span,
+                                  did_you_mean(st.activation, ACTIVATIONS)
+                                  or f"known: {', '.join(ACTIVATIONS)}; or write `NAME = f(...)`")
+            for key, value, span in st.options:
+                self._check_option(name, key, value, span)
+            for src in st.sources:
+                if not isinstance(src, s.Ref) or not self._is_tokens(src.name):
+                    if self._size(src) == SCALAR:
+                        self.report.error(f"source `{_show(src)}` of layer `{name}` is a plain number", src.span,
+                                          "a layer's bias already adds a learned constant")
+
+    def _check_option(self, layer: str, key: str, value: str | float, span: Span) -> None:
+        if key not in LAYER_OPTIONS:
+            self.report.error(f"unknown option `{key}` for layer `{layer}`", span,
+                              did_you_mean(key, LAYER_OPTIONS) or f"options: {', '.join(LAYER_OPTIONS)}")
+            return
+        allowed = LAYER_OPTIONS[key]
+        if allowed is None:
+            if not isinstance(value, float) or not 0 <= value < 1:
+                self.report.error(f"`{key}` must be a number in [0, 1), not {value}", span)
+        elif str(value) not in allowed:
+            self.report.error(f"`{key}={value}` is not an option", span, f"use one of: {', '.join(allowed)}")
+
+    def _is_tokens(self, name: str) -> bool:
+        d = self.defs.get(name)
+        return d is not None and getattr(d.stmt, "kind", "") == "tokens"
+
+    def _check_sizes(self) -> None:
+        for name, d in self.defs.items():
+            st = d.stmt
+            if isinstance(st, s.Assign):
+                size = self._size(st.expr)
+                if size == SCALAR:
+                    self.report.error(f"`{name}` is a plain number, not a vector", st.span,
+                                      f"give it a size: `{name}: SIZE = ...`")
+                elif st.size is not None and size is not None and d.size is not None and size != d.size:
+                    self.report.error(f"`{name}` is declared with size {d.size} but its expression has size {size}",
+                                      st.expr.span)
+            elif isinstance(st, Alias):
+                size = self.defs[st.target.name].size if st.target.name in self.defs else None
+                tokens = self._is_tokens(st.target.name)
+                if (st.kind == "tokens") != tokens:
+                    want = "a token input" if st.kind == "tokens" else "a vector"
+                    self.report.error(f"block input `{st.name}` needs {want}; `{st.target}` is not", st.span)
+                elif size is not None and d.size is not None and size != d.size:
+                    self.report.error(f"block input `{st.name}` has size {d.size} but `{st.target}` has size {size}"
+                                      f"{self._origin(st.target)}", st.span)
+            elif isinstance(st, s.Layer):
+                for src in st.sources:
+                    if not (isinstance(src, s.Ref) and self._is_tokens(src.name)):
+                        self._size(src)
+
+    # ---- init and outputs --------------------------------------------------------------------
+
+    def _check_inits(self) -> None:
+        for name, st in self.inits.items():
+            if name not in self.defs:
+                self.report.error(f"`init {name}`: no node `{name}`", st.span, did_you_mean(name, self.defs))
+                continue
+            if self._is_tokens(name) and st.policy != "zeros":
+                self.report.error(f"token input `{name}` can only start from zeros", st.span)
+            if st.expr is None:
+                continue
+            for ref in s.refs(st.expr):
+                d = self.defs.get(ref.name)
+                if d is None:
+                    self.report.error(f"unknown name `{ref.name}` in `init {name}`", ref.span,
+                                      did_you_mean(ref.name, self.defs))
+                elif not (isinstance(d.stmt, s.Input) and d.stmt.kind == "static") or ref.explicit:
+                    self.report.error(f"`init {name}` may only read static inputs and numbers, not `{ref}`", ref.span,
+                                      "declare a vector input as `input NAME: SIZE static`")
+            self._check_calls(st.expr)
+
+    def _check_outputs(self) -> None:
+        seen: set[str] = set()
+        for out in self.outputs:
+            if out.name not in self.defs or not self._visible(out.name):
+                known = [n for n in self.defs if self._visible(n)]
+                self.report.error(f"output `{out.name}` is not defined", out.span,
+                                  did_you_mean(out.name, known) or "output one of the network's nodes")
+            elif out.name in seen:
+                self.report.error(f"`output {out.name}` is given twice", out.span)
+            elif self._is_tokens(out.name):
+                self.report.error(f"token input `{out.name}` cannot be an output", out.span)
+            seen.add(out.name)
+        if not self.outputs:
+            self.report.error(f"network `{self.net.name}` has no output", self.net.span,
+                              "add `output NAME` (every step) or `output NAME last` (the last step)")
+
+    # ---- building the IR ---------------------------------------------------------------------
+
+    def _build(self) -> Network:
+        static = self._static_names()
+        nodes = []
+        for name, d in self.defs.items():
+            st = d.stmt
+            if isinstance(st, Alias):
+                continue
+            nodes.append(self._node(name, st, d.size or 1, name in static))
+        outputs = tuple(OutputSpec(o.name, o.last, o.span) for o in self.outputs)
+        return Network(self.net.name, tuple(nodes), outputs, self.report.source)
+
+    def _node(self, name: str, st: s.Input | s.Layer | s.Assign, size: int, static: bool) -> Node:
+        init = self._init_policy(name)
+        if isinstance(st, s.Input):
+            return Node(name, "input", size, st.span, input_kind=st.kind, init=init, static=st.kind == "static")
+        if isinstance(st, s.Assign):
+            return Node(name, "expr", size, st.span, expr=st.expr, init=init, static=static)
+        opts = {k: v for k, v, _ in st.options}
+        widths = tuple(self.defs[src.name].size or 1 if isinstance(src, s.Ref) and self._is_tokens(src.name)
+                       else self._size(src, quiet=True) or 1 for src in st.sources)
+        return Node(name, "layer", size, st.span, activation=st.activation, sources=st.sources,
+                    source_sizes=widths, bias=opts.get("bias", "true") == "true",
+                    dropout=float(opts.get("dropout", 0.0)), weight_init=str(opts.get("init", "default")),
+                    init=init, static=static)
+
+    def _init_policy(self, name: str) -> InitPolicy:
+        st = self.inits.get(name)
+        if st is None:
+            return InitPolicy()
+        size = self._size(st.expr, quiet=True) if st.expr is not None else 0
+        return InitPolicy(st.policy, st.expr, size or 0, st.span)
+
+    def _static_names(self) -> set[str]:
+        """Nodes whose value is the same at every step: static inputs and what reads only them."""
+        static = {n for n, d in self.defs.items() if isinstance(d.stmt, s.Input) and d.stmt.kind == "static"}
+        changed = True
+        while changed:
+            changed = False
+            for name, d in self.defs.items():
+                if name in static or isinstance(d.stmt, s.Input):
+                    continue
+                refs = [r for _, e in [(name, x) for x in _node_exprs(d.stmt)] for r in s.refs(e)]
+                if refs and all(r.name in static and r.offset == 0 for r in refs):
+                    static.add(name)
+                    changed = True
+        return static
+
+    # ---- loops -------------------------------------------------------------------------------
+
+    def _check_loops(self) -> None:
+        order = list(self.defs)
+        static = self._static_names()
+        g = nx.MultiDiGraph()
+        g.add_nodes_from(order)
+        refs: dict[str, list[s.Ref]] = {}
+        for name, d in self.defs.items():
+            refs[name] = [r for e in _node_exprs(d.stmt) for r in s.refs(e) if r.name in self.defs]
+            for ref in refs[name]:
+                g.add_edge(ref.name, name, delay=ref.delay)
+                if ref.explicit and ref.name in static:
+                    self.report.error(f"`{ref.name}` is static (the same at every step); read it without a delay",
+                                      ref.span, f"write `{ref.name}`")
+        same_step = nx.DiGraph([(u, v) for u, v, k in g.edges(data="delay") if k == 0])
+        for cycle in nx.simple_cycles(same_step):
+            self._algebraic_loop(order, refs, cycle)
+            break
+        for comp in nx.strongly_connected_components(g):
+            delays = {k for u, v, k in g.subgraph(comp).edges(data="delay")}
+            if any(k > 0 for k in delays) and any(k < 0 for k in delays):
+                names = sorted(comp, key=order.index)
+                self.report.error(f"the loop through {', '.join(f'`{n}`' for n in names)} reads both the past "
+                                  f"and the future", self.defs[names[0]].stmt.span,
+                                  "no order of steps can run it: make every delay in the loop [t-k], or all [t+k]")
+
+    def _algebraic_loop(self, order: list[str], refs: dict[str, list[s.Ref]], cycle: list[str]) -> None:
+        start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+        cycle = cycle[start:] + cycle[:start]
+        path = " -> ".join([*cycle, cycle[0]])
+        src, dst = cycle[-1], cycle[0]
+        ref = next((r for r in refs[dst] if r.name == src and r.delay == 0), None)
+        span = ref.span if ref else self.defs[dst].stmt.span
+        self.report.error(f"algebraic loop: {path} needs its own value at the same step", span,
+                          f"read `{src}[t-1]` instead of `{src}` in the definition of `{dst}` (line {span.line})")
+
+    # ---- warnings and limits -----------------------------------------------------------------
+
+    def _warn_unused(self, network: Network) -> None:
+        from rnndsl.graph import folded
+
+        g = folded(network)
+        needed = set()
+        for out in network.outputs:
+            needed |= nx.ancestors(g, out.name) | {out.name}
+        for node in network.nodes:
+            if node.name not in needed and "." not in node.name:
+                what = "input" if node.op == "input" else "node"
+                self.report.warn(f"{what} `{node.name}` is never used by an output", node.span,
+                                 "remove it, or read it from a node that leads to an output")
+        delays = network.delays
+        for name, st in self.inits.items():
+            if delays[name] == (0, 0):
+                self.report.warn(f"`init {name}` has no effect: nothing reads `{name}[t-k]` or `{name}[t+k]`",
+                                 st.span, f"remove it, or read `{name}[t-1]` somewhere")
+        object.__setattr__(network, "warnings", tuple(self.report.warnings))
+
+    def _check_limits(self, network: Network) -> None:
+        count = network.parameter_count()
+        if count > MAX_PARAMETERS:
+            big = max((n for n in network.nodes if n.op == "layer"), key=lambda n: n.size * sum(n.source_sizes))
+            self.report.error(f"network `{network.name}` would have {count:,} parameters, above the limit of "
+                              f"{MAX_PARAMETERS:,} (the largest is layer `{big.name}`: "
+                              f"{big.size * sum(big.source_sizes):,})", big.span, "make the layers smaller")
+
+
+def _node_exprs(st: s.Input | s.Layer | s.Assign | Alias) -> list[s.Expr]:
+    if isinstance(st, s.Layer):
+        return list(st.sources)
+    if isinstance(st, s.Assign):
+        return [st.expr]
+    if isinstance(st, Alias):
+        return [st.target]
+    return []
+
+
+def _stmt_refs(st: s.Stmt) -> list[s.Ref]:
+    if isinstance(st, s.Layer):
+        return [r for e in st.sources for r in s.refs(e)]
+    if isinstance(st, s.Assign):
+        return s.refs(st.expr)
+    if isinstance(st, s.Use):
+        return [r for _, e, _ in st.args for r in s.refs(e)]
+    return []
+
+
+def _children(expr: s.Expr) -> list[s.Expr]:
+    if isinstance(expr, s.Call):
+        return list(expr.args)
+    if isinstance(expr, s.BinOp):
+        return [expr.left, expr.right]
+    if isinstance(expr, s.Neg):
+        return [expr.operand]
+    return []
+
+
+def _show(expr: s.Expr) -> str:
+    """Spec-like text of an expression, for messages."""
+    if isinstance(expr, s.Num):
+        return f"{expr.value:g}"
+    if isinstance(expr, s.Ref):
+        return str(expr)
+    if isinstance(expr, s.Neg):
+        return f"-{_show(expr.operand)}"
+    if isinstance(expr, s.BinOp):
+        return f"{_show(expr.left)} {expr.op} {_show(expr.right)}"
+    return f"{expr.fn}({', '.join(_show(a) for a in expr.args)})"

@@ -1,0 +1,52 @@
+"""Graph: takes a checked `ir.Network`, gives the folded graph as a `networkx.MultiDiGraph`.
+
+One node per network node (attributes: op, size, static, input_kind, activation, line); one edge per
+distinct (source, delay) a node reads, with `delay` = k for `[t-k]`, -k for `[t+k]`, 0 for the same step.
+Feedback edges are the ones with a nonzero delay.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from rnndsl.ir import Network
+
+__all__ = ["folded", "feedback_edges", "loops"]
+
+
+def folded(network: Network) -> nx.MultiDiGraph:
+    """The folded graph of a network.
+
+    >>> from rnndsl import load
+    >>> g = folded(load("network E { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }"))
+    >>> sorted((u, v, d) for u, v, d in g.edges(data="delay"))
+    [('h', 'h', 1), ('x', 'h', 0)]
+    """
+    g = nx.MultiDiGraph(name=network.name)
+    for node in network.nodes:
+        g.add_node(node.name, op=node.op, size=node.size, static=node.static, input_kind=node.input_kind,
+                   activation=node.activation, line=node.span.line, init=node.init.kind)
+    for node in network.nodes:
+        seen = set()
+        for ref in node.refs():
+            if (ref.name, ref.delay) not in seen:
+                seen.add((ref.name, ref.delay))
+                g.add_edge(ref.name, node.name, delay=ref.delay)
+    g.graph["outputs"] = [(o.name, o.last) for o in network.outputs]
+    return g
+
+
+def feedback_edges(g: nx.MultiDiGraph) -> list[tuple[str, str, int]]:
+    """The edges that carry a value across steps, as (source, target, delay)."""
+    return [(u, v, d) for u, v, d in g.edges(data="delay") if d != 0]
+
+
+def loops(g: nx.MultiDiGraph) -> list[tuple[list[str], list[int]]]:
+    """Each feedback loop (a strongly connected part with a delayed edge), with its distinct delays."""
+    out = []
+    for comp in nx.strongly_connected_components(g):
+        delays = sorted({d for _, _, d in g.subgraph(comp).edges(data="delay") if d != 0})
+        if delays:
+            order = list(g.nodes)
+            out.append((sorted(comp, key=order.index), delays))
+    return sorted(out, key=lambda item: list(g.nodes).index(item[0][0]))

@@ -1,0 +1,156 @@
+"""Inline: takes a parsed `Program`, gives each network's statements with every `use` expanded.
+
+`use b = Block(x = e)` copies Block's statements under the prefix `b.`; Block's input `x` becomes the
+node `b.x = e` (or, when `e` is a plain reference, every `b.x[t+k]` is rewritten to read that name
+directly, which keeps token inputs usable). Outside the block only Block's outputs may be read, as `b.h`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from rnndsl import syntax as s
+from rnndsl.errors import Reporter, Span
+
+__all__ = ["inline", "MAX_NESTING"]
+
+MAX_NESTING = 16
+
+
+def inline(program: s.Program, net: s.NetworkDecl, report: Reporter) -> list[s.Stmt | Alias | Exports]:
+    """Expand every `use` in `net`, recursively, reporting unknown or recursive blocks."""
+    decls = {n.name: n for n in program.networks}
+    return _expand(net, decls, report, (net.name,))
+
+
+def _expand(net: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporter,
+            stack: tuple[str, ...]) -> list[s.Stmt | Alias | Exports]:
+    out: list[s.Stmt | Alias | Exports] = []
+    for stmt in net.body:
+        if not isinstance(stmt, s.Use):
+            out.append(stmt)
+            continue
+        block = decls.get(stmt.network)
+        if block is None:
+            from rnndsl.check import did_you_mean
+
+            report.error(f"unknown network `{stmt.network}` in `use {stmt.name}`", stmt.network_span,
+                         did_you_mean(stmt.network, decls) or f"networks in this file: {', '.join(decls)}")
+        elif stmt.network in stack:
+            chain = " -> ".join((*stack, stmt.network))
+            report.error(f"network `{stmt.network}` uses itself ({chain})", stmt.network_span,
+                         "a block cannot contain itself; feed its output back with a delay instead")
+        elif len(stack) >= MAX_NESTING:
+            report.error(f"blocks nested more than {MAX_NESTING} deep", stmt.span)
+        else:
+            inner = _expand(block, decls, report, (*stack, block.name))
+            out.extend(_instantiate(stmt, inner, report))
+    return out
+
+
+def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Reporter
+                 ) -> list[s.Stmt | Alias | Exports]:
+    prefix = use.name + "."
+    inputs = {st.name: st for st in body if isinstance(st, s.Input)}
+    args: dict[str, tuple[s.Expr, Span]] = {}
+    for name, expr, span in use.args:
+        if name in args:
+            report.error(f"input `{name}` given twice to `{use.network}`", span)
+        elif name not in inputs:
+            report.error(f"`{use.network}` has no input `{name}`", span,
+                         f"its inputs are: {', '.join(inputs) or 'none'}")
+        args[name] = (expr, span)
+    for name in inputs:
+        if name not in args:
+            report.error(f"`use {use.name} = {use.network}(...)` does not give input `{name}`", use.span,
+                         f"add `{name} = ...` to the argument list")
+    aliases: dict[str, s.Expr] = {prefix + n: e for n, (e, _) in args.items() if isinstance(e, s.Ref)}
+    local = {st.name for st in body if isinstance(st, (s.Input, s.Layer, s.Assign, _Alias))}
+    rename = _renamer(prefix, local, aliases)
+    out: list[s.Stmt | Alias | Exports] = []
+    for st in body:
+        if isinstance(st, s.Input):
+            arg = args.get(st.name)
+            if arg is not None and not isinstance(arg[0], s.Ref):
+                if st.kind == "tokens":
+                    report.error(f"token input `{st.name}` of `{use.network}` needs a token input, not an expression",
+                                 arg[1], "pass the name of a `tokens(N)` input")
+                out.append(s.Assign(prefix + st.name, arg[0], st.size, arg[1]))
+            elif arg is not None and isinstance(arg[0], s.Ref):
+                out.append(_Alias(prefix + st.name, arg[0], st.kind, st.size, arg[1]))
+        elif not isinstance(st, s.Output):
+            out.append(_rename_stmt(st, prefix, rename))
+    exported = {st.name for st in body if isinstance(st, s.Output)}
+    out.append(_Exports(use.name, use.network, frozenset(prefix + n for n in exported), use.span))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Alias:
+    """A block input bound to a plain reference; checked (sizes) but not a node of its own."""
+
+    name: str
+    target: s.Ref
+    kind: str
+    size: float
+    span: Span
+
+
+@dataclasses.dataclass(frozen=True)
+class _Exports:
+    """Marks which inlined names may be read from outside the block."""
+
+    instance: str
+    network: str
+    names: frozenset[str]
+    span: Span
+
+
+Alias = _Alias
+Exports = _Exports
+
+
+def _renamer(prefix: str, local: set[str], aliases: dict[str, s.Expr]) -> Callable[[s.Ref], s.Expr]:
+    def rename(ref: s.Ref) -> s.Expr:
+        if ref.name not in local:
+            return ref  # a name the block does not define: reported as unknown by the checker
+        new = prefix + ref.name
+        target = aliases.get(new)
+        if isinstance(target, s.Ref):
+            return s.Ref(target.name, target.offset + ref.offset, ref.span,
+                         explicit=target.explicit or ref.explicit)
+        return dataclasses.replace(ref, name=new)
+
+    return rename
+
+
+def map_refs(expr: s.Expr, fn: Callable[[s.Ref], s.Expr]) -> s.Expr:
+    """Rebuild an expression with every reference replaced by `fn(ref)`."""
+    if isinstance(expr, s.Ref):
+        return fn(expr)
+    if isinstance(expr, s.Call):
+        return dataclasses.replace(expr, args=tuple(map_refs(a, fn) for a in expr.args))
+    if isinstance(expr, s.BinOp):
+        return dataclasses.replace(expr, left=map_refs(expr.left, fn), right=map_refs(expr.right, fn))
+    if isinstance(expr, s.Neg):
+        return dataclasses.replace(expr, operand=map_refs(expr.operand, fn))
+    return expr
+
+
+def _rename_stmt(st: s.Stmt | Alias | Exports, prefix: str, rename: Callable[[s.Ref], s.Expr]
+                 ) -> s.Stmt | Alias | Exports:
+    if isinstance(st, s.Layer):
+        return dataclasses.replace(st, name=prefix + st.name, sources=tuple(map_refs(e, rename) for e in st.sources))
+    if isinstance(st, s.Assign):
+        return dataclasses.replace(st, name=prefix + st.name, expr=map_refs(st.expr, rename))
+    if isinstance(st, s.Init):
+        target = rename(s.Ref(st.name))
+        name = target.name if isinstance(target, s.Ref) else prefix + st.name
+        return dataclasses.replace(st, name=name, expr=None if st.expr is None else map_refs(st.expr, rename))
+    if isinstance(st, _Alias):
+        target = rename(st.target)
+        return dataclasses.replace(st, name=prefix + st.name, target=target if isinstance(target, s.Ref) else st.target)
+    if isinstance(st, _Exports):
+        return dataclasses.replace(st, names=frozenset(prefix + n for n in st.names))
+    return st

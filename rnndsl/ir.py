@@ -1,0 +1,113 @@
+"""The checked network: the IR every later stage reads.
+
+Takes nothing (it is data), gives `Network` (nodes in definition order, outputs, the source) and
+`Node`. `check` builds it; `graph`, `unroll`, `schedule`, `codegen` and the executors read it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from rnndsl import syntax as s
+from rnndsl.errors import NOWHERE, Diagnostic, Source, Span
+
+__all__ = ["InitPolicy", "Node", "OutputSpec", "Network"]
+
+
+@dataclass(frozen=True)
+class InitPolicy:
+    """What `name[t-k]` reads before the first step (and `name[t+k]` after the last)."""
+
+    kind: str = "zeros"  # "zeros" | "learned" | "expr"
+    expr: s.Expr | None = None
+    size: int = 0  # size of expr; a learned projection maps it to the node's size when they differ
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One value per step (or per sequence, when `static`).
+
+    op "input": a given tensor; "layer": act(sum_j W_j @ source_j + b); "expr": a parameter-free
+    expression of other nodes.
+    """
+
+    name: str
+    op: str
+    size: int
+    span: Span = field(default=NOWHERE, compare=False)
+    input_kind: str = ""  # "seq" | "static" | "tokens" for inputs
+    activation: str = "identity"
+    sources: tuple[s.Expr, ...] = ()
+    source_sizes: tuple[int, ...] = ()  # input width of each source's weight (N for a token source)
+    expr: s.Expr | None = None
+    bias: bool = True
+    dropout: float = 0.0
+    weight_init: str = "default"
+    init: InitPolicy = InitPolicy()
+    static: bool = False
+
+    @property
+    def is_tokens(self) -> bool:
+        return self.input_kind == "tokens"
+
+    def refs(self) -> list[s.Ref]:
+        """Every reference this node's value reads (its init expression excluded)."""
+        if self.expr is not None:
+            return s.refs(self.expr)
+        return [r for src in self.sources for r in s.refs(src)]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    last: bool = False
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A checked network: every reference resolves, sizes agree, every loop has a delay."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    outputs: tuple[OutputSpec, ...]
+    source: Source
+    warnings: tuple[Diagnostic, ...] = ()
+
+    @functools.cached_property
+    def by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
+    def __getitem__(self, name: str) -> Node:
+        return self.by_name[name]
+
+    @property
+    def inputs(self) -> list[Node]:
+        return [n for n in self.nodes if n.op == "input"]
+
+    @functools.cached_property
+    def delays(self) -> dict[str, tuple[int, int]]:
+        """For each node, the deepest past delay and the farthest future offset anyone reads it at."""
+        out = {n.name: (0, 0) for n in self.nodes}
+        for node in self.nodes:
+            for ref in node.refs():
+                past, future = out[ref.name]
+                out[ref.name] = (max(past, ref.delay), max(future, -ref.delay))
+        return out
+
+    @property
+    def reads_future(self) -> bool:
+        return any(f > 0 for _, f in self.delays.values())
+
+    def parameter_count(self) -> int:
+        total = 0
+        for n in self.nodes:
+            if n.op == "layer":
+                total += n.size * sum(n.source_sizes) + (n.size if n.bias else 0)
+            if n.init.kind == "learned":
+                total += n.size
+            elif n.init.kind == "expr" and n.init.size != n.size:
+                total += n.size * (n.init.size + 1)
+        return total
