@@ -7,6 +7,10 @@ The pipeline, in processing order (one module per stage):
     check    flat statements      -> ir.Network           (names, sizes, delays, loops; SpecError)
     graph    ir.Network           -> folded MultiDiGraph  (edges carry `delay`)
     unroll   ir.Network, steps    -> unrolled DiGraph     (nodes `(name, t)`)
+    schedule ir.Network           -> stages               (batched over time, or one loop per cycle)
+    codegen  ir.Network, stages   -> Python source        (the forward pass; `net.code()` shows it)
+    runtime  ir.Network           -> CompiledNetwork      (a torch.nn.Module; inputs checked by validate)
+    reference ir.Network, module  -> outputs              (the oracle: the unrolled DAG, node by node)
     draw     either graph         -> DOT / SVG / PNG
 """
 
@@ -21,9 +25,11 @@ from rnndsl.errors import Diagnostic, SpecError
 from rnndsl.graph import folded
 from rnndsl.ir import Network
 from rnndsl.parse import parse
+from rnndsl.runtime import CompiledNetwork, Outputs, State
 from rnndsl.unroll import unroll
 
-__all__ = ["SpecError", "Diagnostic", "Network", "load", "load_all", "graph", "unroll", "read_spec"]
+__all__ = ["CompiledNetwork", "Diagnostic", "Network", "Outputs", "SpecError", "State", "compile", "graph", "load",
+           "load_all", "read_spec", "unroll"]
 __version__ = "0.1.0"
 
 
@@ -64,3 +70,14 @@ def graph(spec: str | Path | Network, network: str | None = None) -> nx.MultiDiG
     """The folded graph of a spec, a checked network or a compiled module."""
     net = getattr(spec, "network", spec)
     return folded(net if isinstance(net, Network) else load(spec, network))  # type: ignore[arg-type]
+
+
+def compile(spec: str | Path, network: str | None = None) -> CompiledNetwork:
+    """Compile a spec (a path or the text itself) to a `torch.nn.Module`.
+
+    >>> import torch
+    >>> net = compile("network E { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }")
+    >>> net(torch.zeros(1, 4, 2)).h.shape
+    torch.Size([1, 4, 3])
+    """
+    return CompiledNetwork(load(spec, network))

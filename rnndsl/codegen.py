@@ -1,0 +1,392 @@
+"""Codegen: takes a checked `ir.Network` and its `schedule`, gives the Python source of its forward.
+
+The generated function computes every stage in order. A batched stage is a few tensor expressions
+over all steps. A loop hoists everything that does not depend on the loop (input projections, biases,
+shifted reads of finished sequences) out of the time loop, splits those tensors into per-step lists
+(`unbind`, whose backward is linear in T, where indexing a big tensor would be quadratic), fuses the
+recurrent matmuls of layers that read the same delayed sources into one `addmm`, and keeps a ring of
+the last k values of each node the loop reads `k` steps away. `CompiledNetwork.code` shows the result.
+
+Signature of the generated function:
+    forward(P, X, I, H, B, T, lengths, train) -> (values, state)
+P: parameters by generated name; X: inputs; I: boundary value (B, S) of every node read with a delay;
+H: past history (B, k, S) of every node read at `[t-k]`; lengths: (B,) or None.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+from dataclasses import dataclass, field
+
+from rnndsl import syntax as s
+from rnndsl.ir import Network, Node
+from rnndsl.ops import ACTIVATIONS, OPS
+from rnndsl.schedule import Stage, schedule
+
+__all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
+
+_TAKEN = {"torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "lengths", "train", "valid", "values", "state",
+          "math", "range", "len"}
+
+
+def var(name: str) -> str:
+    """A node's Python name in generated code: dots become `__`; clashes get a trailing `_`."""
+    v = name.replace(".", "__")
+    return v + "_" if keyword.iskeyword(v) or v in _TAKEN else v
+
+
+def weight_name(layer: str, j: int) -> str:
+    return f"W_{var(layer)}_{j}"
+
+
+def bias_name(layer: str) -> str:
+    return f"b_{var(layer)}"
+
+
+@dataclass
+class Generated:
+    source: str
+    params: list[str] = field(default_factory=list)  # parameter names the code reads from P
+
+
+@dataclass
+class _Group:
+    """Layers of one loop whose recurrent matmuls run as one: they read the same delayed sources."""
+
+    name: str
+    members: list[Node]
+    internal: list[int]  # for each member, indices of its sources that read the loop (same for all)
+
+
+def generate(network: Network, with_lengths: bool) -> Generated:
+    """Python source of the forward function for a network (with or without per-sequence lengths)."""
+    return _Emitter(network, with_lengths).run()
+
+
+class _Emitter:
+    def __init__(self, network: Network, with_lengths: bool) -> None:
+        self.net = network
+        self.with_lengths = with_lengths
+        self.stages = schedule(network)
+        self.stage_of = {n: st for st in self.stages for n in st.nodes}
+        self.lines: list[str] = []
+        self.defined: set[str] = set()
+        self.params: list[str] = []
+        self.indent = 1
+
+    # ---- the whole function ------------------------------------------------------------------
+
+    def run(self) -> Generated:
+        body = self.lines
+        self._inputs()
+        for stage in self.stages:
+            if stage.is_loop:
+                self._loop(stage)
+            else:
+                for name in stage.nodes:
+                    self._batched(self.net[name], stage.static)
+        self._results()
+        head = ["def forward(P, X, I, H, B, T, lengths, train):",
+                f"    # network {self.net.name}: {len(self.stages)} stages",
+                *(f"    {p} = P[{p!r}]" for p in self.params)]
+        if self.with_lengths:
+            head.append("    valid = K.valid_mask(lengths, T)")
+        return Generated("\n".join([*head, *body]) + "\n", self.params)
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.indent + line)
+
+    def param(self, name: str) -> str:
+        if name not in self.params:
+            self.params.append(name)
+        return name
+
+    def _inputs(self) -> None:
+        for node in self.net.inputs:
+            self.emit(f"{var(node.name)} = X[{node.name!r}]")
+            self.defined.add(var(node.name))
+
+    # ---- references --------------------------------------------------------------------------
+
+    def seq_ref(self, ref: s.Ref) -> str:
+        """A finished node read over all steps (shifted by its delay), as a variable."""
+        node, v = self.net[ref.name], var(ref.name)
+        if node.static:
+            return f"{v}.unsqueeze(1)"
+        d = ref.delay
+        if d == 0:
+            return v
+        shifted = f"{v}_{'tm' if d > 0 else 'tp'}{abs(d)}"
+        if shifted not in self.defined:
+            if d > 0:
+                self.emit(f"{shifted} = K.past({v}, H[{ref.name!r}], {d})")
+            else:
+                lengths = "lengths" if self.with_lengths else "None"
+                self.emit(f"{shifted} = K.future({v}, I[{ref.name!r}], {-d}, {lengths})")
+            self.defined.add(shifted)
+        return shifted
+
+    def expr(self, e: s.Expr, ref: object) -> str:
+        """Code of an expression; `ref` turns a reference into code (batched, static or per step)."""
+        if isinstance(e, s.Num):
+            return repr(e.value) if math.isfinite(e.value) else f"float({str(e.value)!r})"
+        if isinstance(e, s.Ref):
+            return ref(e)  # type: ignore[operator]
+        if isinstance(e, s.Neg):
+            return f"(-{self.expr(e.operand, ref)})"
+        if isinstance(e, s.BinOp):
+            return f"({self.expr(e.left, ref)} {e.op} {self.expr(e.right, ref)})"
+        if e.fn == "one_hot":
+            arg = e.args[0]
+            assert isinstance(arg, s.Ref)
+            n = self.net[arg.name].size
+            return f"K.one_hot({ref(arg)}, {n}, {self._like()})"  # type: ignore[operator]
+        args = [self.expr(a, ref) for a in e.args]
+        op = OPS[e.fn]
+        if op.size == "concat":
+            return f"K.cat({', '.join(args)})" if ref == self.seq_ref else f"torch.cat(({', '.join(args)},), -1)"
+        return op.code.format(*args)
+
+    def _like(self) -> str:
+        return "I['__like__']"
+
+    def _static_ref(self, ref: s.Ref) -> str:
+        return var(ref.name)
+
+    # ---- batched stages ----------------------------------------------------------------------
+
+    def _batched(self, node: Node, static: bool) -> None:
+        ref = self._static_ref if static else self.seq_ref
+        v = var(node.name)
+        if node.op == "expr":
+            assert node.expr is not None
+            self.emit(f"{v} = {self.expr(node.expr, ref)}")
+        else:
+            terms = [self._projection(node, j, ref, bias=j == 0) for j in range(len(node.sources))]
+            self.emit(f"{v} = {ACTIVATIONS[node.activation].code.format(' + '.join(terms))}")
+            if node.dropout:
+                mask = "" if static else ".unsqueeze(1)"
+                self.emit(f"if train: {v} = {v} * K.drop_mask(B, {node.size}, {node.dropout!r}, {v}){mask}")
+        self.defined.add(v)
+
+    def _projection(self, node: Node, j: int, ref: object, bias: bool) -> str:
+        src, w = node.sources[j], self.param(weight_name(node.name, j))
+        b = f", {self.param(bias_name(node.name))}" if bias and node.bias else ""
+        if isinstance(src, s.Ref) and self.net[src.name].is_tokens:
+            emb = f"K.embed({ref(src)}, {w})"  # type: ignore[operator]
+            return f"({emb} + {bias_name(node.name)})" if b else emb
+        return f"F.linear({self.expr(src, ref)}, {w}{b})"
+
+    # ---- loops -------------------------------------------------------------------------------
+
+    def _loop(self, stage: Stage) -> None:
+        members = set(stage.nodes)
+        inside = lambda e: any(r.name in members for r in s.refs(e))  # noqa: E731
+        groups, early = self._groups(stage, inside)
+        self.emit(f"# loop over time ({'forward' if stage.direction > 0 else 'backward'}): "
+                  f"{', '.join(stage.nodes)}")
+        for g in groups:
+            self._hoist(g, inside)
+        steps: dict[str, str] = {}
+        collect = [n for n in stage.nodes if self._collected(n, stage)]
+        rings = self._rings(stage)
+        for n, k in rings.items():
+            for i in range(1, k + 1):
+                init = f"H[{n!r}][:, -{i}]" if stage.direction > 0 else f"I[{n!r}]"
+                self.emit(f"{var(n)}_{i} = {init}")
+        for n in collect:
+            self.emit(f"{var(n)}_list = []")
+        for name in stage.nodes:
+            node = self.net[name]
+            if node.op == "layer" and node.dropout:
+                self.emit(f"D_{var(name)} = K.drop_mask(B, {node.size}, {node.dropout!r}, {self._like()}) "
+                          f"if train else None")
+        span = "range(T)" if stage.direction > 0 else "range(T - 1, -1, -1)"
+        self.emit(f"for t in {span}:")
+        self.indent += 1
+        step_ref = lambda r: self._step_ref(r, members, stage, steps)  # noqa: E731
+        for g in groups:
+            if g.name in early:
+                self._group_step(g, step_ref)
+        for name in stage.nodes:
+            node = self.net[name]
+            if node.op == "expr":
+                assert node.expr is not None
+                self.emit(f"{var(name)} = {self.expr(node.expr, step_ref)}")
+            else:
+                g = next(g for g in groups if node in g.members)
+                if g.name not in early and g.members[0] is node:
+                    self._group_step(g, step_ref)
+        self._ring_update(stage, rings, collect)
+        self.indent -= 1
+        for n in collect:
+            if stage.direction < 0:
+                self.emit(f"{var(n)}_list.reverse()")
+            self.emit(f"{var(n)} = torch.stack({var(n)}_list, 1)")
+            self.defined.add(var(n))
+        self.ring_state = getattr(self, "ring_state", {})
+        self.ring_state.update({n: k for n, k in rings.items() if n not in collect})
+
+    def _groups(self, stage: Stage, inside: object) -> tuple[list[_Group], set[str]]:
+        """Fuse layers whose loop-dependent sources are the same delayed references."""
+        groups: dict[object, _Group] = {}
+        early: set[str] = set()
+        for name in stage.nodes:
+            node = self.net[name]
+            if node.op != "layer":
+                continue
+            internal = [j for j, e in enumerate(node.sources) if inside(e)]  # type: ignore[operator]
+            exprs = tuple(node.sources[j] for j in internal)
+            delayed = all(isinstance(e, s.Ref) and e.delay != 0 for e in exprs)
+            key: object = exprs if delayed and exprs else name
+            if key not in groups:
+                groups[key] = _Group(f"g_{var(name)}", [], internal)
+                if delayed:
+                    early.add(groups[key].name)
+            groups[key].members.append(node)
+        for g in groups.values():
+            g.members.sort(key=lambda n: n.activation)  # equal activations side by side: one call each
+        return list(groups.values()), early
+
+    def _hoist(self, g: _Group, inside: object) -> None:
+        """Before the loop: each member's projections of outside values, with its bias, for all steps."""
+        pres = []
+        for node in g.members:
+            outer = [j for j in range(len(node.sources)) if j not in g.internal]
+            terms = [self._projection(node, j, self.seq_ref, bias=i == 0) for i, j in enumerate(outer)]
+            if not outer and node.bias:
+                terms = [self.param(bias_name(node.name))]
+            pres.append(" + ".join(terms) if terms else f"{self._like()}.new_zeros({node.size})")
+        for j in range(len(g.internal)):
+            ws = [self.param(weight_name(n.name, g.internal[j])) for n in g.members]
+            joined = ws[0] if len(ws) == 1 else f"torch.cat([{', '.join(ws)}])"
+            self.emit(f"WT_{g.name}_{j} = {joined}.t()")
+        if all(not any(j not in g.internal for j in range(len(n.sources))) for n in g.members):
+            joined = pres[0] if len(pres) == 1 else f"torch.cat([{', '.join(pres)}])"
+            self.emit(f"pre_{g.name} = {joined}")
+            self.hoisted_const = getattr(self, "hoisted_const", set()) | {g.name}
+            return
+        seqs = [p if "F.linear" in p or "K.embed" in p else f"{p}.expand(B, T, -1)" for p in pres]
+        joined = seqs[0] if len(seqs) == 1 else f"torch.cat([{', '.join(seqs)}], -1)"
+        self.emit(f"pre_{g.name} = ({joined}).unbind(1)")
+
+    def _group_step(self, g: _Group, step_ref: object) -> None:
+        const = g.name in getattr(self, "hoisted_const", set())
+        acc = f"pre_{g.name}" if const else f"pre_{g.name}[t]"
+        node0 = g.members[0]
+        if not g.internal:
+            z = acc
+        else:
+            z = acc
+            for j, jj in enumerate(g.internal):
+                z = f"torch.addmm({z}, {self.expr(node0.sources[jj], step_ref)}, WT_{g.name}_{j})"
+        if len(g.members) == 1:
+            self.emit(f"{var(node0.name)} = {ACTIVATIONS[node0.activation].code.format(z)}")
+        else:
+            self.emit(f"z = {z}")
+            lo = 0
+            for act, run in _runs(g.members):
+                width = sum(n.size for n in run)
+                part = f"z[:, {lo}:{lo + width}]"
+                names = [var(n.name) for n in run]
+                value = ACTIVATIONS[act].code.format(part)
+                if len(run) == 1:
+                    self.emit(f"{names[0]} = {value}")
+                else:
+                    self.emit(f"{', '.join(names)} = {value}.split([{', '.join(str(n.size) for n in run)}], 1)")
+                lo += width
+        for node in g.members:
+            if node.dropout:
+                self.emit(f"if train: {var(node.name)} = {var(node.name)} * D_{var(node.name)}")
+
+    def _step_ref(self, ref: s.Ref, members: set[str], stage: Stage, steps: dict[str, str]) -> str:
+        node, v = self.net[ref.name], var(ref.name)
+        if node.static:
+            return v
+        if ref.name in members:
+            return v if ref.delay == 0 else f"{v}_{abs(ref.delay)}"
+        seq = self.seq_ref(ref)
+        listed = f"{seq}_s"
+        if listed not in steps:
+            self.emit_before_loop(f"{listed} = {seq}.unbind(1)")
+            steps[listed] = listed
+        return f"{listed}[t]"
+
+    def emit_before_loop(self, line: str) -> None:
+        """Insert a line just before the `for t` line of the loop being written."""
+        at = max(i for i, text in enumerate(self.lines) if text.lstrip().startswith("for t in "))
+        self.lines.insert(at, "    " * (self.indent - 1) + line)
+
+    def _rings(self, stage: Stage) -> dict[str, int]:
+        """How many past (or future) values the loop itself reads of each of its nodes."""
+        rings: dict[str, int] = {}
+        for name in stage.nodes:
+            for r in self.net[name].refs():
+                if r.name in stage.nodes and r.delay:
+                    rings[r.name] = max(rings.get(r.name, 0), abs(r.delay))
+        return rings
+
+    def _collected(self, name: str, stage: Stage) -> bool:
+        """Whether the loop keeps every step of a node: read outside, an output, or its state needs it."""
+        if any(o.name == name for o in self.net.outputs):
+            return True
+        if any(r.name == name for n in self.net.nodes if n.name not in stage.nodes for r in n.refs()):
+            return True
+        past, _ = self.net.delays[name]
+        return past > 0 and (self.with_lengths or past > self._rings(stage).get(name, 0))
+
+    def _ring_update(self, stage: Stage, rings: dict[str, int], collect: list[str]) -> None:
+        for n in collect:
+            self.emit(f"{var(n)}_list.append({var(n)})")
+        for n, k in rings.items():
+            v = var(n)
+            new = v
+            if stage.direction < 0 and self.with_lengths:
+                self.emit(f"{v}_m = torch.where(valid_s[t], {v}, I_{v})")
+                self.emit_before_loop(f"I_{v} = I[{n!r}]")
+                new = f"{v}_m"
+            olds = [f"{v}_{i}" for i in range(k, 0, -1)]
+            news = [f"{v}_{i}" for i in range(k - 1, 0, -1)] + [new]
+            self.emit(f"{', '.join(olds)} = {', '.join(news)}")
+        if stage.direction < 0 and self.with_lengths and rings and "valid_s" not in self.defined:
+            self.emit_before_loop("valid_s = valid.unbind(1)")
+            self.defined.add("valid_s")
+
+    # ---- results -----------------------------------------------------------------------------
+
+    def _results(self) -> None:
+        self.emit("values = {}")
+        for out in self.net.outputs:
+            node, v = self.net[out.name], var(out.name)
+            if out.last:
+                value = v if node.static else f"K.last({v}, lengths)"
+            else:
+                seq = f"{v}.unsqueeze(1).expand(-1, T, -1)" if node.static else v
+                value = f"K.masked({seq}, valid)" if self.with_lengths else seq
+            self.emit(f"values[{out.name!r}] = {value}")
+        self.emit("state = {}")
+        if not self.net.reads_future:
+            ring_state = getattr(self, "ring_state", {})
+            for node in self.net.nodes:
+                k, _ = self.net.delays[node.name]
+                if not k:
+                    continue
+                v = var(node.name)
+                if node.name in ring_state:
+                    value = f"torch.stack([{', '.join(f'{v}_{i}' for i in range(k, 0, -1))}], 1)"
+                else:
+                    lengths = "lengths" if self.with_lengths else "None"
+                    value = f"K.last_k(torch.cat([H[{node.name!r}], {v}], 1), {lengths}, {k})"
+                self.emit(f"state[{node.name!r}] = {value}")
+        self.emit("return values, state")
+
+
+def _runs(nodes: list[Node]) -> list[tuple[str, list[Node]]]:
+    out: list[tuple[str, list[Node]]] = []
+    for n in nodes:
+        if out and out[-1][0] == n.activation:
+            out[-1][1].append(n)
+        else:
+            out.append((n.activation, [n]))
+    return out

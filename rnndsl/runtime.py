@@ -1,0 +1,273 @@
+"""Runtime: takes a checked `ir.Network`, gives `CompiledNetwork`, a `torch.nn.Module` that runs it.
+
+The module owns the parameters (one weight per layer source, written (out, in), one bias per layer,
+learned initial values and init projections), checks every input it is given, and runs the code that
+`codegen` generated for the network (compiled once per module, kept out of pickles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rnndsl import kernels
+from rnndsl import syntax as s
+from rnndsl.codegen import bias_name, generate, weight_name
+from rnndsl.evaluate import evaluate
+from rnndsl.graph import folded
+from rnndsl.ir import Network, Node
+
+__all__ = ["CompiledNetwork", "Outputs", "State"]
+
+
+def _key(name: str) -> str:
+    """Module and parameter names cannot hold '.', which block outputs (`enc.h`) do."""
+    return name.replace(".", "__")
+
+
+class State(dict):
+    """What delayed references need to continue a sequence: node -> (batch, k, size), oldest first."""
+
+    def __init__(self, values: Mapping[str, torch.Tensor], signature: str) -> None:
+        super().__init__(values)
+        self.signature = signature
+
+    def detach(self) -> State:
+        """The same state cut from the graph (truncated backpropagation through time)."""
+        return State({k: v.detach() for k, v in self.items()}, self.signature)
+
+
+class Outputs(Mapping[str, torch.Tensor]):
+    """The outputs of one call: `out.h` or `out["h"]`, and `out.state` to carry into the next call."""
+
+    def __init__(self, values: dict[str, torch.Tensor], state: State | None) -> None:
+        self._values = values
+        self.state = state
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._values[name]
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        values = self.__dict__.get("_values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(f"no output `{name}`; outputs are: {', '.join(values)}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._values.items())
+        return f"Outputs({shapes})"
+
+
+class _Layer(nn.Module):
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.weight = nn.ParameterList([nn.Parameter(torch.empty(node.size, w)) for w in node.source_sizes])
+        self.bias: nn.Parameter | None = nn.Parameter(torch.empty(node.size)) if node.bias else None
+        self.reset(node)
+
+    def reset(self, node: Node) -> None:
+        bound = 1 / math.sqrt(node.size)
+        init = {
+            "default": lambda w: nn.init.uniform_(w, -bound, bound),
+            "uniform": lambda w: nn.init.uniform_(w, -bound, bound),
+            "xavier": nn.init.xavier_uniform_,
+            "orthogonal": nn.init.orthogonal_,
+            "normal": lambda w: nn.init.normal_(w, 0.0, 0.02),
+            "zeros": nn.init.zeros_,
+        }[node.weight_init]
+        with torch.no_grad():
+            for w in self.weight:
+                init(w)
+            if self.bias is not None:
+                nn.init.uniform_(self.bias, -bound, bound) if node.weight_init in ("default", "uniform") \
+                    else nn.init.zeros_(self.bias)
+
+
+class CompiledNetwork(nn.Module):
+    """A network compiled to PyTorch. Call it with inputs (batch, time, size); see `forward`.
+
+    >>> import rnndsl, torch
+    >>> net = rnndsl.compile("network E { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }")
+    >>> net(torch.zeros(4, 5, 2)).h.shape
+    torch.Size([4, 5, 3])
+    """
+
+    def __init__(self, network: Network) -> None:
+        super().__init__()
+        self.network = network
+        self.layers = nn.ModuleDict({_key(n.name): _Layer(n) for n in network.nodes if n.op == "layer"})
+        self.learned_init = nn.ParameterDict({_key(n.name): nn.Parameter(torch.zeros(n.size))
+                                         for n in network.nodes if n.init.kind == "learned"})
+        self.init_projection = nn.ModuleDict({
+            _key(n.name): nn.Linear(n.init.size, n.size) for n in network.nodes
+            if n.init.kind == "expr" and n.init.size != n.size})
+        self.register_buffer("_like", torch.zeros(()), persistent=False)
+        self.signature = _signature(network)
+        self._code: dict[bool, Any] = {}
+
+    # ---- introspection -----------------------------------------------------------------------
+
+    @property
+    def graph(self) -> nx.MultiDiGraph:
+        """The folded graph; edges carry `delay`."""
+        return folded(self.network)
+
+    def code(self, lengths: bool = False) -> str:
+        """The Python source the compiler generated for this network's forward pass."""
+        return generate(self.network, lengths).source
+
+    def weight(self, layer: str, source: str | int) -> nn.Parameter:
+        """The weight (out, in) of one source of a layer, by its text as written (`"h[t-1]"`) or index."""
+        node = self._layer_node(layer)
+        if isinstance(source, int):
+            index = source
+        else:
+            texts = [_text(e) for e in node.sources]
+            wanted = "".join(source.split())
+            if wanted not in texts:
+                raise KeyError(f"layer `{layer}` has no source `{source}`; its sources are: {', '.join(texts)}")
+            index = texts.index(wanted)
+        return self._layer(layer).weight[index]
+
+    def bias(self, layer: str) -> nn.Parameter | None:
+        self._layer_node(layer)
+        return self._layer(layer).bias
+
+    def initial(self, name: str) -> nn.Parameter:
+        """The learned initial value of a node (`init NAME = learned`)."""
+        if _key(name) not in self.learned_init:
+            learned = [n.name for n in self.network.nodes if n.init.kind == "learned"]
+            raise KeyError(f"`{name}` has no learned initial value; these do: {', '.join(learned) or 'none'}")
+        return self.learned_init[_key(name)]
+
+    def _layer(self, name: str) -> _Layer:
+        layer = self.layers[_key(name)]
+        assert isinstance(layer, _Layer)
+        return layer
+
+    @property
+    def like(self) -> torch.Tensor:
+        """A scalar of the network's dtype and device."""
+        return self._buffers["_like"]  # type: ignore[return-value]
+
+    def _layer_node(self, layer: str) -> Node:
+        node = self.network.by_name.get(layer)
+        if node is None or node.op != "layer":
+            layers = [n.name for n in self.network.nodes if n.op == "layer"]
+            raise KeyError(f"no layer `{layer}`; layers are: {', '.join(layers)}")
+        return node
+
+    # ---- running -----------------------------------------------------------------------------
+
+    def forward(self, *args: torch.Tensor, lengths: torch.Tensor | None = None, state: Mapping[str, Any] | None = None,
+                steps: int | None = None, **inputs: torch.Tensor) -> Outputs:
+        """Run the network over whole sequences.
+
+        Sequence inputs are (batch, time, size), token inputs (batch, time) int64, static inputs
+        (batch, size). `lengths` (batch,) marks padded batches; `state` continues from an earlier
+        call's `out.state`; `steps` sets the length when the network has no sequence input.
+        """
+        from rnndsl.validate import validate
+
+        call = validate(self, args, inputs, lengths, state, steps)
+        boundary = self.boundary_values(call.inputs, call.batch)
+        history = self.histories(boundary, call.state, call.batch)
+        params = self.parameter_table()
+        fn = self._compiled(call.lengths is not None)
+        values, new_state = fn(params, call.inputs, boundary, history, call.batch, call.steps, call.lengths,
+                               self.training)
+        return Outputs(values, None if self.network.reads_future else State(new_state, self.signature))
+
+    def parameter_table(self) -> dict[str, torch.Tensor]:
+        table: dict[str, torch.Tensor] = {}
+        for node in self.network.nodes:
+            if node.op == "layer":
+                layer = self._layer(node.name)
+                for j, w in enumerate(layer.weight):
+                    table[weight_name(node.name, j)] = w
+                if layer.bias is not None:
+                    table[bias_name(node.name)] = layer.bias
+        return table
+
+    def boundary_values(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
+        """What each delayed node reads before the first step and past the last: its `init`."""
+        like = self.like
+        out: dict[str, torch.Tensor] = {"__like__": like}
+        for node in self.network.nodes:
+            if self.network.delays[node.name] != (0, 0):
+                out[node.name] = self.init_value(node, inputs, batch)
+        return out
+
+    def init_value(self, node: Node, inputs: Mapping[str, torch.Tensor], batch: int) -> torch.Tensor:
+        like = self.like
+        if node.is_tokens:
+            return torch.tensor(-1, device=like.device)
+        if node.init.kind == "learned":
+            return self.learned_init[_key(node.name)].expand(batch, -1)
+        if node.init.kind == "expr" and node.init.expr is not None:
+            value = evaluate(node.init.expr, lambda r: inputs[r.name], like).expand(batch, -1)
+            if node.init.size != node.size:
+                value = self.init_projection[_key(node.name)](value)
+            return value
+        return like.new_zeros(batch, node.size)
+
+    def histories(self, boundary: dict[str, torch.Tensor], state: Mapping[str, torch.Tensor] | None,
+                  batch: int) -> dict[str, torch.Tensor]:
+        """For each node read at `[t-k]`: the k values before the first step, from `state` or from init."""
+        out = {}
+        for node in self.network.nodes:
+            k, _ = self.network.delays[node.name]
+            if k == 0:
+                continue
+            if state is not None:
+                out[node.name] = state[node.name]
+            elif node.is_tokens:
+                out[node.name] = torch.full((batch, k), -1, dtype=torch.long, device=self.like.device)
+            else:
+                out[node.name] = boundary[node.name].unsqueeze(1).expand(-1, k, -1)
+        return out
+
+    def _compiled(self, with_lengths: bool) -> Any:
+        fn = self._code.get(with_lengths)
+        if fn is None:
+            generated = generate(self.network, with_lengths)
+            namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
+            exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
+            fn = self._code[with_lengths] = namespace["forward"]
+        return fn
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Generated functions cannot be pickled; they are rebuilt on first use.
+        state = self.__dict__.copy()
+        state["_code"] = {}
+        return state
+
+    def extra_repr(self) -> str:
+        ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" for n in self.network.inputs)
+        outs = ", ".join(o.name + (" last" if o.last else "") for o in self.network.outputs)
+        return f"network={self.network.name}, inputs=({ins}), outputs=({outs})"
+
+
+def _text(expr: s.Expr) -> str:
+    from rnndsl.check import _show
+
+    return "".join(_show(expr).split())
+
+
+def _signature(network: Network) -> str:
+    """Identifies a network's state layout: its name, and the nodes read with a delay with their sizes."""
+    parts = [network.name] + [f"{n.name}:{n.size}:{network.delays[n.name][0]}" for n in network.nodes]
+    return f"{network.name}/{hashlib.sha256('|'.join(parts).encode()).hexdigest()[:12]}"

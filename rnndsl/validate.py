@@ -1,0 +1,165 @@
+"""Validate: takes what a caller passed to a compiled network, gives checked tensors or a ValueError.
+
+Every message names the input, what was expected and what came; nothing is silently broadcast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from rnndsl.check import did_you_mean
+
+if TYPE_CHECKING:
+    from rnndsl.runtime import CompiledNetwork
+
+__all__ = ["Call", "validate"]
+
+
+@dataclass
+class Call:
+    inputs: dict[str, torch.Tensor]
+    batch: int
+    steps: int
+    lengths: torch.Tensor | None
+    state: Mapping[str, torch.Tensor] | None
+
+
+def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any], lengths: Any, state: Any,
+             steps: Any) -> Call:
+    """Check inputs, lengths and state against the network; raise ValueError naming what is wrong."""
+    inputs = _bind(net, args, kwargs)
+    like = net.like
+    batch, time = _shapes(net, inputs, like)
+    seq = [n for n in net.network.inputs if n.input_kind != "static"]
+    if seq:
+        if steps is not None and steps != time:
+            raise ValueError(f"steps={steps} but the sequence inputs have {time} steps; leave steps out")
+    else:
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"network `{net.network.name}` has no sequence input: give steps=N (N >= 1), "
+                             f"got steps={steps!r}")
+        time = steps
+    if batch is None:
+        raise ValueError(f"network `{net.network.name}` needs at least one input to know the batch size")
+    checked_lengths = _lengths(lengths, batch, time, like.device)
+    checked_state = _state(net, state, batch, like)
+    return Call(inputs, batch, time, checked_lengths, checked_state)
+
+
+def _bind(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    names = [n.name for n in net.network.inputs]
+    inputs = dict(kwargs)
+    if args:
+        seq = [n.name for n in net.network.inputs if n.input_kind != "static"]
+        if len(args) > 1 or len(seq) != 1:
+            raise ValueError(f"network `{net.network.name}` takes its inputs by name ({', '.join(names)}); "
+                             f"got {len(args)} positional argument(s)")
+        if seq[0] in inputs:
+            raise ValueError(f"input `{seq[0]}` given twice: positionally and by name")
+        inputs[seq[0]] = args[0]
+    for name in inputs:
+        if name not in names:
+            hint = did_you_mean(name, names)
+            raise ValueError(f"unknown input `{name}`; network `{net.network.name}` takes: {', '.join(names)}"
+                             + (f" ({hint})" if hint else ""))
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise ValueError(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)} "
+                         f"for network `{net.network.name}`")
+    for name, value in inputs.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"input `{name}`: expected a torch.Tensor, got {type(value).__name__}")
+    return inputs
+
+
+def _shapes(net: CompiledNetwork, inputs: dict[str, torch.Tensor], like: torch.Tensor) -> tuple[int | None, int]:
+    batch: tuple[str, int] | None = None
+    time: tuple[str, int] | None = None
+    for node in net.network.inputs:
+        x = inputs[node.name]
+        if node.input_kind == "tokens":
+            _expect(node.name, x, 2, "(batch, time) integer token ids", integer=True)
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= node.size):
+                raise ValueError(f"input `{node.name}`: token ids must lie in [0, {node.size}), got values from "
+                                 f"{int(x.min())} to {int(x.max())}")
+        elif node.input_kind == "seq":
+            _expect(node.name, x, 3, f"(batch, time, {node.size})", like=like)
+            _size(node.name, x, node.size, f"(batch, time, {node.size})")
+        else:
+            _expect(node.name, x, 2, f"(batch, {node.size}) (a static input)", like=like)
+            _size(node.name, x, node.size, f"(batch, {node.size})")
+        if x.device != like.device:
+            raise ValueError(f"input `{node.name}` is on {x.device} but the network is on {like.device}; "
+                             f"move it with .to({str(like.device)!r})")
+        if batch is not None and x.shape[0] != batch[1]:
+            raise ValueError(f"batch sizes differ: input `{batch[0]}` has {batch[1]} but `{node.name}` has "
+                             f"{x.shape[0]}")
+        batch = batch or (node.name, x.shape[0])
+        if node.input_kind != "static":
+            if time is not None and x.shape[1] != time[1]:
+                raise ValueError(f"sequence lengths differ: input `{time[0]}` has {time[1]} steps but "
+                                 f"`{node.name}` has {x.shape[1]}")
+            if x.shape[1] == 0:
+                raise ValueError(f"input `{node.name}` has 0 steps; a sequence needs at least one")
+            time = time or (node.name, x.shape[1])
+    return (batch[1] if batch else None), (time[1] if time else 0)
+
+
+def _expect(name: str, x: torch.Tensor, rank: int, shape: str, integer: bool = False,
+            like: torch.Tensor | None = None) -> None:
+    if x.dim() != rank:
+        raise ValueError(f"input `{name}`: expected {shape}, got a tensor of shape {tuple(x.shape)}")
+    if integer and (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool):
+        raise ValueError(f"input `{name}`: expected integer token ids (int64), got {x.dtype}")
+    if like is not None and x.dtype != like.dtype:
+        raise ValueError(f"input `{name}`: expected {like.dtype} (the network's dtype), got {x.dtype}; "
+                         f"convert it with .to({like.dtype})")
+
+
+def _size(name: str, x: torch.Tensor, size: int, shape: str) -> None:
+    if x.shape[-1] != size:
+        raise ValueError(f"input `{name}`: expected {shape}, got size {x.shape[-1]} in shape {tuple(x.shape)}")
+
+
+def _lengths(lengths: Any, batch: int, time: int, device: torch.device) -> torch.Tensor | None:
+    if lengths is None:
+        return None
+    if not isinstance(lengths, torch.Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.shape != (batch,):
+        raise ValueError(f"lengths: expected (batch,) = ({batch},) integers, got {lengths.dtype} of shape "
+                         f"{tuple(lengths.shape)}")
+    low, high = int(lengths.min()), int(lengths.max())
+    if low < 1 or high > time:
+        raise ValueError(f"lengths: every length must lie in [1, {time}] (the time axis), got values from {low} "
+                         f"to {high}")
+    return lengths.to(device=device, dtype=torch.long)
+
+
+def _state(net: CompiledNetwork, state: Any, batch: int, like: torch.Tensor) -> Mapping[str, torch.Tensor] | None:
+    if state is None:
+        return None
+    if net.network.reads_future:
+        raise ValueError(f"network `{net.network.name}` reads the future ([t+k]), so it cannot continue from a "
+                         "state: give it whole sequences")
+    signature = getattr(state, "signature", None)
+    if signature is not None and signature != net.signature:
+        raise ValueError(f"state comes from another network ({signature.split('/')[0]}), not "
+                         f"`{net.network.name}`")
+    if not isinstance(state, Mapping):
+        raise ValueError(f"state: expected the `.state` of an earlier call, got {type(state).__name__}")
+    wanted = {n.name: n for n in net.network.nodes if net.network.delays[n.name][0]}
+    if set(state) != set(wanted):
+        raise ValueError(f"state: expected values for {', '.join(sorted(wanted))}, got {', '.join(sorted(state))}")
+    for name, node in wanted.items():
+        k = net.network.delays[name][0]
+        shape = (batch, k) if node.is_tokens else (batch, k, node.size)
+        value = state[name]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"state `{name}`: expected shape {shape}, got {got}")
+    return state
