@@ -27,21 +27,25 @@ from rnndsl.schedule import Stage, schedule
 __all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
 
 _TAKEN = {"torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "lengths", "train", "valid", "values", "state",
-          "math", "range", "len"}
+          "math", "range", "len", "float"}
 
 
 def var(name: str) -> str:
-    """A node's Python name in generated code: dots become `__`; clashes get a trailing `_`."""
+    """A node's Python name in generated code: dots become `__`; clashes with names the code uses get `_`.
+
+    Node names never start with `_` nor hold `__` (the checker refuses them), so every other name the
+    generator makes has the form `_KIND_NODE` (`_r1_h`: h one step back) and cannot meet a node's.
+    """
     v = name.replace(".", "__")
     return v + "_" if keyword.iskeyword(v) or v in _TAKEN else v
 
 
 def weight_name(layer: str, j: int) -> str:
-    return f"W_{var(layer)}_{j}"
+    return f"_W{j}_{var(layer)}"
 
 
 def bias_name(layer: str) -> str:
-    return f"b_{var(layer)}"
+    return f"_b_{var(layer)}"
 
 
 @dataclass
@@ -56,7 +60,12 @@ class _Group:
 
     name: str
     members: list[Node]
-    internal: list[int]  # for each member, indices of its sources that read the loop (same for all)
+    internal: dict[str, list[int]]  # member -> indices of its sources that read the loop, in key order
+
+    @property
+    def width(self) -> int:
+        """How many loop-reading sources each member has (the same for all members)."""
+        return len(self.internal[self.members[0].name])
 
 
 def generate(network: Network, with_lengths: bool) -> Generated:
@@ -117,7 +126,7 @@ class _Emitter:
         d = ref.delay
         if d == 0:
             return v
-        shifted = f"{v}_{'tm' if d > 0 else 'tp'}{abs(d)}"
+        shifted = f"_{'tm' if d > 0 else 'tp'}{abs(d)}_{v}"
         if shifted not in self.defined:
             if d > 0:
                 self.emit(f"{shifted} = K.past({v}, H[{ref.name!r}], {d})")
@@ -194,13 +203,13 @@ class _Emitter:
         for n, k in rings.items():
             for i in range(1, k + 1):
                 init = f"H[{n!r}][:, -{i}]" if stage.direction > 0 else f"I[{n!r}]"
-                self.emit(f"{var(n)}_{i} = {init}")
+                self.emit(f"_r{i}_{var(n)} = {init}")
         for n in collect:
-            self.emit(f"{var(n)}_list = []")
+            self.emit(f"_seq_{var(n)} = []")
         for name in stage.nodes:
             node = self.net[name]
             if node.op == "layer" and node.dropout:
-                self.emit(f"D_{var(name)} = K.drop_mask(B, {node.size}, {node.dropout!r}, {self._like()}) "
+                self.emit(f"_D_{var(name)} = K.drop_mask(B, {node.size}, {node.dropout!r}, {self._like()}) "
                           f"if train else None")
         span = "range(T)" if stage.direction > 0 else "range(T - 1, -1, -1)"
         self.emit(f"for t in {span}:")
@@ -222,8 +231,8 @@ class _Emitter:
         self.indent -= 1
         for n in collect:
             if stage.direction < 0:
-                self.emit(f"{var(n)}_list.reverse()")
-            self.emit(f"{var(n)} = torch.stack({var(n)}_list, 1)")
+                self.emit(f"_seq_{var(n)}.reverse()")
+            self.emit(f"{var(n)} = torch.stack(_seq_{var(n)}, 1)")
             self.defined.add(var(n))
         self.ring_state = getattr(self, "ring_state", {})
         self.ring_state.update({n: k for n, k in rings.items() if n not in collect})
@@ -241,10 +250,11 @@ class _Emitter:
             delayed = all(isinstance(e, s.Ref) and e.delay != 0 for e in exprs)
             key: object = exprs if delayed and exprs else name
             if key not in groups:
-                groups[key] = _Group(f"g_{var(name)}", [], internal)
+                groups[key] = _Group(var(name), [], {})
                 if delayed:
                     early.add(groups[key].name)
             groups[key].members.append(node)
+            groups[key].internal[name] = internal
         for g in groups.values():
             g.members.sort(key=lambda n: n.activation)  # equal activations side by side: one call each
         return list(groups.values()), early
@@ -253,42 +263,39 @@ class _Emitter:
         """Before the loop: each member's projections of outside values, with its bias, for all steps."""
         pres = []
         for node in g.members:
-            outer = [j for j in range(len(node.sources)) if j not in g.internal]
+            outer = [j for j in range(len(node.sources)) if j not in g.internal[node.name]]
             terms = [self._projection(node, j, self.seq_ref, bias=i == 0) for i, j in enumerate(outer)]
             if not outer and node.bias:
                 terms = [self.param(bias_name(node.name))]
             pres.append(" + ".join(terms) if terms else f"{self._like()}.new_zeros({node.size})")
-        for j in range(len(g.internal)):
-            ws = [self.param(weight_name(n.name, g.internal[j])) for n in g.members]
+        for j in range(g.width):
+            ws = [self.param(weight_name(n.name, g.internal[n.name][j])) for n in g.members]
             joined = ws[0] if len(ws) == 1 else f"torch.cat([{', '.join(ws)}])"
-            self.emit(f"WT_{g.name}_{j} = {joined}.t()")
-        if all(not any(j not in g.internal for j in range(len(n.sources))) for n in g.members):
+            self.emit(f"_WT{j}_{g.name} = {joined}.t()")
+        if all(len(g.internal[n.name]) == len(n.sources) for n in g.members):
             joined = pres[0] if len(pres) == 1 else f"torch.cat([{', '.join(pres)}])"
-            self.emit(f"pre_{g.name} = {joined}")
+            self.emit(f"_pre_{g.name} = {joined}")
             self.hoisted_const = getattr(self, "hoisted_const", set()) | {g.name}
             return
         seqs = [p if "F.linear" in p or "K.embed" in p else f"{p}.expand(B, T, -1)" for p in pres]
         joined = seqs[0] if len(seqs) == 1 else f"torch.cat([{', '.join(seqs)}], -1)"
-        self.emit(f"pre_{g.name} = ({joined}).unbind(1)")
+        self.emit(f"_pre_{g.name} = ({joined}).unbind(1)")
 
     def _group_step(self, g: _Group, step_ref: object) -> None:
         const = g.name in getattr(self, "hoisted_const", set())
-        acc = f"pre_{g.name}" if const else f"pre_{g.name}[t]"
+        acc = f"_pre_{g.name}" if const else f"_pre_{g.name}[t]"
         node0 = g.members[0]
-        if not g.internal:
-            z = acc
-        else:
-            z = acc
-            for j, jj in enumerate(g.internal):
-                z = f"torch.addmm({z}, {self.expr(node0.sources[jj], step_ref)}, WT_{g.name}_{j})"
+        z = acc
+        for j, jj in enumerate(g.internal[node0.name]):
+            z = f"torch.addmm({z}, {self.expr(node0.sources[jj], step_ref)}, _WT{j}_{g.name})"
         if len(g.members) == 1:
             self.emit(f"{var(node0.name)} = {ACTIVATIONS[node0.activation].code.format(z)}")
         else:
-            self.emit(f"z = {z}")
+            self.emit(f"_acc = {z}")
             lo = 0
             for act, run in _runs(g.members):
                 width = sum(n.size for n in run)
-                part = f"z[:, {lo}:{lo + width}]"
+                part = f"_acc[:, {lo}:{lo + width}]"
                 names = [var(n.name) for n in run]
                 value = ACTIVATIONS[act].code.format(part)
                 if len(run) == 1:
@@ -298,16 +305,16 @@ class _Emitter:
                 lo += width
         for node in g.members:
             if node.dropout:
-                self.emit(f"if train: {var(node.name)} = {var(node.name)} * D_{var(node.name)}")
+                self.emit(f"if train: {var(node.name)} = {var(node.name)} * _D_{var(node.name)}")
 
     def _step_ref(self, ref: s.Ref, members: set[str], stage: Stage, steps: dict[str, str]) -> str:
         node, v = self.net[ref.name], var(ref.name)
         if node.static:
             return v
         if ref.name in members:
-            return v if ref.delay == 0 else f"{v}_{abs(ref.delay)}"
+            return v if ref.delay == 0 else f"_r{abs(ref.delay)}_{v}"
         seq = self.seq_ref(ref)
-        listed = f"{seq}_s"
+        listed = f"_s{seq}" if seq.startswith("_") else f"_s_{seq}"
         if listed not in steps:
             self.emit_before_loop(f"{listed} = {seq}.unbind(1)")
             steps[listed] = listed
@@ -338,20 +345,20 @@ class _Emitter:
 
     def _ring_update(self, stage: Stage, rings: dict[str, int], collect: list[str]) -> None:
         for n in collect:
-            self.emit(f"{var(n)}_list.append({var(n)})")
+            self.emit(f"_seq_{var(n)}.append({var(n)})")
         for n, k in rings.items():
             v = var(n)
             new = v
             if stage.direction < 0 and self.with_lengths:
-                self.emit(f"{v}_m = torch.where(valid_s[t], {v}, I_{v})")
-                self.emit_before_loop(f"I_{v} = I[{n!r}]")
-                new = f"{v}_m"
-            olds = [f"{v}_{i}" for i in range(k, 0, -1)]
-            news = [f"{v}_{i}" for i in range(k - 1, 0, -1)] + [new]
+                self.emit(f"_m_{v} = torch.where(_valid_s[t], {v}, _I_{v})")
+                self.emit_before_loop(f"_I_{v} = I[{n!r}]")
+                new = f"_m_{v}"
+            olds = [f"_r{i}_{v}" for i in range(k, 0, -1)]
+            news = [f"_r{i}_{v}" for i in range(k - 1, 0, -1)] + [new]
             self.emit(f"{', '.join(olds)} = {', '.join(news)}")
-        if stage.direction < 0 and self.with_lengths and rings and "valid_s" not in self.defined:
-            self.emit_before_loop("valid_s = valid.unbind(1)")
-            self.defined.add("valid_s")
+        if stage.direction < 0 and self.with_lengths and rings and "_valid_s" not in self.defined:
+            self.emit_before_loop("_valid_s = valid.unbind(1)")
+            self.defined.add("_valid_s")
 
     # ---- results -----------------------------------------------------------------------------
 
@@ -374,7 +381,7 @@ class _Emitter:
                     continue
                 v = var(node.name)
                 if node.name in ring_state:
-                    value = f"torch.stack([{', '.join(f'{v}_{i}' for i in range(k, 0, -1))}], 1)"
+                    value = f"torch.stack([{', '.join(f'_r{i}_{v}' for i in range(k, 0, -1))}], 1)"
                 else:
                     lengths = "lengths" if self.with_lengths else "None"
                     value = f"K.last_k(torch.cat([H[{node.name!r}], {v}], 1), {lengths}, {k})"
