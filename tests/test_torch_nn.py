@@ -156,12 +156,9 @@ def dtype(request: pytest.FixtureRequest) -> torch.dtype:
     return request.param  # type: ignore[no-any-return]
 
 
-# "gru" writes r and z as `<- x, h[t-1]` and nh as `<- h[t-1]`: the loop's source sits at index 1 in r
-# and index 0 in nh, which codegen fuses as if the indices were the same. "gru_hx" writes `<- h[t-1], x`.
-GRU_FUSION_BUG = pytest.mark.xfail(
-    reason="BUG: codegen fuses layers that read the same delayed source at different source positions "
-           "(IndexError / wrong code for examples/gru.rnn)", strict=True)
-KINDS = ["rnn", "lstm", pytest.param("gru", marks=GRU_FUSION_BUG), "gru_hx"]
+# "gru" writes r and z as `<- x, h[t-1]` and nh as `<- h[t-1]`: the loop's source sits at different
+# positions in layers whose recurrent matmuls codegen fuses. "gru_hx" writes `<- h[t-1], x`.
+KINDS = ["rnn", "lstm", "gru", "gru_hx"]
 
 
 @pytest.mark.parametrize("with_state", [False, True], ids=["zeros", "h0"])
