@@ -9,6 +9,7 @@ for `init` on a node nobody reads with a delay.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -97,6 +98,7 @@ class _Checker:
         self.inits: dict[str, s.Init] = {}
         self.outputs: list[s.Output] = []
         self.exports: dict[str, Exports] = {}
+        self.bad_names: set[str] = set()  # dotted or reserved, reported once where defined
         self.errors_before = len(report.errors)
 
     def run(self) -> Network | None:
@@ -124,12 +126,18 @@ class _Checker:
             name = getattr(st, "name", "")
             if isinstance(st, (s.Output, s.Init)):
                 continue
+            if "." in name or name in RESERVED:
+                self.bad_names.add(name)
             if "." in name:
                 self.report.error(f"`{name}`: a defined name cannot contain '.'", st.span,
                                   "dots only read a block's outputs, as in `enc.h`")
             elif name in RESERVED:
                 self.report.error(f"`{name}` is a reserved word and cannot name a node", st.span,
                                   f"call it `{name}_` or something else")
+            elif name.startswith("_") or "__" in name:
+                # generated code names its own temporaries `_KIND_NODE` and block members `b__h`
+                self.report.error(f"`{name}`: names may not start with '_' or contain '__'", st.span,
+                                  f"call it `{name.strip('_').replace('__', '_') or 'n'}`")
 
     def _collect(self, stmts: list[s.Stmt | Alias | Exports]) -> None:
         for st in stmts:
@@ -190,7 +198,13 @@ class _Checker:
                 self._check_ref(ref, id(ref) in own)
             self._check_calls(expr)
 
+    def _in_failed_block(self, name: str) -> bool:
+        """`b.h` where `use b = ...` failed (already reported)."""
+        return any(e.failed and name.startswith(e.instance + ".") for e in self.exports.values())
+
     def _check_ref(self, ref: s.Ref, own: bool) -> None:
+        if ref.name not in self.defs and self._in_failed_block(ref.name):
+            return
         if ref.name not in self.defs:
             known = [n for n in self.defs if self._visible(n)]
             self.report.error(f"unknown name `{ref.name}`", ref.span,
@@ -207,7 +221,8 @@ class _Checker:
     def _check_delay(self, ref: s.Ref) -> None:
         k = ref.offset
         if ref.explicit and k == 0:
-            self.report.error(f"`{ref}` has a delay of 0", ref.span,
+            written = f"{ref.name}[t{'-' if math.copysign(1, k) < 0 else '+'}0]"  # `x[t-0]` parses as -0.0
+            self.report.error(f"`{written}` has a delay of 0", ref.span,
                               f"write `{ref.name}` for the same step, or `{ref.name}[t-1]` for the previous one")
         elif k != int(k):
             self.report.error(f"`{ref}`: a delay must be a whole number of steps", ref.span,
@@ -248,14 +263,32 @@ class _Checker:
                         self.defs[name].size, changed = size, True
             if not changed:
                 break
+        broken = self._broken(pending)
         for name in pending:
             d = self.defs[name]
-            if d.size is None and not self._has_unknown_refs(d.stmt):
+            if d.size is None and name not in broken and not self._is_number(d.stmt):
                 self.report.error(f"cannot tell the size of `{name}`", d.stmt.span,
                                   f"give it one: `{name}: SIZE = ...`")
 
-    def _has_unknown_refs(self, st: s.Input | s.Layer | s.Assign | Alias) -> bool:
-        return isinstance(st, s.Assign) and any(r.name not in self.defs for r in s.refs(st.expr))
+    def _is_number(self, st: s.Input | s.Layer | s.Assign | Alias) -> bool:
+        """`c = 1`: reported once, as a plain number, by `_check_sizes`."""
+        return isinstance(st, s.Assign) and self._size(st.expr, quiet=True) == SCALAR
+
+    def _broken(self, pending: list[str]) -> set[str]:
+        """Unsized nodes reading an unknown name or function (reported), directly or through each other:
+        their size cannot be known, and saying so again is noise."""
+        broken: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for name in pending:
+                st = self.defs[name].stmt
+                if name not in broken and isinstance(st, s.Assign) and (
+                        _has_unknown_call(st.expr)
+                        or any(r.name not in self.defs or r.name in broken for r in s.refs(st.expr))):
+                    broken.add(name)
+                    changed = True
+        return broken
 
     def _size(self, expr: s.Expr, quiet: bool = False) -> int | None:
         """The size of an expression: SCALAR for numbers, None where unknown (or already reported)."""
@@ -337,11 +370,12 @@ class _Checker:
                               did_you_mean(key, LAYER_OPTIONS) or f"options: {', '.join(LAYER_OPTIONS)}")
             return
         allowed = LAYER_OPTIONS[key]
+        shown = f"{value:g}" if isinstance(value, float) else value
         if allowed is None:
             if not isinstance(value, float) or not 0 <= value < 1:
-                self.report.error(f"`{key}` must be a number in [0, 1), not {value}", span)
+                self.report.error(f"`{key}` must be a number in [0, 1), not {shown}", span)
         elif str(value) not in allowed:
-            self.report.error(f"`{key}={value}` is not an option", span, f"use one of: {', '.join(allowed)}")
+            self.report.error(f"`{key}={shown}` is not an option", span, f"use one of: {', '.join(allowed)}")
 
     def _is_tokens(self, name: str) -> bool:
         d = self.defs.get(name)
@@ -354,7 +388,8 @@ class _Checker:
                 size = self._size(st.expr)
                 if size == SCALAR:
                     self.report.error(f"`{name}` is a plain number, not a vector", st.span,
-                                      f"give it a size: `{name}: SIZE = ...`")
+                                      "a node must read another node; write the number where it is used, as in "
+                                      "`x + 1`: numbers broadcast")
                 elif st.size is not None and size is not None and d.size is not None and size != d.size:
                     self.report.error(f"`{name}` is declared with size {d.size} but its expression has size {size}",
                                       st.expr.span)
@@ -377,7 +412,8 @@ class _Checker:
     def _check_inits(self) -> None:
         for name, st in self.inits.items():
             if name not in self.defs:
-                self.report.error(f"`init {name}`: no node `{name}`", st.span, did_you_mean(name, self.defs))
+                if not self._in_failed_block(name):
+                    self.report.error(f"`init {name}`: no node `{name}`", st.span, did_you_mean(name, self.defs))
                 continue
             if self._is_tokens(name) and st.policy != "zeros":
                 self.report.error(f"token input `{name}` can only start from zeros", st.span)
@@ -387,7 +423,8 @@ class _Checker:
                 d = self.defs.get(ref.name)
                 if d is None:
                     self.report.error(f"unknown name `{ref.name}` in `init {name}`", ref.span,
-                                      did_you_mean(ref.name, self.defs))
+                                      did_you_mean(ref.name, ["zeros", "learned", *self.defs])
+                                      or "write zeros, learned, or an expression of static inputs")
                 elif not (isinstance(d.stmt, s.Input) and d.stmt.kind == "static") or ref.explicit:
                     self.report.error(f"`init {name}` may only read static inputs and numbers, not `{ref}`", ref.span,
                                       "declare a vector input as `input NAME: SIZE static`")
@@ -396,7 +433,9 @@ class _Checker:
     def _check_outputs(self) -> None:
         seen: set[str] = set()
         for out in self.outputs:
-            if out.name not in self.defs or not self._visible(out.name):
+            if self._in_failed_block(out.name) or out.name in self.bad_names:
+                pass  # reported where the block or the name is
+            elif out.name not in self.defs or not self._visible(out.name):
                 known = [n for n in self.defs if self._visible(n)]
                 self.report.error(f"output `{out.name}` is not defined", out.span,
                                   did_you_mean(out.name, known) or "output one of the network's nodes")
@@ -441,6 +480,8 @@ class _Checker:
         if st is None:
             return InitPolicy()
         size = self._size(st.expr, quiet=True) if st.expr is not None else 0
+        if st.expr is not None and size == SCALAR:
+            size = self.defs[name].size or 0  # a plain number broadcasts: no projection to learn
         return InitPolicy(st.policy, st.expr, size or 0, st.span)
 
     def _static_names(self) -> set[str]:
@@ -467,7 +508,8 @@ class _Checker:
         g.add_nodes_from(order)
         refs: dict[str, list[s.Ref]] = {}
         for name, d in self.defs.items():
-            refs[name] = [r for e in _node_exprs(d.stmt) for r in s.refs(e) if r.name in self.defs]
+            refs[name] = [r for e in _node_exprs(d.stmt) for r in s.refs(e)
+                          if r.name in self.defs and not (r.explicit and r.offset == 0)]  # `h[t-0]`: reported
             for ref in refs[name]:
                 g.add_edge(ref.name, name, delay=ref.delay)
                 if ref.explicit and ref.name in static:
@@ -504,6 +546,9 @@ class _Checker:
         needed = set()
         for out in network.outputs:
             needed |= nx.ancestors(g, out.name) | {out.name}
+        for node in network.nodes:  # an init expression reads static inputs, which the folded graph omits
+            if node.name in needed and node.init.expr is not None:
+                needed |= {r.name for r in s.refs(node.init.expr)}
         for node in network.nodes:
             if node.name not in needed and "." not in node.name:
                 what = "input" if node.op == "input" else "node"
@@ -543,6 +588,12 @@ def _stmt_refs(st: s.Stmt) -> list[s.Ref]:
     if isinstance(st, s.Use):
         return [r for _, e, _ in st.args for r in s.refs(e)]
     return []
+
+
+def _has_unknown_call(expr: s.Expr) -> bool:
+    if isinstance(expr, s.Call) and expr.fn not in OPS and expr.fn not in TOKEN_FUNCTIONS:
+        return True
+    return any(_has_unknown_call(c) for c in _children(expr))
 
 
 def _children(expr: s.Expr) -> list[s.Expr]:

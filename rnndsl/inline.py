@@ -27,26 +27,43 @@ def inline(program: s.Program, net: s.NetworkDecl, report: Reporter) -> list[s.S
 def _expand(net: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporter,
             stack: tuple[str, ...]) -> list[s.Stmt | Alias | Exports]:
     out: list[s.Stmt | Alias | Exports] = []
+    instances: dict[str, Span] = {}
     for stmt in net.body:
         if not isinstance(stmt, s.Use):
             out.append(stmt)
             continue
-        block = decls.get(stmt.network)
-        if block is None:
-            from rnndsl.check import did_you_mean
-
-            report.error(f"unknown network `{stmt.network}` in `use {stmt.name}`", stmt.network_span,
-                         did_you_mean(stmt.network, decls) or f"networks in this file: {', '.join(decls)}")
-        elif stmt.network in stack:
-            chain = " -> ".join((*stack, stmt.network))
-            report.error(f"network `{stmt.network}` uses itself ({chain})", stmt.network_span,
-                         "a block cannot contain itself; feed its output back with a delay instead")
-        elif len(stack) >= MAX_NESTING:
-            report.error(f"blocks nested more than {MAX_NESTING} deep", stmt.span)
+        if stmt.name in instances:
+            report.error(f"`use {stmt.name}` is given twice (first at {instances[stmt.name]})", stmt.span,
+                         "give each use its own name, as in `use l1 = ...` and `use l2 = ...`")
+            continue
+        instances[stmt.name] = stmt.span
+        block = _block(stmt, decls, report, stack)
+        if block is None:  # reported; mark the use as failed, so that reading `b.h` is not reported again
+            out.append(_Exports(stmt.name, stmt.network, frozenset(), stmt.span, failed=True))
         else:
             inner = _expand(block, decls, report, (*stack, block.name))
             out.extend(_instantiate(stmt, inner, report))
     return out
+
+
+def _block(use: s.Use, decls: dict[str, s.NetworkDecl], report: Reporter, stack: tuple[str, ...]
+           ) -> s.NetworkDecl | None:
+    """The network a `use` names, or None (reported) when it is unknown, recursive or nested too deep."""
+    block = decls.get(use.network)
+    if block is None:
+        from rnndsl.check import did_you_mean
+
+        report.error(f"unknown network `{use.network}` in `use {use.name}`", use.network_span,
+                     did_you_mean(use.network, decls) or f"networks in this file: {', '.join(decls)}")
+    elif use.network in stack:
+        chain = " -> ".join((*stack, use.network))
+        report.error(f"network `{use.network}` uses itself ({chain})", use.network_span,
+                     "a block cannot contain itself; feed its output back with a delay instead")
+    elif len(stack) >= MAX_NESTING:
+        report.error(f"blocks nested more than {MAX_NESTING} deep", use.span)
+    else:
+        return block
+    return None
 
 
 def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Reporter
@@ -67,21 +84,26 @@ def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Repor
                          f"add `{name} = ...` to the argument list")
     aliases: dict[str, s.Expr] = {prefix + n: e for n, (e, _) in args.items() if isinstance(e, s.Ref)}
     local = {st.name for st in body if isinstance(st, (s.Input, s.Layer, s.Assign, _Alias))}
-    rename = _renamer(prefix, local, aliases)
+    failed = tuple(st.instance + "." for st in body if isinstance(st, _Exports) and st.failed)
+    rename = _renamer(prefix, local, aliases, failed)
+    exported = {st.name for st in body if isinstance(st, s.Output)}
     out: list[s.Stmt | Alias | Exports] = []
     for st in body:
         if isinstance(st, s.Input):
             arg = args.get(st.name)
-            if arg is not None and not isinstance(arg[0], s.Ref):
+            # An input the block also outputs is read from outside as `b.x`: it needs a node of its own.
+            copied = st.name in exported and st.kind != "tokens"
+            if arg is not None and (copied or not isinstance(arg[0], s.Ref)):
                 if st.kind == "tokens":
                     report.error(f"token input `{st.name}` of `{use.network}` needs a token input, not an expression",
                                  arg[1], "pass the name of a `tokens(N)` input")
                 out.append(s.Assign(prefix + st.name, arg[0], st.size, arg[1]))
             elif arg is not None and isinstance(arg[0], s.Ref):
                 out.append(_Alias(prefix + st.name, arg[0], st.kind, st.size, arg[1]))
+            else:  # not given (reported above): keep it defined, so the block's reads of it are not reported too
+                out.append(dataclasses.replace(st, name=prefix + st.name))
         elif not isinstance(st, s.Output):
             out.append(_rename_stmt(st, prefix, rename))
-    exported = {st.name for st in body if isinstance(st, s.Output)}
     out.append(_Exports(use.name, use.network, frozenset(prefix + n for n in exported), use.span))
     return out
 
@@ -105,21 +127,23 @@ class _Exports:
     network: str
     names: frozenset[str]
     span: Span
+    failed: bool = False  # the use could not be expanded (unknown or recursive network)
 
 
 Alias = _Alias
 Exports = _Exports
 
 
-def _renamer(prefix: str, local: set[str], aliases: dict[str, s.Expr]) -> Callable[[s.Ref], s.Expr]:
+def _renamer(prefix: str, local: set[str], aliases: dict[str, s.Expr], failed: tuple[str, ...] = ()
+             ) -> Callable[[s.Ref], s.Expr]:
     def rename(ref: s.Ref) -> s.Expr:
-        if ref.name not in local:
+        if ref.name not in local and not any(ref.name.startswith(f) for f in failed):
             return ref  # a name the block does not define: reported as unknown by the checker
         new = prefix + ref.name
         target = aliases.get(new)
         if isinstance(target, s.Ref):
-            return s.Ref(target.name, target.offset + ref.offset, ref.span,
-                         explicit=target.explicit or ref.explicit)
+            offset = target.offset + ref.offset  # `x[t-1]` with x bound to `y[t+1]` reads `y`, a same-step read
+            return s.Ref(target.name, offset, ref.span, explicit=(target.explicit or ref.explicit) and offset != 0)
         return dataclasses.replace(ref, name=new)
 
     return rename
@@ -152,5 +176,5 @@ def _rename_stmt(st: s.Stmt | Alias | Exports, prefix: str, rename: Callable[[s.
         target = rename(st.target)
         return dataclasses.replace(st, name=prefix + st.name, target=target if isinstance(target, s.Ref) else st.target)
     if isinstance(st, _Exports):
-        return dataclasses.replace(st, names=frozenset(prefix + n for n in st.names))
+        return dataclasses.replace(st, instance=prefix + st.instance, names=frozenset(prefix + n for n in st.names))
     return st

@@ -8,6 +8,7 @@ and common mistakes are recognised from a table of example inputs.
 from __future__ import annotations
 
 import functools
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from rnndsl import syntax as s
 from rnndsl.errors import Diagnostic, Source, Span, SpecError
 
-__all__ = ["parse", "grammar_text", "MAX_SPEC_BYTES"]
+__all__ = ["parse", "grammar_text", "MAX_SPEC_BYTES", "MAX_EXPR_DEPTH"]
 
 MAX_SPEC_BYTES = 1_000_000
+MAX_EXPR_DEPTH = 100  # later passes recurse over expressions; this keeps them far from Python's limit
 
 
 def grammar_text() -> str:
@@ -45,6 +47,21 @@ def _tok_span(tok: Token) -> Span:
     return Span(tok.line or 1, tok.column or 1, tok.end_line or 0, tok.end_column or 0)
 
 
+class _NumberTooLargeError(Exception):
+    """A number literal too large for a float (`1e400`): reported at its token."""
+
+    def __init__(self, token: Token) -> None:
+        super().__init__(str(token))
+        self.token = token
+
+
+def _number(token: Token) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise _NumberTooLargeError(token)
+    return value
+
+
 @v_args(meta=True)
 class _ToSyntax(Transformer):
     """Shapes Lark's tree into `syntax` nodes; the grammar does the rest."""
@@ -59,18 +76,18 @@ class _ToSyntax(Transformer):
 
     def input_vector(self, meta: Any, items: list[Any]) -> s.Input:
         name, size, static = items
-        return s.Input(str(name), "static" if static else "seq", float(size), _span(meta))
+        return s.Input(str(name), "static" if static else "seq", _number(size), _span(meta))
 
     def input_tokens(self, meta: Any, items: list[Any]) -> s.Input:
         name, size = items
-        return s.Input(str(name), "tokens", float(size), _span(meta))
+        return s.Input(str(name), "tokens", _number(size), _span(meta))
 
     def layer_stmt(self, meta: Any, items: list[Any]) -> s.Layer:
         name, size, act, *rest = items
         options = tuple(o for o in rest if isinstance(o, tuple))
         sources = tuple(e for e in rest if not isinstance(e, tuple))
         act_name, act_span = ("identity", _span(meta)) if act is None else act
-        return s.Layer(str(name), float(size), act_name, sources, options, _span(meta), act_span)
+        return s.Layer(str(name), _number(size), act_name, sources, options, _span(meta), act_span)
 
     def activation(self, meta: Any, items: list[Token]) -> tuple[str, Span]:
         return str(items[0]), _tok_span(items[0])
@@ -78,15 +95,15 @@ class _ToSyntax(Transformer):
     def option(self, meta: Any, items: list[Any]) -> tuple[str, str | float, Span]:
         key, value = items
         if isinstance(value, Token):
-            value = float(value) if value.type == "NUMBER" else str(value)
+            value = _number(value) if value.type == "NUMBER" else str(value)
         return str(key), value, _span(meta)
 
     def negative(self, meta: Any, items: list[Token]) -> float:
-        return -float(items[0])
+        return -_number(items[0])
 
     def assign_stmt(self, meta: Any, items: list[Any]) -> s.Assign:
         name, size, expr = items
-        return s.Assign(str(name), expr, None if size is None else float(size), _span(meta))
+        return s.Assign(str(name), expr, None if size is None else _number(size), _span(meta))
 
     def init_stmt(self, meta: Any, items: list[Any]) -> s.Init:
         name, expr = items
@@ -107,14 +124,14 @@ class _ToSyntax(Transformer):
         return str(items[0]), items[1], _span(meta)
 
     def num(self, meta: Any, items: list[Token]) -> s.Num:
-        return s.Num(float(items[0]), _span(meta))
+        return s.Num(_number(items[0]), _span(meta))
 
     def ref(self, meta: Any, items: list[Token]) -> s.Ref:
         return s.Ref(str(items[0]), 0, _span(meta))
 
     def delayed_ref(self, meta: Any, items: list[Token]) -> s.Ref:
         name, sign, k = items
-        offset = float(k) if str(sign) == "+" else -float(k)
+        offset = _number(k) if str(sign) == "+" else -_number(k)
         return s.Ref(str(name), offset, _span(meta), explicit=True)
 
     def call(self, meta: Any, items: list[Any]) -> s.Call:
@@ -137,7 +154,9 @@ class _ToSyntax(Transformer):
         return s.Neg(items[0], _span(meta))
 
 
-# Common mistakes, recognised by where the parser stops (Lark's match_examples).
+# Common mistakes, recognised by where the parser stops: the LALR state and the token it met there.
+# (Lark's match_examples also compares the stack depth, so it only recognised a mistake in the first
+# statement of the first network; `_classify` compares the state alone.)
 _EXAMPLES: dict[str, list[str]] = {
     "a layer lists its sources after '<-': `layer h: 64 tanh <- x, h[t-1]`": [
         "network N { layer h: 4 tanh x }",
@@ -165,6 +184,12 @@ _EXAMPLES: dict[str, list[str]] = {
         "network N { h = x[t-1 }",
         "network N { h = x[i-1] }",
     ],
+    "an expression is missing: `h = x`, `layer h: 8 <- x, y`": [
+        "network N { h = }",
+        "network N { layer h: 4 <- }",
+        "network N { layer h: 4 <- x, }",
+        "network N { init h = }",
+    ],
     "an operator is missing its right-hand side": [
         "network N { h = x + }",
         "network N { h = x * }",
@@ -174,6 +199,15 @@ _EXAMPLES: dict[str, list[str]] = {
         "network N { 3 }",
         "network N { = x }",
         "network N { x + y }",
+        "network N { input x: 4 3 }",
+        "network N { input s: 4 static 3 }",
+        "network N { input w: tokens(4) 3 }",
+        "network N { layer h: 4 <- x 3 }",
+        "network N { h = x 3 }",
+        "network N { output x 3 }",
+        "network N { output x last 3 }",
+        "network N { use b = B() 3 }",
+        "network N { ; 3 }",
     ],
     "a network is written `network NAME { ... }`": [
         "network { }",
@@ -181,9 +215,18 @@ _EXAMPLES: dict[str, list[str]] = {
         "layer h: 4 <- x",
         "network N",
     ],
-    "missing '}' to close the network": [
-        "network N { input x: 4",
-        "network N { input x: 4 network M { }",
+}
+_MISSING_BRACE = "missing '}' to close the network"
+
+# Matched only with the same token: in these states another token means another mistake.
+_EXACT_EXAMPLES: dict[str, list[str]] = {
+    "an expression runs on into the next statement: does the line before end with an operator or ','?": [
+        "network N { a = b *\n c = d }",
+        "network N { a = b +\n c = d }",
+        "network N { a = (b)\n - c = d }",
+        "network N { layer h: 4 <- x,\n c = d }",
+        "network N { a = f(b) *\n c = d }",
+        "network N { a = b *\n c[t-1] = d }",
     ],
 }
 
@@ -191,20 +234,55 @@ _EXAMPLES: dict[str, list[str]] = {
 def _syntax_error(err: UnexpectedInput, source: Source) -> Diagnostic:
     line = getattr(err, "line", None) or 1
     column = getattr(err, "column", None) or 1
-    if isinstance(err, UnexpectedEOF) or line < 1:
+    end = err.token if isinstance(err, UnexpectedToken) and err.token.type == "$END" else None
+    if end is not None and end.end_line and end.end_column:
+        line, column = end.end_line, end.end_column  # just after the last token (Lark gives its start)
+    elif isinstance(err, UnexpectedEOF) or line < 1 or end is not None:
         lines = source.text.splitlines() or [""]
         line, column = len(lines), len(lines[-1]) + 1
     found = _describe(err)
-    label = None
-    try:
-        label = err.match_examples(_parser().parse, _EXAMPLES, use_accepts=True)
-    except Exception:  # match_examples re-parses; any trouble there only loses the hint
-        label = None
+    label = _classify(err)
     message = f"unexpected {found}" if label is None else f"unexpected {found}: {label.split(':')[0]}"
     hint = "" if label is None else label
     if label is None and isinstance(err, UnexpectedToken) and err.expected:
         hint = "expected " + _expected(err.expected)
+    elif isinstance(err, UnexpectedCharacters):
+        hint = "names are letters, digits and '_'; operators are + - * /; '#' starts a comment"
     return Diagnostic(message, Span(line, column), source, "error", hint)
+
+
+@functools.cache
+def _example_table() -> dict[tuple[Any, str], str]:
+    """(LALR state, token type) where each example mistake stops -> its label; token type "" for any."""
+    table: dict[tuple[Any, str], str] = {}
+    for label, texts in _EXACT_EXAMPLES.items():
+        for text in texts:
+            try:
+                _parser().parse(text)
+            except UnexpectedToken as ex:
+                table.setdefault((ex.state.position, ex.token.type), label)
+    for label, texts in _EXAMPLES.items():
+        for text in texts:
+            try:
+                _parser().parse(text)
+            except UnexpectedToken as ex:
+                table.setdefault((ex.state.position, ex.token.type), label)
+                table.setdefault((ex.state.position, ""), label)
+    return table
+
+
+def _classify(err: UnexpectedInput) -> str | None:
+    """The label of the example mistake that stops where `err` does; None for a stray character."""
+    if not isinstance(err, UnexpectedToken) or err.state is None:
+        return None
+    if err.token.type == "$END" and "RBRACE" in err.accepts:
+        return _MISSING_BRACE
+    before = err.state.value_stack[-1] if err.state.value_stack else None
+    if isinstance(before, Token) and str(before) == "network" and before.type == "NAME":
+        return _MISSING_BRACE  # `network` read as a statement: the previous network was not closed
+    table = _example_table()
+    position = err.state.position
+    return table.get((position, err.token.type)) or table.get((position, ""))
 
 
 def _describe(err: UnexpectedInput) -> str:
@@ -244,11 +322,59 @@ def parse(text: str, name: str = "<string>") -> s.Program:
         raise SpecError([d])
     try:
         tree = _parser().parse(text)
-        return _ToSyntax().transform(tree)
+        program = _ToSyntax().transform(tree)
     except UnexpectedInput as err:
         raise SpecError([_syntax_error(err, source)]) from None
-    except lark.exceptions.VisitError as err:  # a number too large for float and the like
+    except lark.exceptions.VisitError as err:
+        if isinstance(err.orig_exc, _NumberTooLargeError):
+            tok = err.orig_exc.token
+            raise SpecError([Diagnostic(f"number `{tok}` is too large", _tok_span(tok), source,
+                                        hint="sizes, delays and constants must be finite numbers")]) from None
         raise SpecError([Diagnostic(f"cannot read this: {err.orig_exc}", Span(1, 1), source)]) from None
     except RecursionError:
         raise SpecError([Diagnostic("expression is nested too deeply", Span(1, 1), source,
                                     hint="split it into named nodes")]) from None
+    deep = [Diagnostic(f"expression is nested {depth} deep, above the limit of {MAX_EXPR_DEPTH}", expr.span, source,
+                       hint="split it into named nodes") for expr, depth in _deep_exprs(program)]
+    if deep:
+        raise SpecError(deep)
+    return program
+
+
+def _deep_exprs(program: s.Program) -> list[tuple[s.Expr, int]]:
+    """Expressions nested deeper than MAX_EXPR_DEPTH (`x + x + ... + x` nests once per `+`)."""
+    out = []
+    for net in program.networks:
+        for st in net.body:
+            for expr in _stmt_exprs(st):
+                depth = _depth(expr)
+                if depth > MAX_EXPR_DEPTH:
+                    out.append((expr, depth))
+    return out
+
+
+def _stmt_exprs(st: s.Stmt) -> list[s.Expr]:
+    if isinstance(st, s.Layer):
+        return list(st.sources)
+    if isinstance(st, s.Assign):
+        return [st.expr]
+    if isinstance(st, s.Init):
+        return [] if st.expr is None else [st.expr]
+    if isinstance(st, s.Use):
+        return [e for _, e, _ in st.args]
+    return []
+
+
+def _depth(expr: s.Expr) -> int:
+    """Nesting depth, without recursion."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        e, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(e, s.Call):
+            stack.extend((a, d + 1) for a in e.args)
+        elif isinstance(e, s.BinOp):
+            stack.extend([(e.left, d + 1), (e.right, d + 1)])
+        elif isinstance(e, s.Neg):
+            stack.append((e.operand, d + 1))
+    return deepest

@@ -1,0 +1,254 @@
+"""The parser: golden syntax-tree dumps of every example, and targeted tests of each construct.
+
+The dump of examples/NAME.rnn is tests/golden/parse/NAME.txt: one line per statement with its span,
+expressions as prefix S-expressions, so a change in precedence or in positions shows in the diff.
+Regenerate after an intended change with `RNNDSL_UPDATE_GOLDEN=1 pytest tests/test_parse.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rnndsl import syntax as s
+from rnndsl.errors import Span, SpecError
+from rnndsl.parse import parse
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.rnn"))
+GOLDEN = ROOT / "tests" / "golden" / "parse"
+UPDATE = os.environ.get("RNNDSL_UPDATE_GOLDEN") == "1"
+
+
+# ---- the dump --------------------------------------------------------------------------------
+
+
+def sexpr(e: s.Expr) -> str:
+    """Prefix form: `(+ (* f c[t-1]) (* i g))`; numbers as written by %g."""
+    if isinstance(e, s.Num):
+        return f"{e.value:g}"
+    if isinstance(e, s.Ref):
+        return str(e)
+    if isinstance(e, s.Neg):
+        return f"(neg {sexpr(e.operand)})"
+    if isinstance(e, s.BinOp):
+        return f"({e.op} {sexpr(e.left)} {sexpr(e.right)})"
+    return f"({e.fn}{''.join(' ' + sexpr(a) for a in e.args)})"
+
+
+def _at(span: Span) -> str:
+    return f"@{span.line}:{span.column}-{span.end_line}:{span.end_column}"
+
+
+def dump_stmt(st: s.Stmt) -> str:
+    if isinstance(st, s.Input):
+        return f"input {st.name} {st.kind} {st.size:g}"
+    if isinstance(st, s.Layer):
+        opts = "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v, _ in st.options)
+        return f"layer {st.name} {st.size:g} {st.activation}{opts} <- {' ; '.join(sexpr(e) for e in st.sources)}"
+    if isinstance(st, s.Assign):
+        size = "" if st.size is None else f" :{st.size:g}"
+        return f"assign {st.name}{size} = {sexpr(st.expr)}"
+    if isinstance(st, s.Init):
+        return f"init {st.name} {st.policy}" + ("" if st.expr is None else f" {sexpr(st.expr)}")
+    if isinstance(st, s.Output):
+        return f"output {st.name}" + (" last" if st.last else "")
+    args = ", ".join(f"{k} = {sexpr(e)}" for k, e, _ in st.args)
+    return f"use {st.name} = {st.network}({args})"
+
+
+def dump(program: s.Program) -> str:
+    lines = []
+    for net in program.networks:
+        lines.append(f"network {net.name} {_at(net.span)}")
+        lines += [f"  {dump_stmt(st)}  {_at(st.span)}" for st in net.body]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_parse_golden(path: Path) -> None:
+    actual = dump(parse(path.read_text(encoding="utf-8"), path.name))
+    golden = GOLDEN / f"{path.stem}.txt"
+    if UPDATE:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(actual, encoding="utf-8")
+    assert golden.exists(), f"no golden file {golden}; run with RNNDSL_UPDATE_GOLDEN=1 to create it"
+    assert actual == golden.read_text(encoding="utf-8")
+
+
+def test_every_golden_has_an_example() -> None:
+    assert sorted(p.stem for p in GOLDEN.glob("*.txt")) == [p.stem for p in EXAMPLES]
+
+
+# ---- targeted tests --------------------------------------------------------------------------
+
+
+def body(text: str) -> tuple[s.Stmt, ...]:
+    """The statements of a one-network spec written as its body."""
+    (net,) = parse("network N {\n" + text + "\n}").networks
+    return net.body
+
+
+def expr_of(text: str) -> s.Expr:
+    (st,) = body(f"v = {text}")
+    assert isinstance(st, s.Assign)
+    return st.expr
+
+
+@pytest.mark.parametrize(("text", "name", "offset", "delay", "shown"), [
+    ("h", "h", 0, 0, "h"),
+    ("h[t-1]", "h", -1, 1, "h[t-1]"),
+    ("h[t-2]", "h", -2, 2, "h[t-2]"),
+    ("b[t+1]", "b", 1, -1, "b[t+1]"),
+    ("b[ t + 3 ]", "b", 3, -3, "b[t+3]"),
+    ("enc.h[t-1]", "enc.h", -1, 1, "enc.h[t-1]"),
+    ("t[t-1]", "t", -1, 1, "t[t-1]"),  # `t` is only special inside the brackets
+])
+def test_delayed_references(text: str, name: str, offset: int, delay: int, shown: str) -> None:
+    ref = expr_of(text)
+    assert isinstance(ref, s.Ref)
+    assert (ref.name, ref.offset, ref.delay, str(ref)) == (name, offset, delay, shown)
+    assert ref.explicit == ("[" in text)
+
+
+def test_zero_and_fractional_delays_parse_and_are_left_to_the_checker() -> None:
+    assert expr_of("h[t-0]") == s.Ref("h", 0)
+    assert expr_of("h[t-1.5]") == s.Ref("h", -1.5)
+
+
+@pytest.mark.parametrize(("text", "tree"), [
+    ("a + b * c", "(+ a (* b c))"),
+    ("a - b - c", "(- (- a b) c)"),
+    ("a / b / c", "(/ (/ a b) c)"),
+    ("(a + b) * c", "(* (+ a b) c)"),
+    ("-a * b", "(* (neg a) b)"),
+    ("- -a", "(neg (neg a))"),
+    ("1 - z", "(- 1 z)"),
+    ("(1 - z) * n + z * h[t-1]", "(+ (* (- 1 z) n) (* z h[t-1]))"),
+    ("f * c[t-1] + i * g", "(+ (* f c[t-1]) (* i g))"),
+    ("tanh(nx + r * nh)", "(tanh (+ nx (* r nh)))"),
+    ("concat(f, b, x[t+1])", "(concat f b x[t+1])"),
+    ("f()", "(f)"),
+    ("0.5 + .5 + 1e-3 + 2E2", "(+ (+ (+ 0.5 0.5) 0.001) 200)"),
+])
+def test_expression_shapes(text: str, tree: str) -> None:
+    assert sexpr(expr_of(text)) == tree
+
+
+def test_layer_with_activation_options_and_sources() -> None:
+    (layer,) = body("layer h: 64 tanh dropout=0.1 bias=false init=orthogonal <- x, h[t-1], concat(a, b)")
+    assert isinstance(layer, s.Layer)
+    assert (layer.name, layer.size, layer.activation) == ("h", 64, "tanh")
+    assert [(k, v) for k, v, _ in layer.options] == [("dropout", 0.1), ("bias", "false"), ("init", "orthogonal")]
+    assert [sexpr(e) for e in layer.sources] == ["x", "h[t-1]", "(concat a b)"]
+    assert layer.activation_span == Span(2, 13, 2, 17)
+
+
+def test_layer_without_activation_is_identity_and_options_may_come_first() -> None:
+    (plain, opts) = body("layer y: 10 <- h\nlayer z: 4 bias=false dropout=-0.5 <- h")
+    assert isinstance(plain, s.Layer) and isinstance(opts, s.Layer)
+    assert (plain.activation, plain.options) == ("identity", ())
+    assert opts.activation == "identity"
+    assert [(k, v) for k, v, _ in opts.options] == [("bias", "false"), ("dropout", -0.5)]
+
+
+def test_keywords_are_names_where_no_keyword_fits() -> None:
+    (layer,) = body("layer h: 8 init=zeros <- x")
+    assert isinstance(layer, s.Layer)
+    assert [(k, v) for k, v, _ in layer.options] == [("init", "zeros")]
+
+
+@pytest.mark.parametrize(("text", "kind", "size"), [
+    ("input x: 16", "seq", 16),
+    ("input s: 8 static", "static", 8),
+    ("input w: tokens(100)", "tokens", 100),
+])
+def test_inputs(text: str, kind: str, size: int) -> None:
+    (inp,) = body(text)
+    assert isinstance(inp, s.Input)
+    assert (inp.kind, inp.size) == (kind, size)
+
+
+def test_sized_and_unsized_assignments() -> None:
+    sized, plain = body("c: 64 = f * c[t-1]\nh = tanh(c)")
+    assert isinstance(sized, s.Assign) and isinstance(plain, s.Assign)
+    assert (sized.name, sized.size, sexpr(sized.expr)) == ("c", 64, "(* f c[t-1])")
+    assert (plain.name, plain.size) == ("h", None)
+
+
+@pytest.mark.parametrize(("text", "policy", "expr"), [
+    ("init h = zeros", "zeros", None),
+    ("init h = learned", "learned", None),
+    ("init h = s", "expr", "s"),
+    ("init h = tanh(s) * 0.5", "expr", "(* (tanh s) 0.5)"),
+    ("init h = 1", "expr", "1"),
+    ("init h = zeros[t-1]", "expr", "zeros[t-1]"),  # not the policy: the checker reports it
+    ("init h = zeros + 1", "expr", "(+ zeros 1)"),
+])
+def test_init_policies(text: str, policy: str, expr: str | None) -> None:
+    (init,) = body(text)
+    assert isinstance(init, s.Init)
+    assert init.policy == policy
+    assert (None if init.expr is None else sexpr(init.expr)) == expr
+
+
+def test_outputs() -> None:
+    every, last = body("output y\noutput h last")
+    assert every == s.Output("y", False) and last == s.Output("h", True)
+
+
+def test_use_with_arguments() -> None:
+    (use,) = body("use l2 = Cell(x = l1.h, s = 2 * s, w = w[t-1])")
+    assert isinstance(use, s.Use)
+    assert (use.name, use.network) == ("l2", "Cell")
+    assert [(k, sexpr(e)) for k, e, _ in use.args] == [("x", "l1.h"), ("s", "(* 2 s)"), ("w", "w[t-1]")]
+    assert use.network_span == Span(2, 10, 2, 14)
+    (empty,) = body("use b = Block()")
+    assert isinstance(empty, s.Use) and empty.args == ()
+
+
+def test_separators_comments_and_several_networks() -> None:
+    program = parse("# head\nnetwork A { input x: 4; output x } # tail\n\nnetwork B{input y:2\noutput y;;}")
+    assert [n.name for n in program.networks] == ["A", "B"]
+    assert [len(n.body) for n in program.networks] == [2, 2]
+    assert program.networks[1].span.line == 4
+
+
+def test_empty_file_parses_to_no_networks() -> None:
+    assert parse("") == s.Program(())
+    assert parse("# nothing here\n") == s.Program(())
+
+
+def test_spans_are_one_based_and_end_exclusive() -> None:
+    (layer,) = body("layer h: 4 <- x, h[t-1]")
+    assert isinstance(layer, s.Layer)
+    assert layer.span == Span(2, 1, 2, 24)
+    assert [src.span for src in layer.sources] == [Span(2, 15, 2, 16), Span(2, 18, 2, 24)]
+
+
+@pytest.mark.parametrize(("text", "line", "column", "message"), [
+    ("network N { layer h: 4 tanh x, y }", 1, 30, "unexpected ',': a layer lists its sources after '<-'"),
+    ("network N { input x: 4\n layer h tanh <- x }", 2, 10, "unexpected 'tanh': a layer needs a size"),
+    ("network N { input x: 4\n h = x[1] }", 2, 8, "unexpected '1': a delayed reference is written"),
+    ("network N { input x: 4", 1, 23, "unexpected end of file: missing '}' to close the network"),
+    ("network N { h = x ? y }", 1, 19, "unexpected character '?'"),
+    ("h = x", 1, 1, "unexpected 'h': a network is written `network NAME { ... }`"),
+])
+def test_syntax_errors_point_at_the_mistake(text: str, line: int, column: int, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    (d,) = info.value.diagnostics
+    assert (d.line, d.column) == (line, column)
+    assert d.message.startswith(message)
+
+
+def test_a_mistake_is_recognised_in_any_statement_not_only_the_first() -> None:
+    """Lark's match_examples compares stack depth too, so only the first statement got a hint."""
+    first = "network N { layer h: 4 tanh x }"
+    later = "network A { input x: 1\n output x }\nnetwork N { input x: 4\n layer g: 4 <- x\n layer h: 4 tanh x }"
+    for text in (first, later):
+        with pytest.raises(SpecError) as info:
+            parse(text)
+        assert "a layer lists its sources after '<-'" in info.value.diagnostics[0].message
