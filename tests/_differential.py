@@ -70,10 +70,7 @@ def compare(net: CompiledNetwork, atol: float = 1e-10, rtol: float = 1e-10, **ca
     params = list(net.named_parameters())
     names = [f"input {i}" for i in range(len(wrt))] + [n for n, _ in params]
     wrt += [p for _, p in params]
-    if not any(v.requires_grad for v in values.values()):
-        return fast
-    g_fast = torch.autograd.grad(_scalar(fast, weights), wrt, allow_unused=True)
-    g_slow = torch.autograd.grad(_scalar(slow, weights), wrt, allow_unused=True)
+    g_fast, g_slow = _grads(_scalar(fast, weights), wrt), _grads(_scalar(slow, weights), wrt)
     for a, b, what in zip(g_fast, g_slow, names, strict=True):
         if a is None or b is None:  # unused on one side: the other's gradient must be zero
             other = a if a is not None else b
@@ -81,3 +78,10 @@ def compare(net: CompiledNetwork, atol: float = 1e-10, rtol: float = 1e-10, **ca
             continue
         _close(a, b, atol, rtol, f"grad {what}")
     return fast
+
+
+def _grads(y: torch.Tensor, wrt: list[torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
+    """d y / d wrt, None where y does not depend on it (also when y depends on nothing at all)."""
+    if not y.requires_grad:
+        return (None,) * len(wrt)
+    return torch.autograd.grad(y, wrt, allow_unused=True)

@@ -21,10 +21,6 @@ from rnndsl.runtime import CompiledNetwork
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.rnn"))
 B, T = 3, 5
 
-STATIC_SOURCE_BUG = pytest.mark.xfail(
-    reason="BUG: a looped layer whose only non-loop sources are static inputs hoists a (B, 1, S) projection "
-           "and indexes it at every step (IndexError at t=1)", strict=True)
-
 # Networks without a sequence input (they need steps=), written here: the examples all have one.
 EXTRA = {
     "static_source": ("""
@@ -36,7 +32,7 @@ network Oscillator {
     output y
     output h last
 }
-""", [STATIC_SOURCE_BUG]),
+""", []),
     "no_source": ("""
 network Counter {
     input  s: 3 static
@@ -93,9 +89,8 @@ def test_fast_equals_reference_from_state(spec: str, name: str, lengths: bool, d
     compare(net, state=state, **call)
 
 
-@pytest.mark.xfail(reason="BUG: reference does not zero a static node's per-step output past each sequence's "
-                          "end (reference._output expands it to all steps); the fast executor does", strict=True)
 def test_static_output_with_lengths_is_zero_past_the_end() -> None:
+    """A static node as a per-step output is zero past each sequence's end, in both executors."""
     net = build("network S { input x: 2\n input s: 3 static\n a = s * 2\n layer y: 3 <- x, y[t-1]\n"
                 " output a\n output y }", "S", torch.device("cpu"))
     call = {"x": torch.randn(2, 4, 2, dtype=torch.float64), "s": torch.randn(2, 3, dtype=torch.float64),
