@@ -19,7 +19,11 @@ import keyword
 import math
 from dataclasses import dataclass, field
 
+import torch
+
 from rnndsl import syntax as s
+from rnndsl.cells import Cell, match_cell
+from rnndsl.evaluate import evaluate
 from rnndsl.ir import Network, Node
 from rnndsl.ops import ACTIVATIONS, OPS
 from rnndsl.schedule import Stage, schedule
@@ -68,21 +72,88 @@ class _Group:
         return len(self.internal[self.members[0].name])
 
 
-def generate(network: Network, with_lengths: bool) -> Generated:
-    """Python source of the forward function for a network (with or without per-sequence lengths)."""
-    return _Emitter(network, with_lengths).run()
+def generate(network: Network, with_lengths: bool, fuse_cells: bool = True) -> Generated:
+    """Python source of the forward function for a network (with or without per-sequence lengths).
+
+    With `fuse_cells`, loops that are exactly an Elman, LSTM or GRU cell run on torch's fused kernels.
+    """
+    return _Emitter(network, with_lengths, fuse_cells).run()
 
 
 class _Emitter:
-    def __init__(self, network: Network, with_lengths: bool) -> None:
+    def __init__(self, network: Network, with_lengths: bool, fuse_cells: bool) -> None:
         self.net = network
         self.with_lengths = with_lengths
         self.stages = schedule(network)
+        self.cells = {st: cell for st in self.stages if fuse_cells and (cell := self._cell(st)) is not None}
+        self.state_code: dict[str, str] = {}  # how the state of a node is read, where not from its steps
+        self.ring_state: dict[str, int] = {}  # loop nodes whose state is their ring of the last k values
+        self.constant_addend: set[str] = set()  # groups whose hoisted addend is the same at every step
+        # a GRU's input projection of the candidate runs inside the fused kernel: skip it unless read elsewhere
+        self.skip = {c.nx for c in self.cells.values() if c.nx and self._only_reader(c.nx, c)}
         self.stage_of = {n: st for st in self.stages for n in st.nodes}
         self.lines: list[str] = []
         self.defined: set[str] = set()
         self.params: list[str] = []
         self.indent = 1
+
+    # ---- standard cells ----------------------------------------------------------------------
+
+    def _cell(self, stage: Stage) -> Cell | None:
+        cell = match_cell(self.net, stage)
+        if cell is None:
+            return None
+        tokens = any(isinstance(e, s.Ref) and self.net[e.name].is_tokens for e in cell.sources)
+        return None if tokens else cell
+
+    def _only_reader(self, name: str, cell: Cell) -> bool:
+        """Whether only the cell's loop reads `name` (then the fused kernel computes it instead)."""
+        loop = next(set(st.nodes) for st, c in self.cells.items() if c is cell)
+        readers = {n.name for n in self.net.nodes if any(r.name == name for r in n.refs())}
+        outputs = {o.name for o in self.net.outputs}
+        return readers <= loop and name not in outputs and self.net.delays[name] == (0, 0)
+
+    def _fused_loop(self, stage: Stage, cell: Cell) -> None:
+        """A loop that is a standard cell: one call of torch's fused kernel with the spec's weights."""
+        h, n_src = cell.h, len(cell.sources)
+        direction = "forward" if stage.direction > 0 else "backward"
+        self.emit(f"# loop over time ({direction}): {', '.join(stage.nodes)}: a standard {cell.kind} cell, "
+                  f"run by torch's fused kernel")
+        srcs = [self.expr(e, self.seq_ref) for e in cell.sources]
+        x = srcs[0] if len(srcs) == 1 else f"K.cat({', '.join(srcs)})"
+        if all(self.net[r.name].static for e in cell.sources for r in s.refs(e)):
+            x = f"K.sequence({x}, T)"
+        ih = [self.net[g] for g in cell.gates] + ([self.net[cell.nx]] if cell.nx else [])
+        hh = [(g, n_src) for g in cell.gates] + ([(self._gru_nh(stage, cell), 0)] if cell.nx else [])
+        v = var(h)
+        rows = [self._joined([self.param(weight_name(n.name, j)) for j in range(n_src)], 1) for n in ih]
+        self.emit(f"_Wih_{v} = {self._joined(rows, 0)}")
+        self.emit(f"_Whh_{v} = {self._joined([self.param(weight_name(g, j)) for g, j in hh], 0)}")
+        self.emit(f"_bih_{v} = {self._joined([self._bias(n) for n in ih], 0)}")
+        # the hidden-side bias is zero but for a GRU's candidate, which torch applies inside r * (W h + b)
+        hh_bias = [self._bias(self.net[g]) if cell.nx and i == len(hh) - 1 else self._zeros(self.net[g].size)
+                   for i, (g, _) in enumerate(hh)]
+        self.emit(f"_bhh_{v} = {self._joined(hh_bias, 0)}")
+        start = [f"H[{n!r}][:, -1]" if stage.direction > 0 else f"I[{n!r}]" for n in (h, cell.c) if n]
+        lengths = "lengths" if self.with_lengths else "None"
+        self.emit(f"{v}, _hn_{v}, _cn_{v} = K.fused({cell.kind!r}, {x}, ({', '.join(start)},), "
+                  f"[_Wih_{v}, _Whh_{v}, _bih_{v}, _bhh_{v}], {lengths}, {stage.direction < 0})")
+        self.defined.add(v)
+        if cell.c:
+            self.state_code[cell.c] = f"_cn_{v}.unsqueeze(1)"
+
+    def _gru_nh(self, stage: Stage, cell: Cell) -> str:
+        return next(n for n in stage.nodes if self.net[n].op == "layer" and n not in cell.gates)
+
+    def _bias(self, node: Node) -> str:
+        return self.param(bias_name(node.name)) if node.bias else self._zeros(node.size)
+
+    def _zeros(self, size: int) -> str:
+        return f"{self._like()}.new_zeros({size})"
+
+    @staticmethod
+    def _joined(parts: list[str], dim: int) -> str:
+        return parts[0] if len(parts) == 1 else f"torch.cat([{', '.join(parts)}], {dim})"
 
     # ---- the whole function ------------------------------------------------------------------
 
@@ -90,11 +161,14 @@ class _Emitter:
         body = self.lines
         self._inputs()
         for stage in self.stages:
-            if stage.is_loop:
+            if stage in self.cells:
+                self._fused_loop(stage, self.cells[stage])
+            elif stage.is_loop:
                 self._loop(stage)
             else:
                 for name in stage.nodes:
-                    self._batched(self.net[name], stage.static)
+                    if name not in self.skip:
+                        self._batched(self.net[name], stage.static)
         self._results()
         head = ["def forward(P, X, I, H, B, T, lengths, train):",
                 f"    # network {self.net.name}: {len(self.stages)} stages",
@@ -118,7 +192,7 @@ class _Emitter:
 
     # ---- references --------------------------------------------------------------------------
 
-    def seq_ref(self, ref: s.Ref) -> str:
+    def seq_ref(self, ref: s.Ref, before_loop: bool = False) -> str:
         """A finished node read over all steps (shifted by its delay), as a variable."""
         node, v = self.net[ref.name], var(ref.name)
         if node.static:
@@ -128,18 +202,20 @@ class _Emitter:
             return v
         shifted = f"_{'tm' if d > 0 else 'tp'}{abs(d)}_{v}"
         if shifted not in self.defined:
+            emit = self.emit_before_loop if before_loop else self.emit
             if d > 0:
-                self.emit(f"{shifted} = K.past({v}, H[{ref.name!r}], {d})")
+                emit(f"{shifted} = K.past({v}, H[{ref.name!r}], {d})")
             else:
                 lengths = "lengths" if self.with_lengths else "None"
-                self.emit(f"{shifted} = K.future({v}, I[{ref.name!r}], {-d}, {lengths})")
+                emit(f"{shifted} = K.future({v}, I[{ref.name!r}], {-d}, {lengths})")
             self.defined.add(shifted)
         return shifted
 
     def expr(self, e: s.Expr, ref: object) -> str:
         """Code of an expression; `ref` turns a reference into code (batched, static or per step)."""
-        if isinstance(e, s.Num):
-            return repr(e.value) if math.isfinite(e.value) else f"float({str(e.value)!r})"
+        if isinstance(e, s.Num) or not s.refs(e):
+            value = e.value if isinstance(e, s.Num) else _fold(e)
+            return repr(value) if math.isfinite(value) else f"float({str(value)!r})"
         if isinstance(e, s.Ref):
             return ref(e)  # type: ignore[operator]
         if isinstance(e, s.Neg):
@@ -196,7 +272,7 @@ class _Emitter:
         self.emit(f"# loop over time ({'forward' if stage.direction > 0 else 'backward'}): "
                   f"{', '.join(stage.nodes)}")
         for g in groups:
-            self._hoist(g, inside)
+            self._hoist(g)
         steps: dict[str, str] = {}
         collect = [n for n in stage.nodes if self._collected(n, stage)]
         rings = self._rings(stage)
@@ -234,7 +310,6 @@ class _Emitter:
                 self.emit(f"_seq_{var(n)}.reverse()")
             self.emit(f"{var(n)} = torch.stack(_seq_{var(n)}, 1)")
             self.defined.add(var(n))
-        self.ring_state = getattr(self, "ring_state", {})
         self.ring_state.update({n: k for n, k in rings.items() if n not in collect})
 
     def _groups(self, stage: Stage, inside: object) -> tuple[list[_Group], set[str]]:
@@ -259,30 +334,38 @@ class _Emitter:
             g.members.sort(key=lambda n: n.activation)  # equal activations side by side: one call each
         return list(groups.values()), early
 
-    def _hoist(self, g: _Group, inside: object) -> None:
-        """Before the loop: each member's projections of outside values, with its bias, for all steps."""
-        pres = []
-        for node in g.members:
-            outer = [j for j in range(len(node.sources)) if j not in g.internal[node.name]]
-            terms = [self._projection(node, j, self.seq_ref, bias=i == 0) for i, j in enumerate(outer)]
-            if not outer and node.bias:
-                terms = [self.param(bias_name(node.name))]
-            pres.append(" + ".join(terms) if terms else f"{self._like()}.new_zeros({node.size})")
+    def _hoist(self, g: _Group) -> None:
+        """Before the loop: each member's projections of outside values, with its bias, for all steps.
+
+        Members whose outside sources are all static (or who have none) add the same at every step:
+        if every member is so, the group's addend is one (B, H) or (H,) tensor, not a list of steps.
+        """
         for j in range(g.width):
             ws = [self.param(weight_name(n.name, g.internal[n.name][j])) for n in g.members]
-            joined = ws[0] if len(ws) == 1 else f"torch.cat([{', '.join(ws)}])"
-            self.emit(f"_WT{j}_{g.name} = {joined}.t()")
-        if all(len(g.internal[n.name]) == len(n.sources) for n in g.members):
-            joined = pres[0] if len(pres) == 1 else f"torch.cat([{', '.join(pres)}])"
-            self.emit(f"_pre_{g.name} = {joined}")
-            self.hoisted_const = getattr(self, "hoisted_const", set()) | {g.name}
+            self.emit(f"_WT{j}_{g.name} = {self._joined(ws, 0)}.t()")
+        parts = [self._outer(node, g) for node in g.members]
+        kinds = {k for k, _ in parts}
+        if "seq" in kinds:
+            widen = {"seq": "{}", "static": "{}.unsqueeze(1).expand(B, T, -1)", "bias": "{}.expand(B, T, -1)"}
+            codes = [widen[k].format(c) for k, c in parts]
+            self.emit(f"_pre_{g.name} = ({self._joined(codes, -1)}).unbind(1)")
             return
-        seqs = [p if "F.linear" in p or "K.embed" in p else f"{p}.expand(B, T, -1)" for p in pres]
-        joined = seqs[0] if len(seqs) == 1 else f"torch.cat([{', '.join(seqs)}], -1)"
-        self.emit(f"_pre_{g.name} = ({joined}).unbind(1)")
+        widen = {"static": "{}", "bias": "{}.expand(B, -1)" if "static" in kinds else "{}"}
+        self.emit(f"_pre_{g.name} = {self._joined([widen[k].format(c) for k, c in parts], -1)}")
+        self.constant_addend.add(g.name)
+
+    def _outer(self, node: Node, g: _Group) -> tuple[str, str]:
+        """A member's part that does not depend on the loop: ("seq" | "static" | "bias", code)."""
+        outer = [j for j in range(len(node.sources)) if j not in g.internal[node.name]]
+        if not outer:
+            return "bias", self._bias(node)
+        static = all(self.net[r.name].static for j in outer for r in s.refs(node.sources[j]))
+        ref = self._static_ref if static else self.seq_ref
+        terms = [self._projection(node, j, ref, bias=i == 0) for i, j in enumerate(outer)]
+        return ("static" if static else "seq"), " + ".join(terms)
 
     def _group_step(self, g: _Group, step_ref: object) -> None:
-        const = g.name in getattr(self, "hoisted_const", set())
+        const = g.name in self.constant_addend
         acc = f"_pre_{g.name}" if const else f"_pre_{g.name}[t]"
         node0 = g.members[0]
         z = acc
@@ -313,7 +396,7 @@ class _Emitter:
             return v
         if ref.name in members:
             return v if ref.delay == 0 else f"_r{abs(ref.delay)}_{v}"
-        seq = self.seq_ref(ref)
+        seq = self.seq_ref(ref, before_loop=True)
         listed = f"_s{seq}" if seq.startswith("_") else f"_s_{seq}"
         if listed not in steps:
             self.emit_before_loop(f"{listed} = {seq}.unbind(1)")
@@ -374,13 +457,15 @@ class _Emitter:
             self.emit(f"values[{out.name!r}] = {value}")
         self.emit("state = {}")
         if not self.net.reads_future:
-            ring_state = getattr(self, "ring_state", {})
+            ring_state = self.ring_state
             for node in self.net.nodes:
                 k, _ = self.net.delays[node.name]
                 if not k:
                     continue
                 v = var(node.name)
-                if node.name in ring_state:
+                if node.name in self.state_code:
+                    value = self.state_code[node.name]
+                elif node.name in ring_state:
                     value = f"torch.stack([{', '.join(f'_r{i}_{v}' for i in range(k, 0, -1))}], 1)"
                 else:
                     lengths = "lengths" if self.with_lengths else "None"
@@ -397,3 +482,9 @@ def _runs(nodes: list[Node]) -> list[tuple[str, list[Node]]]:
         else:
             out.append((n.activation, [n]))
     return out
+
+
+def _fold(e: s.Expr) -> float:
+    """The value of an expression of numbers only (`sin(0.5)`), computed once here, in float64."""
+    like = torch.zeros((), dtype=torch.float64)
+    return float(evaluate(e, lambda r: like, like))

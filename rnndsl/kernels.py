@@ -6,10 +6,14 @@ first; token ids are int64 with -1 meaning "no token" (before the first step or 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["past", "future", "valid_mask", "embed", "one_hot", "cat", "last", "last_k", "masked", "drop_mask"]
+__all__ = ["cat", "drop_mask", "embed", "fused", "future", "last", "last_k", "masked", "one_hot", "past", "reverse",
+           "sequence", "valid_mask"]
 
 
 def past(seq: torch.Tensor, hist: torch.Tensor, d: int) -> torch.Tensor:
@@ -84,3 +88,50 @@ def drop_mask(batch: int, size: int, p: float, like: torch.Tensor) -> torch.Tens
     """One dropout mask per sequence, the same at every step (scaled by 1/(1-p))."""
     keep = torch.full((batch, size), 1 - p, dtype=like.dtype, device=like.device)
     return torch.bernoulli(keep) / (1 - p)
+
+
+_FUSED: dict[str, Any] = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}
+
+
+def reverse(seq: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Each sequence reversed within its own length (the padding stays where it is)."""
+    if lengths is None:
+        return seq.flip(1)
+    steps = torch.arange(seq.shape[1], device=seq.device).unsqueeze(0)
+    index = torch.where(steps < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - steps, steps)
+    return seq.gather(1, index.view(*index.shape, 1).expand_as(seq))
+
+
+def fused(kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list[torch.Tensor],
+          lengths: torch.Tensor | None, backward: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Run one standard cell on torch's fused kernel: (every step's h, final h, final c or None).
+
+    `x` (B, T, I); `hx` the initial (h,) or (h, c), each (B, H); `params` (w_ih, w_hh, b_ih, b_hh).
+    With lengths, sequences are packed so the final state is each sequence's own; going backward,
+    each sequence is reversed within its length first.
+    """
+    fn = _FUSED[kind]
+    if backward:
+        x = reverse(x, lengths)
+    states = tuple(h.unsqueeze(0).contiguous() for h in hx)
+    train = torch.is_grad_enabled()  # cuDNN keeps what backward needs only in training mode
+    if lengths is None:
+        out, *final = fn(x, states if kind == "lstm" else states[0], params, True, 1, 0.0, train, False, True)
+    else:
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        order, undo = packed.sorted_indices, packed.unsorted_indices
+        assert order is not None and undo is not None  # always set when enforce_sorted=False
+        states = tuple(h.index_select(1, order) for h in states)
+        data, *final = fn(packed.data, packed.batch_sizes, states if kind == "lstm" else states[0], params,
+                          True, 1, 0.0, train, False)
+        out = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, order, undo), batch_first=True,
+                                  total_length=x.shape[1])[0]
+        final = [f.index_select(1, undo) for f in final]
+    if backward:
+        out = reverse(out, lengths)
+    return out, final[0][0], final[1][0] if len(final) > 1 else None
+
+
+def sequence(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """A (B, 1, S) static value as a (B, T, S) sequence."""
+    return x.expand(-1, steps, -1)

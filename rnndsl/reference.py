@@ -76,7 +76,10 @@ class _Sequence:
     def _output(self, node: Node, last: bool) -> torch.Tensor:
         if node.static:
             value = self.values[node.name, None][0]
-            return value if last else value.expand(self.steps, -1)
+            if last:
+                return value
+            steps = torch.arange(self.steps, device=value.device).unsqueeze(1) < self.length
+            return value.expand(self.steps, -1) * steps.to(value.dtype)
         if last:
             return self.values[node.name, self.length - 1][0]
         seq = torch.stack([self.values[node.name, t][0] for t in range(self.length)])
@@ -102,6 +105,8 @@ class _Sequence:
             return self.net.learned_init[_key(node.name)].unsqueeze(0)
         if node.init.kind == "expr" and node.init.expr is not None:
             value = evaluate(node.init.expr, lambda r: self.inputs[r.name], self.like)
+            if value.dim() == 0:
+                value = value.expand(1, node.size)
             if node.init.size != node.size:
                 value = self.net.init_projection[_key(node.name)](value)
             return value

@@ -218,7 +218,8 @@ class CompiledNetwork(nn.Module):
         if node.init.kind == "learned":
             return self.learned_init[_key(node.name)].expand(batch, -1)
         if node.init.kind == "expr" and node.init.expr is not None:
-            value = evaluate(node.init.expr, lambda r: inputs[r.name], like).expand(batch, -1)
+            value = evaluate(node.init.expr, lambda r: inputs[r.name], like)
+            value = value.expand(batch, node.size if value.dim() == 0 else -1)  # a plain number broadcasts
             if node.init.size != node.size:
                 value = self.init_projection[_key(node.name)](value)
             return value

@@ -1,0 +1,205 @@
+"""Cells: takes a loop stage of a checked network, gives the standard cell it computes, if any.
+
+A loop that is exactly an Elman (tanh or relu), LSTM or GRU cell (torch's GRU: the reset gate scales
+the hidden projection after the matmul) runs on torch's fused kernels (oneDNN on CPU, cuDNN on GPU)
+with the spec's own parameters. The match is structural and strict: anything extra in the loop, a
+dropout, a token source, or a value torch's kernel does not give back (an LSTM's `c` at every step)
+keeps the loop on the generated code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rnndsl import syntax as s
+from rnndsl.ir import Network, Node
+from rnndsl.schedule import Stage
+
+__all__ = ["Cell", "match_cell"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recognised cell: `gates` are layer names in torch's order; `sources` the shared outside inputs.
+
+    kind "lstm": gates (i, f, g, o), state nodes (h, c). kind "gru": gates (r, z) and the layers
+    (nx, nh) of the candidate, state (h,). kind "rnn_tanh" / "rnn_relu": gates (h,), state (h,).
+    """
+
+    kind: str
+    gates: tuple[str, ...]
+    h: str
+    c: str = ""
+    nx: str = ""
+    sources: tuple[s.Expr, ...] = ()
+
+
+def match_cell(network: Network, stage: Stage) -> Cell | None:
+    """The standard cell a loop stage computes, or None."""
+    if not stage.is_loop:
+        return None
+    nodes = [network[n] for n in stage.nodes]
+    match = {1: _elman, 5: _gru, 6: _lstm}.get(len(nodes))
+    return None if match is None else match(network, stage, {n.name: n for n in nodes})
+
+
+def _elman(network: Network, stage: Stage, nodes: dict[str, Node]) -> Cell | None:
+    (h,) = nodes.values()
+    if h.op != "layer" or h.activation not in ("tanh", "relu"):
+        return None
+    sources = _gate_sources(h, h.name, stage.direction)
+    if sources is None or not _only_step_reads(network, stage, {h.name: 1}):
+        return None
+    return Cell(f"rnn_{h.activation}", (h.name,), h.name, sources=sources)
+
+
+def _lstm(network: Network, stage: Stage, nodes: dict[str, Node]) -> Cell | None:
+    exprs = [n for n in nodes.values() if n.op == "expr"]
+    if len(exprs) != 2:
+        return None
+    for h, c in (exprs, exprs[::-1]):
+        cell = _lstm_roles(network, stage, nodes, h, c)
+        if cell is not None:
+            return cell
+    return None
+
+
+def _lstm_roles(network: Network, stage: Stage, nodes: dict[str, Node], h: Node, c: Node) -> Cell | None:
+    d = stage.direction
+    o_ref, tanh_c = _product(h.expr)
+    if not (isinstance(tanh_c, s.Call) and tanh_c.fn == "tanh" and _is_ref(tanh_c.args[0], c.name, 0)):
+        o_ref, tanh_c = tanh_c, o_ref
+    if not (isinstance(tanh_c, s.Call) and tanh_c.fn == "tanh" and len(tanh_c.args) == 1
+            and _is_ref(tanh_c.args[0], c.name, 0)) or not isinstance(o_ref, s.Ref):
+        return None
+    terms = _sum(c.expr)
+    if terms is None:
+        return None
+    f = i = g = None
+    for term in terms:
+        a, b = _product(term)
+        if _is_ref(b, c.name, d) or _is_ref(a, c.name, d):
+            f = a if _is_ref(b, c.name, d) else b
+        elif isinstance(a, s.Ref) and isinstance(b, s.Ref) and a.delay == 0 and b.delay == 0:
+            i, g = (a, b) if nodes.get(a.name, h).activation == "sigmoid" else (b, a)
+    refs = [o_ref, f, i, g]
+    if not all(isinstance(r, s.Ref) and r.delay == 0 and r.name in nodes for r in refs):
+        return None
+    names = [r.name for r in refs]  # type: ignore[union-attr]
+    o, fn, in_, gn = (nodes[n] for n in names)
+    if len(set(names)) != 4 or [x.activation for x in (in_, fn, gn, o)] != ["sigmoid", "sigmoid", "tanh", "sigmoid"]:
+        return None
+    gates = (in_, fn, gn, o)
+    sources = _shared_sources(gates, h.name, d)
+    if sources is None or not _only_step_reads(network, stage, {h.name: 1, c.name: 1}):
+        return None
+    return Cell("lstm", tuple(x.name for x in gates), h.name, c=c.name, sources=sources)
+
+
+def _gru(network: Network, stage: Stage, nodes: dict[str, Node]) -> Cell | None:
+    d = stage.direction
+    exprs = [n for n in nodes.values() if n.op == "expr"]
+    layers = [n for n in nodes.values() if n.op == "layer"]
+    if len(exprs) != 2 or len(layers) != 3:
+        return None
+    for n, h in (exprs, exprs[::-1]):
+        roles = _gru_update(h, n.name, d)
+        cand = _gru_candidate(n)
+        if roles is None or cand is None:
+            continue
+        z, (nx, r, nh) = roles, cand
+        if {z, r, nh} != {x.name for x in layers} or nx not in network.by_name:
+            continue
+        rz = (nodes[r], nodes[z])
+        sources = _shared_sources(rz, h.name, d)
+        nxn, nhn = network[nx], nodes[nh]
+        if (sources is None or any(x.activation != "sigmoid" for x in rz) or nxn.op != "layer"
+                or nxn.activation != "identity" or nxn.dropout or nxn.sources != sources
+                or nhn.activation != "identity" or nhn.dropout or not _is_ref_tuple(nhn.sources, h.name, d)
+                or not _only_step_reads(network, stage, {h.name: 1})):
+            continue
+        return Cell("gru", (r, z), h.name, nx=nx, sources=sources)
+    return None
+
+
+def _gru_update(h: Node, n: str, d: int) -> str | None:
+    """`h = (1 - z) * n + z * h[t-1]` (terms and factors in any order): gives z."""
+    terms = _sum(h.expr)
+    if terms is None:
+        return None
+    z_keep = z_new = None
+    for term in terms:
+        a, b = _product(term)
+        for x, y in ((a, b), (b, a)):
+            if _is_ref(y, h.name, d) and isinstance(x, s.Ref) and x.delay == 0:
+                z_keep = x.name
+            if _is_ref(y, n, 0) and isinstance(x, s.BinOp) and x.op == "-" and isinstance(x.left, s.Num) \
+                    and x.left.value == 1 and isinstance(x.right, s.Ref) and x.right.delay == 0:
+                z_new = x.right.name
+    return z_keep if z_keep is not None and z_keep == z_new else None
+
+
+def _gru_candidate(n: Node) -> tuple[str, str, str] | None:
+    """`n = tanh(nx + r * nh)`: gives (nx, r, nh); r is told from nh by the caller's check."""
+    e = n.expr
+    if not (isinstance(e, s.Call) and e.fn == "tanh" and len(e.args) == 1):
+        return None
+    terms = _sum(e.args[0])
+    if terms is None:
+        return None
+    for nx, prod in (terms, terms[::-1]):
+        a, b = _product(prod)
+        if _is_ref(nx, getattr(nx, "name", ""), 0) and isinstance(a, s.Ref) and isinstance(b, s.Ref) \
+                and a.delay == 0 and b.delay == 0:
+            assert isinstance(nx, s.Ref)
+            return nx.name, a.name, b.name
+    return None
+
+
+def _gate_sources(gate: Node, h: str, d: int) -> tuple[s.Expr, ...] | None:
+    """A gate reads the outside sources, then exactly `h[t-1]` (or `h[t+1]` going backward)."""
+    if gate.dropout or not gate.sources or not _is_ref(gate.sources[-1], h, d):
+        return None
+    outer = gate.sources[:-1]
+    if not outer or any(h in {r.name for r in s.refs(e)} for e in outer):
+        return None
+    return outer
+
+
+def _shared_sources(gates: tuple[Node, ...], h: str, d: int) -> tuple[s.Expr, ...] | None:
+    sources = [_gate_sources(g, h, d) for g in gates]
+    first = sources[0]
+    return first if first is not None and all(x == first for x in sources) else None
+
+
+def _only_step_reads(network: Network, stage: Stage, ring: dict[str, int], hidden_too: bool = False) -> bool:
+    """Only `h` leaves the loop (torch's kernels give back h at every step, nothing else), and the
+    loop reads its members only at the delays of the pattern (`ring`)."""
+    h = next(iter(ring))
+    hidden = set(stage.nodes) - {h}
+    for node in network.nodes:
+        inside = node.name in stage.nodes
+        for r in node.refs():
+            if inside and r.name in stage.nodes and r.delay and abs(r.delay) > ring.get(r.name, 0):
+                return False
+            if not inside and r.name in hidden:
+                return False
+    if any(o.name in hidden for o in network.outputs):
+        return False
+    return all(network.delays[n][0] <= 1 and network.delays[n][1] == 0 for n in hidden)
+
+
+def _sum(e: s.Expr | None) -> list[s.Expr] | None:
+    return [e.left, e.right] if isinstance(e, s.BinOp) and e.op == "+" else None
+
+
+def _product(e: s.Expr | None) -> tuple[s.Expr | None, s.Expr | None]:
+    return (e.left, e.right) if isinstance(e, s.BinOp) and e.op == "*" else (None, None)
+
+
+def _is_ref(e: object, name: str, delay: int) -> bool:
+    return isinstance(e, s.Ref) and e.name == name and e.delay == delay
+
+
+def _is_ref_tuple(sources: tuple[s.Expr, ...], name: str, d: int) -> bool:
+    return len(sources) == 1 and _is_ref(sources[0], name, d)
