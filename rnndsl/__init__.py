@@ -72,12 +72,15 @@ def graph(spec: str | Path | Network, network: str | None = None) -> nx.MultiDiG
     return folded(net if isinstance(net, Network) else load(spec, network))  # type: ignore[arg-type]
 
 
-def compile(spec: str | Path, network: str | None = None) -> CompiledNetwork:
+def compile(spec: str | Path, network: str | None = None, fuse_cells: bool = True) -> CompiledNetwork:
     """Compile a spec (a path or the text itself) to a `torch.nn.Module`.
+
+    Loops that are exactly an Elman, LSTM or GRU cell run on torch's fused kernels unless
+    `fuse_cells=False`, which keeps every loop on the generated code (the same numbers, slower).
 
     >>> import torch
     >>> net = compile("network E { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }")
     >>> net(torch.zeros(1, 4, 2)).h.shape
     torch.Size([1, 4, 3])
     """
-    return CompiledNetwork(load(spec, network))
+    return CompiledNetwork(load(spec, network), fuse_cells)

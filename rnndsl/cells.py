@@ -186,7 +186,8 @@ def _only_step_reads(network: Network, stage: Stage, ring: dict[str, int], hidde
                 return False
     if any(o.name in hidden for o in network.outputs):
         return False
-    return all(network.delays[n][0] <= 1 and network.delays[n][1] == 0 for n in hidden)
+    past, future = (1, 0) if stage.direction > 0 else (0, 1)
+    return all(network.delays[n][0] <= past and network.delays[n][1] <= future for n in hidden)
 
 
 def _sum(e: s.Expr | None) -> list[s.Expr] | None:

@@ -105,9 +105,10 @@ class CompiledNetwork(nn.Module):
     torch.Size([4, 5, 3])
     """
 
-    def __init__(self, network: Network) -> None:
+    def __init__(self, network: Network, fuse_cells: bool = True) -> None:
         super().__init__()
         self.network = network
+        self.fuse_cells = fuse_cells
         self.layers = nn.ModuleDict({_key(n.name): _Layer(n) for n in network.nodes if n.op == "layer"})
         self.learned_init = nn.ParameterDict({_key(n.name): nn.Parameter(torch.zeros(n.size))
                                          for n in network.nodes if n.init.kind == "learned"})
@@ -127,7 +128,7 @@ class CompiledNetwork(nn.Module):
 
     def code(self, lengths: bool = False) -> str:
         """The Python source the compiler generated for this network's forward pass."""
-        return generate(self.network, lengths).source
+        return generate(self.network, lengths, self.fuse_cells).source
 
     def weight(self, layer: str, source: str | int) -> nn.Parameter:
         """The weight (out, in) of one source of a layer, by its text as written (`"h[t-1]"`) or index."""
@@ -244,7 +245,7 @@ class CompiledNetwork(nn.Module):
     def _compiled(self, with_lengths: bool) -> Any:
         fn = self._code.get(with_lengths)
         if fn is None:
-            generated = generate(self.network, with_lengths)
+            generated = generate(self.network, with_lengths, self.fuse_cells)
             namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
             exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
             fn = self._code[with_lengths] = namespace["forward"]

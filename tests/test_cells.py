@@ -1,0 +1,101 @@
+"""Standard cells: which loops are recognised, and the fused-kernel path equals the generated loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import rnndsl
+from rnndsl.cells import match_cell
+from rnndsl.schedule import schedule
+from tests._differential import random_inputs, randomize
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+LSTM = """network LSTM {
+    input x: 3
+    layer i: 4 sigmoid <- x, h[t-1]
+    layer f: 4 sigmoid <- x, h[t-1]
+    layer g: 4 tanh    <- x, h[t-1]
+    layer o: 4 sigmoid <- x, h[t-1]
+    c = f * c[t-1] + i * g
+    h = o * tanh(c)
+    output h
+}"""
+
+
+def kinds(spec: str, network: str | None = None) -> list[str | None]:
+    net = rnndsl.load(spec, network)
+    return [None if (c := match_cell(net, st)) is None else c.kind for st in schedule(net) if st.is_loop]
+
+
+@pytest.mark.parametrize(("file", "network", "expected"), [
+    ("elman.rnn", None, ["rnn_tanh"]),
+    ("lstm.rnn", None, ["lstm"]),
+    ("gru.rnn", None, ["gru"]),
+    ("bilstm.rnn", None, ["lstm", "lstm"]),
+    ("lstm2.rnn", "LSTM2", ["lstm", "lstm"]),
+    ("gru2.rnn", "GRU2", ["gru", "gru"]),
+    ("jordan.rnn", None, [None]),
+    ("skip2.rnn", None, [None]),
+    ("topdown.rnn", None, [None]),
+])
+def test_examples_are_recognised(file: str, network: str | None, expected: list[str | None]) -> None:
+    assert kinds(str(EXAMPLES / file), network) == expected
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    (("layer i: 4 sigmoid <- x, h[t-1]", "layer i: 4 sigmoid <- x, h[t-1], c[t-1]"), "a peephole"),
+    (("output h", "output h\n    output c"), "c is needed at every step"),
+    (("layer f: 4 sigmoid <- x", "layer f: 4 sigmoid dropout=0.5 <- x"), "a dropout on a gate"),
+    (("layer g: 4 tanh", "layer g: 4 relu"), "another activation"),
+    (("c = f * c[t-1] + i * g", "c = f * c[t-1] + i * g * 0.5"), "other maths"),
+    (("layer o: 4 sigmoid <- x, h[t-1]", "layer o: 4 sigmoid <- h[t-1], x"), "the sources in another order"),
+])
+def test_near_misses_stay_on_generated_code(change: tuple[str, str], why: str) -> None:
+    assert kinds(LSTM) == ["lstm"]
+    assert kinds(LSTM.replace(*change)) == [None], why
+
+
+CASES = [("elman.rnn", None), ("lstm.rnn", None), ("gru.rnn", None), ("bilstm.rnn", None),
+         ("lstm2.rnn", "LSTM2"), ("gru2.rnn", "GRU2"), ("bidirectional.rnn", None)]
+
+
+@pytest.mark.parametrize(("file", "network"), CASES)
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_fused_equals_generated_loop(file: str, network: str | None, with_lengths: bool,
+                                     device: torch.device) -> None:
+    fused = randomize(rnndsl.compile(EXAMPLES / file, network)).double().to(device)
+    loop = rnndsl.compile(EXAMPLES / file, network, fuse_cells=False).double().to(device)
+    loop.load_state_dict(fused.state_dict())
+    assert "K.fused" in fused.code() and "K.fused" not in loop.code()
+    torch.manual_seed(1)
+    call = random_inputs(fused, device, batch=3, steps=6)
+    if with_lengths:
+        call["lengths"] = torch.tensor([6, 1, 4], device=device)
+    a, b = fused(**call), loop(**call)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-10, rtol=1e-10)
+    if a.state is not None:
+        assert b.state is not None
+        for k in a.state:
+            torch.testing.assert_close(a.state[k], b.state[k], atol=1e-10, rtol=1e-10)
+    grads = []
+    for net, out in ((fused, a), (loop, b)):
+        total = sum(out[k].sum() * (i + 1) for i, k in enumerate(out))
+        params = list(net.parameters())
+        grads.append(torch.autograd.grad(total, params))
+    for ga, gb in zip(*grads, strict=True):
+        torch.testing.assert_close(ga, gb, atol=1e-9, rtol=1e-9)
+
+
+def test_fused_lstm_continues_from_state() -> None:
+    net = randomize(rnndsl.compile(LSTM)).double()
+    x = torch.randn(2, 10, 3, dtype=torch.float64)
+    whole = net(x)
+    first = net(x[:, :4])
+    second = net(x[:, 4:], state=first.state)
+    torch.testing.assert_close(torch.cat([first.h, second.h], 1), whole.h)
+    torch.testing.assert_close(second.state["c"], whole.state["c"])
