@@ -519,10 +519,16 @@ class _Checker:
         for cycle in nx.simple_cycles(same_step):
             self._algebraic_loop(order, refs, cycle)
             break
-        for comp in nx.strongly_connected_components(g):
-            delays = {k for u, v, k in g.subgraph(comp).edges(data="delay")}
-            if any(k > 0 for k in delays) and any(k < 0 for k in delays):
-                names = sorted(comp, key=order.index)
+        comps = list(nx.strongly_connected_components(g))
+        comp_of = {n: i for i, comp in enumerate(comps) for n in comp}
+        delays: list[set[int]] = [set() for _ in comps]
+        for u, v, k in g.edges(data="delay"):  # one pass: a subgraph per component is quadratic
+            if comp_of[u] == comp_of[v]:
+                delays[comp_of[u]].add(k)
+        position = {n: i for i, n in enumerate(order)}
+        for comp, ks in zip(comps, delays, strict=True):
+            if any(k > 0 for k in ks) and any(k < 0 for k in ks):
+                names = sorted(comp, key=position.__getitem__)
                 self.report.error(f"the loop through {', '.join(f'`{n}`' for n in names)} reads both the past "
                                   f"and the future", self.defs[names[0]].stmt.span,
                                   "no order of steps can run it: make every delay in the loop [t-k], or all [t+k]")

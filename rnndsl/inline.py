@@ -13,19 +13,37 @@ from collections.abc import Callable
 from rnndsl import syntax as s
 from rnndsl.errors import Reporter, Span
 
-__all__ = ["inline", "MAX_NESTING"]
+__all__ = ["inline", "MAX_NESTING", "MAX_INLINED"]
 
 MAX_NESTING = 16
+MAX_INLINED = 10_000  # statements after expansion: a block used twice per level doubles at every level
 
 
 def inline(program: s.Program, net: s.NetworkDecl, report: Reporter) -> list[s.Stmt | Alias | Exports]:
     """Expand every `use` in `net`, recursively, reporting unknown or recursive blocks."""
     decls = {n.name: n for n in program.networks}
-    return _expand(net, decls, report, (net.name,))
+    size = _expanded_size(net.name, decls, {}, ())
+    if size > MAX_INLINED:
+        report.error(f"network `{net.name}` expands to {size:,} statements through its `use` blocks, above the "
+                     f"limit of {MAX_INLINED:,}", net.span, "use fewer blocks, or blocks with fewer statements")
+        return [_Exports(st.name, st.network, frozenset(), st.span, failed=True) if isinstance(st, s.Use) else st
+                for st in net.body]
+    return _expand(net, decls, report, (net.name,), {})
 
 
-def _expand(net: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporter,
-            stack: tuple[str, ...]) -> list[s.Stmt | Alias | Exports]:
+def _expanded_size(name: str, decls: dict[str, s.NetworkDecl], memo: dict[str, int], stack: tuple[str, ...]) -> int:
+    """How many statements `name` expands to, counted without expanding (unknown or recursive uses: 0)."""
+    decl = decls.get(name)
+    if name in memo or decl is None or name in stack or len(stack) > MAX_NESTING:
+        return memo.get(name, 0)
+    total = sum(_expanded_size(st.network, decls, memo, (*stack, name)) if isinstance(st, s.Use) else 1
+                for st in decl.body)
+    memo[name] = total
+    return total
+
+
+def _expand(net: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporter, stack: tuple[str, ...],
+            memo: dict[str, list[s.Stmt | Alias | Exports]]) -> list[s.Stmt | Alias | Exports]:
     out: list[s.Stmt | Alias | Exports] = []
     instances: dict[str, Span] = {}
     for stmt in net.body:
@@ -41,9 +59,21 @@ def _expand(net: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporte
         if block is None:  # reported; mark the use as failed, so that reading `b.h` is not reported again
             out.append(_Exports(stmt.name, stmt.network, frozenset(), stmt.span, failed=True))
         else:
-            inner = _expand(block, decls, report, (*stack, block.name))
-            out.extend(_instantiate(stmt, inner, report))
+            out.extend(_instantiate(stmt, _expand_block(block, decls, report, stack, memo), report))
     return out
+
+
+def _expand_block(block: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporter, stack: tuple[str, ...],
+                  memo: dict[str, list[s.Stmt | Alias | Exports]]) -> list[s.Stmt | Alias | Exports]:
+    """A block's expanded body, computed once per network: a block used n times is expanded once, not n times
+    at every level. A body with errors is not kept (its messages depend on the chain of uses)."""
+    if block.name in memo:
+        return memo[block.name]
+    before = len(report.errors)
+    body = _expand(block, decls, report, (*stack, block.name), memo)
+    if len(report.errors) == before:
+        memo[block.name] = body
+    return body
 
 
 def _block(use: s.Use, decls: dict[str, s.NetworkDecl], report: Reporter, stack: tuple[str, ...]
@@ -59,7 +89,7 @@ def _block(use: s.Use, decls: dict[str, s.NetworkDecl], report: Reporter, stack:
         chain = " -> ".join((*stack, use.network))
         report.error(f"network `{use.network}` uses itself ({chain})", use.network_span,
                      "a block cannot contain itself; feed its output back with a delay instead")
-    elif len(stack) >= MAX_NESTING:
+    elif len(stack) > MAX_NESTING:
         report.error(f"blocks nested more than {MAX_NESTING} deep", use.span)
     else:
         return block

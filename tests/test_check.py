@@ -188,3 +188,31 @@ def test_number_init_broadcasts_without_a_projection() -> None:
 def test_huge_numbers_and_deep_expressions_are_spec_errors(text: str) -> None:
     """These raised OverflowError / RecursionError from the checker."""
     assert _error(text).diagnostics[0].line >= 1
+
+
+def _chain(depth: int) -> str:
+    """B1 uses B0, B2 uses B1, ...: blocks nested `depth` deep."""
+    parts = ["network B0 { input x: 2\n y = tanh(x)\n output y }"]
+    parts += [f"network B{i} {{ input x: 2\n use b = B{i - 1}(x = x)\n y = b.y\n output y }}"
+              for i in range(1, depth + 1)]
+    return "\n".join(parts)
+
+
+def test_blocks_nest_16_deep_and_no_deeper() -> None:
+    assert len(rnndsl.load(_chain(16), network="B16").nodes) == 18  # x and a y at each of 17 levels
+    err = _error(_chain(17))
+    assert [d.message for d in err.diagnostics] == ["blocks nested more than 16 deep"]
+
+
+def test_a_use_explosion_is_refused_before_it_is_expanded() -> None:
+    """A block used 30 times by a block used 30 times: 1 + 30 * (1 + 30 * 12 + 2) + 2 = 10,893 statements
+    from a 2 KB spec. Expanding such specs took minutes; now the count is known before expanding."""
+    body = "\n".join(f" h{i} = tanh(x)" for i in range(10))
+    uses = "\n".join(f" use u{i} = B0(x = x)" for i in range(30))
+    uses1 = "\n".join(f" use u{i} = B1(x = x)" for i in range(30))
+    text = (f"network B0 {{ input x: 2\n{body}\n output h0 }}\n"
+            f"network B1 {{ input x: 2\n{uses}\n y = u0.h0\n output y }}\n"
+            f"network B2 {{ input x: 2\n{uses1}\n y = u0.y\n output y }}\n")
+    (d,) = _error(text).diagnostics
+    assert d.message == ("network `B2` expands to 10,893 statements through its `use` blocks, "
+                         "above the limit of 10,000")
