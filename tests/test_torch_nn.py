@@ -118,12 +118,12 @@ def packed_grads(net: CompiledNetwork, kind: str, layout: str) -> dict[str, torc
 # ---- the comparison ----------------------------------------------------------------------------------
 
 
-def make(kind: str, layout: str, dtype: torch.dtype, device: torch.device,
-         static_init: bool = False) -> tuple[CompiledNetwork, nn.Module]:
+def make(kind: str, layout: str, dtype: torch.dtype, device: torch.device, static_init: bool = False,
+         fuse: bool = True) -> tuple[CompiledNetwork, nn.Module]:
     torch.manual_seed(0)
     mod = TORCH[kind](I, H, num_layers=2 if layout == "two" else 1, bidirectional=layout == "bi",
                       batch_first=True).to(device, dtype)
-    net = rnndsl.compile(spec(kind, layout, static_init)).to(device, dtype)
+    net = rnndsl.compile(spec(kind, layout, static_init), fuse_cells=fuse).to(device, dtype)
     copy_weights(net, mod, kind, layout)
     return net, mod
 
@@ -151,8 +151,10 @@ def hx_of(kind: str, init: tuple[torch.Tensor, ...] | None) -> object:
     return init if kind == "lstm" else init[0]
 
 
-@pytest.fixture(params=[torch.float32, torch.float64], ids=["f32", "f64"])
-def dtype(request: pytest.FixtureRequest) -> torch.dtype:
+@pytest.fixture(params=[(True, torch.float32), (True, torch.float64), (False, torch.float64)],
+                ids=["fused-f32", "fused-f64", "loop-f64"])
+def mode(request: pytest.FixtureRequest) -> tuple[bool, torch.dtype]:
+    """Standard cells run on torch's fused kernels by default; `fuse_cells=False` keeps the generated loop."""
     return request.param  # type: ignore[no-any-return]
 
 
@@ -164,8 +166,10 @@ KINDS = ["rnn", "lstm", "gru", "gru_hx"]
 @pytest.mark.parametrize("with_state", [False, True], ids=["zeros", "h0"])
 @pytest.mark.parametrize("layout", ["one", "two"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_unidirectional(kind: str, layout: str, with_state: bool, dtype: torch.dtype, device: torch.device) -> None:
-    net, mod = make(kind, layout, dtype, device)
+def test_unidirectional(kind: str, layout: str, with_state: bool, mode: tuple[bool, torch.dtype],
+                        device: torch.device) -> None:
+    fuse, dtype = mode
+    net, mod = make(kind, layout, dtype, device, fuse=fuse)
     layers = 2 if layout == "two" else 1
     x = torch.randn(B, T, I, dtype=dtype, device=device, requires_grad=True)
     init = initial(kind, layers, dtype, device) if with_state else None
@@ -204,9 +208,10 @@ def test_unidirectional(kind: str, layout: str, with_state: bool, dtype: torch.d
 
 @pytest.mark.parametrize("with_init", [False, True], ids=["zeros", "h0"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_bidirectional(kind: str, with_init: bool, dtype: torch.dtype, device: torch.device) -> None:
+def test_bidirectional(kind: str, with_init: bool, mode: tuple[bool, torch.dtype], device: torch.device) -> None:
     """The backward direction reads [t+1]; torch's h0 for it is our `init` at the end, from a static input."""
-    net, mod = make(kind, "bi", dtype, device, static_init=with_init)
+    fuse, dtype = mode
+    net, mod = make(kind, "bi", dtype, device, static_init=with_init, fuse=fuse)
     x = torch.randn(B, T, I, dtype=dtype, device=device, requires_grad=True)
     init = initial(kind, 2, dtype, device) if with_init else None
     expected, final = run_torch(mod, x, hx_of(kind, init))
@@ -240,14 +245,15 @@ def test_bidirectional(kind: str, with_init: bool, dtype: torch.dtype, device: t
         close(packed[name], g, dtype, f"grad {name}")
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "loop"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_padded_batch_matches_packed_sequence(kind: str, device: torch.device) -> None:
+def test_padded_batch_matches_packed_sequence(kind: str, fuse: bool, device: torch.device) -> None:
     """With lengths, our outputs and state match torch on a PackedSequence (bidirectional too)."""
     dtype = torch.float64
     lengths = torch.tensor([T, 2, 4])
     x = torch.randn(B, T, I, dtype=dtype, device=device)
     for layout in ("one", "bi"):
-        net, mod = make(kind, layout, dtype, device)
+        net, mod = make(kind, layout, dtype, device, fuse=fuse)
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         expected, final = mod(packed)
         expected, _ = nn.utils.rnn.pad_packed_sequence(expected, batch_first=True, total_length=T)
