@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from rnndsl import load_all
+from rnndsl import load, load_all
+from rnndsl.draw import MAX_DRAW_STEPS, draw
 from rnndsl.errors import SpecError
 from rnndsl.graph import folded, loops
 from rnndsl.ir import Network
@@ -52,7 +54,33 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check}
+def _draw_error(err: Exception) -> int:
+    text = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename and err.strerror else str(err)
+    # check.py words the choice of network for the Python API; say it the command line's way
+    print(f"rnndsl draw: error: {text.replace('network=NAME', '--network NAME')}", file=sys.stderr)
+    return 1
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    """Draw one network, folded or unrolled, to a .dot, .svg or .png file."""
+    try:
+        net = load(Path(args.file), args.network)  # a Path: the file is read even without a .rnn suffix
+    except SpecError as err:
+        print(err, file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as err:
+        return _draw_error(err)
+    for warning in net.warnings:
+        print(warning.format(), file=sys.stderr)
+    try:
+        path = draw(net, args.output, unroll=args.unroll)
+    except (OSError, ValueError, ImportError) as err:
+        return _draw_error(err)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "draw": cmd_draw}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,8 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Check .rnn files. Exit 0 when every file is correct, 1 otherwise; "
                                    "errors are printed as FILE:LINE:COL with the source line and a caret.")
     p.add_argument("files", nargs="+", metavar="FILE", help="spec files")
+    _add_draw_command(sub)
     _add_more_commands(sub)
     return parser
+
+
+def _add_draw_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("draw", help="draw a network's folded graph or unrolled DAG to .dot, .svg or .png",
+                       description="Draw one network: its folded graph (feedback edges dashed and labelled t-k "
+                                   "or t+k), or with --unroll its DAG unrolled over STEPS steps, one column per "
+                                   "step. The format follows OUT's suffix: .dot (Graphviz text, needs nothing), "
+                                   ".svg or .png (need matplotlib: pip install 'rnndsl[plot]'). Exit 1 on errors.")
+    p.add_argument("file", metavar="FILE", help="spec file")
+    p.add_argument("--network", "-n", metavar="NAME", help="the network to draw, when FILE holds several")
+    p.add_argument("--unroll", type=int, metavar="STEPS",
+                   help=f"draw the DAG unrolled over STEPS steps (1 to {MAX_DRAW_STEPS}) instead of the folded graph")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write: .dot, .svg or .png")
 
 
 def _add_more_commands(sub: argparse._SubParsersAction) -> None:
