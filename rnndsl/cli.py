@@ -36,7 +36,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     status = 0
     for path in args.files:
         try:
-            nets = load_all(path)
+            nets = load_all(Path(path))
         except SpecError as err:
             print(err, file=sys.stderr)
             status = 1

@@ -1,6 +1,6 @@
 """Graph: takes a checked `ir.Network`, gives the folded graph as a `networkx.MultiDiGraph`.
 
-One node per network node (attributes: op, size, static, input_kind, activation, line); one edge per
+One node per network node (attributes: op, size, static, input_kind, activation, line, init); one edge per
 distinct (source, delay) a node reads, with `delay` = k for `[t-k]`, -k for `[t+k]`, 0 for the same step.
 Feedback edges are the ones with a nonzero delay.
 """

@@ -33,7 +33,7 @@ def unroll(network: Any, steps: int) -> nx.DiGraph:
         raise ValueError(f"steps must be a positive whole number, got {steps!r}")
     if steps > MAX_UNROLL_STEPS:
         raise ValueError(f"steps={steps:,} is above the limit of {MAX_UNROLL_STEPS:,} for an unrolled graph")
-    g = nx.DiGraph(name=f"{net.name} unrolled", steps=steps)
+    g = nx.DiGraph(name=f"{net.name} unrolled", steps=steps, outputs=[(o.name, o.last) for o in net.outputs])
     for node in net.nodes:
         for t in [None] if node.static else range(steps):
             g.add_node((node.name, t), kind="static" if node.static else "step", op=node.op, size=node.size)
@@ -53,7 +53,7 @@ def _add_edge(g: nx.DiGraph, net: Network, ref: s.Ref, target: tuple[str, int | 
     t = target[1] - ref.delay
     if not 0 <= t < steps and (ref.name, t) not in g:
         g.add_node((ref.name, t), kind="initial", op=source.op, size=source.size,
-                   side="past" if t < 0 else "future")
+                   side="past" if t < 0 else "future", init=source.init.kind)
         if source.init.expr is not None:
             for r in s.refs(source.init.expr):
                 g.add_edge((r.name, None), (ref.name, t), delay=0, init=True)
