@@ -131,9 +131,11 @@ class _Emitter:
         self.emit(f"_Whh_{v} = {self._joined([self.param(weight_name(g, j)) for g, j in hh], 0)}")
         self.emit(f"_bih_{v} = {self._joined([self._bias(n) for n in ih], 0)}")
         # the hidden-side bias is zero but for a GRU's candidate, which torch applies inside r * (W h + b)
-        hh_bias = [self._bias(self.net[g]) if cell.nx and i == len(hh) - 1 else self._zeros(self.net[g].size)
-                   for i, (g, _) in enumerate(hh)]
-        self.emit(f"_bhh_{v} = {self._joined(hh_bias, 0)}")
+        if cell.nx:
+            hh_bias = [self._zeros(self.net[g].size) for g in cell.gates] + [self._bias(self.net[hh[-1][0]])]
+            self.emit(f"_bhh_{v} = {self._joined(hh_bias, 0)}")
+        else:
+            self.emit(f"_bhh_{v} = {self._zeros(sum(self.net[g].size for g in cell.gates))}")
         start = [f"H[{n!r}][:, -1]" if stage.direction > 0 else f"I[{n!r}]" for n in (h, cell.c) if n]
         lengths = "lengths" if self.with_lengths else "None"
         self.emit(f"{v}, _hn_{v}, _cn_{v} = K.fused({cell.kind!r}, {x}, ({', '.join(start)},), "
