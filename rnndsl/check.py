@@ -21,11 +21,13 @@ from rnndsl.inline import Alias, Exports, inline
 from rnndsl.ir import InitPolicy, Network, Node, OutputSpec
 from rnndsl.ops import ACTIVATIONS, OPS, TOKEN_FUNCTIONS
 
-__all__ = ["check", "check_program", "did_you_mean", "MAX_DELAY", "MAX_SIZE", "MAX_PARAMETERS"]
+__all__ = ["check", "check_program", "did_you_mean", "MAX_DELAY", "MAX_SIZE", "MAX_PARAMETERS", "MAX_ERRORS"]
 
 MAX_DELAY = 1000
 MAX_SIZE = 1 << 20
 MAX_PARAMETERS = 1 << 30
+MAX_ERRORS = 100  # shown per file; the rest are counted in one last diagnostic
+MAX_HINTS = 25  # did-you-mean suggestions per network
 RESERVED = {"network", "input", "layer", "init", "output", "use", "static", "tokens", "last", "zeros",
             "learned"}
 LAYER_OPTIONS = {"bias": ("true", "false"), "dropout": None,
@@ -51,6 +53,7 @@ def check_program(program: s.Program, source: Source) -> list[Network]:
         report.error("no network in this file", Span(1, 1), "write `network NAME { ... }`")
     nets = [_Checker(program, net, report).run() for net in seen.values()]
     _dedupe(report)
+    _truncate(report)
     report.raise_if_errors()
     return [n for n in nets if n is not None]
 
@@ -69,6 +72,16 @@ def check(program: s.Program, source: Source, network: str | None = None) -> Net
     hint = did_you_mean(network, [n.name for n in nets])
     raise ValueError(f"{source.name} has no network `{network}`; it has: "
                      f"{', '.join(n.name for n in nets)}" + (f" ({hint})" if hint else ""))
+
+
+def _truncate(report: Reporter) -> None:
+    """Keep the first MAX_ERRORS errors and say how many more there are, at the first one left out."""
+    if len(report.errors) <= MAX_ERRORS:
+        return
+    ordered = sorted(report.errors, key=lambda d: (d.span.line, d.span.column))
+    rest = ordered[MAX_ERRORS:]
+    report.errors = ordered[:MAX_ERRORS]
+    report.error(f"{len(rest):,} more errors not shown", rest[0].span, "fix the ones above first")
 
 
 def _dedupe(report: Reporter) -> None:
@@ -99,6 +112,8 @@ class _Checker:
         self.outputs: list[s.Output] = []
         self.exports: dict[str, Exports] = {}
         self.bad_names: set[str] = set()  # dotted or reserved, reported once where defined
+        self._static: set[str] | None = None  # computed once definitions are complete
+        self._known: list[str] | None = None  # names visible in this network, for suggestions
         self.errors_before = len(report.errors)
 
     def run(self) -> Network | None:
@@ -198,6 +213,17 @@ class _Checker:
                 self._check_ref(ref, id(ref) in own)
             self._check_calls(expr)
 
+    def _suggest(self, name: str, known: Iterable[str] | None = None) -> str:
+        """`did you mean ...?` among the visible names (or `known`); nothing once there are many errors,
+        where comparing every unknown name with every known one would take minutes."""
+        if len(self.report.errors) - self.errors_before >= MAX_HINTS:
+            return ""
+        if known is None:
+            if self._known is None:
+                self._known = [n for n in self.defs if self._visible(n)]
+            known = self._known
+        return did_you_mean(name, known)
+
     def _in_failed_block(self, name: str) -> bool:
         """`b.h` where `use b = ...` failed (already reported)."""
         return any(e.failed and name.startswith(e.instance + ".") for e in self.exports.values())
@@ -206,9 +232,8 @@ class _Checker:
         if ref.name not in self.defs and self._in_failed_block(ref.name):
             return
         if ref.name not in self.defs:
-            known = [n for n in self.defs if self._visible(n)]
             self.report.error(f"unknown name `{ref.name}`", ref.span,
-                              did_you_mean(ref.name, known) or "define it with input, layer or `NAME = ...`")
+                              self._suggest(ref.name) or "define it with input, layer or `NAME = ...`")
             return
         if own and not self._visible(ref.name):
             inst = ref.name.split(".")[0]
@@ -253,9 +278,10 @@ class _Checker:
 
     def _infer_sizes(self) -> None:
         pending = [n for n, d in self.defs.items() if d.size is None and isinstance(d.stmt, s.Assign)]
+        ordered = self._dependency_order(pending)
         for _ in range(len(pending) + 1):
             changed = False
-            for name in pending:
+            for name in ordered:
                 st = self.defs[name].stmt
                 if self.defs[name].size is None and isinstance(st, s.Assign):
                     size = self._size(st.expr, quiet=True)
@@ -269,6 +295,21 @@ class _Checker:
             if d.size is None and name not in broken and not self._is_number(d.stmt):
                 self.report.error(f"cannot tell the size of `{name}`", d.stmt.span,
                                   f"give it one: `{name}: SIZE = ...`")
+
+    def _dependency_order(self, pending: list[str]) -> list[str]:
+        """Unsized nodes, each after the unsized nodes it reads (a loop's members in definition order), so
+        one pass infers a chain of any length; in definition order it took a pass per link."""
+        position = {n: i for i, n in enumerate(pending)}
+        deps = nx.DiGraph()
+        deps.add_nodes_from(pending)
+        for name in pending:
+            st = self.defs[name].stmt
+            if isinstance(st, s.Assign):
+                deps.add_edges_from((r.name, name) for r in s.refs(st.expr) if r.name in position)
+        cond = nx.condensation(deps)
+        members = {c: sorted(cond.nodes[c]["members"], key=position.__getitem__) for c in cond}
+        first = {c: position[m[0]] for c, m in members.items()}
+        return [n for c in nx.lexicographical_topological_sort(cond, key=first.__getitem__) for n in members[c]]
 
     def _is_number(self, st: s.Input | s.Layer | s.Assign | Alias) -> bool:
         """`c = 1`: reported once, as a plain number, by `_check_sizes`."""
@@ -413,7 +454,8 @@ class _Checker:
         for name, st in self.inits.items():
             if name not in self.defs:
                 if not self._in_failed_block(name):
-                    self.report.error(f"`init {name}`: no node `{name}`", st.span, did_you_mean(name, self.defs))
+                    self.report.error(f"`init {name}`: no node `{name}`", st.span,
+                                      self._suggest(name, self.defs))
                 continue
             if self._is_tokens(name) and st.policy != "zeros":
                 self.report.error(f"token input `{name}` can only start from zeros", st.span)
@@ -423,7 +465,7 @@ class _Checker:
                 d = self.defs.get(ref.name)
                 if d is None:
                     self.report.error(f"unknown name `{ref.name}` in `init {name}`", ref.span,
-                                      did_you_mean(ref.name, ["zeros", "learned", *self.defs])
+                                      self._suggest(ref.name, ["zeros", "learned", *self.defs])
                                       or "write zeros, learned, or an expression of static inputs")
                 elif not (isinstance(d.stmt, s.Input) and d.stmt.kind == "static") or ref.explicit:
                     self.report.error(f"`init {name}` may only read static inputs and numbers, not `{ref}`", ref.span,
@@ -436,9 +478,8 @@ class _Checker:
             if self._in_failed_block(out.name) or out.name in self.bad_names:
                 pass  # reported where the block or the name is
             elif out.name not in self.defs or not self._visible(out.name):
-                known = [n for n in self.defs if self._visible(n)]
                 self.report.error(f"output `{out.name}` is not defined", out.span,
-                                  did_you_mean(out.name, known) or "output one of the network's nodes")
+                                  self._suggest(out.name) or "output one of the network's nodes")
             elif out.name in seen:
                 self.report.error(f"`output {out.name}` is given twice", out.span)
             elif self._is_tokens(out.name):
@@ -485,18 +526,31 @@ class _Checker:
         return InitPolicy(st.policy, st.expr, size or 0, st.span)
 
     def _static_names(self) -> set[str]:
-        """Nodes whose value is the same at every step: static inputs and what reads only them."""
+        """Nodes whose value is the same at every step: static inputs and what reads only them.
+
+        A worklist: a node becomes static when the last of the nodes it reads does (sweeping every node
+        until nothing changes took a sweep per link of a chain)."""
+        if self._static is not None:
+            return self._static
         static = {n for n, d in self.defs.items() if isinstance(d.stmt, s.Input) and d.stmt.kind == "static"}
-        changed = True
-        while changed:
-            changed = False
-            for name, d in self.defs.items():
-                if name in static or isinstance(d.stmt, s.Input):
-                    continue
-                refs = [r for _, e in [(name, x) for x in _node_exprs(d.stmt)] for r in s.refs(e)]
-                if refs and all(r.name in static and r.offset == 0 for r in refs):
-                    static.add(name)
-                    changed = True
+        waiting: dict[str, int] = {}  # candidates: how many of the nodes they read are not static yet
+        readers: dict[str, list[str]] = {}
+        for name, d in self.defs.items():
+            refs = [r for e in _node_exprs(d.stmt) for r in s.refs(e)]
+            if isinstance(d.stmt, s.Input) or not refs or any(r.offset != 0 or r.name not in self.defs for r in refs):
+                continue
+            read = {r.name for r in refs}
+            waiting[name] = len(read)
+            for r in read:
+                readers.setdefault(r, []).append(name)
+        queue = list(static)
+        while queue:
+            for reader in readers.get(queue.pop(), []):
+                waiting[reader] -= 1
+                if waiting[reader] == 0:
+                    static.add(reader)
+                    queue.append(reader)
+        self._static = static
         return static
 
     # ---- loops -------------------------------------------------------------------------------
@@ -549,9 +603,13 @@ class _Checker:
         from rnndsl.graph import folded
 
         g = folded(network)
-        needed = set()
-        for out in network.outputs:
-            needed |= nx.ancestors(g, out.name) | {out.name}
+        needed = {out.name for out in network.outputs}
+        stack = list(needed)  # one search back from every output (an ancestors() call per output is quadratic)
+        while stack:
+            for pred in g.predecessors(stack.pop()):
+                if pred not in needed:
+                    needed.add(pred)
+                    stack.append(pred)
         for node in network.nodes:  # an init expression reads static inputs, which the folded graph omits
             if node.name in needed and node.init.expr is not None:
                 needed |= {r.name for r in s.refs(node.init.expr)}

@@ -43,10 +43,12 @@ def feedback_edges(g: nx.MultiDiGraph) -> list[tuple[str, str, int]]:
 
 def loops(g: nx.MultiDiGraph) -> list[tuple[list[str], list[int]]]:
     """Each feedback loop (a strongly connected part with a delayed edge), with its distinct delays."""
-    out = []
-    for comp in nx.strongly_connected_components(g):
-        delays = sorted({d for _, _, d in g.subgraph(comp).edges(data="delay") if d != 0})
-        if delays:
-            order = list(g.nodes)
-            out.append((sorted(comp, key=order.index), delays))
-    return sorted(out, key=lambda item: list(g.nodes).index(item[0][0]))
+    position = {n: i for i, n in enumerate(g.nodes)}
+    comps = list(nx.strongly_connected_components(g))
+    comp_of = {n: i for i, comp in enumerate(comps) for n in comp}
+    delays: list[set[int]] = [set() for _ in comps]
+    for u, v, d in g.edges(data="delay"):  # one pass over the edges: a subgraph per component is quadratic
+        if d != 0 and comp_of[u] == comp_of[v]:
+            delays[comp_of[u]].add(d)
+    out = [(sorted(comp, key=position.__getitem__), sorted(ds)) for comp, ds in zip(comps, delays, strict=True) if ds]
+    return sorted(out, key=lambda item: position[item[0][0]])

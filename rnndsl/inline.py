@@ -23,7 +23,10 @@ def inline(program: s.Program, net: s.NetworkDecl, report: Reporter) -> list[s.S
     """Expand every `use` in `net`, recursively, reporting unknown or recursive blocks."""
     decls = {n.name: n for n in program.networks}
     size = _expanded_size(net.name, decls, {}, ())
-    if size > MAX_INLINED:
+    if size > MAX_INLINED and not any(isinstance(st, s.Use) for st in net.body):
+        report.error(f"network `{net.name}` has {size:,} statements, above the limit of {MAX_INLINED:,}", net.span,
+                     "rnndsl compiles networks of at most that many statements")
+    elif size > MAX_INLINED:
         report.error(f"network `{net.name}` expands to {size:,} statements through its `use` blocks, above the "
                      f"limit of {MAX_INLINED:,}", net.span, "use fewer blocks, or blocks with fewer statements")
         return [_Exports(st.name, st.network, frozenset(), st.span, failed=True) if isinstance(st, s.Use) else st
