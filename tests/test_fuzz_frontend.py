@@ -150,8 +150,9 @@ def generated_spec(draw: st.DrawFn, valid: bool = True) -> str:
     delay is in the past, so the spec must check; otherwise names, sizes and delays are drawn freely.
     """
     width = draw(st.integers(1, 8))
-    lines = [f"input x: {draw(st.integers(1, 9))}", f"input s: {draw(st.integers(1, 9))} static",
-             f"input w: tokens({draw(st.integers(1, 20))})"]
+    inputs = [f"input x: {draw(st.integers(1, 9))}", f"input s: {draw(st.integers(1, 9))} static",
+              f"input w: tokens({draw(st.integers(1, 20))})"]
+    lines = list(inputs)
     count = draw(st.integers(1, 7))
     names = [f"n{i}" for i in range(count)]
     for i, name in enumerate(names):
@@ -162,11 +163,17 @@ def generated_spec(draw: st.DrawFn, valid: bool = True) -> str:
             lines.append(f"{name}{f': {width}' if sized else ''} = {_expr(draw, i, names, valid, 3)}")
         if draw(st.integers(0, 4)) == 0:
             lines.append(f"init {name} = " + draw(st.sampled_from(["zeros", "learned", "s", "0.5", "2 * s"])))
-    for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)):
-        lines.append(f"output {name}" + draw(st.sampled_from(["", " last"])))
+    outputs = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True))
+    lines += [f"output {name}" + draw(st.sampled_from(["", " last"])) for name in outputs]
     if not valid and draw(st.booleans()):
         lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(VOCABULARY)))
-    return "network G {\n    " + "\n    ".join(lines) + "\n}\n"
+    text = "network G {\n    " + "\n    ".join(lines) + "\n}\n"
+    if draw(st.booleans()):  # the same network as a block, used twice, the second reading the first
+        delay = draw(st.sampled_from(["", "[t-1]", "[t-2]"]))
+        second = f"x = u1.{outputs[0]}{delay}" if valid and inputs[0] == f"input x: {width}" else "x = x"
+        text += ("network U {\n    " + "\n    ".join(inputs) + "\n    use u1 = G(x = x, s = s, w = w)\n"
+                 f"    use u2 = G({second}, s = s, w = w[t-1])\n    output u2.{outputs[-1]}\n}}\n")
+    return text
 
 
 def _ref(draw: st.DrawFn, i: int, names: list[str], valid: bool) -> str:
