@@ -115,7 +115,7 @@ def fused(kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list
         x = reverse(x, lengths)
     states = tuple(h.unsqueeze(0).contiguous() for h in hx)
     train = torch.is_grad_enabled()  # cuDNN keeps what backward needs only in training mode
-    if lengths is None:
+    if lengths is None or x.shape[0] == 0:
         out, *final = fn(x, states if kind == "lstm" else states[0], params, True, 1, 0.0, train, False, True)
     else:
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)

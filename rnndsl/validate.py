@@ -83,6 +83,7 @@ def _shapes(net: CompiledNetwork, inputs: dict[str, torch.Tensor], like: torch.T
         x = inputs[node.name]
         if node.input_kind == "tokens":
             _expect(node.name, x, 2, "(batch, time) integer token ids", integer=True)
+            x = inputs[node.name] = x.long()  # any integer dtype will do; the kernels take int64
             if x.numel() and (int(x.min()) < 0 or int(x.max()) >= node.size):
                 raise ValueError(f"input `{node.name}`: token ids must lie in [0, {node.size}), got values from "
                                  f"{int(x.min())} to {int(x.max())}")
@@ -133,7 +134,7 @@ def _lengths(lengths: Any, batch: int, time: int, device: torch.device) -> torch
     if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.shape != (batch,):
         raise ValueError(f"lengths: expected (batch,) = ({batch},) integers, got {lengths.dtype} of shape "
                          f"{tuple(lengths.shape)}")
-    low, high = int(lengths.min()), int(lengths.max())
+    low, high = (int(lengths.min()), int(lengths.max())) if lengths.numel() else (1, 1)
     if low < 1 or high > time:
         raise ValueError(f"lengths: every length must lie in [1, {time}] (the time axis), got values from {low} "
                          f"to {high}")
@@ -162,4 +163,7 @@ def _state(net: CompiledNetwork, state: Any, batch: int, like: torch.Tensor) -> 
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(f"state `{name}`: expected shape {shape}, got {got}")
+        dtype = torch.long if node.is_tokens else like.dtype
+        if value.dtype != dtype or value.device != like.device:
+            raise ValueError(f"state `{name}`: expected {dtype} on {like.device}, got {value.dtype} on {value.device}")
     return state

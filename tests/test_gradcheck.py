@@ -149,9 +149,6 @@ def test_expression_function(fn: str, device: torch.device) -> None:
     gradcheck(f"network N {{ input x: 2\n layer h: 3 tanh <- x, y[t-1]\n y = {expr}\n output y }}", device, fast=True)
 
 
-@pytest.mark.xfail(reason="BUG: codegen emits torch.minimum(a, 0.5) for min/max with a number argument, which "
-                          "torch rejects (TypeError); the checker accepts it and the reference runs it", strict=True,
-                   raises=TypeError)
 @pytest.mark.parametrize("expr", ["min(h, 0.5)", "max(0.25, h)"])
 def test_min_max_with_a_number(expr: str) -> None:
     gradcheck(f"network N {{ input x: 2\n layer h: 3 tanh <- x, h[t-1]\n y = {expr}\n output y }}",
