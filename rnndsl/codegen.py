@@ -475,7 +475,7 @@ class _Emitter:
                     value = f"torch.stack([{', '.join(f'_r{i}_{v}' for i in range(k, 0, -1))}], 1)"
                 else:
                     lengths = "lengths" if self.with_lengths else "None"
-                    value = f"K.last_k(torch.cat([H[{node.name!r}], {v}], 1), {lengths}, {k})"
+                    value = f"K.last_k(H[{node.name!r}], {v}, {lengths}, {k})"
                 self.emit(f"state[{node.name!r}] = {value}")
         self.emit("return values, state")
 

@@ -6,6 +6,7 @@ first; token ids are int64 with -1 meaning "no token" (before the first step or 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -68,15 +69,18 @@ def last(seq: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     return seq.gather(1, index).squeeze(1)
 
 
-def last_k(full: torch.Tensor, lengths: torch.Tensor | None, k: int) -> torch.Tensor:
-    """The last k values of each sequence, oldest first; `full` is the k-long history then the steps."""
+def last_k(hist: torch.Tensor, seq: torch.Tensor, lengths: torch.Tensor | None, k: int) -> torch.Tensor:
+    """The last k values of each sequence, oldest first, where `hist` holds the k values before step 0."""
+    steps = seq.shape[1]
     if lengths is None:
-        return full[:, full.shape[1] - k:]
-    # `full` holds k history values then the steps, so step L-k+j sits at index L+j.
-    start = lengths
-    index = start.view(-1, 1) + torch.arange(k, device=full.device).view(1, -1)
-    index = index.view(*index.shape, *([1] * (full.dim() - 2))).expand(-1, -1, *full.shape[2:])
-    return full.gather(1, index)
+        return seq[:, steps - k:] if steps >= k else torch.cat([hist[:, steps:], seq], 1)
+    # step L-k+j of a sequence of length L; a negative step reads the history (no sync on lengths)
+    index = lengths.view(-1, 1) - k + torch.arange(k, device=seq.device).view(1, -1)
+    shape = (*index.shape, *seq.shape[2:])
+    trail = [1] * (seq.dim() - 2)
+    from_seq = seq.gather(1, index.clamp(min=0).view(*index.shape, *trail).expand(shape))
+    from_hist = hist.gather(1, (index + k).clamp(max=k - 1).view(*index.shape, *trail).expand(shape))
+    return torch.where((index >= 0).view(*index.shape, *trail), from_seq, from_hist)
 
 
 def masked(seq: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
@@ -115,6 +119,8 @@ def fused(kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list
         x = reverse(x, lengths)
     states = tuple(h.unsqueeze(0).contiguous() for h in hx)
     train = torch.is_grad_enabled()  # cuDNN keeps what backward needs only in training mode
+    # The spec's weights are separate parameters, so cuDNN packs them on every call, as it warns.
+    warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
     if lengths is None or x.shape[0] == 0:
         out, *final = fn(x, states if kind == "lstm" else states[0], params, True, 1, 0.0, train, False, True)
     else:
