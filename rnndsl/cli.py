@@ -23,7 +23,7 @@ __all__ = ["main", "build_parser"]
 def _summary(net: Network) -> str:
     g = folded(net)
     loop_text = "; ".join(
-        f"{' -> '.join(names)} (delay {', '.join(f't{-d:+d}' for d in delays)})" for names, delays in loops(g)
+        f"{{{', '.join(names)}}} (delay {', '.join(f't{-d:+d}' for d in delays)})" for names, delays in loops(g)
     ) or "none"
     ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" for n in net.inputs)
     outs = ", ".join(o.name + (" last" if o.last else "") for o in net.outputs)

@@ -19,7 +19,7 @@ class Source:
     name: str = "<string>"
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
+        lines = self.text.split("\n")  # as Lark counts lines: only \n ends one
         return lines[number - 1] if 0 < number <= len(lines) else ""
 
 

@@ -22,7 +22,7 @@ from rnndsl.errors import Diagnostic, Source, Span, SpecError
 
 __all__ = ["parse", "grammar_text", "MAX_SPEC_BYTES", "MAX_EXPR_DEPTH"]
 
-MAX_SPEC_BYTES = 1_000_000
+MAX_SPEC_BYTES = 256_000  # parsing costs about 9 us a byte: a few seconds at most
 MAX_EXPR_DEPTH = 100  # later passes recurse over expressions; this keeps them far from Python's limit
 
 

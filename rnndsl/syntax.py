@@ -41,7 +41,7 @@ class Ref:
     def __str__(self) -> str:
         if not self.explicit:
             return self.name
-        sign = "+" if self.offset >= 0 else "-"
+        sign = "-" if self.offset < 0 or str(self.offset).startswith("-") else "+"
         k = abs(self.offset)
         return f"{self.name}[t{sign}{int(k) if k == int(k) else k}]"
 
