@@ -117,6 +117,9 @@ class CompiledNetwork(nn.Module):
             if n.init.kind == "expr" and n.init.size != n.size})
         self.register_buffer("_like", torch.zeros(()), persistent=False)
         self.signature = _signature(network)
+        # (layer key, [(generated name, ParameterList index, or "" for the bias)]), fixed by the network
+        self._slots = [(_key(n.name), [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
+                        + ([(bias_name(n.name), "")] if n.bias else [])) for n in network.nodes if n.op == "layer"]
         self._code: dict[bool, Any] = {}
 
     # ---- introspection -----------------------------------------------------------------------
@@ -193,14 +196,17 @@ class CompiledNetwork(nn.Module):
         return Outputs(values, None if self.network.reads_future else State(new_state, self.signature))
 
     def parameter_table(self) -> dict[str, torch.Tensor]:
+        """Every layer parameter under the name generated code reads it by (`_W0_h`, `_b_h`)."""
+        # Read through the modules' parameter dicts at each call (.to() may replace the tensors); this
+        # runs on every forward, so it avoids nn.Module attribute lookups and ParameterList iteration.
         table: dict[str, torch.Tensor] = {}
-        for node in self.network.nodes:
-            if node.op == "layer":
-                layer = self._layer(node.name)
-                for j, w in enumerate(layer.weight):
-                    table[weight_name(node.name, j)] = w
-                if layer.bias is not None:
-                    table[bias_name(node.name)] = layer.bias
+        layers = self.layers._modules
+        for key, slots in self._slots:
+            layer = layers[key]
+            assert layer is not None
+            weights = layer._modules["weight"]._parameters  # type: ignore[union-attr]
+            for name, j in slots:
+                table[name] = weights[j] if j else layer._parameters["bias"]  # type: ignore[assignment]
         return table
 
     def boundary_values(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
