@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import rnndsl
 from rnndsl.runtime import State
 
-ACTIVATIONS = ["identity", "tanh", "sigmoid", "relu", "gelu", "silu", "elu", "softplus", "softsign", "hardtanh",
+ACTIVATIONS = ["tanh", "identity", "sigmoid", "relu", "gelu", "silu", "elu", "softplus", "softsign", "hardtanh",
                "sin", "cos", "abs", "softmax", "log_softmax"]
 UNARY = ["tanh", "sigmoid", "sin", "cos", "softsign", "softplus", "gelu", "abs", "elu", "silu"]
 
@@ -60,27 +60,34 @@ class Builder:
         self.draw, self.spec = draw, Spec()
         self.max_nodes = max_nodes
         self.read: set[str] = set()  # nodes some statement already reads: their size is fixed
+        self.used: set[str] = set()  # nodes another node reads
+        self.current = ""  # the node being written
 
     def int(self, lo: int, hi: int) -> int:
         return self.draw(st.integers(lo, hi))  # type: ignore[no-any-return]
+
+    def size(self, most: int = 4) -> int:
+        """A vector size; hypothesis's simplest draw is 3, not a degenerate 1."""
+        return self.pick([3, 2, 4, 1][:most])
 
     def pick(self, items: list[Any]) -> Any:
         return self.draw(st.sampled_from(items))
 
     def flag(self, p: float = 0.5) -> bool:
-        return self.draw(st.floats(0, 1)) < p  # type: ignore[no-any-return]
+        """True with about probability p; hypothesis's simplest draw gives False."""
+        return self.draw(st.integers(0, 99)) >= 100 - round(100 * p)  # type: ignore[no-any-return]
 
     def build(self) -> Spec:
         sp = self.spec
-        seq = self.flag(0.85)
+        seq = not self.flag(0.15)
         if seq:
-            self._input("x", f"{self.int(1, 3)}")
+            self._input("x", f"{self.size(3)}")
             if self.flag(0.3):
                 self._input("w", f"tokens({self.int(2, 4)})", tokens=True)
         if not seq or self.flag(0.5):
-            self._input("s", f"{self.int(1, 3)} static", static=True)
+            self._input("s", f"{self.size(3)} static", static=True)
             if self.flag(0.3):  # a node computed from the static input only: static too
-                sp.sizes["sa"] = self.int(1, 3)
+                sp.sizes["sa"] = self.size(3)
                 sp.static.add("sa")
                 sp.lines.append(f"layer sa: {sp.sizes['sa']} {self.pick(ACTIVATIONS)} <- s")
         backward = self.flag(0.4)
@@ -89,7 +96,7 @@ class Builder:
         fwd = [f"f{i}" for i in range(n_f)]
         bwd = [f"b{i}" for i in range(n_b)]
         for name in fwd + bwd:  # sizes first, so later nodes can be read with a delay
-            sp.sizes[name] = self.int(1, 4)
+            sp.sizes[name] = self.size()
         for i, name in enumerate(fwd):
             self._node(name, self._forward_refs(fwd, i, backward))
         for i, name in enumerate(bwd):
@@ -113,6 +120,8 @@ class Builder:
             self.spec.delayed.add(name)
             self.spec.future |= delay < 0
         self.read.add(name)
+        if name != self.current:
+            self.used.add(name)
         text = name if delay == 0 else f"{name}[t{'-' if delay > 0 else '+'}{abs(delay)}]"
         return Ref(text, self.spec.sizes[name], tokens=name == "w")
 
@@ -151,9 +160,10 @@ class Builder:
     # ---- nodes ---------------------------------------------------------------------------------------
 
     def _node(self, name: str, options: list[tuple[str, int]]) -> None:
+        self.current = name
         size = self.spec.sizes[name]
         fixed = name in self.read  # read at a delay by an earlier node: keep the size drawn for it
-        if self.flag(0.55) or (fixed and self._ref(options, varying=True, size=size, draw=False) is None):
+        if not self.flag(0.45) or (fixed and self._ref(options, varying=True, size=size, draw=False) is None):
             self._layer(name, size, options)
             return
         kind = self.pick(["elementwise"] if fixed else ["elementwise", "concat"])
@@ -231,7 +241,7 @@ class Builder:
             if ref is not None:
                 return f"one_hot({ref.text})"
         ref = self._ref(options, size=size)
-        return ref.text if ref is not None and self.flag(0.8) else self.pick(["0.5", "2", "1"])
+        return ref.text if ref is not None and not self.flag(0.2) else self.pick(["0.5", "2", "1"])
 
     # ---- inits and outputs ---------------------------------------------------------------------------
 
@@ -247,7 +257,9 @@ class Builder:
                 self.spec.lines.append(f"init {name} = {policy}")
 
     def _outputs(self, nodes: list[str]) -> None:
-        chosen = self.draw(st.lists(st.sampled_from(nodes), min_size=1, max_size=3, unique=True))
+        """Every node nobody reads (so that every node reaches an output), and a few more."""
+        chosen = [n for n in nodes if n not in self.used] or nodes[-1:]
+        chosen += [n for n in self.draw(st.lists(st.sampled_from(nodes), max_size=2, unique=True)) if n not in chosen]
         if "sa" in self.spec.sizes and self.flag(0.3):
             self.spec.lines.append(f"output sa{' last' if self.flag(0.5) else ''}")
         for name in chosen:
@@ -262,8 +274,9 @@ def networks(draw: Any, max_nodes: int = 3) -> str:
 @st.composite
 def calls(draw: Any, max_nodes: int = 3) -> tuple[str, int, int, list[int] | None, int]:
     text = draw(networks(max_nodes))
-    batch, steps = draw(st.integers(1, 3)), draw(st.integers(1, 5))
-    lengths = draw(st.none() | st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
+    batch, steps = draw(st.sampled_from([2, 3, 1])), draw(st.sampled_from([4, 5, 2, 6, 3, 1]))
+    padded = draw(st.integers(0, 2)) != 2  # two calls in three with lengths
+    lengths = draw(st.lists(st.integers(1, steps), min_size=batch, max_size=batch)) if padded else None
     return text, batch, steps, lengths, draw(st.integers(0, 2**16))
 
 
