@@ -128,16 +128,13 @@ def test_dtype_follows_the_module() -> None:
                   ".to(torch.float64)", **good())
 
 
-@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8], ids=["int32", "uint8"])
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.int8, torch.uint8])
 def test_token_ids_of_another_integer_dtype(mixed: CompiledNetwork, dtype: torch.dtype) -> None:
+    """Any integer dtype is read as int64 ids (embedding and one_hot alike)."""
     call = good()
     call["w"] = call["w"].to(dtype)
-    try:
-        out = mixed(**call)
-    except ValueError as err:
-        assert "input `w`" in str(err) and str(dtype) in str(err)
-        return
-    torch.testing.assert_close(out.h, mixed(**good()).h)
+    out, expected = mixed(**call), mixed(**good())
+    assert torch.equal(out.h, expected.h) and torch.equal(out.o, expected.o)
 
 
 def test_token_ids_out_of_range(mixed: CompiledNetwork) -> None:
@@ -241,9 +238,18 @@ def test_state_that_is_not_a_mapping(mixed: CompiledNetwork) -> None:
 def test_state_with_wrong_dtype(mixed: CompiledNetwork) -> None:
     state = mixed(**good()).state
     assert state is not None
-    wrong = State({k: v.double() for k, v in state.items()}, state.signature)
-    with pytest.raises(ValueError, match=r"state `[ch]`.*float64"):
-        mixed(**good(), state=wrong)
+    wrong = State(dict(state) | {"c": state["c"].double()}, state.signature)
+    fails(mixed, "state `c`: expected torch.float32 on cpu, got torch.float64 on cpu", **good(), state=wrong)
+    fails(mixed, "state `h`: expected torch.float32 on cpu, got torch.int64 on cpu", **good(),
+          state=dict(state) | {"h": state["h"].long()})
+
+
+def test_token_state_must_be_int64() -> None:
+    net = rnndsl.compile("network Tok { input w: tokens(5)\n layer h: 3 tanh <- w, w[t-1]\n output h }")
+    w = good()["w"]
+    state = net(w).state
+    assert state is not None and state["w"].dtype == torch.int64 and state["w"].shape == (B, 1)
+    fails(net, "state `w`: expected torch.int64 on cpu, got torch.float32 on cpu", w, state={"w": state["w"].float()})
 
 
 # ---- picking a network -------------------------------------------------------------------------------------

@@ -226,8 +226,7 @@ class Builder:
             return f"({inner} {dict(add='+', sub='-', mul='*')[form]} {other})"
         if form == "div":
             return f"{inner} / (1.5 + sin({other}))"
-        if form == "minmax":  # with a number, min/max meet a known codegen bug: give them two vectors
-            other = other if other[0].isalpha() else first.text
+        if form == "minmax":
             return f"{self.pick(['min', 'max'])}({inner}, {other})"
         if form == "neg":
             return f"-{inner}"
