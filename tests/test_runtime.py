@@ -417,6 +417,27 @@ def test_dropout_varies_in_train_mode_only() -> None:
     torch.testing.assert_close(net(x).y, reference(net, x).y, atol=1e-5, rtol=1e-5)
 
 
+def test_dropout_mask_is_one_per_sequence_and_scaled() -> None:
+    """Variational dropout: the same units are dropped at every step of a sequence, kept ones scaled by 1/(1-p)."""
+    net = rnndsl.compile("""network D {
+        input x: 3
+        layer y: 32 dropout=0.5 bias=false <- x
+        layer h: 32 tanh dropout=0.5 <- x, h[t-1]
+        output y
+        output h
+    }""")
+    x = torch.ones(4, 6, 3)
+    expected = net.eval()(x)
+    torch.manual_seed(0)
+    got = net.train()(x)
+    ratio = got.y / expected.y
+    assert set(ratio.unique().tolist()) <= {0.0, 2.0}
+    assert torch.equal(ratio, ratio[:, :1].expand_as(ratio)), "the mask changes from step to step"
+    dropped = got.h == 0
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped))
+    assert not torch.equal(dropped[0], dropped[1]), "two sequences drew the same mask"
+
+
 # ---- cost --------------------------------------------------------------------------------------------------------
 
 
