@@ -72,18 +72,20 @@ class _Group:
         return len(self.internal[self.members[0].name])
 
 
-def generate(network: Network, with_lengths: bool, fuse_cells: bool = True) -> Generated:
+def generate(network: Network, with_lengths: bool, fuse_cells: bool = True, guard: bool = False) -> Generated:
     """Python source of the forward function for a network (with or without per-sequence lengths).
 
     With `fuse_cells`, loops that are exactly an Elman, LSTM or GRU cell run on torch's fused kernels.
+    With `guard`, every node's value passes through `watch(value, name, step)` (no fused cells then).
     """
-    return _Emitter(network, with_lengths, fuse_cells).run()
+    return _Emitter(network, with_lengths, fuse_cells and not guard, guard).run()
 
 
 class _Emitter:
-    def __init__(self, network: Network, with_lengths: bool, fuse_cells: bool) -> None:
+    def __init__(self, network: Network, with_lengths: bool, fuse_cells: bool, guard: bool = False) -> None:
         self.net = network
         self.with_lengths = with_lengths
+        self.guard = guard
         self.stages = schedule(network)
         self.cells = {st: cell for st in self.stages if fuse_cells and (cell := self._cell(st)) is not None}
         self.state_code: dict[str, str] = {}  # how the state of a node is read, where not from its steps
@@ -172,7 +174,7 @@ class _Emitter:
                     if name not in self.skip:
                         self._batched(self.net[name], stage.static)
         self._results()
-        head = ["def forward(P, X, I, H, B, T, lengths, train):",
+        head = ["def forward(P, X, I, H, B, T, lengths, train, watch=None):",
                 f"    # network {self.net.name}: {len(self.stages)} stages",
                 *(f"    {p} = P[{p!r}]" for p in self.params)]
         if self.with_lengths:
@@ -259,6 +261,8 @@ class _Emitter:
             if node.dropout:
                 mask = "" if static else ".unsqueeze(1)"
                 self.emit(f"if train: {v} = {v} * K.drop_mask(B, {node.size}, {node.dropout!r}, {v}){mask}")
+        if self.guard:
+            self.emit(f"watch({v}, {node.name!r}, None)")
         self.defined.add(v)
 
     def _projection(self, node: Node, j: int, ref: object, bias: bool) -> str:
@@ -309,6 +313,9 @@ class _Emitter:
                 g = next(g for g in groups if node in g.members)
                 if g.name not in early and g.members[0] is node:
                     self._group_step(g, step_ref)
+        if self.guard:
+            for name in stage.nodes:
+                self.emit(f"watch({var(name)}, {name!r}, t)")
         self._ring_update(stage, rings, collect)
         self.indent -= 1
         for n in collect:

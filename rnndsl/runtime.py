@@ -120,7 +120,7 @@ class CompiledNetwork(nn.Module):
         # (layer key, [(generated name, ParameterList index, or "" for the bias)]), fixed by the network
         self._slots = [(_key(n.name), [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
                         + ([(bias_name(n.name), "")] if n.bias else [])) for n in network.nodes if n.op == "layer"]
-        self._code: dict[bool, Any] = {}
+        self._code: dict[tuple[bool, bool], Any] = {}
 
     # ---- introspection -----------------------------------------------------------------------
 
@@ -177,22 +177,31 @@ class CompiledNetwork(nn.Module):
     # ---- running -----------------------------------------------------------------------------
 
     def forward(self, *args: torch.Tensor, lengths: torch.Tensor | None = None, state: Mapping[str, Any] | None = None,
-                steps: int | None = None, **inputs: torch.Tensor) -> Outputs:
+                steps: int | None = None, check_finite: bool = False, **inputs: torch.Tensor) -> Outputs:
         """Run the network over whole sequences.
 
         Sequence inputs are (batch, time, size), token inputs (batch, time) int64, static inputs
         (batch, size). `lengths` (batch,) marks padded batches; `state` continues from an earlier
         call's `out.state`; `steps` sets the length when the network has no sequence input.
+        `check_finite` refuses NaN or Inf in the inputs and raises `NonFiniteError` naming the node and
+        step where one first appears in a value or, during backward, in a gradient (slow: a debug aid).
         """
+        from rnndsl.guard import Watch, check_inputs
         from rnndsl.validate import validate
 
         call = validate(self, args, inputs, lengths, state, steps)
+        watch = None
+        if check_finite:
+            check_inputs(call.inputs, call.lengths)
+            watch = Watch([n.name for n in self.network.nodes], call.lengths)
         boundary = self.boundary_values(call.inputs, call.batch)
         history = self.histories(boundary, call.state, call.batch)
         params = self.parameter_table()
-        fn = self._compiled(call.lengths is not None)
+        fn = self._compiled(call.lengths is not None, guard=check_finite)
         values, new_state = fn(params, call.inputs, boundary, history, call.batch, call.steps, call.lengths,
-                               self.training)
+                               self.training, watch)
+        if watch is not None:
+            watch.raise_first()
         return Outputs(values, None if self.network.reads_future else State(new_state, self.signature))
 
     def parameter_table(self) -> dict[str, torch.Tensor]:
@@ -248,13 +257,13 @@ class CompiledNetwork(nn.Module):
                 out[node.name] = boundary[node.name].unsqueeze(1).expand(-1, k, -1)
         return out
 
-    def _compiled(self, with_lengths: bool) -> Any:
-        fn = self._code.get(with_lengths)
+    def _compiled(self, with_lengths: bool, guard: bool = False) -> Any:
+        fn = self._code.get((with_lengths, guard))
         if fn is None:
-            generated = generate(self.network, with_lengths, self.fuse_cells)
+            generated = generate(self.network, with_lengths, self.fuse_cells, guard)
             namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
             exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
-            fn = self._code[with_lengths] = namespace["forward"]
+            fn = self._code[with_lengths, guard] = namespace["forward"]
         return fn
 
     def __getstate__(self) -> dict[str, Any]:
