@@ -36,7 +36,7 @@ SPECS = {
     "learned_init": """network N {
         input x: 2
         layer h: 3 tanh <- x, y[t-1]
-        layer y: 2 softmax <- h
+        layer y: 2 sigmoid <- h
         init y = learned
         output y
     }""",
