@@ -26,7 +26,8 @@ __all__ = ["reference"]
 
 
 def reference(net: CompiledNetwork, *args: torch.Tensor, lengths: torch.Tensor | None = None,
-              state: Mapping[str, Any] | None = None, steps: int | None = None, **inputs: torch.Tensor) -> Outputs:
+              state: Mapping[str, Any] | None = None, steps: int | None = None, batch: int | None = None,
+              **inputs: torch.Tensor) -> Outputs:
     """Run `net` the slow, obvious way; same call and result as `net(...)`.
 
     >>> import rnndsl, torch
@@ -37,7 +38,7 @@ def reference(net: CompiledNetwork, *args: torch.Tensor, lengths: torch.Tensor |
     """
     if net.training and any(n.dropout for n in net.network.nodes):
         raise ValueError("the reference executor does not model dropout: call net.eval() first")
-    call = validate(net, args, inputs, lengths, state, steps)
+    call = validate(net, args, inputs, lengths, state, steps, batch)
     per_seq = [_Sequence(net, call.inputs, b, call.steps, call.lengths, call.state).run()
                for b in range(call.batch)]
     values = {o.name: torch.stack([p[0][o.name] for p in per_seq]) for o in net.network.outputs}

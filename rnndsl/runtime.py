@@ -177,19 +177,21 @@ class CompiledNetwork(nn.Module):
     # ---- running -----------------------------------------------------------------------------
 
     def forward(self, *args: torch.Tensor, lengths: torch.Tensor | None = None, state: Mapping[str, Any] | None = None,
-                steps: int | None = None, check_finite: bool = False, **inputs: torch.Tensor) -> Outputs:
+                steps: int | None = None, batch: int | None = None, check_finite: bool = False,
+                **inputs: torch.Tensor) -> Outputs:
         """Run the network over whole sequences.
 
         Sequence inputs are (batch, time, size), token inputs (batch, time) int64, static inputs
         (batch, size). `lengths` (batch,) marks padded batches; `state` continues from an earlier
-        call's `out.state`; `steps` sets the length when the network has no sequence input.
+        call's `out.state`; `steps` sets the length when the network has no sequence input, and
+        `batch` the batch size when it has no input at all.
         `check_finite` refuses NaN or Inf in the inputs and raises `NonFiniteError` naming the node and
         step where one first appears in a value or, during backward, in a gradient (slow: a debug aid).
         """
         from rnndsl.guard import Watch, check_inputs
         from rnndsl.validate import validate
 
-        call = validate(self, args, inputs, lengths, state, steps)
+        call = validate(self, args, inputs, lengths, state, steps, batch)
         watch = None
         if check_finite:
             check_inputs(call.inputs, call.lengths)

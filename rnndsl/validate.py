@@ -29,7 +29,7 @@ class Call:
 
 
 def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any], lengths: Any, state: Any,
-             steps: Any) -> Call:
+             steps: Any, batch_size: Any = None) -> Call:
     """Check inputs, lengths and state against the network; raise ValueError naming what is wrong."""
     inputs = _bind(net, args, kwargs)
     like = net.like
@@ -44,7 +44,12 @@ def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]
                              f"got steps={steps!r}")
         time = steps
     if batch is None:
-        raise ValueError(f"network `{net.network.name}` needs at least one input to know the batch size")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"network `{net.network.name}` has no input to tell the batch size: give batch=N "
+                             f"(N >= 1), got batch={batch_size!r}")
+        batch = batch_size
+    elif batch_size is not None and batch_size != batch:
+        raise ValueError(f"batch={batch_size} but the inputs have batch size {batch}; leave batch out")
     checked_lengths = _lengths(lengths, batch, time, like.device)
     checked_state = _state(net, state, batch, like)
     return Call(inputs, batch, time, checked_lengths, checked_state)
@@ -149,8 +154,11 @@ def _state(net: CompiledNetwork, state: Any, batch: int, like: torch.Tensor) -> 
                          "state: give it whole sequences")
     signature = getattr(state, "signature", None)
     if signature is not None and signature != net.signature:
-        raise ValueError(f"state comes from another network ({signature.split('/')[0]}), not "
-                         f"`{net.network.name}`")
+        other = signature.split("/")[0]
+        if other == net.network.name:
+            raise ValueError(f"state comes from another version of network `{other}`: its nodes, sizes or "
+                             "delays differ from this one's")
+        raise ValueError(f"state comes from another network ({other}), not `{net.network.name}`")
     if not isinstance(state, Mapping):
         raise ValueError(f"state: expected the `.state` of an earlier call, got {type(state).__name__}")
     wanted = {n.name: n for n in net.network.nodes if net.network.delays[n.name][0]}

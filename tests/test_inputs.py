@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import rnndsl
+from rnndsl.reference import reference
 from rnndsl.runtime import CompiledNetwork, State
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -266,7 +267,18 @@ def test_several_networks_need_a_name() -> None:
     assert rnndsl.compile(path, network="Stacked").network.name == "Stacked"
 
 
-def test_network_with_no_inputs_cannot_run() -> None:
-    """It compiles, but no call can give it a batch size (reported as a design gap, see the report)."""
+def test_network_with_no_inputs_takes_a_batch_size() -> None:
     net = rnndsl.compile("network Z { layer h: 3 tanh <- h[t-1]\n init h = learned\n output h }")
-    fails(net, "network `Z` needs at least one input to know the batch size", steps=3)
+    fails(net, "network `Z` has no input to tell the batch size: give batch=N (N >= 1), got batch=None", steps=3)
+    out = net(steps=3, batch=2)
+    assert out.h.shape == (2, 3, 3)
+    torch.testing.assert_close(out.h[0], out.h[1])
+    torch.testing.assert_close(out.h, reference(net, steps=3, batch=2).h)
+
+
+def test_state_from_an_edited_network() -> None:
+    spec = "network N { input x: 3\n layer h: %d tanh <- x, h[t-1]\n output h }"
+    old, new = rnndsl.compile(spec % 4), rnndsl.compile(spec % 5)
+    x = torch.randn(2, 4, 3)
+    fails(new, "state comes from another version of network `N`: its nodes, sizes or delays differ from this "
+               "one's", x=x, state=old(x).state)
