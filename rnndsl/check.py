@@ -32,6 +32,7 @@ RESERVED = {"network", "input", "layer", "init", "output", "use", "static", "tok
             "learned"}
 LAYER_OPTIONS = {"bias": ("true", "false"), "dropout": None,
                  "init": ("default", "xavier", "orthogonal", "normal", "uniform", "zeros")}
+CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite"}  # CompiledNetwork.forward's own
 SCALAR = 0  # the size of a plain number: it broadcasts
 
 
@@ -153,6 +154,9 @@ class _Checker:
                 # generated code names its own temporaries `_KIND_NODE` and block members `b__h`
                 self.report.error(f"`{name}`: names may not start with '_' or contain '__'", st.span,
                                   f"call it `{name.strip('_').replace('__', '_') or 'n'}`")
+            elif isinstance(st, s.Input) and name in CALL_KEYWORDS:
+                self.report.error(f"input `{name}` would clash with the `{name}=` argument of a call", st.span,
+                                  f"call it `{name}_` or something else")
 
     def _collect(self, stmts: list[s.Stmt | Alias | Exports]) -> None:
         for st in stmts:
