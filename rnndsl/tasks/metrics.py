@@ -1,0 +1,67 @@
+"""Metrics: takes network outputs and targets, gives numbers. Pure functions, no state.
+
+Classification outputs are logits (a log_softmax output works too: log_softmax is idempotent, so the
+cross-entropy is the same). Positions whose target is `IGNORE` (-100, padding) are left out everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from rnndsl.tasks.base import IGNORE
+
+__all__ = ["accuracy", "bits_per_char", "cross_entropy", "mse", "solved_fraction"]
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy in nats over the positions whose target is not IGNORE; logits (..., C).
+
+    >>> round(float(cross_entropy(torch.zeros(1, 4), torch.tensor([2]))), 4)  # ln 4
+    1.3863
+    """
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1).to(logits.device),
+                           ignore_index=IGNORE)
+
+
+def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Fraction of positions whose arg-max class is the target, IGNORE left out; logits (..., C).
+
+    >>> accuracy(torch.tensor([[0.1, 0.9], [2.0, 1.0]]), torch.tensor([1, 1]))
+    0.5
+    """
+    target = target.to(logits.device)
+    keep = target != IGNORE
+    if not bool(keep.any()):
+        return math.nan
+    return float((logits.argmax(-1)[keep] == target[keep]).double().mean())
+
+
+def bits_per_char(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean cross-entropy in bits per predicted symbol (IGNORE left out).
+
+    >>> bits_per_char(torch.zeros(1, 2, 8), torch.tensor([[3, -100]]))
+    3.0
+    """
+    return float(cross_entropy(logits.double(), target)) / math.log(2)
+
+
+def mse(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean squared error.
+
+    >>> mse(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 0.0]))
+    2.0
+    """
+    return float(((prediction.double() - target.to(prediction.device).double()) ** 2).mean())
+
+
+def solved_fraction(prediction: torch.Tensor, target: torch.Tensor, tolerance: float = 0.04) -> float:
+    """Fraction of predictions within `tolerance` of the target (|error| < tolerance).
+
+    >>> solved_fraction(torch.tensor([1.0, 1.05]), torch.tensor([1.01, 1.0]))
+    0.5
+    """
+    error = (prediction.double() - target.to(prediction.device).double()).abs()
+    return float((error < tolerance).double().mean())

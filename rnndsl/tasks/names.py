@@ -1,0 +1,113 @@
+"""First names, one character at a time: takes a seed, gives splits of the `names` package's census lists.
+
+The `names` package ships the 1990 US census lists of first names (`dist.male.first`,
+`dist.female.first`; nothing is downloaded). The names of both lists are lowercased and deduplicated
+(5,163 names of 2 to 11 letters a-z). Alphabet: 0 the boundary symbol `.` (start and end), 1..26 a..z.
+A name `ann` is the input `. a n n` and the target `a n n .`: next-character prediction, many-to-many,
+synced. The network needs an input `tokens(27)` (or a sequence input of size 27, fed one-hot) and
+`output NAME` (every step) of size 27, read as logits. Batches are padded, with lengths; padded targets
+are ignored.
+
+Splits: a permutation of the sorted names fixed by `seed` gives test 10% (516), validation 10% (516)
+and train the rest (4,131). Metric: `bits_per_char` on held-out names (primary), the mean cross-entropy
+in bits over every predicted symbol, the end symbol included; a uniform guess scores log2(27), 4.75.
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from rnndsl.tasks.base import IGNORE, Batch, Needs, Task, check_split, epoch_batch, split_indices
+from rnndsl.tasks.metrics import bits_per_char, cross_entropy
+
+__all__ = ["ALPHABET", "Names", "decode", "encode", "load_names"]
+
+ALPHABET = "." + string.ascii_lowercase  # id 0 is the boundary: start of the input, end of the target
+
+
+@functools.lru_cache(maxsize=1)
+def load_names() -> tuple[str, ...]:
+    """Every first name of the census lists the `names` package ships, lowercased, unique, sorted."""
+    try:
+        import names
+    except ImportError as err:
+        raise ImportError("the names task needs the `names` package: pip install 'rnndsl[tasks]'") from err
+    found: set[str] = set()
+    for key in ("first:male", "first:female"):
+        lines = Path(names.FILES[key]).read_text(encoding="ascii").splitlines()
+        found.update(line.split()[0].lower() for line in lines if line.strip())
+    return tuple(sorted(found))
+
+
+def encode(word: str) -> list[int]:
+    """Token ids of a name, without the boundary: `encode("ab") == [1, 2]`."""
+    return [ALPHABET.index(c) for c in word]
+
+
+def decode(ids: list[int]) -> str:
+    """The text of token ids; the boundary shows as `.`."""
+    return "".join(ALPHABET[i] for i in ids)
+
+
+def pad(words: list[str]) -> Batch:
+    """Inputs `. w` and targets `w .` of each word, padded to the longest (inputs with 0, targets IGNORE)."""
+    lengths = [len(w) + 1 for w in words]
+    x = np.zeros((len(words), max(lengths)), dtype=np.int64)
+    y = np.full_like(x, IGNORE)
+    for row, word in enumerate(words):
+        ids = encode(word)
+        x[row, 1:len(ids) + 1] = ids
+        y[row, :len(ids)] = ids
+        y[row, len(ids)] = 0
+    return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.tensor(lengths))
+
+
+@dataclass(frozen=True)
+class Names(Task):
+    """Next-character prediction on first names.
+
+    >>> batch = Names().train_batch(0, 8)
+    >>> batch.x.shape[0], batch.x.shape[1] == int(batch.lengths.max()), batch.x[0, 0].item()
+    (8, True, 0)
+    """
+
+    name: ClassVar[str] = "names"
+    primary: ClassVar[str] = "bits_per_char"
+    higher_is_better: ClassVar[bool] = False
+    seed: int = 0
+
+    @property
+    def needs(self) -> Needs:
+        return Needs(input_size=len(ALPHABET), output_size=len(ALPHABET), last=False, vocab=len(ALPHABET))
+
+    @functools.cached_property
+    def _splits(self) -> dict[str, list[str]]:
+        words = load_names()
+        return {k: [words[i] for i in v] for k, v in split_indices(len(words), self.seed, (0.1, 0.1)).items()}
+
+    def words(self, split: str) -> list[str]:
+        """The names of one split: "train", "validation" or "test"."""
+        if split != "train":
+            check_split(split)
+        return list(self._splits[split])
+
+    def train_batch(self, step: int, size: int) -> Batch:
+        train = self._splits["train"]
+        return pad([train[i] for i in epoch_batch(len(train), step, size, self.seed)])
+
+    def split(self, name: str) -> Batch:
+        check_split(name)
+        return pad(self._splits[name])
+
+    def loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return cross_entropy(out, batch.y)
+
+    def metrics(self, out: torch.Tensor, batch: Batch) -> dict[str, float]:
+        return {"bits_per_char": bits_per_char(out, batch.y)}
