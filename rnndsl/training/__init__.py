@@ -1,0 +1,20 @@
+"""Training: takes a spec and a task, gives a trained network, checkpoints, results and plots.
+
+    loop        spec, task, TrainConfig -> Result     (Adam, clipping, seeds, evaluation, resume)
+    checkpoint  a run's state           -> file       (atomic; refused by another spec, saying what differs)
+    progress    steps and losses        -> a bar      (`\\r` updates on a terminal; nothing otherwise)
+    report      results                 -> results.json, curves.png, a markdown table
+
+>>> from rnndsl.tasks import Digits
+>>> result = train("examples/tasks/digits_gru.rnn", Digits(), TrainConfig(steps=300), out="runs/gru")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from rnndsl.training.checkpoint import CheckpointError, atomic_write, load_model, read_checkpoint, save_checkpoint
+from rnndsl.training.loop import Result, TrainConfig, TrainingError, evaluate, seed_everything, train
+from rnndsl.training.report import markdown_table, plot_curves, write_run
+
+__all__ = ["CheckpointError", "Result", "TrainConfig", "TrainingError", "atomic_write", "evaluate", "load_model",
+           "markdown_table", "plot_curves", "read_checkpoint", "save_checkpoint", "seed_everything", "train",
+           "write_run"]

@@ -1,0 +1,192 @@
+"""Checkpoints: takes a training run's state, gives a file written atomically, and reads it back.
+
+A checkpoint holds the spec text and its sha256, the network's name, the rnndsl and torch versions, the
+parameters, the optimizer state, the step, the RNG states (torch, numpy, python; CUDA when present),
+the task's and the training's configuration, the history so far and the training time. It is written to
+a temporary file in the same directory, flushed to disk, then renamed over the old one (`os.replace`),
+so a crash leaves either the old complete checkpoint or the new one, never a partial file. It holds only
+tensors and plain Python values: it loads with `torch.load(weights_only=True)`, which runs no code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import os
+import pickle
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, cast
+
+import numpy as np
+import torch
+
+import rnndsl
+from rnndsl.runtime import CompiledNetwork
+
+__all__ = ["FORMAT", "CheckpointError", "atomic_write", "capture_rng", "load_model", "read_checkpoint",
+           "restore_rng", "save_checkpoint", "sha256", "spec_differences"]
+
+FORMAT = "rnndsl-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or that does not belong to the spec or run it is used with."""
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
+    """Write `path` through `write(file)` so that it is either the old file or the complete new one.
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> atomic_write(p, lambda f: f.write(b"hi")).read_text()
+    'hi'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a new file's usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); not every platform can open a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def capture_rng() -> dict[str, Any]:
+    """The torch, numpy and python RNG states, as tensors and plain values."""
+    kind, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    saved = state["numpy"]
+    np.random.set_state((saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["pos"],
+                         saved["has_gauss"], saved["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, *, spec: str, net: CompiledNetwork, optimizer: torch.optim.Optimizer,
+                    step: int, task: dict[str, Any], train: dict[str, Any], history: dict[str, Any],
+                    elapsed: float) -> Path:
+    """Write everything a resumed run needs to `path`, atomically."""
+    state = {
+        "format": FORMAT, "spec": spec, "spec_sha256": sha256(spec), "network": net.network.name,
+        "rnndsl_version": rnndsl.__version__, "torch_version": str(torch.__version__),
+        "parameters": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": capture_rng(),
+        "task": task, "train": train, "history": history, "elapsed": elapsed,
+    }
+    return atomic_write(path, lambda file: torch.save(state, file))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The contents of a checkpoint file, or a `CheckpointError` saying why it cannot be used."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:  # torch's loader raises these
+        raise CheckpointError(f"{path} is not a readable checkpoint: {str(err).splitlines()[0]}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an rnndsl checkpoint (expected format {FORMAT})")
+    return state
+
+
+def spec_differences(state: dict[str, Any], spec: str, net: CompiledNetwork) -> list[str]:
+    """What differs between the spec and network a checkpoint was saved from and these; [] when they agree."""
+    out = []
+    if state["network"] != net.network.name:
+        out.append(f"network: `{state['network']}` in the checkpoint, `{net.network.name}` here")
+    if state["spec_sha256"] != sha256(spec):
+        out.append(f"spec sha256: {state['spec_sha256'][:12]} in the checkpoint, {sha256(spec)[:12]} here; "
+                   + _first_line_difference(state["spec"], spec))
+    saved = {k: tuple(v.shape) for k, v in state["parameters"].items()}
+    here = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    out += _listed("parameters only in the checkpoint", [f"{k} {saved[k]}" for k in saved if k not in here])
+    out += _listed("parameters only here", [f"{k} {here[k]}" for k in here if k not in saved])
+    out += _listed("parameters of another shape", [f"{k}: {saved[k]} in the checkpoint, {here[k]} here"
+                                                   for k in saved if k in here and saved[k] != here[k]])
+    return out
+
+
+def _first_line_difference(old: str, new: str) -> str:
+    for tag, i1, _, j1, _ in difflib.SequenceMatcher(None, old.splitlines(), new.splitlines()).get_opcodes():
+        if tag != "equal":
+            before = old.splitlines()[i1] if i1 < len(old.splitlines()) else "(end of file)"
+            after = new.splitlines()[j1] if j1 < len(new.splitlines()) else "(end of file)"
+            return f"first difference at line {j1 + 1}:\n      checkpoint: {before.strip()}\n      here:       " \
+                   f"{after.strip()}"
+    return "the lines are the same (line endings or trailing whitespace differ)"
+
+
+def _listed(title: str, items: list[str], limit: int = 8) -> list[str]:
+    if not items:
+        return []
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return [f"{title}: {'; '.join(items[:limit])}{more}"]
+
+
+def load_model(path: str | Path, spec: str | Path | None = None, network: str | None = None) -> CompiledNetwork:
+    """The trained network of a checkpoint, in eval mode; compiled from the checkpoint's own spec text, or
+    from `spec`, which must then be the same spec.
+
+    >>> net = load_model("runs/digits_lstm-digits/checkpoint.pt")  # doctest: +SKIP
+    """
+    state = read_checkpoint(path)
+    text = state["spec"] if spec is None else rnndsl.read_spec(spec)[0]
+    net = rnndsl.compile(text, network or (state["network"] if spec is None else None))
+    problems = spec_differences(state, text, net)
+    if problems:
+        raise CheckpointError(refusal(path, problems))
+    net.load_state_dict(state["parameters"])
+    return net.eval()
+
+
+def refusal(path: str | Path, problems: list[str]) -> str:
+    return f"checkpoint {path} was saved from another spec, so it is not loaded:\n" + \
+        "\n".join(f"  - {p}" for p in problems)

@@ -1,0 +1,255 @@
+"""The training loop: takes a spec, a task and a `TrainConfig`, gives a trained network and its `Result`.
+
+Adam on the task's loss, gradient-norm clipping, every seed set (torch, numpy, python), periodic
+evaluation on the validation split, a checkpoint at each evaluation, and the test split at the end.
+A run resumed from a checkpoint takes the same steps as one never interrupted: the training batches
+depend only on the task's options and the step, and the parameters, optimizer and RNG states are
+restored exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+import rnndsl
+from rnndsl.check import check
+from rnndsl.errors import Source
+from rnndsl.parse import parse
+from rnndsl.runtime import CompiledNetwork
+from rnndsl.tasks import Batch, Binding, Task
+from rnndsl.training.checkpoint import (
+    CheckpointError,
+    read_checkpoint,
+    refusal,
+    restore_rng,
+    save_checkpoint,
+    spec_differences,
+)
+from rnndsl.training.progress import Progress
+
+__all__ = ["RESUME_MUST_MATCH", "Result", "TrainConfig", "TrainingError", "evaluate", "seed_everything", "train"]
+
+# What a resumed run must share with its checkpoint for its steps to be the ones it would have taken.
+RESUME_MUST_MATCH = ("batch", "lr", "clip", "seed")
+
+
+class TrainingError(ValueError):
+    """A run that cannot go on: the loss became NaN or infinite, or a resume does not match its checkpoint."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. `steps` is the total number of optimizer steps (a resumed run stops there too);
+    `clip` is the largest gradient norm (0: no clipping); `eval_every` is in steps (0: only at the end);
+    `eval_batch` bounds the sequences evaluated in one call."""
+
+    steps: int = 1000
+    batch: int = 32
+    lr: float = 1e-3
+    clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 100
+    eval_batch: int = 1000
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_every", "clip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("batch", "eval_batch", "lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass
+class Result:
+    """A finished run: the network, its configuration, its history and its final metrics.
+
+    `losses[k]` is the training loss of step k+1; `evals` holds one dict per validation evaluation
+    (`step`, `time` in seconds since the run began, and the task's metrics); `test` the test metrics.
+    """
+
+    spec: str
+    network: str
+    task: dict[str, Any]
+    config: TrainConfig
+    parameters: int
+    losses: list[float]
+    evals: list[dict[str, float]]
+    test: dict[str, float]
+    elapsed: float
+    primary: str
+    higher_is_better: bool
+    net: CompiledNetwork = field(repr=False)
+    out: Path | None = None
+
+    @property
+    def validation(self) -> dict[str, float]:
+        last = dict(self.evals[-1]) if self.evals else {}
+        return {k: v for k, v in last.items() if k not in ("step", "time")}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec, "network": self.network, "parameters": self.parameters, "task": self.task,
+            "train": dataclasses.asdict(self.config), "primary_metric": self.primary,
+            "higher_is_better": self.higher_is_better, "elapsed_s": round(self.elapsed, 3),
+            "metrics": {"validation": self.validation, "test": self.test},
+            "history": {"loss": self.losses, "validation": self.evals},
+            "versions": {"rnndsl": rnndsl.__version__, "torch": str(torch.__version__)},
+        }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (parameter init and dropout use torch's)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(spec: str | Path, task: Task, config: TrainConfig | None = None, *, network: str | None = None,
+          out: str | Path | None = None, resume: str | Path | None = None, quiet: bool = True,
+          stream: TextIO | None = None) -> Result:
+    """Train a spec (a path or the text) on a task; with `out`, write checkpoint.pt there at each
+    evaluation, and results.json and curves.png at the end. `resume` continues from a checkpoint.
+
+    >>> from rnndsl.tasks import Digits
+    >>> result = train("examples/tasks/digits_gru.rnn", Digits(), TrainConfig(steps=20))  # doctest: +SKIP
+    >>> result.test["accuracy"]  # doctest: +SKIP
+    """
+    config = config or TrainConfig()
+    text, name = rnndsl.read_spec(spec)
+    saved = read_checkpoint(resume) if resume is not None else None
+    if saved is not None:
+        _check_resume(saved, task, config, str(resume))
+    seed_everything(config.seed)
+    net = CompiledNetwork(check(parse(text, name), Source(text, name), network))
+    run = _Run(net, task.bind(net.network), task, config, text, Path(out) if out is not None else None)
+    if saved is not None:
+        run.restore(saved, str(resume))
+    progress = Progress(config.steps, run.step, stream or sys.stderr, quiet)
+    try:
+        run.loop(progress)
+    finally:
+        progress.close()
+    test = evaluate(net, task, run.binding, task.split("test"), config.eval_batch)
+    result = Result(name, net.network.name, task.config(), config, net.network.parameter_count(), run.losses,
+                    run.evals, test, run.elapsed, task.primary, task.higher_is_better, net, run.out)
+    if run.out is not None:
+        from rnndsl.training.report import write_run
+
+        write_run(result, run.out)
+    return result
+
+
+def _check_resume(saved: dict[str, Any], task: Task, config: TrainConfig, path: str) -> None:
+    problems = []
+    if saved["task"] != task.config():
+        problems.append(f"task: {_show(saved['task'])} in the checkpoint, {_show(task.config())} here")
+    for key in RESUME_MUST_MATCH:
+        if saved["train"][key] != getattr(config, key):
+            problems.append(f"{key}: {saved['train'][key]} in the checkpoint, {getattr(config, key)} here")
+    if problems:
+        raise TrainingError(f"cannot resume from {path}: the run would not continue the same way:\n"
+                            + "\n".join(f"  - {p}" for p in problems))
+
+
+def _show(options: dict[str, Any]) -> str:
+    return f"{options.get('name')}(" + ", ".join(f"{k}={v}" for k, v in options.items() if k != "name") + ")"
+
+
+def evaluate(net: CompiledNetwork, task: Task, binding: Binding, batch: Batch, chunk: int) -> dict[str, float]:
+    """The task's metrics of the network on `batch`, run in eval mode in chunks of `chunk` sequences."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            outs = [_forward(net, binding, batch.slice(i, i + chunk)) for i in range(0, len(batch), chunk)]
+    finally:
+        net.train(was_training)
+    return task.metrics(torch.cat(outs), batch)
+
+
+def _forward(net: CompiledNetwork, binding: Binding, batch: Batch) -> torch.Tensor:
+    like = net.like
+    lengths = None if batch.lengths is None else batch.lengths.to(like.device)
+    return net(**binding.inputs(batch, like), lengths=lengths)[binding.output]
+
+
+class _Run:
+    """The state of one run between steps: what a checkpoint saves and a resume restores."""
+
+    def __init__(self, net: CompiledNetwork, binding: Binding, task: Task, config: TrainConfig, spec: str,
+                 out: Path | None) -> None:
+        self.net, self.binding, self.task, self.config, self.spec, self.out = net, binding, task, config, spec, out
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+        self.step = 0
+        self.losses: list[float] = []
+        self.evals: list[dict[str, float]] = []
+        self.elapsed = 0.0
+        self._validation: Batch | None = None
+
+    def restore(self, saved: dict[str, Any], path: str) -> None:
+        problems = spec_differences(saved, self.spec, self.net)
+        if problems:
+            raise CheckpointError(refusal(path, problems))
+        self.net.load_state_dict(saved["parameters"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        restore_rng(saved["rng"])
+        self.step = saved["step"]
+        self.losses = list(saved["history"]["loss"])
+        self.evals = [dict(e) for e in saved["history"]["validation"]]
+        self.elapsed = saved["elapsed"]
+
+    def loop(self, progress: Progress) -> None:
+        if self.step == 0 and not self.evals:
+            self.validate(progress, 0.0)
+        began, before = time.perf_counter(), self.elapsed
+        every = self.config.eval_every
+        while self.step < self.config.steps:
+            loss = self.train_step()
+            self.elapsed = before + time.perf_counter() - began
+            progress.update(self.step, loss)
+            if (every and self.step % every == 0) or self.step == self.config.steps:
+                self.validate(progress, self.elapsed)
+                self.save()
+
+    def train_step(self) -> float:
+        self.net.train()
+        batch = self.task.train_batch(self.step, self.config.batch)
+        loss = self.task.loss(_forward(self.net, self.binding, batch), batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.clip)
+        self.optimizer.step()
+        self.step += 1
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingError(f"the training loss became {value} at step {self.step}; try a smaller --lr or "
+                                f"--clip (now {self.config.lr} and {self.config.clip})")
+        self.losses.append(value)
+        return value
+
+    def validate(self, progress: Progress, elapsed: float) -> None:
+        if self._validation is None:
+            self._validation = self.task.split("validation")
+        metrics = evaluate(self.net, self.task, self.binding, self._validation, self.config.eval_batch)
+        self.evals.append({"step": self.step, "time": round(elapsed, 3), **metrics})
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        progress.message(f"step {self.step}/{self.config.steps}  validation: {shown}")
+
+    def save(self) -> None:
+        if self.out is None:
+            return
+        save_checkpoint(self.out / "checkpoint.pt", spec=self.spec, net=self.net, optimizer=self.optimizer,
+                        step=self.step, task=self.task.config(), train=dataclasses.asdict(self.config),
+                        history={"loss": self.losses, "validation": self.evals}, elapsed=self.elapsed)

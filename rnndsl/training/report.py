@@ -1,0 +1,85 @@
+"""Reports: takes finished runs, gives results.json, learning-curve PNGs and a markdown comparison table.
+
+Plots use matplotlib's Agg backend (no display needed); every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rnndsl.training.checkpoint import atomic_write
+from rnndsl.training.loop import Result
+
+__all__ = ["markdown_table", "plot_curves", "write_run"]
+
+
+def write_run(result: Result, out: Path) -> None:
+    """results.json and curves.png of one run into `out`."""
+    text = json.dumps(result.to_json(), indent=1, allow_nan=True) + "\n"
+    atomic_write(out / "results.json", lambda f: f.write(text.encode("utf-8")))
+    plot_curves([result], out / "curves.png")
+
+
+def plot_curves(results: Sequence[Result], path: Path, labels: Sequence[str] | None = None) -> Path:
+    """Training loss (left) and the validation's primary metric (right) over steps, one line per run."""
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError("plots need matplotlib: pip install 'rnndsl[plot]'") from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(labels) if labels is not None else [r.network for r in results]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for result, label in zip(results, labels, strict=True):
+        steps = range(1, len(result.losses) + 1)
+        line, = left.plot(steps, _smooth(result.losses), label=label, linewidth=1.2)
+        left.plot(steps, result.losses, color=line.get_color(), alpha=0.2, linewidth=0.6)
+        evals = [e for e in result.evals if result.primary in e]
+        right.plot([e["step"] for e in evals], [e[result.primary] for e in evals], marker=".", label=label,
+                   color=line.get_color())
+    metric = results[0].primary if results else ""
+    left.set(xlabel="step", ylabel="training loss", title="training loss (raw, faint; smoothed)")
+    right.set(xlabel="step", ylabel=metric, title=f"validation {metric}")
+    if results and min(min(r.losses, default=1.0) for r in results) > 0:
+        left.set_yscale("log")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _smooth(values: Sequence[float], window: int = 0) -> list[float]:
+    """A trailing moving average over about 2% of the run (at least 1 step)."""
+    window = window or max(1, len(values) // 50)
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def markdown_table(results: Sequence[Result], labels: Sequence[str] | None = None) -> str:
+    """One row per run: spec, network, parameters, validation and test metrics, time, steps/s."""
+    labels = list(labels) if labels is not None else [r.spec for r in results]
+    metrics = list(dict.fromkeys(k for r in results for k in r.test))
+    primary = results[0].primary if results else ""
+    head = ["spec", "network", "parameters", "steps", f"validation {primary}", *(f"test {m}" for m in metrics),
+            "time", "steps/s"]
+    rows = [head, ["---"] * len(head)]
+    for result, label in zip(results, labels, strict=True):
+        steps = len(result.losses)
+        rows.append([f"`{label}`", result.network, f"{result.parameters:,}", str(steps),
+                     _number(result.validation.get(primary)), *(_number(result.test.get(m)) for m in metrics),
+                     f"{result.elapsed:.1f} s", f"{steps / result.elapsed:.1f}" if result.elapsed else "-"])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
