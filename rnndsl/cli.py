@@ -16,6 +16,8 @@ from rnndsl.draw import MAX_DRAW_STEPS, draw
 from rnndsl.errors import SpecError
 from rnndsl.graph import folded, loops
 from rnndsl.ir import Network
+from rnndsl.training.commands import add_commands as add_training_commands
+from rnndsl.training.commands import cmd_compare, cmd_train
 
 __all__ = ["main", "build_parser"]
 
@@ -80,7 +82,8 @@ def cmd_draw(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "draw": cmd_draw}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "draw": cmd_draw,
+                                                             "train": cmd_train, "compare": cmd_compare}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +116,7 @@ def _add_draw_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands that live in their own modules register here."""
+    add_training_commands(sub)  # train, compare (rnndsl/training/commands.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

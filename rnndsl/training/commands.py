@@ -1,0 +1,182 @@
+"""`rnndsl train` and `rnndsl compare`: takes parsed arguments, gives trained runs, printed metrics and exit codes.
+
+Every user mistake (a missing file, a spec that does not fit the task, a checkpoint of another spec, a
+bad option) prints one clear message and exits 1; Ctrl-C exits 130 and points at the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rnndsl.errors import SpecError
+from rnndsl.tasks import TASKS, Task, make_task, parse_options
+from rnndsl.training.checkpoint import read_checkpoint
+from rnndsl.training.loop import Result, TrainConfig, train
+from rnndsl.training.progress import duration
+from rnndsl.training.report import markdown_table, plot_curves
+
+__all__ = ["add_commands", "cmd_compare", "cmd_train"]
+
+_OPTIONS = ("steps", "batch", "lr", "clip", "seed", "eval_every")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `train` and `compare` on the `rnndsl` command's subparsers."""
+    defaults = TrainConfig()
+    p = sub.add_parser("train", help="train a network on a task; write a checkpoint, results and curves",
+                       description="Train one network of SPEC on a task. Writes DIR/checkpoint.pt (at each "
+                                   "evaluation), DIR/results.json and DIR/curves.png, and prints the final "
+                                   "validation and test metrics. Exit 1 on errors.")
+    p.add_argument("spec", metavar="SPEC", help="spec file")
+    _add_options(p, defaults)
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint: options not given are taken from "
+                                                    "it; --steps is the total to reach")
+    p = sub.add_parser("compare", help="train several specs on one task; overlay their curves and tabulate",
+                       description="Train each SPEC on the same task with the same options (each in DIR/NAME), "
+                                   "then write DIR/compare.png (overlaid curves) and DIR/compare.md (a markdown "
+                                   "table, also printed). Exit 1 on errors.")
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files")
+    _add_options(p, defaults)
+
+
+def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
+    p.add_argument("--task", choices=list(TASKS), help="the task: " + ", ".join(TASKS))
+    p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a task option, e.g. length=50 for adding (repeatable)")
+    p.add_argument("--network", "-n", metavar="NAME", help="the network to train, when a file holds several")
+    p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
+    p.add_argument("--batch", type=int, help=f"sequences per step (default {d.batch})")
+    p.add_argument("--lr", type=float, help=f"Adam's learning rate (default {d.lr})")
+    p.add_argument("--clip", type=float, help=f"largest gradient norm, 0 for none (default {d.clip})")
+    p.add_argument("--seed", type=int, help=f"seed of the parameters and dropout (default {d.seed}); the data "
+                                            "follow the task's own seed (--task-arg seed=S)")
+    p.add_argument("--eval-every", type=int, help=f"evaluate and checkpoint every K steps (default {d.eval_every})")
+    p.add_argument("--out", metavar="DIR", help="where to write (default runs/SPEC-TASK, or runs/compare-TASK)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no evaluation lines")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one spec; print its final metrics."""
+    out = None
+    try:
+        saved = read_checkpoint(args.resume) if args.resume else None
+        task, config = _task(args, saved), _config(args, saved)
+        out = Path(args.out or f"runs/{Path(args.spec).stem}-{task.name}")
+        if saved is not None and saved["step"] >= config.steps and not args.quiet:
+            print(f"the checkpoint is at step {saved['step']}; give --steps above it to train on", file=sys.stderr)
+        _threads(args)
+        result = train(Path(args.spec), task, config, network=args.network, out=out, resume=args.resume,
+                       quiet=args.quiet)
+    except KeyboardInterrupt:
+        return _interrupted("train", out)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("train", err)
+    print(_summary(result))
+    print(f"wrote {out / 'checkpoint.pt'}, {out / 'results.json'}, {out / 'curves.png'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Train each spec with the same task and options; overlay the curves and print a table."""
+    out = None
+    try:
+        task, config = _task(args, None), _config(args, None)
+        out = Path(args.out or f"runs/compare-{task.name}")
+        labels = _labels(args.specs)
+        _check_all(args.specs, task, args.network)
+        _threads(args)
+        results = []
+        for i, (spec, label) in enumerate(zip(args.specs, labels, strict=True)):
+            if not args.quiet:
+                print(f"[{i + 1}/{len(labels)}] {spec}", file=sys.stderr)
+            results.append(train(Path(spec), task, config, network=args.network, out=out / label, quiet=args.quiet))
+        plot_curves(results, out / "compare.png", labels)
+        table = markdown_table(results, args.specs)
+        (out / "compare.md").write_text(f"# {task.name}: {_options(task)}, {_config_text(config)}\n\n{table}")
+    except KeyboardInterrupt:
+        return _interrupted("compare", out)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("compare", err)
+    print(table, end="")
+    print(f"wrote {out / 'compare.png'}, {out / 'compare.md'}")
+    return 0
+
+
+def _task(args: argparse.Namespace, saved: dict[str, Any] | None) -> Task:
+    name = args.task or (saved["task"]["name"] if saved else None)
+    if name is None:
+        raise ValueError("give the task with --task (" + ", ".join(TASKS) + ")")
+    options = {k: v for k, v in saved["task"].items() if k != "name"} if saved and saved["task"]["name"] == name \
+        else {}
+    return make_task(name, **{**options, **parse_options(name, args.task_arg)})
+
+
+def _config(args: argparse.Namespace, saved: dict[str, Any] | None) -> TrainConfig:
+    base = dict(saved["train"]) if saved else {}
+    given = {k: getattr(args, k) for k in _OPTIONS if getattr(args, k) is not None}
+    return TrainConfig(**{**base, **given})
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+
+
+def _labels(specs: list[str]) -> list[str]:
+    """A directory name per spec: its file stem, numbered when two stems are the same."""
+    stems = [Path(s).stem for s in specs]
+    return [stem if stems.count(stem) == 1 else f"{stem}-{stems[:i + 1].count(stem)}" for i, stem in enumerate(stems)]
+
+
+def _check_all(specs: list[str], task: Task, network: str | None) -> None:
+    """Every spec loads and fits the task, before any training starts."""
+    from rnndsl import load
+
+    for spec in specs:
+        task.bind(load(Path(spec), network))
+
+
+def _summary(result: Result) -> str:
+    steps = len(result.losses)
+    rate = f" ({steps / result.elapsed:.1f} steps/s)" if result.elapsed else ""
+    lines = [f"{result.network} on {result.task['name']}: {steps} steps in {duration(result.elapsed)}{rate}, "
+             f"{result.parameters:,} parameters"]
+    for split, metrics in (("validation", result.validation), ("test", result.test)):
+        lines.append(f"  {split + ':':<12}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return "\n".join(lines)
+
+
+def _options(task: Task) -> str:
+    return ", ".join(f"{k}={v}" for k, v in task.config().items() if k != "name") or "default options"
+
+
+def _config_text(config: TrainConfig) -> str:
+    return ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items())
+
+
+def _error(command: str, err: BaseException) -> int:
+    if isinstance(err, SpecError):
+        print(err, file=sys.stderr)
+    elif isinstance(err, OSError) and err.filename and err.strerror:
+        print(f"rnndsl {command}: error: {err.filename}: {err.strerror}", file=sys.stderr)
+    elif isinstance(err, (ValueError, ImportError, OSError)):
+        text = str(err).replace("network=NAME", "--network NAME")
+        print(f"rnndsl {command}: error: {text}", file=sys.stderr)
+    else:
+        raise err
+    return 1
+
+
+def _interrupted(command: str, out: Path | None) -> int:
+    where = f"; the last checkpoint is {out / 'checkpoint.pt'}" if out and (out / "checkpoint.pt").exists() else ""
+    print(f"rnndsl {command}: interrupted{where}", file=sys.stderr)
+    return 130

@@ -1,0 +1,314 @@
+"""Training: the loop learns, checkpoints resume exactly, refuse another spec and are written atomically;
+the `train` and `compare` commands run end to end and turn mistakes into one message.
+
+Quality bars (minutes each) are marked `train`: `pytest -m train tests/test_train.py`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnndsl.cli import main
+from rnndsl.tasks import Adding, Digits, Names
+from rnndsl.training import CheckpointError, TrainConfig, TrainingError, load_model, read_checkpoint, train
+from rnndsl.training.checkpoint import FORMAT, atomic_write, sha256
+from rnndsl.training.progress import Progress, duration
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "tasks"
+
+TINY = """network Tiny {
+    input  x: 8
+    layer  h: 12 tanh dropout=0.2 <- x, h[t-1]   # dropout: the resumed run must restore torch's RNG
+    layer  y: 10 <- h
+    output y last
+}
+"""
+OTHER = TINY.replace("layer  h: 12", "layer  h: 6")
+QUICK = TrainConfig(steps=8, batch=16, lr=1e-2, eval_every=4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    """Tiny models gain nothing from threads, and on a loaded machine threads that wait on each other make a
+    step many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ---- the loop -------------------------------------------------------------------------------------
+
+def test_training_lowers_the_loss() -> None:
+    result = train(TINY.replace(" dropout=0.2", ""), Digits(), TrainConfig(steps=40, batch=32, lr=2e-2,
+                                                                             eval_every=20))
+    assert len(result.losses) == 40
+    assert np.mean(result.losses[-10:]) < 0.8 * np.mean(result.losses[:10])
+    assert [e["step"] for e in result.evals] == [0, 20, 40]
+    assert result.evals[-1]["loss"] < result.evals[0]["loss"]
+    assert set(result.test) == {"accuracy", "loss"}
+
+
+def test_same_seed_same_run_and_seed_matters() -> None:
+    a, b = (train(TINY, Digits(), QUICK) for _ in range(2))
+    c = train(TINY, Digits(), TrainConfig(**{**QUICK.__dict__, "seed": 1}))
+    assert a.losses == b.losses and a.test == b.test
+    assert a.losses != c.losses
+
+
+def test_many_to_many_with_lengths_trains() -> None:
+    spec = "network N { input w: tokens(27)\n layer h: 8 tanh <- w, h[t-1]\n layer y: 27 <- h\n output y }"
+    result = train(spec, Names(), TrainConfig(steps=3, batch=8, eval_every=0))
+    assert len(result.losses) == 3 and 3.0 < result.test["bits_per_char"] < 6.0
+
+
+def test_a_nan_loss_stops_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Adding, "loss", lambda self, out, batch: out.sum() * float("nan"))
+    spec = "network A { input x: 2\n layer h: 4 tanh <- x, h[t-1]\n layer y: 1 <- h\n output y last }"
+    with pytest.raises(TrainingError, match="the training loss became nan at step 1; try a smaller --lr"):
+        train(spec, Adding(length=4, validation_size=4, test_size=4), TrainConfig(steps=2))
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------
+
+def test_resume_gives_the_same_next_losses(tmp_path: Path) -> None:
+    config = TrainConfig(steps=12, batch=16, lr=1e-2, eval_every=6)
+    straight = train(TINY, Digits(), config, out=tmp_path / "a")
+    train(TINY, Digits(), TrainConfig(**{**config.__dict__, "steps": 6}), out=tmp_path / "b")
+    torch.manual_seed(1234)  # the resumed run must not depend on the global RNG states left here
+    random.seed(5)
+    np.random.seed(6)
+    resumed = train(TINY, Digits(), config, out=tmp_path / "c", resume=tmp_path / "b" / "checkpoint.pt")
+    assert len(resumed.losses) == 12
+    np.testing.assert_allclose(resumed.losses, straight.losses, rtol=0, atol=1e-6)
+    assert resumed.losses[6:] == straight.losses[6:]  # in fact bit for bit on one machine
+    assert [e["step"] for e in resumed.evals] == [0, 6, 12]
+    assert resumed.test == pytest.approx(straight.test, abs=1e-6)
+
+
+def test_checkpoint_contents(tmp_path: Path) -> None:
+    train(TINY, Digits(), QUICK, out=tmp_path)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # plain data: no code runs to load it
+    assert state["format"] == FORMAT and state["spec"] == TINY and state["spec_sha256"] == sha256(TINY)
+    assert state["network"] == "Tiny" and state["step"] == 8 and state["torch_version"] == torch.__version__
+    assert {"torch", "numpy", "python"} <= set(state["rng"])
+    assert state["task"] == {"name": "digits", "seed": 0} and state["train"]["lr"] == 1e-2
+    assert "layers.h.weight.1" in state["parameters"] and state["optimizer"]["state"]
+    assert len(state["history"]["loss"]) == 8
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_load_model_gives_the_trained_network(tmp_path: Path) -> None:
+    result = train(TINY, Digits(), QUICK, out=tmp_path)
+    net = load_model(tmp_path / "checkpoint.pt")
+    assert not net.training
+    x = Digits().split("test").x[:5]
+    result.net.eval()
+    assert torch.equal(net(x).y, result.net(x).y)
+
+
+def test_a_checkpoint_refuses_another_spec(tmp_path: Path) -> None:
+    train(TINY, Digits(), QUICK, out=tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        load_model(tmp_path / "checkpoint.pt", OTHER)
+    text = str(info.value)
+    assert f"checkpoint {tmp_path / 'checkpoint.pt'} was saved from another spec, so it is not loaded" in text
+    assert f"spec sha256: {sha256(TINY)[:12]} in the checkpoint, {sha256(OTHER)[:12]} here" in text
+    assert "first difference at line 3:\n      checkpoint: layer  h: 12 tanh" in text
+    assert "here:       layer  h: 6 tanh" in text
+    assert "parameters of another shape: layers.h.bias: (12,) in the checkpoint, (6,) here; layers.h.weight.0: " \
+           "(12, 8) in the checkpoint, (6, 8) here" in text
+    assert "layers.y.weight.0: (10, 12) in the checkpoint, (10, 6) here" in text
+    with pytest.raises(CheckpointError, match="saved from another spec"):
+        train(OTHER, Digits(), QUICK, resume=tmp_path / "checkpoint.pt")
+
+
+def test_a_checkpoint_names_added_and_removed_parameters(tmp_path: Path) -> None:
+    train(TINY, Digits(), QUICK, out=tmp_path)
+    renamed = TINY.replace("network Tiny", "network Tiny2").replace("layer  y: 10 <- h", "layer  z: 10 <- h") \
+        .replace("output y last", "output z last")
+    with pytest.raises(CheckpointError) as info:
+        load_model(tmp_path / "checkpoint.pt", renamed)
+    text = str(info.value)
+    assert "network: `Tiny` in the checkpoint, `Tiny2` here" in text
+    assert "parameters only in the checkpoint: layers.y.bias (10,); layers.y.weight.0 (10, 12)" in text
+    assert "parameters only here: layers.z.bias (10,); layers.z.weight.0 (10, 12)" in text
+
+
+def test_resume_refuses_another_run(tmp_path: Path) -> None:
+    train(TINY, Digits(), QUICK, out=tmp_path)
+    with pytest.raises(TrainingError) as info:
+        train(TINY, Digits(seed=1), TrainConfig(**{**QUICK.__dict__, "lr": 0.5}), resume=tmp_path / "checkpoint.pt")
+    assert "task: digits(seed=0) in the checkpoint, digits(seed=1) here" in str(info.value)
+    assert "lr: 0.01 in the checkpoint, 0.5 here" in str(info.value)
+
+
+def test_unreadable_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        read_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+        read_checkpoint(tmp_path / "junk.pt")
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="is not an rnndsl checkpoint"):
+        read_checkpoint(tmp_path / "other.pt")
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    train(TINY, Digits(), QUICK, out=tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    before = path.read_bytes()
+
+    def broken_save(obj: object, file: io.BufferedWriter, *args: object, **kwargs: object) -> None:
+        file.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="No space left"):
+        train(TINY, Digits(), QUICK, out=tmp_path)
+    assert path.read_bytes() == before  # the old checkpoint, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "curves.png", "results.json"]
+    with pytest.raises(OSError):
+        train(TINY, Digits(), QUICK, out=tmp_path / "new")
+    assert list((tmp_path / "new").iterdir()) == []  # nothing at all rather than a partial file
+
+
+def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
+    path = atomic_write(tmp_path / "sub" / "f.txt", lambda f: f.write(b"one"))
+    atomic_write(path, lambda f: f.write(b"two"))
+    assert path.read_text() == "two" and [p.name for p in path.parent.iterdir()] == ["f.txt"]
+    assert path.stat().st_mode & 0o644 == 0o644  # readable like any new file, not private to its writer
+
+
+# ---- progress -------------------------------------------------------------------------------------
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_only() -> None:
+    tty, log = _Terminal(), io.StringIO()
+    for stream in (tty, log):
+        bar = Progress(10, 0, stream, quiet=False)
+        bar.update(10, 0.5)
+        bar.message("step 10/10  validation: accuracy 0.5")
+        bar.close()
+    assert "\rstep 10/10  loss 0.5000" in tty.getvalue() and "steps/s  ETA 0.0s" in tty.getvalue()
+    assert log.getvalue() == "step 10/10  validation: accuracy 0.5\n"
+    quiet = _Terminal()
+    bar = Progress(10, 0, quiet, quiet=True)
+    bar.update(10, 0.5)
+    bar.message("x")
+    assert quiet.getvalue() == ""
+    assert (duration(75), duration(2.46), duration(7322)) == ("1m15s", "2.5s", "2h02m")
+
+
+# ---- the commands ---------------------------------------------------------------------------------
+
+def test_cli_train_writes_its_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _write(tmp_path, "tiny.rnn", TINY)
+    out = tmp_path / "run"
+    args = ["train", str(spec), "--task", "digits", "--steps", "4", "--batch", "8", "--eval-every", "2",
+            "--out", str(out), "--quiet", "--threads", "1"]
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert "Tiny on digits: 4 steps in" in printed.out and "test:" in printed.out and printed.err == ""
+    assert {p.name for p in out.iterdir()} == {"checkpoint.pt", "results.json", "curves.png"}
+    results = json.loads((out / "results.json").read_text())
+    assert results["train"]["steps"] == 4 and results["task"] == {"name": "digits", "seed": 0}
+    assert set(results["metrics"]) == {"validation", "test"} and len(results["history"]["loss"]) == 4
+    assert [e["step"] for e in results["history"]["validation"]] == [0, 2, 4]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # resume: the options come from the checkpoint; --steps is the new total
+    assert main(["train", str(spec), "--resume", str(out / "checkpoint.pt"), "--steps", "6", "--out", str(out),
+                 "--quiet"]) == 0
+    assert len(json.loads((out / "results.json").read_text())["history"]["loss"]) == 6
+
+
+def test_cli_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = _write(tmp_path, "a.rnn", TINY), _write(tmp_path, "b.rnn", OTHER)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--task", "digits", "--steps", "2", "--batch", "8", "--eval-every", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| spec | network | parameters | steps | validation accuracy | test accuracy | test loss |" in printed
+    assert f"| `{a}` | Tiny | " in printed and f"| `{b}` | Tiny | " in printed
+    assert {p.name for p in out.iterdir()} == {"a", "b", "compare.png", "compare.md"}
+    assert (out / "a" / "checkpoint.pt").exists() and (out / "b" / "results.json").exists()
+    assert "| spec | network |" in (out / "compare.md").read_text()
+
+
+def test_cli_errors_are_one_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    elman = EXAMPLES.parent / "elman.rnn"
+    assert main(["train", str(elman), "--task", "digits", "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"rnndsl train: error: network `Elman` ({elman}) does not fit task `digits`")
+    assert "error: input `x` has size 16; the task gives 8 per step" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+    assert main(["train", str(tmp_path / "missing.rnn"), "--task", "digits"]) == 1
+    assert capsys.readouterr().err == f"rnndsl train: error: no spec file at {tmp_path / 'missing.rnn'}\n"
+
+    tiny = _write(tmp_path, "tiny.rnn", TINY)
+    assert main(["compare", str(tiny), str(elman), "--task", "digits", "--out", str(tmp_path / "c")]) == 1
+    assert "does not fit task `digits`" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing trained before every spec was checked
+
+    assert main(["train", str(tiny), "--resume", str(tmp_path / "none.pt")]) == 1
+    assert capsys.readouterr().err == f"rnndsl train: error: no checkpoint at {tmp_path / 'none.pt'}\n"
+    assert main(["train", str(tiny)]) == 1
+    assert "give the task with --task (digits, adding, copy, names)" in capsys.readouterr().err
+    assert main(["train", str(tiny), "--task", "adding", "--task-arg", "length=x"]) == 1
+    assert "task option `length` takes an integer, got `x`" in capsys.readouterr().err
+    assert main(["train", str(tiny), "--task", "digits", "--batch", "0"]) == 1
+    assert "rnndsl train: error: batch must be > 0, got 0" in capsys.readouterr().err
+    bad = _write(tmp_path, "bad.rnn", "network B { input x: 8\n layer y: 10 <- q\n output y last }")
+    assert main(["train", str(bad), "--task", "digits"]) == 1
+    assert f"{bad}:2:" in capsys.readouterr().err
+
+
+def test_cli_resume_into_another_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = _write(tmp_path, "a.rnn", TINY), _write(tmp_path, "b.rnn", OTHER)
+    assert main(["train", str(a), "--task", "digits", "--steps", "2", "--out", str(tmp_path / "a"), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["train", str(b), "--resume", str(tmp_path / "a" / "checkpoint.pt"), "--steps", "4",
+                 "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rnndsl train: error: checkpoint ") and "parameters of another shape" in err
+
+
+# ---- quality bars (pytest -m train) ----------------------------------------------------------------
+
+@pytest.mark.train
+@pytest.mark.parametrize("spec", ["digits_lstm.rnn", "digits_gru.rnn"])
+def test_digits_reach_95_percent(spec: str, tmp_path: Path) -> None:
+    config = TrainConfig(steps=1500, batch=32, lr=5e-3, eval_every=250)
+    result = train(EXAMPLES / spec, Digits(), config, out=tmp_path)
+    assert result.test["accuracy"] >= 0.95, result.test
+
+
+@pytest.mark.train
+def test_adding_is_solved_by_lstm_not_by_elman(tmp_path: Path) -> None:
+    task = Adding(length=100)
+    config = TrainConfig(steps=3000, batch=64, lr=2e-3, eval_every=500)
+    lstm = train(EXAMPLES / "adding_lstm.rnn", task, config, out=tmp_path / "lstm")
+    elman = train(EXAMPLES / "adding_elman.rnn", task, config, out=tmp_path / "elman")
+    assert lstm.test["mse"] < 0.01 and lstm.test["solved"] > 0.8, lstm.test
+    assert elman.test["mse"] > 0.1, elman.test  # always answering 1 scores 1/6
