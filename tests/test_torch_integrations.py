@@ -1,0 +1,236 @@
+"""A compiled network under torch.compile, torch.jit.script, torch.jit.trace and torch.export.
+
+What works is tested against eager (outputs and gradients); what does not is pinned down by its exact
+exception, with the reason next to it (docs/reliability.md keeps the summary). Two networks: a Jordan
+network, whose loop runs in the generated Python, and an LSTM, whose loop runs on torch's fused kernel.
+
+- torch.compile ("eager", "aot_eager"): works, same outputs and gradients, with and without lengths.
+  Dynamo unrolls the time loop, so each new sequence length compiles again (and compile time grows
+  with T). `fullgraph=True` holds for the generated loop once the module has run once; the fused-cell
+  path breaks the graph (`warnings.filterwarnings` in `kernels.fused`), and so does the first call of a
+  module (code generation), and `lengths` (validation reads their values). "inductor" works too but
+  takes tens of seconds on a small CPU: marked slow.
+- torch.jit.script: not supported (forward takes **inputs; the generated function has no source).
+- torch.jit.trace / torch.export: not on the module itself (it returns `Outputs`, which neither knows);
+  through a wrapper returning tensors they work for the traced sequence length only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+import torch._dynamo
+from torch import nn
+
+import rnndsl
+
+SPECS = {
+    "jordan": "network J { input x: 4\n layer h: 8 tanh <- x, y[t-1]\n layer y: 3 softmax <- h\n"
+              " init y = learned\n output y }",
+    "lstm": "network L { input x: 4\n layer i: 5 sigmoid <- x, h[t-1]\n layer f: 5 sigmoid <- x, h[t-1]\n"
+            " layer g: 5 tanh <- x, h[t-1]\n layer o: 5 sigmoid <- x, h[t-1]\n c = f * c[t-1] + i * g\n"
+            " h = o * tanh(c)\n output h }",
+}
+OUT = {"jordan": "y", "lstm": "h"}
+B, T = 3, 3
+
+# Expected noise: torch.jit is deprecated in this torch, tracing turns shape checks into constants, and
+# TorchScript objects to the module's instance annotations before it fails.
+pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.* is deprecated:DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+              pytest.mark.filterwarnings("ignore:The TorchScript type system:UserWarning")]
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo() -> Iterator[None]:
+    """Every test compiles from scratch: CompiledNetwork.forward is one code object for all modules, and
+    after dynamo's recompile limit it would silently run eagerly."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def network(name: str, warm: bool = True) -> rnndsl.CompiledNetwork:
+    torch.manual_seed(0)
+    net = rnndsl.compile(SPECS[name]).double()
+    if warm:  # the first call generates and execs the forward code
+        net(torch.zeros(1, 2, 4, dtype=torch.float64))
+    return net
+
+
+def inputs(steps: int = T) -> torch.Tensor:
+    return torch.randn(B, steps, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(steps))
+
+
+def run(model: nn.Module, net: rnndsl.CompiledNetwork, name: str, x: torch.Tensor,
+        lengths: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The output, and the gradients of a loss in every parameter and in the input."""
+    x = x.clone().requires_grad_()
+    net.zero_grad()
+    out = model(x, lengths=lengths)[OUT[name]]
+    (out * torch.linspace(-1, 1, out.shape[-1], dtype=out.dtype)).sum().backward()
+    assert x.grad is not None
+    return out.detach(), [p.grad.clone() for p in net.parameters() if p.grad is not None] + [x.grad]
+
+
+# ---- torch.compile --------------------------------------------------------------------------------------
+
+
+def assert_same(model: nn.Module, net: rnndsl.CompiledNetwork, name: str, lengths: torch.Tensor | None) -> None:
+    got, grads = run(model, net, name, inputs(), lengths)  # first: a cold module generates its code here
+    expected, expected_grads = run(net, net, name, inputs(), lengths)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert len(grads) == len(expected_grads) == len(list(net.parameters())) + 1
+    for g, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+@pytest.mark.parametrize("name", list(SPECS))
+def test_compile_matches_eager(name: str, backend: str) -> None:
+    """On a module never called before: its first call, which generates the code, is a graph break."""
+    net = network(name, warm=False)
+    assert_same(torch.compile(net, backend=backend), net, name, None)
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_compile_with_lengths_matches_eager(name: str) -> None:
+    net = network(name)
+    assert_same(torch.compile(net, backend="eager"), net, name, torch.tensor([3, 1, 2]))
+
+
+def test_fullgraph_recompiles_for_each_sequence_length() -> None:
+    """The generated loop compiles to one graph. It is a Python `for t in range(T)`: dynamo unrolls it, so T
+    is baked into each graph and a new T compiles a new graph (the results stay right)."""
+    from torch._dynamo.utils import counters
+
+    net = network("jordan")
+    compiled = torch.compile(net, backend="eager", fullgraph=True)
+    before = counters["stats"]["unique_graphs"]
+    for steps in (2, 3, 4):
+        torch.testing.assert_close(compiled(inputs(steps)).y, net(inputs(steps)).y, rtol=1e-12, atol=1e-12)
+    assert counters["stats"]["unique_graphs"] - before == 3
+
+
+def test_fullgraph_breaks_on_the_fused_cell_kernel() -> None:
+    """`kernels.fused` calls `warnings.filterwarnings` on every call, which dynamo cannot trace."""
+    compiled = torch.compile(network("lstm"), backend="eager", fullgraph=True)
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="_warnings"):
+        compiled(inputs())
+
+
+def test_fullgraph_breaks_on_lengths() -> None:
+    """Validation checks the lengths' values (`low < 1 or high > time` on `int(lengths.min())`): a Python
+    branch on tensor data, which a single graph cannot hold."""
+    compiled = torch.compile(network("jordan"), backend="eager", fullgraph=True)
+    with pytest.raises(torch._dynamo.exc.UserError, match="data-dependent expression"):
+        compiled(inputs(), lengths=torch.tensor([3, 1, 2]))
+
+
+def test_fullgraph_breaks_on_the_first_call() -> None:
+    """The first call of a module generates its code (networkx, exec): dynamo cannot trace that. Without
+    fullgraph it is a graph break and the call works; with it, run the module once eagerly first."""
+    compiled = torch.compile(network("jordan", warm=False), backend="eager", fullgraph=True)
+    with pytest.raises(torch._dynamo.exc.Unsupported):
+        compiled(inputs())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SPECS))
+def test_compile_inductor(name: str) -> None:
+    """Slow: on a 2-core CPU the first inductor compile took 16 s (Jordan) to 20 s (LSTM) for the forward
+    and 28 s / 26 s with the backward, against about a second for "eager"."""
+    net = network(name)
+    compiled = torch.compile(net, backend="inductor")
+    expected, expected_grads = run(net, net, name, inputs(), None)
+    got, grads = run(compiled, net, name, inputs(), None)
+    torch.testing.assert_close(got, expected)
+    for g, e in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(g, e)
+
+
+# ---- torch.jit.script ------------------------------------------------------------------------------------
+
+
+def test_jit_script_is_not_supported() -> None:
+    """TorchScript compiles Python source with static types: forward takes its inputs as **kwargs ..."""
+    with pytest.raises(torch.jit.frontend.NotSupportedError, match="variable number of arguments"):
+        torch.jit.script(network("jordan"))
+
+
+def test_jit_script_of_the_generated_function_is_not_supported() -> None:
+    """... and the generated function is built by exec: it has no module nor source file to compile."""
+    net = network("jordan")
+    with pytest.raises(RuntimeError, match="__module__ can't be None"):
+        torch.jit.script(net._compiled(False))
+
+
+# ---- torch.jit.trace and torch.export through a wrapper ---------------------------------------------------
+
+
+class Tensors(nn.Module):
+    """What trace and export need: a module that takes and returns plain tensors."""
+
+    def __init__(self, net: rnndsl.CompiledNetwork, output: str) -> None:
+        super().__init__()
+        self.net, self.output = net, output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[self.output]
+
+
+def test_jit_trace_needs_tensor_outputs() -> None:
+    with pytest.raises(RuntimeError, match="Tracer cannot infer type of Outputs"):
+        torch.jit.trace(network("jordan"), (inputs(),), check_trace=False)
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_jit_trace_works_for_the_traced_length_only(name: str) -> None:
+    net = network(name)
+    # check_trace=False: the check re-traces under no_grad, and the fused kernel's `train` flag (taken from
+    # torch.is_grad_enabled()) then differs, so the check reports "Graphs differed across invocations"
+    traced = torch.jit.trace(Tensors(net, OUT[name]), (inputs(),), check_trace=False)
+    torch.testing.assert_close(traced(inputs()), net(inputs())[OUT[name]], rtol=1e-12, atol=1e-12)
+    if name == "jordan":  # the per-step list from `unbind` has T entries, baked into the trace
+        with pytest.raises(RuntimeError, match="Expected 3 elements in a list but found 6"):
+            traced(inputs(6))
+
+
+def test_jit_trace_check_fails_on_the_fused_cell() -> None:
+    net = network("lstm")
+    with pytest.raises(torch.jit.TracingCheckError, match="Graphs differed across invocations"):
+        torch.jit.trace(Tensors(net, "h"), (inputs(),))
+
+
+def test_export_needs_tensor_outputs() -> None:
+    with pytest.raises(RuntimeError, match=r"Found <class 'rnndsl\.runtime\.Outputs'> in output"):
+        torch.export.export(network("jordan"), (inputs(),), strict=False)
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["non-strict", "strict"])
+def test_export_works_for_the_exported_length_only(strict: bool) -> None:
+    net = network("jordan")
+    exported = torch.export.export(Tensors(net, "y"), (inputs(),), strict=strict)
+    torch.testing.assert_close(exported.module()(inputs()), net(inputs()).y, rtol=1e-12, atol=1e-12)
+    with pytest.raises(AssertionError, match=r"Guard failed: x\.size\(\)\[1\] == 3"):
+        exported.module()(inputs(6))
+
+
+def test_export_non_strict_of_the_fused_cell() -> None:
+    net = network("lstm")
+    exported = torch.export.export(Tensors(net, "h"), (inputs(),), strict=False)
+    torch.testing.assert_close(exported.module()(inputs()), net(inputs()).h, rtol=1e-12, atol=1e-12)
+
+
+def test_export_strict_breaks_on_the_fused_cell() -> None:
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="_warnings"):
+        torch.export.export(Tensors(network("lstm"), "h"), (inputs(),), strict=True)
+
+
+def test_export_with_a_dynamic_sequence_length_is_not_supported() -> None:
+    """The time loop is unrolled at export: T cannot stay symbolic."""
+    dims = {"x": {1: torch.export.Dim("T", min=2, max=100)}}
+    with pytest.raises(torch._dynamo.exc.UserError, match=r"Constraints violated \(T\)"):
+        torch.export.export(Tensors(network("jordan"), "y"), (inputs(),), dynamic_shapes=dims, strict=False)
