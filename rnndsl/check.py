@@ -32,7 +32,7 @@ RESERVED = {"network", "input", "layer", "init", "output", "use", "static", "tok
             "learned"}
 LAYER_OPTIONS = {"bias": ("true", "false"), "dropout": None,
                  "init": ("default", "xavier", "orthogonal", "normal", "uniform", "zeros")}
-CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite"}  # CompiledNetwork.forward's own
+CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "self"}  # CompiledNetwork.forward's own
 SCALAR = 0  # the size of a plain number: it broadcasts
 
 

@@ -31,17 +31,17 @@ from rnndsl.schedule import Stage, schedule
 __all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
 
 _TAKEN = {"torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "lengths", "train", "valid", "values", "state",
-          "math", "range", "len", "float"}
+          "math", "range", "len", "float", "watch"}
 
 
 def var(name: str) -> str:
-    """A node's Python name in generated code: dots become `__`; clashes with names the code uses get `_`.
+    """A node's Python name in generated code: dots become `__`; clashes with names the code uses get `__`.
 
     Node names never start with `_` nor hold `__` (the checker refuses them), so every other name the
     generator makes has the form `_KIND_NODE` (`_r1_h`: h one step back) and cannot meet a node's.
     """
     v = name.replace(".", "__")
-    return v + "_" if keyword.iskeyword(v) or v in _TAKEN else v
+    return v + "__" if keyword.iskeyword(v) or v in _TAKEN else v  # user names never hold `__`
 
 
 def weight_name(layer: str, j: int) -> str:

@@ -94,6 +94,9 @@ def drop_mask(batch: int, size: int, p: float, like: torch.Tensor) -> torch.Tens
     return torch.bernoulli(keep) / (1 - p)
 
 
+# The spec's weights are separate parameters, so cuDNN packs them on every call, as it warns.
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
+
 _FUSED: dict[str, Any] = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}
 
 
@@ -119,8 +122,6 @@ def fused(kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list
         x = reverse(x, lengths)
     states = tuple(h.unsqueeze(0).contiguous() for h in hx)
     train = torch.is_grad_enabled()  # cuDNN keeps what backward needs only in training mode
-    # The spec's weights are separate parameters, so cuDNN packs them on every call, as it warns.
-    warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
     if lengths is None or x.shape[0] == 0:
         out, *final = fn(x, states if kind == "lstm" else states[0], params, True, 1, 0.0, train, False, True)
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import networkx as nx
@@ -28,8 +28,11 @@ __all__ = ["CompiledNetwork", "Outputs", "State"]
 
 
 def _key(name: str) -> str:
-    """Module and parameter names cannot hold '.', which block outputs (`enc.h`) do."""
-    return name.replace(".", "__")
+    """A node's key in the module's dicts: '.' (block members, `enc.h`) becomes `__`, and a name that
+    is already an attribute of nn.ModuleDict/ParameterDict (`update`, `keys`, `to`) gets a `__` suffix.
+    User names never hold `__`, so keys cannot clash."""
+    key = name.replace(".", "__")
+    return key + "__" if hasattr(nn.ModuleDict, key) or hasattr(nn.ParameterDict, key) else key
 
 
 class State(dict):
@@ -44,30 +47,21 @@ class State(dict):
         return State({k: v.detach() for k, v in self.items()}, self.signature)
 
 
-class Outputs(Mapping[str, torch.Tensor]):
-    """The outputs of one call: `out.h` or `out["h"]`, and `out.state` to carry into the next call."""
+class Outputs(dict[str, torch.Tensor]):
+    """The outputs of one call, a dict: `out["h"]`, or `out.h` where the name is no dict method;
+    `out.state` to carry into the next call. Being a dict, it is seen by DistributedDataParallel."""
 
     def __init__(self, values: dict[str, torch.Tensor], state: State | None) -> None:
-        self._values = values
+        super().__init__(values)
         self.state = state
 
-    def __getitem__(self, name: str) -> torch.Tensor:
-        return self._values[name]
-
     def __getattr__(self, name: str) -> torch.Tensor:
-        values = self.__dict__.get("_values", {})
-        if name in values:
-            return values[name]
-        raise AttributeError(f"no output `{name}`; outputs are: {', '.join(values)}")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
+        if name in self:
+            return self[name]
+        raise AttributeError(f"no output `{name}`; outputs are: {', '.join(self)}")
 
     def __repr__(self) -> str:
-        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._values.items())
+        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.items())
         return f"Outputs({shapes})"
 
 

@@ -105,16 +105,12 @@ def test_python_in_a_spec_is_a_spec_error(case: str) -> None:
     assert words in first.message, first.format()
 
 
-def test_non_ascii_digits_are_read_as_their_values() -> None:
-    """Today's behaviour, reported: NUMBER is `\\d` in the grammar, which Python's `re` reads as any Unicode
-    decimal digit, so `٣` (Arabic-Indic three) and `４` (full-width four) are numbers while non-ASCII letters
-    are refused. Harmless for the generated code (a number reaches it only as `repr(float)`), but `٥` looks
-    like `0`; `[0-9]` in grammars/rnn.lark would make them SpecErrors."""
-    net = rnndsl.compile("network N { input x: \u0663\n layer h: \uff14 tanh <- x, h[t-\u0661]\n"
-                         " y = h * \u0660.\u0665\n output y }")
-    assert [n.size for n in net.network.nodes] == [3, 4, 4]
-    assert "(h * 0.5)" in net.code()
-    assert_generated_code_is_safe(net.code(), net.network)
+def test_non_ascii_digits_are_refused() -> None:
+    """Numbers are ASCII digits only: `٣` (Arabic-Indic three) or `٥` (five, which looks like `0`) is an
+    unexpected character, not a number."""
+    for text in ("network N { input x: \u0663\n output x }", "network N { input x: 3\n y = x * \u0665\n output y }"):
+        err = spec_error(text)
+        assert "unexpected character" in err.diagnostics[0].message
 
 
 def test_unicode_look_alikes_and_control_characters_are_shown_escaped() -> None:
@@ -218,9 +214,9 @@ COMMENT = re.compile(r"#[ -~]*")  # printable ASCII: network and node names, the
 
 
 def sanitised(names: set[str]) -> set[str]:
-    """What a node name may become in code: dots to `__`, and a trailing `_` where it clashes."""
+    """What a node name may become in code: dots to `__`, and a trailing `__` where it clashes."""
     bases = {n.replace(".", "__") for n in names}
-    return bases | {b + "_" for b in bases}
+    return bases | {b + "__" for b in bases}
 
 
 def is_node_local(name: str, nodes: set[str]) -> bool:
@@ -293,15 +289,9 @@ PYTHON_NAMES = ["lambda", "class", "import", "def", "return", "None", "True", "F
                 "await", "yield", "print", "len", "exec", "open", "range", "sum", "id", "super",
                 "torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "math", "valid", "state_", "lengths_",
                 "tanh", "concat", "min", "max", "one_hot", "match", "case", "self_"]
-# Known bugs, reported: these crash or give wrong numbers today. strict: a fix must remove the mark.
+# Names of nn.ModuleDict/ParameterDict attributes: the module's dicts key them with a `__` suffix.
 MODULE_ATTRIBUTES = ["values", "update", "keys", "items", "train", "eval", "float", "type", "to", "forward", "copy",
                      "get", "cuda", "half"]
-KNOWN_BUGS = {
-    **{name: "a layer named like an nn.ModuleDict attribute: KeyError \"attribute 'NAME' already exists\" from "
-             "ModuleDict/ParameterDict at compile" for name in MODULE_ATTRIBUTES},
-    "watch": "the guarded code's `watch` argument is not in codegen._TAKEN: a node `watch` shadows it "
-             "(TypeError: 'Tensor' object is not callable with check_finite=True)",
-}
 
 
 def shapes_of(name: str) -> dict[str, str]:
@@ -343,17 +333,12 @@ def _run_named(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", [
-    *PYTHON_NAMES,
-    *(pytest.param(name, marks=pytest.mark.xfail(strict=True, raises=KeyError, reason=KNOWN_BUGS[name]))
-      for name in MODULE_ATTRIBUTES),
-    pytest.param("watch", marks=pytest.mark.xfail(strict=True, raises=TypeError, reason=KNOWN_BUGS["watch"])),
+    *PYTHON_NAMES, *MODULE_ATTRIBUTES, "watch",
 ])
 def test_python_and_generated_code_names_as_node_names(name: str) -> None:
     _run_named(name)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known bug: codegen.var maps `class` and `class_` "
-                   "(likewise `T`/`T_`, `t`/`t_`, `torch`/`torch_`) to one variable and one parameter slot")
 @pytest.mark.parametrize("name", ["class", "T", "torch"])
 def test_a_renamed_name_and_its_underscored_twin_stay_apart(name: str) -> None:
     """`class` becomes `class_` in code; a node really named `class_` must keep its own variable."""
@@ -363,8 +348,6 @@ def test_a_renamed_name_and_its_underscored_twin_stay_apart(name: str) -> None:
     torch.testing.assert_close(net(x).y, reference(net, x).y)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="known bug: `self` is not in check.CALL_KEYWORDS, so "
-                   "net(self=x) raises TypeError: Module._wrapped_call_impl() got multiple values for argument 'self'")
 def test_an_input_named_self_is_refused_or_callable_by_name() -> None:
     text = "network N { input self: 3\n input y: 3\n h = self + y\n output h }"
     try:
