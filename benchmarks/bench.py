@@ -1,218 +1,238 @@
 """Benchmark: rnndsl against torch.nn and hand-written loops, timed side by side in one process.
 
-    python -m benchmarks.bench                      # standard sizes, CPU, writes docs/performance.{md,json}
-    python -m benchmarks.bench --size tiny --out -  # a smoke run, printed only
-    python -m benchmarks.bench --device cuda
+    python -m benchmarks.bench                      # CPU: all cases at the standard, small and long sizes
+    python -m benchmarks.bench --size small --case jordan --out -     # one case, printed only
+    python -m benchmarks.bench --device cuda --out docs/performance_cuda
+    python -m benchmarks.bench --size tiny --out -   # a smoke run (memory and compile times kept tiny too)
 
-Each case is a spec written in the language plus the same maths as a plain PyTorch loop (and
-torch.nn's fused module where one computes it). Times are medians after warm-up, forward under
-no_grad and forward+backward; ratios below 1.0 mean rnndsl is faster.
+Writes docs/performance.md (ratio tables, targets met or not) and docs/performance.json (every sample).
+Ratios are rnndsl's time over the baseline's: below 1.0 means rnndsl is faster.
+
+The pieces, in the order a run uses them: `cases` (each spec and its baselines), `loops` (the
+hand-written loops), `timing` (samples, and torch.compile time-boxed), `compile_time` (spec to
+module), `memory` (a training step's peak, each implementation in a fresh process), `report`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import json
+import os
 import platform
-import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-import rnndsl
+from benchmarks import compile_time, memory, report
+from benchmarks.cases import CASES, SIZES, Case, Impl, build
+from benchmarks.timing import compile_plain, time_impls
 
-SIZES = {  # batch, steps, inputs, hidden
-    "standard": (64, 100, 512, 512),
-    "small": (64, 100, 128, 32),
-    "long": (16, 1000, 64, 128),
-    "tiny": (4, 8, 8, 8),
-}
+__all__ = ["main", "measure_case"]
 
-
-def lstm_spec(i: int, h: int, peephole: bool = False) -> str:
-    peep = (", c[t-1]", ", c") if peephole else ("", "")
-    return f"""network LSTM {{
-    input x: {i}
-    layer i: {h} sigmoid <- x, h[t-1]{peep[0]}
-    layer f: {h} sigmoid <- x, h[t-1]{peep[0]}
-    layer g: {h} tanh    <- x, h[t-1]
-    c = f * c[t-1] + i * g
-    layer o: {h} sigmoid <- x, h[t-1]{peep[1]}
-    h = o * tanh(c)
-    output h
-}}"""
+_ROOT = Path(__file__).resolve().parent.parent
+CUSTOM = [name for name, case in CASES.items() if case.custom]
 
 
-def gru_spec(i: int, h: int) -> str:
-    return f"""network GRU {{
-    input x: {i}
-    layer r: {h} sigmoid <- x, h[t-1]
-    layer z: {h} sigmoid <- x, h[t-1]
-    layer nx: {h} <- x
-    layer nh: {h} <- h[t-1]
-    n = tanh(nx + r * nh)
-    h = (1 - z) * n + z * h[t-1]
-    output h
-}}"""
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
-SPECS: dict[str, Callable[[int, int], str]] = {
-    "elman": lambda i, h: f"network E {{ input x: {i}\n layer h: {h} tanh <- x, h[t-1]\n output h }}",
-    "lstm": lstm_spec,
-    "gru": gru_spec,
-    "lstm_peephole": lambda i, h: lstm_spec(i, h, peephole=True),
-    "jordan": lambda i, h: f"network J {{ input x: {i}\n layer h: {h} tanh <- x, y[t-1]\n"
-                           f" layer y: {h} tanh <- h\n output y }}",
-    "topdown": lambda i, h: f"network TD {{ input x: {i}\n layer a: {h} tanh <- x, a[t-1], b[t-1]\n"
-                            f" layer b: {h} tanh <- a, b[t-1]\n output b }}",
-    "skip2": lambda i, h: f"network S {{ input x: {i}\n layer h: {h} tanh <- x, h[t-1], h[t-2]\n output h }}",
-}
+def environment(args: argparse.Namespace, argv: list[str]) -> dict:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    device = args.device
+    if device.startswith("cuda"):
+        device += f" ({torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}, cuDNN "
+        device += f"{torch.backends.cudnn.version()})"
+    return {"cpu": cpu, "cpus": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "device": device, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": " ".join(["python -m benchmarks.bench", *argv]), "commit": _commit()}
 
 
-def plain_loop(case: str, net: rnndsl.CompiledNetwork) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The same maths as a straightforward hand-written PyTorch loop, with the spec's weights."""
-    W = net.weight  # noqa: N806
-
-    def lin(layer: str, *xs: torch.Tensor) -> torch.Tensor:
-        out = net.bias(layer)
-        for j, x in enumerate(xs):
-            out = out + x @ W(layer, j).t()
-        return out
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        b, steps, _ = x.shape
-        hsize = net.network.outputs and net.network[net.network.outputs[0].name].size
-        zero = x.new_zeros(b, hsize)
-        s = {"h": zero, "h2": zero, "c": zero, "y": zero, "a": zero, "b": zero}
-        outs = []
-        for t in range(steps):
-            xt = x[:, t]
-            if case == "elman":
-                s["h"] = torch.tanh(lin("h", xt, s["h"]))
-            elif case in ("lstm", "lstm_peephole"):
-                peep = (s["c"],) if case == "lstm_peephole" else ()
-                i = torch.sigmoid(lin("i", xt, s["h"], *peep))
-                f = torch.sigmoid(lin("f", xt, s["h"], *peep))
-                g = torch.tanh(lin("g", xt, s["h"]))
-                s["c"] = f * s["c"] + i * g
-                o = torch.sigmoid(lin("o", xt, s["h"], *((s["c"],) if peep else ())))
-                s["h"] = o * torch.tanh(s["c"])
-            elif case == "gru":
-                r, z = torch.sigmoid(lin("r", xt, s["h"])), torch.sigmoid(lin("z", xt, s["h"]))
-                n = torch.tanh(lin("nx", xt) + r * lin("nh", s["h"]))
-                s["h"] = (1 - z) * n + z * s["h"]
-            elif case == "jordan":
-                h = torch.tanh(lin("h", xt, s["y"]))
-                s["y"] = s["h"] = torch.tanh(lin("y", h))
-            elif case == "topdown":
-                s["a"] = torch.tanh(lin("a", xt, s["a"], s["b"]))
-                s["b"] = s["h"] = torch.tanh(lin("b", s["a"], s["b"]))
-            elif case == "skip2":
-                s["h"], s["h2"] = torch.tanh(lin("h", xt, s["h"], s["h2"])), s["h"]
-            outs.append(s["h"])
-        return torch.stack(outs, 1)
-
-    return run
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "rnndsl", "benchmarks"], cwd=_ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + (" with uncommitted changes" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
-def torch_nn(case: str, net: rnndsl.CompiledNetwork, i: int, h: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """torch.nn's fused module for the standard cells, holding the spec's weights."""
-    gates = {"elman": (nn.RNN, ["h"]), "lstm": (nn.LSTM, ["i", "f", "g", "o"]), "gru": (nn.GRU, ["r", "z", "nx"])}
-    if case not in gates:
-        return None
-    cls, names = gates[case]
-    mod = cls(i, h, batch_first=True).to(net.like.device)
+def _checker(ref: torch.Tensor, atol: float, where: str,
+             diffs: dict[str, float]) -> Callable[[Impl, torch.Tensor], None]:
+    """Checks an implementation's forward output against rnndsl's (`ref`), keeping the difference."""
+
+    def check(impl: Impl, y: torch.Tensor) -> None:
+        if impl.name == "rnndsl":
+            return
+        diff = (y - ref).abs().max().item() if y.shape == ref.shape and y.numel() else 0.0
+        if y.shape != ref.shape or not diff <= atol:
+            raise AssertionError(f"{where}: {impl.name} differs from rnndsl by {diff:.3g} (shape "
+                                 f"{tuple(y.shape)} vs {tuple(ref.shape)}); the benchmark compares the same maths")
+        diffs[impl.name] = diff
+
+    return check
+
+
+def measure_case(case: Case, size_name: str, args: argparse.Namespace) -> dict:
+    """Time every implementation of one case at one size; the row docs/performance.json keeps."""
+    size, where = SIZES[size_name], f"{case.name} at {size_name}"
+    torch.manual_seed(0)
+    _, impls = build(case, size, args.device)
+    x = torch.randn(size.batch, size.steps, size.inputs, device=args.device)
     with torch.no_grad():
-        mod.weight_ih_l0.copy_(torch.cat([net.weight(n, 0) for n in names]))
-        hh = ["r", "z", "nh"] if case == "gru" else names
-        mod.weight_hh_l0.copy_(torch.cat([net.weight(n, 1 if n != "nh" else 0) for n in hh]))
-        mod.bias_ih_l0.copy_(torch.cat([net.bias(n) for n in names]))
-        mod.bias_hh_l0.zero_()
-        if case == "gru":
-            mod.bias_ih_l0[2 * h:].copy_(net.bias("nx"))
-            mod.bias_hh_l0[2 * h:].copy_(net.bias("nh"))
-    return lambda x: mod(x)[0]
+        ref = impls[0].fn(x)
+    gy = torch.randn_like(ref)
+    diffs: dict[str, float] = {}
+    compiled = None
+    if size_name in args.compile_sizes and case.name in args.compile_cases:
+        _log(f"  torch.compile of the plain loop ({where}), each graph time-boxed to {args.compile_budget:.0f} s")
+        plain = next(i for i in impls if i.name == "plain loop")
+        compiled = compile_plain(plain, x, gy, args.device, args.compile_budget)
+        if compiled.impl is not None:
+            impls.append(compiled.impl)
+    modes = {"torch.compile": compiled.modes} if compiled else None
+    samples = time_impls(impls, x, gy, args.device, args.repeat, args.min_repeat, args.budget, modes,
+                         check=_checker(ref, args.atol, where, diffs))
+    row = {"case": case.name, "size": size_name, "custom": case.custom, "max_abs_diff": diffs, "impls": {
+        name: {"forward_ms": s.median_ms("forward"), "train_ms": s.median_ms("train"),
+               "forward_samples_ms": [t * 1000 for t in s.forward], "train_samples_ms": [t * 1000 for t in s.train]}
+        for name, s in samples.items()}}
+    if compiled is not None:
+        row["torch_compile"] = {"forward_s": compiled.forward_s, "train_s": compiled.train_s, "note": compiled.note}
+    return row
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    fn()
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    sync()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+def _summary(row: dict) -> str:
+    def r(b: str, mode: str) -> str:
+        x = report.ratio(row, b, mode)
+        return "-" if x is None else f"{x:.2f}"
+
+    parts = [f"{b} {r(b, 'forward')}/{r(b, 'train')}" for b in report.BASELINES if b in row["impls"]]
+    ours = row["impls"]["rnndsl"]
+    return f"{row['case']:14s} {row['size']:8s} rnndsl {ours['forward_ms']:.1f}/{ours['train_ms']:.1f} ms; " \
+           f"ratios fwd/fwd+bwd: " + ", ".join(parts)
 
 
-@dataclass
-class Row:
-    case: str
-    size: str
-    impl: str
-    forward_ms: float
-    train_ms: float
+def _compile_scope(args: argparse.Namespace, rows: list[dict]) -> str:
+    """Where torch.compile ran, where it did not, and why, in the run's own figures."""
+    sizes = [s for s in args.size if s in args.compile_sizes]
+    if not sizes or not args.compile_cases:
+        default = " (the default on cuda, to keep the run short)" if args.device.startswith("cuda") else ""
+        return f"torch.compile did not run: none of this run's sizes is in --compile-sizes{default}."
+    graphs = [(t, f"{r['case']} at {r['size']}, {mode} graph") for r in rows if (c := r.get("torch_compile"))
+              for mode, t in (("training", c["train_s"]), ("forward", c["forward_s"])) if t is not None]
+    out = [f"It ran at {', '.join(sizes)} for {', '.join(args.compile_cases)}."]
+    if graphs:
+        out.append(f"The slowest graph that compiled took {max(graphs)[0]:.0f} s ({max(graphs)[1]}).")
+    late = [f"{r['case']} at {r['size']}" for r in rows if (c := r.get("torch_compile")) and c["note"]]
+    if late:
+        out.append(f"Past the time box: {', '.join(late)}.")
+    skipped = [s for s in args.size if s not in args.compile_sizes and s in ("standard", "long")]
+    if skipped:
+        out.append(f"Not compiled at {' and '.join(skipped)}: dynamo unrolls every step into the graph, so the "
+                   "standard size (100 steps, like small) compiles graphs as long as small's and long (1,000 steps) "
+                   "graphs ten times longer; with small's compile times above that would not fit the time box. "
+                   "Pass --compile-sizes to try them.")
+    if any(name not in args.compile_cases for name in (args.case or CASES)):
+        out.append("Cases without a torch.compile column were left out to keep the run short (for the standard "
+                   "cells torch.nn is the reference); pass --compile-cases to add them.")
+    return " ".join(out)
 
 
-def measure(case: str, size: str, device: str, repeat: int) -> list[Row]:
-    b, steps, i, h = SIZES[size]
-    net = rnndsl.compile(SPECS[case](i, h)).to(device)
-    x = torch.randn(b, steps, i, device=device, requires_grad=True)
-    impls: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"rnndsl": lambda x: net(x)[net.network.outputs[0].name]}
-    impls["plain loop"] = plain_loop(case, net)
-    fused = torch_nn(case, net, i, h)
-    if fused is not None:
-        impls["torch.nn"] = fused
-    rows = []
-    for name, fn in impls.items():
-        with torch.no_grad():
-            fwd = timed(lambda fn=fn: fn(x), repeat)  # type: ignore[misc]
-        train = timed(lambda fn=fn: fn(x).sum().backward(), repeat)  # type: ignore[misc]
-        rows.append(Row(case, size, name, fwd, train))
-    return rows
-
-
-def table(rows: list[Row]) -> str:
-    out = ["| case | size | impl | forward ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio |",
-           "|---|---|---|---|---|---|---|"]
-    ours = {(r.case, r.size): r for r in rows if r.impl == "rnndsl"}
-    for r in rows:
-        base = ours[r.case, r.size]
-        ratio = ("", "") if r.impl == "rnndsl" else (f"{base.forward_ms / r.forward_ms:.2f}",
-                                                      f"{base.train_ms / r.train_ms:.2f}")
-        out.append(f"| {r.case} | {r.size} | {r.impl} | {r.forward_ms:.1f} | {r.train_ms:.1f} "
-                   f"| {ratio[0]} | {ratio[1]} |")
-    return "\n".join(out)
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", action="append", choices=list(SIZES), help="repeatable; default: standard, small, long")
+    p.add_argument("--case", action="append", choices=list(CASES), help="repeatable; default: all")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count(), help="torch threads (default: the CPUs this process may use)")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed samples per implementation and mode (default 5 on cpu, 3 on cuda)")
+    p.add_argument("--min-repeat", type=int, default=3, help="fewest samples when a run is slow (default 3)")
+    p.add_argument("--budget", type=float, default=4.0,
+                   help="seconds of samples per implementation and mode before taking fewer (default 4)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest output difference from rnndsl's allowed")
+    p.add_argument("--compile-sizes", nargs="*", choices=list(SIZES), default=None,
+                   help="sizes where torch.compile of the plain loop runs (default: small on cpu, none on cuda; "
+                        "none: give the flag no value)")
+    p.add_argument("--compile-cases", nargs="*", choices=list(CASES), default=None,
+                   help=f"cases where it runs (default: the custom topologies, {', '.join(CUSTOM)})")
+    p.add_argument("--compile-budget", type=float, default=120.0, help="time box per compiled graph, s (default 120)")
+    p.add_argument("--memory-size", choices=[*SIZES, "none"], default=None,
+                   help="size of the LSTM training-memory comparison (default standard, tiny in a tiny-only run; "
+                        "none skips it)")
+    p.add_argument("--spec-steps", nargs="*", type=int, default=None,
+                   help="sequence lengths of the example-spec compile times (default 10 10000, 10 20 in a tiny-only "
+                        "run; none: give the flag no value)")
+    p.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process import/compile timing")
+    p.add_argument("--out", default="docs/performance", help="path stem for .md and .json, or - to print only")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", action="append", choices=list(SIZES), help="repeatable; default: standard, small, long")
-    p.add_argument("--case", action="append", choices=list(SPECS), help="repeatable; default: all")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--out", default="docs/performance", help="path stem for .md and .json, or - to print only")
-    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    args.size = args.size or ["standard", "small", "long"]
+    cuda = args.device.startswith("cuda")
+    tiny = args.size == ["tiny"]  # a smoke run: keep the extras quick too
+    if args.memory_size is None:
+        args.memory_size = "tiny" if tiny else "standard"
+    if args.spec_steps is None:
+        args.spec_steps = [10, 20] if tiny else [10, 10_000]
+    if args.repeat is None:  # GPU samples vary less, and the default cuda run should stay near 4 minutes
+        args.repeat = 3 if cuda else 5
+    if args.compile_sizes is None:  # on a GPU, compiling even one unrolled loop takes a good part of the run
+        args.compile_sizes = [] if cuda else ["small"]
+    args.compile_cases = CUSTOM if args.compile_cases is None else args.compile_cases
     torch.set_num_threads(args.threads)
-    rows = [r for size in args.size or ["standard", "small", "long"] for case in args.case or list(SPECS)
-            for r in measure(case, size, args.device, args.repeat)]
-    where = (f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, "
-             f"device {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
-    text = (f"Measured with `python -m benchmarks.bench` on {where}. "
-            "Ratio = rnndsl time / that implementation's time.\n\n")
-    text += table(rows)
-    print(text)
-    if args.out != "-":
-        Path(args.out + ".md").write_text("# Performance\n\n" + text + "\n")
-        Path(args.out + ".json").write_text(json.dumps({"where": where, "rows": [r.__dict__ for r in rows]}, indent=1))
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False  # every implementation in full float32
+        torch.backends.cudnn.allow_tf32 = False
+    start = time.perf_counter()
+    rows = []
+    for size in args.size:
+        for name in args.case or list(CASES):
+            rows.append(measure_case(CASES[name], size, args))
+            _log(f"[{time.perf_counter() - start:6.0f} s] " + _summary(rows[-1]))
+    data: dict = {"environment": environment(args, argv), "cases": rows}
+    data["settings"] = {
+        "sizes": args.size, "size_shapes": {s: [getattr(SIZES[s], f) for f in ("batch", "steps", "inputs", "hidden")]
+                                            for s in SIZES},
+        "device": args.device, "threads": args.threads, "repeat": args.repeat, "min_repeat": args.min_repeat,
+        "budget_s": args.budget, "atol": args.atol, "compile_sizes": args.compile_sizes,
+        "compile_cases": args.compile_cases, "compile_budget_s": args.compile_budget,
+        "compile_scope_note": _compile_scope(args, rows)}
+    if args.spec_steps:
+        _log("compile time of the example specs")
+        data["spec_compile"] = compile_time.spec_compile_times(args.spec_steps, args.device)
+        if not args.no_cold_start:
+            data["cold_start"] = compile_time.cold_start()
+    if args.memory_size != "none":
+        _log(f"training-step memory at {args.memory_size}, each implementation in a fresh process")
+        mem = memory.measure(args.memory_size, args.device, args.threads)
+        data["memory"] = {"size": args.memory_size, "rows": mem, "method": memory.METHOD[args.device.split(":")[0]]}
+    data["targets"] = report.targets(data)
+    data["elapsed_s"] = time.perf_counter() - start
+    text = report.markdown(data)
+    if args.out == "-":
+        print(text)
+    else:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out + ".md").write_text(text, encoding="utf-8")
+        Path(args.out + ".json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        _log(f"wrote {args.out}.md and {args.out}.json in {data['elapsed_s']:.0f} s")
     return 0
 
 

@@ -1,0 +1,327 @@
+"""Report: takes the benchmark's results (a JSON-ready dict), gives the targets and docs/performance.md.
+
+Ratios are rnndsl's time over a baseline's: below 1.0 means rnndsl is faster. "Best hand-optimised"
+is the faster, per mode, of the eager and the TorchScript hand-optimised loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+__all__ = ["BASELINES", "markdown", "ratio", "targets"]
+
+BASELINES = ("torch.nn", "plain loop", "hand-optimised", "hand-optimised TorchScript", "torch.compile")
+MODES = {"forward": "fwd", "train": "fwd+bwd"}
+_HAND = ("hand-optimised", "hand-optimised TorchScript")
+
+
+def _ms(row: dict, impl: str, mode: str) -> float | None:
+    if impl == "best hand-optimised":
+        times = [t for h in _HAND if (t := _ms(row, h, mode)) is not None]
+        return min(times) if times else None
+    got = row["impls"].get(impl)
+    return None if got is None else got.get(f"{mode}_ms")
+
+
+def ratio(row: dict, baseline: str, mode: str) -> float | None:
+    """rnndsl's time over the baseline's for one case row, or None where the baseline did not run."""
+    ours, theirs = _ms(row, "rnndsl", mode), _ms(row, baseline, mode)
+    return None if ours is None or theirs is None else ours / theirs
+
+
+# ---- targets ------------------------------------------------------------------------------------
+
+# Why a target can fail and what would close it: what the generated code and the kernels were seen to
+# do (docs/performance.md repeats it under the target when the measurement misses).
+REASONS = {
+    "cells": (
+        "rnndsl runs these loops on the same fused kernels as torch.nn (`torch.rnn_tanh`/`torch.lstm`/`torch.gru`); "
+        "what differs is per call, so it shows most where a call is short (the small size, and on a GPU). "
+        "(1) The gate weights are separate parameters joined with `torch.cat` on every call, so they are not one "
+        "flat buffer: on CUDA, cuDNN then copies them into one (4 `cudaMemcpyAsync` and its weight-descriptor "
+        "set-up per LSTM call; `aten::_cudnn_rnn` took ~290 µs of CPU per call against ~56 µs for nn.LSTM on an "
+        "H200), and backward splits the flat gradient back. (2) rnndsl's Python per call (input checks, the "
+        "parameter table, initial values and state, the `cat`s): ~0.1-0.2 ms on CPU. (3) Bidirectional: two "
+        "single-direction kernel calls with the input flipped, the output flipped back and both joined by `concat`, "
+        "where torch.nn makes one bidirectional call. Closing it: keep the parameters of a fused cell in one "
+        "buffer laid out as the kernel wants it (what `nn.RNNBase.flatten_parameters` does) and pass views of it, "
+        "joined by a zero-copy autograd function instead of `torch.cat`, so `_cudnn_rnn` finds a flat weight "
+        "buffer; call the kernel once with `bidirectional=True` for a forward and a backward cell on the same "
+        "sources whose outputs are only concatenated; trim the per-call Python."),
+    "plain": (
+        "At the standard size both loops spend most of their time in the same per-step matrix products (forward, "
+        "and in backward two per product: the input gradient and a small weight gradient per step, summed over "
+        "the steps); hoisting the input projections and fusing gate matmuls saves only the rest. What would "
+        "close it: a generated backward for the loop (a custom autograd.Function that keeps every step's inputs "
+        "and computes each weight gradient once, as one large product over all steps, as the fused cell kernels "
+        "do), and the fewer, larger matmuls per step described under the next target."),
+    "hand": (
+        "The hand-optimised loops issue fewer matmuls per step than the generated code: the generated loop "
+        "groups layers only when their delayed sources are the very same tuple, and chains one `addmm` per "
+        "delayed source. Peephole LSTM: 5 matmuls a step (h[t-1] three times: for i/f, g and o; c[t-1]; c) where "
+        "3 suffice (h[t-1] once for all four gates, c[t-1] for i/f, c for o). Top-down: 4 (`addmm(addmm(pre, "
+        "a[t-1]), b[t-1])` for a, the same for b) where 2 suffice (one matmul of `cat([a[t-1], b[t-1]])` for a, "
+        "one of `cat([a, b[t-1]])` for b). Skip-2: 2 chained `addmm` where one of `cat([h[t-1], h[t-2]])` does. "
+        "Each extra matmul is a kernel launch forward and two more in backward, which is what counts on a GPU "
+        "and at the small and long sizes. The hoisted input projections are one `F.linear` per gate joined "
+        "with `torch.cat` (a copy of the whole (B, T, nH) tensor, and its backward) where one `F.linear` with "
+        "the joined weights gives it at once. The Jordan loop is the hand loop op for op, so there rnndsl's "
+        "fixed per-call cost (input checks, tables, state) and noise decide. Closing it, in rnndsl/codegen.py: "
+        "one matmul per delayed source over every layer of the loop that reads it, then `addmm` into slices "
+        "for the remaining sources; a layer's several delayed sources joined with `torch.cat` into one matmul; "
+        "one hoisted `F.linear` per outside source for all the loop's layers."),
+    "compile": (
+        "Code generation does not depend on T (the generated code loops over time, it is not unrolled), so a "
+        "T=10,000 figure far above the T=10 one is noise of subtracting two long calls (each figure is already "
+        "the best of three; rerun on a quiet machine). A figure high at both T is `rnndsl.compile` itself: "
+        "profile it on that spec."),
+    "memory": (
+        "Against nn.LSTM, rnndsl keeps the joined gate weights of the call (and their gradients) besides the "
+        "parameters, and returns the state beside the output; a flat parameter buffer (see the first target) "
+        "would remove the joined copies."),
+}
+
+
+def _cell_rows(data: dict) -> Iterator[dict]:
+    return (r for r in data["cases"] if not r["custom"])
+
+
+def _custom_rows(data: dict) -> Iterator[dict]:
+    return (r for r in data["cases"] if r["custom"])
+
+
+def _worst(rows: Iterator[dict], baseline: str, modes: tuple[str, ...]) -> list[tuple[float, str]]:
+    out = []
+    for r in rows:
+        for mode in modes:
+            x = ratio(r, baseline, mode)
+            if x is not None:
+                out.append((x, f"{r['case']} {r['size']} {MODES[mode]}"))
+    return sorted(out, reverse=True)
+
+
+def _ratio_target(name: str, key: str, items: list[tuple[float, str]], bound: float, what: str) -> dict:
+    if not items:
+        return {"target": name, "key": key, "met": None, "measured": f"not measured: {what} in this run",
+                "misses": []}
+    misses = [f"{where}: {x:.2f}" for x, where in items if x > bound]
+    worst, where = items[0]
+    return {"target": name, "key": key, "met": not misses, "measured": f"worst {worst:.2f} ({where})",
+            "misses": misses}
+
+
+def targets(data: dict) -> list[dict]:
+    """Each target: its text, met (True/False, None when not measured), the measured figure, misses."""
+    both = ("forward", "train")
+    out = [
+        _ratio_target("Standard cells ≤ 1.05× torch.nn, fwd and fwd+bwd, every size", "cells",
+                      _worst(_cell_rows(data), "torch.nn", both), 1.05, "no standard cell"),
+        _ratio_target("Custom topologies ≤ 0.75× the plain loop, fwd+bwd, standard size", "plain",
+                      _worst((r for r in _custom_rows(data) if r["size"] == "standard"), "plain loop", ("train",)),
+                      0.75, "no custom topology at the standard size"),
+        _ratio_target("Custom topologies ≤ 1.0× the best hand-optimised loop, fwd and fwd+bwd, every size", "hand",
+                      _worst(_custom_rows(data), "best hand-optimised", both), 1.0, "no custom topology"),
+        _compile_target(data.get("spec_compile", [])),
+        _memory_target(data.get("memory")),
+    ]
+    return out
+
+
+def _compile_target(rows: list[dict]) -> dict:
+    name = "Compile time (spec text to module + first call) < 50 ms for every example, the same at every T"
+    if not rows:
+        return {"target": name, "key": "compile", "met": None, "measured": "not measured", "misses": []}
+    worst = max(rows, key=lambda r: r["compile_ms"])
+    by_spec: dict[str, list[float]] = {}
+    for r in rows:
+        by_spec.setdefault(r["spec"], []).append(r["compile_ms"])
+    spread = max(by_spec.items(), key=lambda kv: max(kv[1]) - min(kv[1]))
+    gap = max(spread[1]) - min(spread[1])
+    misses = [f"{r['spec']} T={r['steps']}: {r['compile_ms']:.1f} ms" for r in rows if r["compile_ms"] >= 50]
+    if gap > max(10.0, 0.2 * min(spread[1])):
+        misses.append(f"{spread[0]}: {gap:.1f} ms apart between T values")
+    return {"target": name, "key": "compile", "met": not misses,
+            "measured": f"worst {worst['compile_ms']:.1f} ms ({worst['spec']}, T={worst['steps']}); largest gap "
+                        f"between T values {gap:.1f} ms ({spread[0]})", "misses": misses}
+
+
+def _memory_target(memory: dict | None) -> dict:
+    name = "Training-step peak memory of the LSTM spec ≤ 1.3× nn.LSTM, standard size"
+    peaks = {r["impl"]: r["peak_bytes"] for r in (memory or {}).get("rows", [])}
+    if not peaks.get("torch.nn") or peaks.get("rnndsl") is None:
+        return {"target": name, "key": "memory", "met": None, "measured": "not measured", "misses": []}
+    x = peaks["rnndsl"] / peaks["torch.nn"]
+    size = memory["size"] if memory else ""
+    measured = f"{x:.2f}× ({peaks['rnndsl'] / 2**20:.0f} MiB vs {peaks['torch.nn'] / 2**20:.0f} MiB, size {size})"
+    if size != "standard":
+        return {"target": name, "key": "memory", "met": None, "measured": measured + ": not the target's size",
+                "misses": []}
+    return {"target": name, "key": "memory", "met": x <= 1.3, "measured": measured,
+            "misses": [] if x <= 1.3 else [f"{x:.2f}×"]}
+
+
+# ---- markdown -----------------------------------------------------------------------------------
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _pair(row: dict, baseline: str) -> str:
+    f, t = ratio(row, baseline, "forward"), ratio(row, baseline, "train")
+    return "–" if f is None and t is None else f"{_fmt(f)} / {_fmt(t)}"
+
+
+def _ratio_table(data: dict, size: str) -> list[str]:
+    rows = [r for r in data["cases"] if r["size"] == size]
+    head = ["case", "rnndsl fwd ms", "rnndsl fwd+bwd ms", *(f"vs {b}" for b in BASELINES)]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["case"] + (" (custom)" if r["custom"] else ""), _fmt(_ms(r, "rnndsl", "forward"), 1),
+                 _fmt(_ms(r, "rnndsl", "train"), 1), *(_pair(r, b) for b in BASELINES)]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _times_table(data: dict, size: str) -> list[str]:
+    rows = [r for r in data["cases"] if r["size"] == size]
+    impls = ("rnndsl", *BASELINES)
+    out = ["| case | " + " | ".join(impls) + " |", "|" + "---|" * (len(impls) + 1)]
+    for r in rows:
+        cells = [f"{_fmt(_ms(r, i, 'forward'), 1)} / {_fmt(_ms(r, i, 'train'), 1)}" if i in r["impls"] else "–"
+                 for i in impls]
+        out.append(f"| {r['case']} | " + " | ".join(cells) + " |")
+    return out
+
+
+def _targets_section(data: dict) -> list[str]:
+    out = ["## Targets", "", "| target | measured | status |", "|---|---|---|"]
+    status = {True: "met", False: "**not met**", None: "not measured"}
+    for t in data["targets"]:
+        out.append(f"| {t['target']} | {t['measured']} | {status[t['met']]} |")
+    missed = [t for t in data["targets"] if t["met"] is False]
+    if missed:
+        out += ["", "### Targets not met: why, and what would close them", ""]
+        for t in missed:
+            more = len(t["misses"]) - 12
+            shown = ", ".join(t["misses"][:12]) + (f" and {more} more" if more > 0 else "")
+            out += [f"- **{t['target']}**: missed by {shown}.", "", f"  {REASONS[t['key']]}", ""]
+    return out
+
+
+def _compile_sections(data: dict) -> list[str]:
+    out = ["## torch.compile of the plain loop: compile times", ""]
+    rows = [r for r in data["cases"] if r.get("torch_compile")]
+    s = data["settings"]
+    out.append(f"Each graph (training and forward apart) time-boxed to {s['compile_budget_s']:.0f} s, torch's "
+               "compile caches off (a cold compile, as a user's first run). " + s["compile_scope_note"])
+    if rows:
+        out += ["", "| case | size | training graph s | forward graph s | note |", "|---|---|---|---|---|"]
+        for r in rows:
+            c = r["torch_compile"]
+            out.append(f"| {r['case']} | {r['size']} | {_fmt(c['train_s'], 1)} | {_fmt(c['forward_s'], 1)} "
+                       f"| {c['note'] or ''} |")
+    return out
+
+
+def _spec_compile_section(data: dict) -> list[str]:
+    rows = data.get("spec_compile") or []
+    out = ["## Compile time of the example specs", ""]
+    if not rows:
+        return [*out, "Not measured in this run."]
+    out += ["`compile` = `rnndsl.compile(text)` (build) + the first call − a later call of the same input: "
+            "the one-off cost. Batch 1, no_grad; torch's own first-time cost at each shape (oneDNN/cuDNN "
+            "set-up, paid by nn.LSTM too) is taken by a throwaway module first and shown apart.", "",
+            "| spec | T | build ms | first call ms | later call ms | **compile ms** | torch warm-up ms |",
+            "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['spec']} | {r['steps']} | {r['build_ms']:.1f} | {r['first_call_ms']:.1f} | "
+                   f"{r['call_ms']:.1f} | **{r['compile_ms']:.1f}** | {r['torch_warm_up_ms']:.1f} |")
+    cold = data.get("cold_start")
+    if cold:
+        out += ["", f"Cold start in a fresh process ({cold['spec']}): import torch {cold['import_torch_ms']:.0f} ms, "
+                    f"import rnndsl {cold['import_rnndsl_ms']:.0f} ms, first compile (builds the LALR parser) "
+                    f"{cold['first_compile_ms']:.0f} ms, first call (10 steps) {cold['first_call_ms']:.0f} ms."]
+    return out
+
+
+def _memory_section(data: dict) -> list[str]:
+    mem = data.get("memory")
+    out = ["## Training-step memory (LSTM spec)", ""]
+    if not mem:
+        return [*out, "Not measured in this run."]
+    rows = mem["rows"]
+    base = next((r["peak_bytes"] for r in rows if r["impl"] == "torch.nn"), None)
+    out += [f"Size {mem['size']}. Method: {mem['method']}", "",
+            "| implementation | peak MiB | vs torch.nn |", "|---|---|---|"]
+    for r in rows:
+        peak = r["peak_bytes"]
+        rel = _fmt(peak / base) if peak is not None and base else "–"
+        out.append(f"| {r['impl']} | {_fmt(None if peak is None else peak / 2**20, 1)} | {rel} |")
+    return out
+
+
+def markdown(data: dict) -> str:
+    """docs/performance.md for one run."""
+    env, s = data["environment"], data["settings"]
+    sizes = data["settings"]["sizes"]
+    out = ["# Performance", "",
+           f"Written by `{env['command']}` on {env['date']} (commit {env['commit']}).", "",
+           f"Machine: {env['cpu']} ({env['cpu_capability']}), {env['cpus']} CPUs; torch threads: {s['threads']}; "
+           f"torch {env['torch']}; "
+           f"Python {env['python']}; device {env['device']}.", "",
+           "**Ratios are rnndsl's time divided by the baseline's: below 1.0 means rnndsl is faster.** Each "
+           "cell reads `forward / forward+backward`.", "",
+           *_targets_section(data), ""]
+    for size in sizes:
+        b = data["settings"]["size_shapes"][size]
+        out += [f"## Time ratios, {size}: batch {b[0]}, {b[1]} steps, {b[2]} in, {b[3]} hidden", "",
+                *_ratio_table(data, size), ""]
+    out += ["## Median times (ms, forward / forward+backward)", ""]
+    for size in sizes:
+        out += [f"### {size}", "", *_times_table(data, size), ""]
+    out += [*_compile_sections(data), "", *_spec_compile_section(data), "", *_memory_section(data), "",
+            *_method(data), ""]
+    return "\n".join(out)
+
+
+def _method(data: dict) -> list[str]:
+    s = data["settings"]
+    return [
+        "## Method", "",
+        f"- One process, torch threads fixed at {s['threads']} (`torch.set_num_threads`), float32"
+        + (", TF32 off (cuDNN and cuBLAS compute in full float32)" if s["device"].startswith("cuda") else "") + ".",
+        f"- Each implementation runs once per mode before timing (TorchScript twice: its profiling executor "
+        f"optimises on the second call); then the implementations take turns, one sample each per round, "
+        f"{s['repeat']} samples "
+        f"each, fewer (never under {s['min_repeat']}) where one run takes over 1/{s['repeat']} of "
+        f"{s['budget_s']:.0f} s. The median is reported. Samples are bracketed by device synchronisation; the "
+        "garbage collector is off while a sample runs.",
+        "- forward: under `torch.no_grad()`. forward+backward: gradients cleared (`grad = None`), forward, then "
+        "`backward` of a fixed random output gradient. The input does not require grad (it is data).",
+        "- Before timing, every implementation's output is checked against rnndsl's "
+        f"(max abs difference ≤ {s['atol']}); the differences are in docs/performance.json.",
+        "- **rnndsl**: `rnndsl.compile(spec)`, called as a user would (`net(x).h`), input checks included. "
+        "Standard cells run on torch's fused kernels; custom topologies run the generated loop.",
+        "- **torch.nn**: `nn.RNN` / `nn.LSTM` / `nn.GRU` (`num_layers=2` or `bidirectional=True` for those "
+        "cases) with the spec's weights copied in; standard cells only.",
+        "- **plain loop** (benchmarks/loops.py `plain_*`): `x[:, t]` each step, one `F.linear` per layer source per "
+        "step on the spec's own parameters, `torch.stack` at the end.",
+        "- **hand-optimised** (`fast_*`): input projections of all gates for all steps in one matmul before the "
+        "loop; steps by `unbind`; recurrent matmuls of all gates fused into one `addmm` a step (peephole: 3 a "
+        "step, the fewest possible; top-down and skip-2: the delayed sources joined with `torch.cat` into one "
+        "matmul per layer); one activation call per gate group; own fused weight copies. "
+        "**hand-optimised TorchScript**: the same functions under `torch.jit.script`.",
+        "- **torch.compile**: `torch.compile` (inductor, default mode) of the plain loop; see above for where it "
+        "ran and its compile times.",
+        "",
+        "## Reproduce", "",
+        "```",
+        "python -m benchmarks.bench                       # CPU, all sizes; writes docs/performance.{md,json}",
+        "python -m benchmarks.bench --device cuda --out docs/performance_cuda",
+        "python -m benchmarks.bench --size small --case jordan --out -   # one case, printed only",
+        "```", "",
+        "On a GPU machine, `bash .ci/gpu-check` runs the test suite and the CUDA benchmark. Where `lark` is not "
+        "installed there, put its wheel in `.whl/` (e.g. `pip download lark -d .whl`); the script installs it "
+        "from there.",
+    ]

@@ -1,0 +1,64 @@
+"""The benchmark at the tiny size: every case runs, matches rnndsl's numbers, and lands in both files.
+
+A smoke test only (it times nothing worth reading): it keeps `python -m benchmarks.bench` working.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `benchmarks` is a folder of the checkout, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import bench, memory  # noqa: E402
+from benchmarks.cases import CASES  # noqa: E402
+
+# the memory comparison starts three fresh Pythons: its child is tested in-process below instead
+TINY = ["--size", "tiny", "--threads", "1", "--repeat", "1", "--min-repeat", "1", "--memory-size", "none",
+        "--spec-steps", "10", "20", "--no-cold-start"]
+
+
+def test_bench_writes_every_case(tmp_path: Path) -> None:
+    stem = tmp_path / "perf"
+    assert bench.main([*TINY, "--out", str(stem)]) == 0
+    data = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+    text = stem.with_suffix(".md").read_text(encoding="utf-8")
+
+    rows = {row["case"]: row for row in data["cases"]}
+    assert set(rows) == set(CASES)
+    for name, row in rows.items():
+        expected = {"rnndsl", "plain loop", "hand-optimised", "hand-optimised TorchScript"}
+        if not CASES[name].custom:
+            expected.add("torch.nn")
+        assert set(row["impls"]) == expected, name
+        for impl, times in row["impls"].items():
+            assert times["forward_ms"] > 0 and times["train_ms"] > 0, (name, impl)
+        assert all(d <= 1e-4 for d in row["max_abs_diff"].values()), name
+        assert f"| {name} " in text
+
+    examples = sorted(p.name for p in (ROOT / "examples").glob("*.rnn"))
+    assert sorted({r["spec"] for r in data["spec_compile"]}) == examples
+    assert {r["steps"] for r in data["spec_compile"]} == {10, 20}
+    assert [t["key"] for t in data["targets"]] == ["cells", "plain", "hand", "compile", "memory"]
+    for heading in ("## Targets", "## Time ratios, tiny", "## Compile time of the example specs",
+                    "## Training-step memory (LSTM spec)", "below 1.0 means rnndsl is faster"):
+        assert heading in text
+
+
+def test_memory_child_reports_a_peak(capsys: object) -> None:
+    for impl in memory.IMPLS:
+        assert memory.main(["--impl", impl, "--size", "tiny"]) == 0
+        row = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
+        assert row["impl"] == impl and row["method"]
+        assert row["peak_bytes"] is None or row["peak_bytes"] >= 0
+
+
+def test_bench_prints_without_writing(tmp_path: Path, capsys: object, monkeypatch: object) -> None:
+    monkeypatch.chdir(tmp_path)  # type: ignore[attr-defined]
+    assert bench.main([*TINY, "--case", "jordan", "--spec-steps", "--out", "-"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "| jordan " in out and "## Targets" in out
+    assert not list(tmp_path.iterdir())
