@@ -181,12 +181,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = _parser().parse_args(argv)
+def _defaults(args: argparse.Namespace) -> None:
+    """Fill the defaults that depend on the device or on a tiny-only (smoke) run."""
     args.size = args.size or ["standard", "small", "long"]
-    cuda = args.device.startswith("cuda")
-    tiny = args.size == ["tiny"]  # a smoke run: keep the extras quick too
+    cuda, tiny = args.device.startswith("cuda"), args.size == ["tiny"]
     if args.memory_size is None:
         args.memory_size = "tiny" if tiny else "standard"
     if args.spec_steps is None:
@@ -196,8 +194,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.compile_sizes is None:  # on a GPU, compiling even one unrolled loop takes a good part of the run
         args.compile_sizes = [] if cuda else ["small"]
     args.compile_cases = CUSTOM if args.compile_cases is None else args.compile_cases
+
+
+def _settings(args: argparse.Namespace, rows: list[dict]) -> dict:
+    shapes = {s: [getattr(SIZES[s], f) for f in ("batch", "steps", "inputs", "hidden")] for s in SIZES}
+    return {"sizes": args.size, "size_shapes": shapes, "device": args.device, "threads": args.threads,
+            "repeat": args.repeat, "min_repeat": args.min_repeat, "budget_s": args.budget, "atol": args.atol,
+            "compile_sizes": args.compile_sizes, "compile_cases": args.compile_cases,
+            "compile_budget_s": args.compile_budget, "compile_scope_note": _compile_scope(args, rows)}
+
+
+def _extras(args: argparse.Namespace, data: dict) -> None:
+    """The example specs' compile times and the training-memory comparison."""
+    if args.spec_steps:
+        _log("compile time of the example specs")
+        data["spec_compile"] = compile_time.spec_compile_times(args.spec_steps, args.device)
+        if not args.no_cold_start:
+            data["cold_start"] = compile_time.cold_start()
+    if args.memory_size != "none":
+        _log(f"training-step memory at {args.memory_size}, each implementation in a fresh process")
+        rows = memory.measure(args.memory_size, args.device, args.threads)
+        data["memory"] = {"size": args.memory_size, "rows": rows, "method": memory.METHOD[args.device.split(":")[0]]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    _defaults(args)
     torch.set_num_threads(args.threads)
-    if cuda:
+    if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = False  # every implementation in full float32
         torch.backends.cudnn.allow_tf32 = False
     start = time.perf_counter()
@@ -206,33 +231,18 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.case or list(CASES):
             rows.append(measure_case(CASES[name], size, args))
             _log(f"[{time.perf_counter() - start:6.0f} s] " + _summary(rows[-1]))
-    data: dict = {"environment": environment(args, argv), "cases": rows}
-    data["settings"] = {
-        "sizes": args.size, "size_shapes": {s: [getattr(SIZES[s], f) for f in ("batch", "steps", "inputs", "hidden")]
-                                            for s in SIZES},
-        "device": args.device, "threads": args.threads, "repeat": args.repeat, "min_repeat": args.min_repeat,
-        "budget_s": args.budget, "atol": args.atol, "compile_sizes": args.compile_sizes,
-        "compile_cases": args.compile_cases, "compile_budget_s": args.compile_budget,
-        "compile_scope_note": _compile_scope(args, rows)}
-    if args.spec_steps:
-        _log("compile time of the example specs")
-        data["spec_compile"] = compile_time.spec_compile_times(args.spec_steps, args.device)
-        if not args.no_cold_start:
-            data["cold_start"] = compile_time.cold_start()
-    if args.memory_size != "none":
-        _log(f"training-step memory at {args.memory_size}, each implementation in a fresh process")
-        mem = memory.measure(args.memory_size, args.device, args.threads)
-        data["memory"] = {"size": args.memory_size, "rows": mem, "method": memory.METHOD[args.device.split(":")[0]]}
+    data = {"environment": environment(args, argv), "settings": _settings(args, rows), "cases": rows}
+    _extras(args, data)
     data["targets"] = report.targets(data)
     data["elapsed_s"] = time.perf_counter() - start
     text = report.markdown(data)
     if args.out == "-":
         print(text)
-    else:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out + ".md").write_text(text, encoding="utf-8")
-        Path(args.out + ".json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        _log(f"wrote {args.out}.md and {args.out}.json in {data['elapsed_s']:.0f} s")
+        return 0
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out + ".md").write_text(text, encoding="utf-8")
+    Path(args.out + ".json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    _log(f"wrote {args.out}.md and {args.out}.json in {data['elapsed_s']:.0f} s")
     return 0
 
 

@@ -266,7 +266,8 @@ def markdown(data: dict) -> str:
     env, s = data["environment"], data["settings"]
     sizes = data["settings"]["sizes"]
     out = ["# Performance", "",
-           f"Written by `{env['command']}` on {env['date']} (commit {env['commit']}).", "",
+           f"Written by `{env['command']}` on {env['date']} (commit {env['commit']}); the run took "
+           f"{data['elapsed_s'] / 60:.1f} min.", "",
            f"Machine: {env['cpu']} ({env['cpu_capability']}), {env['cpus']} CPUs; torch threads: {s['threads']}; "
            f"torch {env['torch']}; "
            f"Python {env['python']}; device {env['device']}.", "",
