@@ -156,11 +156,18 @@ def _gru_candidate(n: Node) -> tuple[str, str, str] | None:
     return None
 
 
+def recurrent_index(gate: Node, h: str, d: int) -> int | None:
+    """Where a gate reads exactly `h[t-1]` (or `h[t+1]` going backward) among its sources."""
+    found = [j for j, e in enumerate(gate.sources) if _is_ref(e, h, d)]
+    return found[0] if len(found) == 1 else None
+
+
 def _gate_sources(gate: Node, h: str, d: int) -> tuple[s.Expr, ...] | None:
-    """A gate reads the outside sources, then exactly `h[t-1]` (or `h[t+1]` going backward)."""
-    if gate.dropout or not gate.sources or not _is_ref(gate.sources[-1], h, d):
+    """A gate reads outside sources and, at any position, exactly `h[t-1]` (`h[t+1]` going backward)."""
+    j = recurrent_index(gate, h, d)
+    if gate.dropout or j is None:
         return None
-    outer = gate.sources[:-1]
+    outer = gate.sources[:j] + gate.sources[j + 1:]
     if not outer or any(h in {r.name for r in s.refs(e)} for e in outer):
         return None
     return outer

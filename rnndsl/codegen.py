@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from rnndsl import syntax as s
-from rnndsl.cells import Cell, match_cell
+from rnndsl.cells import Cell, match_cell, recurrent_index
 from rnndsl.evaluate import evaluate
 from rnndsl.ir import Network, Node
 from rnndsl.ops import ACTIVATIONS, OPS
@@ -117,7 +117,7 @@ class _Emitter:
 
     def _fused_loop(self, stage: Stage, cell: Cell) -> None:
         """A loop that is a standard cell: one call of torch's fused kernel with the spec's weights."""
-        h, n_src = cell.h, len(cell.sources)
+        h = cell.h
         direction = "forward" if stage.direction > 0 else "backward"
         self.emit(f"# loop over time ({direction}): {', '.join(stage.nodes)}: a standard {cell.kind} cell, "
                   f"run by torch's fused kernel")
@@ -126,9 +126,12 @@ class _Emitter:
         if all(self.net[r.name].static for e in cell.sources for r in s.refs(e)):
             x = f"K.sequence({x}, T)"
         ih = [self.net[g] for g in cell.gates] + ([self.net[cell.nx]] if cell.nx else [])
-        hh = [(g, n_src) for g in cell.gates] + ([(self._gru_nh(stage, cell), 0)] if cell.nx else [])
+        # where each gate reads h[t-1]: that weight is the hidden-side one, the others the input side
+        rec = {g: recurrent_index(self.net[g], h, stage.direction) or 0 for g in cell.gates}
+        hh = [(g, rec[g]) for g in cell.gates] + ([(self._gru_nh(stage, cell), 0)] if cell.nx else [])
         v = var(h)
-        rows = [self._joined([self.param(weight_name(n.name, j)) for j in range(n_src)], 1) for n in ih]
+        outer = {n.name: [j for j in range(len(n.sources)) if n.name not in rec or j != rec[n.name]] for n in ih}
+        rows = [self._joined([self.param(weight_name(n.name, j)) for j in outer[n.name]], 1) for n in ih]
         self.emit(f"_Wih_{v} = {self._joined(rows, 0)}")
         self.emit(f"_Whh_{v} = {self._joined([self.param(weight_name(g, j)) for g, j in hh], 0)}")
         self.emit(f"_bih_{v} = {self._joined([self._bias(n) for n in ih], 0)}")

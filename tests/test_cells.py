@@ -52,7 +52,8 @@ def test_examples_are_recognised(file: str, network: str | None, expected: list[
     (("layer f: 4 sigmoid <- x", "layer f: 4 sigmoid dropout=0.5 <- x"), "a dropout on a gate"),
     (("layer g: 4 tanh", "layer g: 4 relu"), "another activation"),
     (("c = f * c[t-1] + i * g", "c = f * c[t-1] + i * g * 0.5"), "other maths"),
-    (("layer o: 4 sigmoid <- x, h[t-1]", "layer o: 4 sigmoid <- h[t-1], x"), "the sources in another order"),
+    (("layer o: 4 sigmoid <- x, h[t-1]", "layer o: 4 sigmoid <- x, h[t-1], h[t-1]"), "h[t-1] read twice"),
+    (("layer o: 4 sigmoid <- x, h[t-1]", "layer o: 4 sigmoid <- h[t-1]"), "a gate without the outside source"),
 ])
 def test_near_misses_stay_on_generated_code(change: tuple[str, str], why: str) -> None:
     assert kinds(LSTM) == ["lstm"]
@@ -89,6 +90,17 @@ def test_fused_equals_generated_loop(file: str, network: str | None, with_length
         grads.append(torch.autograd.grad(total, params))
     for ga, gb in zip(*grads, strict=True):
         torch.testing.assert_close(ga, gb, atol=1e-9, rtol=1e-9)
+
+
+def test_h_may_come_first_in_a_gate() -> None:
+    """Where a gate reads h[t-1] among its sources does not matter; the outside sources keep their order."""
+    spec = LSTM.replace("<- x, h[t-1]", "<- h[t-1], x", 2)  # i and f read h first, g and o last
+    assert kinds(spec) == ["lstm"]
+    fused = randomize(rnndsl.compile(spec)).double()
+    loop = rnndsl.compile(spec, fuse_cells=False).double()
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    torch.testing.assert_close(fused(x).h, loop(x).h)
 
 
 def test_fused_lstm_continues_from_state() -> None:
