@@ -46,6 +46,9 @@ def plot_curves(results: Sequence[Result], path: Path, labels: Sequence[str] | N
     right.set(xlabel="step", ylabel=metric, title=f"validation {metric}")
     if results and min(min(r.losses, default=1.0) for r in results) > 0:
         left.set_yscale("log")
+    values = [e[metric] for r in results for e in r.evals if metric in e]
+    if results and not results[0].higher_is_better and values and min(values) > 0:
+        right.set_yscale("log")  # errors fall by orders of magnitude (mse); the first one would flatten the rest
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
