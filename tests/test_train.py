@@ -272,7 +272,9 @@ def test_cli_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert f"| `{a}` | Tiny | " in printed and f"| `{b}` | Tiny | " in printed
     assert {p.name for p in out.iterdir()} == {"a", "b", "compare.png", "compare.md"}
     assert (out / "a" / "checkpoint.pt").exists() and (out / "b" / "results.json").exists()
-    assert "| spec | network |" in (out / "compare.md").read_text()
+    written = (out / "compare.md").read_text()
+    assert written.startswith("# Task digits (seed=0); training: steps=2, batch=8, lr=0.001, clip=1.0, seed=0, ")
+    assert "| spec | network |" in written
 
 
 def test_cli_errors_are_one_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from rnndsl.errors import SpecError
 from rnndsl.tasks import TASKS, Task, make_task, parse_options
-from rnndsl.training.checkpoint import read_checkpoint
+from rnndsl.training.checkpoint import atomic_write, read_checkpoint
 from rnndsl.training.loop import Result, TrainConfig, train
 from rnndsl.training.progress import duration
 from rnndsl.training.report import markdown_table, plot_curves
@@ -99,7 +99,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             results.append(train(Path(spec), task, config, network=args.network, out=out / label, quiet=args.quiet))
         plot_curves(results, out / "compare.png", labels)
         table = markdown_table(results, args.specs)
-        (out / "compare.md").write_text(f"# {task.name}: {_options(task)}, {_config_text(config)}\n\n{table}")
+        heading = f"# Task {task.name} ({_options(task)}); training: {_config_text(config)}\n\n"
+        atomic_write(out / "compare.md", lambda f: f.write((heading + table).encode("utf-8")))
     except KeyboardInterrupt:
         return _interrupted("compare", out)
     except Exception as err:  # the boundary: user mistakes become one message
