@@ -179,7 +179,7 @@ def _shared_sources(gates: tuple[Node, ...], h: str, d: int) -> tuple[s.Expr, ..
     return first if first is not None and all(x == first for x in sources) else None
 
 
-def _only_step_reads(network: Network, stage: Stage, ring: dict[str, int], hidden_too: bool = False) -> bool:
+def _only_step_reads(network: Network, stage: Stage, ring: dict[str, int]) -> bool:
     """Only `h` leaves the loop (torch's kernels give back h at every step, nothing else), and the
     loop reads its members only at the delays of the pattern (`ring`)."""
     h = next(iter(ring))

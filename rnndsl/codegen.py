@@ -303,7 +303,7 @@ class _Emitter:
         span = "range(T)" if stage.direction > 0 else "range(T - 1, -1, -1)"
         self.emit(f"for t in {span}:")
         self.indent += 1
-        step_ref = lambda r: self._step_ref(r, members, stage, steps)  # noqa: E731
+        step_ref = lambda r: self._step_ref(r, members, steps)  # noqa: E731
         for g in groups:
             if g.name in early:
                 self._group_step(g, step_ref)
@@ -406,7 +406,7 @@ class _Emitter:
             if node.dropout:
                 self.emit(f"if train: {var(node.name)} = {var(node.name)} * _D_{var(node.name)}")
 
-    def _step_ref(self, ref: s.Ref, members: set[str], stage: Stage, steps: dict[str, str]) -> str:
+    def _step_ref(self, ref: s.Ref, members: set[str], steps: dict[str, str]) -> str:
         node, v = self.net[ref.name], var(ref.name)
         if node.static:
             return v
