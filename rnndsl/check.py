@@ -2,8 +2,8 @@
 
 Each check reports with its own message, span and fix: unknown names (with a did-you-mean), duplicates,
 sizes (both sides and where each came from), delays, algebraic loops, loops no schedule can run,
-outputs and block inputs that do not exist, token inputs used as vectors; warnings for unused nodes and
-for `init` on a node nobody reads with a delay.
+outputs and block inputs that do not exist, token inputs used as vectors, self-fed inputs that do not
+read the past; warnings for unused nodes and for `init` on a node nobody reads with a delay.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rnndsl import syntax as s
 from rnndsl.errors import Reporter, Source, Span
 from rnndsl.inline import Alias, Exports, inline
 from rnndsl.ir import InitPolicy, Network, Node, OutputSpec
-from rnndsl.ops import ACTIVATIONS, OPS, TOKEN_FUNCTIONS
+from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
 
 __all__ = ["check", "check_program", "did_you_mean", "MAX_DELAY", "MAX_SIZE", "MAX_PARAMETERS", "MAX_ERRORS"]
 
@@ -32,7 +32,8 @@ RESERVED = {"network", "input", "layer", "init", "output", "use", "static", "tok
             "learned"}
 LAYER_OPTIONS = {"bias": ("true", "false"), "dropout": None,
                  "init": ("default", "xavier", "orthogonal", "normal", "uniform", "zeros")}
-CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "self"}  # CompiledNetwork.forward's own
+# CompiledNetwork.forward's own keywords
+CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "feed_back", "sampler", "self"}
 SCALAR = 0  # the size of a plain number: it broadcasts
 
 
@@ -128,6 +129,7 @@ class _Checker:
         self._check_inits()
         self._check_outputs()
         self._check_loops()
+        self._check_feeds()
         if len(self.report.errors) > self.errors_before:
             return None
         network = self._build()
@@ -204,6 +206,8 @@ class _Checker:
                 yield name, st.expr
             elif isinstance(st, Alias):
                 yield name, st.target
+            elif isinstance(st, s.Input) and st.feed is not None:
+                yield name, st.feed
 
     def _visible(self, name: str) -> bool:
         if name in self.defs and "." not in name:
@@ -212,10 +216,15 @@ class _Checker:
 
     def _check_refs(self) -> None:
         own = {id(r) for st in self.net.body for r in _stmt_refs(st)}
-        for _owner, expr in self._exprs():
+        for owner, expr in self._exprs():
             for ref in s.refs(expr):
                 self._check_ref(ref, id(ref) in own)
-            self._check_calls(expr)
+            st = self.defs[owner].stmt
+            if isinstance(st, s.Input) and isinstance(expr, s.Call) and expr.fn in FEED_FUNCTIONS:
+                for arg in expr.args:  # `sample(...)` is the whole value of a self-fed input: checked there
+                    self._check_calls(arg)
+            else:
+                self._check_calls(expr)
 
     def _suggest(self, name: str, known: Iterable[str] | None = None) -> str:
         """`did you mean ...?` among the visible names (or `known`); nothing once there are many errors,
@@ -265,6 +274,9 @@ class _Checker:
             if expr.fn in TOKEN_FUNCTIONS:
                 if len(expr.args) != 1 or not isinstance(expr.args[0], s.Ref):
                     self.report.error(f"`{expr.fn}` takes one token input by name", expr.span, TOKEN_FUNCTIONS[expr.fn])
+            elif expr.fn in FEED_FUNCTIONS:
+                self.report.error(f"`{expr.fn}` gives a token id, so it can only be the whole value of a self-fed "
+                                  "token input", expr.span, FEED_FUNCTIONS[expr.fn])
             elif expr.fn not in OPS:
                 self.report.error(f"unknown function `{expr.fn}`", expr.span,
                                   did_you_mean(expr.fn, [*OPS, *TOKEN_FUNCTIONS])
@@ -461,8 +473,9 @@ class _Checker:
                     self.report.error(f"`init {name}`: no node `{name}`", st.span,
                                       self._suggest(name, self.defs))
                 continue
-            if self._is_tokens(name) and st.policy != "zeros":
-                self.report.error(f"token input `{name}` can only start from zeros", st.span)
+            if self._is_tokens(name):
+                self._check_token_init(name, st)
+                continue
             if st.expr is None:
                 continue
             for ref in s.refs(st.expr):
@@ -475,6 +488,60 @@ class _Checker:
                     self.report.error(f"`init {name}` may only read static inputs and numbers, not `{ref}`", ref.span,
                                       "declare a vector input as `input NAME: SIZE static`")
             self._check_calls(st.expr)
+
+    def _check_token_init(self, name: str, st: s.Init) -> None:
+        """A token input starts from "no token" (`zeros`, a zero vector) or from a token id."""
+        vocab = self.defs[name].size or 0
+        value = st.expr.value if isinstance(st.expr, s.Num) else None
+        if st.policy == "zeros" or (value is not None and value == int(value) and 0 <= value < vocab):
+            return
+        self.report.error(f"token input `{name}` starts from a token id in [0, {vocab}) or from zeros (no token)",
+                          st.span, f"write `init {name} = 0` (a start token) or `init {name} = zeros`")
+
+    def _check_feeds(self) -> None:
+        """A self-fed input takes what the network computed before: its value reads only the past."""
+        static = self._static_names()
+        for name, d in self.defs.items():
+            st = d.stmt
+            if not isinstance(st, s.Input) or st.feed is None:
+                continue
+            feed = st.feed
+            if st.kind == "static":
+                self.report.error(f"static input `{name}` cannot be fed back: it is one value per sequence",
+                                  feed.span, "drop `static`, or drop the `= ...`")
+                continue
+            for ref in s.refs(feed):
+                if ref.name in self.defs and ref.delay <= 0 and ref.name not in static:
+                    when = "at the same step" if ref.delay == 0 else "in the future"
+                    self.report.error(f"self-fed input `{name}` reads `{ref}` {when}; it is fed what the "
+                                      "network computed before", ref.span, f"write `{ref.name}[t-1]`")
+            picks = isinstance(feed, s.Call) and feed.fn in FEED_FUNCTIONS
+            if st.kind == "tokens":
+                if not picks:
+                    self.report.error(f"token input `{name}` is fed token ids: pick them from a distribution",
+                                      feed.span, f"write `= sample(softmax(...))` or `= argmax(...)` of a vector "
+                                                 f"of size {d.size}")
+                    continue
+                assert isinstance(feed, s.Call)
+                if len(feed.args) != 1:
+                    self.report.error(f"`{feed.fn}` takes one vector, not {len(feed.args)}", feed.span)
+                    continue
+                size = self._size(feed.args[0])
+                if size is not None and size != d.size:
+                    shown = "a plain number" if size == SCALAR else f"size {size}"
+                    self.report.error(f"`{_show(feed.args[0])}` has {shown}; token input `{name}` picks from "
+                                      f"{d.size} tokens", feed.args[0].span, f"feed it a vector of size {d.size}")
+            elif picks:
+                assert isinstance(feed, s.Call)
+                self.report.error(f"`{feed.fn}` gives token ids; input `{name}` takes vectors of size {d.size}",
+                                  feed.span, f"declare `input {name}: tokens({d.size})`, or feed a vector such "
+                                             "as `y[t-1]`")
+            else:
+                size = self._size(feed)
+                if size is not None and size != d.size:
+                    shown = "a plain number" if size == SCALAR else f"size {size}"
+                    self.report.error(f"input `{name}` has size {d.size} but is fed `{_show(feed)}` of {shown}",
+                                      feed.span, f"feed it a vector of size {d.size}")
 
     def _check_outputs(self) -> None:
         seen: set[str] = set()
@@ -509,7 +576,8 @@ class _Checker:
     def _node(self, name: str, st: s.Input | s.Layer | s.Assign, size: int, static: bool) -> Node:
         init = self._init_policy(name)
         if isinstance(st, s.Input):
-            return Node(name, "input", size, st.span, input_kind=st.kind, init=init, static=st.kind == "static")
+            return Node(name, "input", size, st.span, input_kind=st.kind, init=init, static=st.kind == "static",
+                        feed=st.feed)
         if isinstance(st, s.Assign):
             return Node(name, "expr", size, st.span, expr=st.expr, init=init, static=static)
         opts = {k: v for k, v, _ in st.options}
@@ -577,19 +645,24 @@ class _Checker:
         for cycle in nx.simple_cycles(same_step):
             self._algebraic_loop(order, refs, cycle)
             break
-        comps = list(nx.strongly_connected_components(g))
-        comp_of = {n: i for i, comp in enumerate(comps) for n in comp}
-        delays: list[set[int]] = [set() for _ in comps]
-        for u, v, k in g.edges(data="delay"):  # one pass: a subgraph per component is quadratic
-            if comp_of[u] == comp_of[v]:
-                delays[comp_of[u]].add(k)
         position = {n: i for i, n in enumerate(order)}
-        for comp, ks in zip(comps, delays, strict=True):
-            if any(k > 0 for k in ks) and any(k < 0 for k in ks):
-                names = sorted(comp, key=position.__getitem__)
-                self.report.error(f"the loop through {', '.join(f'`{n}`' for n in names)} reads both the past "
-                                  f"and the future", self.defs[names[0]].stmt.span,
-                                  "no order of steps can run it: make every delay in the loop [t-k], or all [t+k]")
+        for names in _mixed_loops(g, position):
+            self.report.error(f"the loop through {', '.join(f'`{n}`' for n in names)} reads both the past "
+                              f"and the future", self.defs[names[0]].stmt.span,
+                              "no order of steps can run it: make every delay in the loop [t-k], or all [t+k]")
+        fed = {n: d.stmt.feed for n, d in self.defs.items()
+               if isinstance(d.stmt, s.Input) and d.stmt.feed and d.stmt.kind != "static"}
+        if not fed:
+            return
+        for name, feed in fed.items():  # running free, a self-fed input joins the loop it reads
+            g.add_edges_from((r.name, name, {"delay": r.delay}) for r in s.refs(feed)
+                             if r.name in self.defs and r.delay > 0)  # other reads are reported in _check_feeds
+        for names in _mixed_loops(g, position):
+            first = next((n for n in names if n in fed), None)
+            if first is not None:
+                self.report.error(f"feeding `{first}` back closes a loop through "
+                                  f"{', '.join(f'`{n}`' for n in names)} that reads the future", fed[first].span,
+                                  "a network runs free only forward in time: feed it from a loop that reads [t-k]")
 
     def _algebraic_loop(self, order: list[str], refs: dict[str, list[s.Ref]], cycle: list[str]) -> None:
         start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
@@ -624,7 +697,7 @@ class _Checker:
                                  "remove it, or read it from a node that leads to an output")
         delays = network.delays
         for name, st in self.inits.items():
-            if delays[name] == (0, 0):
+            if delays[name] == (0, 0) and network[name].feed is None:  # a self-fed input starts from its init
                 self.report.warn(f"`init {name}` has no effect: nothing reads `{name}[t-k]` or `{name}[t+k]`",
                                  st.span, f"remove it, or read `{name}[t-1]` somewhere")
         object.__setattr__(network, "warnings", tuple(self.report.warnings))
@@ -636,6 +709,18 @@ class _Checker:
             self.report.error(f"network `{network.name}` would have {count:,} parameters, above the limit of "
                               f"{MAX_PARAMETERS:,} (the largest is layer `{big.name}`: "
                               f"{big.size * sum(big.source_sizes):,})", big.span, "make the layers smaller")
+
+
+def _mixed_loops(g: nx.MultiDiGraph, position: dict[str, int]) -> list[list[str]]:
+    """The strongly connected parts of `g` that read both the past and the future, in definition order."""
+    comps = list(nx.strongly_connected_components(g))
+    comp_of = {n: i for i, comp in enumerate(comps) for n in comp}
+    delays: list[set[int]] = [set() for _ in comps]
+    for u, v, k in g.edges(data="delay"):  # one pass: a subgraph per component is quadratic
+        if comp_of[u] == comp_of[v]:
+            delays[comp_of[u]].add(k)
+    return [sorted(comp, key=position.__getitem__) for comp, ks in zip(comps, delays, strict=True)
+            if any(k > 0 for k in ks) and any(k < 0 for k in ks)]
 
 
 def _node_exprs(st: s.Input | s.Layer | s.Assign | Alias) -> list[s.Expr]:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rnndsl import load, load_all
+from rnndsl.check import _show
 from rnndsl.draw import MAX_DRAW_STEPS, draw
 from rnndsl.errors import SpecError
 from rnndsl.graph import folded, loops
@@ -27,7 +28,8 @@ def _summary(net: Network) -> str:
     loop_text = "; ".join(
         f"{{{', '.join(names)}}} (delay {', '.join(f't{-d:+d}' for d in delays)})" for names, delays in loops(g)
     ) or "none"
-    ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" for n in net.inputs)
+    ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" + (f" = {_show(n.feed)}" if n.feed else "")
+                    for n in net.inputs)
     outs = ", ".join(o.name + (" last" if o.last else "") for o in net.outputs)
     return (f"  network {net.name}: {len(net.nodes)} nodes, {net.parameter_count():,} parameters\n"
             f"    inputs: {ins}\n    outputs: {outs}\n    loops: {loop_text}")

@@ -8,9 +8,11 @@ recurrent matmuls of layers that read the same delayed sources into one `addmm`,
 the last k values of each node the loop reads `k` steps away. `CompiledNetwork.code` shows the result.
 
 Signature of the generated function:
-    forward(P, X, I, H, B, T, lengths, train) -> (values, state)
+    forward(P, X, I, H, B, T, lengths, train, watch=None, feed=None) -> (values, state)
 P: parameters by generated name; X: inputs; I: boundary value (B, S) of every node read with a delay;
-H: past history (B, k, S) of every node read at `[t-k]`; lengths: (B,) or None.
+H: past history (B, k, S) of every node read at `[t-k]`; lengths: (B,) or None; watch: a `guard.Watch`
+(the guarded variant); feed: a `feed.Feed` for a network whose self-fed inputs run free: it holds the
+steps the caller gives, draws the samples and records what was fed.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ from rnndsl import syntax as s
 from rnndsl.cells import Cell, match_cell, recurrent_index
 from rnndsl.evaluate import evaluate
 from rnndsl.ir import Network, Node
-from rnndsl.ops import ACTIVATIONS, OPS
+from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS
 from rnndsl.schedule import Stage, schedule
 
 __all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
 
 _TAKEN = {"torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "lengths", "train", "valid", "values", "state",
-          "math", "range", "len", "float", "watch"}
+          "math", "range", "len", "float", "watch", "feed"}
 
 
 def var(name: str) -> str:
@@ -177,7 +179,7 @@ class _Emitter:
                     if name not in self.skip:
                         self._batched(self.net[name], stage.static)
         self._results()
-        head = ["def forward(P, X, I, H, B, T, lengths, train, watch=None):",
+        head = ["def forward(P, X, I, H, B, T, lengths, train, watch=None, feed=None):",
                 f"    # network {self.net.name}: {len(self.stages)} stages",
                 *(f"    {p} = P[{p!r}]" for p in self.params)]
         if self.with_lengths:
@@ -229,6 +231,13 @@ class _Emitter:
             return f"(-{self.expr(e.operand, ref)})"
         if isinstance(e, s.BinOp):
             return f"({self.expr(e.left, ref)} {e.op} {self.expr(e.right, ref)})"
+        if e.fn in FEED_FUNCTIONS:
+            inner = e.args[0]
+            if e.fn == "argmax":
+                return f"{self.expr(inner, ref)}.argmax(-1)"
+            if isinstance(inner, s.Call) and inner.fn == "softmax":  # the same draw, without exp and log
+                return f"feed.sample_logits({self.expr(inner.args[0], ref)})"
+            return f"feed.sample({self.expr(inner, ref)})"
         if e.fn == "one_hot":
             arg = e.args[0]
             assert isinstance(arg, s.Ref)
@@ -255,7 +264,11 @@ class _Emitter:
     def _batched(self, node: Node, static: bool) -> None:
         ref = self._static_ref if static else self.seq_ref
         v = var(node.name)
-        if node.op == "expr":
+        if node.op == "expr" and node.feed is not None:
+            assert node.expr is not None
+            self.emit(f"{v} = feed.whole({node.name!r}, {self.expr(node.expr, ref)})")
+            self.emit(f"feed.record({node.name!r}, {v})")
+        elif node.op == "expr":
             assert node.expr is not None
             self.emit(f"{v} = {self.expr(node.expr, ref)}")
         else:
@@ -309,7 +322,13 @@ class _Emitter:
                 self._group_step(g, step_ref)
         for name in stage.nodes:
             node = self.net[name]
-            if node.op == "expr":
+            if node.op == "expr" and node.feed is not None:
+                assert node.expr is not None
+                v = var(name)
+                self.emit_before_loop(f"_Fg_{v}, _Fk_{v}, _Fm_{v} = feed.plan({name!r}, T)")
+                self.emit(f"{v} = _Fg_{v}[t] if _Fm_{v}[t] == 1 else "
+                          f"feed.pick(_Fg_{v}[t], _Fk_{v}[t], {self.expr(node.expr, step_ref)})")
+            elif node.op == "expr":
                 assert node.expr is not None
                 self.emit(f"{var(name)} = {self.expr(node.expr, step_ref)}")
             else:
@@ -326,6 +345,8 @@ class _Emitter:
                 self.emit(f"_seq_{var(n)}.reverse()")
             self.emit(f"{var(n)} = torch.stack(_seq_{var(n)}, 1)")
             self.defined.add(var(n))
+            if self.net[n].feed is not None:
+                self.emit(f"feed.record({n!r}, {var(n)})")
         self.ring_state.update({n: k for n, k in rings.items() if n not in collect})
 
     def _groups(self, stage: Stage, inside: object) -> tuple[list[_Group], set[str]]:
@@ -386,7 +407,11 @@ class _Emitter:
         node0 = g.members[0]
         z = acc
         for j, jj in enumerate(g.internal[node0.name]):
-            z = f"torch.addmm({z}, {self.expr(node0.sources[jj], step_ref)}, _WT{j}_{g.name})"
+            src = node0.sources[jj]
+            if isinstance(src, s.Ref) and self.net[src.name].is_tokens:  # ids: rows of the embedding table
+                z = f"({z} + K.embed_rows({self.expr(src, step_ref)}, _WT{j}_{g.name}))"
+            else:
+                z = f"torch.addmm({z}, {self.expr(src, step_ref)}, _WT{j}_{g.name})"
         if len(g.members) == 1:
             self.emit(f"{var(node0.name)} = {ACTIVATIONS[node0.activation].code.format(z)}")
         else:
@@ -435,8 +460,8 @@ class _Emitter:
 
     def _collected(self, name: str, stage: Stage) -> bool:
         """Whether the loop keeps every step of a node: read outside, an output, or its state needs it."""
-        if any(o.name == name for o in self.net.outputs):
-            return True
+        if any(o.name == name for o in self.net.outputs) or self.net[name].feed is not None:
+            return True  # outputs, and what a self-fed input was fed (the caller gets it back)
         if any(r.name == name for n in self.net.nodes if n.name not in stage.nodes for r in n.refs()):
             return True
         past, _ = self.net.delays[name]

@@ -122,6 +122,10 @@ def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Repor
     exported = {st.name for st in body if isinstance(st, s.Output)}
     out: list[s.Stmt | Alias | Exports] = []
     for st in body:
+        if isinstance(st, s.Input) and st.feed is not None:
+            report.error(f"input `{st.name}` of block `{use.network}` is self-fed; a block's inputs are given by "
+                         "the network that uses it", st.feed.span,
+                         f"declare the self-fed input in the network that writes `use {use.name} = ...`")
         if isinstance(st, s.Input):
             arg = args.get(st.name)
             # An input the block also outputs is read from outside as `b.x`: it needs a node of its own.

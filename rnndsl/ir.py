@@ -6,6 +6,7 @@ Takes nothing (it is data), gives `Network` (nodes in definition order, outputs,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
@@ -30,7 +31,8 @@ class Node:
     """One value per step (or per sequence, when `static`).
 
     op "input": a given tensor; "layer": act(sum_j W_j @ source_j + b); "expr": a parameter-free
-    expression of other nodes.
+    expression of other nodes. A self-fed input (`feed` set) becomes an "expr" node whose `expr` is its
+    feed when it runs free (`Network.running_free`).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Node:
     weight_init: str = "default"
     init: InitPolicy = InitPolicy()
     static: bool = False
+    feed: s.Expr | None = None  # a self-fed input's value when the caller does not give it
 
     @property
     def is_tokens(self) -> bool:
@@ -87,12 +90,27 @@ class Network:
     def inputs(self) -> list[Node]:
         return [n for n in self.nodes if n.op == "input"]
 
+    @property
+    def self_fed(self) -> list[Node]:
+        """Inputs that feed themselves from the network's past values when the caller does not give them."""
+        return [n for n in self.nodes if n.feed is not None and n.op == "input"]
+
+    def running_free(self, names: frozenset[str]) -> Network:
+        """The network in which the self-fed inputs `names` are computed from their feed, not given.
+
+        Each becomes an "expr" node (its `feed` kept, so code generation knows to mix in given steps);
+        `delays` do not change, since they already count what feeds read.
+        """
+        nodes = tuple(dataclasses.replace(n, op="expr", expr=n.feed) if n.name in names else n for n in self.nodes)
+        return dataclasses.replace(self, nodes=nodes)
+
     @functools.cached_property
     def delays(self) -> dict[str, tuple[int, int]]:
-        """For each node, the deepest past delay and the farthest future offset anyone reads it at."""
+        """For each node, the deepest past delay and the farthest future offset anyone reads it at
+        (a self-fed input's feed included, so the state holds what it reads in either mode)."""
         out = {n.name: (0, 0) for n in self.nodes}
         for node in self.nodes:
-            for ref in node.refs():
+            for ref in node.refs() + ([] if node.feed is None or node.op != "input" else s.refs(node.feed)):
                 past, future = out[ref.name]
                 out[ref.name] = (max(past, ref.delay), max(future, -ref.delay))
         return out

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["cat", "drop_mask", "embed", "fused", "future", "last", "last_k", "masked", "one_hot", "past", "reverse",
+__all__ = ["cat", "drop_mask", "embed", "embed_rows", "fused",
+           "future", "last", "last_k", "masked", "one_hot", "past", "reverse",
            "sequence", "valid_mask"]
 
 
@@ -44,10 +45,14 @@ def valid_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
 
 def embed(ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """`weight @ one_hot(ids)` for a weight written (out, vocabulary); id -1 gives zeros."""
-    table = weight.t()
-    if bool((ids >= 0).all()):
+    return embed_rows(ids, weight.t())
+
+
+def embed_rows(ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Rows of a (vocabulary, out) table for ids of any shape; id -1 gives zeros."""
+    if ids.device.type == "cpu" and bool((ids >= 0).all()):  # on a GPU, asking would wait for it: mask always
         return F.embedding(ids, table)
-    return F.embedding(ids.clamp(min=0), table) * (ids >= 0).unsqueeze(-1).to(weight.dtype)
+    return F.embedding(ids.clamp(min=0), table) * (ids >= 0).unsqueeze(-1).to(table.dtype)
 
 
 def one_hot(ids: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:

@@ -68,3 +68,9 @@ ACTIVATIONS: dict[str, Op] = {op.name: op for op in _UNARY}
 
 # Functions that take a token input rather than a vector.
 TOKEN_FUNCTIONS = {"one_hot": "one-hot vector of a token input: `one_hot(w)` has size N for `tokens(N)`"}
+
+# Functions that give a token id; only a self-fed token input's value may be one.
+FEED_FUNCTIONS = {
+    "sample": "a token id drawn from a distribution: `input w: tokens(N) = sample(softmax(y[t-1]))`",
+    "argmax": "the id of the largest entry: `input w: tokens(N) = argmax(y[t-1])`",
+}

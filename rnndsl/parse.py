@@ -77,12 +77,15 @@ class _ToSyntax(Transformer):
         return s.NetworkDecl(str(name), stmts, _span(meta))
 
     def input_vector(self, meta: Any, items: list[Any]) -> s.Input:
-        name, size, static = items
-        return s.Input(str(name), "static" if static else "seq", _number(size), _span(meta))
+        name, size, static, feed = items
+        return s.Input(str(name), "static" if static else "seq", _number(size), _span(meta), feed)
 
     def input_tokens(self, meta: Any, items: list[Any]) -> s.Input:
-        name, size = items
-        return s.Input(str(name), "tokens", _number(size), _span(meta))
+        name, size, feed = items
+        return s.Input(str(name), "tokens", _number(size), _span(meta), feed)
+
+    def feed(self, meta: Any, items: list[Any]) -> s.Expr:
+        return items[0]
 
     def layer_stmt(self, meta: Any, items: list[Any]) -> s.Layer:
         name, size, act, *rest = items
@@ -364,6 +367,8 @@ def _stmt_exprs(st: s.Stmt) -> list[s.Expr]:
         return [] if st.expr is None else [st.expr]
     if isinstance(st, s.Use):
         return [e for _, e, _ in st.args]
+    if isinstance(st, s.Input):
+        return [] if st.feed is None else [st.feed]
     return []
 
 

@@ -39,6 +39,10 @@ def reference(net: CompiledNetwork, *args: torch.Tensor, lengths: torch.Tensor |
     if net.training and any(n.dropout for n in net.network.nodes):
         raise ValueError("the reference executor does not model dropout: call net.eval() first")
     call = validate(net, args, inputs, lengths, state, steps, batch)
+    free = [n.name for n in net.network.self_fed if n.name not in call.inputs]
+    if free:
+        raise ValueError(f"the reference executor runs self-fed inputs teacher-forced: give "
+                         f"{', '.join(f'`{n}`' for n in free)} (what a free run was fed is in its `out.fed`)")
     per_seq = [_Sequence(net, call.inputs, b, call.steps, call.lengths, call.state).run()
                for b in range(call.batch)]
     values = {o.name: torch.stack([p[0][o.name] for p in per_seq]) for o in net.network.outputs}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import torch
@@ -21,10 +21,15 @@ from rnndsl import kernels
 from rnndsl import syntax as s
 from rnndsl.codegen import bias_name, generate, weight_name
 from rnndsl.evaluate import evaluate
+from rnndsl.feed import Feed, Sampler
 from rnndsl.graph import folded
 from rnndsl.ir import Network, Node
 
-__all__ = ["CompiledNetwork", "Outputs", "State"]
+if TYPE_CHECKING:
+    from rnndsl.generation import Generation
+    from rnndsl.validate import Call
+
+__all__ = ["CompiledNetwork", "Outputs", "State", "token_start"]
 
 
 def _key(name: str) -> str:
@@ -51,9 +56,11 @@ class Outputs(dict[str, torch.Tensor]):
     """The outputs of one call, a dict: `out["h"]`, or `out.h` where the name is no dict method;
     `out.state` to carry into the next call. Being a dict, it is seen by DistributedDataParallel."""
 
-    def __init__(self, values: dict[str, torch.Tensor], state: State | None) -> None:
+    def __init__(self, values: dict[str, torch.Tensor], state: State | None,
+                 fed: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__(values)
         self.state = state
+        self.fed = fed or {}  # what each self-fed input that ran free was fed: (B, T) ids or (B, T, S)
 
     def __getattr__(self, name: str) -> torch.Tensor:
         if name in self:
@@ -114,7 +121,7 @@ class CompiledNetwork(nn.Module):
         # (layer key, [(generated name, ParameterList index, or "" for the bias)]), fixed by the network
         self._slots = [(_key(n.name), [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
                         + ([(bias_name(n.name), "")] if n.bias else [])) for n in network.nodes if n.op == "layer"]
-        self._code: dict[tuple[bool, bool], Any] = {}
+        self._code: dict[tuple[bool, bool, frozenset[str]], Any] = {}
 
     # ---- introspection -----------------------------------------------------------------------
 
@@ -123,9 +130,12 @@ class CompiledNetwork(nn.Module):
         """The folded graph; edges carry `delay`."""
         return folded(self.network)
 
-    def code(self, lengths: bool = False) -> str:
-        """The Python source the compiler generated for this network's forward pass."""
-        return generate(self.network, lengths, self.fuse_cells).source
+    def code(self, lengths: bool = False, free: bool = False) -> str:
+        """The Python source the compiler generated for this network's forward pass (`free`: the variant
+        whose self-fed inputs run free)."""
+        network = self.network.running_free(frozenset(n.name for n in self.network.self_fed)) if free \
+            else self.network
+        return generate(network, lengths, self.fuse_cells).source
 
     def weight(self, layer: str, source: str | int) -> nn.Parameter:
         """The weight (out, in) of one source of a layer, by its text as written (`"h[t-1]"`) or index."""
@@ -172,7 +182,7 @@ class CompiledNetwork(nn.Module):
 
     def forward(self, *args: torch.Tensor, lengths: torch.Tensor | None = None, state: Mapping[str, Any] | None = None,
                 steps: int | None = None, batch: int | None = None, check_finite: bool = False,
-                **inputs: torch.Tensor) -> Outputs:
+                feed_back: float = 0.0, sampler: Sampler | None = None, **inputs: torch.Tensor) -> Outputs:
         """Run the network over whole sequences.
 
         Sequence inputs are (batch, time, size), token inputs (batch, time) int64, static inputs
@@ -181,6 +191,12 @@ class CompiledNetwork(nn.Module):
         `batch` the batch size when it has no input at all.
         `check_finite` refuses NaN or Inf in the inputs and raises `NonFiniteError` naming the node and
         step where one first appears in a value or, during backward, in a gradient (slow: a debug aid).
+
+        A self-fed input (`input w: tokens(N) = sample(softmax(y[t-1]))`) left out runs free: the network
+        feeds itself, starting from the input's init, and `out.fed["w"]` holds what it was fed. Given, it is
+        teacher-forced; `feed_back=p` then feeds back the network's own value instead at each step with
+        probability p (scheduled sampling). `sampler` sets how `sample(...)` draws (temperature, top-k,
+        greedy, a generator).
         """
         from rnndsl.guard import Watch, check_inputs
         from rnndsl.validate import validate
@@ -191,14 +207,75 @@ class CompiledNetwork(nn.Module):
             check_inputs(call.inputs, call.lengths)
             watch = Watch([n.name for n in self.network.nodes], call.lengths)
         boundary = self.boundary_values(call.inputs, call.batch)
+        feed = self._feed(call, boundary, feed_back, sampler)
+        return self.execute(call, boundary, feed, watch)
+
+    def execute(self, call: Call, boundary: dict[str, torch.Tensor], feed: Feed | None,
+                watch: Any = None) -> Outputs:
+        """Run the generated code on checked inputs (`validate`), their boundary values and a feed."""
+        check_finite = watch is not None
         history = self.histories(boundary, call.state, call.batch)
         params = self.parameter_table()
-        fn = self._compiled(call.lengths is not None, guard=check_finite)
+        fn = self._compiled(call.lengths is not None, check_finite, frozenset(feed.given) if feed else frozenset())
         values, new_state = fn(params, call.inputs, boundary, history, call.batch, call.steps, call.lengths,
-                               self.training, watch)
+                               self.training, watch, feed)
         if watch is not None:
             watch.raise_first()
-        return Outputs(values, None if self.network.reads_future else State(new_state, self.signature))
+        state_out = None if self.network.reads_future else State(new_state, self.signature)
+        return Outputs(values, state_out, feed.fed if feed else None)
+
+    def generate(self, steps: int, *, beam: int | None = None, **options: Any) -> Generation:
+        """Generate from a self-fed token input: sampling (`temperature`, `top_k`, `greedy`, `prompt`,
+        `stop`, `generator`) or, with `beam=K`, beam search (`stop`, `length_penalty`). Static inputs
+        by name. See `rnndsl.generation`."""
+        from rnndsl.generation import beam_search, generate
+
+        if beam is not None:
+            return beam_search(self, steps, beam, **options)
+        return generate(self, steps, **options)
+
+    def _feed(self, call: Call, boundary: dict[str, torch.Tensor], feed_back: float,
+              sampler: Sampler | None) -> Feed | None:
+        """What the self-fed inputs are given and where they are fed back; None when all are given."""
+        fed = self.network.self_fed
+        if isinstance(feed_back, bool) or not isinstance(feed_back, (int, float)) or not 0 <= feed_back <= 1:
+            raise ValueError(f"feed_back: expected a probability in [0, 1], got {feed_back!r}")
+        if feed_back and not fed:
+            raise ValueError(f"feed_back={feed_back}: network `{self.network.name}` has no self-fed input "
+                             "(`input NAME: ... = EXPR`)")
+        if sampler is not None and not isinstance(sampler, Sampler):
+            raise ValueError(f"sampler: expected an rnndsl.feed.Sampler, got {type(sampler).__name__}")
+        free = [n for n in fed if n.name not in call.inputs or feed_back]
+        if not free:
+            return None
+        B, T, device = call.batch, call.steps, self.like.device  # noqa: N806
+        given: dict[str, torch.Tensor | None] = {}
+        keep: dict[str, torch.Tensor | None] = {}
+        first = torch.zeros(B, T, dtype=torch.bool)
+        first[:, 0] = call.state is None  # the first step takes the start value: there is no past to feed
+        for node in free:
+            if node.name in call.inputs:  # scheduled sampling: each step fed back with probability feed_back
+                gen = sampler.generator if sampler is not None else None
+                if feed_back == 1:
+                    kept = first
+                else:  # coins on the CPU, from the sampler's generator where it is one
+                    cpu = gen if gen is not None and gen.device.type == "cpu" else None
+                    kept = (torch.rand(B, T, generator=cpu) >= feed_back) | first
+                given[node.name], keep[node.name] = call.inputs[node.name], kept.to(device)
+            elif call.state is None:
+                start = self.start_value(node, boundary, B)
+                given[node.name] = start.unsqueeze(1).expand(B, T, *start.shape[1:])
+                keep[node.name] = first.to(device)
+            else:
+                given[node.name], keep[node.name] = None, None
+        return Feed(given, keep, sampler or Sampler())
+
+    def start_value(self, node: Node, boundary: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
+        """What a self-fed input takes at the first step when running free: its init, (B,) ids or (B, S)."""
+        if node.is_tokens:
+            return torch.full((batch,), token_start(node), dtype=torch.long, device=self.like.device)
+        value = boundary.get(node.name)
+        return value if value is not None else self.init_value(node, {}, batch)
 
     def parameter_table(self) -> dict[str, torch.Tensor]:
         """Every layer parameter under the name generated code reads it by (`_W0_h`, `_b_h`)."""
@@ -226,7 +303,7 @@ class CompiledNetwork(nn.Module):
     def init_value(self, node: Node, inputs: Mapping[str, torch.Tensor], batch: int) -> torch.Tensor:
         like = self.like
         if node.is_tokens:
-            return torch.tensor(-1, device=like.device)
+            return torch.tensor(token_start(node), device=like.device)
         if node.init.kind == "learned":
             return self.learned_init[_key(node.name)].expand(batch, -1)
         if node.init.kind == "expr" and node.init.expr is not None:
@@ -248,18 +325,21 @@ class CompiledNetwork(nn.Module):
             if state is not None:
                 out[node.name] = state[node.name]
             elif node.is_tokens:
-                out[node.name] = torch.full((batch, k), -1, dtype=torch.long, device=self.like.device)
+                out[node.name] = torch.full((batch, k), token_start(node), dtype=torch.long, device=self.like.device)
             else:
                 out[node.name] = boundary[node.name].unsqueeze(1).expand(-1, k, -1)
         return out
 
-    def _compiled(self, with_lengths: bool, guard: bool = False) -> Any:
-        fn = self._code.get((with_lengths, guard))
+    def _compiled(self, with_lengths: bool, guard: bool = False, free: frozenset[str] = frozenset()) -> Any:
+        """The generated forward for one variant: with lengths or not, guarded or not, and which self-fed
+        inputs run free."""
+        fn = self._code.get((with_lengths, guard, free))
         if fn is None:
-            generated = generate(self.network, with_lengths, self.fuse_cells, guard)
+            network = self.network.running_free(free) if free else self.network
+            generated = generate(network, with_lengths, self.fuse_cells, guard)
             namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
             exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
-            fn = self._code[with_lengths, guard] = namespace["forward"]
+            fn = self._code[with_lengths, guard, free] = namespace["forward"]
         return fn
 
     def __getstate__(self) -> dict[str, Any]:
@@ -272,6 +352,13 @@ class CompiledNetwork(nn.Module):
         ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" for n in self.network.inputs)
         outs = ", ".join(o.name + (" last" if o.last else "") for o in self.network.outputs)
         return f"network={self.network.name}, inputs=({ins}), outputs=({outs})"
+
+
+def token_start(node: Node) -> int:
+    """The id a token input reads before the first step (and a self-fed one starts from): its
+    `init NAME = ID`, or -1, "no token" (a zero vector)."""
+    expr = node.init.expr
+    return int(expr.value) if isinstance(expr, s.Num) else -1
 
 
 def _text(expr: s.Expr) -> str:

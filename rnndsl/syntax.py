@@ -72,12 +72,14 @@ Expr = Union[Num, Ref, Call, BinOp, Neg]
 
 @dataclass(frozen=True)
 class Input:
-    """`input x: 16`, `input s: 4 static` or `input w: tokens(100)`."""
+    """`input x: 16`, `input s: 4 static` or `input w: tokens(100)`; `feed` is what a self-fed input
+    (`input w: tokens(100) = sample(softmax(y[t-1]))`) takes when the caller does not give it."""
 
     name: str
     kind: str  # "seq" | "static" | "tokens"
     size: float
     span: Span = field(default=NOWHERE, compare=False)
+    feed: Expr | None = None
 
 
 @dataclass(frozen=True)

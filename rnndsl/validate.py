@@ -34,13 +34,14 @@ def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]
     inputs = _bind(net, args, kwargs)
     like = net.like
     batch, time = _shapes(net, inputs, like)
-    seq = [n for n in net.network.inputs if n.input_kind != "static"]
+    seq = [n for n in net.network.inputs if n.input_kind != "static" and n.name in inputs]
     if seq:
         if steps is not None and steps != time:
             raise ValueError(f"steps={steps} but the sequence inputs have {time} steps; leave steps out")
     else:
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ValueError(f"network `{net.network.name}` has no sequence input: give steps=N (N >= 1), "
+            what = "no sequence input" if not net.network.self_fed else "no sequence input given"
+            raise ValueError(f"network `{net.network.name}` has {what}: give steps=N (N >= 1), "
                              f"got steps={steps!r}")
         time = steps
     if batch is None:
@@ -71,7 +72,8 @@ def _bind(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]) -
             hint = did_you_mean(name, names)
             raise ValueError(f"unknown input `{name}`; network `{net.network.name}` takes: {', '.join(names)}"
                              + (f" ({hint})" if hint else ""))
-    missing = [n for n in names if n not in inputs]
+    fed = {n.name for n in net.network.self_fed}  # not given: the network feeds itself
+    missing = [n for n in names if n not in inputs and n not in fed]
     if missing:
         raise ValueError(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)} "
                          f"for network `{net.network.name}`")
@@ -85,6 +87,8 @@ def _shapes(net: CompiledNetwork, inputs: dict[str, torch.Tensor], like: torch.T
     batch: tuple[str, int] | None = None
     time: tuple[str, int] | None = None
     for node in net.network.inputs:
+        if node.name not in inputs:
+            continue  # a self-fed input left to run free
         x = inputs[node.name]
         if node.input_kind == "tokens":
             _expect(node.name, x, 2, "(batch, time) integer token ids", integer=True)

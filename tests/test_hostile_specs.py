@@ -30,6 +30,7 @@ import torch.nn.functional as F
 import rnndsl
 from rnndsl import kernels
 from rnndsl.codegen import generate
+from rnndsl.feed import Feed
 from rnndsl.parse import MAX_EXPR_DEPTH, MAX_SPEC_BYTES
 from rnndsl.reference import reference
 
@@ -182,6 +183,8 @@ def test_payloads_in_comments_compile_run_and_never_run(tmp_path: Path, monkeypa
         net(x, lengths=torch.tensor([3, 2]), check_finite=True)
         for lengths in (False, True):
             assert_generated_code_is_safe(net.code(lengths), net.network)
+            if net.network.self_fed:
+                assert_generated_code_is_safe(net.code(lengths, free=True), net.network)
         to_dot(net.graph)
         rnndsl.unroll(net, steps=3)
     assert compiled, "the runtime no longer calls compile(): update this spy"
@@ -202,13 +205,14 @@ def test_a_path_that_looks_like_python_is_only_a_path(tmp_path: Path) -> None:
 
 MODULES = {"torch": torch, "F": F, "K": kernels, "math": math}
 BUILTINS = {"range", "float"}
-ARGUMENTS = {"P", "X", "I", "H", "B", "T", "lengths", "train", "watch"}
+ARGUMENTS = {"P", "X", "I", "H", "B", "T", "lengths", "train", "watch", "feed"}
+FEED_METHODS = {"plan", "pick", "whole", "sample", "sample_logits", "record"}  # rnndsl.feed.Feed's, for free runs
 FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s"}
 FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "rnn_relu"}
 NODE_TYPES = {ast.Module, ast.FunctionDef, ast.arguments, ast.arg, ast.Assign, ast.For, ast.If, ast.IfExp, ast.Expr,
               ast.Return, ast.Call, ast.Attribute, ast.Name, ast.Constant, ast.Subscript, ast.Slice, ast.BinOp,
               ast.UnaryOp, ast.Tuple, ast.List, ast.Dict, ast.keyword, ast.Load, ast.Store, ast.Add, ast.Sub,
-              ast.Mult, ast.Div, ast.USub, ast.Compare, ast.Lt, ast.GtE}
+              ast.Mult, ast.Div, ast.USub, ast.Compare, ast.Lt, ast.GtE, ast.Eq}
 PREFIXES = re.compile(r"(?:_[A-Za-z]+\d*)+")  # `_r1_h`, `_s_tm1_h`, `_W0_h`: the compiler's temporaries
 COMMENT = re.compile(r"#[ -~]*")  # printable ASCII: network and node names, the compiler's words
 
@@ -242,6 +246,8 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
             if isinstance(node.value, ast.Name) and node.value.id in MODULES:
                 assert hasattr(MODULES[node.value.id], node.attr), f"{node.value.id}.{node.attr} in:\n{source}"
                 assert not node.attr.startswith("_"), f"{node.value.id}.{node.attr} in:\n{source}"
+            elif isinstance(node.value, ast.Name) and node.value.id == "feed":
+                assert node.attr in FEED_METHODS and hasattr(Feed, node.attr), f"feed.{node.attr} in:\n{source}"
             else:  # a method of a tensor or of the list of steps
                 assert hasattr(torch.Tensor, node.attr) or node.attr in ("append", "reverse"), node.attr
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -268,6 +274,8 @@ def test_generated_code_of_every_example_is_only_identifiers_and_numbers(path: P
         net = rnndsl.compile(path, network, fuse_cells=fuse_cells)
         for lengths in (False, True):
             assert_generated_code_is_safe(net.code(lengths), net.network)
+            if net.network.self_fed:
+                assert_generated_code_is_safe(net.code(lengths, free=True), net.network)
             assert_generated_code_is_safe(generate(net.network, lengths, fuse_cells, True).source, net.network)
 
 
@@ -329,6 +337,8 @@ def _run_named(name: str) -> None:
         runs_like_the_reference(net, {name if form == "input" else "x": x})
         for lengths in (False, True):
             assert_generated_code_is_safe(net.code(lengths), net.network)
+            if net.network.self_fed:
+                assert_generated_code_is_safe(net.code(lengths, free=True), net.network)
             assert_generated_code_is_safe(generate(net.network, lengths, True, True).source, net.network)
 
 
