@@ -10,6 +10,9 @@ The pipeline, in processing order (one module per stage):
     schedule ir.Network           -> stages               (batched over time, or one loop per cycle)
     codegen  ir.Network, stages   -> Python source        (the forward pass; `net.code()` shows it)
     runtime  ir.Network           -> CompiledNetwork      (a torch.nn.Module; inputs checked by validate)
+    compose  model declarations   -> compose.Model        (networks in order, each on its own time axis)
+    model    compose.Model        -> CompiledModel        (an encoder's summary bound to a decoder's input)
+    generation a self-fed network -> Generation           (sampling, greedy, beam search)
     reference ir.Network, module  -> outputs              (the oracle: the unrolled DAG, node by node)
     draw     either graph         -> DOT / SVG / PNG
 """
@@ -17,10 +20,11 @@ The pipeline, in processing order (one module per stage):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
-from rnndsl.check import check, check_program
+from rnndsl.check import check, check_program, resolve
 from rnndsl.errors import Diagnostic, SpecError
 from rnndsl.graph import folded
 from rnndsl.ir import Network
@@ -72,8 +76,9 @@ def graph(spec: str | Path | Network, network: str | None = None) -> nx.MultiDiG
     return folded(net if isinstance(net, Network) else load(spec, network))  # type: ignore[arg-type]
 
 
-def compile(spec: str | Path, network: str | None = None, fuse_cells: bool = True) -> CompiledNetwork:
-    """Compile a spec (a path or the text itself) to a `torch.nn.Module`.
+def compile(spec: str | Path, network: str | None = None, fuse_cells: bool = True) -> Any:
+    """Compile a spec (a path or the text itself) to a `torch.nn.Module`: a `CompiledNetwork`, or a
+    `CompiledModel` when `network` names a model (or, without a name, when the file holds one model).
 
     Loops that are exactly an Elman, LSTM or GRU cell run on torch's fused kernels unless
     `fuse_cells=False`, which keeps every loop on the generated code (the same numbers, slower).
@@ -83,4 +88,9 @@ def compile(spec: str | Path, network: str | None = None, fuse_cells: bool = Tru
     >>> net(torch.zeros(1, 4, 2)).h.shape
     torch.Size([1, 4, 3])
     """
-    return CompiledNetwork(load(spec, network), fuse_cells)
+    from rnndsl.errors import Source
+    from rnndsl.model import CompiledModel
+
+    text, name = read_spec(spec)
+    found = resolve(parse(text, name), Source(text, name), network)
+    return CompiledNetwork(found, fuse_cells) if isinstance(found, Network) else CompiledModel(found, fuse_cells)

@@ -12,6 +12,7 @@ import difflib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
@@ -19,9 +20,13 @@ from rnndsl import syntax as s
 from rnndsl.errors import Reporter, Source, Span
 from rnndsl.inline import Alias, Exports, inline
 from rnndsl.ir import InitPolicy, Network, Node, OutputSpec
+
+if TYPE_CHECKING:
+    from rnndsl.compose import Model
 from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
 
-__all__ = ["check", "check_program", "did_you_mean", "MAX_DELAY", "MAX_SIZE", "MAX_PARAMETERS", "MAX_ERRORS"]
+__all__ = ["check", "check_file", "check_program", "resolve", "did_you_mean", "MAX_DELAY", "MAX_SIZE",
+           "MAX_PARAMETERS", "MAX_ERRORS"]
 
 MAX_DELAY = 1000
 MAX_SIZE = 1 << 20
@@ -43,7 +48,14 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
 
 
 def check_program(program: s.Program, source: Source) -> list[Network]:
-    """Check every network of a file; raise one SpecError holding all errors found."""
+    """Check every network of a file (and its models); raise one SpecError holding all errors found."""
+    return check_file(program, source)[0]
+
+
+def check_file(program: s.Program, source: Source) -> tuple[list[Network], list[Model]]:
+    """Check every network and model of a file; raise one SpecError holding all errors found."""
+    from rnndsl.compose import check_models
+
     report = Reporter(source)
     seen: dict[str, s.NetworkDecl] = {}
     for net in program.networks:
@@ -53,11 +65,30 @@ def check_program(program: s.Program, source: Source) -> list[Network]:
         seen[net.name] = net
     if not program.networks:
         report.error("no network in this file", Span(1, 1), "write `network NAME { ... }`")
-    nets = [_Checker(program, net, report).run() for net in seen.values()]
+    checked = [n for n in (_Checker(program, net, report).run() for net in seen.values()) if n is not None]
+    models = check_models(program, checked, report)
     _dedupe(report)
     _truncate(report)
     report.raise_if_errors()
-    return [n for n in nets if n is not None]
+    return checked, models
+
+
+def resolve(program: s.Program, source: Source, name: str | None = None) -> Network | Model:
+    """The network or model called `name`; without a name, the file's one model, else its one network."""
+    nets, models = check_file(program, source)
+    found: list[Network | Model] = [*nets, *models]
+    if name is None:
+        if len(models) == 1 or len(found) == 1:
+            return models[0] if models else found[0]
+        names = ", ".join(n.name for n in found)
+        what = "models" if models else "networks"
+        raise ValueError(f"{source.name} holds several {what} ({names}); pick one with network=NAME")
+    for item in found:
+        if item.name == name:
+            return item
+    hint = did_you_mean(name, [n.name for n in found])
+    raise ValueError(f"{source.name} has no network or model `{name}`; it has: "
+                     f"{', '.join(n.name for n in found)}" + (f" ({hint})" if hint else ""))
 
 
 def check(program: s.Program, source: Source, network: str | None = None) -> Network:

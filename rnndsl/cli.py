@@ -11,12 +11,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rnndsl import load, load_all
-from rnndsl.check import _show
+from rnndsl import load, read_spec
+from rnndsl.check import _show, check_file
+from rnndsl.compose import Model
 from rnndsl.draw import MAX_DRAW_STEPS, draw
-from rnndsl.errors import SpecError
+from rnndsl.errors import Source, SpecError
 from rnndsl.graph import folded, loops
 from rnndsl.ir import Network
+from rnndsl.parse import parse
 from rnndsl.training.commands import add_commands as add_training_commands
 from rnndsl.training.commands import cmd_compare, cmd_train
 
@@ -35,12 +37,22 @@ def _summary(net: Network) -> str:
             f"    inputs: {ins}\n    outputs: {outs}\n    loops: {loop_text}")
 
 
+def _model_summary(model: Model) -> str:
+    runs = ", ".join(f"{i.name} = {i.network.name}" + (
+        "(" + ", ".join(f"{a} = {src}.{out}" for a, src, out in i.bindings) + ")" if i.bindings else "")
+        for i in model.instances)
+    ins = ", ".join(f"{n.name}: {n.input_kind} {n.size} ({i.name})" for i, n in model.inputs)
+    outs = ", ".join(f"{o.name} ({i.name})" for i, o in model.outputs)
+    return f"  model {model.name}: {runs}\n    inputs: {ins}\n    outputs: {outs}"
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Check spec files; print a summary per network, or every error found."""
     status = 0
     for path in args.files:
         try:
-            nets = load_all(Path(path))
+            text, name = read_spec(Path(path))
+            nets, models = check_file(parse(text, name), Source(text, name))
         except SpecError as err:
             print(err, file=sys.stderr)
             status = 1
@@ -55,6 +67,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{path}: ok")
         for net in nets:
             print(_summary(net))
+        for model in models:
+            print(_model_summary(model))
     return status
 
 

@@ -154,6 +154,9 @@ def beam_search(net: CompiledNetwork, steps: int, beam: int, *, input: str | Non
             out = net(**{node.name: token.view(-1, 1)}, state=state, **wide)
             assert out.state is not None
             state = out.state
+    if seqs.shape[2] < steps:  # every beam stopped early: pad to `steps` columns, as sampling gives
+        seqs = torch.cat([seqs, seqs.new_zeros(B, K, steps - seqs.shape[2])], 2)
+        chosen = torch.cat([chosen, chosen.new_zeros(B, K, steps - chosen.shape[2])], 2)
     norm = scores / lengths.clamp(min=1).to(scores.dtype).pow(length_penalty)
     best = norm.argmax(1)
     pick = best.view(B, 1, 1).expand(-1, 1, seqs.shape[2])

@@ -68,8 +68,21 @@ def _number(token: Token) -> float:
 class _ToSyntax(Transformer):
     """Shapes Lark's tree into `syntax` nodes; the grammar does the rest."""
 
-    def start(self, meta: Any, nets: list[s.NetworkDecl]) -> s.Program:
-        return s.Program(tuple(nets))
+    def start(self, meta: Any, decls: list[s.NetworkDecl | s.ModelDecl]) -> s.Program:
+        return s.Program(tuple(d for d in decls if isinstance(d, s.NetworkDecl)),
+                         tuple(d for d in decls if isinstance(d, s.ModelDecl)))
+
+    def model(self, meta: Any, items: list[Any]) -> s.ModelDecl:
+        name, *body = items
+        return s.ModelDecl(str(name), tuple(b for b in body if isinstance(b, s.Instance)), _span(meta))
+
+    def instance(self, meta: Any, items: list[Any]) -> s.Instance:
+        name, network, *bindings = items
+        kept = tuple(b for b in bindings if b is not None)
+        return s.Instance(str(name), str(network), kept, _span(meta), _tok_span(network))
+
+    def binding(self, meta: Any, items: list[Token]) -> tuple[str, str, Span]:
+        return str(items[0]), str(items[1]), _span(meta)
 
     def network(self, meta: Any, items: list[Any]) -> s.NetworkDecl:
         name, *body = items

@@ -14,7 +14,7 @@ from rnndsl.errors import NOWHERE, Span
 __all__ = [
     "Num", "Ref", "Call", "BinOp", "Neg", "Expr",
     "Input", "Layer", "Assign", "Init", "Output", "Use", "Stmt",
-    "NetworkDecl", "Program", "refs",
+    "NetworkDecl", "Instance", "ModelDecl", "Program", "refs",
 ]
 
 
@@ -146,8 +146,28 @@ class NetworkDecl:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """`dec = Speaker(context = enc.h)`: run network `network` as `name`, its input `context` bound to the
+    output `h` of the earlier instance `enc`. `bindings` holds (input, `instance.output`, span)."""
+
+    name: str
+    network: str
+    bindings: tuple[tuple[str, str, Span], ...] = ()
+    span: Span = field(default=NOWHERE, compare=False)
+    network_span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
+class ModelDecl:
+    name: str
+    instances: tuple[Instance, ...]
+    span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
 class Program:
     networks: tuple[NetworkDecl, ...]
+    models: tuple[ModelDecl, ...] = ()
 
 
 def refs(expr: Expr) -> list[Ref]:

@@ -64,6 +64,11 @@ def dump(program: s.Program) -> str:
     for net in program.networks:
         lines.append(f"network {net.name} {_at(net.span)}")
         lines += [f"  {dump_stmt(st)}  {_at(st.span)}" for st in net.body]
+    for model in program.models:
+        lines.append(f"model {model.name} {_at(model.span)}")
+        for inst in model.instances:
+            binds = ", ".join(f"{a} = {b}" for a, b, _ in inst.bindings)
+            lines.append(f"  {inst.name} = {inst.network}({binds})  {_at(inst.span)}")
     return "\n".join(lines) + "\n"
 
 

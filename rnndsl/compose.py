@@ -1,0 +1,171 @@
+"""Compose: takes a program's `model` declarations and its checked networks, gives `Model`s or diagnostics.
+
+A model runs networks one after another, each on its own time axis (an encoder over the letters, a
+decoder over the phonemes). `dec = Speaker(context = enc.h)` binds the static input `context` of the
+decoder to the output `h` of the earlier instance `enc`, which must be one value per sequence (an
+`output h last`, or a static node). Inputs nobody binds are the model's inputs; the outputs of
+instances nobody reads are its outputs. Both keep their own names, which must not collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rnndsl import syntax as s
+from rnndsl.errors import NOWHERE, Reporter, Source, Span
+from rnndsl.ir import Network, Node, OutputSpec
+
+__all__ = ["Instance", "Model", "check_models"]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One network of a model; `bindings` are (input, source instance, source output)."""
+
+    name: str
+    network: Network
+    bindings: tuple[tuple[str, str, str], ...] = ()
+    span: Span = field(default=NOWHERE, compare=False)
+
+    @property
+    def bound(self) -> set[str]:
+        return {b[0] for b in self.bindings}
+
+
+@dataclass(frozen=True)
+class Model:
+    """Networks run in order; each reads the inputs it is given and the bound outputs of earlier ones."""
+
+    name: str
+    instances: tuple[Instance, ...]
+    source: Source
+    span: Span = field(default=NOWHERE, compare=False)
+
+    @property
+    def inputs(self) -> list[tuple[Instance, Node]]:
+        """The inputs the caller gives: every instance input no binding feeds."""
+        return [(inst, n) for inst in self.instances for n in inst.network.inputs if n.name not in inst.bound]
+
+    @property
+    def outputs(self) -> list[tuple[Instance, OutputSpec]]:
+        """The outputs of the instances no other instance reads."""
+        read = {src for inst in self.instances for _, src, _ in inst.bindings}
+        return [(inst, o) for inst in self.instances if inst.name not in read for o in inst.network.outputs]
+
+    def instance(self, name: str) -> Instance:
+        return next(i for i in self.instances if i.name == name)
+
+
+def check_models(program: s.Program, networks: list[Network], report: Reporter) -> list[Model]:
+    """Check every model of a program against its (already checked) networks; report what is wrong."""
+    by_name = {n.name: n for n in networks}
+    declared = {n.name for n in program.networks}
+    models = []
+    seen: dict[str, Span] = {n.name: n.span for n in program.networks}
+    for decl in program.models:
+        if decl.name in seen:
+            report.error(f"`{decl.name}` is defined twice (first at {seen[decl.name]})", decl.span,
+                         "give the model and the network different names")
+            continue
+        seen[decl.name] = decl.span
+        model = _Composer(decl, by_name, declared, report).run()
+        if model is not None:
+            models.append(model)
+    return models
+
+
+class _Composer:
+    def __init__(self, decl: s.ModelDecl, networks: dict[str, Network], declared: set[str], report: Reporter) -> None:
+        self.decl, self.networks, self.declared, self.report = decl, networks, declared, report
+        self.errors_before = len(report.errors)
+
+    def run(self) -> Model | None:
+        instances: list[Instance] = []
+        for st in self.decl.instances:
+            inst = self._instance(st, instances)
+            if inst is not None:
+                instances.append(inst)
+        if not self.decl.instances:
+            self.report.error(f"model `{self.decl.name}` runs no network", self.decl.span,
+                              "add `NAME = NETWORK` lines, e.g. `enc = Encoder`")
+        if len(self.report.errors) > self.errors_before or len(instances) != len(self.decl.instances):
+            return None
+        model = Model(self.decl.name, tuple(instances), self.report.source, self.decl.span)
+        self._check_names(model)
+        return model if len(self.report.errors) == self.errors_before else None
+
+    def _instance(self, st: s.Instance, earlier: list[Instance]) -> Instance | None:
+        from rnndsl.check import did_you_mean
+
+        if any(i.name == st.name for i in earlier):
+            self.report.error(f"instance `{st.name}` is defined twice in model `{self.decl.name}`", st.span,
+                              "give each instance its own name")
+            return None
+        if "." in st.name:
+            self.report.error(f"`{st.name}`: an instance name cannot contain '.'", st.span)
+            return None
+        network = self.networks.get(st.network)
+        if network is None:
+            if st.network not in self.declared:  # a declared network with errors is reported already
+                self.report.error(f"unknown network `{st.network}`", st.network_span,
+                                  did_you_mean(st.network, self.declared) or "define it with `network NAME { ... }`")
+            return None
+        inputs = {n.name: n for n in network.inputs}
+        bindings: list[tuple[str, str, str]] = []
+        for name, target, span in st.bindings:
+            node = inputs.get(name)
+            if node is None:
+                self.report.error(f"network `{network.name}` has no input `{name}`", span,
+                                  f"its inputs are: {', '.join(inputs) or 'none'}")
+                continue
+            if any(b[0] == name for b in bindings):
+                self.report.error(f"input `{name}` is bound twice", span)
+                continue
+            source = self._source(target, span, earlier)
+            if source is None:
+                continue
+            src_inst, src_node = source
+            if node.input_kind != "static":
+                self.report.error(f"input `{name}` of `{network.name}` is a sequence on `{st.name}`'s own time "
+                                  f"axis; `{target}` is one value per sequence", span,
+                                  f"declare `input {name}: {node.size} static`")
+            elif src_node.size != node.size:
+                self.report.error(f"`{target}` has size {src_node.size} but input `{name}` of `{network.name}` "
+                                  f"has size {node.size}", span, "make them the same size")
+            else:
+                bindings.append((name, src_inst.name, src_node.name))
+        return Instance(st.name, network, tuple(bindings), st.span)
+
+    def _source(self, target: str, span: Span, earlier: list[Instance]) -> tuple[Instance, Node] | None:
+        inst_name, dot, out_name = target.partition(".")
+        inst = next((i for i in earlier if i.name == inst_name), None)
+        if not dot or inst is None:
+            names = ", ".join(i.name for i in earlier) or "none yet"
+            self.report.error(f"`{target}` is not an output of an earlier instance", span,
+                              f"write INSTANCE.OUTPUT with an instance defined above (here: {names})")
+            return None
+        outs = {o.name: o for o in inst.network.outputs}
+        out = outs.get(out_name)
+        if out is None:
+            self.report.error(f"`{inst.name}` ({inst.network.name}) has no output `{out_name}`", span,
+                              f"its outputs are: {', '.join(outs)}")
+            return None
+        node = inst.network[out_name]
+        if not (out.last or node.static):
+            self.report.error(f"`{target}` gives a value at every step of `{inst.name}`'s time axis; a binding "
+                              "takes one value per sequence", span,
+                              f"write `output {out_name} last` in network `{inst.network.name}`")
+            return None
+        return inst, node
+
+    def _check_names(self, model: Model) -> None:
+        """The model's inputs and outputs are called by their own names: no two may share one."""
+        for what, pairs in (("input", [(i, n.name) for i, n in model.inputs]),
+                            ("output", [(i, o.name) for i, o in model.outputs])):
+            owner: dict[str, Instance] = {}
+            for inst, name in pairs:
+                if name in owner:
+                    self.report.error(f"{what} `{name}` of both `{owner[name].name}` and `{inst.name}`: the model "
+                                      f"calls its {what}s by name", inst.span,
+                                      f"rename the {what} in network `{inst.network.name}`")
+                owner.setdefault(name, inst)
