@@ -32,6 +32,8 @@ from rnndsl.schedule import Stage, schedule
 
 __all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
 
+MAX_ONE_HOT = 1024  # token inputs of vocabularies up to this size go one-hot into torch's fused cells
+
 _TAKEN = {"torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "lengths", "train", "valid", "values", "state",
           "math", "range", "len", "float", "watch", "feed"}
 
@@ -107,8 +109,10 @@ class _Emitter:
         cell = match_cell(self.net, stage)
         if cell is None:
             return None
-        tokens = any(isinstance(e, s.Ref) and self.net[e.name].is_tokens for e in cell.sources)
-        return None if tokens else cell
+        # a token source goes in one-hot (its weight columns are the embedding): cheap for small vocabularies
+        wide = any(isinstance(e, s.Ref) and self.net[e.name].is_tokens and self.net[e.name].size > MAX_ONE_HOT
+                   for e in cell.sources)
+        return None if wide else cell
 
     def _only_reader(self, name: str, cell: Cell) -> bool:
         """Whether only the cell's loop reads `name` (then the fused kernel computes it instead)."""
@@ -123,7 +127,9 @@ class _Emitter:
         direction = "forward" if stage.direction > 0 else "backward"
         self.emit(f"# loop over time ({direction}): {', '.join(stage.nodes)}: a standard {cell.kind} cell, "
                   f"run by torch's fused kernel")
-        srcs = [self.expr(e, self.seq_ref) for e in cell.sources]
+        srcs = [f"K.one_hot({self.seq_ref(e)}, {self.net[e.name].size}, {self._like()})"
+                if isinstance(e, s.Ref) and self.net[e.name].is_tokens else self.expr(e, self.seq_ref)
+                for e in cell.sources]
         x = srcs[0] if len(srcs) == 1 else f"K.cat({', '.join(srcs)})"
         if all(self.net[r.name].static for e in cell.sources for r in s.refs(e)):
             x = f"K.sequence({x}, T)"

@@ -60,16 +60,31 @@ def test_near_misses_stay_on_generated_code(change: tuple[str, str], why: str) -
     assert kinds(LSTM.replace(*change)) == [None], why
 
 
+TOKENS_GRU = """network TokensGRU {
+    input  s: 3 static
+    input  w: tokens(7) = sample(softmax(y[t-1]))
+    init   w = 0
+    layer  r: 4 sigmoid <- w, s, h[t-1]
+    layer  z: 4 sigmoid <- w, s, h[t-1]
+    layer  nx: 4 <- w, s
+    layer  nh: 4 <- h[t-1]
+    n = tanh(nx + r * nh)
+    h = (1 - z) * n + z * h[t-1]
+    layer  y: 7 <- h
+    output y
+}"""
+
 CASES = [("elman.rnn", None), ("lstm.rnn", None), ("gru.rnn", None), ("bilstm.rnn", None),
-         ("lstm2.rnn", "LSTM2"), ("gru2.rnn", "GRU2"), ("bidirectional.rnn", None)]
+         ("lstm2.rnn", "LSTM2"), ("gru2.rnn", "GRU2"), ("bidirectional.rnn", None), (TOKENS_GRU, None)]
 
 
-@pytest.mark.parametrize(("file", "network"), CASES)
+@pytest.mark.parametrize(("file", "network"), CASES, ids=lambda v: str(v).split()[1] if "{" in str(v) else v)
 @pytest.mark.parametrize("with_lengths", [False, True])
 def test_fused_equals_generated_loop(file: str, network: str | None, with_lengths: bool,
                                      device: torch.device) -> None:
-    fused = randomize(rnndsl.compile(EXAMPLES / file, network)).double().to(device)
-    loop = rnndsl.compile(EXAMPLES / file, network, fuse_cells=False).double().to(device)
+    spec = file if "{" in file else EXAMPLES / file
+    fused = randomize(rnndsl.compile(spec, network)).double().to(device)
+    loop = rnndsl.compile(spec, network, fuse_cells=False).double().to(device)
     loop.load_state_dict(fused.state_dict())
     assert "K.fused" in fused.code() and "K.fused" not in loop.code()
     torch.manual_seed(1)
