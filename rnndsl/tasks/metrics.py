@@ -7,13 +7,15 @@ cross-entropy is the same). Positions whose target is `IGNORE` (-100, padding) a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from rnndsl.tasks.base import IGNORE
 
-__all__ = ["accuracy", "bits_per_char", "cross_entropy", "mse", "solved_fraction"]
+__all__ = ["accuracy", "bits_per_char", "cross_entropy", "edit_distance", "mse", "phoneme_error_rate",
+           "solved_fraction", "word_error_rate"]
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -65,3 +67,51 @@ def solved_fraction(prediction: torch.Tensor, target: torch.Tensor, tolerance: f
     """
     error = (prediction.double() - target.to(prediction.device).double()).abs()
     return float((error < tolerance).double().mean())
+
+
+def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+    """Levenshtein distance: the fewest insertions, deletions and substitutions that turn `a` into `b`
+    (lists of ids; call `.tolist()` on a tensor first).
+
+    >>> edit_distance([1, 2, 3, 4], [1, 3, 4, 5])
+    2
+    """
+    if len(a) < len(b):
+        a, b = b, a  # the row runs over the shorter one
+    row = list(range(len(b) + 1))  # distances from a[:i] to each prefix of b
+    for i, x in enumerate(a, 1):
+        diagonal, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
+    return row[-1]
+
+
+def phoneme_error_rate(hypotheses: Sequence[Sequence[int]], references: Sequence[Sequence[int]]) -> float:
+    """Total edit distance over total reference length: the phoneme error rate (it can exceed 1). Give the
+    sequences without their end symbol.
+
+    >>> phoneme_error_rate([[1, 2, 3], [4]], [[1, 2], [4, 5]])
+    0.5
+    """
+    _check_pairs(hypotheses, references)
+    total = sum(len(r) for r in references)
+    if not total:
+        return math.nan
+    return sum(edit_distance(h, r) for h, r in zip(hypotheses, references, strict=True)) / total
+
+
+def word_error_rate(hypotheses: Sequence[Sequence[int]], references: Sequence[Sequence[int]]) -> float:
+    """Fraction of hypotheses not exactly their reference (each sequence a whole word's output).
+
+    >>> word_error_rate([[1, 2], [3]], [[1, 2], [3, 3]])
+    0.5
+    """
+    _check_pairs(hypotheses, references)
+    if not references:
+        return math.nan
+    return sum(list(h) != list(r) for h, r in zip(hypotheses, references, strict=True)) / len(references)
+
+
+def _check_pairs(hypotheses: Sequence[Sequence[int]], references: Sequence[Sequence[int]]) -> None:
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
