@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import rnndsl
-from rnndsl.tasks import TASKS, Adding, Binding, Copy, Digits, Names, Needs, TaskMismatchError, make_task, parse_options
+from rnndsl.tasks import (
+    G2P, TASKS, Adding, Binding, Copy, Digits, Names, Needs, TaskMismatchError, make_task, parse_options,
+)
 from rnndsl.tasks.base import IGNORE, Batch, bind, epoch_batch
 from rnndsl.tasks.metrics import accuracy, bits_per_char, cross_entropy, mse, solved_fraction
-from rnndsl.tasks.names import decode, load_names
+from rnndsl.tasks.names import decode, load_names, load_names_by_sex
 
 pytest.importorskip("sklearn")
 pytest.importorskip("names")
@@ -89,7 +92,8 @@ def test_names_are_the_census_first_names() -> None:
 @pytest.mark.parametrize("name", list(TASKS))
 def test_splits_and_batches_are_fixed_by_the_seed(name: str) -> None:
     small = {"adding": {"length": 10, "validation_size": 20, "test_size": 20},
-             "copy": {"delay": 4, "validation_size": 20, "test_size": 20}}.get(name, {})
+             "copy": {"delay": 4, "validation_size": 20, "test_size": 20},
+             "g2p": {"validation_size": 20, "test_size": 20}}.get(name, {})
     a, b, c = (make_task(name, seed=s, **small) for s in (1, 1, 2))
     for split in ("validation", "test"):
         assert _same(a.split(split), b.split(split))
@@ -222,11 +226,11 @@ def test_mismatch_with_several_outputs() -> None:
 # ---- the registry ----------------------------------------------------------------------------------
 
 def test_registry_and_options() -> None:
-    assert list(TASKS) == ["digits", "adding", "copy", "names"]
+    assert list(TASKS) == ["digits", "adding", "copy", "names", "g2p"]
     assert make_task("adding", length=30).config() == {"name": "adding", "length": 30, "seed": 0,
                                                        "validation_size": 1000, "test_size": 1000}
     assert isinstance(make_task("copy"), Copy)
-    with pytest.raises(ValueError, match="no task `add`; the tasks are: digits, adding, copy, names"):
+    with pytest.raises(ValueError, match="no task `add`; the tasks are: digits, adding, copy, names, g2p"):
         make_task("add")
     with pytest.raises(ValueError, match="task `digits` has no option `length`; its options are: seed"):
         make_task("digits", length=3)
@@ -237,3 +241,56 @@ def test_registry_and_options() -> None:
         parse_options("adding", ["length"])
     with pytest.raises(ValueError, match="the adding problem needs length >= 2"):
         Adding(length=1)
+
+
+# ---- generation tasks: names by sex, spelling to pronunciation -------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME_GEN = ROOT / "examples" / "tasks" / "names_gen.rnn"
+G2P_SPEC = ROOT / "examples" / "tasks" / "g2p_gru.rnn"
+
+
+def test_names_by_sex_feeds_a_static_input_and_generates_names() -> None:
+    task = Names(by_sex=1)
+    batch = task.train_batch(0, 8)
+    sex = dict(load_names_by_sex())
+    names = [decode([int(i) for i in row[1:n]]) for row, n in zip(batch.x.tolist(), batch.lengths.tolist(),
+                                                                    strict=True)]
+    assert batch.more["static"].tolist() == [[1 - sex[n], sex[n]] for n in names]
+    torch.manual_seed(0)
+    net = rnndsl.compile(NAME_GEN)
+    binding = task.bind(net.network)
+    assert binding == Binding("w", "y", 0, "sex")
+    assert binding.run(net, batch).shape == (8, batch.x.shape[1], 27)
+    lines = task.show(net, ["ma"], 3, {"generator": torch.Generator().manual_seed(0)})
+    assert [line.split(":")[0] for line in lines] == ["male", "female"]
+    for line in lines:
+        generated = line.split(": ")[1].split(", ")
+        assert len(generated) == 3 and all(g.startswith("ma") and set(g) <= set("abcdefghijklmnopqrstuvwxyz")
+                                           for g in generated)
+    with pytest.raises(TaskMismatchError, match="needs one `static` input of size 2"):
+        task.bind(rnndsl.load(ROOT / "examples" / "tasks" / "names_lstm.rnn"))
+
+
+def test_g2p_batches_bind_a_model_and_decode() -> None:
+    task = G2P(validation_size=6, test_size=6)
+    batch = task.split("validation")
+    pairs = task.words("validation")
+    assert batch.x.shape[0] == 6 and batch.lengths.tolist() == [len(w) for w, _ in pairs]
+    assert batch.more["decoder_lengths"].tolist() == [len(p) + 1 for _, p in pairs]
+    assert bool((batch.more["decoder_in"][:, 0] == 0).all())
+    torch.manual_seed(0)
+    model = rnndsl.compile(G2P_SPEC)
+    binding = task.bind(model.model)
+    assert (binding.input, binding.target, binding.output, binding.encoder, binding.decoder) == \
+        ("letters", "phone", "y", "enc", "dec")
+    model.eval()
+    with torch.no_grad():
+        metrics = task.evaluate(model, binding, batch, 4)
+    assert set(metrics) == {"per", "wer", "cross_entropy"} and metrics["wer"] == 1.0  # untrained
+    lines = task.show(model, ["cat"], 1, {})
+    assert lines[0].startswith("cat ")
+    with pytest.raises(TaskMismatchError, match="an encoder-decoder is a `model`"):
+        task.bind(rnndsl.load(G2P_SPEC, "Speller"))
+    with pytest.raises(TaskMismatchError, match="is a model"):
+        Names().bind(model.model)

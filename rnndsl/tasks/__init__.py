@@ -6,6 +6,8 @@ Each task is one module, its data from installed packages only (nothing is downl
     adding  the adding problem, generated                 many-to-one regression       mse, solved
     copy    the copy-memory task, generated               many-to-many, tokens         recall accuracy
     names   census first names, next character            many-to-many, padded         bits per char
+            (by_sex=1: conditioned on the sex, one-to-many generation)
+    g2p     CMU dictionary, spelling to pronunciation     encoder-decoder (a model)    phoneme error rate
 
 `TASKS` maps a name to its class; `make_task("adding", length=50)` builds one. A task's options are
 its dataclass fields; `task.config()` gives them back. `task.bind(network)` checks that a network has
@@ -21,12 +23,13 @@ from rnndsl.tasks.adding import Adding
 from rnndsl.tasks.base import Batch, Binding, Needs, Task, TaskMismatchError
 from rnndsl.tasks.copy import Copy
 from rnndsl.tasks.digits import Digits
+from rnndsl.tasks.g2p import G2P
 from rnndsl.tasks.names import Names
 
-__all__ = ["TASKS", "Adding", "Batch", "Binding", "Copy", "Digits", "Names", "Needs", "Task", "TaskMismatchError",
-           "make_task", "parse_options"]
+__all__ = ["TASKS", "Adding", "Batch", "Binding", "Copy", "Digits", "G2P", "Names", "Needs", "Task",
+           "TaskMismatchError", "make_task", "parse_options"]
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Digits, Adding, Copy, Names)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Digits, Adding, Copy, Names, G2P)}
 
 
 def make_task(name: str, **options: Any) -> Task:

@@ -6,7 +6,7 @@ loop only sees `Batch`es, calls `Binding.inputs` to feed the network and reads o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,11 +24,14 @@ IGNORE = -100  # target of a padded position; F.cross_entropy's default ignore_i
 
 @dataclass(frozen=True)
 class Batch:
-    """Inputs `x` (B, T, S) float or (B, T) int64 token ids, targets `y`, and `lengths` (B,) when padded."""
+    """Inputs `x` (B, T, S) float or (B, T) int64 token ids, targets `y`, and `lengths` (B,) when padded;
+    `more` holds what some tasks feed besides (by role: "static" (B, S) conditioning vectors, "decoder_in"
+    (B, T') a decoder's teacher-forced tokens with "decoder_lengths" (B,))."""
 
     x: torch.Tensor
     y: torch.Tensor
     lengths: torch.Tensor | None = None
+    more: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -36,7 +39,8 @@ class Batch:
     def slice(self, start: int, stop: int) -> Batch:
         """Sequences start..stop-1, still padded to the whole batch's length (so outputs concatenate)."""
         lengths = None if self.lengths is None else self.lengths[start:stop]
-        return Batch(self.x[start:stop], self.y[start:stop], lengths)
+        return Batch(self.x[start:stop], self.y[start:stop], lengths,
+                     {k: v[start:stop] for k, v in self.more.items()})
 
 
 @dataclass(frozen=True)
@@ -73,11 +77,19 @@ class Needs:
 @dataclass(frozen=True)
 class Binding:
     """Which network input the task feeds and which output it reads; `one_hot` is the vocabulary size when
-    token ids go to a sequence input as one-hot vectors (0 otherwise)."""
+    token ids go to a sequence input as one-hot vectors (0 otherwise); `static` the input that takes the
+    batch's "static" vectors, if the task gives them."""
 
     input: str
     output: str
     one_hot: int = 0
+    static: str = ""
+
+    def run(self, net: Any, batch: Batch) -> torch.Tensor:
+        """The network's output on a batch (on the network's device and dtype)."""
+        like = net.like
+        lengths = None if batch.lengths is None else batch.lengths.to(like.device)
+        return net(**self.inputs(batch, like), lengths=lengths)[self.output]
 
     def inputs(self, batch: Batch, like: torch.Tensor) -> dict[str, torch.Tensor]:
         """The keyword arguments for the network: the batch's inputs on `like`'s device and dtype."""
@@ -86,7 +98,10 @@ class Binding:
             x = F.one_hot(x.clamp(min=0), self.one_hot).to(like.dtype)
         elif x.is_floating_point():
             x = x.to(like.dtype)
-        return {self.input: x}
+        out = {self.input: x}
+        if self.static:
+            out[self.static] = batch.more["static"].to(like.device, like.dtype)
+        return out
 
 
 class TaskMismatchError(ValueError):
@@ -242,8 +257,24 @@ class Task:
     def metrics(self, out: torch.Tensor, batch: Batch) -> dict[str, float]:
         raise NotImplementedError
 
-    def bind(self, network: Network) -> Binding:
+    def bind(self, network: Any) -> Binding:
+        """Match a network (or model) to the task; raise TaskMismatchError saying what differs."""
+        if not isinstance(network, Network):
+            raise TaskMismatchError(f"task `{self.name}` trains a network, and `{network.name}` is a model",
+                                    [Diagnostic(f"`{network.name}` is a model", network.span, network.source,
+                                                hint="pick one of its networks with --network NAME")])
         return bind(network, self.name, self.needs)
+
+    def evaluate(self, net: Any, binding: Binding, batch: Batch, chunk: int) -> dict[str, float]:
+        """The task's metrics of the network on `batch` (the network in eval mode, without gradients),
+        run in chunks of `chunk` sequences."""
+        outs = [binding.run(net, batch.slice(i, i + chunk)) for i in range(0, len(batch), chunk)]
+        return self.metrics(torch.cat(outs), batch)
+
+    def show(self, net: Any, words: list[str], count: int, options: dict[str, Any]) -> list[str]:
+        """Lines showing what a trained network does (`rnndsl generate`): samples, translations."""
+        raise ValueError(f"task `{self.name}` has nothing to generate; generation needs a task such as names "
+                         "or g2p")
 
     def config(self) -> dict[str, Any]:
         """The task's name and options: enough to build it again (`make_task(**config)`)."""

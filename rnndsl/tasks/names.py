@@ -11,20 +11,38 @@ are ignored.
 Splits: a permutation of the sorted names fixed by `seed` gives test 10% (516), validation 10% (516)
 and train the rest (4,131). Metric: `bits_per_char` on held-out names (primary), the mean cross-entropy
 in bits over every predicted symbol, the end symbol included; a uniform guess scores log2(27), 4.75.
+
+With `by_sex=1` the task also feeds each name's sex (`load_names_by_sex`), one-hot (male, female), to a
+`static` input of size 2: one-to-many generation conditioned on a vector. A network whose token input is
+self-fed (`= sample(softmax(y[t-1]))`, `init ... = 0`) then generates names (`Names.show`,
+`rnndsl generate`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from rnndsl.tasks.base import IGNORE, Batch, Needs, Task, check_split, epoch_batch, split_indices
+from rnndsl.errors import Diagnostic
+from rnndsl.ir import Network
+from rnndsl.tasks.base import (
+    IGNORE,
+    Batch,
+    Binding,
+    Needs,
+    Task,
+    TaskMismatchError,
+    check_split,
+    epoch_batch,
+    split_indices,
+)
 from rnndsl.tasks.metrics import bits_per_char, cross_entropy
 
 __all__ = ["ALPHABET", "Names", "decode", "encode", "load_names", "load_names_by_sex"]
@@ -82,8 +100,9 @@ def decode(ids: list[int]) -> str:
     return "".join(ALPHABET[i] for i in ids)
 
 
-def pad(words: list[str]) -> Batch:
-    """Inputs `. w` and targets `w .` of each word, padded to the longest (inputs with 0, targets IGNORE)."""
+def pad(words: list[str], sexes: list[int] | None = None) -> Batch:
+    """Inputs `. w` and targets `w .` of each word, padded to the longest (inputs with 0, targets IGNORE);
+    with `sexes`, `more["static"]` holds each name's sex one-hot (male, female)."""
     lengths = [len(w) + 1 for w in words]
     x = np.zeros((len(words), max(lengths)), dtype=np.int64)
     y = np.full_like(x, IGNORE)
@@ -92,7 +111,8 @@ def pad(words: list[str]) -> Batch:
         x[row, 1:len(ids) + 1] = ids
         y[row, :len(ids)] = ids
         y[row, len(ids)] = 0
-    return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.tensor(lengths))
+    more = {} if sexes is None else {"static": torch.eye(2)[torch.tensor(sexes)]}
+    return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.tensor(lengths), more)
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,7 @@ class Names(Task):
     primary: ClassVar[str] = "bits_per_char"
     higher_is_better: ClassVar[bool] = False
     seed: int = 0
+    by_sex: int = 0  # 1: also feed each name's sex, one-hot (male, female), to a `static` input of size 2
 
     @property
     def needs(self) -> Needs:
@@ -118,6 +139,44 @@ class Names(Task):
         words = load_names()
         return {k: [words[i] for i in v] for k, v in split_indices(len(words), self.seed, (0.1, 0.1)).items()}
 
+    def _pad(self, words: list[str]) -> Batch:
+        if not self.by_sex:
+            return pad(words)
+        sex = dict(load_names_by_sex())
+        return pad(words, [sex[w] for w in words])
+
+    def bind(self, network: Any) -> Binding:
+        """As any task; with `by_sex`, the network also needs a `static` input of size 2 for the sex."""
+        if not self.by_sex or not isinstance(network, Network):
+            return super().bind(network)
+        static = [n for n in network.inputs if n.input_kind == "static"]
+        if len(static) != 1 or static[0].size != 2:
+            span = static[0].span if static else network.nodes[0].span
+            raise TaskMismatchError(
+                f"network `{network.name}` does not fit task `names` with by_sex=1, which feeds each name's sex "
+                "one-hot to a static input", [Diagnostic(f"needs one `static` input of size 2; it has "
+                                                         f"{len(static)}", span, network.source,
+                                                         hint="declare `input sex: 2 static`")])
+        rest = dataclasses.replace(network, nodes=tuple(n for n in network.nodes if n is not static[0]))
+        return dataclasses.replace(super().bind(rest), static=static[0].name)
+
+    def show(self, net: Any, words: list[str], count: int, options: dict[str, Any]) -> list[str]:
+        """`count` generated names (for each sex with `by_sex`), continuing each prompt in `words`."""
+        prompts = [encode(w.lower()) for w in words] or [[]]
+        for w in words:
+            if not w.isalpha() or not w.isascii():
+                raise ValueError(f"prompt `{w}`: names are letters a-z")
+        lines = []
+        for sex in ([0, 1] if self.by_sex else [None]):
+            for prompt in prompts:
+                statics = {} if sex is None else {_static_name(net): torch.eye(2)[[sex] * count].to(net.like)}
+                out = net.generate(MAX_NAME, prompt=[prompt] * count, stop=0, batch=None if statics else count,
+                                   **options, **statics)
+                names = [decode(ids) for ids in out.lists()]
+                label = "" if sex is None else ("male: " if sex == 0 else "female: ")
+                lines.append(label + ", ".join(names))
+        return lines
+
     def words(self, split: str) -> list[str]:
         """The names of one split: "train", "validation" or "test"."""
         if split != "train":
@@ -126,14 +185,21 @@ class Names(Task):
 
     def train_batch(self, step: int, size: int) -> Batch:
         train = self._splits["train"]
-        return pad([train[i] for i in epoch_batch(len(train), step, size, self.seed)])
+        return self._pad([train[i] for i in epoch_batch(len(train), step, size, self.seed)])
 
     def split(self, name: str) -> Batch:
         check_split(name)
-        return pad(self._splits[name])
+        return self._pad(self._splits[name])
 
     def loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         return cross_entropy(out, batch.y)
 
     def metrics(self, out: torch.Tensor, batch: Batch) -> dict[str, float]:
         return {"bits_per_char": bits_per_char(out, batch.y)}
+
+
+MAX_NAME = 16  # characters a generated name may have, its end included (the census names have at most 11)
+
+
+def _static_name(net: Any) -> str:
+    return next(n.name for n in net.network.inputs if n.input_kind == "static")
