@@ -1,8 +1,9 @@
-"""Training: the loop learns, checkpoints resume exactly, refuse another spec and are written atomically;
-the `train` and `compare` commands run end to end and turn mistakes into one message.
+"""Training: the loop learns, checkpoints resume exactly, refuse another spec and are written atomically; a
+real training process killed with SIGKILL resumes with the same losses; the `train` and `compare` commands
+run end to end and turn mistakes into one message.
 
 Quality bars (minutes each) are marked `train`: `pytest -m train tests/test_train.py`; resuming in a child
-process (10 s of start-up) is marked `slow`.
+process (10 s of start-up) and the certain kill inside a save are marked `slow`.
 """
 
 from __future__ import annotations
@@ -10,16 +11,21 @@ from __future__ import annotations
 import io
 import json
 import random
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
 import torch
 
 from rnndsl.cli import main
-from rnndsl.tasks import Adding, Digits, Names
+from rnndsl.tasks import TASKS, Adding, Digits, Names
 from rnndsl.training import CheckpointError, TrainConfig, TrainingError, load_model, read_checkpoint, train
 from rnndsl.training.checkpoint import FORMAT, atomic_write, sha256
 from rnndsl.training.progress import Progress, duration
@@ -216,6 +222,121 @@ def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o644 == 0o644  # readable like any new file, not private to its writer
 
 
+# ---- killing a real training process --------------------------------------------------------------
+
+KILL_SPEC = "network A { input x: 2\n layer h: 8 tanh dropout=0.2 <- x, h[t-1]\n layer y: 1 <- h\n output y last }"
+KILL_TASK = Adding(length=6, validation_size=16, test_size=16)  # no scikit-learn to import in the child
+KILL_CONFIG = TrainConfig(steps=100, batch=8, lr=1e-2, eval_every=20)
+T = TypeVar("T")
+
+# `rnndsl train` with the second checkpoint's torch.save cut in two: half of it written and flushed to the
+# temporary file, a marker file touched, then a sleep in which the test kills the process.
+_HALTS_IN_SECOND_SAVE = """
+import io, pathlib, sys, time, torch
+from rnndsl.cli import main
+real_save, saves = torch.save, []
+def halting_save(obj, file, *args, **kwargs):
+    buffer = io.BytesIO()
+    real_save(obj, buffer, *args, **kwargs)
+    saves.append(len(buffer.getvalue()))
+    if len(saves) == 2:
+        file.write(buffer.getvalue()[:saves[-1] // 2])
+        file.flush()
+        pathlib.Path(MARKER).touch()
+        time.sleep(600)
+    file.write(buffer.getvalue())
+torch.save = halting_save
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _train_command(spec: Path, out: Path) -> list[str]:
+    task = [f"--task-arg={k}={v}" for k, v in KILL_TASK.config().items() if k != "name"]
+    c = KILL_CONFIG
+    return ["train", str(spec), "--task", KILL_TASK.name, *task, "--steps", str(c.steps), "--batch", str(c.batch),
+            "--lr", str(c.lr), "--eval-every", str(c.eval_every), "--out", str(out), "--threads", "1", "--quiet"]
+
+
+def _kill_when(command: list[str], out: Path, ready: Callable[[], bool], meanwhile: Callable[[], T]) -> T:
+    """Run `command` and SIGKILL it as soon as `ready()`; give what `meanwhile()`, run while the child starts,
+    gives. A run that ends first (it was not caught in time) is started again, from an empty `out`, up to three
+    times."""
+    deadline, result = time.monotonic() + 120, None
+    for _ in range(3):
+        child = subprocess.Popen(command, stderr=subprocess.PIPE)
+        try:
+            result = meanwhile() if result is None else result
+            while not ready() and child.poll() is None:
+                assert time.monotonic() < deadline, f"timed out waiting to kill {command}"
+                time.sleep(0.002)
+        finally:
+            child.kill()
+            err = child.communicate()[1].decode()
+        if child.returncode == -signal.SIGKILL:
+            return result
+        assert child.returncode == 0, err
+        shutil.rmtree(out)
+    raise AssertionError(f"{command} ended each time before it could be killed")
+
+
+def _saving_again(out: Path) -> Callable[[], bool]:
+    """True once a checkpoint exists and a later one is being written (its temporary file exists) or has replaced
+    it: the process is then inside a save or just past one."""
+    first: list[tuple[int, int]] = []
+
+    def ready() -> bool:
+        try:
+            stat = (out / "checkpoint.pt").stat()
+        except FileNotFoundError:
+            return False
+        first[:] = first or [(stat.st_ino, stat.st_mtime_ns)]
+        return (stat.st_ino, stat.st_mtime_ns) != first[0] or any(out.glob(".checkpoint.pt.*.tmp"))
+
+    return ready
+
+
+def _resume_matches(spec: Path, out: Path, losses: list[float]) -> None:
+    """Resume the killed run to the same total steps: the losses of a run never interrupted, and only the usual
+    files left (the resumed run removes the temporary file of a killed writer)."""
+    assert main(["train", str(spec), "--resume", str(out / "checkpoint.pt"), "--steps", str(KILL_CONFIG.steps),
+                 "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    np.testing.assert_allclose(results["history"]["loss"], losses, rtol=0, atol=1e-6)
+    every = KILL_CONFIG.eval_every
+    assert [e["step"] for e in results["history"]["validation"]] == list(range(0, KILL_CONFIG.steps + 1, every))
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "curves.png", "results.json"]
+
+
+def test_a_killed_training_process_resumes_with_the_same_losses(tmp_path: Path) -> None:
+    """A real `python -m rnndsl train` is killed with SIGKILL as soon as it starts writing its second checkpoint
+    (where writing is slow, as here, that is inside the save; elsewhere it may be just after), then resumed from
+    the checkpoint it left. About 5 s, nearly all of it the child's start-up."""
+    spec, out = _write(tmp_path, "add.rnn", KILL_SPEC), tmp_path / "run"
+    straight = _kill_when([sys.executable, "-m", "rnndsl", *_train_command(spec, out)], out, _saving_again(out),
+                          lambda: train(spec, KILL_TASK, KILL_CONFIG))
+    step = read_checkpoint(out / "checkpoint.pt")["step"]  # whole, whichever moment the kill came at
+    assert 0 < step < KILL_CONFIG.steps and step % KILL_CONFIG.eval_every == 0
+    assert len(list(out.glob(".checkpoint.pt.*.tmp"))) <= 1
+    _resume_matches(spec, out, straight.losses)
+
+
+@pytest.mark.slow
+def test_a_process_killed_inside_a_save_resumes_from_the_checkpoint_before(tmp_path: Path) -> None:
+    """The same, killed for certain halfway through writing its second checkpoint (its torch.save pauses there):
+    the first checkpoint is left whole beside half of the second. About 5 s, like the test above."""
+    spec, out, marker = _write(tmp_path, "add.rnn", KILL_SPEC), tmp_path / "run", tmp_path / "halted"
+    halting = [sys.executable, "-c", _HALTS_IN_SECOND_SAVE.replace("MARKER", repr(str(marker)))]
+    straight = _kill_when([*halting, *_train_command(spec, out)], out, marker.exists,
+                          lambda: train(spec, KILL_TASK, KILL_CONFIG))
+    partial, whole = sorted(out.iterdir())
+    assert partial.name.startswith(".checkpoint.pt.") and partial.name.endswith(".tmp")
+    assert whole.name == "checkpoint.pt"
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+        read_checkpoint(partial)
+    assert read_checkpoint(whole)["step"] == KILL_CONFIG.eval_every
+    _resume_matches(spec, out, straight.losses)
+
+
 # ---- progress -------------------------------------------------------------------------------------
 
 class _Terminal(io.StringIO):
@@ -296,7 +417,7 @@ def test_cli_errors_are_one_message(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["train", str(tiny), "--resume", str(tmp_path / "none.pt")]) == 1
     assert capsys.readouterr().err == f"rnndsl train: error: no checkpoint at {tmp_path / 'none.pt'}\n"
     assert main(["train", str(tiny)]) == 1
-    assert "give the task with --task (digits, adding, copy, names)" in capsys.readouterr().err
+    assert f"give the task with --task ({', '.join(TASKS)})" in capsys.readouterr().err
     assert main(["train", str(tiny), "--task", "adding", "--task-arg", "length=x"]) == 1
     assert "task option `length` takes an integer, got `x`" in capsys.readouterr().err
     assert main(["train", str(tiny), "--task", "digits", "--batch", "0"]) == 1

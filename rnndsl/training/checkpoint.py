@@ -4,7 +4,8 @@ A checkpoint holds the spec text and its sha256, the network's name, the rnndsl 
 parameters, the optimizer state, the step, the RNG states (torch, numpy, python; CUDA when present),
 the task's and the training's configuration, the history so far and the training time. It is written to
 a temporary file in the same directory, flushed to disk, then renamed over the old one (`os.replace`),
-so a crash leaves either the old complete checkpoint or the new one, never a partial file. It holds only
+so a crash leaves either the old complete checkpoint or the new one, never a partial file (a process killed
+mid-write leaves its temporary file, which the next run in that directory removes). It holds only
 tensors and plain Python values: it loads with `torch.load(weights_only=True)`, which runs no code.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import glob
 import hashlib
 import os
 import pickle
@@ -28,7 +30,7 @@ import rnndsl
 from rnndsl.runtime import CompiledNetwork
 
 __all__ = ["FORMAT", "CheckpointError", "atomic_write", "capture_rng", "load_model", "read_checkpoint",
-           "restore_rng", "save_checkpoint", "sha256", "spec_differences"]
+           "remove_partial_writes", "restore_rng", "save_checkpoint", "sha256", "spec_differences"]
 
 FORMAT = "rnndsl-checkpoint/1"
 
@@ -64,6 +66,21 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def remove_partial_writes(path: str | Path) -> list[Path]:
+    """Remove the temporary files that processes killed inside `atomic_write(path, ...)` left next to `path`;
+    give back their paths. Not for a directory another process is writing to at the same time.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()); _ = (d / ".a.pt.x1y2.tmp").write_bytes(b"half")
+    >>> [p.name for p in remove_partial_writes(d / "a.pt")], list(d.iterdir())
+    (['.a.pt.x1y2.tmp'], [])
+    """
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return stale
 
 
 def _umask() -> int:

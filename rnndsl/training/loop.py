@@ -31,6 +31,7 @@ from rnndsl.training.checkpoint import (
     CheckpointError,
     read_checkpoint,
     refusal,
+    remove_partial_writes,
     restore_rng,
     save_checkpoint,
     spec_differences,
@@ -210,6 +211,9 @@ class _Run:
         self.elapsed = saved["elapsed"]
 
     def loop(self, progress: Progress) -> None:
+        if self.out is not None:  # what a process killed while writing left behind
+            for name in ("checkpoint.pt", "results.json", "curves.png"):
+                remove_partial_writes(self.out / name)
         if self.step == 0 and not self.evals:
             self.validate(progress, 0.0)
         began, before = time.perf_counter(), self.elapsed
