@@ -2,6 +2,7 @@
 
     loop        spec, task, TrainConfig -> Result     (Adam, clipping, seeds, evaluation, resume)
     checkpoint  a run's state           -> file       (atomic; refused by another spec, saying what differs)
+    distributed torchrun's environment  -> a World    (the process group, DDP, each rank's slice of a batch)
     progress    steps and losses        -> a bar      (`\\r` updates on a terminal; nothing otherwise)
     report      results                 -> results.json, curves.png, a markdown table
 

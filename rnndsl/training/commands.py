@@ -17,6 +17,7 @@ import torch
 from rnndsl.errors import SpecError
 from rnndsl.tasks import TASKS, Task, make_task, parse_options
 from rnndsl.training.checkpoint import atomic_write, read_checkpoint
+from rnndsl.training.distributed import World
 from rnndsl.training.loop import Result, TrainConfig, train
 from rnndsl.training.progress import duration
 from rnndsl.training.report import markdown_table, plot_curves
@@ -32,7 +33,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network on a task; write a checkpoint, results and curves",
                        description="Train one network of SPEC on a task. Writes DIR/checkpoint.pt (at each "
                                    "evaluation), DIR/results.json and DIR/curves.png, and prints the final "
-                                   "validation and test metrics. Exit 1 on errors.")
+                                   "validation and test metrics. Exit 1 on errors. Under torchrun "
+                                   "(torchrun --nproc-per-node N -m rnndsl train ...) the N processes train one "
+                                   "network data-parallel, each on 1/N of every batch (--batch must be a "
+                                   "multiple of N); rank 0 alone prints and writes.")
     p.add_argument("spec", metavar="SPEC", help="spec file")
     _add_options(p, defaults)
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint: options not given are taken from "
@@ -51,7 +55,8 @@ def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
                    help="a task option, e.g. length=50 for adding (repeatable)")
     p.add_argument("--network", "-n", metavar="NAME", help="the network to train, when a file holds several")
     p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
-    p.add_argument("--batch", type=int, help=f"sequences per step (default {d.batch})")
+    p.add_argument("--batch", type=int, help=f"sequences per step, over all processes under torchrun "
+                                             f"(default {d.batch})")
     p.add_argument("--lr", type=float, help=f"Adam's learning rate (default {d.lr})")
     p.add_argument("--clip", type=float, help=f"largest gradient norm, 0 for none (default {d.clip})")
     p.add_argument("--seed", type=int, help=f"seed of the parameters and dropout (default {d.seed}); the data "
@@ -69,7 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = read_checkpoint(args.resume) if args.resume else None
         task, config = _task(args, saved), _config(args, saved)
         out = Path(args.out or f"runs/{Path(args.spec).stem}-{task.name}")
-        if saved is not None and saved["step"] >= config.steps and not args.quiet:
+        speaks = World.from_environment().main  # under torchrun, rank 0 alone prints and writes
+        if saved is not None and saved["step"] >= config.steps and not args.quiet and speaks:
             print(f"the checkpoint is at step {saved['step']}; give --steps above it to train on", file=sys.stderr)
         _threads(args)
         result = train(Path(args.spec), task, config, network=args.network, out=out, resume=args.resume,
@@ -78,6 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _interrupted("train", out)
     except Exception as err:  # the boundary: user mistakes become one message
         return _error("train", err)
+    if not speaks:
+        return 0
     print(_summary(result))
     print(f"wrote {out / 'checkpoint.pt'}, {out / 'results.json'}, {out / 'curves.png'}")
     return 0
@@ -92,22 +100,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
         labels = _labels(args.specs)
         _check_all(args.specs, task, args.network)
         _threads(args)
-        results = []
-        for i, (spec, label) in enumerate(zip(args.specs, labels, strict=True)):
-            if not args.quiet:
-                print(f"[{i + 1}/{len(labels)}] {spec}", file=sys.stderr)
-            results.append(train(Path(spec), task, config, network=args.network, out=out / label, quiet=args.quiet))
-        plot_curves(results, out / "compare.png", labels)
+        world = World.from_environment()
+        world.check_batch(config.batch)
+        with world.joined(torch.device("cpu")):  # one process group for every run (train() trains on the CPU)
+            results = _train_each(args, task, config, out, labels, world.main)
         table = markdown_table(results, args.specs)
-        heading = f"# Task {task.name} ({_options(task)}); training: {_config_text(config)}\n\n"
-        atomic_write(out / "compare.md", lambda f: f.write((heading + table).encode("utf-8")))
+        if world.main:
+            plot_curves(results, out / "compare.png", labels)
+            heading = f"# Task {task.name} ({_options(task)}); training: {_config_text(config)}\n\n"
+            atomic_write(out / "compare.md", lambda f: f.write((heading + table).encode("utf-8")))
     except KeyboardInterrupt:
         return _interrupted("compare", out)
     except Exception as err:  # the boundary: user mistakes become one message
         return _error("compare", err)
+    if not world.main:
+        return 0
     print(table, end="")
     print(f"wrote {out / 'compare.png'}, {out / 'compare.md'}")
     return 0
+
+
+def _train_each(args: argparse.Namespace, task: Task, config: TrainConfig, out: Path, labels: list[str],
+                main: bool) -> list[Result]:
+    results = []
+    for i, (spec, label) in enumerate(zip(args.specs, labels, strict=True)):
+        if not args.quiet and main:
+            print(f"[{i + 1}/{len(labels)}] {spec}", file=sys.stderr)
+        results.append(train(Path(spec), task, config, network=args.network, out=out / label, quiet=args.quiet))
+    return results
 
 
 def _task(args: argparse.Namespace, saved: dict[str, Any] | None) -> Task:

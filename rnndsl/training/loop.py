@@ -4,7 +4,8 @@ Adam on the task's loss, gradient-norm clipping, every seed set (torch, numpy, p
 evaluation on the validation split, a checkpoint at each evaluation, and the test split at the end.
 A run resumed from a checkpoint takes the same steps as one never interrupted: the training batches
 depend only on the task's options and the step, and the parameters, optimizer and RNG states are
-restored exactly.
+restored exactly. Under torchrun (WORLD_SIZE > 1) the processes train one network data-parallel, each on
+a slice of every batch (see `distributed`); rank 0 alone prints and writes.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from rnndsl.training.checkpoint import (
     save_checkpoint,
     spec_differences,
 )
+from rnndsl.training.distributed import World
 from rnndsl.training.progress import Progress
 
 __all__ = ["RESUME_MUST_MATCH", "Result", "TrainConfig", "TrainingError", "evaluate", "seed_everything", "train"]
@@ -127,21 +129,25 @@ def train(spec: str | Path, task: Task, config: TrainConfig | None = None, *, ne
     >>> result.test["accuracy"]  # doctest: +SKIP
     """
     config = config or TrainConfig()
+    world = World.from_environment()
+    world.check_batch(config.batch)
     text, name = rnndsl.read_spec(spec)
     saved = read_checkpoint(resume) if resume is not None else None
     if saved is not None:
         _check_resume(saved, task, config, str(resume))
-    seed_everything(config.seed)
+    seed_everything(config.seed)  # the same on every rank: the same initial parameters and dropout stream
     net = CompiledNetwork(check(parse(text, name), Source(text, name), network))
-    run = _Run(net, task.bind(net.network), task, config, text, Path(out) if out is not None else None)
-    if saved is not None:
-        run.restore(saved, str(resume))
-    progress = Progress(config.steps, run.step, stream or sys.stderr, quiet)
-    try:
-        run.loop(progress)
-    finally:
-        progress.close()
-    test = evaluate(net, task, run.binding, task.split("test"), config.eval_batch)
+    with world.joined(net.like.device):
+        mine = Path(out) if out is not None and world.main else None  # rank 0 alone writes
+        run = _Run(net, task.bind(net.network), task, config, text, mine, world)
+        if saved is not None:
+            run.restore(saved, str(resume))
+        progress = Progress(config.steps, run.step, stream or sys.stderr, quiet or not world.main)
+        try:
+            run.loop(progress)
+        finally:
+            progress.close()
+        test = evaluate(net, task, run.binding, task.split("test"), config.eval_batch)
     result = Result(name, net.network.name, task.config(), config, net.network.parameter_count(), run.losses,
                     run.evals, test, run.elapsed, task.primary, task.higher_is_better, net, run.out)
     if run.out is not None:
@@ -173,24 +179,19 @@ def evaluate(net: CompiledNetwork, task: Task, binding: Binding, batch: Batch, c
     net.eval()
     try:
         with torch.no_grad():
-            outs = [_forward(net, binding, batch.slice(i, i + chunk)) for i in range(0, len(batch), chunk)]
+            outs = [binding.run(net, batch.slice(i, i + chunk)) for i in range(0, len(batch), chunk)]
     finally:
         net.train(was_training)
     return task.metrics(torch.cat(outs), batch)
-
-
-def _forward(net: CompiledNetwork, binding: Binding, batch: Batch) -> torch.Tensor:
-    like = net.like
-    lengths = None if batch.lengths is None else batch.lengths.to(like.device)
-    return net(**binding.inputs(batch, like), lengths=lengths)[binding.output]
 
 
 class _Run:
     """The state of one run between steps: what a checkpoint saves and a resume restores."""
 
     def __init__(self, net: CompiledNetwork, binding: Binding, task: Task, config: TrainConfig, spec: str,
-                 out: Path | None) -> None:
+                 out: Path | None, world: World) -> None:
         self.net, self.binding, self.task, self.config, self.spec, self.out = net, binding, task, config, spec, out
+        self.world, self.model = world, world.wrap(net, binding)
         self.optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
         self.step = 0
         self.losses: list[float] = []
@@ -227,16 +228,17 @@ class _Run:
                 self.save()
 
     def train_step(self) -> float:
-        self.net.train()
-        batch = self.task.train_batch(self.step, self.config.batch)
-        loss = self.task.loss(_forward(self.net, self.binding, batch), batch)
+        self.model.train()
+        # alone: the whole batch and factor 1; under torchrun: this rank's slice, weighted (see distributed)
+        batch, factor = self.world.share(self.task.train_batch(self.step, self.config.batch))
+        loss = self.task.loss(self.model(batch), batch)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * factor).backward()
         if self.config.clip:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.clip)
         self.optimizer.step()
         self.step += 1
-        value = float(loss.detach())
+        value = self.world.global_loss(loss, factor)
         if not math.isfinite(value):
             raise TrainingError(f"the training loss became {value} at step {self.step}; try a smaller --lr or "
                                 f"--clip (now {self.config.lr} and {self.config.clip})")
