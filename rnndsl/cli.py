@@ -20,7 +20,7 @@ from rnndsl.graph import folded, loops
 from rnndsl.ir import Network
 from rnndsl.parse import parse
 from rnndsl.training.commands import add_commands as add_training_commands
-from rnndsl.training.commands import cmd_compare, cmd_train
+from rnndsl.training.commands import cmd_compare, cmd_generate, cmd_train
 
 __all__ = ["main", "build_parser"]
 
@@ -99,7 +99,8 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "draw": cmd_draw,
-                                                             "train": cmd_train, "compare": cmd_compare}
+                                                             "train": cmd_train, "compare": cmd_compare,
+                                                             "generate": cmd_generate}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +133,7 @@ def _add_draw_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands that live in their own modules register here."""
-    add_training_commands(sub)  # train, compare (rnndsl/training/commands.py)
+    add_training_commands(sub)  # train, compare, generate (rnndsl/training/commands.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

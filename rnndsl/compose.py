@@ -52,6 +52,9 @@ class Model:
         read = {src for inst in self.instances for _, src, _ in inst.bindings}
         return [(inst, o) for inst in self.instances if inst.name not in read for o in inst.network.outputs]
 
+    def parameter_count(self) -> int:
+        return sum(i.network.parameter_count() for i in self.instances)
+
     def instance(self, name: str) -> Instance:
         return next(i for i in self.instances if i.name == name)
 

@@ -46,11 +46,13 @@ class CompiledModel(nn.Module):
         return net
 
     @property
+    def ir(self) -> Model:
+        """What was compiled: the checked model."""
+        return self.model
+
+    @property
     def like(self) -> torch.Tensor:
         return self.net(self.model.instances[0].name).like
-
-    def parameter_count(self) -> int:
-        return sum(i.network.parameter_count() for i in self.model.instances)
 
     def code(self, lengths: bool = False, free: bool = False) -> str:
         """The generated code of every instance, in order."""

@@ -126,6 +126,11 @@ class CompiledNetwork(nn.Module):
     # ---- introspection -----------------------------------------------------------------------
 
     @property
+    def ir(self) -> Network:
+        """What was compiled: the checked network (a `CompiledModel`'s is its `compose.Model`)."""
+        return self.network
+
+    @property
     def graph(self) -> nx.MultiDiGraph:
         """The folded graph; edges carry `delay`."""
         return folded(self.network)

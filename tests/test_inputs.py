@@ -261,8 +261,8 @@ def test_several_networks_need_a_name() -> None:
     with pytest.raises(ValueError, match=re.escape(f"{path} holds several networks (Cell, Stacked); pick one with "
                                                    "network=NAME")):
         rnndsl.compile(path)
-    with pytest.raises(ValueError, match=re.escape("has no network `Stacke`; it has: Cell, Stacked (did you mean "
-                                                   "`Stacked`?)")):
+    with pytest.raises(ValueError, match=re.escape("has no network or model `Stacke`; it has: Cell, Stacked "
+                                                   "(did you mean `Stacked`?)")):
         rnndsl.compile(path, network="Stacke")
     assert rnndsl.compile(path, network="Stacked").network.name == "Stacked"
 

@@ -11,7 +11,17 @@ import torch
 
 import rnndsl
 from rnndsl.tasks import (
-    G2P, TASKS, Adding, Binding, Copy, Digits, Names, Needs, TaskMismatchError, make_task, parse_options,
+    G2P,
+    TASKS,
+    Adding,
+    Binding,
+    Copy,
+    Digits,
+    Names,
+    Needs,
+    TaskMismatchError,
+    make_task,
+    parse_options,
 )
 from rnndsl.tasks.base import IGNORE, Batch, bind, epoch_batch
 from rnndsl.tasks.metrics import accuracy, bits_per_char, cross_entropy, mse, solved_fraction

@@ -458,3 +458,49 @@ def test_adding_is_solved_by_lstm_not_by_elman(tmp_path: Path) -> None:
     elman = train(EXAMPLES / "adding_elman.rnn", task, TrainConfig(steps=4000, batch=64, lr=2e-3, eval_every=500),
                   out=tmp_path / "elman")
     assert elman.test["mse"] > 0.1, elman.test  # always answering 1 scores 1/6
+
+
+# ---- models and generation ------------------------------------------------------------------------
+
+SMALL_G2P = (EXAMPLES / "g2p_gru.rnn").read_text(encoding="utf-8").replace("256", "24")
+SMALL_NAMES = (EXAMPLES / "names_gen.rnn").read_text(encoding="utf-8").replace("128", "16")
+
+
+def test_an_encoder_decoder_model_trains_and_resumes(tmp_path: Path) -> None:
+    from rnndsl.tasks import G2P
+
+    task = G2P(validation_size=20, test_size=20)
+    config = TrainConfig(steps=8, batch=16, lr=1e-2, eval_every=4)
+    straight = train(SMALL_G2P, task, config, out=tmp_path / "a")
+    assert straight.network == "G2P" and set(straight.test) == {"per", "wer", "cross_entropy"}
+    assert straight.losses[-1] < straight.losses[0]
+    train(SMALL_G2P, task, TrainConfig(**{**config.__dict__, "steps": 4}), out=tmp_path / "b")
+    resumed = train(SMALL_G2P, task, config, out=tmp_path / "c", resume=tmp_path / "b" / "checkpoint.pt")
+    np.testing.assert_allclose(resumed.losses, straight.losses, rtol=0, atol=1e-6)
+    model = load_model(tmp_path / "a" / "checkpoint.pt")
+    assert model.ir.name == "G2P" and not model.training
+
+
+def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _write(tmp_path, "names_gen.rnn", SMALL_NAMES)
+    assert main(["train", str(spec), "--task", "names", "--task-arg", "by_sex=1", "--steps", "4", "--batch", "8",
+                 "--out", str(tmp_path / "names"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "names" / "checkpoint.pt"), "--count", "4", "--seed", "1"]) == 0
+    first = capsys.readouterr().out
+    assert main(["generate", str(tmp_path / "names" / "checkpoint.pt"), "--count", "4", "--seed", "1"]) == 0
+    assert capsys.readouterr().out == first  # seeded draws
+    lines = first.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["male", "female"]
+    assert all(len(line.split(": ")[1].split(", ")) == 4 for line in lines)
+    g2p = _write(tmp_path, "g2p.rnn", SMALL_G2P)
+    assert main(["train", str(g2p), "--task", "g2p", "--task-arg", "validation_size=8", "--task-arg", "test_size=8",
+                 "--steps", "2", "--batch", "8", "--out", str(tmp_path / "g2p"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "g2p" / "checkpoint.pt"), "cat", "dog", "--beam", "2"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in said] == ["cat", "dog"]
+    assert main(["generate", str(tmp_path / "g2p" / "checkpoint.pt"), "c4t"]) == 1
+    assert "rnndsl generate: error: `c4t`: the model reads words of letters a-z" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path / "nothing.pt")]) == 1
+    assert "rnndsl generate: error: no checkpoint at" in capsys.readouterr().err

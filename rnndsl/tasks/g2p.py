@@ -46,8 +46,8 @@ class EncoderDecoderBinding(Binding):
         """Each word's phoneme ids as the model generates them, until the boundary."""
         device = net.like.device
         lengths = {self.encoder: batch.lengths.to(device)} if batch.lengths is not None else None
-        out = net.generate(steps, beam=None if beam == 1 else beam, lengths=lengths, stop=0, greedy=beam == 1,
-                           **{self.input: batch.x.to(device)})
+        how: dict[str, Any] = {"greedy": True} if beam == 1 else {"beam": beam}
+        out = net.generate(steps, lengths=lengths, stop=0, **how, **{self.input: batch.x.to(device)})
         return out.lists()
 
 

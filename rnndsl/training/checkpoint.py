@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import rnndsl
+from rnndsl.model import CompiledModel
 from rnndsl.runtime import CompiledNetwork
 
 __all__ = ["FORMAT", "CheckpointError", "atomic_write", "capture_rng", "load_model", "read_checkpoint",
@@ -128,12 +129,13 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | Path, *, spec: str, net: CompiledNetwork, optimizer: torch.optim.Optimizer,
+def save_checkpoint(path: str | Path, *, spec: str, net: CompiledNetwork | CompiledModel,
+                    optimizer: torch.optim.Optimizer,
                     step: int, task: dict[str, Any], train: dict[str, Any], history: dict[str, Any],
                     elapsed: float) -> Path:
     """Write everything a resumed run needs to `path`, atomically."""
     state = {
-        "format": FORMAT, "spec": spec, "spec_sha256": sha256(spec), "network": net.network.name,
+        "format": FORMAT, "spec": spec, "spec_sha256": sha256(spec), "network": net.ir.name,
         "rnndsl_version": rnndsl.__version__, "torch_version": str(torch.__version__),
         "parameters": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": capture_rng(),
         "task": task, "train": train, "history": history, "elapsed": elapsed,
@@ -154,11 +156,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def spec_differences(state: dict[str, Any], spec: str, net: CompiledNetwork) -> list[str]:
+def spec_differences(state: dict[str, Any], spec: str, net: CompiledNetwork | CompiledModel) -> list[str]:
     """What differs between the spec and network a checkpoint was saved from and these; [] when they agree."""
     out = []
-    if state["network"] != net.network.name:
-        out.append(f"network: `{state['network']}` in the checkpoint, `{net.network.name}` here")
+    if state["network"] != net.ir.name:
+        out.append(f"network: `{state['network']}` in the checkpoint, `{net.ir.name}` here")
     if state["spec_sha256"] != sha256(spec):
         out.append(f"spec sha256: {state['spec_sha256'][:12]} in the checkpoint, {sha256(spec)[:12]} here; "
                    + _first_line_difference(state["spec"], spec))
@@ -188,9 +190,10 @@ def _listed(title: str, items: list[str], limit: int = 8) -> list[str]:
     return [f"{title}: {'; '.join(items[:limit])}{more}"]
 
 
-def load_model(path: str | Path, spec: str | Path | None = None, network: str | None = None) -> CompiledNetwork:
-    """The trained network of a checkpoint, in eval mode; compiled from the checkpoint's own spec text, or
-    from `spec`, which must then be the same spec.
+def load_model(path: str | Path, spec: str | Path | None = None, network: str | None = None
+               ) -> CompiledNetwork | CompiledModel:
+    """The trained network (or model) of a checkpoint, in eval mode; compiled from the checkpoint's own spec
+    text, or from `spec`, which must then be the same spec.
 
     >>> net = load_model("runs/digits_lstm-digits/checkpoint.pt")  # doctest: +SKIP
     """

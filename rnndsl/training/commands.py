@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from rnndsl import read_spec
 from rnndsl.errors import SpecError
 from rnndsl.tasks import TASKS, Task, make_task, parse_options
 from rnndsl.training.checkpoint import atomic_write, read_checkpoint
@@ -22,7 +23,7 @@ from rnndsl.training.loop import Result, TrainConfig, train
 from rnndsl.training.progress import duration
 from rnndsl.training.report import markdown_table, plot_curves
 
-__all__ = ["add_commands", "cmd_compare", "cmd_train"]
+__all__ = ["add_commands", "cmd_compare", "cmd_generate", "cmd_train"]
 
 _OPTIONS = ("steps", "batch", "lr", "clip", "seed", "eval_every")
 
@@ -47,6 +48,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "table, also printed). Exit 1 on errors.")
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files")
     _add_options(p, defaults)
+    p = sub.add_parser("generate", help="sample from a trained generator, or pronounce words with a trained g2p model",
+                       description="Load a checkpoint of `rnndsl train` and show what the network does on its task: "
+                                   "names: COUNT generated names (for each sex with by_sex=1), each WORD a prompt "
+                                   "to continue; g2p: the pronunciation of each WORD (or of COUNT held-out test "
+                                   "words). Exit 1 on errors.")
+    p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint.pt written by rnndsl train")
+    p.add_argument("words", nargs="*", metavar="WORD", help="prompts (names) or words to pronounce (g2p)")
+    p.add_argument("--count", type=int, default=10, help="how many samples or test words (default 10)")
+    p.add_argument("--temperature", type=float, default=1.0, help="below 1: likelier tokens; above 1: more varied "
+                                                                   "(default 1)")
+    p.add_argument("--top-k", type=int, default=0, help="draw among the K likeliest tokens only (default 0: all)")
+    p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
+    p.add_argument("--beam", type=int, default=1, help="beam search with K beams (g2p; default 1: greedy)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: torch's choice)")
 
 
 def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
@@ -160,10 +176,11 @@ def _labels(specs: list[str]) -> list[str]:
 
 def _check_all(specs: list[str], task: Task, network: str | None) -> None:
     """Every spec loads and fits the task, before any training starts."""
-    from rnndsl import load
+    from rnndsl.training.loop import compile_spec
 
     for spec in specs:
-        task.bind(load(Path(spec), network))
+        text, name = read_spec(Path(spec))
+        task.bind(compile_spec(text, name, network).ir)
 
 
 def _summary(result: Result) -> str:
@@ -195,6 +212,32 @@ def _error(command: str, err: BaseException) -> int:
     else:
         raise err
     return 1
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Load a checkpoint and print what its network generates for its task."""
+    from rnndsl.training.checkpoint import load_model
+
+    try:
+        if args.count < 1 or args.beam < 1:
+            raise ValueError("--count and --beam take a whole number >= 1")
+        _threads(args)
+        saved = read_checkpoint(args.checkpoint)
+        task = make_task(**saved["task"])
+        net = load_model(args.checkpoint)
+        if task.name == "g2p":
+            options: dict[str, Any] = {"beam": args.beam}
+        else:
+            options = {"temperature": args.temperature, "top_k": args.top_k, "greedy": args.greedy,
+                       "generator": torch.Generator().manual_seed(args.seed)}
+        with torch.no_grad():
+            lines = task.show(net, args.words, args.count, options)
+    except KeyboardInterrupt:
+        return _interrupted("generate", None)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("generate", err)
+    print("\n".join(lines))
+    return 0
 
 
 def _interrupted(command: str, out: Path | None) -> int:

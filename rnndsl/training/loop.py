@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 import rnndsl
-from rnndsl.check import check
 from rnndsl.errors import Source
+from rnndsl.ir import Network
+from rnndsl.model import CompiledModel
 from rnndsl.parse import parse
 from rnndsl.runtime import CompiledNetwork
 from rnndsl.tasks import Batch, Binding, Task
@@ -39,6 +40,8 @@ from rnndsl.training.checkpoint import (
 )
 from rnndsl.training.distributed import World
 from rnndsl.training.progress import Progress
+
+Compiled = CompiledNetwork | CompiledModel  # what a spec compiles to: one network, or a model of several
 
 __all__ = ["RESUME_MUST_MATCH", "Result", "TrainConfig", "TrainingError", "evaluate", "seed_everything", "train"]
 
@@ -92,7 +95,7 @@ class Result:
     elapsed: float
     primary: str
     higher_is_better: bool
-    net: CompiledNetwork = field(repr=False)
+    net: Compiled = field(repr=False)
     out: Path | None = None
 
     @property
@@ -136,10 +139,10 @@ def train(spec: str | Path, task: Task, config: TrainConfig | None = None, *, ne
     if saved is not None:
         _check_resume(saved, task, config, str(resume))
     seed_everything(config.seed)  # the same on every rank: the same initial parameters and dropout stream
-    net = CompiledNetwork(check(parse(text, name), Source(text, name), network))
+    net = compile_spec(text, name, network)
     with world.joined(net.like.device):
         mine = Path(out) if out is not None and world.main else None  # rank 0 alone writes
-        run = _Run(net, task.bind(net.network), task, config, text, mine, world)
+        run = _Run(net, task.bind(net.ir), task, config, text, mine, world)
         if saved is not None:
             run.restore(saved, str(resume))
         progress = Progress(config.steps, run.step, stream or sys.stderr, quiet or not world.main)
@@ -148,7 +151,7 @@ def train(spec: str | Path, task: Task, config: TrainConfig | None = None, *, ne
         finally:
             progress.close()
         test = evaluate(net, task, run.binding, task.split("test"), config.eval_batch)
-    result = Result(name, net.network.name, task.config(), config, net.network.parameter_count(), run.losses,
+    result = Result(name, net.ir.name, task.config(), config, net.ir.parameter_count(), run.losses,
                     run.evals, test, run.elapsed, task.primary, task.higher_is_better, net, run.out)
     if run.out is not None:
         from rnndsl.training.report import write_run
@@ -173,22 +176,30 @@ def _show(options: dict[str, Any]) -> str:
     return f"{options.get('name')}(" + ", ".join(f"{k}={v}" for k, v in options.items() if k != "name") + ")"
 
 
-def evaluate(net: CompiledNetwork, task: Task, binding: Binding, batch: Batch, chunk: int) -> dict[str, float]:
+def compile_spec(text: str, name: str, network: str | None) -> Compiled:
+    """The network or model `network` of a spec's text (the file's one model, else its one network)."""
+    from rnndsl.check import resolve
+    from rnndsl.model import CompiledModel
+
+    found = resolve(parse(text, name), Source(text, name), network)
+    return CompiledNetwork(found) if isinstance(found, Network) else CompiledModel(found)
+
+
+def evaluate(net: Compiled, task: Task, binding: Binding, batch: Batch, chunk: int) -> dict[str, float]:
     """The task's metrics of the network on `batch`, run in eval mode in chunks of `chunk` sequences."""
     was_training = net.training
     net.eval()
     try:
         with torch.no_grad():
-            outs = [binding.run(net, batch.slice(i, i + chunk)) for i in range(0, len(batch), chunk)]
+            return task.evaluate(net, binding, batch, chunk)
     finally:
         net.train(was_training)
-    return task.metrics(torch.cat(outs), batch)
 
 
 class _Run:
     """The state of one run between steps: what a checkpoint saves and a resume restores."""
 
-    def __init__(self, net: CompiledNetwork, binding: Binding, task: Task, config: TrainConfig, spec: str,
+    def __init__(self, net: Compiled, binding: Binding, task: Task, config: TrainConfig, spec: str,
                  out: Path | None, world: World) -> None:
         self.net, self.binding, self.task, self.config, self.spec, self.out = net, binding, task, config, spec, out
         self.world, self.model = world, world.wrap(net, binding)
