@@ -72,6 +72,32 @@ class Outputs(dict[str, torch.Tensor]):
         return f"Outputs({shapes})"
 
 
+def _register_outputs_with_pytree() -> None:
+    """Let torch's pytree see into `Outputs` (a dict subclass is a leaf to it otherwise): DDP finds the output
+    tensors through it, and with `static_graph=True` it would otherwise never average the gradients."""
+    from torch.utils import _pytree
+
+    Context = tuple[list[str], list[str] | None, str, list[str]]
+
+    def flatten(out: Outputs) -> tuple[list[torch.Tensor], Context]:
+        state = out.state
+        leaves = [*out.values(), *(state.values() if state is not None else ()), *out.fed.values()]
+        return leaves, (list(out), None if state is None else list(state), getattr(state, "signature", ""),
+                        list(out.fed))
+
+    def unflatten(leaves: Any, context: Context) -> Outputs:
+        keys, state_keys, signature, fed_keys = context
+        it = iter(leaves)
+        values = {k: next(it) for k in keys}
+        state = None if state_keys is None else State({k: next(it) for k in state_keys}, signature)
+        return Outputs(values, state, {k: next(it) for k in fed_keys})
+
+    _pytree.register_pytree_node(Outputs, flatten, unflatten, serialized_type_name="rnndsl.Outputs")
+
+
+_register_outputs_with_pytree()
+
+
 class _Layer(nn.Module):
     def __init__(self, node: Node) -> None:
         super().__init__()

@@ -141,6 +141,7 @@ def fresh(name: str, initial: Path) -> rnndsl.CompiledNetwork:
 # the second chunk on, so DDP must look for unused parameters (without it the second step raises "Expected to
 # have finished reduction in the prior iteration"), which it can only do through `Plain`
 RUNS = [("lstm", "lstm", train, bare, {}), ("jordan", "jordan", train, bare, {}),
+        ("static", "jordan", train, bare, {"static_graph": True}),  # DDP sees into Outputs through torch's pytree
         ("chunks", "jordan", train_chunks, Plain, {"find_unused_parameters": True})]
 
 

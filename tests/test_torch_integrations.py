@@ -207,9 +207,16 @@ def test_jit_trace_check_fails_on_the_fused_cell() -> None:
         torch.jit.trace(Tensors(net, "h"), (inputs(),))
 
 
-def test_export_needs_tensor_outputs() -> None:
-    with pytest.raises(RuntimeError, match=r"Found <class 'rnndsl\.runtime\.Outputs'> in output"):
-        torch.export.export(network("jordan"), (inputs(),), strict=False)
+def test_export_of_the_network_itself() -> None:
+    """Outputs is registered with torch's pytree: export sees its tensors, the state's included."""
+    net = network("jordan")
+    exported = torch.export.export(net, (inputs(),), strict=False).module()
+    x = inputs() + 1
+    out, expected = exported(x), net(x)
+    assert isinstance(out, rnndsl.Outputs) and out.state is not None and expected.state is not None
+    torch.testing.assert_close(out.y, expected.y, rtol=1e-12, atol=1e-12)
+    for key in expected.state:
+        torch.testing.assert_close(out.state[key], expected.state[key], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["non-strict", "strict"])
