@@ -504,3 +504,26 @@ def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.Ca
     assert "rnndsl generate: error: `c4t`: the model reads words of letters a-z" in capsys.readouterr().err
     assert main(["generate", str(tmp_path / "nothing.pt")]) == 1
     assert "rnndsl generate: error: no checkpoint at" in capsys.readouterr().err
+
+
+@pytest.mark.train
+def test_names_generator_learns_names_by_sex(tmp_path: Path) -> None:
+    """About 30 s: names_gen.rnn to the figure in its header, then samples that differ by sex."""
+    result = train(EXAMPLES / "names_gen.rnn", Names(by_sex=1), TrainConfig(steps=1750, batch=32, lr=3e-3,
+                                                                            eval_every=250), out=tmp_path)
+    assert result.test["bits_per_char"] < 3.0, result.test
+    lines = Names(by_sex=1).show(result.net, [], 200, {"generator": torch.Generator().manual_seed(0)})
+    male, female = (set(line.split(": ")[1].split(", ")) for line in lines)
+    ends_in_a = [sum(n.endswith("a") for n in names) / len(names) for names in (male, female)]
+    assert ends_in_a[1] > 2 * ends_in_a[0], ends_in_a  # female census names end in `a` far more often
+
+
+@pytest.mark.train
+def test_g2p_reaches_30_percent_phoneme_error(tmp_path: Path) -> None:
+    """About 2 to 3 minutes on 2 threads: g2p_gru.rnn for 1000 steps (its header: 20% at step 1000)."""
+    from rnndsl.tasks import G2P
+
+    torch.set_num_threads(2)
+    result = train(EXAMPLES / "g2p_gru.rnn", G2P(), TrainConfig(steps=1000, batch=64, lr=3e-3, eval_every=500),
+                   out=tmp_path)
+    assert result.test["per"] < 0.30, result.test
