@@ -718,6 +718,13 @@ class _Checker:
                 if pred not in needed:
                     needed.add(pred)
                     stack.append(pred)
+        fed = {n.name: [r.name for r in s.refs(n.feed)] for n in network.self_fed if n.feed is not None}
+        stack = [n for n in fed if n in needed]
+        while stack:  # what a needed self-fed input's feed reads is needed too (the folded graph omits feeds)
+            for pred in fed.get(name := stack.pop(), []) + (list(g.predecessors(name)) if name not in fed else []):
+                if pred not in needed:
+                    needed.add(pred)
+                    stack.append(pred)
         for node in network.nodes:  # an init expression reads static inputs, which the folded graph omits
             if node.name in needed and node.init.expr is not None:
                 needed |= {r.name for r in s.refs(node.init.expr)}

@@ -14,13 +14,14 @@ and networks without the future are also continued from their own state.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import torch
 from _differential import compare, random_inputs, randomize
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import rnndsl
@@ -324,3 +325,48 @@ def test_generator_writes_valid_specs(text: str) -> None:
         rnndsl.load(text)
     except rnndsl.SpecError as err:
         raise AssertionError(f"{text}\n{err}") from None
+
+
+def feed_back(text: str, draw: Any) -> str:
+    """The random network with its input `x` made self-fed: a new layer `fb` reads a forward node, and
+    `x` is fed `tanh(fb[t-k])`, so running free closes new loops through the network."""
+    lines = text.splitlines()
+    decl = next(line for line in lines if line.strip().startswith("input x:"))
+    size = int(decl.split(":")[1])
+    forward = [m.group(1) for line in lines if (m := re.match(r"\s*(?:layer\s+)?(f\d+)\b", line))]
+    source = draw(st.sampled_from(forward))
+    k = draw(st.integers(1, 2))
+    lines[lines.index(decl)] = f"{decl} = tanh(fb[t-{k}])"
+    lines.insert(-1, f"layer fb: {size} <- {source}")
+    return "\n".join(lines)
+
+
+@st.composite
+def fed_calls(draw: Any) -> tuple[str, int, int, list[int] | None, int]:
+    text, batch, steps, lengths, seed = draw(calls())
+    assume("input x:" in text and "x[t+" not in text)  # reading x ahead, its feed would close a mixed loop
+    return feed_back(text, draw), batch, steps, lengths, seed
+
+
+@settings(max_examples=20, **SETTINGS)  # type: ignore[arg-type]
+@given(fed_calls())
+def test_random_network_run_free_equals_feeding_back_what_it_fed(case: tuple[str, int, int, list[int] | None,
+                                                                             int]) -> None:
+    text, batch, steps, lengths, seed = case
+    net = randomize(rnndsl.compile(text).double().eval(), seed)
+    torch.manual_seed(seed)
+    call = random_inputs(net, "cpu", batch, steps)
+    x = call.pop("x")
+    if lengths is not None:
+        call["lengths"] = torch.tensor(lengths)
+    if not any(n.input_kind != "static" for n in net.network.inputs if n.name in call):
+        call["steps"] = steps
+    if not any(n.name in call for n in net.network.inputs):
+        call["batch"] = batch
+    free = net(**call)
+    fed = free.fed["x"]
+    assert fed.shape == x.shape
+    forced = net(**call, x=fed)
+    for name in free:
+        torch.testing.assert_close(forced[name], free[name], atol=1e-10, rtol=1e-10,
+                                   msg=lambda m, name=name: f"{name}: {m}\nspec:\n{text}")
