@@ -12,7 +12,7 @@ import difflib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import networkx as nx
 
@@ -40,6 +40,7 @@ LAYER_OPTIONS = {"bias": ("true", "false"), "dropout": None,
 # CompiledNetwork.forward's own keywords
 CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "feed_back", "sampler", "self"}
 SCALAR = 0  # the size of a plain number: it broadcasts
+T = TypeVar("T", "Network", "Network | Model")
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -77,34 +78,29 @@ def resolve(program: s.Program, source: Source, name: str | None = None) -> Netw
     """The network or model called `name`; without a name, the file's one model, else its one network."""
     nets, models = check_file(program, source)
     found: list[Network | Model] = [*nets, *models]
-    if name is None:
-        if len(models) == 1 or len(found) == 1:
-            return models[0] if models else found[0]
-        names = ", ".join(n.name for n in found)
-        what = "models" if models else "networks"
-        raise ValueError(f"{source.name} holds several {what} ({names}); pick one with network=NAME")
-    for item in found:
-        if item.name == name:
-            return item
-    hint = did_you_mean(name, [n.name for n in found])
-    raise ValueError(f"{source.name} has no network or model `{name}`; it has: "
-                     f"{', '.join(n.name for n in found)}" + (f" ({hint})" if hint else ""))
+    if name is None and len(models) == 1:
+        return models[0]
+    return _pick(found, name, source, "network or model", "models" if models else "networks")
 
 
 def check(program: s.Program, source: Source, network: str | None = None) -> Network:
     """Check a file and pick one network by name (needed when the file holds several)."""
-    nets = check_program(program, source)
-    if network is None:
-        if len(nets) == 1:
-            return nets[0]
-        names = ", ".join(n.name for n in nets)
-        raise ValueError(f"{source.name} holds several networks ({names}); pick one with network=NAME")
-    for n in nets:
-        if n.name == network:
-            return n
-    hint = did_you_mean(network, [n.name for n in nets])
-    raise ValueError(f"{source.name} has no network `{network}`; it has: "
-                     f"{', '.join(n.name for n in nets)}" + (f" ({hint})" if hint else ""))
+    return _pick(check_program(program, source), network, source, "network", "networks")
+
+
+def _pick(found: list[T], name: str | None, source: Source, what: str, several: str) -> T:
+    """The one item of `found` called `name` (or the only one), else a ValueError listing them."""
+    if name is None:
+        if len(found) == 1:
+            return found[0]
+        names = ", ".join(n.name for n in found)
+        raise ValueError(f"{source.name} holds several {several} ({names}); pick one with network=NAME")
+    for item in found:
+        if item.name == name:
+            return item
+    hint = did_you_mean(name, [n.name for n in found])
+    raise ValueError(f"{source.name} has no {what} `{name}`; it has: "
+                     f"{', '.join(n.name for n in found)}" + (f" ({hint})" if hint else ""))
 
 
 def _truncate(report: Reporter) -> None:
