@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -24,10 +25,10 @@ from rnndsl.evaluate import evaluate
 from rnndsl.feed import Feed, Sampler
 from rnndsl.graph import folded
 from rnndsl.ir import Network, Node
+from rnndsl.validate import Call, validate
 
 if TYPE_CHECKING:
     from rnndsl.generation import Generation
-    from rnndsl.validate import Call
 
 __all__ = ["CompiledNetwork", "Outputs", "State", "token_start"]
 
@@ -77,7 +78,7 @@ def _register_outputs_with_pytree() -> None:
     tensors through it, and with `static_graph=True` it would otherwise never average the gradients."""
     from torch.utils import _pytree
 
-    Context = tuple[list[str], list[str] | None, str, list[str]]
+    Context = tuple[list[str], list[str] | None, str, list[str]]  # noqa: N806 (a type alias)
 
     def flatten(out: Outputs) -> tuple[list[torch.Tensor], Context]:
         state = out.state
@@ -96,6 +97,32 @@ def _register_outputs_with_pytree() -> None:
 
 
 _register_outputs_with_pytree()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What every call needs to know of a network, worked out once (a call reads it, never the IR's
+    properties, which are recomputed at each access)."""
+
+    network: Network
+    inputs: tuple[Node, ...]
+    names: tuple[str, ...]  # the inputs' names, in definition order
+    sequences: tuple[str, ...]  # inputs with a time axis (sequence or tokens)
+    fed: frozenset[str]  # self-fed inputs: the network feeds them when they are not given
+    delayed: tuple[Node, ...]  # nodes read with a delay: each needs a boundary value
+    past: tuple[tuple[Node, int], ...]  # nodes read at [t-k], with the deepest k: each needs a history
+    reads_future: bool
+
+    @classmethod
+    def of(cls, network: Network) -> Layout:
+        inputs = tuple(network.inputs)
+        delays = network.delays
+        return cls(network, inputs, tuple(n.name for n in inputs),
+                   tuple(n.name for n in inputs if n.input_kind != "static"),
+                   frozenset(n.name for n in network.self_fed),
+                   tuple(n for n in network.nodes if delays[n.name] != (0, 0)),
+                   tuple((n, delays[n.name][0]) for n in network.nodes if delays[n.name][0]),
+                   network.reads_future)
 
 
 class _Layer(nn.Module):
@@ -198,6 +225,14 @@ class CompiledNetwork(nn.Module):
         return layer
 
     @property
+    def layout(self) -> Layout:
+        """The network's inputs and delayed nodes as every call reads them, worked out once."""
+        layout: Layout | None = self.__dict__.get("_layout")
+        if layout is None or layout.network is not self.network:
+            layout = self.__dict__["_layout"] = Layout.of(self.network)
+        return layout
+
+    @property
     def like(self) -> torch.Tensor:
         """A scalar of the network's dtype and device."""
         return self._buffers["_like"]  # type: ignore[return-value]
@@ -229,12 +264,11 @@ class CompiledNetwork(nn.Module):
         probability p (scheduled sampling). `sampler` sets how `sample(...)` draws (temperature, top-k,
         greedy, a generator).
         """
-        from rnndsl.guard import Watch, check_inputs
-        from rnndsl.validate import validate
-
         call = validate(self, args, inputs, lengths, state, steps, batch)
         watch = None
         if check_finite:
+            from rnndsl.guard import Watch, check_inputs
+
             check_inputs(call.inputs, call.lengths)
             watch = Watch([n.name for n in self.network.nodes], call.lengths)
         boundary = self.boundary_values(call.inputs, call.batch)
@@ -252,7 +286,7 @@ class CompiledNetwork(nn.Module):
                                self.training, watch, feed)
         if watch is not None:
             watch.raise_first()
-        state_out = None if self.network.reads_future else State(new_state, self.signature)
+        state_out = None if self.layout.reads_future else State(new_state, self.signature)
         return Outputs(values, state_out, feed.fed if feed else None)
 
     def generate(self, steps: int, *, beam: int | None = None, **options: Any) -> Generation:
@@ -268,6 +302,8 @@ class CompiledNetwork(nn.Module):
     def _feed(self, call: Call, boundary: dict[str, torch.Tensor], feed_back: float,
               sampler: Sampler | None) -> Feed | None:
         """What the self-fed inputs are given and where they are fed back; None when all are given."""
+        if not self.layout.fed and sampler is None and type(feed_back) in (float, int) and feed_back == 0:
+            return None  # the usual call: nothing to feed, nothing to check
         fed = self.network.self_fed
         if isinstance(feed_back, bool) or not isinstance(feed_back, (int, float)) or not 0 <= feed_back <= 1:
             raise ValueError(f"feed_back: expected a probability in [0, 1], got {feed_back!r}")
@@ -310,8 +346,9 @@ class CompiledNetwork(nn.Module):
 
     def parameter_table(self) -> dict[str, torch.Tensor]:
         """Every layer parameter under the name generated code reads it by (`_W0_h`, `_b_h`)."""
-        # Read through the modules' parameter dicts at each call (.to() may replace the tensors); this
-        # runs on every forward, so it avoids nn.Module attribute lookups and ParameterList iteration.
+        # Read through the modules' parameter dicts at each call: .to() may replace the tensors, and
+        # torch.export swaps in dicts of its own. This runs on every forward, so it avoids nn.Module
+        # attribute lookups and ParameterList iteration.
         table: dict[str, torch.Tensor] = {}
         layers = self.layers._modules
         for key, slots in self._slots:
@@ -324,11 +361,9 @@ class CompiledNetwork(nn.Module):
 
     def boundary_values(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
         """What each delayed node reads before the first step and past the last: its `init`."""
-        like = self.like
-        out: dict[str, torch.Tensor] = {"__like__": like}
-        for node in self.network.nodes:
-            if self.network.delays[node.name] != (0, 0):
-                out[node.name] = self.init_value(node, inputs, batch)
+        out: dict[str, torch.Tensor] = {"__like__": self.like}
+        for node in self.layout.delayed:
+            out[node.name] = self.init_value(node, inputs, batch)
         return out
 
     def init_value(self, node: Node, inputs: Mapping[str, torch.Tensor], batch: int) -> torch.Tensor:
@@ -349,10 +384,7 @@ class CompiledNetwork(nn.Module):
                   batch: int) -> dict[str, torch.Tensor]:
         """For each node read at `[t-k]`: the k values before the first step, from `state` or from init."""
         out = {}
-        for node in self.network.nodes:
-            k, _ = self.network.delays[node.name]
-            if k == 0:
-                continue
+        for node, k in self.layout.past:
             if state is not None:
                 out[node.name] = state[node.name]
             elif node.is_tokens:
@@ -374,9 +406,10 @@ class CompiledNetwork(nn.Module):
         return fn
 
     def __getstate__(self) -> dict[str, Any]:
-        # Generated functions cannot be pickled; they are rebuilt on first use.
+        # Generated functions cannot be pickled; they, and what calls cache, are rebuilt on first use.
         state = self.__dict__.copy()
         state["_code"] = {}
+        state.pop("_layout", None)
         return state
 
     def extra_repr(self) -> str:

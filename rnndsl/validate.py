@@ -14,7 +14,7 @@ import torch
 from rnndsl.check import did_you_mean
 
 if TYPE_CHECKING:
-    from rnndsl.runtime import CompiledNetwork
+    from rnndsl.runtime import CompiledNetwork, Layout
 
 __all__ = ["Call", "validate"]
 
@@ -31,16 +31,16 @@ class Call:
 def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any], lengths: Any, state: Any,
              steps: Any, batch_size: Any = None) -> Call:
     """Check inputs, lengths and state against the network; raise ValueError naming what is wrong."""
-    inputs = _bind(net, args, kwargs)
+    layout = net.layout
+    inputs = _bind(net, layout, args, kwargs)
     like = net.like
-    batch, time = _shapes(net, inputs, like)
-    seq = [n for n in net.network.inputs if n.input_kind != "static" and n.name in inputs]
-    if seq:
+    batch, time = _shapes(layout, inputs, like)
+    if any(name in inputs for name in layout.sequences):
         if steps is not None and steps != time:
             raise ValueError(f"steps={steps} but the sequence inputs have {time} steps; leave steps out")
     else:
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            what = "no sequence input" if not net.network.self_fed else "no sequence input given"
+            what = "no sequence input" if not layout.fed else "no sequence input given"
             raise ValueError(f"network `{net.network.name}` has {what}: give steps=N (N >= 1), "
                              f"got steps={steps!r}")
         time = steps
@@ -51,16 +51,17 @@ def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]
         batch = batch_size
     elif batch_size is not None and batch_size != batch:
         raise ValueError(f"batch={batch_size} but the inputs have batch size {batch}; leave batch out")
-    checked_lengths = _lengths(lengths, batch, time, like.device)
-    checked_state = _state(net, state, batch, like)
+    checked_lengths = None if lengths is None else _lengths(lengths, batch, time, like.device)
+    checked_state = None if state is None else _state(net, state, batch, like)
     return Call(inputs, batch, time, checked_lengths, checked_state)
 
 
-def _bind(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
-    names = [n.name for n in net.network.inputs]
+def _bind(net: CompiledNetwork, layout: Layout, args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    names = layout.names
     inputs = dict(kwargs)
     if args:
-        seq = [n.name for n in net.network.inputs if n.input_kind != "static"]
+        seq = layout.sequences
         if len(args) > 1 or len(seq) != 1:
             raise ValueError(f"network `{net.network.name}` takes its inputs by name ({', '.join(names)}); "
                              f"got {len(args)} positional argument(s)")
@@ -69,10 +70,10 @@ def _bind(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         inputs[seq[0]] = args[0]
     for name in inputs:
         if name not in names:
-            hint = did_you_mean(name, names)
+            hint = did_you_mean(name, list(names))
             raise ValueError(f"unknown input `{name}`; network `{net.network.name}` takes: {', '.join(names)}"
                              + (f" ({hint})" if hint else ""))
-    fed = {n.name for n in net.network.self_fed}  # not given: the network feeds itself
+    fed = layout.fed  # not given: the network feeds itself
     missing = [n for n in names if n not in inputs and n not in fed]
     if missing:
         raise ValueError(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)} "
@@ -83,10 +84,11 @@ def _bind(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return inputs
 
 
-def _shapes(net: CompiledNetwork, inputs: dict[str, torch.Tensor], like: torch.Tensor) -> tuple[int | None, int]:
+def _shapes(layout: Layout, inputs: dict[str, torch.Tensor], like: torch.Tensor) -> tuple[int | None, int]:
     batch: tuple[str, int] | None = None
     time: tuple[str, int] | None = None
-    for node in net.network.inputs:
+    device = like.device
+    for node in layout.inputs:
         if node.name not in inputs:
             continue  # a self-fed input left to run free
         x = inputs[node.name]
@@ -102,9 +104,9 @@ def _shapes(net: CompiledNetwork, inputs: dict[str, torch.Tensor], like: torch.T
         else:
             _expect(node.name, x, 2, f"(batch, {node.size}) (a static input)", like=like)
             _size(node.name, x, node.size, f"(batch, {node.size})")
-        if x.device != like.device:
-            raise ValueError(f"input `{node.name}` is on {x.device} but the network is on {like.device}; "
-                             f"move it with .to({str(like.device)!r})")
+        if x.device != device:
+            raise ValueError(f"input `{node.name}` is on {x.device} but the network is on {device}; "
+                             f"move it with .to({str(device)!r})")
         if batch is not None and x.shape[0] != batch[1]:
             raise ValueError(f"batch sizes differ: input `{batch[0]}` has {batch[1]} but `{node.name}` has "
                              f"{x.shape[0]}")

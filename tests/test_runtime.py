@@ -457,3 +457,20 @@ def test_backward_is_linear_in_the_length() -> None:
     _backward_seconds(net, 50)  # warm up (code generation, allocator)
     short, long = _backward_seconds(net, 500), _backward_seconds(net, 1000)
     assert long / short < 3.5, f"T=500: {short:.3f}s, T=1000: {long:.3f}s"
+
+
+def test_a_call_reads_parameters_replaced_after_the_first_call() -> None:
+    """A parameter, a weight list or a whole layer replaced between calls is what the next call reads (a call
+    may cache what depends on the network only, never the parameters)."""
+    net = rnndsl.compile(ELMAN)
+    x = torch.randn(2, 5, 3)
+    net(x)
+    net.layers["h"].weight[0] = torch.nn.Parameter(torch.zeros(4, 3))
+    assert net.parameter_table()["_W0_h"] is net.weight("h", 0)
+    net.layers["h"].weight = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(4, 3)),
+                                                      torch.nn.Parameter(torch.ones(4, 4))])
+    assert net.parameter_table()["_W1_h"] is net.weight("h", 1)
+    net.layers["y"] = copy.deepcopy(net.layers["y"])
+    assert net.parameter_table()["_b_y"] is net.bias("y")
+    net.load_state_dict({k: torch.zeros_like(v) for k, v in net.state_dict().items()}, assign=True)
+    assert torch.equal(net(x).y, torch.zeros(2, 5, 2))
