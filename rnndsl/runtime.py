@@ -330,19 +330,21 @@ class CompiledNetwork(nn.Module):
                     kept = (torch.rand(B, T, generator=cpu) >= feed_back) | first
                 given[node.name], keep[node.name] = call.inputs[node.name], kept.to(device)
             elif call.state is None:
-                start = self.start_value(node, boundary, B)
+                start = self.start_value(node, boundary, B, call.inputs)
                 given[node.name] = start.unsqueeze(1).expand(B, T, *start.shape[1:])
                 keep[node.name] = first.to(device)
             else:
                 given[node.name], keep[node.name] = None, None
         return Feed(given, keep, sampler or Sampler())
 
-    def start_value(self, node: Node, boundary: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
-        """What a self-fed input takes at the first step when running free: its init, (B,) ids or (B, S)."""
+    def start_value(self, node: Node, boundary: dict[str, torch.Tensor], batch: int,
+                    inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """What a self-fed input takes at the first step when running free: its init, (B,) ids or (B, S)
+        (an init expression reads the call's static inputs)."""
         if node.is_tokens:
             return torch.full((batch,), token_start(node), dtype=torch.long, device=self.like.device)
-        value = boundary.get(node.name)
-        return value if value is not None else self.init_value(node, {}, batch)
+        value = boundary.get(node.name)  # computed already when the input is also read with a delay
+        return value if value is not None else self.init_value(node, inputs, batch)
 
     def parameter_table(self) -> dict[str, torch.Tensor]:
         """Every layer parameter under the name generated code reads it by (`_W0_h`, `_b_h`)."""

@@ -88,6 +88,17 @@ def test_a_vector_self_fed_input_runs_free_with_gradients() -> None:
     assert net.initial("v").grad is not None and net.initial("v").grad.abs().sum() > 0  # through the feed
 
 
+def test_a_vector_input_starts_from_an_init_of_the_static_inputs() -> None:
+    """Found by the random-topology fuzzer: the start value of a fed input nobody reads with a delay."""
+    torch.manual_seed(0)
+    net = rnndsl.compile("network S { input s: 2 static\n input v: 2 = y[t-1]\n init v = s * 2\n"
+                         " layer y: 2 tanh <- v, s\n output y }").double()
+    s = torch.randn(3, 2, dtype=torch.float64)
+    free = net(s=s, steps=4)
+    torch.testing.assert_close(free.fed["v"][:, 0], s * 2)
+    torch.testing.assert_close(free.fed["v"][:, 1:], free.y[:, :-1])
+
+
 def test_free_run_continues_from_a_state() -> None:
     net = names_net()
     greedy = Sampler(greedy=True)
