@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Declare recurrent networks as graphs with feedback edges; check, draw and run them.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("check", help="check .rnn files and summarise each network",
+    p = sub.add_parser("check", help="check .rnn files and summarise each network and model",
                        description="Check .rnn files. Exit 0 when every file is correct, 1 otherwise; "
                                    "errors are printed as FILE:LINE:COL with the source line and a caret.")
     p.add_argument("files", nargs="+", metavar="FILE", help="spec files")

@@ -31,7 +31,7 @@ _OPTIONS = ("steps", "batch", "lr", "clip", "seed", "eval_every")
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `train` and `compare` on the `rnndsl` command's subparsers."""
     defaults = TrainConfig()
-    p = sub.add_parser("train", help="train a network on a task; write a checkpoint, results and curves",
+    p = sub.add_parser("train", help="train a network (or model) on a task; write a checkpoint, results, curves",
                        description="Train one network of SPEC on a task. Writes DIR/checkpoint.pt (at each "
                                    "evaluation), DIR/results.json and DIR/curves.png, and prints the final "
                                    "validation and test metrics. Exit 1 on errors. Under torchrun "
