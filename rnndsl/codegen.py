@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rnndsl import loop_backward
 from rnndsl import syntax as s
 from rnndsl.cells import Cell, match_cell, recurrent_index
 from rnndsl.evaluate import evaluate
@@ -60,6 +61,7 @@ def bias_name(layer: str) -> str:
 class Generated:
     source: str
     params: list[str] = field(default_factory=list)  # parameter names the code reads from P
+    loops: int = 0  # loops run as one autograd node with a generated backward (`loop_backward`)
 
 
 @dataclass
@@ -76,20 +78,26 @@ class _Group:
         return len(self.internal[self.members[0].name])
 
 
-def generate(network: Network, with_lengths: bool, fuse_cells: bool = True, guard: bool = False) -> Generated:
+def generate(network: Network, with_lengths: bool, fuse_cells: bool = True, guard: bool = False,
+             differentiate: bool = False) -> Generated:
     """Python source of the forward function for a network (with or without per-sequence lengths).
 
     With `fuse_cells`, loops that are exactly an Elman, LSTM or GRU cell run on torch's fused kernels.
     With `guard`, every node's value passes through `watch(value, name, step)` (no fused cells then).
+    With `differentiate` (the variant run when autograd records), a loop becomes one autograd node whose
+    backward is generated too (`loop_backward`), where it can.
     """
-    return _Emitter(network, with_lengths, fuse_cells and not guard, guard).run()
+    return _Emitter(network, with_lengths, fuse_cells and not guard, guard, differentiate).run()
 
 
 class _Emitter:
-    def __init__(self, network: Network, with_lengths: bool, fuse_cells: bool, guard: bool = False) -> None:
+    def __init__(self, network: Network, with_lengths: bool, fuse_cells: bool, guard: bool = False,
+                 differentiate: bool = False) -> None:
         self.net = network
         self.with_lengths = with_lengths
         self.guard = guard
+        self.differentiate = differentiate
+        self.functions: list[str] = []  # module-level functions after `forward`: loops' forward and backward
         self.stages = schedule(network)
         self.cells = {st: cell for st in self.stages if fuse_cells and (cell := self._cell(st)) is not None}
         self.state_code: dict[str, str] = {}  # how the state of a node is read, where not from its steps
@@ -190,7 +198,8 @@ class _Emitter:
                 *(f"    {p} = P[{p!r}]" for p in self.params)]
         if self.with_lengths:
             head.append("    valid = K.valid_mask(lengths, T)")
-        return Generated("\n".join([*head, *body]) + "\n", self.params)
+        return Generated("\n".join([*head, *body]) + "\n" + "".join("\n\n" + f for f in self.functions), self.params,
+                         len(self.functions) // 2)
 
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.indent + line)
@@ -301,31 +310,48 @@ class _Emitter:
         members = set(stage.nodes)
         inside = lambda e: any(r.name in members for r in s.refs(e))  # noqa: E731
         groups, early = self._groups(stage, inside)
+        function = self.differentiate and loop_backward.eligible(self, stage)
         self.emit(f"# loop over time ({'forward' if stage.direction > 0 else 'backward'}): "
-                  f"{', '.join(stage.nodes)}")
+                  f"{', '.join(stage.nodes)}" + (": one autograd node, its backward generated" if function else ""))
         for g in groups:
-            self._hoist(g)
-        steps: dict[str, str] = {}
+            self._hoist(g, split=not function)
         collect = [n for n in stage.nodes if self._collected(n, stage)]
         rings = self._rings(stage)
         for n, k in rings.items():
             for i in range(1, k + 1):
                 init = f"H[{n!r}][:, -{i}]" if stage.direction > 0 else f"I[{n!r}]"
                 self.emit(f"_r{i}_{var(n)} = {init}")
-        for n in collect:
-            self.emit(f"_seq_{var(n)} = []")
         for name in stage.nodes:
             node = self.net[name]
             if node.op == "layer" and node.dropout:
                 self.emit(f"_D_{var(name)} = K.drop_mask(B, {node.size}, {node.dropout!r}, {self._like()}) "
                           f"if train else None")
+        if function:
+            loop_backward.LoopFunction(self, stage, groups, early, rings, collect).emit()
+        else:
+            self._loop_steps(stage, groups, early, rings, collect)
+        self.ring_state.update({n: k for n, k in rings.items() if n not in collect})
+
+    def _loop_steps(self, stage: Stage, groups: list[_Group], early: set[str], rings: dict[str, int],
+                    collect: list[str], save: bool = False) -> None:
+        """The time loop itself, after the hoisting and the rings' start values. With `save` (the forward of
+        a loop with a generated backward), every node's value at every step is also kept in `_V_<node>`,
+        after the ring's start values, oldest first."""
+        members = set(stage.nodes)
+        steps: dict[str, str] = {}
+        for n in collect:
+            self.emit(f"_seq_{var(n)} = []")
+        if save:
+            for n in stage.nodes:
+                k = rings.get(n, 0)
+                self.emit(f"_V_{var(n)} = [{', '.join(f'_r{i}_{var(n)}' for i in range(k, 0, -1))}]")
         span = "range(T)" if stage.direction > 0 else "range(T - 1, -1, -1)"
         self.emit(f"for t in {span}:")
         self.indent += 1
         step_ref = lambda r: self._step_ref(r, members, steps)  # noqa: E731
         for g in groups:
             if g.name in early:
-                self._group_step(g, step_ref)
+                self._group_step(g, step_ref, save)
         for name in stage.nodes:
             node = self.net[name]
             if node.op == "expr" and node.feed is not None:
@@ -340,10 +366,13 @@ class _Emitter:
             else:
                 g = next(g for g in groups if node in g.members)
                 if g.name not in early and g.members[0] is node:
-                    self._group_step(g, step_ref)
+                    self._group_step(g, step_ref, save)
         if self.guard:
             for name in stage.nodes:
                 self.emit(f"watch({var(name)}, {name!r}, t)")
+        if save:
+            for n in stage.nodes:
+                self.emit(f"_V_{var(n)}.append({var(n)})")
         self._ring_update(stage, rings, collect)
         self.indent -= 1
         for n in collect:
@@ -353,7 +382,6 @@ class _Emitter:
             self.defined.add(var(n))
             if self.net[n].feed is not None:
                 self.emit(f"feed.record({n!r}, {var(n)})")
-        self.ring_state.update({n: k for n, k in rings.items() if n not in collect})
 
     def _groups(self, stage: Stage, inside: object) -> tuple[list[_Group], set[str]]:
         """Fuse layers whose loop-dependent sources are the same delayed references."""
@@ -377,12 +405,17 @@ class _Emitter:
             g.members.sort(key=lambda n: n.activation)  # equal activations side by side: one call each
         return list(groups.values()), early
 
-    def _hoist(self, g: _Group) -> None:
+    def _hoist(self, g: _Group, split: bool = True) -> None:
         """Before the loop: each member's projections of outside values, with its bias, for all steps.
 
         Members whose outside sources are all static (or who have none) add the same at every step:
         if every member is so, the group's addend is one (B, H) or (H,) tensor, not a list of steps.
+        With `split`, a (B, T, H) addend is split into its steps `_pre_<group>`; without (a loop with a
+        generated backward, which splits it itself), it is left whole as `_P_<group>`.
         """
+        def steps(code: str) -> str:
+            return f"_pre_{g.name} = {code}.unbind(1)" if split else f"_P_{g.name} = {code}"
+
         # One matmul a step per loop-reading source. Joining a layer's several delayed sources with a per-step
         # torch.cat into one matmul (what the hand-optimised loops do) measured 5-20% slower forward+backward
         # at 512 hidden on CPU (top-down, skip-2), though faster at 32: the cat's copy and the strided
@@ -392,14 +425,14 @@ class _Emitter:
             self.emit(f"_WT{j}_{g.name} = {self._joined(ws, 0)}.t()")
         joined = self._joined_outer(g)
         if joined is not None:
-            self.emit(f"_pre_{g.name} = {joined}.unbind(1)")
+            self.emit(steps(joined))
             return
         parts = [self._outer(node, g) for node in g.members]
         kinds = {k for k, _ in parts}
         if "seq" in kinds:
             widen = {"seq": "{}", "static": "{}.unsqueeze(1).expand(B, T, -1)", "bias": "{}.expand(B, T, -1)"}
             codes = [widen[k].format(c) for k, c in parts]
-            self.emit(f"_pre_{g.name} = ({self._joined(codes, -1)}).unbind(1)")
+            self.emit(steps(f"({self._joined(codes, -1)})"))
             return
         widen = {"static": "{}", "bias": "{}.expand(B, -1)" if "static" in kinds else "{}"}
         self.emit(f"_pre_{g.name} = {self._joined([widen[k].format(c) for k, c in parts], -1)}")
@@ -434,7 +467,9 @@ class _Emitter:
         terms = [self._projection(node, j, ref, bias=i == 0) for i, j in enumerate(outer)]
         return ("static" if static else "seq"), " + ".join(terms)
 
-    def _group_step(self, g: _Group, step_ref: object) -> None:
+    def _group_step(self, g: _Group, step_ref: object, save: bool = False) -> None:
+        """One step of a group: its matmuls, then each member's activation (and dropout). With `save`, a group
+        whose backward needs its members' inputs (`loop_backward.keeps_sum`) keeps them in `_A_<group>`."""
         const = g.name in self.constant_addend
         acc = f"_pre_{g.name}" if const else f"_pre_{g.name}[t]"
         node0 = g.members[0]
@@ -445,10 +480,13 @@ class _Emitter:
                 z = f"({z} + K.embed_rows({self.expr(src, step_ref)}, _WT{j}_{g.name}))"
             else:
                 z = f"torch.addmm({z}, {self.expr(src, step_ref)}, _WT{j}_{g.name})"
-        if len(g.members) == 1:
+        keep = save and loop_backward.keeps_sum(g.members)
+        if len(g.members) == 1 and not keep:
             self.emit(f"{var(node0.name)} = {ACTIVATIONS[node0.activation].code.format(z)}")
         else:
             self.emit(f"_acc = {z}")
+            if keep:
+                self.emit(f"_A_{g.name}.append(_acc)")
             lo = 0
             for act, run in _runs(g.members):
                 width = sum(n.size for n in run)

@@ -11,11 +11,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 __all__ = ["cat", "drop_mask", "embed", "embed_rows", "fused",
-           "future", "last", "last_k", "masked", "one_hot", "past", "reverse",
-           "sequence", "valid_mask"]
+           "future", "last", "last_k", "loop", "masked", "one_hot", "past", "reverse",
+           "sequence", "sum_to", "valid_mask", "vjp"]
 
 
 def past(seq: torch.Tensor, hist: torch.Tensor, d: int) -> torch.Tensor:
@@ -147,3 +148,40 @@ def fused(kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list
 def sequence(x: torch.Tensor, steps: int) -> torch.Tensor:
     """A (B, 1, S) static value as a (B, T, S) sequence."""
     return x.expand(-1, steps, -1)
+
+
+# ---- loops with a generated backward (`loop_backward`) --------------------------------------------
+
+
+class _Loop(torch.autograd.Function):
+    """One time loop as one autograd node: `forward_fn` and `backward_fn` are generated for it."""
+
+    @staticmethod
+    def forward(ctx: Any, forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool,
+                *inputs: torch.Tensor | None) -> Any:
+        ctx.backward_fn = backward_fn
+        return forward_fn(ctx, steps, batch, train, *inputs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor) -> Any:
+        return (None, None, None, None, None, *ctx.backward_fn(ctx, *grads))
+
+
+def loop(forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool,
+         *inputs: torch.Tensor | None) -> Any:
+    """Run a generated loop as one autograd node (its outputs, a tuple)."""
+    return _Loop.apply(forward_fn, backward_fn, steps, batch, train, *inputs)
+
+
+def vjp(fn: Any, grad: torch.Tensor, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The gradients of `fn(*xs)` for the output gradient `grad`, by autograd on the one function: the
+    generated backward's way to differentiate the functions it has no formula for (gelu, softmax...)."""
+    with torch.enable_grad():
+        leaves = [x.detach().requires_grad_() for x in xs]
+        return torch.autograd.grad(fn(*leaves), leaves, grad)
+
+
+def sum_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`grad` summed down to the shape of `like`, which was broadcast to it (a bias (H,) over (B, H))."""
+    return grad.sum(0) if grad.dim() > like.dim() else grad

@@ -174,7 +174,10 @@ class CompiledNetwork(nn.Module):
         # (layer key, [(generated name, ParameterList index, or "" for the bias)]), fixed by the network
         self._slots = [(_key(n.name), [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
                         + ([(bias_name(n.name), "")] if n.bias else [])) for n in network.nodes if n.op == "layer"]
-        self._code: dict[tuple[bool, bool, frozenset[str]], Any] = {}
+        self._code: dict[tuple[bool, bool, frozenset[str], bool], Any] = {}
+        # While autograd records, loops run as one autograd node with a generated backward (`loop_backward`);
+        # False keeps them on autograd (the same numbers up to rounding, slower).
+        self.generated_backward = True
 
     # ---- introspection -----------------------------------------------------------------------
 
@@ -188,12 +191,13 @@ class CompiledNetwork(nn.Module):
         """The folded graph; edges carry `delay`."""
         return folded(self.network)
 
-    def code(self, lengths: bool = False, free: bool = False) -> str:
+    def code(self, lengths: bool = False, free: bool = False, grad: bool = False) -> str:
         """The Python source the compiler generated for this network's forward pass (`free`: the variant
-        whose self-fed inputs run free)."""
+        whose self-fed inputs run free; `grad`: the one run when autograd records, whose loops carry a
+        generated backward)."""
         network = self.network.running_free(frozenset(n.name for n in self.network.self_fed)) if free \
             else self.network
-        return generate(network, lengths, self.fuse_cells).source
+        return generate(network, lengths, self.fuse_cells, differentiate=grad and self.generated_backward).source
 
     def weight(self, layer: str, source: str | int) -> nn.Parameter:
         """The weight (out, in) of one source of a layer, by its text as written (`"h[t-1]"`) or index."""
@@ -281,7 +285,8 @@ class CompiledNetwork(nn.Module):
         check_finite = watch is not None
         history = self.histories(boundary, call.state, call.batch)
         params = self.parameter_table()
-        fn = self._compiled(call.lengths is not None, check_finite, frozenset(feed.given) if feed else frozenset())
+        fn = self._compiled(call.lengths is not None, check_finite, frozenset(feed.given) if feed else frozenset(),
+                            self.generated_backward and _records())
         values, new_state = fn(params, call.inputs, boundary, history, call.batch, call.steps, call.lengths,
                                self.training, watch, feed)
         if watch is not None:
@@ -395,16 +400,25 @@ class CompiledNetwork(nn.Module):
                 out[node.name] = boundary[node.name].unsqueeze(1).expand(-1, k, -1)
         return out
 
-    def _compiled(self, with_lengths: bool, guard: bool = False, free: frozenset[str] = frozenset()) -> Any:
-        """The generated forward for one variant: with lengths or not, guarded or not, and which self-fed
-        inputs run free."""
-        fn = self._code.get((with_lengths, guard, free))
+    def _compiled(self, with_lengths: bool, guard: bool = False, free: frozenset[str] = frozenset(),
+                  differentiate: bool = False) -> Any:
+        """The generated forward for one variant: with lengths or not, guarded or not, which self-fed
+        inputs run free, and whether loops carry their own generated backward (when autograd records)."""
+        key = (with_lengths, guard, free, differentiate)
+        fn = self._code.get(key)
         if fn is None:
+            # Both the recording and the plain variant at once: torch.compile traces a call with the plain one,
+            # and must find it made (generating code inside a traced call would break the graph).
             network = self.network.running_free(free) if free else self.network
-            generated = generate(network, with_lengths, self.fuse_cells, guard)
-            namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
-            exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
-            fn = self._code[with_lengths, guard, free] = namespace["forward"]
+            for diff in (False, True):
+                generated = generate(network, with_lengths, self.fuse_cells, guard, diff)
+                if diff and not generated.loops:  # no loop has a generated backward: the same code
+                    self._code[with_lengths, guard, free, diff] = self._code[with_lengths, guard, free, False]
+                    continue
+                namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
+                exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
+                self._code[with_lengths, guard, free, diff] = namespace["forward"]
+            fn = self._code[key]
         return fn
 
     def __getstate__(self) -> dict[str, Any]:
@@ -418,6 +432,12 @@ class CompiledNetwork(nn.Module):
         ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" for n in self.network.inputs)
         outs = ", ".join(o.name + (" last" if o.last else "") for o in self.network.outputs)
         return f"network={self.network.name}, inputs=({ins}), outputs=({outs})"
+
+
+def _records() -> bool:
+    """Whether this call runs the variant whose loops carry their own generated backward: autograd records,
+    and no tracer (torch.compile, export, jit.trace) is looking, which sees the plain variant's tensor ops."""
+    return torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
 
 
 def token_start(node: Node) -> int:

@@ -1,0 +1,491 @@
+"""Loop backward: a time loop of the generated code as one autograd node, its backward generated too.
+
+Takes the code emitter in the middle of a loop stage (the loop's groups, rings and collected nodes,
+its hoisting already written), gives two functions appended to the generated source and the line
+that calls them through `K.loop`:
+
+- `_L<n>_forward(ctx, T, B, train, *inputs)`: the loop as the autograd path would run it, which also
+  keeps every node's value at every step (`_V_<node>`, after the ring's start values).
+- `_L<n>_backward(ctx, *grads)`: the reverse loop. Each step's gradients are written straight into the
+  code (reverse mode over the step's expressions; values a derivative needs are recomputed from the
+  kept node values). A group's matmul gradient `dz` goes into one (T, B, W) buffer; the input-side
+  products `dz @ W` run per step, as they must, but every weight gradient is one product over all
+  steps at the end, `stack(src)ᵀ @ dZ` (what the fused cell kernels do), and the hoisted projections
+  get `dZ` whole.
+
+Gradients for a node's value accumulate in locals: `_g_<node>` for a node nothing reads with a delay,
+and slots `_g0_<node>` .. `_gk_<node>` (the value this step, 1 .. k steps back) for one the loop reads
+up to k steps away, shifted down after every step; the first contribution in a step assigns, later ones
+add, so no zeros are made. Inputs are the hoisted addends (`_P_<group>` whole, or a constant one), the
+joined weights `_WT<j>_<group>`, the rings' start values, the outside sequences and static values
+the step reads, and dropout masks.
+
+Loops this does not cover stay on autograd: self-fed inputs, token sources read inside the loop,
+a backward-running loop with lengths (its rings are masked per step) and the guarded variant.
+"""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import TYPE_CHECKING
+
+from rnndsl import syntax as s
+from rnndsl.ir import Node
+from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS
+
+if TYPE_CHECKING:
+    from rnndsl.codegen import _Emitter, _Group
+    from rnndsl.schedule import Stage
+
+__all__ = ["LoopFunction", "eligible", "keeps_sum"]
+
+# Unary functions whose derivative reads their output y (g is the incoming gradient).
+OUTPUT_DERIVATIVE = {
+    "identity": "{g}",
+    "tanh": "torch.ops.aten.tanh_backward({g}, {y})",
+    "sigmoid": "torch.ops.aten.sigmoid_backward({g}, {y})",
+    "relu": "torch.ops.aten.threshold_backward({g}, {y}, 0)",
+    "exp": "({g} * {y})",
+}
+
+# The same, written into an existing tensor `out` (a column slice of a group's dZ buffer).
+_INTO = {
+    "identity": "{out}.copy_({g})",
+    "tanh": "torch.ops.aten.tanh_backward.grad_input({g}, {y}, grad_input={out})",
+    "sigmoid": "torch.ops.aten.sigmoid_backward.grad_input({g}, {y}, grad_input={out})",
+    "relu": "torch.ops.aten.threshold_backward.grad_input({g}, {y}, 0, grad_input={out})",
+    "exp": "torch.mul({g}, {y}, out={out})",
+}
+
+
+def keeps_sum(members: list[Node]) -> bool:
+    """Whether a group's backward needs its members' summed inputs (kept in `_A_<group>` by the forward):
+    an activation whose derivative does not follow from its output, or dropout, which hides the output."""
+    return any(m.dropout or m.activation not in OUTPUT_DERIVATIVE for m in members)
+
+
+def eligible(em: _Emitter, stage: Stage) -> bool:
+    """Whether a loop stage gets a generated backward (see the module's docstring for what does not)."""
+    if em.guard or (stage.direction < 0 and em.with_lengths):
+        return False
+    members = set(stage.nodes)
+    for name in stage.nodes:
+        node = em.net[name]
+        if node.feed is not None:
+            return False
+        if node.op == "expr":
+            assert node.expr is not None
+            read = [node.expr]
+        else:
+            read = [e for e in node.sources if any(r.name in members for r in s.refs(e))]
+        for e in read:
+            if any(em.net[r.name].is_tokens for r in s.refs(e)) or _calls(e) & ({"one_hot"} | set(FEED_FUNCTIONS)):
+                return False
+    return True
+
+
+def _calls(e: s.Expr) -> set[str]:
+    if isinstance(e, s.Call):
+        return {e.fn}.union(*(_calls(a) for a in e.args))
+    if isinstance(e, s.BinOp):
+        return _calls(e.left) | _calls(e.right)
+    if isinstance(e, s.Neg):
+        return _calls(e.operand)
+    return set()
+
+
+class LoopFunction:
+    """Writes one loop with a generated backward: the call in the forward, the two functions after it."""
+
+    def __init__(self, em: _Emitter, stage: Stage, groups: list[_Group], early: set[str], rings: dict[str, int],
+                 collect: list[str]) -> None:
+        self.em, self.stage, self.groups, self.early = em, stage, groups, early
+        self.rings, self.collect = rings, collect
+        self.net = em.net
+        self.members = set(stage.nodes)
+        self.fname = f"_L{len(em.functions)}"
+        self.seqs: list[str] = []  # outside sequences the step reads, as the forward names them
+        self.statics: list[str] = []  # static values the step reads
+        self.masks = [f"_D_{em_var(n)}" for n in stage.nodes if self.net[n].op == "layer" and self.net[n].dropout]
+        self.lines: list[str] = []
+        self.assigned: set[str] = set()
+        self.memo: dict[str, str] = {}
+        self.temps = count()
+        self.srcs: dict[str, str] = {}  # code of a source stacked over all steps -> its variable
+        self.src_lists: list[str] = []
+
+    # ---- what crosses the node ---------------------------------------------------------------
+
+    def _scan_reads(self) -> None:
+        """The outside values the step reads, computed (sequences shifted) in the forward, before the call."""
+        for name in self.stage.nodes:
+            node = self.net[name]
+            exprs = [node.expr] if node.expr is not None else [
+                e for e in node.sources if any(r.name in self.members for r in s.refs(e))]
+            for e in exprs:
+                for r in s.refs(e):
+                    if r.name in self.members:
+                        continue
+                    if self.net[r.name].static:
+                        if em_var(r.name) not in self.statics:
+                            self.statics.append(em_var(r.name))
+                    else:
+                        seq = self.em.seq_ref(r)
+                        if seq not in self.seqs:
+                            self.seqs.append(seq)
+
+    def _pres(self) -> list[str]:
+        return [f"_pre_{g.name}" if g.name in self.em.constant_addend else f"_P_{g.name}" for g in self.groups]
+
+    def _weights(self) -> list[str]:
+        return [f"_WT{j}_{g.name}" for g in self.groups for j in range(g.width)]
+
+    def _ring_inputs(self) -> list[str]:
+        return [f"_r{i}_{em_var(n)}" for n, k in self.rings.items() for i in range(1, k + 1)]
+
+    def _outputs(self) -> list[str]:
+        """Every step of each collected node, then the last ring values of the others (their state)."""
+        return [em_var(n) for n in self.collect] + [f"_r{i}_{em_var(n)}" for n, k in self.rings.items()
+                                                    if n not in self.collect for i in range(1, k + 1)]
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def emit(self) -> None:
+        em = self.em
+        self._scan_reads()
+        inputs = self._pres() + self._weights() + self._ring_inputs() + self.seqs + self.statics + self.masks
+        outputs = self._outputs()
+        em.emit(f"{', '.join(outputs)}, = K.loop({self.fname}_forward, {self.fname}_backward, T, B, train, "
+                f"{', '.join(inputs)})")
+        for n in self.collect:
+            em.defined.add(em_var(n))
+        em.functions.append(self._forward(inputs, outputs))
+        em.functions.append(self._backward(inputs, outputs))
+
+    def _forward(self, inputs: list[str], outputs: list[str]) -> str:
+        em = self.em
+        saved_lines, saved_indent = em.lines, em.indent
+        em.lines, em.indent = [], 1
+        try:
+            for g in self.groups:
+                if g.name not in em.constant_addend:
+                    em.emit(f"_pre_{g.name} = _P_{g.name}.unbind(1)")
+                if keeps_sum(g.members):
+                    em.emit(f"_A_{g.name} = []")
+            em._loop_steps(self.stage, self.groups, self.early, self.rings, self.collect, save=True)
+            lists = [f"_V_{em_var(n)}" for n in self.stage.nodes] + [
+                f"_A_{g.name}" for g in self.groups if keeps_sum(g.members)]
+            em.emit(f"ctx.lists = ({', '.join(lists)},)")
+            kept = self._kept()
+            em.emit(f"ctx.save_for_backward({', '.join(kept)})")
+            em.emit("ctx.meta = (T, B, train)")
+            # the last ring values are also in `_V_`: return copies, or the outputs would hold their own node
+            outs = [o if o in (em_var(n) for n in self.collect) else f"{o}.clone()" for o in outputs]
+            em.emit(f"return {', '.join(outs)},")
+            body = em.lines
+        finally:
+            em.lines, em.indent = saved_lines, saved_indent
+        head = f"def {self.fname}_forward(ctx, T, B, train, {', '.join(inputs)}):"
+        return "\n".join([head, *body]) + "\n"
+
+    def _kept(self) -> list[str]:
+        """The node's inputs its backward reads (saved with `save_for_backward`, so in-place changes are caught)."""
+        consts = [f"_pre_{g.name}" for g in self.groups if g.name in self.em.constant_addend]
+        return self._weights() + consts + self.seqs + self.statics + self.masks
+
+    # ---- the backward ------------------------------------------------------------------------
+
+    def w(self, line: str, indent: int = 1) -> None:
+        self.lines.append("    " * indent + line)
+
+    def _backward(self, inputs: list[str], outputs: list[str]) -> str:
+        w = self.w
+        grads = [f"_go{i}" for i in range(len(outputs))]
+        w("T, B, train = ctx.meta")
+        if self._kept():
+            w(f"{', '.join(self._kept())}, = ctx.saved_tensors")
+        lists = [f"_V_{em_var(n)}" for n in self.stage.nodes] + [
+            f"_A_{g.name}" for g in self.groups if keeps_sum(g.members)]
+        w(f"{', '.join(lists)}, = ctx.lists")
+        for g in self.groups:
+            for j in range(g.width):
+                w(f"_WTt{j}_{g.name} = _WT{j}_{g.name}.t()")
+            width = sum(n.size for n in g.members)
+            w(f"_dZ_{g.name} = _WT0_{g.name}.new_empty((T, B, {width}))" if g.width else
+              f"_dZ_{g.name} = _V_{em_var(g.members[0].name)}[-1].new_empty((T, B, {width}))")
+        for seq in self.seqs:
+            w(f"{_listed(seq)} = {seq}.unbind(1)")
+            w(f"_G{_listed(seq)} = [None] * T")
+        for v in self.statics:
+            w(f"_gS_{v} = torch.zeros_like({v})")
+        by_output = dict(zip(outputs, grads, strict=True))
+        for n in self.collect:
+            w(f"{by_output[em_var(n)]} = {by_output[em_var(n)]}.unbind(1)")
+        for n, k in self.rings.items():
+            v = em_var(n)
+            for i in range(k):
+                start = by_output.get(f"_r{i + 1}_{v}", f"torch.zeros_like(_V_{v}[-1])")
+                w(f"_g{i}_{v} = {start}")
+        w("for _s in range(T - 1, -1, -1):")
+        w("t = _s" if self.stage.direction > 0 else "t = T - 1 - _s", 2)
+        self._step_backward(by_output)
+        return self._results(inputs, grads)
+
+    def _step_backward(self, by_output: dict[str, str]) -> None:
+        w = self.w
+        self.assigned = {f"_g{i}_{em_var(n)}" for n, k in self.rings.items() for i in range(k)}
+        self.assigned |= {f"_gS_{v}" for v in self.statics}
+        for n in self.stage.nodes:  # this step's values and the ring values it read
+            v, k = em_var(n), self.rings.get(n, 0)
+            w(f"{v} = _V_{v}[{k} + _s]" if k else f"{v} = _V_{v}[_s]", 2)
+            for i in range(1, k + 1):
+                w(f"_r{i}_{v} = _V_{v}[{k - i} + _s]", 2)
+        for n in self.collect:
+            self._add(self._target(n, 0), f"{by_output[em_var(n)]}[t]")
+        order: list[tuple[str, object]] = [("group", g) for g in self.groups if g.name in self.early]
+        for name in self.stage.nodes:
+            node = self.net[name]
+            if node.op == "expr":
+                order.append(("expr", node))
+            else:
+                g = next(g for g in self.groups if node in g.members)
+                if g.name not in self.early and g.members[0] is node:
+                    order.append(("group", g))
+        for kind, item in reversed(order):
+            if kind == "expr":
+                assert isinstance(item, Node) and item.expr is not None
+                self._back(item.expr, self._grad_of(item.name))
+            else:
+                self._group_backward(item)  # type: ignore[arg-type]
+        for seq in self.seqs:
+            w(f"_G{_listed(seq)}[t] = {self._grad_var_of_seq(seq)}", 2)
+        for n, k in self.rings.items():
+            v = em_var(n)
+            assert f"_g{k}_{v}" in self.assigned  # the step reads the ring k back: that is what k is
+            olds = [f"_g{i}_{v}" for i in range(k)]
+            news = [f"_g{i}_{v}" for i in range(1, k + 1)]
+            w(f"{', '.join(olds)} = {', '.join(news)}", 2)
+
+    def _results(self, inputs: list[str], grads: list[str]) -> str:
+        w = self.w
+        out: list[str] = []
+        at = {name: i + 5 for i, name in enumerate(inputs)}  # ctx.needs_input_grad: (fns..., T, B, train) first
+        for g in self.groups:
+            name = f"_pre_{g.name}" if g.name in self.em.constant_addend else f"_P_{g.name}"
+            if g.name in self.em.constant_addend:
+                value = f"K.sum_to(_dZ_{g.name}.sum(0), {name})"
+            elif self.stage.direction > 0:
+                value = f"_dZ_{g.name}.transpose(0, 1)"
+            else:
+                value = f"_dZ_{g.name}.flip(0).transpose(0, 1)"
+            w(f"_d{name} = {value} if ctx.needs_input_grad[{at[name]}] else None")
+            out.append(f"_d{name}")
+        weights = [(f"_WT{j}_{g.name}", g, self._stacked_source(g.members[0].sources[jj], g, j))
+                   for g in self.groups for j, jj in enumerate(g.internal[g.members[0].name])]
+        stacked: dict[str, str] = {}  # a source's steps stacked once, however many weights read it
+        for _, _, code in weights:
+            if code not in stacked:
+                stacked[code] = f"_Xs{len(stacked)}"
+                needed = " or ".join(f"ctx.needs_input_grad[{at[n]}]" for n, _, c in weights if c == code)
+                w(f"{stacked[code]} = {code}.flatten(0, 1) if {needed} else None")
+        for name, g, code in weights:
+            w(f"_d{name} = torch.mm({stacked[code]}.t(), _dZ_{g.name}.flatten(0, 1)) "
+              f"if ctx.needs_input_grad[{at[name]}] else None")
+            out.append(f"_d{name}")
+        for n, k in self.rings.items():
+            out += [f"_g{i - 1}_{em_var(n)}" for i in range(1, k + 1)]
+        out += [f"torch.stack(_G{_listed(seq)}, 1)" for seq in self.seqs]
+        out += [f"_gS_{v}" for v in self.statics]
+        out += ["None"] * len(self.masks)
+        w(f"return {', '.join(out)},")
+        head = f"def {self.fname}_backward(ctx, {', '.join(grads)}):"
+        return "\n".join([head, *self.lines]) + "\n"
+
+    def _stacked_source(self, e: s.Expr, g: _Group, j: int) -> str:
+        """A group's source over all steps, (T, B, size), in step order (for its weight's gradient)."""
+        if isinstance(e, s.Ref) and e.name in self.members:
+            v, k = em_var(e.name), self.rings.get(e.name, 0)
+            lo = k - abs(e.delay)
+            return f"torch.stack(_V_{v}[{lo}:{lo} + T])" if lo else f"torch.stack(_V_{v}[:T])"
+        return f"torch.stack(_X{j}_{g.name})"
+
+    # ---- reverse mode over one step ------------------------------------------------------------
+
+    def _target(self, name: str, delay: int) -> str:
+        v = em_var(name)
+        return f"_g{abs(delay)}_{v}" if name in self.rings else f"_g_{v}"
+
+    def _grad_of(self, name: str) -> str:
+        """The complete gradient of a node's value this step (every reader is done by now)."""
+        target = self._target(name, 0)
+        if target not in self.assigned:  # nothing reads it this step
+            self.w(f"{target} = torch.zeros_like({em_var(name)})", 2)
+            self.assigned.add(target)
+        return target
+
+    def _grad_var_of_seq(self, seq: str) -> str:
+        return f"_gq{_listed(seq)}"
+
+    def _add(self, target: str, code: str) -> None:
+        if target in self.assigned:
+            self.w(f"{target} = {target} + {code}", 2)
+        else:
+            self.w(f"{target} = {code}", 2)
+            self.assigned.add(target)
+
+    def _tmp(self, code: str) -> str:
+        name = f"_b{next(self.temps)}"
+        self.w(f"{name} = {code}", 2)
+        return name
+
+    def _ref(self, r: s.Ref) -> str:
+        node, v = self.net[r.name], em_var(r.name)
+        if node.static:
+            return v
+        if r.name in self.members:
+            return v if r.delay == 0 else f"_r{abs(r.delay)}_{v}"
+        return f"{_listed(self.em.seq_ref(r))}[t]"
+
+    def _val(self, e: s.Expr) -> str:
+        """A forward value this step, recomputed from the kept node values (once per step)."""
+        if isinstance(e, s.Ref) or not s.refs(e):
+            return self.em.expr(e, self._ref)
+        code = self.em.expr(e, self._ref)
+        if code not in self.memo:
+            self.memo[code] = self._tmp(code)
+        return self.memo[code]
+
+    def _back(self, e: s.Expr, g: str) -> None:
+        """Add an expression's contribution to the gradients of what it reads, given its gradient `g`."""
+        if not s.refs(e):
+            return
+        if isinstance(e, s.Ref):
+            if e.name in self.members:
+                self._add(self._target(e.name, e.delay), g)
+            elif self.net[e.name].static:
+                self._add(f"_gS_{em_var(e.name)}", g)
+            else:
+                self._add(self._grad_var_of_seq(self.em.seq_ref(e)), g)
+            return
+        if isinstance(e, s.Neg):
+            self._back(e.operand, self._tmp(f"-{g}"))
+            return
+        if isinstance(e, s.BinOp):
+            self._back_binop(e, g)
+            return
+        assert isinstance(e, s.Call)
+        self._back_call(e, g)
+
+    def _back_binop(self, e: s.BinOp, g: str) -> None:
+        left, right = e.left, e.right
+        if e.op == "+":
+            self._back(left, g)
+            self._back(right, g)
+        elif e.op == "-":
+            self._back(left, g)
+            if s.refs(right):
+                self._back(right, self._tmp(f"-{g}"))
+        elif e.op == "*":
+            if s.refs(left):
+                self._back(left, self._tmp(f"{g} * {self._val(right)}"))
+            if s.refs(right):
+                self._back(right, self._tmp(f"{g} * {self._val(left)}"))
+        else:  # "/"
+            if s.refs(left):
+                self._back(left, self._tmp(f"{g} / {self._val(right)}"))
+            if s.refs(right):
+                self._back(right, self._tmp(f"-{g} * {self._val(e)} / {self._val(right)}"))
+
+    def _back_call(self, e: s.Call, g: str) -> None:
+        if e.fn == "concat":
+            lo = 0
+            for a in e.args:
+                size = self._size(a)
+                self._back(a, self._tmp(f"{g}[:, {lo}:{lo + size}]"))
+                lo += size
+            return
+        if e.fn in ("min", "max"):
+            a, b = e.args
+            if s.refs(a) and s.refs(b):
+                fn = "torch.minimum" if e.fn == "min" else "torch.maximum"
+                both = self._tmp(f"K.vjp(lambda _a, _b: {fn}(_a, _b), {g}, {self._val(a)}, {self._val(b)})")
+                self._back(a, self._tmp(f"{both}[0]"))
+                self._back(b, self._tmp(f"{both}[1]"))
+                return
+            x, bound = (a, b) if s.refs(a) else (b, a)
+            side = "max" if e.fn == "min" else "min"
+            code = f"K.vjp(lambda _x: torch.clamp(_x, {side}={self.em.expr(bound, self._ref)}), {g}, {self._val(x)})[0]"
+            self._back(x, self._tmp(code))
+            return
+        (arg,) = e.args
+        if e.fn in OUTPUT_DERIVATIVE:
+            code = OUTPUT_DERIVATIVE[e.fn].format(g=g, y=self._val(e))
+        else:
+            code = f"K.vjp(lambda _x: {OPS[e.fn].code.format('_x')}, {g}, {self._val(arg)})[0]"
+        self._back(arg, g if code == g else self._tmp(code))
+
+    def _size(self, e: s.Expr) -> int:
+        if isinstance(e, s.Ref):
+            return self.net[e.name].size
+        if isinstance(e, s.Call) and e.fn == "concat":
+            return sum(self._size(a) for a in e.args)
+        if isinstance(e, s.Call):
+            return max(self._size(a) for a in e.args)
+        if isinstance(e, s.BinOp):
+            return max(self._size(e.left), self._size(e.right))
+        if isinstance(e, s.Neg):
+            return self._size(e.operand)
+        return 0
+
+    def _group_backward(self, g: _Group) -> None:
+        """A group's step in reverse: each member's activation (into its columns of dZ), then every source."""
+        w = self.w
+        dz = self._tmp(f"_dZ_{g.name}[_s]")
+        keep = keeps_sum(g.members)
+        lo = 0
+        for node in g.members:
+            v, hi = em_var(node.name), lo + node.size
+            grad = self._grad_of(node.name)
+            if node.dropout:
+                grad = self._tmp(f"{grad} * _D_{v} if train else {grad}")
+            out = f"{dz}[:, {lo}:{hi}]" if len(g.members) > 1 else dz
+            act = node.activation
+            summed = f"_A_{g.name}[_s][:, {lo}:{hi}]"
+            if act in _INTO:
+                y = self._tmp(ACTIVATIONS[act].code.format(summed)) if keep else v
+                w(_INTO[act].format(g=grad, y=y, out=out), 2)
+            else:
+                w(f"{out}.copy_(K.vjp(lambda _x: {ACTIVATIONS[act].code.format('_x')}, {grad}, {summed})[0])", 2)
+            lo = hi
+        node0 = g.members[0]
+        for j, jj in enumerate(g.internal[node0.name]):
+            e = node0.sources[jj]
+            wt = f"_WTt{j}_{g.name}"
+            if isinstance(e, s.Ref) and e.name in self.members:
+                target = self._target(e.name, e.delay)
+                if target in self.assigned:
+                    w(f"{target} = torch.addmm({target}, {dz}, {wt})", 2)
+                else:
+                    w(f"{target} = torch.mm({dz}, {wt})", 2)
+                    self.assigned.add(target)
+                continue
+            listed = f"_X{j}_{g.name}"
+            if listed not in self.src_lists:
+                self.src_lists.append(listed)
+                self.lines.insert(self._loop_line(), f"    {listed} = [None] * T")
+            w(f"{listed}[_s] = {self._val(e)}", 2)
+            self._back(e, self._tmp(f"torch.mm({dz}, {wt})"))
+
+    def _loop_line(self) -> int:
+        return next(i for i, line in enumerate(self.lines) if line.startswith("    for _s in "))
+
+
+def em_var(name: str) -> str:
+    from rnndsl.codegen import var
+
+    return var(name)
+
+
+def _listed(seq: str) -> str:
+    """The name of an outside sequence's per-step list (as `_Emitter._step_ref` names it)."""
+    return f"_s{seq}" if seq.startswith("_") else f"_s_{seq}"
