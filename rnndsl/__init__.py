@@ -19,6 +19,7 @@ The pipeline, in processing order (one module per stage):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,13 @@ def graph(spec: str | Path | Network, network: str | None = None) -> nx.MultiDiG
     return folded(net if isinstance(net, Network) else load(spec, network))  # type: ignore[arg-type]
 
 
-def compile(spec: str | Path, network: str | None = None, fuse_cells: bool = True) -> Any:
+def compile(spec: str | Path, network: str | None = None, fuse_cells: bool | Collection[str] = True) -> Any:
     """Compile a spec (a path or the text itself) to a `torch.nn.Module`: a `CompiledNetwork`, or a
     `CompiledModel` when `network` names a model (or, without a name, when the file holds one model).
 
-    Loops that are exactly an Elman, LSTM or GRU cell run on torch's fused kernels unless
-    `fuse_cells=False`, which keeps every loop on the generated code (the same numbers, slower).
+    Loops that are exactly an LSTM or GRU cell run on torch's fused kernels, and an Elman cell too except
+    on a CPU, where the generated loop is faster. `fuse_cells=False` keeps every loop on the generated code
+    (the same numbers, slower); a set of kinds ({"lstm", "gru", "rnn_tanh", "rnn_relu"}) fuses exactly those.
 
     >>> import torch
     >>> net = compile("network E { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }")

@@ -8,7 +8,7 @@ the instance with a self-fed token input generate, by sampling or beam search.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -31,7 +31,7 @@ class CompiledModel(nn.Module):
     `lengths` and `steps` are keyed by instance name (each instance has its own time axis).
     """
 
-    def __init__(self, model: Model, fuse_cells: bool = True) -> None:
+    def __init__(self, model: Model, fuse_cells: bool | Collection[str] = True) -> None:
         super().__init__()
         self.model = model
         self.instances = nn.ModuleDict({i.name: CompiledNetwork(i.network, fuse_cells) for i in model.instances})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -159,7 +159,7 @@ class CompiledNetwork(nn.Module):
     torch.Size([4, 5, 3])
     """
 
-    def __init__(self, network: Network, fuse_cells: bool = True) -> None:
+    def __init__(self, network: Network, fuse_cells: bool | Collection[str] = True) -> None:
         super().__init__()
         self.network = network
         self.fuse_cells = fuse_cells
@@ -174,7 +174,7 @@ class CompiledNetwork(nn.Module):
         # (layer key, [(generated name, ParameterList index, or "" for the bias)]), fixed by the network
         self._slots = [(_key(n.name), [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
                         + ([(bias_name(n.name), "")] if n.bias else [])) for n in network.nodes if n.op == "layer"]
-        self._code: dict[tuple[bool, bool, frozenset[str], bool], Any] = {}
+        self._code: dict[tuple[bool, bool, frozenset[str], bool, str], Any] = {}
         # While autograd records, loops run as one autograd node with a generated backward (`loop_backward`);
         # False keeps them on autograd (the same numbers up to rounding, slower).
         self.generated_backward = True
@@ -192,12 +192,13 @@ class CompiledNetwork(nn.Module):
         return folded(self.network)
 
     def code(self, lengths: bool = False, free: bool = False, grad: bool = False) -> str:
-        """The Python source the compiler generated for this network's forward pass (`free`: the variant
-        whose self-fed inputs run free; `grad`: the one run when autograd records, whose loops carry a
-        generated backward)."""
+        """The Python source the compiler generated for this network's forward pass on its device (`free`:
+        the variant whose self-fed inputs run free; `grad`: the one run when autograd records, whose loops
+        carry a generated backward)."""
         network = self.network.running_free(frozenset(n.name for n in self.network.self_fed)) if free \
             else self.network
-        return generate(network, lengths, self.fuse_cells, differentiate=grad and self.generated_backward).source
+        return generate(network, lengths, self.fuse_cells, differentiate=grad and self.generated_backward,
+                        device=self.like.device.type).source
 
     def weight(self, layer: str, source: str | int) -> nn.Parameter:
         """The weight (out, in) of one source of a layer, by its text as written (`"h[t-1]"`) or index."""
@@ -404,20 +405,22 @@ class CompiledNetwork(nn.Module):
                   differentiate: bool = False) -> Any:
         """The generated forward for one variant: with lengths or not, guarded or not, which self-fed
         inputs run free, and whether loops carry their own generated backward (when autograd records)."""
-        key = (with_lengths, guard, free, differentiate)
+        device = self.like.device.type  # which cells run on torch's fused kernels depends on it
+        key = (with_lengths, guard, free, differentiate, device)
         fn = self._code.get(key)
         if fn is None:
             # Both the recording and the plain variant at once: torch.compile traces a call with the plain one,
             # and must find it made (generating code inside a traced call would break the graph).
             network = self.network.running_free(free) if free else self.network
             for diff in (False, True):
-                generated = generate(network, with_lengths, self.fuse_cells, guard, diff)
+                generated = generate(network, with_lengths, self.fuse_cells, guard, diff, device)
                 if diff and not generated.loops:  # no loop has a generated backward: the same code
-                    self._code[with_lengths, guard, free, diff] = self._code[with_lengths, guard, free, False]
+                    self._code[with_lengths, guard, free, diff, device] = \
+                        self._code[with_lengths, guard, free, False, device]
                     continue
                 namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
                 exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
-                self._code[with_lengths, guard, free, diff] = namespace["forward"]
+                self._code[with_lengths, guard, free, diff, device] = namespace["forward"]
             fn = self._code[key]
         return fn
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import io
+import itertools
 import math
 import re
 import tokenize
@@ -181,10 +182,10 @@ def test_payloads_in_comments_compile_run_and_never_run(tmp_path: Path, monkeypa
         x = torch.randn(2, 3, 4)
         net(x)
         net(x, lengths=torch.tensor([3, 2]), check_finite=True)
-        for lengths in (False, True):
-            assert_generated_code_is_safe(net.code(lengths), net.network)
+        for lengths, grad in itertools.product((False, True), (False, True)):
+            assert_generated_code_is_safe(net.code(lengths, grad=grad), net.network)
             if net.network.self_fed:
-                assert_generated_code_is_safe(net.code(lengths, free=True), net.network)
+                assert_generated_code_is_safe(net.code(lengths, free=True, grad=grad), net.network)
         to_dot(net.graph)
         rnndsl.unroll(net, steps=3)
     assert compiled, "the runtime no longer calls compile(): update this spy"
@@ -209,12 +210,30 @@ ARGUMENTS = {"P", "X", "I", "H", "B", "T", "lengths", "train", "watch", "feed"}
 FEED_METHODS = {"plan", "pick", "whole", "sample", "sample_logits", "record"}  # rnndsl.feed.Feed's, for free runs
 FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s"}
 FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "rnn_relu"}
-NODE_TYPES = {ast.Module, ast.FunctionDef, ast.arguments, ast.arg, ast.Assign, ast.For, ast.If, ast.IfExp, ast.Expr,
+# a loop with a generated backward (rnndsl.loop_backward): its two functions, their context and temporaries
+LOOP_FUNCTION = re.compile(r"_L\d+_(forward|backward)")
+TEMPORARY = re.compile(r"_L\d+_(forward|backward)|_(b|go|Xs)\d+|_s|ctx")
+LAMBDA_ARGUMENTS = {"_x", "_a", "_b"}  # `K.vjp(lambda _x: F.gelu(_x), ...)`: ops differentiated by autograd
+CTX_ATTRIBUTES = {"lists", "meta", "saved_tensors", "save_for_backward", "needs_input_grad"}
+NODE_TYPES = {ast.Lambda, ast.BoolOp, ast.Or,
+              ast.Module, ast.FunctionDef, ast.arguments, ast.arg, ast.Assign, ast.For, ast.If, ast.IfExp, ast.Expr,
               ast.Return, ast.Call, ast.Attribute, ast.Name, ast.Constant, ast.Subscript, ast.Slice, ast.BinOp,
               ast.UnaryOp, ast.Tuple, ast.List, ast.Dict, ast.keyword, ast.Load, ast.Store, ast.Add, ast.Sub,
               ast.Mult, ast.Div, ast.USub, ast.Compare, ast.Lt, ast.GtE, ast.Eq}
 PREFIXES = re.compile(r"(?:_[A-Za-z]+\d*)+")  # `_r1_h`, `_s_tm1_h`, `_W0_h`: the compiler's temporaries
 COMMENT = re.compile(r"#[ -~]*")  # printable ASCII: network and node names, the compiler's words
+
+
+def _chain(node: ast.Attribute) -> list[str]:
+    """`torch.ops.aten.tanh_backward` as ["torch", "ops", "aten", "tanh_backward"]; a root that is not a name
+    (a call, a subscript) gives "" first."""
+    parts = [node.attr]
+    value = node.value
+    while isinstance(value, ast.Attribute):
+        parts.append(value.attr)
+        value = value.value
+    parts.append(value.id if isinstance(value, ast.Name) else "")
+    return parts[::-1]
 
 
 def sanitised(names: set[str]) -> set[str]:
@@ -235,19 +254,31 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
     names = {n.name for n in network.nodes}
     nodes = sanitised(names)
     tree = ast.parse(source)
-    assert [type(f) for f in tree.body] == [ast.FunctionDef] and tree.body[0].name == "forward"  # type: ignore[attr-defined]
+    assert all(type(f) is ast.FunctionDef for f in tree.body) and tree.body[0].name == "forward"  # type: ignore[attr-defined]
+    assert all(LOOP_FUNCTION.fullmatch(f.name) for f in tree.body[1:])  # type: ignore[attr-defined]
     for node in ast.walk(tree):
         assert type(node) in NODE_TYPES, f"unexpected {type(node).__name__} in:\n{source}"
         if isinstance(node, ast.Name):
             ok = node.id in MODULES or node.id in BUILTINS or node.id in ARGUMENTS or node.id in FIXED_LOCALS
+            ok = ok or bool(TEMPORARY.fullmatch(node.id)) or node.id in LAMBDA_ARGUMENTS
             assert ok or is_node_local(node.id, nodes), f"name `{node.id}` in:\n{source}"
             assert node.id not in MODULES or isinstance(node.ctx, ast.Load), f"`{node.id}` rebound in:\n{source}"
         elif isinstance(node, ast.Attribute):
-            if isinstance(node.value, ast.Name) and node.value.id in MODULES:
-                assert hasattr(MODULES[node.value.id], node.attr), f"{node.value.id}.{node.attr} in:\n{source}"
-                assert not node.attr.startswith("_"), f"{node.value.id}.{node.attr} in:\n{source}"
+            chain = _chain(node)
+            if chain[0] in MODULES:  # torch.tanh, torch.ops.aten.tanh_backward.grad_input: real, public names
+                value: object = MODULES[chain[0]]
+                for part in chain[1:]:
+                    assert not part.startswith("_"), f"{'.'.join(chain)} in:\n{source}"
+                    assert hasattr(value, part), f"{'.'.join(chain)} in:\n{source}"
+                    value = getattr(value, part)
+            elif isinstance(node.value, ast.Name) and node.value.id == "ctx":
+                assert node.attr in CTX_ATTRIBUTES, f"ctx.{node.attr} in:\n{source}"
+            elif len(chain) > 2 and chain[0] in MODULES:
+                pass  # an inner link of a module's chain, checked whole above
             elif isinstance(node.value, ast.Name) and node.value.id == "feed":
                 assert node.attr in FEED_METHODS and hasattr(Feed, node.attr), f"feed.{node.attr} in:\n{source}"
+            elif isinstance(node.value, ast.Attribute) and _chain(node.value)[0] in MODULES:
+                pass  # an inner link of a module's chain, checked whole where it ends
             else:  # a method of a tensor or of the list of steps
                 assert hasattr(torch.Tensor, node.attr) or node.attr in ("append", "reverse"), node.attr
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
@@ -258,7 +289,8 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
         elif isinstance(node, ast.Constant):
             assert node.value is None or isinstance(node.value, (bool, int, float)), repr(node.value)
         elif isinstance(node, ast.arg):
-            assert node.arg in ARGUMENTS, node.arg
+            ok = node.arg in ARGUMENTS or node.arg in LAMBDA_ARGUMENTS or bool(TEMPORARY.fullmatch(node.arg))
+            assert ok or is_node_local(node.arg, nodes), node.arg
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             assert COMMENT.fullmatch(tok.string), tok.string
@@ -272,10 +304,10 @@ def example_networks() -> list[tuple[Path, str]]:
 def test_generated_code_of_every_example_is_only_identifiers_and_numbers(path: Path, network: str) -> None:
     for fuse_cells in (True, False):
         net = rnndsl.compile(path, network, fuse_cells=fuse_cells)
-        for lengths in (False, True):
-            assert_generated_code_is_safe(net.code(lengths), net.network)
+        for lengths, grad in itertools.product((False, True), (False, True)):
+            assert_generated_code_is_safe(net.code(lengths, grad=grad), net.network)
             if net.network.self_fed:
-                assert_generated_code_is_safe(net.code(lengths, free=True), net.network)
+                assert_generated_code_is_safe(net.code(lengths, free=True, grad=grad), net.network)
             assert_generated_code_is_safe(generate(net.network, lengths, fuse_cells, True).source, net.network)
 
 
@@ -335,10 +367,10 @@ def _run_named(name: str) -> None:
             continue
         x = torch.randn(2, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
         runs_like_the_reference(net, {name if form == "input" else "x": x})
-        for lengths in (False, True):
-            assert_generated_code_is_safe(net.code(lengths), net.network)
+        for lengths, grad in itertools.product((False, True), (False, True)):
+            assert_generated_code_is_safe(net.code(lengths, grad=grad), net.network)
             if net.network.self_fed:
-                assert_generated_code_is_safe(net.code(lengths, free=True), net.network)
+                assert_generated_code_is_safe(net.code(lengths, free=True, grad=grad), net.network)
             assert_generated_code_is_safe(generate(net.network, lengths, True, True).source, net.network)
 
 
