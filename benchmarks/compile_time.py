@@ -2,10 +2,12 @@
 
 For each `examples/*.rnn` (its last network: the one that uses the others) and each sequence length:
 `build` is `rnndsl.compile(text)` (parse, check, module with its parameters); `first call` is the
-first forward, which also generates and `exec`s the code; `call` is a later call of the same input;
-`compile` = build + first call - call, the one-off cost a user waits for. At 10,000 steps a call
-takes far longer than the compile, so each figure is the best of three (three fresh modules for
-build and first call, three later calls) to keep the subtraction from measuring noise.
+first forward, which also generates and `exec`s the code; `call` is the same module's next call of the
+same input, straight after; `compile` = build + first call - call, the one-off cost a user waits for.
+At 10,000 steps a call takes far longer than the compile, so each figure is the median over fresh
+modules (`tries`) of that module's own pair of calls: the pairing cancels the machine's drift, the
+median its outliers. `generate` times the code generation and `exec` alone on a fresh module, which
+does not depend on T at all: a check on the subtraction.
 
 torch has one-off costs of its own the first time it meets a shape (oneDNN builds an RNN primitive
 per sequence length, which at 10,000 steps took seconds here); nn.LSTM pays them too, so a throwaway
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -62,22 +65,26 @@ def _one(path: Path, steps: int, device: str, batch: int, tries: int) -> dict:
     inputs = _inputs(warm, batch, steps, device)
     with torch.no_grad():
         torch_warm_up = _clock(lambda: warm(**inputs), device)
-    runs = []  # (build, first call) of fresh modules: each generates its code on its first call
+    runs = []  # (build, first call, next call) of fresh modules: each generates its code on its first call
+    generate = []
     for _ in range(tries):
         start = time.perf_counter()
         net = rnndsl.compile(text, network=name)
         build = (time.perf_counter() - start) * 1000
         net = net.to(device)
         with torch.no_grad():
-            runs.append((build, _clock(lambda net=net: net(**inputs), device)))  # type: ignore[misc]
-    with torch.no_grad():
-        call = min(_clock(lambda: net(**inputs), device) for _ in range(tries))
-    build, first = min(runs, key=sum)
-    return {"spec": path.name, "steps": steps, "build_ms": build, "first_call_ms": first, "call_ms": call,
-            "compile_ms": build + max(0.0, first - call), "torch_warm_up_ms": torch_warm_up}
+            first = _clock(lambda net=net: net(**inputs), device)  # type: ignore[misc]
+            runs.append((build, first, _clock(lambda net=net: net(**inputs), device)))  # type: ignore[misc]
+        fresh = rnndsl.compile(text, network=name).to(device)
+        generate.append(_clock(lambda fresh=fresh: fresh._compiled(False), device))  # type: ignore[misc]
+    med = statistics.median
+    return {"spec": path.name, "steps": steps, "build_ms": med(b for b, _, _ in runs),
+            "first_call_ms": med(f for _, f, _ in runs), "call_ms": med(c for _, _, c in runs),
+            "compile_ms": med(b + max(0.0, f - c) for b, f, c in runs), "generate_ms": med(generate),
+            "torch_warm_up_ms": torch_warm_up}
 
 
-def spec_compile_times(steps: list[int], device: str, batch: int = 1, tries: int = 3) -> list[dict]:
+def spec_compile_times(steps: list[int], device: str, batch: int = 1, tries: int = 5) -> list[dict]:
     """One row per example spec and sequence length (see the module docstring)."""
     rnndsl.compile((EXAMPLES / "elman.rnn").read_text(encoding="utf-8"))  # build the parser first
     return [_one(path, t, device, batch, tries) for path in sorted(EXAMPLES.glob("*.rnn")) for t in steps]

@@ -409,10 +409,10 @@ class CompiledNetwork(nn.Module):
         key = (with_lengths, guard, free, differentiate, device)
         fn = self._code.get(key)
         if fn is None:
-            # Both the recording and the plain variant at once: torch.compile traces a call with the plain one,
+            # The recording variant comes with the plain one: torch.compile traces a call with the plain one,
             # and must find it made (generating code inside a traced call would break the graph).
             network = self.network.running_free(free) if free else self.network
-            for diff in (False, True):
+            for diff in (False, True) if differentiate else (False,):
                 generated = generate(network, with_lengths, self.fuse_cells, guard, diff, device)
                 if diff and not generated.loops:  # no loop has a generated backward: the same code
                     self._code[with_lengths, guard, free, diff, device] = \
