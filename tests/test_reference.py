@@ -98,3 +98,19 @@ def test_static_output_with_lengths_is_zero_past_the_end() -> None:
     fast, slow = net(**call), reference(net, **call)
     assert fast.a[1, 2:].abs().max() == 0
     torch.testing.assert_close(fast.a, slow.a)
+
+
+@pytest.mark.parametrize("fn", ["min", "max"])
+def test_a_value_that_meets_a_number_bound_gets_the_same_gradient(fn: str) -> None:
+    """`min(f[t-1], 0.5)` with f[t-1] exactly 0.5 (sigmoid(0) of the zero init): both executors treat a number
+    bound as a clamp, so the gradient at the tie is the same (found by the random-topology fuzzer)."""
+    net = randomize(rnndsl.compile(f"""network N {{
+        input x: 2
+        layer f: 2 sigmoid <- x, g[t-1]
+        g = sigmoid({fn}(g[t-1], 0.5)) + f * 0
+        output g
+    }}""").double())
+    x = torch.zeros(2, 3, 2, dtype=torch.float64, requires_grad=True)
+    compare(net, x=x)
+    state = {"g": torch.full((2, 1, 2), 0.5, dtype=torch.float64, requires_grad=True)}
+    compare(net, x=x, state=state)
