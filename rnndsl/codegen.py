@@ -29,7 +29,7 @@ from rnndsl import syntax as s
 from rnndsl.cells import Cell, match_cell, recurrent_index
 from rnndsl.evaluate import evaluate
 from rnndsl.ir import Network, Node
-from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS
+from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, ROW_WISE
 from rnndsl.schedule import Stage, schedule
 
 __all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
@@ -601,9 +601,10 @@ class _Emitter:
 
 
 def _runs(nodes: list[Node]) -> list[tuple[str, list[Node]]]:
+    """Neighbours with the same elementwise activation, which one call applies to all (softmax: one each)."""
     out: list[tuple[str, list[Node]]] = []
     for n in nodes:
-        if out and out[-1][0] == n.activation:
+        if out and out[-1][0] == n.activation and n.activation not in ROW_WISE:
             out[-1][1].append(n)
         else:
             out.append((n.activation, [n]))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Op", "OPS", "ACTIVATIONS"]
+__all__ = ["Op", "OPS", "ACTIVATIONS", "ROW_WISE"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,10 @@ OPS["concat"] = Op("concat", -1, "concat", "torch.cat(({args},), -1)", lambda *x
 
 # Activations of a layer are the unary ops (`layer h: 8 tanh <- x`); no word means identity.
 ACTIVATIONS: dict[str, Op] = {op.name: op for op in _UNARY}
+
+# Functions that mix a vector's entries (the others act on each entry alone): applied to one node's vector at a
+# time, never to several nodes' vectors side by side.
+ROW_WISE = frozenset({"softmax", "log_softmax"})
 
 # Functions that take a token input rather than a vector.
 TOKEN_FUNCTIONS = {"one_hot": "one-hot vector of a token input: `one_hot(w)` has size N for `tokens(N)`"}

@@ -114,3 +114,20 @@ def test_a_value_that_meets_a_number_bound_gets_the_same_gradient(fn: str) -> No
     compare(net, x=x)
     state = {"g": torch.full((2, 1, 2), 0.5, dtype=torch.float64, requires_grad=True)}
     compare(net, x=x, state=state)
+
+
+@pytest.mark.parametrize("act", ["softmax", "log_softmax"])
+def test_layers_sharing_a_matmul_get_their_own_softmax(act: str) -> None:
+    """Two softmax layers reading the same delayed source run as one matmul; each normalises its own vector,
+    not the two side by side (found by the random-topology fuzzer)."""
+    net = randomize(rnndsl.compile(f"""network N {{
+        input x: 3
+        layer a: 3 tanh <- x, p[t-1], q[t-1]
+        layer p: 3 {act} <- a[t-1]
+        layer q: 2 {act} <- a[t-1]
+        y = concat(p, q)
+        output y
+    }}""").double())
+    for grad in (False, True):
+        x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=grad)
+        compare(net, x=x)
