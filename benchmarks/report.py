@@ -35,48 +35,49 @@ def ratio(row: dict, baseline: str, mode: str) -> float | None:
 # do (docs/performance.md repeats it under the target when the measurement misses).
 REASONS = {
     "cells": (
-        "rnndsl runs these loops on the same fused kernels as torch.nn (`torch.rnn_tanh`/`torch.lstm`/`torch.gru`); "
-        "what differs is per call, so it shows most where a call is short (the small size, and on a GPU). "
-        "(1) The gate weights are separate parameters joined with `torch.cat` on every call, so they are not one "
-        "flat buffer: on CUDA, cuDNN then copies them into one (4 `cudaMemcpyAsync` and its weight-descriptor "
-        "set-up per LSTM call; `aten::_cudnn_rnn` took ~290 µs of CPU per call against ~56 µs for nn.LSTM on an "
-        "H200), and backward splits the flat gradient back. (2) rnndsl's Python per call: the input checks, "
-        "boundary values, histories, parameter table and outputs take ~23 µs of an LSTM call (one thread, "
-        "measured piece by piece; ~28-30 µs before the per-call work was cut), the weight `cat`s and zero biases "
-        "of the generated code ~15-25 µs more: under 1% of a small-size CPU call (~8 ms), so there a ratio "
-        "above 1.05 is mostly the machine's noise (rerun on a quiet one); on a GPU, where a call is short, it "
-        "counts. (3) Bidirectional: two "
-        "single-direction kernel calls with the input flipped, the output flipped back and both joined by `concat`, "
-        "where torch.nn makes one bidirectional call. Closing it: keep the parameters of a fused cell in one "
-        "buffer laid out as the kernel wants it (what `nn.RNNBase.flatten_parameters` does) and pass views of it, "
-        "joined by a zero-copy autograd function instead of `torch.cat`, so `_cudnn_rnn` finds a flat weight "
-        "buffer; call the kernel once with `bidirectional=True` for a forward and a backward cell on the same "
-        "sources whose outputs are only concatenated; trim the per-call Python."),
+        "On a CPU an Elman cell (every shape) runs as the generated loop with its generated backward, which is "
+        "faster than torch's `rnn_tanh` there; LSTM and GRU cells run on the same fused kernels as torch.nn "
+        "(oneDNN), so what differs is per call and shows where a call is short. At the standard and long sizes "
+        "the misses are the machine's noise: a focused re-measurement (25 interleaved calls in one process, "
+        "forward) gave lstm long 1.00, lstm_2layer long 1.01, lstm_bidir long 1.00. At the small size the LSTM "
+        "forward is reproducibly ~1.07x (5.95 vs 5.56 ms): the generated function called directly takes 1.04x "
+        "and `torch.lstm` alone with the same inputs 0.95x; the rest is the call's own work (input checks, "
+        "boundary values and histories, the parameter table: ~60 µs measured in isolation, more in the full call) "
+        "and the weight `cat`s of the generated code. On CUDA (measured on an H200 in an earlier session) the "
+        "separate gate weights make cuDNN repack them on every call (`aten::_cudnn_rnn` ~290 µs of CPU per call "
+        "against ~56 µs for nn.LSTM). What would close it: parameters of a fused cell in one flat buffer laid out "
+        "as the kernel wants it (what `nn.RNNBase.flatten_parameters` does), passed as views; one kernel call "
+        "for a bidirectional pair and for stacked layers (torch.nn makes one, rnndsl two); a per-module cache "
+        "of the call's boundary values and histories when the shapes repeat."),
     "plain": (
-        "At the standard size both loops spend most of their time in the same per-step matrix products (forward, "
-        "and in backward two per product: the input gradient and a small weight gradient per step, summed over "
-        "the steps); hoisting the input projections and fusing gate matmuls saves only the rest. What would "
-        "close it: a generated backward for the loop (a custom autograd.Function that keeps every step's inputs "
-        "and computes each weight gradient once, as one large product over all steps, as the fused cell kernels "
-        "do), and the fewer matmuls per step described under the next target, where they do not cost more."),
+        "Loops now carry a generated backward (one autograd node a loop; each weight gradient one product over "
+        "all steps), which took these ratios from 0.87-1.10 to 0.72-0.86. What is left is the matrix products "
+        "themselves: `python -m benchmarks.floor --size standard` times the products of each loop alone "
+        "(forward, per-step input gradients, the weight gradients, the hoisted projection) beside both loops; "
+        "in one run here Jordan's products alone took 0.79 of the plain loop and skip-2's 0.72, with rnndsl "
+        "within 6% of them, so for Jordan 0.75 is below what its products cost on this CPU. The peephole LSTM "
+        "spends ~300 ms above its products (0.61 of the plain loop) in elementwise work, about 25 small ops a "
+        "step forward and backward. What would close that: fusing a step's elementwise ops and their "
+        "derivatives into one kernel (compiling the generated step function with inductor, or a Triton/C++ "
+        "kernel per cell), and on a GPU, CUDA graphs over the loop."),
     "hand": (
-        "The hand-optimised loops issue fewer matmuls per step: they join a layer's delayed sources with a "
-        "per-step `torch.cat` into one matmul (top-down 2 a step where rnndsl does 4, skip-2 1 where rnndsl "
-        "does 2) and multiply the peephole LSTM's h[t-1] once for all gates (3 a step where rnndsl does 5). "
-        "Generating the per-step `torch.cat` was tried: it brought the small size to 1.01-1.13x the hand loops "
-        "but made forward+backward at the standard size 5-20% slower (the cat's copy and strided gradient "
-        "slices cost more than the launch saved), so it is not generated. The members of a group that project "
-        "the same outside sequence already share one hoisted `F.linear`. What remains, in rnndsl/codegen.py: "
-        "grouping by delayed source across the loop's layers (one matmul of h[t-1] for all gates, written into "
-        "column slices, no cat), joining sources per step only where the hidden size is small (or on a GPU, "
-        "where launches count), and the weights joined and transposed at every call (cache them keyed on the "
-        "parameters' versions and storage, gradients still reaching each parameter). The Jordan loop is the "
-        "hand loop op for op, so there the per-call cost and noise decide."),
+        "Forward+backward is below the hand-optimised loops at every size (the generated backward). The misses "
+        "are forward only: rnndsl issues one matmul per delayed source and one op per node a step; the hand "
+        "loops join a layer's delayed sources with a per-step `torch.cat` (top-down, skip-2) and compute the "
+        "peephole LSTM's h[t-1] product for all gates at once, and their TorchScript versions fuse a step's "
+        "elementwise ops. Both joins were generated and measured: the per-step cat slowed forward+backward at "
+        "512 hidden by 5-20% (an earlier session), and one matmul for a delayed source that several groups read, "
+        "each group continuing from its column slice, was slower in an A/B in one process (forward 1.21x "
+        "peephole and 1.10x top-down at 512, 1.05x both at 32; forward+backward 0.97-1.03x): the strided "
+        "slices cost more than the launches saved. So neither is generated. What would close it: compiling the "
+        "generated step function (TorchScript or inductor) so a step's elementwise ops fuse, within the compile "
+        "budget; per-step joins chosen by measured size on the target device."),
     "compile": (
-        "Code generation does not depend on T (the generated code loops over time, it is not unrolled), so a "
-        "T=10,000 figure far above the T=10 one is noise of subtracting two long calls (each figure is already "
-        "the best of three; rerun on a quiet machine). A figure high at both T is `rnndsl.compile` itself: "
-        "profile it on that spec."),
+        "Code generation itself (`generate`, timed directly on a fresh module) takes 0.8-4.2 ms for every "
+        "example at both T, and build + generate stays under 17 ms. A miss here comes from the subtraction: "
+        "the first call of a fresh module minus its next call, at 10,000 steps, includes torch's own first-pass "
+        "costs for that module (its fresh tensors at that shape) beyond the warm-up module's; that is not "
+        "rnndsl's compilation, which does not depend on T (the generated code loops over time)."),
     "memory": (
         "Against nn.LSTM, rnndsl keeps the joined gate weights of the call (and their gradients) besides the "
         "parameters, and returns the state beside the output; a flat parameter buffer (see the first target) "
@@ -308,7 +309,8 @@ def _method(data: dict) -> list[str]:
         "- Before timing, every implementation's output is checked against rnndsl's "
         f"(max abs difference ≤ {s['atol']}); the differences are in docs/performance.json.",
         "- **rnndsl**: `rnndsl.compile(spec)`, called as a user would (`net(x).h`), input checks included. "
-        "Standard cells run on torch's fused kernels; custom topologies run the generated loop.",
+        "LSTM and GRU cells run on torch's fused kernels; Elman cells (on a CPU) and custom topologies run the "
+        "generated loop, and in forward+backward its generated backward.",
         "- **torch.nn**: `nn.RNN` / `nn.LSTM` / `nn.GRU` (`num_layers=2` or `bidirectional=True` for those "
         "cases) with the spec's weights copied in; standard cells only.",
         "- **plain loop** (benchmarks/loops.py `plain_*`): `x[:, t]` each step, one `F.linear` per layer source per "

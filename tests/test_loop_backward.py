@@ -90,9 +90,9 @@ def _uses_loop_node(out: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("name", list(SPECS))
-def test_generated_backward_equals_the_reference(name: str) -> None:
-    net = _net(name)
-    call = random_inputs(net, "cpu", batch=3, steps=5)
+def test_generated_backward_equals_the_reference(name: str, device: torch.device) -> None:
+    net = _net(name).to(device)
+    call = random_inputs(net, device, batch=3, steps=5)
     out = compare(net, **call)
     assert _uses_loop_node(next(iter(out.values())))
 
