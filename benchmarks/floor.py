@@ -73,13 +73,13 @@ def _median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times) * 1000
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="standard", choices=list(SIZES))
     p.add_argument("--case", action="append", choices=[n for n, c in CASES.items() if c.custom])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=7)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sz = SIZES[args.size]
     print(f"size {args.size}, {args.threads} threads, median of {args.repeat}; ms")
@@ -99,7 +99,8 @@ def main() -> None:
         floor = sum(_median_ms(fn, args.repeat) for _, fn in products(name, args.size))
         ours, plain = timed["rnndsl"], timed["plain loop"]
         print(f"| {name} | {floor:.0f} | {ours:.0f} | {plain:.0f} | {floor / plain:.2f} | {ours / plain:.2f} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `benchmarks` is a folder of the checkout, not an installed package
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench, memory  # noqa: E402
+from benchmarks import bench, floor, memory  # noqa: E402
 from benchmarks.cases import CASES  # noqa: E402
 
 # the memory comparison starts three fresh Pythons: its child is tested in-process below instead
@@ -62,3 +62,11 @@ def test_bench_prints_without_writing(tmp_path: Path, capsys: object, monkeypatc
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "| jordan " in out and "## Targets" in out
     assert not list(tmp_path.iterdir())
+
+
+def test_floor_counts_each_loop_source_once_a_step(capsys: object) -> None:
+    """Top-down: a reads x (hoisted), a[t-1], b[t-1]; b reads a and b[t-1]: four per-step products, one hoisted."""
+    kinds = [what.rsplit(" ", 2)[-2:] for what, _ in floor.products("topdown", "tiny")]
+    assert kinds.count(["per", "step"]) == 4 and kinds.count(["0", "hoisted"]) == 1
+    assert floor.main(["--size", "tiny", "--case", "topdown", "--repeat", "1"]) == 0
+    assert "| topdown |" in capsys.readouterr().out  # type: ignore[attr-defined]
