@@ -388,6 +388,9 @@ class _Emitter:
             for n in stage.nodes:
                 self.emit(f"_V_{var(n)}.append({var(n)})")
         self._ring_update(stage, rings, collect)
+        if save and stage.direction < 0 and self.with_lengths:  # what the ring holds: the init past the end
+            for n in rings:
+                self.emit(f"_M_{var(n)}.append(_m_{var(n)})")
         self.indent -= 1
         for n in collect:
             if stage.direction < 0:
@@ -560,7 +563,8 @@ class _Emitter:
             new = v
             if stage.direction < 0 and self.with_lengths:
                 self.emit(f"_m_{v} = torch.where(_valid_s[t], {v}, _I_{v})")
-                self.emit_before_loop(f"_I_{v} = I[{n!r}]")
+                if f"_I_{v}" not in self.defined:  # a loop with a generated backward takes it as an input
+                    self.emit_before_loop(f"_I_{v} = I[{n!r}]")
                 new = f"_m_{v}"
             olds = [f"_r{i}_{v}" for i in range(k, 0, -1)]
             news = [f"_r{i}_{v}" for i in range(k - 1, 0, -1)] + [new]

@@ -20,8 +20,12 @@ add, so no zeros are made. Inputs are the hoisted addends (`_P_<group>` whole, o
 joined weights `_WT<j>_<group>`, the rings' start values, the outside sequences and static values
 the step reads, and dropout masks.
 
-Loops this does not cover stay on autograd: self-fed inputs, token sources read inside the loop,
-a backward-running loop with lengths (its rings are masked per step) and the guarded variant.
+A backward-running loop with lengths holds the init in its rings past each sequence's end: there the
+ring values (`_M_<node>`) are kept apart from the node's, and the gradient a ring value gets is split
+between the node (inside the sequence) and the init `_I_<node>` (past its end).
+
+Loops this does not cover stay on autograd: self-fed inputs, token sources read inside the loop, and the
+guarded variant.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def keeps_sum(members: list[Node]) -> bool:
 
 def eligible(em: _Emitter, stage: Stage) -> bool:
     """Whether a loop stage gets a generated backward (see the module's docstring for what does not)."""
-    if em.guard or (stage.direction < 0 and em.with_lengths):
+    if em.guard:
         return False
     members = set(stage.nodes)
     for name in stage.nodes:
@@ -107,6 +111,7 @@ class LoopFunction:
         self.seqs: list[str] = []  # outside sequences the step reads, as the forward names them
         self.statics: list[str] = []  # static values the step reads
         self.masks = [f"_D_{em_var(n)}" for n in stage.nodes if self.net[n].op == "layer" and self.net[n].dropout]
+        self.masked = stage.direction < 0 and em.with_lengths  # rings hold the init past each sequence's end
         self.lines: list[str] = []
         self.assigned: set[str] = set()
         self.memo: dict[str, str] = {}
@@ -141,7 +146,8 @@ class LoopFunction:
         return [f"_WT{j}_{g.name}" for g in self.groups for j in range(g.width)]
 
     def _ring_inputs(self) -> list[str]:
-        return [f"_r{i}_{em_var(n)}" for n, k in self.rings.items() for i in range(1, k + 1)]
+        starts = [f"_r{i}_{em_var(n)}" for n, k in self.rings.items() for i in range(1, k + 1)]
+        return starts + ([f"_I_{em_var(n)}" for n in self.rings] + ["valid"] if self.masked else [])
 
     def _outputs(self) -> list[str]:
         """Every step of each collected node, then the last ring values of the others (their state)."""
@@ -153,6 +159,10 @@ class LoopFunction:
     def emit(self) -> None:
         em = self.em
         self._scan_reads()
+        if self.masked:
+            for n in self.rings:
+                em.emit(f"_I_{em_var(n)} = I[{n!r}]")
+                em.defined.add(f"_I_{em_var(n)}")
         inputs = self._pres() + self._weights() + self._ring_inputs() + self.seqs + self.statics + self.masks
         outputs = self._outputs()
         em.emit(f"{', '.join(outputs)}, = K.loop({self.fname}_forward, {self.fname}_backward, T, B, train, "
@@ -172,9 +182,16 @@ class LoopFunction:
                     em.emit(f"_pre_{g.name} = _P_{g.name}.unbind(1)")
                 if keeps_sum(g.members):
                     em.emit(f"_A_{g.name} = []")
+            had_valid = "_valid_s" in em.defined
+            if self.masked:
+                em.emit("_valid_s = valid.unbind(1)")
+                em.defined.add("_valid_s")
+                for n, k in self.rings.items():
+                    em.emit(f"_M_{em_var(n)} = [{', '.join(f'_r{i}_{em_var(n)}' for i in range(k, 0, -1))}]")
             em._loop_steps(self.stage, self.groups, self.early, self.rings, self.collect, save=True)
-            lists = [f"_V_{em_var(n)}" for n in self.stage.nodes] + [
-                f"_A_{g.name}" for g in self.groups if keeps_sum(g.members)]
+            if not had_valid:  # defined in this function only, not in `forward`
+                em.defined.discard("_valid_s")
+            lists = self._lists()
             em.emit(f"ctx.lists = ({', '.join(lists)},)")
             kept = self._kept()
             em.emit(f"ctx.save_for_backward({', '.join(kept)})")
@@ -188,10 +205,16 @@ class LoopFunction:
         head = f"def {self.fname}_forward(ctx, T, B, train, {', '.join(inputs)}):"
         return "\n".join([head, *body]) + "\n"
 
+    def _lists(self) -> list[str]:
+        """The per-step values the forward keeps for the backward (on `ctx.lists`)."""
+        masked = [f"_M_{em_var(n)}" for n in self.rings] if self.masked else []
+        return [f"_V_{em_var(n)}" for n in self.stage.nodes] + masked + [
+            f"_A_{g.name}" for g in self.groups if keeps_sum(g.members)]
+
     def _kept(self) -> list[str]:
         """The node's inputs its backward reads (saved with `save_for_backward`, so in-place changes are caught)."""
         consts = [f"_pre_{g.name}" for g in self.groups if g.name in self.em.constant_addend]
-        return self._weights() + consts + self.seqs + self.statics + self.masks
+        return self._weights() + consts + self.seqs + self.statics + self.masks + (["valid"] if self.masked else [])
 
     # ---- the backward ------------------------------------------------------------------------
 
@@ -204,9 +227,7 @@ class LoopFunction:
         w("T, B, train = ctx.meta")
         if self._kept():
             w(f"{', '.join(self._kept())}, = ctx.saved_tensors")
-        lists = [f"_V_{em_var(n)}" for n in self.stage.nodes] + [
-            f"_A_{g.name}" for g in self.groups if keeps_sum(g.members)]
-        w(f"{', '.join(lists)}, = ctx.lists")
+        w(f"{', '.join(self._lists())}, = ctx.lists")
         for g in self.groups:
             for j in range(g.width):
                 w(f"_WTt{j}_{g.name} = _WT{j}_{g.name}.t()")
@@ -218,6 +239,10 @@ class LoopFunction:
             w(f"_G{_listed(seq)} = [None] * T")
         for v in self.statics:
             w(f"_gS_{v} = torch.zeros_like({v})")
+        if self.masked:
+            w("_valid_s = valid.unbind(1)")
+            for n in self.rings:
+                w(f"_gI_{em_var(n)} = torch.zeros_like(_V_{em_var(n)}[-1])")
         by_output = dict(zip(outputs, grads, strict=True))
         for n in self.collect:
             w(f"{by_output[em_var(n)]} = {by_output[em_var(n)]}.unbind(1)")
@@ -238,8 +263,14 @@ class LoopFunction:
         for n in self.stage.nodes:  # this step's values and the ring values it read
             v, k = em_var(n), self.rings.get(n, 0)
             w(f"{v} = _V_{v}[{k} + _s]" if k else f"{v} = _V_{v}[_s]", 2)
+            held = f"_M_{v}" if self.masked else f"_V_{v}"
             for i in range(1, k + 1):
-                w(f"_r{i}_{v} = _V_{v}[{k - i} + _s]", 2)
+                w(f"_r{i}_{v} = {held}[{k - i} + _s]", 2)
+        if self.masked:  # a ring value past the sequence's end was the init: its gradient goes there
+            for n in self.rings:
+                v = em_var(n)
+                w(f"_gI_{v} = _gI_{v} + torch.where(_valid_s[t], 0.0, _g0_{v})", 2)
+                w(f"_g0_{v} = torch.where(_valid_s[t], _g0_{v}, 0.0)", 2)
         for n in self.collect:
             self._add(self._target(n, 0), f"{by_output[em_var(n)]}[t]")
         order: list[tuple[str, object]] = [("group", g) for g in self.groups if g.name in self.early]
@@ -294,6 +325,8 @@ class LoopFunction:
             out.append(f"_d{name}")
         for n, k in self.rings.items():
             out += [f"_g{i - 1}_{em_var(n)}" for i in range(1, k + 1)]
+        if self.masked:
+            out += [f"_gI_{em_var(n)}" for n in self.rings] + ["None"]
         out += [f"torch.stack(_G{_listed(seq)}, 1)" for seq in self.seqs]
         out += [f"_gS_{v}" for v in self.statics]
         out += ["None"] * len(self.masks)
@@ -305,8 +338,9 @@ class LoopFunction:
         """A group's source over all steps, (T, B, size), in step order (for its weight's gradient)."""
         if isinstance(e, s.Ref) and e.name in self.members:
             v, k = em_var(e.name), self.rings.get(e.name, 0)
+            held = f"_M_{v}" if self.masked and e.delay else f"_V_{v}"
             lo = k - abs(e.delay)
-            return f"torch.stack(_V_{v}[{lo}:{lo} + T])" if lo else f"torch.stack(_V_{v}[:T])"
+            return f"torch.stack({held}[{lo}:{lo} + T])" if lo else f"torch.stack({held}[:T])"
         return f"torch.stack(_X{j}_{g.name})"
 
     # ---- reverse mode over one step ------------------------------------------------------------

@@ -289,7 +289,8 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
         elif isinstance(node, ast.Constant):
             assert node.value is None or isinstance(node.value, (bool, int, float)), repr(node.value)
         elif isinstance(node, ast.arg):
-            ok = node.arg in ARGUMENTS or node.arg in LAMBDA_ARGUMENTS or bool(TEMPORARY.fullmatch(node.arg))
+            ok = node.arg in ARGUMENTS or node.arg in LAMBDA_ARGUMENTS or node.arg in FIXED_LOCALS
+            ok = ok or bool(TEMPORARY.fullmatch(node.arg))
             assert ok or is_node_local(node.arg, nodes), node.arg
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
