@@ -363,24 +363,18 @@ class _Emitter:
         self.emit(f"for t in {span}:")
         self.indent += 1
         step_ref = lambda r: self._step_ref(r, members, steps)  # noqa: E731
-        for g in groups:
-            if g.name in early:
-                self._group_step(g, step_ref, save)
-        for name in stage.nodes:
-            node = self.net[name]
-            if node.op == "expr" and node.feed is not None:
-                assert node.expr is not None
-                v = var(name)
+        for item in self._step_order(stage, groups, early):
+            if isinstance(item, _Group):
+                self._group_step(item, step_ref, save)
+            elif item.feed is not None:
+                assert item.expr is not None
+                v, name = var(item.name), item.name
                 self.emit_before_loop(f"_Fg_{v}, _Fk_{v}, _Fm_{v} = feed.plan({name!r}, T)")
                 self.emit(f"{v} = _Fg_{v}[t] if _Fm_{v}[t] == 1 else "
-                          f"feed.pick(_Fg_{v}[t], _Fk_{v}[t], {self.expr(node.expr, step_ref)})")
-            elif node.op == "expr":
-                assert node.expr is not None
-                self.emit(f"{var(name)} = {self.expr(node.expr, step_ref)}")
+                          f"feed.pick(_Fg_{v}[t], _Fk_{v}[t], {self.expr(item.expr, step_ref)})")
             else:
-                g = next(g for g in groups if node in g.members)
-                if g.name not in early and g.members[0] is node:
-                    self._group_step(g, step_ref, save)
+                assert item.expr is not None
+                self.emit(f"{var(item.name)} = {self.expr(item.expr, step_ref)}")
         if self.guard:
             for name in stage.nodes:
                 self.emit(f"watch({var(name)}, {name!r}, t)")
@@ -399,6 +393,20 @@ class _Emitter:
             self.defined.add(var(n))
             if self.net[n].feed is not None:
                 self.emit(f"feed.record({n!r}, {var(n)})")
+
+    def _step_order(self, stage: Stage, groups: list[_Group], early: set[str]) -> list[_Group | Node]:
+        """What one step computes, in order: the groups that read only delayed values first, then each node in
+        schedule order, a group where its first member stands (a loop's generated backward runs it reversed)."""
+        order: list[_Group | Node] = [g for g in groups if g.name in early]
+        for name in stage.nodes:
+            node = self.net[name]
+            if node.op == "expr":
+                order.append(node)
+            else:
+                g = next(g for g in groups if node in g.members)
+                if g.name not in early and g.members[0] is node:
+                    order.append(g)
+        return order
 
     def _groups(self, stage: Stage, inside: object) -> tuple[list[_Group], set[str]]:
         """Fuse layers whose loop-dependent sources are the same delayed references."""

@@ -116,7 +116,6 @@ class LoopFunction:
         self.assigned: set[str] = set()
         self.memo: dict[str, str] = {}
         self.temps = count()
-        self.srcs: dict[str, str] = {}  # code of a source stacked over all steps -> its variable
         self.src_lists: list[str] = []
 
     # ---- what crosses the node ---------------------------------------------------------------
@@ -231,9 +230,8 @@ class LoopFunction:
         for g in self.groups:
             for j in range(g.width):
                 w(f"_WTt{j}_{g.name} = _WT{j}_{g.name}.t()")
-            width = sum(n.size for n in g.members)
-            w(f"_dZ_{g.name} = _WT0_{g.name}.new_empty((T, B, {width}))" if g.width else
-              f"_dZ_{g.name} = _V_{em_var(g.members[0].name)}[-1].new_empty((T, B, {width}))")
+            assert g.width, "a layer of a loop reads the loop (a loop is a strongly connected component)"
+            w(f"_dZ_{g.name} = _WT0_{g.name}.new_empty((T, B, {sum(n.size for n in g.members)}))")
         for seq in self.seqs:
             w(f"{_listed(seq)} = {seq}.unbind(1)")
             w(f"_G{_listed(seq)} = [None] * T")
@@ -273,21 +271,12 @@ class LoopFunction:
                 w(f"_g0_{v} = torch.where(_valid_s[t], _g0_{v}, 0.0)", 2)
         for n in self.collect:
             self._add(self._target(n, 0), f"{by_output[em_var(n)]}[t]")
-        order: list[tuple[str, object]] = [("group", g) for g in self.groups if g.name in self.early]
-        for name in self.stage.nodes:
-            node = self.net[name]
-            if node.op == "expr":
-                order.append(("expr", node))
-            else:
-                g = next(g for g in self.groups if node in g.members)
-                if g.name not in self.early and g.members[0] is node:
-                    order.append(("group", g))
-        for kind, item in reversed(order):
-            if kind == "expr":
-                assert isinstance(item, Node) and item.expr is not None
+        for item in reversed(self.em._step_order(self.stage, self.groups, self.early)):
+            if isinstance(item, Node):
+                assert item.expr is not None
                 self._back(item.expr, self._grad_of(item.name))
             else:
-                self._group_backward(item)  # type: ignore[arg-type]
+                self._group_backward(item)
         for seq in self.seqs:
             w(f"_G{_listed(seq)}[t] = {self._grad_var_of_seq(seq)}", 2)
         for n, k in self.rings.items():
