@@ -437,6 +437,66 @@ def test_cli_resume_into_another_spec(tmp_path: Path, capsys: pytest.CaptureFixt
     assert err.startswith("rnndsl train: error: checkpoint ") and "parameters of another shape" in err
 
 
+def test_cli_resume_goes_on_in_the_checkpoints_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A resumed run without --out continues where its checkpoint is, never in runs/SPEC-TASK (which used to
+    be written over), and no command writes over a folder that holds a run without --force."""
+    monkeypatch.chdir(tmp_path)
+    spec = _write(tmp_path, "tiny.rnn", TINY)
+    base = ["--task", "digits", "--batch", "8", "--eval-every", "2", "-q"]
+    assert main(["train", str(spec), *base, "--steps", "4"]) == 0  # the default folder: runs/tiny-digits
+    assert main(["train", str(spec), *base, "--steps", "2", "--out", "res"]) == 0
+    assert main(["train", str(spec), "--resume", "res/checkpoint.pt", "--steps", "4", "-q"]) == 0
+    assert read_checkpoint(tmp_path / "res" / "checkpoint.pt")["step"] == 4
+    assert read_checkpoint(tmp_path / "runs" / "tiny-digits" / "checkpoint.pt")["step"] == 4
+    first = json.loads((tmp_path / "runs" / "tiny-digits" / "results.json").read_text())
+    capsys.readouterr()
+
+    before = (tmp_path / "runs" / "tiny-digits" / "checkpoint.pt").read_bytes()
+    for args in (["train", str(spec), *base, "--steps", "2"],  # a new run into the default folder
+                 ["train", str(spec), "--resume", "res/checkpoint.pt", "--steps", "6", "--out", "runs/tiny-digits"]):
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err == (f"rnndsl train: error: {Path('runs/tiny-digits')} already holds a run at step 4 (checkpoint.pt, "
+                       f"results.json); continue it with --resume {Path('runs/tiny-digits/checkpoint.pt')}, write "
+                       "elsewhere with --out DIR, or replace it with --force\n")
+    assert (tmp_path / "runs" / "tiny-digits" / "checkpoint.pt").read_bytes() == before
+    assert json.loads((tmp_path / "runs" / "tiny-digits" / "results.json").read_text()) == first
+
+    assert main(["compare", str(spec), str(spec), *base, "--steps", "2", "--out", "cmp"]) == 0
+    assert main(["compare", str(spec), str(spec), *base, "--steps", "2", "--out", "cmp"]) == 1
+    assert "already holds a run at step 2" in capsys.readouterr().err
+    assert main(["train", str(spec), *base, "--steps", "2", "--force"]) == 0  # --force replaces the run
+    assert read_checkpoint(tmp_path / "runs" / "tiny-digits" / "checkpoint.pt")["step"] == 2
+
+
+def test_cli_file_colon_network_picks_one_network_of_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    both = _write(tmp_path, "both.rnn", TINY + OTHER.replace("network Tiny", "network Small"))
+    out = tmp_path / "cmp"
+    assert main(["compare", f"{both}:Tiny", f"{both}:Small", "--task", "digits", "--steps", "2", "--batch", "8",
+                 "--eval-every", "1", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"| `{both}:Tiny` | Tiny | " in printed and f"| `{both}:Small` | Small | " in printed
+    assert {p.name for p in out.iterdir()} == {"both-Tiny", "both-Small", "compare.png", "compare.md"}
+    assert main(["train", f"{both}:Small", "--task", "digits", "--steps", "2", "--batch", "8", "-q",
+                 "--out", str(tmp_path / "one")]) == 0
+    assert read_checkpoint(tmp_path / "one" / "checkpoint.pt")["network"] == "Small"
+    assert main(["train", f"{both}:Small", "--network", "Tiny", "--task", "digits"]) == 1
+    assert "names network `Small` and --network names `Tiny`: give one of them" in capsys.readouterr().err
+    assert main(["train", f"{both}:Nope", "--task", "digits", "--out", str(tmp_path / "nope")]) == 1
+    assert "Nope" in capsys.readouterr().err and not (tmp_path / "nope").exists()
+
+
+def test_cli_train_without_matplotlib_names_the_extra_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    spec = _write(tmp_path, "tiny.rnn", TINY)
+    assert main(["train", str(spec), "--task", "digits", "--steps", "2", "--out", str(tmp_path / "run"), "-q"]) == 1
+    assert capsys.readouterr().err == ("rnndsl train: error: rnndsl writes its learning curves (curves.png) with "
+                                       "matplotlib: pip install 'rnndsl[plot]'\n")
+    assert not (tmp_path / "run").exists()
+
+
 # ---- quality bars (pytest -m train) ----------------------------------------------------------------
 
 @pytest.mark.train

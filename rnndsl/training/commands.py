@@ -21,9 +21,9 @@ from rnndsl.training.checkpoint import atomic_write, read_checkpoint
 from rnndsl.training.distributed import World
 from rnndsl.training.loop import Result, TrainConfig, train
 from rnndsl.training.progress import duration
-from rnndsl.training.report import markdown_table, plot_curves
+from rnndsl.training.report import markdown_table, plot_curves, require_matplotlib
 
-__all__ = ["add_commands", "cmd_compare", "cmd_generate", "cmd_train"]
+__all__ = ["RUN_FILES", "add_commands", "claim", "cmd_compare", "cmd_generate", "cmd_train", "spec_ref"]
 
 _OPTIONS = ("steps", "batch", "lr", "clip", "seed", "eval_every")
 
@@ -38,15 +38,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "(torchrun --nproc-per-node N -m rnndsl train ...) the N processes train one "
                                    "network data-parallel, each on 1/N of every batch (--batch must be a "
                                    "multiple of N); rank 0 alone prints and writes.")
-    p.add_argument("spec", metavar="SPEC", help="spec file")
+    p.add_argument("spec", metavar="SPEC", help="spec file, or FILE:NETWORK for one network (or model) of a file")
     _add_options(p, defaults)
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint: options not given are taken from "
-                                                    "it; --steps is the total to reach")
+                                                    "it; --steps is the total to reach; the run goes on in the "
+                                                    "checkpoint's folder unless --out says otherwise")
     p = sub.add_parser("compare", help="train several specs on one task; overlay their curves and tabulate",
                        description="Train each SPEC on the same task with the same options (each in DIR/NAME), "
                                    "then write DIR/compare.png (overlaid curves) and DIR/compare.md (a markdown "
                                    "table, also printed). Exit 1 on errors.")
-    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec files")
+    p.add_argument("specs", nargs="+", metavar="SPEC",
+                   help="spec files, or FILE:NETWORK for one network (or model) of a file, so that two networks "
+                        "of one file can be compared")
     _add_options(p, defaults)
     p = sub.add_parser("generate", help="sample from a trained generator, or pronounce words with a trained g2p model",
                        description="Load a checkpoint of `rnndsl train` and show what the network does on its task: "
@@ -78,7 +81,10 @@ def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--seed", type=int, help=f"seed of the parameters and dropout (default {d.seed}); the data "
                                             "follow the task's own seed (--task-arg seed=S)")
     p.add_argument("--eval-every", type=int, help=f"evaluate and checkpoint every K steps (default {d.eval_every})")
-    p.add_argument("--out", metavar="DIR", help="where to write (default runs/SPEC-TASK, or runs/compare-TASK)")
+    p.add_argument("--out", metavar="DIR", help="where to write (default runs/SPEC-TASK, runs/SPEC-NETWORK-TASK "
+                                                "when a network is named, or runs/compare-TASK)")
+    p.add_argument("--force", action="store_true", help="write over a run already in the folder (without it, a "
+                                                        "folder that holds a run is refused)")
     p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: torch's choice)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no evaluation lines")
 
@@ -87,15 +93,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train one spec; print its final metrics."""
     out = None
     try:
+        spec, network = spec_ref(args.spec, args.network)
         saved = read_checkpoint(args.resume) if args.resume else None
         task, config = _task(args, saved), _config(args, saved)
-        out = Path(args.out or f"runs/{Path(args.spec).stem}-{task.name}")
+        out = Path(args.out) if args.out else Path(args.resume).parent if args.resume \
+            else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.name])
+        claim(out, args.resume, args.force)
+        require_matplotlib()
         speaks = World.from_environment().main  # under torchrun, rank 0 alone prints and writes
         if saved is not None and saved["step"] >= config.steps and not args.quiet and speaks:
             print(f"the checkpoint is at step {saved['step']}; give --steps above it to train on", file=sys.stderr)
         _threads(args)
-        result = train(Path(args.spec), task, config, network=args.network, out=out, resume=args.resume,
-                       quiet=args.quiet)
+        result = train(Path(spec), task, config, network=network, out=out, resume=args.resume, quiet=args.quiet)
     except KeyboardInterrupt:
         return _interrupted("train", out)
     except Exception as err:  # the boundary: user mistakes become one message
@@ -103,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not speaks:
         return 0
     print(_summary(result))
-    print(f"wrote {out / 'checkpoint.pt'}, {out / 'results.json'}, {out / 'curves.png'}")
+    print("wrote " + ", ".join(str(out / name) for name in RUN_FILES if (out / name).exists()))
     return 0
 
 
@@ -111,15 +120,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Train each spec with the same task and options; overlay the curves and print a table."""
     out = None
     try:
+        refs = [spec_ref(spec, args.network) for spec in args.specs]
         task, config = _task(args, None), _config(args, None)
         out = Path(args.out or f"runs/compare-{task.name}")
-        labels = _labels(args.specs)
-        _check_all(args.specs, task, args.network)
+        labels = _labels(refs)
+        for label in labels:
+            claim(out / label, None, args.force)
+        require_matplotlib()
+        _check_all(refs, task)
         _threads(args)
         world = World.from_environment()
         world.check_batch(config.batch)
         with world.joined(torch.device("cpu")):  # one process group for every run (train() trains on the CPU)
-            results = _train_each(args, task, config, out, labels, world.main)
+            results = _train_each(args, refs, task, config, out, labels, world.main)
         table = markdown_table(results, args.specs)
         if world.main:
             plot_curves(results, out / "compare.png", labels)
@@ -136,14 +149,47 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_each(args: argparse.Namespace, task: Task, config: TrainConfig, out: Path, labels: list[str],
-                main: bool) -> list[Result]:
+def _train_each(args: argparse.Namespace, refs: list[tuple[str, str | None]], task: Task, config: TrainConfig,
+                out: Path, labels: list[str], main: bool) -> list[Result]:
     results = []
-    for i, (spec, label) in enumerate(zip(args.specs, labels, strict=True)):
+    for i, ((spec, network), label, given) in enumerate(zip(refs, labels, args.specs, strict=True)):
         if not args.quiet and main:
-            print(f"[{i + 1}/{len(labels)}] {spec}", file=sys.stderr)
-        results.append(train(Path(spec), task, config, network=args.network, out=out / label, quiet=args.quiet))
+            print(f"[{i + 1}/{len(labels)}] {given}", file=sys.stderr)
+        results.append(train(Path(spec), task, config, network=network, out=out / label, quiet=args.quiet))
     return results
+
+
+def spec_ref(text: str, network: str | None = None) -> tuple[str, str | None]:
+    """(file, network) of a SPEC argument: a file, or FILE:NETWORK naming one network or model of it.
+
+    A path that exists is a file even with a colon in its name; otherwise the part after the last colon,
+    when it is a name, picks the network (and must agree with `--network` when both are given).
+
+    >>> spec_ref("examples/elman.rnn:Elman")
+    ('examples/elman.rnn', 'Elman')
+    """
+    path, colon, name = text.rpartition(":")
+    if not colon or Path(text).exists() or not name.isidentifier():
+        return text, network
+    if network is not None and network != name:
+        raise ValueError(f"{text} names network `{name}` and --network names `{network}`: give one of them")
+    return path, name
+
+
+RUN_FILES = ("checkpoint.pt", "results.json", "curves.png")  # what a run writes into its folder
+
+
+def claim(out: Path, resume: str | None, force: bool) -> None:
+    """Refuse to write a run into a folder that holds another one, unless `force`: a resumed run may only
+    go on where its checkpoint is."""
+    held = [name for name in RUN_FILES[:2] if (out / name).exists()]
+    if not held or force:
+        return
+    if resume is not None and Path(resume).resolve() == (out / "checkpoint.pt").resolve():
+        return
+    what = f"a run at step {read_checkpoint(out / 'checkpoint.pt')['step']}" if "checkpoint.pt" in held else "a run"
+    raise ValueError(f"{out} already holds {what} ({', '.join(held)}); continue it with --resume "
+                     f"{out / 'checkpoint.pt'}, write elsewhere with --out DIR, or replace it with --force")
 
 
 def _task(args: argparse.Namespace, saved: dict[str, Any] | None) -> Task:
@@ -168,17 +214,18 @@ def _threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def _labels(specs: list[str]) -> list[str]:
-    """A directory name per spec: its file stem, numbered when two stems are the same."""
-    stems = [Path(s).stem for s in specs]
+def _labels(refs: list[tuple[str, str | None]]) -> list[str]:
+    """A directory name per spec: its file stem (with the network when one is named), numbered when two are
+    the same."""
+    stems = [Path(spec).stem + (f"-{network}" if network else "") for spec, network in refs]
     return [stem if stems.count(stem) == 1 else f"{stem}-{stems[:i + 1].count(stem)}" for i, stem in enumerate(stems)]
 
 
-def _check_all(specs: list[str], task: Task, network: str | None) -> None:
+def _check_all(refs: list[tuple[str, str | None]], task: Task) -> None:
     """Every spec loads and fits the task, before any training starts."""
     from rnndsl.training.loop import compile_spec
 
-    for spec in specs:
+    for spec, network in refs:
         text, name = read_spec(Path(spec))
         task.bind(compile_spec(text, name, network).ir)
 

@@ -9,11 +9,12 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rnndsl.training.checkpoint import atomic_write
 from rnndsl.training.loop import Result
 
-__all__ = ["markdown_table", "plot_curves", "write_run"]
+__all__ = ["markdown_table", "plot_curves", "require_matplotlib", "write_run"]
 
 
 def write_run(result: Result, out: Path) -> None:
@@ -23,12 +24,19 @@ def write_run(result: Result, out: Path) -> None:
     plot_curves([result], out / "curves.png")
 
 
-def plot_curves(results: Sequence[Result], path: Path, labels: Sequence[str] | None = None) -> Path:
-    """Training loss (left) and the validation's primary metric (right) over steps, one line per run."""
+def require_matplotlib() -> Any:
+    """matplotlib, or an ImportError that names the extra to install (checked before a run starts)."""
     try:
         import matplotlib
     except ImportError as err:
-        raise ImportError("plots need matplotlib: pip install 'rnndsl[plot]'") from err
+        raise ImportError("rnndsl writes its learning curves (curves.png) with matplotlib: "
+                          "pip install 'rnndsl[plot]'") from err
+    return matplotlib
+
+
+def plot_curves(results: Sequence[Result], path: Path, labels: Sequence[str] | None = None) -> Path:
+    """Training loss (left) and the validation's primary metric (right) over steps, one line per run."""
+    matplotlib = require_matplotlib()
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
