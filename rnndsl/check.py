@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from rnndsl.compose import Model
 from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
 
-__all__ = ["check", "check_file", "check_program", "resolve", "did_you_mean", "MAX_DELAY", "MAX_SIZE",
+__all__ = ["check", "check_file", "check_program", "check_name", "resolve", "did_you_mean", "MAX_DELAY", "MAX_SIZE",
            "MAX_PARAMETERS", "MAX_ERRORS"]
 
 MAX_DELAY = 1000
@@ -48,6 +49,18 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f"did you mean `{close[0]}`?" if close else ""
 
 
+def check_name(name: str, span: Span, report: Reporter) -> bool:
+    """Report a defined name that starts with '_' or contains '__'; True when it is fine. The rule holds for
+    every name a spec defines (networks, nodes, models, instances): generated code names its own temporaries
+    `_KIND_NODE` and block members `b__h`, and Python's own attributes are `__NAME__` (an instance called
+    `__class__` broke the model's module dict)."""
+    if not (name.startswith("_") or "__" in name):
+        return True
+    fixed = re.sub("_+", "_", name).strip("_") or "n"
+    report.error(f"`{name}`: names may not start with '_' or contain '__'", span, f"call it `{fixed}`")
+    return False
+
+
 def check_program(program: s.Program, source: Source) -> list[Network]:
     """Check every network of a file (and its models); raise one SpecError holding all errors found."""
     return check_file(program, source)[0]
@@ -60,6 +73,7 @@ def check_file(program: s.Program, source: Source) -> tuple[list[Network], list[
     report = Reporter(source)
     seen: dict[str, s.NetworkDecl] = {}
     for net in program.networks:
+        check_name(net.name, net.name_span, report)
         if net.name in seen:
             report.error(f"network `{net.name}` is defined twice (first at {seen[net.name].span})", net.span,
                          "rename one of them")
@@ -179,11 +193,7 @@ class _Checker:
             elif name in RESERVED:
                 self.report.error(f"`{name}` is a reserved word and cannot name a node", st.span,
                                   f"call it `{name}_` or something else")
-            elif name.startswith("_") or "__" in name:
-                # generated code names its own temporaries `_KIND_NODE` and block members `b__h`
-                self.report.error(f"`{name}`: names may not start with '_' or contain '__'", st.span,
-                                  f"call it `{name.strip('_').replace('__', '_') or 'n'}`")
-            elif isinstance(st, s.Input) and name in CALL_KEYWORDS:
+            elif check_name(name, st.span, self.report) and isinstance(st, s.Input) and name in CALL_KEYWORDS:
                 self.report.error(f"input `{name}` would clash with the `{name}=` argument of a call", st.span,
                                   f"call it `{name}_` or something else")
 

@@ -61,6 +61,8 @@ class Model:
 
 def check_models(program: s.Program, networks: list[Network], report: Reporter) -> list[Model]:
     """Check every model of a program against its (already checked) networks; report what is wrong."""
+    from rnndsl.check import check_name
+
     by_name = {n.name: n for n in networks}
     declared = {n.name for n in program.networks}
     models = []
@@ -71,6 +73,7 @@ def check_models(program: s.Program, networks: list[Network], report: Reporter) 
                          "give the model and the network different names")
             continue
         seen[decl.name] = decl.span
+        check_name(decl.name, decl.name_span, report)
         model = _Composer(decl, by_name, declared, report).run()
         if model is not None:
             models.append(model)
@@ -98,15 +101,16 @@ class _Composer:
         return model if len(self.report.errors) == self.errors_before else None
 
     def _instance(self, st: s.Instance, earlier: list[Instance]) -> Instance | None:
-        from rnndsl.check import did_you_mean
+        from rnndsl.check import check_name, did_you_mean
 
         if any(i.name == st.name for i in earlier):
             self.report.error(f"instance `{st.name}` is defined twice in model `{self.decl.name}`", st.span,
                               "give each instance its own name")
             return None
         if "." in st.name:
-            self.report.error(f"`{st.name}`: an instance name cannot contain '.'", st.span)
+            self.report.error(f"`{st.name}`: an instance name cannot contain '.'", st.name_span)
             return None
+        check_name(st.name, st.name_span, self.report)  # reported; bindings that read it are checked as usual
         network = self.networks.get(st.network)
         if network is None:
             if st.network not in self.declared:  # a declared network with errors is reported already

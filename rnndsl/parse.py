@@ -74,12 +74,13 @@ class _ToSyntax(Transformer):
 
     def model(self, meta: Any, items: list[Any]) -> s.ModelDecl:
         name, *body = items
-        return s.ModelDecl(str(name), tuple(b for b in body if isinstance(b, s.Instance)), _span(meta))
+        return s.ModelDecl(str(name), tuple(b for b in body if isinstance(b, s.Instance)), _span(meta),
+                           _tok_span(name))
 
     def instance(self, meta: Any, items: list[Any]) -> s.Instance:
         name, network, *bindings = items
         kept = tuple(b for b in bindings if b is not None)
-        return s.Instance(str(name), str(network), kept, _span(meta), _tok_span(network))
+        return s.Instance(str(name), str(network), kept, _span(meta), _tok_span(network), _tok_span(name))
 
     def binding(self, meta: Any, items: list[Token]) -> tuple[str, str, Span]:
         return str(items[0]), str(items[1]), _span(meta)
@@ -87,7 +88,7 @@ class _ToSyntax(Transformer):
     def network(self, meta: Any, items: list[Any]) -> s.NetworkDecl:
         name, *body = items
         stmts = tuple(b for b in body if not isinstance(b, Token))
-        return s.NetworkDecl(str(name), stmts, _span(meta))
+        return s.NetworkDecl(str(name), stmts, _span(meta), _tok_span(name))
 
     def input_vector(self, meta: Any, items: list[Any]) -> s.Input:
         name, size, static, feed = items

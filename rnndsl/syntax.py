@@ -143,6 +143,7 @@ class NetworkDecl:
     name: str
     body: tuple[Stmt, ...]
     span: Span = field(default=NOWHERE, compare=False)
+    name_span: Span = field(default=NOWHERE, compare=False)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class Instance:
     bindings: tuple[tuple[str, str, Span], ...] = ()
     span: Span = field(default=NOWHERE, compare=False)
     network_span: Span = field(default=NOWHERE, compare=False)
+    name_span: Span = field(default=NOWHERE, compare=False)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class ModelDecl:
     name: str
     instances: tuple[Instance, ...]
     span: Span = field(default=NOWHERE, compare=False)
+    name_span: Span = field(default=NOWHERE, compare=False)
 
 
 @dataclass(frozen=True)

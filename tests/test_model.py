@@ -144,3 +144,18 @@ def test_errors_name_the_instance_and_the_input() -> None:
     for call, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
             call()
+
+
+@pytest.mark.parametrize(("old", "new", "where"), [
+    ("dec = Speaker", "__class__ = Speaker", "<string>:18:5"),  # crashed: KeyError "attribute '__class__' ..."
+    ("model G2P", "model __class__", "<string>:16:7"),  # was accepted
+    ("enc = Speller\n    dec = Speaker(context = enc.h)", "_enc = Speller\n    dec = Speaker(context = _enc.h)",
+     "<string>:17:5"),
+])
+def test_model_and_instance_names_follow_the_name_rules(old: str, new: str, where: str) -> None:
+    name = new.split()[1] if new.startswith("model") else new.split()[0]
+    with pytest.raises(rnndsl.SpecError) as info:
+        rnndsl.compile(SPEC.replace(old, new))
+    (d,) = info.value.diagnostics
+    assert d.format().startswith(f"{where}: error: `{name}`: names may not start with '_' or contain '__'")
+    assert d.span.end_column - d.span.column == len(name)  # the caret is under the name
