@@ -39,16 +39,16 @@ __version__ = "0.1.0"
 
 
 def read_spec(spec: str | Path) -> tuple[str, str]:
-    """(text, name) of a spec given as a path or as the text itself."""
+    """(text, name) of a spec given as a path or as the text itself; a file may start with a byte-order mark."""
     if isinstance(spec, Path) or ("\n" not in spec and "{" not in spec and spec.endswith(".rnn")):
         path = Path(spec)
         try:
-            return path.read_text(encoding="utf-8"), str(spec)
+            return path.read_text(encoding="utf-8-sig"), str(spec)
         except FileNotFoundError:
             raise FileNotFoundError(f"no spec file at {spec}") from None
         except UnicodeDecodeError as err:
             raise ValueError(f"{spec} is not UTF-8 text: {err}") from None
-    return spec, "<string>"
+    return spec.removeprefix("\ufeff"), "<string>"
 
 
 def load_all(spec: str | Path) -> list[Network]:

@@ -334,6 +334,7 @@ def parse(text: str, name: str = "<string>") -> s.Program:
     >>> parse("network N { input x: 2\\n output x }").networks[0].name
     'N'
     """
+    text = text.removeprefix("\ufeff")  # a byte-order mark, from an editor that saves UTF-8 with one
     source = Source(text, name)
     if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
         d = Diagnostic(f"spec is larger than {MAX_SPEC_BYTES} bytes", Span(1, 1), source,

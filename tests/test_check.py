@@ -235,3 +235,18 @@ def test_many_errors_are_capped() -> None:
     assert len(err.diagnostics) == 101
     assert err.diagnostics[-1].message == "50 more errors not shown"
     assert err.diagnostics[-1].line == 102  # where the first error left out is
+
+
+def test_a_spec_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "bom.rnn"
+    path.write_bytes(b"\xef\xbb\xbf" + (ROOT / "examples" / "elman.rnn").read_bytes())
+    elman = rnndsl.load(ROOT / "examples" / "elman.rnn")
+    assert rnndsl.load(path).nodes == elman.nodes
+    assert rnndsl.load(path).source.text == elman.source.text  # the echo of a diagnostic shows no mark
+    assert rnndsl.load(path.read_text(encoding="utf-8")).name == "Elman"  # the text itself, mark and all
+    path.write_bytes("\ufeffnetwork N { input x: 4; output y }\n".encode())
+    with pytest.raises(SpecError) as info:
+        rnndsl.load(path)
+    assert str(info.value).startswith(f"{path}:1:25: error: output `y` is not defined\n"
+                                      "    network N { input x: 4; output y }\n"
+                                      "                            ^^^^^^^^\n")

@@ -257,3 +257,13 @@ def test_a_mistake_is_recognised_in_any_statement_not_only_the_first() -> None:
         with pytest.raises(SpecError) as info:
             parse(text)
         assert "a layer lists its sources after '<-'" in info.value.diagnostics[0].message
+
+
+def test_a_byte_order_mark_is_skipped() -> None:
+    """Editors that save UTF-8 with a BOM gave `1:1: error: unexpected character '\\ufeff'`."""
+    assert [n.name for n in parse("\ufeffnetwork N { input x: 2\n output x }").networks] == ["N"]
+    with pytest.raises(SpecError) as info:
+        parse("\ufeffnetwork N { h = x ? y }")
+    (d,) = info.value.diagnostics
+    assert (d.line, d.column) == (1, 19)  # counted without the mark, as the editor shows the line
+    assert d.format().splitlines()[1:3] == ["    network N { h = x ? y }", "                      ^"]
