@@ -50,7 +50,11 @@ def _model_summary(model: Model) -> str:
 def cmd_check(args: argparse.Namespace) -> int:
     """Check spec files; print a summary per network, or every error found."""
     status = 0
-    for path in args.files:
+    for path in _spec_files(args.files):
+        if Path(path).is_dir():
+            print(f"{path}: error: a folder with no .rnn file under it", file=sys.stderr)
+            status = 1
+            continue
         try:
             text, name = read_spec(Path(path))
             nets, models = check_file(parse(text, name), Source(text, name))
@@ -71,6 +75,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         for model in models:
             print(_model_summary(model))
     return status
+
+
+def _spec_files(paths: Sequence[str]) -> list[str]:
+    """The files to check: each FILE as given, each folder as every .rnn file under it, in sorted order (an
+    empty folder stays itself, and is reported as such)."""
+    out: list[str] = []
+    for path in paths:
+        found = sorted(str(p) for p in Path(path).rglob("*.rnn")) if Path(path).is_dir() else []
+        out += found or [path]
+    return out
 
 
 def _draw_error(err: Exception) -> int:
@@ -113,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="check .rnn files and summarise each network and model",
                        description="Check .rnn files. Exit 0 when every file is correct, 1 otherwise; "
                                    "errors are printed as FILE:LINE:COL with the source line and a caret.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="spec files")
+    p.add_argument("files", nargs="+", metavar="FILE", help="spec files, or folders: every .rnn file under them")
     _add_draw_command(sub)
     _add_more_commands(sub)
     return parser

@@ -27,6 +27,14 @@ __all__ = ["RUN_FILES", "add_commands", "claim", "cmd_compare", "cmd_generate", 
 
 _OPTIONS = ("steps", "batch", "lr", "clip", "seed", "eval_every")
 
+# One thread by default: the recurrent models these commands train are small, so a second thread buys little
+# on an idle machine, and on a busy one threads that spin waiting for each other made a step 9x slower
+# (digits_gru, 2 cores at load 1.5: 122 steps/s on 1 thread, 13 on 2; docs/performance.md).
+THREADS = 1
+THREADS_HELP = (f"torch's intra-op CPU threads for this process (default {THREADS}: these small models gain "
+                "little from more, and on a busy machine extra threads wait on each other and make each step many "
+                "times slower; give more for wide layers on an idle machine, and 1 per process under torchrun)")
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `train` and `compare` on the `rnndsl` command's subparsers."""
@@ -65,7 +73,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
     p.add_argument("--beam", type=int, default=1, help="beam search with K beams (g2p; default 1: greedy)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
 
 
 def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
@@ -85,7 +93,7 @@ def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
                                                 "when a network is named, or runs/compare-TASK)")
     p.add_argument("--force", action="store_true", help="write over a run already in the folder (without it, a "
                                                         "folder that holds a run is refused)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch's CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no evaluation lines")
 
 
@@ -208,10 +216,9 @@ def _config(args: argparse.Namespace, saved: dict[str, Any] | None) -> TrainConf
 
 
 def _threads(args: argparse.Namespace) -> None:
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
 
 def _labels(refs: list[tuple[str, str | None]]) -> list[str]:
