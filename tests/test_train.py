@@ -26,6 +26,7 @@ import torch
 
 from rnndsl.cli import main
 from rnndsl.tasks import TASKS, Adding, Digits, Names
+from rnndsl.tasks.names import decode as decode_name
 from rnndsl.training import CheckpointError, TrainConfig, TrainingError, load_model, read_checkpoint, train
 from rnndsl.training.checkpoint import FORMAT, atomic_write, sha256
 from rnndsl.training.progress import Progress, duration
@@ -560,10 +561,36 @@ def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.Ca
     assert main(["generate", str(tmp_path / "g2p" / "checkpoint.pt"), "cat", "dog", "--beam", "2"]) == 0
     said = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in said] == ["cat", "dog"]
+    assert main(["generate", str(tmp_path / "g2p" / "checkpoint.pt"), "cat", "--temperature", "0.5"]) == 1
+    assert capsys.readouterr().err == ("rnndsl generate: error: a g2p model pronounces each word by greedy or beam "
+                                       "search (--beam K); it draws nothing, so --temperature would be ignored\n")
     assert main(["generate", str(tmp_path / "g2p" / "checkpoint.pt"), "c4t"]) == 1
     assert "rnndsl generate: error: `c4t`: the model reads words of letters a-z" in capsys.readouterr().err
     assert main(["generate", str(tmp_path / "nothing.pt")]) == 1
     assert "rnndsl generate: error: no checkpoint at" in capsys.readouterr().err
+
+
+def test_cli_generate_beam_on_a_names_checkpoint_searches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--beam on a generator was silently ignored (it still sampled, and changed with --seed)."""
+    spec = _write(tmp_path, "names_gen.rnn", SMALL_NAMES)
+    assert main(["train", str(spec), "--task", "names", "--task-arg", "by_sex=1", "--steps", "4", "--batch", "8",
+                 "--out", str(tmp_path / "names"), "--quiet"]) == 0
+    checkpoint = str(tmp_path / "names" / "checkpoint.pt")
+    capsys.readouterr()
+    shown = []
+    for seed in ("1", "2"):
+        assert main(["generate", checkpoint, "--beam", "4", "--seed", seed]) == 0
+        shown.append(capsys.readouterr().out)
+    assert shown[0] == shown[1]  # a search, not a draw
+    net = load_model(checkpoint)
+    with torch.no_grad():
+        best = [decode_name(net.generate(16, beam=4, stop=0, sex=torch.eye(2)[[sex]]).lists()[0]) for sex in (0, 1)]
+    assert shown[0] == f"male, likeliest (beam 4): {best[0]}\nfemale, likeliest (beam 4): {best[1]}\n"
+    for extra, why in ((["--temperature", "0.8"], "it draws nothing, so --temperature would be ignored"),
+                       (["--count", "3"], "one for each sex (or the one), so --count would be ignored"),
+                       (["ma"], "beam search starts each name from the start token, so it continues no prompt (ma)")):
+        assert main(["generate", checkpoint, *extra, "--beam", "4"]) == 1
+        assert why in capsys.readouterr().err
 
 
 @pytest.mark.train

@@ -166,8 +166,18 @@ class Names(Task):
         for w in words:
             if not w.isalpha() or not w.isascii():
                 raise ValueError(f"prompt `{w}`: names are letters a-z")
+        beam = options.get("beam", 1)
+        if beam > 1 and words:
+            raise ValueError(f"beam search starts each name from the start token, so it continues no prompt "
+                             f"({', '.join(words)}): leave the words out, or sample them without --beam")
         lines = []
         for sex in ([0, 1] if self.by_sex else [None]):
+            if beam > 1:  # the likeliest name, found by beam search
+                statics = {} if sex is None else {_static_name(net): torch.eye(2)[[sex]].to(net.like)}
+                out = net.generate(MAX_NAME, beam=beam, stop=0, batch=None if statics else 1, **statics)
+                label = "likeliest" if sex is None else ("male" if sex == 0 else "female") + ", likeliest"
+                lines.append(f"{label} (beam {beam}): {decode(out.lists()[0])}")
+                continue
             for prompt in prompts:
                 statics = {} if sex is None else {_static_name(net): torch.eye(2)[[sex] * count].to(net.like)}
                 out = net.generate(MAX_NAME, prompt=[prompt] * count, stop=0, batch=None if statics else count,

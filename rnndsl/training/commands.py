@@ -66,12 +66,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                    "words). Exit 1 on errors.")
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint.pt written by rnndsl train")
     p.add_argument("words", nargs="*", metavar="WORD", help="prompts (names) or words to pronounce (g2p)")
-    p.add_argument("--count", type=int, default=10, help="how many samples or test words (default 10)")
-    p.add_argument("--temperature", type=float, default=1.0, help="below 1: likelier tokens; above 1: more varied "
-                                                                   "(default 1)")
-    p.add_argument("--top-k", type=int, default=0, help="draw among the K likeliest tokens only (default 0: all)")
+    p.add_argument("--count", type=int, help="how many samples or test words (default 10)")
+    p.add_argument("--temperature", type=float, help="below 1: likelier tokens; above 1: more varied (default 1)")
+    p.add_argument("--top-k", type=int, help="draw among the K likeliest tokens only (default 0: all)")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
-    p.add_argument("--beam", type=int, default=1, help="beam search with K beams (g2p; default 1: greedy)")
+    p.add_argument("--beam", type=int, default=1, help="beam search with K beams: g2p's pronunciations, or the "
+                                                       "likeliest name (for each sex) of a names generator "
+                                                       "(default 1: g2p greedy, names sampled)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
 
@@ -273,25 +274,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from rnndsl.training.checkpoint import load_model
 
     try:
-        if args.count < 1 or args.beam < 1:
+        if (args.count is not None and args.count < 1) or args.beam < 1:
             raise ValueError("--count and --beam take a whole number >= 1")
         _threads(args)
         saved = read_checkpoint(args.checkpoint)
         task = make_task(**saved["task"])
         net = load_model(args.checkpoint)
-        if task.name == "g2p":
-            options: dict[str, Any] = {"beam": args.beam}
-        else:
-            options = {"temperature": args.temperature, "top_k": args.top_k, "greedy": args.greedy,
-                       "generator": torch.Generator().manual_seed(args.seed)}
+        options = _generate_options(args, task.name)
         with torch.no_grad():
-            lines = task.show(net, args.words, args.count, options)
+            lines = task.show(net, args.words, 10 if args.count is None else args.count, options)
     except KeyboardInterrupt:
         return _interrupted("generate", None)
     except Exception as err:  # the boundary: user mistakes become one message
         return _error("generate", err)
     print("\n".join(lines))
     return 0
+
+
+def _generate_options(args: argparse.Namespace, task: str) -> dict[str, Any]:
+    """What `task.show` is given; a flag that would be ignored is refused, with the reason."""
+    sampling = [flag for flag, given in (("--temperature", args.temperature is not None),
+                                         ("--top-k", args.top_k is not None), ("--greedy", args.greedy)) if given]
+    if task == "g2p" or args.beam > 1:
+        why = ("a g2p model pronounces each word by greedy or beam search (--beam K)" if task == "g2p"
+               else f"--beam {args.beam} searches for the likeliest name")
+        if sampling:
+            raise ValueError(f"{why}; it draws nothing, so {', '.join(sampling)} would be ignored")
+        if args.beam > 1 and task != "g2p" and args.count is not None:
+            raise ValueError(f"{why}, one for each sex (or the one), so --count would be ignored")
+        return {"beam": args.beam}
+    return {"temperature": 1.0 if args.temperature is None else args.temperature,
+            "top_k": args.top_k or 0, "greedy": args.greedy, "generator": torch.Generator().manual_seed(args.seed)}
 
 
 def _interrupted(command: str, out: Path | None) -> int:
