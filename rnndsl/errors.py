@@ -37,6 +37,7 @@ class Span:
 
 
 NOWHERE = Span(1, 1)
+TAB_SIZE = 8  # as terminals and `cat` show a tab
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,24 @@ class Diagnostic:
     def format(self) -> str:
         """Render as `file:line:col: error: message`, the source line and a caret."""
         head = f"{self.source.name}:{self.span.line}:{self.span.column}: {self.severity}: {self.message}"
-        text = self.source.line(self.span.line)
-        width = 1
+        raw = self.source.line(self.span.line)
+        end = self.span.column + 1
         if self.span.end_line == self.span.line and self.span.end_column > self.span.column:
-            width = self.span.end_column - self.span.column
-        caret = " " * (self.span.column - 1) + "^" * max(1, min(width, len(text) - self.span.column + 1))
+            end = self.span.end_column
+        # Tabs expanded in the echo and under it alike: a tab kept in the echo jumps to the terminal's next
+        # tab stop while the caret row counted it as one column. The column in the head stays the real one.
+        start, stop = _screen_column(raw, self.span.column), _screen_column(raw, end)
+        text = raw.expandtabs(TAB_SIZE)
+        caret = " " * start + "^" * max(1, min(stop, len(text)) - start)
         out = [head, f"    {text}", f"    {caret}"]
         if self.hint:
             out.append(f"    help: {self.hint}")
         return "\n".join(out)
+
+
+def _screen_column(line: str, column: int) -> int:
+    """Where 1-based `column` of `line` shows once tabs are expanded, counted from 0."""
+    return len(line[:column - 1].expandtabs(TAB_SIZE)) + max(0, column - 1 - len(line))
 
 
 @dataclass

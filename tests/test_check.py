@@ -76,6 +76,20 @@ def test_diagnostic_format_exact() -> None:
     assert (d.line, d.column, d.severity, d.hint) == (3, 27, "error", "did you mean `h`?")
 
 
+def test_tabs_are_expanded_in_the_echo_and_under_it() -> None:
+    """A tab was echoed as a tab (the terminal's next tab stop) but counted as one column by the caret."""
+    err = _error("network N {\n\tinput x: 4\n\tlayer\th: 8 tanh <-\tx, hh[t-1]\n\toutput h\n}\n")
+    assert str(err) == (
+        "<string>:3:24: error: unknown name `hh`\n"  # the real column: a tab is one character
+        "            layer   h: 8 tanh <-    x, hh[t-1]\n"
+        "                                       ^^^^^^^\n"
+        "    help: did you mean `h`?"
+    )
+    (d,) = _error("network N {\n\tinput x: 4\n\th = x\t?\n\toutput h\n}\n").diagnostics
+    assert (d.line, d.column) == (3, 8)
+    assert d.format().splitlines()[1:3] == ["            h = x   ?", "                    ^"]
+
+
 def test_several_errors_are_all_reported_sorted_by_position() -> None:
     err = _error((ERRORS / "several_errors.rnn").read_text())
     found = [(d.line, d.column, d.message) for d in err.diagnostics]
