@@ -15,12 +15,14 @@ import torch
 __all__ = ["NonFiniteError", "Watch", "check_inputs"]
 
 
-class NonFiniteError(FloatingPointError):
-    """A NaN or Inf appeared: `.node`, `.step` (None for a static node) and `.phase` say where."""
+class NonFiniteError(FloatingPointError, ValueError):
+    """A NaN or Inf appeared: `.node`, `.step` (None for a static node) and `.phase` ("input", "value" or
+    "gradient") say where. One class for all three, so `except NonFiniteError` catches a bad input too; it
+    is also a ValueError, like every other refused input."""
 
-    def __init__(self, node: str, step: int | None, phase: str, kind: str) -> None:
+    def __init__(self, node: str, step: int | None, phase: str, kind: str, message: str | None = None) -> None:
         where = "" if step is None else f" at step {step}"
-        super().__init__(f"{kind} first appears in the {phase} of node `{node}`{where}")
+        super().__init__(message or f"{kind} first appears in the {phase} of node `{node}`{where}")
         self.node, self.step, self.phase = node, step, phase
 
 
@@ -39,7 +41,8 @@ def check_inputs(inputs: dict[str, torch.Tensor], lengths: torch.Tensor | None) 
         if bool(bad.any()):
             b, *rest = (int(i) for i in bad.nonzero()[0])
             at = f"sequence {b}, step {rest[0]}" if x.dim() == 3 else f"sequence {b}"
-            raise ValueError(f"input `{name}`: expected finite values, got {_kind(x[b])} at {at}")
+            raise NonFiniteError(name, rest[0] if rest else None, "input", _kind(x[b]),
+                                 f"input `{name}`: expected finite values, got {_kind(x[b])} at {at}")
 
 
 def _valid(lengths: torch.Tensor | None, batch: int, steps: int, device: torch.device) -> torch.Tensor:

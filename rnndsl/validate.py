@@ -44,6 +44,8 @@ def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]
             raise ValueError(f"network `{net.network.name}` has {what}: give steps=N (N >= 1), "
                              f"got steps={steps!r}")
         time = steps
+    if batch is None and batch_size is None:
+        batch = _state_batch(state)  # a carried state knows its batch size
     if batch is None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"network `{net.network.name}` has no input to tell the batch size: give batch=N "
@@ -54,6 +56,16 @@ def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]
     checked_lengths = None if lengths is None else _lengths(lengths, batch, time, like.device)
     checked_state = None if state is None else _state(net, state, batch, like)
     return Call(inputs, batch, time, checked_lengths, checked_state)
+
+
+def _state_batch(state: Any) -> int | None:
+    """The batch size of a carried state (node -> (batch, k, size)), when it holds a tensor; `_state`
+    checks every entry against it."""
+    if isinstance(state, Mapping):
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and value.dim() >= 1:
+                return int(value.shape[0])
+    return None
 
 
 def _bind(net: CompiledNetwork, layout: Layout, args: tuple[Any, ...],

@@ -84,4 +84,7 @@ def test_non_finite_inputs_are_refused() -> None:
     x[1, 2, 0] = float("inf")
     with pytest.raises(ValueError, match=r"input `x`: expected finite values, got Inf at sequence 1, step 2"):
         net(x, check_finite=True)
+    with pytest.raises(NonFiniteError) as caught:  # the class the README names catches a bad input too
+        net(x, check_finite=True)
+    assert (caught.value.node, caught.value.step, caught.value.phase) == ("x", 2, "input")
     net(x)  # without the check, nothing looks

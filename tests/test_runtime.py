@@ -196,6 +196,20 @@ def test_state_detach_keeps_the_signature() -> None:
     net(**inputs(net, 2, 3), state=cut).h.sum().backward()  # truncated BPTT: the graph stops at the cut
 
 
+def test_a_carried_state_tells_the_batch_size_when_running_free() -> None:
+    """`net(steps=N, state=warm.state)` asked for batch= although the state carries it."""
+    net = rnndsl.compile("network Free { input x: 1 = y[t-1]\n layer h: 8 tanh <- x, h[t-1]\n"
+                         " layer y: 1 <- h\n output y }")
+    warm = net(x=torch.randn(3, 5, 1))
+    free = net(steps=6, state=warm.state)
+    assert free.y.shape == (3, 6, 1)
+    assert torch.equal(free.y, net(steps=6, batch=3, state=warm.state).y)
+    with pytest.raises(ValueError, match="state"):
+        net(steps=6, batch=2, state=warm.state)
+    with pytest.raises(ValueError, match="give batch=N"):
+        net(steps=6)
+
+
 def test_state_for_a_network_reading_the_future_is_refused() -> None:
     net = compile64(BIDIR)
     out = net(**inputs(net, 2, 3))
