@@ -34,7 +34,7 @@ from rnndsl.runtime import CompiledNetwork, Outputs, State
 from rnndsl.unroll import unroll
 
 __all__ = ["CompiledNetwork", "Diagnostic", "Network", "Outputs", "SpecError", "State", "compile", "graph", "load",
-           "load_all", "read_spec", "unroll"]
+           "load_all", "load_checkpoint", "read_spec", "unroll"]
 __version__ = "0.1.0"
 
 
@@ -96,3 +96,16 @@ def compile(spec: str | Path, network: str | None = None, fuse_cells: bool | Col
     text, name = read_spec(spec)
     found = resolve(parse(text, name), Source(text, name), network)
     return CompiledNetwork(found, fuse_cells) if isinstance(found, Network) else CompiledModel(found, fuse_cells)
+
+
+def load_checkpoint(path: str | Path, spec: str | Path | None = None, network: str | None = None) -> Any:
+    """The trained network (or model) of a checkpoint that `rnndsl train` wrote, in eval mode: compiled
+    from the spec text the checkpoint carries (or from `spec`, which must be the same spec), with its
+    trained parameters. Call `.train()` on it to train on.
+
+    >>> net = load_checkpoint("runs/digits_gru-digits/checkpoint.pt")  # doctest: +SKIP
+    >>> net(x).y                                                        # doctest: +SKIP
+    """
+    from rnndsl.training.checkpoint import load_model
+
+    return load_model(path, spec, network)
