@@ -19,15 +19,15 @@ import networkx as nx
 
 from rnndsl import syntax as s
 from rnndsl.errors import Reporter, Source, Span
-from rnndsl.inline import Alias, Exports, inline
+from rnndsl.inline import Alias, Exports, inline, map_refs
 from rnndsl.ir import InitPolicy, Network, Node, OutputSpec
 
 if TYPE_CHECKING:
     from rnndsl.compose import Model
 from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
 
-__all__ = ["check", "check_file", "check_program", "check_name", "resolve", "did_you_mean", "MAX_DELAY", "MAX_SIZE",
-           "MAX_PARAMETERS", "MAX_ERRORS"]
+__all__ = ["check", "check_file", "check_program", "check_name", "project", "resolve", "did_you_mean",
+           "MAX_DELAY", "MAX_SIZE", "MAX_PARAMETERS", "MAX_ERRORS"]
 
 MAX_DELAY = 1000
 MAX_SIZE = 1 << 20
@@ -428,7 +428,8 @@ class _Checker:
                 z0, a0 = known[0]
                 self.report.error(f"size mismatch in `{_show(expr)}`: `{_show(a0)}` has size {z0}"
                                   f"{self._origin(a0)} but `{_show(a)}` has size {z}{self._origin(a)}",
-                                  expr.span, "elementwise operations need equal sizes")
+                                  expr.span,
+                                  f"elementwise operations need equal sizes: {project(a, z0, 'one of them')}")
                 return None
         if known:
             return known[0][0]
@@ -486,7 +487,8 @@ class _Checker:
                                       "`x + 1`: numbers broadcast")
                 elif st.size is not None and size is not None and d.size is not None and size != d.size:
                     self.report.error(f"`{name}` is declared with size {d.size} but its expression has size {size}",
-                                      st.expr.span)
+                                      st.expr.span, f"make `{name}` a layer to project it, `layer {name}: {d.size} <- "
+                                                    f"{_show(st.expr)}`, or declare `{name}: {size}`")
             elif isinstance(st, Alias):
                 size = self.defs[st.target.name].size if st.target.name in self.defs else None
                 tokens = self._is_tokens(st.target.name)
@@ -495,7 +497,7 @@ class _Checker:
                     self.report.error(f"block input `{st.name}` needs {want}; `{st.target}` is not", st.span)
                 elif size is not None and d.size is not None and size != d.size:
                     self.report.error(f"block input `{st.name}` has size {d.size} but `{st.target}` has size {size}"
-                                      f"{self._origin(st.target)}", st.span)
+                                      f"{self._origin(st.target)}", st.span, project(st.target, d.size))
             elif isinstance(st, s.Layer):
                 for src in st.sources:
                     if not (isinstance(src, s.Ref) and self._is_tokens(src.name)):
@@ -564,10 +566,10 @@ class _Checker:
                     self.report.error(f"`{feed.fn}` takes one vector, not {len(feed.args)}", feed.span)
                     continue
                 size = self._size(feed.args[0])
-                if size is not None and size != d.size:
+                if size is not None and d.size is not None and size != d.size:
                     shown = "a plain number" if size == SCALAR else f"size {size}"
                     self.report.error(f"`{_show(feed.args[0])}` has {shown}; token input `{name}` picks from "
-                                      f"{d.size} tokens", feed.args[0].span, f"feed it a vector of size {d.size}")
+                                      f"{d.size} tokens", feed.args[0].span, _feed_fix(feed.args[0], size, d.size))
             elif picks:
                 assert isinstance(feed, s.Call)
                 self.report.error(f"`{feed.fn}` gives token ids; input `{name}` takes vectors of size {d.size}",
@@ -575,10 +577,10 @@ class _Checker:
                                              "as `y[t-1]`")
             else:
                 size = self._size(feed)
-                if size is not None and size != d.size:
+                if size is not None and d.size is not None and size != d.size:
                     shown = "a plain number" if size == SCALAR else f"size {size}"
                     self.report.error(f"input `{name}` has size {d.size} but is fed `{_show(feed)}` of {shown}",
-                                      feed.span, f"feed it a vector of size {d.size}")
+                                      feed.span, _feed_fix(feed, size, d.size))
 
     def _check_outputs(self) -> None:
         seen: set[str] = set()
@@ -801,6 +803,45 @@ def _children(expr: s.Expr) -> list[s.Expr]:
     if isinstance(expr, s.Neg):
         return [expr.operand]
     return []
+
+
+def project(expr: s.Expr, size: int, what: str = "it", feed: bool = False) -> str:
+    """The fix of a size mismatch, as docs/language.md gives it: a layer that projects `expr` to `size`.
+
+    Through one-argument functions (`softmax(h[t-1])`) the layer projects the node read, so the delay stays
+    where it was written; any other expression is projected whole, and for a feed (which must read the past)
+    the layer reads it one delay later and the feed reads the layer back at that delay.
+
+    >>> project(s.Ref("x"), 64, "one of them")
+    'add a layer to project one of them, `layer x_64: 64 <- x`, and read `x_64` instead of `x`'
+    >>> project(s.Call("softmax", (s.Ref("h", -1, explicit=True),)), 5)
+    'add a layer to project it, `layer h_5: 5 <- h`, and read `softmax(h_5[t-1])` instead of `softmax(h[t-1])`'
+    """
+    inner = expr
+    while isinstance(inner, (s.Call, s.Neg)) and len(_children(inner)) == 1:
+        inner = _children(inner)[0]
+    if isinstance(inner, s.Ref):
+        name = f"{inner.name.replace('.', '_')}_{size}"
+        source: s.Expr = s.Ref(inner.name)
+        read = map_refs(expr, lambda r: s.Ref(name, r.offset, explicit=r.explicit) if r is inner else r)
+    else:
+        k = min((r.delay for r in s.refs(expr) if r.delay > 0), default=0) if feed else 0
+        name, source, read = "p", map_refs(expr, lambda r: _later(r, k)), s.Ref("p", -k, explicit=k > 0)
+    return (f"add a layer to project {what}, `layer {name}: {size} <- {_show(source)}`, and read `{_show(read)}` "
+            f"instead of `{_show(expr)}`")
+
+
+def _feed_fix(expr: s.Expr, size: int, wanted: int) -> str:
+    """The help line of a feed of the wrong size (a plain number cannot be projected: it has no size)."""
+    fix = f"feed it a vector of size {wanted}"
+    return fix if size == SCALAR else f"{fix}: {project(expr, wanted, feed=True)}"
+
+
+def _later(ref: s.Ref, k: int) -> s.Ref:
+    """`ref` read k steps later: `h[t-2]` -> `h[t-1]` for k = 1; same-step and future reads stay."""
+    if ref.delay <= 0:
+        return ref
+    return s.Ref(ref.name, -(ref.delay - k), ref.span, explicit=ref.delay > k)
 
 
 def _show(expr: s.Expr) -> str:

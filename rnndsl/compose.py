@@ -137,8 +137,12 @@ class _Composer:
                                   f"axis; `{target}` is one value per sequence", span,
                                   f"declare `input {name}: {node.size} static`")
             elif src_node.size != node.size:
+                projected = f"{src_node.name.replace('.', '_')}_{node.size}"
                 self.report.error(f"`{target}` has size {src_node.size} but input `{name}` of `{network.name}` "
-                                  f"has size {node.size}", span, "make them the same size")
+                                  f"has size {node.size}", span,
+                                  f"make them the same size: add a layer to network `{src_inst.network.name}` to "
+                                  f"project it, `layer {projected}: {node.size} <- {src_node.name}` and "
+                                  f"`output {projected} last`, and bind `{name} = {src_inst.name}.{projected}`")
             else:
                 bindings.append((name, src_inst.name, src_node.name))
         return Instance(st.name, network, tuple(bindings), st.span)

@@ -55,6 +55,28 @@ def test_enough_broken_specs() -> None:
         assert re.match(rf"{name}\.rnn:\d+:\d+: error: ", (ERRORS / f"{name}.txt").read_text()), name
 
 
+def test_every_size_mismatch_says_which_layer_to_add() -> None:
+    """The fix docs/language.md gives (add a layer to project one side) is in each size mismatch's help."""
+    found = 0
+    for golden in sorted(ERRORS.glob("*.txt")):
+        for block in re.split(r"\n(?=\S)", golden.read_text(encoding="utf-8").strip()):
+            head, *rest = block.splitlines() or [""]
+            if re.search(r"(has|with) size \d+.* (but|picks from)", head):
+                found += 1
+                assert "help: " in rest[-1] and re.search(r"`layer \w+: \d+ <- ", rest[-1]), (golden.name, block)
+    assert found >= 10
+
+
+def test_docstring_examples() -> None:
+    import doctest
+    import importlib
+
+    for name in ("rnndsl.check", "rnndsl.errors", "rnndsl.parse"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.failed == 0, name
+    assert doctest.testmod(importlib.import_module("rnndsl.check")).attempted >= 2
+
+
 def _error(text: str) -> SpecError:
     with pytest.raises(SpecError) as info:
         rnndsl.load_all(text)
