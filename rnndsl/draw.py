@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
-from rnndsl.graph import folded
+from rnndsl.graph import folded, is_feed
 from rnndsl.unroll import unroll as unroll_dag
 
 if TYPE_CHECKING:
@@ -74,8 +74,10 @@ EDGE_STYLES = {
     "future": EdgeStyle("#7c3aed", "--", 1.4, "from the future (t+k)", "style=dashed"),
     "static": EdgeStyle("#60a5fa", "-", 0.9, "static, read at every step"),
     "init": EdgeStyle("#9ca3af", ":", 1.1, "into an initial value", "style=dotted"),
+    "feed": EdgeStyle("#0d9488", "-.", 1.6, "fed back as input (when not given)", 'style="dashed,bold"'),
 }
-DASHES: dict[str, Any] = {"-": "-", "--": (0, (4.0, 2.5)), ":": (0, (1.2, 2.0))}  # matplotlib dash patterns
+DASHES: dict[str, Any] = {"-": "-", "--": (0, (4.0, 2.5)), ":": (0, (1.2, 2.0)),  # matplotlib dash patterns
+                          "-.": (0, (5.0, 1.8, 1.2, 1.8))}
 INPUT_TEXT = {"seq": "input {}", "static": "static input {}", "tokens": "tokens({})"}
 
 
@@ -88,16 +90,27 @@ def delay_text(delay: int) -> str:
     return f"t{-delay:+d}" if delay else "t"
 
 
-def _edge_kind(delay: int) -> str:
+def _edge_kind(delay: int, attrs: dict[str, Any] | None = None) -> str:
+    if attrs is not None and is_feed(attrs):
+        return "feed"
     return "step" if delay == 0 else "past" if delay > 0 else "future"
 
 
 def _unrolled_kind(g: nx.DiGraph, u: tuple[str, int | None], v: tuple[str, int | None]) -> str:
-    if g.edges[u, v].get("init"):
+    attrs = g.edges[u, v]
+    if attrs.get("init"):
         return "init"
+    if is_feed(attrs):
+        return "feed"
     if u[1] is None and v[1] is not None:
         return "static"
-    return _edge_kind(g.edges[u, v].get("delay", 0))
+    return _edge_kind(attrs.get("delay", 0))
+
+
+def _edge_label(delay: int, kind: str) -> str:
+    """What DOT writes on an edge: its delay, and for a feed that it is one."""
+    text = delay_text(delay) if delay else ""
+    return f"{text} (fed)".lstrip() if kind == "feed" else text
 
 
 def _folded_lines(name: str, attrs: dict[str, Any]) -> tuple[str, ...]:
@@ -156,9 +169,10 @@ def _folded_dot(g: nx.MultiDiGraph) -> list[str]:
     outs = _outputs(g)
     lines = _dot_head(str(g.graph.get("name", "network")))
     lines += [_dot_node(n, _folded_lines(n, a), a.get("op", "expr"), n in outs) for n, a in g.nodes(data=True)]
-    for u, v, d in g.edges(data="delay"):
+    for u, v, attrs in g.edges(data=True):
+        d, kind = attrs["delay"], _edge_kind(attrs["delay"], attrs)
         # constraint=false: only same-step edges rank the layers, so feedback visibly runs backwards
-        lines.append(_dot_edge(u, v, _edge_kind(d), delay_text(d) if d else "", "constraint=false" if d else ""))
+        lines.append(_dot_edge(u, v, kind, _edge_label(d, kind), "constraint=false" if d else ""))
     return [*lines, "}"]
 
 
@@ -178,7 +192,9 @@ def _unrolled_dot(g: nx.DiGraph) -> list[str]:
             if node[1] == t:
                 lines.append("  " + _dot_node(node, (node[0],), _unrolled_style(attrs), _is_output(node, outs, g)))
         lines.append("  }")
-    lines += [_dot_edge(u, v, _unrolled_kind(g, u, v)) for u, v in g.edges]
+    for u, v, d in g.edges(data="delay"):
+        kind = _unrolled_kind(g, u, v)
+        lines.append(_dot_edge(u, v, kind, _edge_label(d or 0, kind)))
     return [*lines, "}"]
 
 
@@ -334,6 +350,7 @@ class _Bus:
     src: str
     delay: int
     dsts: tuple[str, ...]
+    kind: str = "past"
     lane: int = 0
     out_rank: int = 0  # how far out its riser stands in the gutter right of the source's layer
     in_ranks: tuple[int, ...] = ()  # the same, left of each reader's layer
@@ -343,12 +360,19 @@ def _gutter_off(rank: int) -> float:
     return 0.2 + 0.14 * rank
 
 
+def _feedback_groups(g: nx.MultiDiGraph) -> dict[tuple[str, int, str], list[str]]:
+    """The readers of each (source, delay, kind) of the feedback edges."""
+    groups: dict[tuple[str, int, str], list[str]] = {}
+    for u, v, attrs in g.edges(data=True):
+        if attrs["delay"]:
+            groups.setdefault((u, attrs["delay"], _edge_kind(attrs["delay"], attrs)), []).append(v)
+    return groups
+
+
 def _buses(g: nx.MultiDiGraph, gen_of: dict[str, int]) -> list[_Bus]:
-    groups: dict[tuple[str, int], list[str]] = {}
-    for u, v, d in g.edges(data="delay"):
-        if d:
-            groups.setdefault((u, d), []).append(v)
-    buses = [_Bus(u, d, tuple(vs)) for (u, d), vs in groups.items()]
+    """A bus for each group of feedback edges, its self-loop left out (that one is drawn at the node)."""
+    groups = {key: [v for v in vs if v != key[0]] for key, vs in _feedback_groups(g).items()}
+    buses = [_Bus(u, d, tuple(vs), kind) for (u, d, kind), vs in groups.items() if vs]
     lanes = _lanes(buses, gen_of)
     gutters: dict[tuple[int, int], list[_Bus]] = {}
     for b in sorted(buses, key=lambda b: (b.delay < 0, lanes[b])):
@@ -385,12 +409,15 @@ def _gaps(n_layers: int, buses: list[_Bus], gen_of: dict[str, int]) -> list[floa
     return [max(1.1, right[k] + left[k + 1] + 0.7) for k in range(n_layers - 1)]
 
 
+ROW_GAP = 0.5  # inches between boxes stacked in a layer: room for two self-loops and their labels
+
+
 def _place_layers(g: nx.MultiDiGraph, gens: list[list[str]], gaps: list[float]) -> dict[Hashable, _Box]:
     outs = _outputs(g)
     sized = {n: replace(_sized(_folded_lines(n, a), a.get("op", "expr")), output=n in outs)
              for n, a in g.nodes(data=True)}
     widths = [max(sized[n].w for n in gen) for gen in gens]
-    pitch = max(b.h for b in sized.values()) + 0.5
+    pitch = max(b.h for b in sized.values()) + ROW_GAP
     boxes: dict[Hashable, _Box] = {}
     x = widths[0] / 2
     for k, gen in enumerate(gens):
@@ -418,7 +445,7 @@ def _port(box: _Box, side: int, lift: float) -> tuple[float, float]:
 
 def _bus_links(bus: _Bus, boxes: dict[Hashable, _Box], gens: list[list[str]], gen_of: dict[str, int],
                lane_y: float) -> tuple[list[_Link], tuple[float, float, str, str]]:
-    s, kind, lift = boxes[bus.src], _edge_kind(bus.delay), 1.0 if bus.delay > 0 else -1.0
+    s, lift = boxes[bus.src], 1.0 if bus.delay > 0 else -1.0
     gx = _layer_edge(gens[gen_of[bus.src]], boxes, 1) + _gutter_off(bus.out_rank)
     start = _port(s, 1, lift)
     links, ends = [], []
@@ -427,9 +454,60 @@ def _bus_links(bus: _Bus, boxes: dict[Hashable, _Box], gens: list[list[str]], ge
         vx = _layer_edge(gens[gen_of[v]], boxes, -1) - _gutter_off(rank)
         ends.append(vx)
         path = (start, (gx, start[1]), (gx, lane_y), (vx, lane_y), (vx, end[1]), end)
-        links.append(_Link(bus.src, v, kind, path))
+        links.append(_Link(bus.src, v, bus.kind, path))
     nearest = min(ends, key=lambda x: abs(x - gx))
-    return links, ((gx + nearest) / 2, lane_y, delay_text(bus.delay), EDGE_STYLES[kind].color)
+    return links, ((gx + nearest) / 2, lane_y, delay_text(bus.delay), EDGE_STYLES[bus.kind].color)
+
+
+SELF_LOOP_RISE, SELF_LOOP_STEP = 0.2, 0.17  # an arch's height over its node, and how much higher each next one
+
+
+_Note = tuple[float, float, str, str]  # x, y, text, colour
+
+
+def _self_loops(g: nx.MultiDiGraph, boxes: dict[Hashable, _Box]) -> tuple[list[_Link], list[_Note]]:
+    """Each node's reads of its own past (future) as small arches over (under) its box, nested when there
+    are several, each labelled with its delay right of the outermost: near the node, inside no other box."""
+    arches: dict[tuple[str, bool], list[tuple[int, str]]] = {}
+    for (u, d, kind), vs in sorted(_feedback_groups(g).items(), key=lambda item: abs(item[0][1])):
+        if u in vs:
+            arches.setdefault((u, d > 0), []).append((d, kind))
+    links, notes = [], []
+    for (u, past), reads in arches.items():
+        b, up = boxes[u], 1.0 if past else -1.0
+        edge = b.y + up * (b.h / 2 + (0.05 if b.output else 0.0))
+        halves = [min(0.16 + 0.12 * j, b.w / 2 - NODE_STYLES[b.style].rounding * b.h) for j in range(len(reads))]
+        for j, (d, kind) in enumerate(reads):
+            top, half, text = edge + up * (SELF_LOOP_RISE + SELF_LOOP_STEP * j), halves[j], delay_text(d)
+            links.append(_Link(u, u, kind, ((b.x + half, edge), (b.x + half, top), (b.x - half, top),
+                                            (b.x - half, edge))))
+            notes.append((b.x + halves[-1] + 0.06 + len(text) * CHAR_W / 2, top, text, EDGE_STYLES[kind].color))
+    return links, notes
+
+
+def _free_y(gen: list[str], boxes: dict[Hashable, _Box], want: float, used: list[float]) -> float:
+    """The height nearest `want` at which a line crosses a layer without touching its boxes or an
+    edge that crossed it before."""
+    blocked = [(b.y - b.h / 2 - 0.15, b.y + b.h / 2 + 0.15) for b in (boxes[n] for n in gen)]
+    blocked += [(y - 0.1, y + 0.1) for y in used]
+    candidates = [want] + [y for lo, hi in blocked for y in (lo, hi)]
+    free = [y for y in candidates if not any(lo < y < hi for lo, hi in blocked)]
+    return min(free, key=lambda y: abs(y - want))
+
+
+def _long_link(u: str, v: str, boxes: dict[Hashable, _Box], gens: list[list[str]], gen_of: dict[str, int],
+               used: dict[int, list[float]]) -> _Link:
+    """A same-step edge that skips layers: a path through the free space of each layer it crosses
+    (as dummy nodes do in a layered drawing), rather than a wide arc around everything."""
+    start, end = _port(boxes[u], 1, 0.0), _port(boxes[v], -1, 0.0)
+    path = [start]
+    for k in range(gen_of[u] + 1, gen_of[v]):
+        lo, hi = _layer_edge(gens[k], boxes, -1) - 0.1, _layer_edge(gens[k], boxes, 1) + 0.1
+        want = start[1] + ((lo + hi) / 2 - start[0]) / (end[0] - start[0]) * (end[1] - start[1])
+        y = _free_y(gens[k], boxes, want, used.setdefault(k, []))
+        used[k].append(y)
+        path += [(lo, y), (hi, y)]
+    return _Link(u, v, "step", (*path, end))
 
 
 def _folded_scene(g: nx.MultiDiGraph) -> _Scene:
@@ -437,11 +515,18 @@ def _folded_scene(g: nx.MultiDiGraph) -> _Scene:
     gen_of = {n: k for k, gen in enumerate(gens) for n in gen}
     buses = _buses(g, gen_of)
     boxes = _place_layers(g, gens, _gaps(len(gens), buses, gen_of))
-    route = _router(boxes, ports=True)
-    scene = _Scene(f"{g.graph.get('name', 'network')}: folded graph", boxes,
-                   [_Link(u, v, "step", route(u, v)) for u, v, d in g.edges(data="delay") if d == 0])
-    top = max(b.y + b.h / 2 for b in boxes.values())
-    bottom = min(b.y - b.h / 2 for b in boxes.values())
+    route, used = _router(boxes, ports=True), dict[int, list[float]]()
+    scene = _Scene(f"{g.graph.get('name', 'network')}: folded graph", boxes)
+    for u, v, attrs in g.edges(data=True):
+        if attrs["delay"] == 0:
+            link = _long_link(u, v, boxes, gens, gen_of, used) if gen_of[v] - gen_of[u] > 1 else \
+                _Link(u, v, "step", route(u, v))
+            scene.links.append(replace(link, kind=_edge_kind(0, attrs)))
+    loops, notes = _self_loops(g, boxes)
+    scene.links += loops
+    scene.notes += notes
+    top = max([b.y + b.h / 2 for b in boxes.values()] + [y for _, y, _, _ in notes]) + 0.1
+    bottom = min([b.y - b.h / 2 for b in boxes.values()] + [y for _, y, _, _ in notes]) - 0.1
     for bus in buses:
         lane_y = top + 0.45 + 0.32 * bus.lane if bus.delay > 0 else bottom - 0.45 - 0.32 * bus.lane
         links, note = _bus_links(bus, boxes, gens, gen_of, lane_y)
@@ -688,7 +773,7 @@ def _view(network: Any, steps: int | None) -> nx.MultiDiGraph | nx.DiGraph:
     if steps is None:
         return folded(net)
     _check_steps(steps)
-    g = unroll_dag(net, steps)
+    g = unroll_dag(net, steps, feeds=True)
     g.graph["outputs"] = [(o.name, o.last) for o in net.outputs]  # so the drawing can mark them
     return g
 

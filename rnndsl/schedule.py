@@ -39,7 +39,7 @@ def schedule(network: Network) -> tuple[Stage, ...]:
     ...                                  " layer y: 1 <- h\\n output y }"))]
     [('h',), ('y',)]
     """
-    g = folded(network)
+    g = folded(network, feeds=False)  # a given self-fed input closes no loop; running free, it is a node
     order = {n.name: i for i, n in enumerate(network.nodes)}
     cond = nx.condensation(g)
     members = cond.graph["mapping"]

@@ -4,6 +4,11 @@ Nodes are `(name, t)` for t in [0, steps); a static node (the same at every step
 `(name, None)`. Where a reference reaches before step 0 or past the last step, the DAG has an
 initial-value node `(name, t)` with t < 0 or t >= steps and `kind="initial"`: its value is the state
 carried in, or the node's `init`. Feedback edges point from step t-k to step t. Always acyclic.
+
+With `feeds=True` (as `draw` asks), a self-fed input `w` with the feed `f(y[t-k])` also gets the edges
+`(y, t-k) -> (w, t)` for t >= k, marked `kind="feed"`: what running free feeds it (the steps before take
+its init or the state, so they get none). Without, the DAG is what the reference executor evaluates:
+every self-fed input is given.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 import networkx as nx
 
 from rnndsl import syntax as s
+from rnndsl.graph import FEED
 from rnndsl.ir import Network
 
 __all__ = ["unroll", "MAX_UNROLL_STEPS"]
@@ -20,8 +26,9 @@ __all__ = ["unroll", "MAX_UNROLL_STEPS"]
 MAX_UNROLL_STEPS = 100_000
 
 
-def unroll(network: Any, steps: int) -> nx.DiGraph:
-    """The unrolled DAG of a network (an `ir.Network` or a compiled module) over `steps` steps.
+def unroll(network: Any, steps: int, feeds: bool = False) -> nx.DiGraph:
+    """The unrolled DAG of a network (an `ir.Network` or a compiled module) over `steps` steps; with
+    `feeds`, the edges of self-fed inputs' feeds too.
 
     >>> from rnndsl import load
     >>> g = unroll(load("network E { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }"), 3)
@@ -41,7 +48,20 @@ def unroll(network: Any, steps: int) -> nx.DiGraph:
         for t in [None] if node.static else range(steps):
             for ref in node.refs():
                 _add_edge(g, net, ref, (node.name, t), steps)
+    for node in net.self_fed if feeds else []:
+        assert node.feed is not None
+        for ref in s.refs(node.feed):
+            _add_feed_edges(g, net, ref, node.name, steps)
     return g
+
+
+def _add_feed_edges(g: nx.DiGraph, net: Network, ref: s.Ref, name: str, steps: int) -> None:
+    if net[ref.name].static:
+        for t in range(steps):
+            g.add_edge((ref.name, None), (name, t), delay=0, kind=FEED)
+        return
+    for t in range(max(ref.delay, 0), steps):  # a feed reads only the past (check)
+        g.add_edge((ref.name, t - ref.delay), (name, t), delay=ref.delay, kind=FEED)
 
 
 def _add_edge(g: nx.DiGraph, net: Network, ref: s.Ref, target: tuple[str, int | None], steps: int) -> None:
