@@ -36,8 +36,7 @@ MAX_ERRORS = 100  # shown per file; the rest are counted in one last diagnostic
 MAX_HINTS = 25  # did-you-mean suggestions per network
 RESERVED = {"network", "input", "layer", "init", "output", "use", "static", "tokens", "last", "zeros",
             "learned"}
-LAYER_OPTIONS = {"bias": ("true", "false"), "dropout": None,
-                 "init": ("default", "xavier", "orthogonal", "normal", "uniform", "zeros")}
+LAYER_OPTIONS = s.LAYER_OPTIONS
 # CompiledNetwork.forward's own keywords
 CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "feed_back", "sampler", "self"}
 SCALAR = 0  # the size of a plain number: it broadcasts

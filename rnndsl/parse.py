@@ -251,6 +251,9 @@ _EXACT_EXAMPLES: dict[str, list[str]] = {
 
 
 def _syntax_error(err: UnexpectedInput, source: Source) -> Diagnostic:
+    late = _noticed_late(err, source) if isinstance(err, UnexpectedToken) and err.state is not None else None
+    if late is not None:
+        return late
     line = getattr(err, "line", None) or 1
     column = getattr(err, "column", None) or 1
     end = err.token if isinstance(err, UnexpectedToken) and err.token.type == "$END" else None
@@ -268,6 +271,83 @@ def _syntax_error(err: UnexpectedInput, source: Source) -> Diagnostic:
     elif isinstance(err, UnexpectedCharacters):
         hint = "names are letters, digits and '_'; operators are + - * /; '#' starts a comment"
     return Diagnostic(message, Span(line, column), source, "error", hint)
+
+
+_ARROW = "__ANON_0"  # Lark's name for the '<-' token
+_SOURCES_LABEL = "a layer lists its sources after '<-': `layer h: 64 tanh <- x, h[t-1]`"
+
+
+def _noticed_late(err: UnexpectedToken, source: Source) -> Diagnostic | None:
+    """Mistakes the parser only notices at a later token, often on the next line, reported where they are.
+
+    `layer h: 16 tanh = x` reads as the option `tanh=x`, and the next statement's first word as one more
+    option; `layer h: 16 tanh` then a newline reads on the same way; `output last h` is the output `last`
+    followed by a statement `h ...` that never comes right."""
+    stack = err.state.value_stack
+    layer = next((i for i in range(len(stack) - 1, -1, -1)
+                  if isinstance(stack[i], Token) and stack[i].type == "LAYER"), None)
+    if layer is not None:
+        return _layer_mistake(stack[layer:], err.token, source)
+    return _output_last_first(stack, source)
+
+
+def _layer_mistake(items: list[Any], found: Token, source: Source) -> Diagnostic | None:
+    """In an unfinished layer: `=` where `<-` belongs, or the end of the line with no `<-` at all."""
+    for key, value in _options(items):
+        at = source.text.find("=", key.end_pos or 0)  # `tanh = x`: the `=` comes right after the key
+        if str(key) not in s.LAYER_OPTIONS and value.type == "NAME" and at >= 0:
+            line, column = source.text.count("\n", 0, at) + 1, at - source.text.rfind("\n", 0, at)
+            return Diagnostic("unexpected '=': a layer lists its sources after '<-'",
+                              Span(line, column, line, column + 1), source, "error",
+                              f"write `<-` instead of `=`; {_SOURCES_LABEL}")
+    top, end = items[-1], _end(items[-2]) if len(items) > 1 else None
+    arrow = any(isinstance(v, Token) and v.type == _ARROW for v in items)
+    if (not arrow and isinstance(top, Token) and top.type == "NAME" and end is not None and (top.line or 0) > end[0]
+            and found.type != "EQUAL"):
+        return Diagnostic(f"layer `{items[1]}` has no sources: a layer lists its sources after '<-'",
+                          Span(*end), source, "error", _SOURCES_LABEL)
+    return None
+
+
+def _options(items: list[Any]) -> list[tuple[Token, Token]]:
+    """The (key, value) tokens of the options on the stack: reduced (`option` trees, alone or in a list) or
+    not yet (NAME '=' value, when the parser stopped right after the value)."""
+    found: list[tuple[Token, Token]] = []
+    for i, item in enumerate(items):
+        if isinstance(item, lark.Tree):
+            trees = [item] if item.data == "option" else item.children
+            pairs = [o.children for o in trees if isinstance(o, lark.Tree) and o.data == "option"]
+            found += [(key, value) for key, value in pairs if isinstance(key, Token) and isinstance(value, Token)]
+        elif (isinstance(item, Token) and item.type == "EQUAL" and 0 < i < len(items) - 1
+              and isinstance(items[i - 1], Token) and isinstance(items[i + 1], Token)):
+            found.append((items[i - 1], items[i + 1]))
+    return found
+
+
+def _end(item: Any) -> tuple[int, int] | None:
+    """(line, column) just after a token or a tree of the parser's stack."""
+    if isinstance(item, Token):
+        return (item.end_line, item.end_column) if item.end_line and item.end_column else None
+    if isinstance(item, lark.Tree) and not item.meta.empty:
+        return item.meta.end_line, item.meta.end_column
+    return None
+
+
+def _output_last_first(stack: list[Any], source: Source) -> Diagnostic | None:
+    """`output last h`: the statement before the dangling name is `output last`."""
+    if len(stack) < 2 or not (isinstance(stack[-1], Token) and stack[-1].type == "NAME"):
+        return None
+    prev = stack[-2]
+    if isinstance(prev, lark.Tree) and prev.data.startswith("__network_star"):
+        prev = prev.children[-1]
+    if not (isinstance(prev, lark.Tree) and prev.data == "output_stmt"):
+        return None
+    name, last = prev.children
+    if not isinstance(name, Token) or str(name) != "last" or last is not None:
+        return None
+    written = stack[-1]
+    return Diagnostic("unexpected 'last': `last` comes after the output's name", _tok_span(name), source, "error",
+                      f"write `output {written} last`")
 
 
 @functools.cache
@@ -319,7 +399,7 @@ _TOKEN_WORDS = {
     "NAME": "a name", "NUMBER": "a number", "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('",
     "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COLON": "':'", "EQUAL": "'='", "COMMA": "','",
     "SIGN": "'-' or '+'", "SEMICOLON": "';'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
-    "__ANON_0": "'<-'", "$END": "end of file", "STATIC": "'static'", "LAST": "'last'",
+    _ARROW: "'<-'", "$END": "end of file", "STATIC": "'static'", "LAST": "'last'",
 }
 
 

@@ -267,3 +267,36 @@ def test_a_byte_order_mark_is_skipped() -> None:
     (d,) = info.value.diagnostics
     assert (d.line, d.column) == (1, 19)  # counted without the mark, as the editor shows the line
     assert d.format().splitlines()[1:3] == ["    network N { h = x ? y }", "                      ^"]
+
+
+@pytest.mark.parametrize(("text", "line", "column", "message", "hint"), [
+    # read as the option `tanh=x`; it was reported at the next line's `h`
+    ("network N {\n    input x: 4\n    layer h: 16 tanh = x\n    output h\n}\n", 3, 22,
+     "unexpected '=': a layer lists its sources after '<-'", "write `<-` instead of `=`"),
+    ("network N {\n    input x: 4\n    layer h: 16 tanh = x[t-1], x\n    output h\n}\n", 3, 22,
+     "unexpected '=': a layer lists its sources after '<-'", "write `<-` instead of `=`"),
+    ("network N { input x: 4\n layer h: 16 tanh = x }", 2, 19,
+     "unexpected '=': a layer lists its sources after '<-'", "write `<-` instead of `=`"),
+    # the option list ran on into the next statement; it was reported there
+    ("network N {\n    input x: 4\n    layer h: 16 tanh dropout=0.1\n    output h\n}\n", 3, 33,
+     "layer `h` has no sources: a layer lists its sources after '<-'", "a layer lists its sources after '<-'"),
+    # the output `last`, then a statement `h ...`; it was reported at the `}` (or the next statement)
+    ("network N {\n    input x: 4\n    layer h: 16 tanh <- x\n    output last h\n}\n", 4, 12,
+     "unexpected 'last': `last` comes after the output's name", "write `output h last`"),
+    ("network N {\n    input x: 4\n    output last x\n    layer h: 16 tanh <- x\n    output h\n}\n", 3, 12,
+     "unexpected 'last': `last` comes after the output's name", "write `output x last`"),
+])
+def test_mistakes_noticed_a_statement_later_are_reported_where_they_are(
+        text: str, line: int, column: int, message: str, hint: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    (d,) = info.value.diagnostics
+    assert (d.line, d.column, d.message) == (line, column, message)
+    assert d.hint.startswith(hint)
+
+
+def test_layer_options_and_an_output_called_last_still_parse() -> None:
+    """What the late mistakes look like, written right: options with `=`, an output named like a keyword."""
+    (layer, out) = body("layer h: 16 tanh bias=false init=xavier <- x\noutput last")
+    assert isinstance(layer, s.Layer) and [k for k, _, _ in layer.options] == ["bias", "init"]
+    assert out == s.Output("last", False)  # the checker refuses the name; the parser reads it
