@@ -40,6 +40,7 @@ LAYER_OPTIONS = s.LAYER_OPTIONS
 # CompiledNetwork.forward's own keywords
 CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "feed_back", "sampler", "self"}
 SCALAR = 0  # the size of a plain number: it broadcasts
+POSITIVE = {"softmax", "sigmoid", "exp", "softplus"}  # functions whose every entry is > 0: `sample` can draw
 T = TypeVar("T", "Network", "Network | Model")
 
 
@@ -564,6 +565,11 @@ class _Checker:
                 if len(feed.args) != 1:
                     self.report.error(f"`{feed.fn}` takes one vector, not {len(feed.args)}", feed.span)
                     continue
+                if feed.fn == "sample" and not self._positive(feed.args[0], set()):
+                    self.report.error(f"`sample` draws from a distribution, and `{_show(feed.args[0])}` may be "
+                                      "negative or all zero", feed.args[0].span,
+                                      f"write `sample(softmax({_show(feed.args[0])}))`: softmax turns scores into "
+                                      "a distribution")
                 size = self._size(feed.args[0])
                 if size is not None and d.size is not None and size != d.size:
                     shown = "a plain number" if size == SCALAR else f"size {size}"
@@ -580,6 +586,32 @@ class _Checker:
                     shown = "a plain number" if size == SCALAR else f"size {size}"
                     self.report.error(f"input `{name}` has size {d.size} but is fed `{_show(feed)}` of {shown}",
                                       feed.span, _feed_fix(feed, size, d.size))
+
+    def _positive(self, expr: s.Expr, seen: set[str]) -> bool:
+        """Whether every entry of `expr` is provably > 0, so that `sample` can normalise it: softmax, sigmoid,
+        exp and softplus (as functions or layer activations), positive numbers, and sums, products,
+        quotients, min, max and concat of those, through the nodes that compute them."""
+        if isinstance(expr, s.Num):
+            return expr.value > 0
+        if isinstance(expr, s.Ref):
+            d = self.defs.get(expr.name)
+            if d is None or expr.name in seen:
+                return False
+            st, seen = d.stmt, seen | {expr.name}
+            if isinstance(st, s.Layer):
+                return st.activation in POSITIVE
+            if isinstance(st, s.Assign):
+                return self._positive(st.expr, seen)
+            return isinstance(st, Alias) and self._positive(st.target, seen)
+        if isinstance(expr, s.BinOp):
+            return expr.op != "-" and self._positive(expr.left, seen) and self._positive(expr.right, seen)
+        if isinstance(expr, s.Call) and expr.fn in POSITIVE:
+            return True
+        if isinstance(expr, s.Call) and expr.fn in ("min", "concat"):
+            return all(self._positive(a, seen) for a in expr.args)
+        if isinstance(expr, s.Call) and expr.fn == "max":
+            return any(self._positive(a, seen) for a in expr.args)
+        return False
 
     def _check_outputs(self) -> None:
         seen: set[str] = set()

@@ -249,6 +249,18 @@ class _Emitter:
             self.defined.add(shifted)
         return shifted
 
+    def feed_value(self, e: s.Expr, ref: object, name: str, step: str) -> str:
+        """Code of the value a self-fed input `name` takes at `step` (code: `t`, or `None` for every step);
+        a draw names both, so that a distribution no token can be drawn from is reported by input and step."""
+        if not (isinstance(e, s.Call) and e.fn in FEED_FUNCTIONS):
+            return self.expr(e, ref)
+        inner = e.args[0]
+        if e.fn == "argmax":
+            return f"{self.expr(inner, ref)}.argmax(-1)"
+        if isinstance(inner, s.Call) and inner.fn == "softmax":  # the same draw, without exp and log
+            return f"feed.sample_logits({self.expr(inner.args[0], ref)}, {name!r}, {step})"
+        return f"feed.sample({self.expr(inner, ref)}, {name!r}, {step})"
+
     def expr(self, e: s.Expr, ref: object) -> str:
         """Code of an expression; `ref` turns a reference into code (batched, static or per step)."""
         if isinstance(e, s.Num) or not s.refs(e):
@@ -261,12 +273,7 @@ class _Emitter:
         if isinstance(e, s.BinOp):
             return f"({self.expr(e.left, ref)} {e.op} {self.expr(e.right, ref)})"
         if e.fn in FEED_FUNCTIONS:
-            inner = e.args[0]
-            if e.fn == "argmax":
-                return f"{self.expr(inner, ref)}.argmax(-1)"
-            if isinstance(inner, s.Call) and inner.fn == "softmax":  # the same draw, without exp and log
-                return f"feed.sample_logits({self.expr(inner.args[0], ref)})"
-            return f"feed.sample({self.expr(inner, ref)})"
+            return self.feed_value(e, ref, "", "None")
         if e.fn == "one_hot":
             arg = e.args[0]
             assert isinstance(arg, s.Ref)
@@ -295,7 +302,7 @@ class _Emitter:
         v = var(node.name)
         if node.op == "expr" and node.feed is not None:
             assert node.expr is not None
-            self.emit(f"{v} = feed.whole({node.name!r}, {self.expr(node.expr, ref)})")
+            self.emit(f"{v} = feed.whole({node.name!r}, {self.feed_value(node.expr, ref, node.name, 'None')})")
             self.emit(f"feed.record({node.name!r}, {v})")
         elif node.op == "expr":
             assert node.expr is not None
@@ -371,7 +378,7 @@ class _Emitter:
                 v, name = var(item.name), item.name
                 self.emit_before_loop(f"_Fg_{v}, _Fk_{v}, _Fm_{v} = feed.plan({name!r}, T)")
                 self.emit(f"{v} = _Fg_{v}[t] if _Fm_{v}[t] == 1 else "
-                          f"feed.pick(_Fg_{v}[t], _Fk_{v}[t], {self.expr(item.expr, step_ref)})")
+                          f"feed.pick(_Fg_{v}[t], _Fk_{v}[t], {self.feed_value(item.expr, step_ref, name, 't')})")
             else:
                 assert item.expr is not None
                 self.emit(f"{var(item.name)} = {self.expr(item.expr, step_ref)}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Feed", "Sampler"]
+__all__ = ["Feed", "Sampler", "refuse_undrawable"]
 
 ALL_FREE, ALL_GIVEN, MIXED = 0, 1, 2
 
@@ -89,15 +89,45 @@ class Feed:
         """`pick` over every step at once (a self-fed input outside any loop)."""
         return self.pick(self.given[name], self.keep[name], value)
 
-    def sample(self, probs: torch.Tensor) -> torch.Tensor:
+    def sample(self, probs: torch.Tensor, name: str = "", step: int | None = None) -> torch.Tensor:
+        """A draw from `probs`, the value of `sample(...)` feeding input `name` at `step` (None: every step)."""
+        refuse_undrawable(probs, name, step, logits=False)
         if self.scores is not None:
             self.scores.append(torch.log(probs.detach()))
         return self.sampler.from_probs(probs)
 
-    def sample_logits(self, logits: torch.Tensor) -> torch.Tensor:
+    def sample_logits(self, logits: torch.Tensor, name: str = "", step: int | None = None) -> torch.Tensor:
+        """A draw from `softmax(logits)`, the value of `sample(softmax(...))` feeding `name` at `step`."""
+        refuse_undrawable(logits, name, step, logits=True)
         if self.scores is not None:
             self.scores.append(torch.log_softmax(logits.detach(), -1))
         return self.sampler.from_logits(logits)
 
     def record(self, name: str, value: torch.Tensor) -> None:
         self.fed[name] = value
+
+
+def refuse_undrawable(values: torch.Tensor, name: str, step: int | None, logits: bool) -> None:
+    """A ValueError naming the input, the step and what came, where no token can be drawn from `values`:
+    NaN, +inf, (for weights) a negative entry or a row of zeros, (for scores) a row of -inf. torch's own
+    message ("probability tensor contains either inf, nan or element < 0") names none of them, and on a
+    GPU a bad draw is a device-side assert that ends the process. The checker only lets through
+    arguments that are positive by construction, so this catches what overflows or turns NaN at run time."""
+    v = values.detach()
+    bad_entry = v.isnan() | (v == float("inf")) | (torch.zeros_like(v, dtype=torch.bool) if logits else v < 0)
+    empty = (v == float("-inf")).all(-1) if logits else (v == 0).all(-1)
+    bad = bad_entry.any(-1) | empty
+    if not bool(bad.any()):  # one host sync per draw: the price of this message over a device-side assert
+        return
+    where = [int(i) for i in bad.nonzero()[0]]  # the first bad row: (sequence,) or (sequence, step)
+    row = v[tuple(where)]
+    if step is None and len(where) > 1:
+        step = where[1]
+    what = ("NaN" if bool(row.isnan().any()) else "+inf" if bool((row == float("inf")).any())
+            else "a negative weight" if not logits and bool((row < 0).any())
+            else "only -inf scores" if logits else "only zeros")
+    shown = ", ".join(f"{x:.4g}" for x in row[:6].tolist()) + (", ..." if row.numel() > 6 else "")
+    at = f" at step {step}" if step is not None else ""
+    fix = "" if logits else "; `sample(softmax(scores))` neither overflows nor underflows"
+    raise ValueError(f"self-fed input `{name}`{at}: `sample` cannot draw a token from {what} (sequence {where[0]} "
+                     f"got [{shown}]){fix}; check_finite=True names the node where NaN or inf first appears")

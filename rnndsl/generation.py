@@ -17,7 +17,7 @@ import torch
 
 from rnndsl import syntax as s
 from rnndsl.evaluate import evaluate
-from rnndsl.feed import Feed, Sampler
+from rnndsl.feed import Feed, Sampler, refuse_undrawable
 from rnndsl.ir import Node
 from rnndsl.runtime import State, token_start
 from rnndsl.validate import validate
@@ -131,8 +131,8 @@ def beam_search(net: CompiledNetwork, steps: int, beam: int, *, input: str | Non
         chosen = torch.zeros(B, K, 0, device=device)
         lengths = torch.zeros(B, K, dtype=torch.long, device=device)
         done = torch.zeros(B, K, dtype=torch.bool, device=device)
-        for _ in range(steps):
-            logp = next_log_probs(net, node, state, wide).view(B, K, -1)
+        for step in range(1, steps + 1):  # step 0 was the call above
+            logp = next_log_probs(net, node, state, wide, step).view(B, K, -1)
             N = logp.shape[-1]  # noqa: N806
             cand = scores.unsqueeze(2) + logp
             if stop is not None:  # a finished beam only carries on, with its score, as padding
@@ -170,9 +170,10 @@ def beam_search(net: CompiledNetwork, steps: int, beam: int, *, input: str | Non
 
 
 def next_log_probs(net: CompiledNetwork, node: Node, state: dict[str, torch.Tensor],
-                   inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+                   inputs: dict[str, torch.Tensor], step: int | None = None) -> torch.Tensor:
     """The log-probabilities (B, N) of the token a self-fed input would take at the step after `state`:
-    its feed evaluated on the state's last values (`y[t-k]` is the state's k-th value from the end)."""
+    its feed evaluated on the state's last values (`y[t-k]` is the state's k-th value from the end).
+    A distribution no token can be drawn from (NaN, inf) is a ValueError naming the input and `step`."""
     feed = node.feed
     assert isinstance(feed, s.Call)
     arg = feed.args[0]
@@ -187,8 +188,11 @@ def next_log_probs(net: CompiledNetwork, node: Node, state: dict[str, torch.Tens
 
     token_sizes = {n.name: n.size for n in net.network.nodes if n.is_tokens}
     if isinstance(arg, s.Call) and arg.fn == "softmax":
-        return torch.log_softmax(evaluate(arg.args[0], lookup, net.like, token_sizes), -1)
+        scores = evaluate(arg.args[0], lookup, net.like, token_sizes)
+        refuse_undrawable(scores, node.name, step, logits=True)
+        return torch.log_softmax(scores, -1)
     value = evaluate(arg, lookup, net.like, token_sizes)
+    refuse_undrawable(value, node.name, step, logits=feed.fn != "sample")
     return torch.log(value.clamp(min=0)) if feed.fn == "sample" else torch.log_softmax(value, -1)
 
 

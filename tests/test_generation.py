@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ import torch
 import rnndsl
 from rnndsl.feed import Sampler
 from rnndsl.reference import reference
+
+ROOT = Path(__file__).resolve().parent.parent
 
 NAMES = """
 network Names {
@@ -236,3 +239,82 @@ def test_errors_name_what_is_wrong() -> None:
     echo = rnndsl.compile(VECTOR)
     with pytest.raises(ValueError, match="needs one self-fed token input"):
         echo.generate(3)
+
+
+# ---- sample(...) of what is not a distribution ------------------------------------------------
+
+
+def test_sample_of_what_may_be_negative_is_refused_at_check_time() -> None:
+    """examples/generator.rnn fed `sample(-y[t-1])` checked, then failed mid-run with torch's
+    "probability tensor contains either inf, nan or element < 0"."""
+    text = (ROOT / "examples" / "generator.rnn").read_text(encoding="utf-8")
+    text = text.replace("sample(y[t-1])", "sample(-y[t-1])")
+    with pytest.raises(rnndsl.SpecError) as info:
+        rnndsl.compile(text)
+    (d,) = info.value.diagnostics
+    assert (d.line, d.column) == (8, 36)
+    assert d.message == "`sample` draws from a distribution, and `-y[t-1]` may be negative or all zero"
+    assert d.hint == "write `sample(softmax(-y[t-1]))`: softmax turns scores into a distribution"
+
+
+@pytest.mark.parametrize("feed", [
+    "sample(y[t-1])",  # a softmax layer
+    "sample(p[t-1])", "sample(exp(h[t-1]))", "sample(sigmoid(h[t-1]) * 0.5 + p[t-1])",
+    "sample(max(h[t-1], p[t-1]))", "sample(softplus(h[t-1]) / exp(h[t-2]))",
+])
+def test_what_is_positive_by_construction_may_be_sampled(feed: str) -> None:
+    net = rnndsl.load(f"network S {{ input w: tokens(4) = {feed}\n layer h: 4 tanh <- w, h[t-1]\n"
+                      " layer y: 4 softmax <- h\n p = softmax(h)\n output y\n output p }")
+    assert net["w"].feed is not None
+
+
+@pytest.mark.parametrize("arg", ["h[t-1]", "y[t-1] - 0.1", "min(h[t-1], y[t-1])", "relu(h[t-1])", "0 * y[t-1]"])
+def test_what_may_be_negative_or_zero_may_not(arg: str) -> None:
+    with pytest.raises(rnndsl.SpecError, match=re.escape(f"`sample` draws from a distribution, and `{arg}` may be")):
+        rnndsl.load(f"network S {{ input w: tokens(4) = sample({arg})\n layer h: 4 tanh <- w, h[t-1]\n"
+                    " layer y: 4 softmax <- h\n output y }")
+
+
+POSITIVE = """
+network G {
+    input  s: 4 static
+    input  w: tokens(5) = sample(exp(y[t-1]))
+    layer  h: 8 tanh <- w, s, h[t-1]
+    layer  y: 5 <- h
+    output y
+}
+"""
+
+
+def _poisoned(spec: str, value: float) -> rnndsl.CompiledNetwork:
+    torch.manual_seed(0)
+    net = rnndsl.compile(spec)
+    with torch.no_grad():
+        net.weight("y", "h").fill_(value)
+    return net
+
+
+@pytest.mark.parametrize(("spec", "value", "what"), [
+    (POSITIVE, math.nan, "NaN"),
+    (POSITIVE, 1e4, "+inf"),  # exp overflows
+    (NAMES.replace("sex", "s"), math.nan, "NaN"),  # through sample(softmax(...)): the logits
+])
+def test_a_draw_from_nan_or_inf_is_a_value_error_naming_the_input_and_step(spec: str, value: float, what: str) -> None:
+    net = _poisoned(spec, value)
+    s = torch.randn(3, net.network["s"].size)
+    with pytest.raises(ValueError, match=rf"^self-fed input `w` at step 1: `sample` cannot draw a token from "
+                                         rf"{re.escape(what)} \(sequence \d got \[") as info:
+        net(s=s, steps=5)
+    assert "probability tensor" not in str(info.value)
+    with pytest.raises(ValueError, match=r"^self-fed input `w` at step 1: `sample` cannot draw"):
+        net.generate(5, s=s, beam=2)
+
+
+def test_a_draw_outside_any_loop_names_its_step() -> None:
+    """A feed of static nodes is drawn for every step at once; the message names the first bad step."""
+    net = rnndsl.compile("network F { input s: 3 static\n input x: 2\n input w: tokens(3) = sample(exp(q))\n"
+                         " layer q: 3 <- s\n layer y: 3 <- w, x\n output y }")
+    with torch.no_grad():
+        net.weight("q", "s").fill_(math.nan)
+    with pytest.raises(ValueError, match=r"^self-fed input `w` at step 0: `sample` cannot draw a token from NaN"):
+        net(s=torch.randn(2, 3), x=torch.randn(2, 4, 2))
