@@ -6,10 +6,16 @@
                                    .dot, .svg or .png file chosen by the path's suffix
 
 The folded graph is laid out in layers, left to right, by its same-step (delay 0) edges, which form a
-DAG in a checked network; feedback edges run as dashed buses above the layers (past, `t-k`) or below
-them (future, `t+k`), so they visibly go backwards. The unrolled DAG gets one column per step and one
-row per node in definition order: initial values are greyed in the columns before the first step
-(and after the last), static nodes sit in a column of their own at the left.
+DAG in a checked network; a same-step edge that skips layers runs through their free space. Feedback
+edges run as dashed buses above the layers (past, `t-k`) or below them (future, `t+k`), so they visibly
+go backwards; a node's read of its own past is a small arch over its box. A self-fed input's feed
+(`kind="feed"` in the graphs) is a bus of its own colour, "fed back as input". The unrolled DAG gets
+one column per step and one row per node in definition order: initial values are greyed in the columns
+before the first step (and after the last), static nodes sit in a column of their own at the left.
+Feedback into the next step leaves its source's side for a riser in the gap between the columns, and
+every feedback edge is labelled with its delay. Wider than MAX_ROW_WIDTH, the steps wrap into rows;
+a row starts with dashed copies of what it reads from the row above, and an arrow off a row's end
+marks a value read in the next.
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ NODE_STYLES = {
     "expr": NodeStyle("#dcfce7", "#15803d", 0.5, "expression", "shape=ellipse, style=filled"),
     "initial": NodeStyle("#f3f4f6", "#9ca3af", 0.2, "initial value", 'shape=box, style="rounded,dotted,filled"',
                          ":"),
+    "copy": NodeStyle("#f9fafb", "#6b7280", 0.2, "a value from the row above (below)",
+                      'shape=box, style="rounded,dashed,filled"', "--"),  # drawings wrapped into rows only
 }
 EDGE_STYLES = {
     "step": EdgeStyle("#374151", "-", 1.1, "same step"),
@@ -535,7 +543,11 @@ def _folded_scene(g: nx.MultiDiGraph) -> _Scene:
     return scene
 
 
-# ---- unrolled view: a column per step, a row per node --------------------------------------------
+# ---- unrolled view: a column per step, a row per node, rows of steps when wide ---------------------
+
+MAX_ROW_WIDTH = 22.0  # inches (about 2,400 pixels): a wider unrolled drawing wraps into rows of steps
+COLUMN_GAP = 1.0  # inches between step columns
+SLANT = 0.6  # how far right each same-step layer sits in a slanted column, in box widths
 
 
 def _check_steps(steps: int) -> None:
@@ -573,20 +585,114 @@ def _step_slant(g: nx.DiGraph, rows: dict[str, int]) -> dict[str, int]:
     return {n: k for k, gen in enumerate(nx.topological_generations(same)) for n in gen}
 
 
-def _place_grid(g: nx.DiGraph) -> dict[Hashable, _Box]:
-    rows = {n: i for i, n in enumerate(dict.fromkeys(n for n, _ in g.nodes))}
+_Node = tuple[str, int | None]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """How the steps wrap: `per_row` steps in each row of the picture."""
+
+    steps: int
+    per_row: int
+
+    def of(self, t: int | None) -> int:
+        """The row showing step t (static and initial values before the start: the first row; after the
+        end: the last)."""
+        if t is None or t < 0:
+            return 0
+        return min(t, self.steps - 1) // self.per_row
+
+    def place(self, node: _Node, row: int) -> Hashable:
+        """The key of the box showing `node` in `row`: itself, or a copy standing in for it there."""
+        return node if self.of(node[1]) == row else ("copy", row, node)
+
+    @property
+    def count(self) -> int:
+        return -(-self.steps // self.per_row)
+
+
+def _wrap(g: nx.DiGraph, width: float, col_w: float) -> _Rows:
+    """As many steps a row as keep it under MAX_ROW_WIDTH, the same number in every row."""
+    steps = int(g.graph.get("steps", 0))
+    others = sum(1 for t in _columns(g) if t is None or not 0 <= t < steps)  # static and initial columns
+    fit = int((MAX_ROW_WIDTH - others * (width + COLUMN_GAP) + COLUMN_GAP) // (col_w + COLUMN_GAP))
+    rows = -(-steps // max(fit, 1))
+    return _Rows(steps, -(-steps // rows))
+
+
+def _shown(g: nx.DiGraph, rows: _Rows) -> list[dict[_Node, Hashable]]:
+    """For each row, the nodes it shows (its own, and copies of what its steps read from other rows),
+    mapped to their box keys, in column order."""
+    shown: list[dict[_Node, Hashable]] = [{} for _ in range(rows.count)]
+    for node in g.nodes:
+        shown[rows.of(node[1])][node] = node
+    for u, v in g.edges:
+        r = rows.of(v[1])
+        shown[r].setdefault(u, rows.place(u, r))
+    def order(n: _Node) -> tuple[bool, int]:
+        return (n[1] is not None, n[1] if n[1] is not None else 0)
+    return [dict(sorted(row.items(), key=lambda item: order(item[0]))) for row in shown]
+
+
+_Gaps = dict[Hashable, tuple[int, int]]  # box key -> (row, column index in the row)
+
+
+def _place_grid(g: nx.DiGraph) -> tuple[dict[Hashable, _Box], _Rows, _Gaps]:
+    names = {n: i for i, n in enumerate(dict.fromkeys(n for n, _ in g.nodes))}
     outs, steps = _outputs(g), int(g.graph.get("steps", 0))
-    width = max(_sized((n,), "layer").w for n in rows)
-    slant = {n: k * (width + 0.3) for n, k in _step_slant(g, rows).items()}
-    left, boxes = 0.0, {}
-    for t in _columns(g):
-        nodes = [(node, attrs) for node, attrs in g.nodes(data=True) if node[1] == t]
-        shift = slant if t is not None and 0 <= t < steps else dict.fromkeys(rows, 0.0)  # columns of steps slant
-        for node, attrs in nodes:
-            box = replace(_sized((node[0],), _unrolled_style(attrs), width), output=_is_output(node, outs, g))
-            boxes[node] = replace(box, x=left + width / 2 + shift[node[0]], y=-rows[node[0]] * (box.h + 0.45))
-        left = max(boxes[n].x + boxes[n].w / 2 for n, _ in nodes) + 1.2
-    return boxes
+    width = max(_sized((n,), "layer").w for n in names)
+    ranks = _step_slant(g, names)
+    slant = {n: k * SLANT * width for n, k in ranks.items()}
+    rows = _wrap(g, width, width + max(slant.values()))
+    pitch = _sized(("x",), "layer").h + 0.45
+    row_pitch = len(names) * pitch + 0.8
+    boxes: dict[Hashable, _Box] = {}
+    cols: _Gaps = {}
+    for r, shown in enumerate(_shown(g, rows)):
+        left = 0.0
+        for c, t in enumerate(dict.fromkeys(node[1] for node in shown)):
+            column = [(node, key) for node, key in shown.items() if node[1] == t]
+            own = t is not None and 0 <= t < steps and rows.of(t) == r
+            for node, key in column:
+                style = _unrolled_style(g.nodes[node]) if key == node else "copy"
+                box = replace(_sized((node[0],), style, width), output=key == node and _is_output(node, outs, g))
+                boxes[key] = replace(box, x=left + width / 2 + (slant[node[0]] if own else 0.0),
+                                     y=-names[node[0]] * pitch - r * row_pitch)
+                cols[key] = (r, c)
+            left = max(boxes[key].x + boxes[key].w / 2 for _, key in column) + COLUMN_GAP
+    return boxes, rows, cols
+
+
+def _riser_router(boxes: dict[Hashable, _Box], cols: _Gaps) -> Callable[[Hashable, Hashable, str], _Path | None]:
+    """Paths for edges between neighbouring columns of a row (a step's feedback into the next, an
+    initial value or a copy into the first step): out of the source's side, along its own row to a
+    riser in the gap between the columns, and along the target's row into its side, one riser per
+    source and kind, so a value read by several nodes fans out like a bus. Each row of the grid holds
+    one name, so those runs cross no box. None for any other edge."""
+    edges: dict[tuple[int, int], tuple[float, float]] = {}
+    for key, (r, c) in cols.items():
+        b = boxes[key]
+        lo, hi = edges.get((r, c), (np.inf, -np.inf))
+        edges[r, c] = (min(lo, b.x - b.w / 2), max(hi, b.x + b.w / 2))
+    ranks: dict[tuple[int, int], list[tuple[Hashable, str]]] = {}
+
+    def route(u: Hashable, v: Hashable, kind: str) -> _Path | None:
+        (ru, cu), (rv, cv) = cols[u], cols[v]
+        if ru != rv or abs(cu - cv) != 1:
+            return None
+        side = 1 if cu < cv else -1
+        start, end = _port(boxes[u], side, 0.0), _port(boxes[v], -side, 0.0)
+        if abs(start[1] - end[1]) < 1e-9:
+            return start, end
+        gap = ranks.setdefault((ru, min(cu, cv)), [])
+        if (u, kind) not in gap:
+            gap.append((u, kind))
+        x0, x1 = edges[ru, min(cu, cv)][1], edges[ru, max(cu, cv)][0]
+        rx = min(x0 + 0.25 + 0.14 * gap.index((u, kind)), x1 - 0.15) if side > 0 else \
+            max(x1 - 0.25 - 0.14 * gap.index((u, kind)), x0 + 0.15)
+        return start, (rx, start[1]), (rx, end[1]), end
+
+    return route
 
 
 def _static_link(u: Hashable, v: Hashable, kind: str, boxes: dict[Hashable, _Box], rank: int) -> _Link:
@@ -596,34 +702,94 @@ def _static_link(u: Hashable, v: Hashable, kind: str, boxes: dict[Hashable, _Box
     return _Link(u, v, kind, (start, (gx, start[1]), (gx, end[1]), end))
 
 
+def _stub(u: Hashable, side: int, kind: str, boxes: dict[Hashable, _Box], rows: _Rows) -> _Link:
+    """A value read in another row: an arrow from its box off the end of its own row (the reader's row
+    shows a copy of it in a column of its own)."""
+    row = rows.of(u[1])  # type: ignore[index]
+    ends = [b.x + side * b.w / 2 for k, b in boxes.items() if _row_key(k, rows) == row]
+    start = _port(boxes[u], side, 0.0)
+    return _Link(u, u, kind, (start, ((max(ends) if side > 0 else min(ends)) + side * 0.45, start[1])))
+
+
+def _row_key(key: Hashable, rows: _Rows) -> int:
+    return key[1] if len(key) == 3 else rows.of(key[1])  # type: ignore[arg-type, index]
+
+
+def _along(path: _Path, frac: float) -> tuple[float, float]:
+    """The point a fraction of the way along a path."""
+    pts = np.array(path)
+    lengths = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    at = frac * lengths.sum()
+    i = min(int(np.searchsorted(np.cumsum(lengths), at)), len(lengths) - 1)
+    part = (at - lengths[:i].sum()) / max(lengths[i], 1e-9)
+    x, y = pts[i] + part * (pts[i + 1] - pts[i])
+    return float(x), float(y)
+
+
+def _delay_notes(links: list[tuple[_Link, int]]) -> list[_Note]:
+    """One delay label for each source, delay and kind of feedback, halfway along its shortest edge
+    (where one value fans out to several readers, on the riser they share)."""
+    groups: dict[tuple[Hashable, int, str], list[_Link]] = {}
+    for link, delay in links:
+        if delay and link.kind in ("past", "future", "feed"):
+            groups.setdefault((link.src, delay, link.kind), []).append(link)
+    return [(*_along(min(ls, key=_length).path, 0.5), delay_text(d), EDGE_STYLES[kind].color)
+            for (_, d, kind), ls in groups.items()]
+
+
+def _length(link: _Link) -> float:
+    return float(np.linalg.norm(np.diff(np.array(link.path), axis=0), axis=1).sum())
+
+
 def _unrolled_scene(g: nx.DiGraph) -> _Scene:
     steps = int(g.graph.get("steps", 0))
     _check_steps(steps)
-    boxes = _place_grid(g)
-    route = _router(boxes)
+    boxes, rows, cols = _place_grid(g)
+    route, riser = _router(boxes), _riser_router(boxes, cols)
     statics = {n: i for i, n in enumerate(n for n in g.nodes if n[1] is None)}
-    scene = _Scene(f"{g.graph.get('name', 'network')} over {steps} step{'s' * (steps != 1)}", boxes)
-    for u, v in g.edges:
-        kind = _unrolled_kind(g, u, v)
+    title = f"{g.graph.get('name', 'network')} over {steps} step{'s' * (steps != 1)}"
+    scene = _Scene(title + (f", {rows.per_row} to a row" if rows.count > 1 else ""), boxes)
+    feedback: list[tuple[_Link, int]] = []
+    stubs: dict[tuple[Hashable, int, str], _Link] = {}
+    for u, v, d in g.edges(data="delay"):
+        kind, src = _unrolled_kind(g, u, v), rows.place(u, rows.of(v[1]))
         if u[1] is None and v[1] is not None:
-            scene.links.append(_static_link(u, v, kind, boxes, statics[u]))
-        else:
-            scene.links.append(_Link(u, v, kind, route(u, v)))
-    _caption_columns(scene, g, steps)
+            scene.links.append(_static_link(src, v, kind, boxes, statics[u]))
+            continue
+        link = _Link(src, v, kind, riser(src, v, kind) or route(src, v))
+        scene.links.append(link)
+        feedback.append((link, d))
+        if src != u and g.nodes[u].get("kind") == "step":
+            side = 1 if rows.of(v[1]) > rows.of(u[1]) else -1
+            stubs.setdefault((u, side, kind), replace(_stub(u, side, kind, boxes, rows), dst=src))
+    scene.links += stubs.values()
+    scene.notes += _delay_notes(feedback)
+    _caption_columns(scene, rows)
     return scene
 
 
-def _caption_columns(scene: _Scene, g: nx.DiGraph, steps: int) -> None:
-    """A caption over each column, and a pale band behind each step so its slanted column reads as one."""
-    top = max(b.y + b.h / 2 for b in scene.boxes.values()) + 0.35
-    bottom = min(b.y - b.h / 2 for b in scene.boxes.values()) - 0.2
-    for t in _columns(g):
-        xs = [b.x + s * b.w / 2 for n, b in scene.boxes.items() if n[1] == t for s in (-1, 1)]  # type: ignore[index]
-        inside = t is not None and 0 <= t < steps
-        colour = "#111827" if inside else "#6b7280"
-        scene.notes.append(((min(xs) + max(xs)) / 2, top, _column_caption(t, steps), colour))
-        if inside:
-            scene.bands.append((min(xs) - 0.15, bottom, max(xs) + 0.15, top - 0.17))
+def _column_of(key: Hashable) -> tuple[str, int | None]:
+    return key[2] if len(key) == 3 else key  # type: ignore[arg-type, index, return-value]
+
+
+def _caption_columns(scene: _Scene, rows: _Rows) -> None:
+    """A caption over each column of each row, and a pale band behind each step so its slanted column
+    reads as one."""
+    for r in range(rows.count):
+        keys = [k for k in scene.boxes if _row_key(k, rows) == r]
+        top = max(scene.boxes[k].y + scene.boxes[k].h / 2 for k in keys) + 0.35
+        bottom = min(scene.boxes[k].y - scene.boxes[k].h / 2 for k in keys) - 0.2
+        for t in dict.fromkeys(_column_of(k)[1] for k in keys):
+            column = [scene.boxes[k] for k in keys if _column_of(k)[1] == t]
+            xs = [b.x + s * b.w / 2 for b in column for s in (-1, 1)]
+            copies = all(b.style == "copy" for b in column)
+            own = t is not None and 0 <= t < rows.steps and not copies
+            text = _column_caption(t, rows.steps)
+            if copies and t is not None:
+                text = f"t={t} ({'row above' if rows.of(t) < r else 'row below'})"
+            scene.notes.append(((min(xs) + max(xs)) / 2, top, text, "#111827" if own else "#6b7280"))
+            if own:
+                scene.bands.append((min(xs) - 0.15, bottom, max(xs) + 0.15, top - 0.17))
 
 
 # ---- rendering with matplotlib -------------------------------------------------------------------
