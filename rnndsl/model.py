@@ -17,7 +17,7 @@ from torch import nn
 from rnndsl.check import did_you_mean
 from rnndsl.compose import Instance, Model
 from rnndsl.generation import Generation
-from rnndsl.runtime import CompiledNetwork, Outputs
+from rnndsl.runtime import CompiledNetwork, Outputs, _key
 
 __all__ = ["CompiledModel"]
 
@@ -34,14 +34,16 @@ class CompiledModel(nn.Module):
     def __init__(self, model: Model, fuse_cells: bool | Collection[str] = True) -> None:
         super().__init__()
         self.model = model
-        self.instances = nn.ModuleDict({i.name: CompiledNetwork(i.network, fuse_cells) for i in model.instances})
+        # keyed as node names are, so an instance named `train` or `keys` is no clash with nn.ModuleDict's own
+        self.instances = nn.ModuleDict({_key(i.name): CompiledNetwork(i.network, fuse_cells)
+                                        for i in model.instances})
 
     def net(self, instance: str) -> CompiledNetwork:
         """The compiled network of one instance."""
-        if instance not in self.instances:
-            raise KeyError(f"model `{self.model.name}` has no instance `{instance}`; it has: "
-                           f"{', '.join(self.instances)}")
-        net = self.instances[instance]
+        names = [i.name for i in self.model.instances]
+        if instance not in names:
+            raise KeyError(f"model `{self.model.name}` has no instance `{instance}`; it has: {', '.join(names)}")
+        net = self.instances[_key(instance)]
         assert isinstance(net, CompiledNetwork)
         return net
 
@@ -121,15 +123,16 @@ class CompiledModel(nn.Module):
                 hint = did_you_mean(name, names)
                 raise ValueError(f"unknown input `{name}`; model `{self.model.name}` takes: "
                                  f"{', '.join(sorted(names))}" + (f" ({hint})" if hint else ""))
+        instances = [i.name for i in self.model.instances]
         for what, given in (("lengths", lengths), ("steps", steps)):
             if given is None:
                 continue
             if not isinstance(given, Mapping):
                 raise ValueError(f"{what}: a model's instances each have their own time axis: give a dict by "
-                                 f"instance name ({', '.join(self.instances)}), got {type(given).__name__}")
+                                 f"instance name ({', '.join(instances)}), got {type(given).__name__}")
             for key in given:
-                if key not in self.instances:
-                    raise ValueError(f"{what}: no instance `{key}`; the instances are: {', '.join(self.instances)}")
+                if key not in instances:
+                    raise ValueError(f"{what}: no instance `{key}`; the instances are: {', '.join(instances)}")
 
     def extra_repr(self) -> str:
         ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" for _, n in self.model.inputs)

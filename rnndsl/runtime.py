@@ -35,10 +35,13 @@ __all__ = ["CompiledNetwork", "Outputs", "State", "token_start"]
 
 def _key(name: str) -> str:
     """A node's key in the module's dicts: '.' (block members, `enc.h`) becomes `__`, and a name that
-    is already an attribute of nn.ModuleDict/ParameterDict (`update`, `keys`, `to`) gets a `__` suffix.
-    User names never hold `__`, so keys cannot clash."""
+    is already an attribute of nn.ModuleDict/ParameterDict, of the class (`update`, `keys`, `to`) or of
+    every instance (`training`), gets a `__` suffix. User names never hold `__`, so keys cannot clash."""
     key = name.replace(".", "__")
-    return key + "__" if hasattr(nn.ModuleDict, key) or hasattr(nn.ParameterDict, key) else key
+    return key + "__" if key in _TAKEN else key
+
+
+_TAKEN = frozenset(dir(nn.ModuleDict()) + dir(nn.ParameterDict()))  # what a key of theirs may not be
 
 
 class State(dict):

@@ -159,3 +159,15 @@ def test_model_and_instance_names_follow_the_name_rules(old: str, new: str, wher
     (d,) = info.value.diagnostics
     assert d.format().startswith(f"{where}: error: `{name}`: names may not start with '_' or contain '__'")
     assert d.span.end_column - d.span.column == len(name)  # the caret is under the name
+
+
+@pytest.mark.parametrize("name", ["train", "forward", "keys", "to", "cuda", "training", "float"])
+def test_instances_may_share_a_name_with_a_module_method(name: str) -> None:
+    """`train = Speller` crashed with torch's KeyError "attribute 'train' already exists"."""
+    m = rnndsl.compile(SPEC.replace("enc = Speller\n    dec = Speaker(context = enc.h)",
+                                    f"{name} = Speller\n    dec = Speaker(context = {name}.h)"))
+    letters, phones = torch.randint(1, 7, (2, 5)), torch.randint(1, 5, (2, 4))
+    out = m(letters=letters, phone=phones, lengths={name: torch.tensor([5, 3])})
+    assert out.y.shape == (2, 4, 5) and m.net(name) is not m.net("dec")
+    assert any(k.startswith(f"instances.{name}__.") for k in m.state_dict())
+    m.train()  # the module's own methods still work

@@ -488,3 +488,11 @@ def test_a_call_reads_parameters_replaced_after_the_first_call() -> None:
     assert net.parameter_table()["_b_y"] is net.bias("y")
     net.load_state_dict({k: torch.zeros_like(v) for k, v in net.state_dict().items()}, assign=True)
     assert torch.equal(net(x).y, torch.zeros(2, 5, 2))
+
+
+def test_a_node_named_like_a_module_attribute_gets_its_own_key() -> None:
+    """`training` is an attribute of every nn.Module instance (not of the class): it crashed as a key."""
+    net = rnndsl.compile("network N { input x: 2\n layer training: 3 tanh <- x, training[t-1]\n"
+                         " init training = learned\n output training }")
+    assert "layers.training__.bias" in net.state_dict() and "learned_init.training__" in net.state_dict()
+    assert net(torch.zeros(1, 4, 2)).training.shape == (1, 4, 3)
