@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.cases import CASES, SIZES, build
-from rnndsl import syntax as s
+from rnndsl.lang import syntax as s
 
 __all__ = ["products"]
 

@@ -21,54 +21,32 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
-from rnndsl.check import check, check_program, resolve
-from rnndsl.errors import Diagnostic, SpecError
-from rnndsl.graph import folded
-from rnndsl.ir import Network
-from rnndsl.parse import parse
-from rnndsl.runtime import CompiledNetwork, Outputs, State
-from rnndsl.unroll import unroll
+from rnndsl._version import __version__ as __version__
+from rnndsl.frontend.load import load, load_all, read_spec
+from rnndsl.graphs.folded import folded
+from rnndsl.graphs.unroll import unroll
+from rnndsl.lang.errors import Diagnostic, SpecError
+from rnndsl.lang.ir import Network
+
+if TYPE_CHECKING:
+    from rnndsl.runtime import CompiledNetwork, Outputs, State
 
 __all__ = ["CompiledNetwork", "Diagnostic", "Network", "Outputs", "SpecError", "State", "compile", "graph", "load",
            "load_all", "load_checkpoint", "read_spec", "unroll"]
-__version__ = "0.1.0"
+
+_RUNTIME = ("CompiledNetwork", "Outputs", "State")  # need torch: imported on first use, so `rnndsl check` needs none
 
 
-def read_spec(spec: str | Path) -> tuple[str, str]:
-    """(text, name) of a spec given as a path or as the text itself; a file may start with a byte-order mark."""
-    if isinstance(spec, Path) or ("\n" not in spec and "{" not in spec and spec.endswith(".rnn")):
-        path = Path(spec)
-        try:
-            return path.read_text(encoding="utf-8-sig"), str(spec)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no spec file at {spec}") from None
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{spec} is not UTF-8 text: {err}") from None
-    return spec.removeprefix("\ufeff"), "<string>"
+def __getattr__(name: str) -> Any:
+    if name in _RUNTIME:
+        from rnndsl import runtime
 
-
-def load_all(spec: str | Path) -> list[Network]:
-    """Parse and check every network of a spec (a path or the text itself)."""
-    from rnndsl.errors import Source
-
-    text, name = read_spec(spec)
-    return check_program(parse(text, name), Source(text, name))
-
-
-def load(spec: str | Path, network: str | None = None) -> Network:
-    """Parse and check one network of a spec; `network=` picks it when the file holds several.
-
-    >>> load("network N { input x: 2\\n output x }").name
-    'N'
-    """
-    from rnndsl.errors import Source
-
-    text, name = read_spec(spec)
-    return check(parse(text, name), Source(text, name), network)
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'rnndsl' has no attribute {name!r}")
 
 
 def graph(spec: str | Path | Network, network: str | None = None) -> nx.MultiDiGraph:
@@ -90,12 +68,9 @@ def compile(spec: str | Path, network: str | None = None, fuse_cells: bool | Col
     >>> net(torch.zeros(1, 4, 2)).h.shape
     torch.Size([1, 4, 3])
     """
-    from rnndsl.errors import Source
-    from rnndsl.model import CompiledModel
+    from rnndsl.runtime.build import compile as build
 
-    text, name = read_spec(spec)
-    found = resolve(parse(text, name), Source(text, name), network)
-    return CompiledNetwork(found, fuse_cells) if isinstance(found, Network) else CompiledModel(found, fuse_cells)
+    return build(spec, network, fuse_cells)
 
 
 def load_checkpoint(path: str | Path, spec: str | Path | None = None, network: str | None = None) -> Any:

@@ -12,14 +12,14 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rnndsl import load, read_spec
-from rnndsl.check import _show, check_file
-from rnndsl.compose import Model
 from rnndsl.draw import MAX_DRAW_STEPS, draw
-from rnndsl.errors import Source, SpecError
-from rnndsl.graph import folded, loops
-from rnndsl.ir import Network
-from rnndsl.parse import parse
+from rnndsl.frontend.check import _show, check_file
+from rnndsl.frontend.compose import Model
+from rnndsl.frontend.load import load, read_spec
+from rnndsl.frontend.parse import parse
+from rnndsl.graphs.folded import folded, loops
+from rnndsl.lang.errors import Source, SpecError
+from rnndsl.lang.ir import Network
 from rnndsl.training.commands import add_commands as add_training_commands
 from rnndsl.training.commands import cmd_compare, cmd_generate, cmd_train
 

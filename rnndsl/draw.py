@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
-from rnndsl.graph import folded, is_feed
-from rnndsl.unroll import unroll as unroll_dag
+from rnndsl.graphs.folded import folded, is_feed
+from rnndsl.graphs.unroll import unroll as unroll_dag
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

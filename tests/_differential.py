@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from rnndsl.reference import reference
-from rnndsl.runtime import CompiledNetwork, Outputs
+from rnndsl.runtime.network import CompiledNetwork, Outputs
+from rnndsl.runtime.reference import reference
 
 __all__ = ["compare", "randomize", "random_inputs"]
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import rnndsl
-from rnndsl.cells import match_cell
-from rnndsl.codegen import ALL_KINDS
-from rnndsl.schedule import schedule
+from rnndsl.backend.cells import match_cell
+from rnndsl.backend.codegen import ALL_KINDS
+from rnndsl.graphs.schedule import schedule
 from tests._differential import random_inputs, randomize
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

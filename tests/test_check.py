@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import rnndsl
-from rnndsl.check import check_program
-from rnndsl.errors import Source, SpecError
-from rnndsl.parse import parse
+from rnndsl.frontend.check import check_program
+from rnndsl.frontend.parse import parse
+from rnndsl.lang.errors import Source, SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 ERRORS = ROOT / "tests" / "golden" / "errors"
@@ -71,10 +71,10 @@ def test_docstring_examples() -> None:
     import doctest
     import importlib
 
-    for name in ("rnndsl.check", "rnndsl.errors", "rnndsl.parse"):
+    for name in ("rnndsl.frontend.check", "rnndsl.lang.errors", "rnndsl.frontend.parse"):
         result = doctest.testmod(importlib.import_module(name))
         assert result.failed == 0, name
-    assert doctest.testmod(importlib.import_module("rnndsl.check")).attempted >= 2
+    assert doctest.testmod(importlib.import_module("rnndsl.frontend.check")).attempted >= 2
 
 
 def _error(text: str) -> SpecError:

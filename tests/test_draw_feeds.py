@@ -10,9 +10,9 @@ import pytest
 
 import rnndsl
 from rnndsl.draw import EDGE_STYLES, _folded_scene, _unrolled_scene, draw, to_dot
-from rnndsl.graph import folded, is_feed, loops
-from rnndsl.schedule import schedule
-from rnndsl.unroll import unroll
+from rnndsl.graphs.folded import folded, is_feed, loops
+from rnndsl.graphs.schedule import schedule
+from rnndsl.graphs.unroll import unroll
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "examples" / "generator.rnn"

@@ -11,7 +11,7 @@ import pytest
 
 import rnndsl
 from rnndsl.draw import _folded_scene, _inside, _unrolled_scene, draw, figure
-from rnndsl.unroll import unroll
+from rnndsl.graphs.unroll import unroll
 
 try:
     import matplotlib  # noqa: F401

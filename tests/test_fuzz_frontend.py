@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rnndsl
-from rnndsl.graph import folded
+from rnndsl.graphs.folded import folded
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.rnn"))
 TEXTS = [p.read_text(encoding="utf-8") for p in EXAMPLES]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import rnndsl
-from rnndsl.feed import Sampler
-from rnndsl.reference import reference
+from rnndsl.runtime.feed import Sampler
+from rnndsl.runtime.reference import reference
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ import torch
 from torch.func import functional_call
 
 import rnndsl
-from rnndsl.ops import ACTIVATIONS
+from rnndsl.lang.ops import ACTIVATIONS
 
 B, T = 2, 3
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rnndsl
-from rnndsl.guard import NonFiniteError
+from rnndsl.runtime.guard import NonFiniteError
 
 SPEC = """network N {
     input x: 2

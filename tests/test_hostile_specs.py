@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 import rnndsl
-from rnndsl import kernels
-from rnndsl.codegen import generate
-from rnndsl.feed import Feed
-from rnndsl.parse import MAX_EXPR_DEPTH, MAX_SPEC_BYTES
-from rnndsl.reference import reference
+from rnndsl.backend import kernels
+from rnndsl.backend.codegen import generate
+from rnndsl.frontend.parse import MAX_EXPR_DEPTH, MAX_SPEC_BYTES
+from rnndsl.runtime.feed import Feed
+from rnndsl.runtime.reference import reference
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.rnn"))
 
@@ -164,8 +164,8 @@ def test_payloads_are_spec_errors_and_never_run(tmp_path: Path) -> None:
 def test_payloads_in_comments_compile_run_and_never_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A valid spec with Python in its comments: check, compile, run (plain, lengths, guarded), print the code,
     draw; the payload never runs, and every source the runtime hands to `exec` passes the allowlist."""
-    from rnndsl import runtime
     from rnndsl.draw import to_dot
+    from rnndsl.runtime import network as runtime
 
     sentinel = tmp_path / "pwned"
     compiled: list[str] = []

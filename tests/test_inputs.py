@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import rnndsl
-from rnndsl.reference import reference
-from rnndsl.runtime import CompiledNetwork, State
+from rnndsl.runtime.network import CompiledNetwork, State
+from rnndsl.runtime.reference import reference
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

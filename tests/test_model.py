@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import rnndsl
-from rnndsl.model import CompiledModel
+from rnndsl.runtime.model import CompiledModel
 
 SPEC = """
 network Speller {

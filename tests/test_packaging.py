@@ -36,7 +36,7 @@ def test_wheel_holds_every_package_of_the_source_tree(wheel: Path) -> None:
 def test_wheel_ships_the_grammar_and_an_installed_copy_parses(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import importlib, rnndsl; p = importlib.import_module('rnndsl.parse'); "
+    probe = ("import importlib, rnndsl; p = importlib.import_module('rnndsl.frontend.parse'); "
              "assert 'site' in p.__file__, p.__file__; "
              "print(rnndsl.load('network N { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }').name)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(site)},
@@ -89,3 +89,19 @@ def test_installed_cli_runs_every_verb_outside_the_checkout(wheel: Path, tmp_pat
 def _verbs() -> list[str]:
     (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
     return list(sub.choices)  # type: ignore[arg-type]
+
+
+def test_old_import_paths_keep_working() -> None:
+    """Modules moved into the layer packages; the paths users were shown still import the same objects."""
+    import rnndsl
+    import rnndsl.feed
+    import rnndsl.guard
+    import rnndsl.reference
+    import rnndsl.runtime
+    from rnndsl.runtime import feed, guard, network, reference
+
+    assert rnndsl.reference.reference is reference.reference and rnndsl.feed.Sampler is feed.Sampler
+    assert rnndsl.guard.NonFiniteError is guard.NonFiniteError
+    assert rnndsl.CompiledNetwork is rnndsl.runtime.CompiledNetwork is network.CompiledNetwork
+    assert rnndsl.State is network.State and rnndsl.Outputs is network.Outputs
+    assert callable(rnndsl.graph) and callable(rnndsl.unroll) and callable(rnndsl.compile)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rnndsl import syntax as s
-from rnndsl.errors import Span, SpecError
-from rnndsl.parse import parse
+from rnndsl.frontend.parse import parse
+from rnndsl.lang import syntax as s
+from rnndsl.lang.errors import Span, SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.rnn"))

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import rnndsl
-from rnndsl.runtime import State
+from rnndsl.runtime.network import State
 
 ACTIVATIONS = ["tanh", "identity", "sigmoid", "relu", "gelu", "silu", "elu", "softplus", "softsign", "hardtanh",
                "sin", "cos", "abs", "softmax", "log_softmax"]

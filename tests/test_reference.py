@@ -15,8 +15,8 @@ import torch
 from _differential import compare, random_inputs, randomize
 
 import rnndsl
-from rnndsl.reference import reference
-from rnndsl.runtime import CompiledNetwork
+from rnndsl.runtime.network import CompiledNetwork
+from rnndsl.runtime.reference import reference
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.rnn"))
 B, T = 2, 4

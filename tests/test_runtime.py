@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import rnndsl
-from rnndsl.reference import reference
-from rnndsl.runtime import CompiledNetwork, Outputs, State
+from rnndsl.runtime.network import CompiledNetwork, Outputs, State
+from rnndsl.runtime.reference import reference
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import rnndsl
-from rnndsl.runtime import CompiledNetwork
+from rnndsl.runtime.network import CompiledNetwork
 
 I, H, B, T = 3, 4, 3, 5
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}

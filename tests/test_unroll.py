@@ -15,8 +15,8 @@ import networkx as nx
 import pytest
 
 import rnndsl
-from rnndsl.graph import feedback_edges, loops
-from rnndsl.unroll import MAX_UNROLL_STEPS
+from rnndsl.graphs.folded import feedback_edges, loops
+from rnndsl.graphs.unroll import MAX_UNROLL_STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.rnn"))

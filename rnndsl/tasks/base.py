@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rnndsl import syntax as s
-from rnndsl.errors import Diagnostic, Span
-from rnndsl.ir import Network, Node, OutputSpec
+from rnndsl.lang import syntax as s
+from rnndsl.lang.errors import Diagnostic, Span
+from rnndsl.lang.ir import Network, Node, OutputSpec
 
 __all__ = ["IGNORE", "Batch", "Binding", "Needs", "Task", "TaskMismatchError", "bind", "epoch_batch", "rng"]
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from rnndsl.errors import Diagnostic
+from rnndsl.lang.errors import Diagnostic
 from rnndsl.tasks.base import Batch, Binding, Task, TaskMismatchError, check_split, epoch_batch
 from rnndsl.tasks.cmudict import LETTERS, PHONEMES, Pair, decode_phonemes, encode_letters, pad_pairs, split_pairs
 from rnndsl.tasks.metrics import cross_entropy, phoneme_error_rate, word_error_rate
@@ -103,7 +103,7 @@ class G2P(Task):
                 **found}
 
     def bind(self, network: Any) -> Binding:
-        from rnndsl.compose import Model
+        from rnndsl.frontend.compose import Model
 
         header = (f"`{network.name}` does not fit task `g2p`, which feeds letters (`tokens({len(LETTERS)})`) to an "
                   f"encoder and phonemes (`tokens({len(PHONEMES)})`, self-fed) to a decoder, and reads the decoder's "

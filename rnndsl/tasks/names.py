@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rnndsl.errors import Diagnostic
-from rnndsl.ir import Network
+from rnndsl.lang.errors import Diagnostic
+from rnndsl.lang.ir import Network
 from rnndsl.tasks.base import (
     IGNORE,
     Batch,

@@ -26,9 +26,11 @@ from typing import IO, Any, cast
 import numpy as np
 import torch
 
-import rnndsl
-from rnndsl.model import CompiledModel
-from rnndsl.runtime import CompiledNetwork
+from rnndsl._version import __version__
+from rnndsl.frontend.load import read_spec
+from rnndsl.runtime.build import compile as build
+from rnndsl.runtime.model import CompiledModel
+from rnndsl.runtime.network import CompiledNetwork
 
 __all__ = ["FORMAT", "CheckpointError", "atomic_write", "capture_rng", "load_model", "read_checkpoint",
            "remove_partial_writes", "restore_rng", "save_checkpoint", "sha256", "spec_differences"]
@@ -136,7 +138,7 @@ def save_checkpoint(path: str | Path, *, spec: str, net: CompiledNetwork | Compi
     """Write everything a resumed run needs to `path`, atomically."""
     state = {
         "format": FORMAT, "spec": spec, "spec_sha256": sha256(spec), "network": net.ir.name,
-        "rnndsl_version": rnndsl.__version__, "torch_version": str(torch.__version__),
+        "rnndsl_version": __version__, "torch_version": str(torch.__version__),
         "parameters": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": capture_rng(),
         "task": task, "train": train, "history": history, "elapsed": elapsed,
     }
@@ -198,8 +200,8 @@ def load_model(path: str | Path, spec: str | Path | None = None, network: str | 
     >>> net = load_model("runs/digits_lstm-digits/checkpoint.pt")  # doctest: +SKIP
     """
     state = read_checkpoint(path)
-    text = state["spec"] if spec is None else rnndsl.read_spec(spec)[0]
-    net = rnndsl.compile(text, network or (state["network"] if spec is None else None))
+    text = state["spec"] if spec is None else read_spec(spec)[0]
+    net = build(text, network or (state["network"] if spec is None else None))
     problems = spec_differences(state, text, net)
     if problems:
         raise CheckpointError(refusal(path, problems))

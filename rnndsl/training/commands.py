@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from rnndsl import read_spec
-from rnndsl.errors import SpecError
+from rnndsl.frontend.load import read_spec
+from rnndsl.lang.errors import SpecError
 from rnndsl.tasks import TASKS, Task, make_task, parse_options
 from rnndsl.training.checkpoint import atomic_write, read_checkpoint
 from rnndsl.training.distributed import World

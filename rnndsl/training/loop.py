@@ -22,12 +22,13 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
-import rnndsl
-from rnndsl.errors import Source
-from rnndsl.ir import Network
-from rnndsl.model import CompiledModel
-from rnndsl.parse import parse
-from rnndsl.runtime import CompiledNetwork
+from rnndsl._version import __version__
+from rnndsl.frontend.load import read_spec
+from rnndsl.frontend.parse import parse
+from rnndsl.lang.errors import Source
+from rnndsl.lang.ir import Network
+from rnndsl.runtime.model import CompiledModel
+from rnndsl.runtime.network import CompiledNetwork
 from rnndsl.tasks import Batch, Binding, Task
 from rnndsl.training.checkpoint import (
     CheckpointError,
@@ -110,7 +111,7 @@ class Result:
             "higher_is_better": self.higher_is_better, "elapsed_s": round(self.elapsed, 3),
             "metrics": {"validation": self.validation, "test": self.test},
             "history": {"loss": self.losses, "validation": self.evals},
-            "versions": {"rnndsl": rnndsl.__version__, "torch": str(torch.__version__)},
+            "versions": {"rnndsl": __version__, "torch": str(torch.__version__)},
         }
 
 
@@ -134,7 +135,7 @@ def train(spec: str | Path, task: Task, config: TrainConfig | None = None, *, ne
     config = config or TrainConfig()
     world = World.from_environment()
     world.check_batch(config.batch)
-    text, name = rnndsl.read_spec(spec)
+    text, name = read_spec(spec)
     saved = read_checkpoint(resume) if resume is not None else None
     if saved is not None:
         _check_resume(saved, task, config, str(resume))
@@ -178,8 +179,8 @@ def _show(options: dict[str, Any]) -> str:
 
 def compile_spec(text: str, name: str, network: str | None) -> Compiled:
     """The network or model `network` of a spec's text (the file's one model, else its one network)."""
-    from rnndsl.check import resolve
-    from rnndsl.model import CompiledModel
+    from rnndsl.frontend.check import resolve
+    from rnndsl.runtime.model import CompiledModel
 
     found = resolve(parse(text, name), Source(text, name), network)
     return CompiledNetwork(found) if isinstance(found, Network) else CompiledModel(found)

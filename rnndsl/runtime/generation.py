@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rnndsl import syntax as s
-from rnndsl.evaluate import evaluate
-from rnndsl.feed import Feed, Sampler, refuse_undrawable
-from rnndsl.ir import Node
-from rnndsl.runtime import State, token_start
-from rnndsl.validate import validate
+from rnndsl.backend.evaluate import evaluate
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ir import Node
+from rnndsl.runtime.feed import Feed, Sampler, refuse_undrawable
+from rnndsl.runtime.network import State, token_start
+from rnndsl.runtime.validate import validate
 
 if TYPE_CHECKING:
-    from rnndsl.runtime import CompiledNetwork
+    from rnndsl.runtime.network import CompiledNetwork
 
 __all__ = ["Generation", "beam_search", "generate"]
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rnndsl.check import did_you_mean
+from rnndsl.frontend.check import did_you_mean
 
 if TYPE_CHECKING:
-    from rnndsl.runtime import CompiledNetwork, Layout
+    from rnndsl.runtime.network import CompiledNetwork, Layout
 
 __all__ = ["Call", "validate"]
 

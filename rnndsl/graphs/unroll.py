@@ -17,9 +17,9 @@ from typing import Any
 
 import networkx as nx
 
-from rnndsl import syntax as s
-from rnndsl.graph import FEED
-from rnndsl.ir import Network
+from rnndsl.graphs.folded import FEED
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ir import Network
 
 __all__ = ["unroll", "MAX_UNROLL_STEPS"]
 

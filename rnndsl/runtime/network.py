@@ -18,17 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnndsl import kernels
-from rnndsl import syntax as s
-from rnndsl.codegen import bias_name, generate, weight_name
-from rnndsl.evaluate import evaluate
-from rnndsl.feed import Feed, Sampler
-from rnndsl.graph import folded
-from rnndsl.ir import Network, Node
-from rnndsl.validate import Call, validate
+from rnndsl.backend import kernels
+from rnndsl.backend.codegen import bias_name, generate, weight_name
+from rnndsl.backend.evaluate import evaluate
+from rnndsl.graphs.folded import folded
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ir import Network, Node
+from rnndsl.runtime.feed import Feed, Sampler
+from rnndsl.runtime.validate import Call, validate
 
 if TYPE_CHECKING:
-    from rnndsl.generation import Generation
+    from rnndsl.runtime.generation import Generation
 
 __all__ = ["CompiledNetwork", "Outputs", "State", "token_start"]
 
@@ -275,7 +275,7 @@ class CompiledNetwork(nn.Module):
         call = validate(self, args, inputs, lengths, state, steps, batch)
         watch = None
         if check_finite:
-            from rnndsl.guard import Watch, check_inputs
+            from rnndsl.runtime.guard import Watch, check_inputs
 
             check_inputs(call.inputs, call.lengths)
             watch = Watch([n.name for n in self.network.nodes], call.lengths)
@@ -302,7 +302,7 @@ class CompiledNetwork(nn.Module):
         """Generate from a self-fed token input: sampling (`temperature`, `top_k`, `greedy`, `prompt`,
         `stop`, `generator`) or, with `beam=K`, beam search (`stop`, `length_penalty`). Static inputs
         by name. See `rnndsl.generation`."""
-        from rnndsl.generation import beam_search, generate
+        from rnndsl.runtime.generation import beam_search, generate
 
         if beam is not None:
             return beam_search(self, steps, beam, **options)
@@ -454,7 +454,7 @@ def token_start(node: Node) -> int:
 
 
 def _text(expr: s.Expr) -> str:
-    from rnndsl.check import _show
+    from rnndsl.frontend.check import _show
 
     return "".join(_show(expr).split())
 

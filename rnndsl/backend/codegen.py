@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rnndsl import loop_backward
-from rnndsl import syntax as s
-from rnndsl.cells import Cell, match_cell, recurrent_index
-from rnndsl.evaluate import evaluate
-from rnndsl.ir import Network, Node
-from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, ROW_WISE
-from rnndsl.schedule import Stage, schedule
+from rnndsl.backend import loop_backward
+from rnndsl.backend.cells import Cell, match_cell, recurrent_index
+from rnndsl.backend.evaluate import evaluate
+from rnndsl.graphs.schedule import Stage, schedule
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ir import Network, Node
+from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, ROW_WISE
 
 __all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
 

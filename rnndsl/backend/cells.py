@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rnndsl import syntax as s
-from rnndsl.ir import Network, Node
-from rnndsl.schedule import Stage
+from rnndsl.graphs.schedule import Stage
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ir import Network, Node
 
 __all__ = ["Cell", "match_cell"]
 

@@ -10,8 +10,8 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 
-from rnndsl import syntax as s
-from rnndsl.errors import NOWHERE, Diagnostic, Source, Span
+from rnndsl.lang import syntax as s
+from rnndsl.lang.errors import NOWHERE, Diagnostic, Source, Span
 
 __all__ = ["InitPolicy", "Node", "OutputSpec", "Network"]
 

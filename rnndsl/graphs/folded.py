@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from rnndsl import syntax as s
-from rnndsl.ir import Network
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ir import Network
 
 __all__ = ["FEED", "folded", "feedback_edges", "is_feed", "loops"]
 

@@ -33,13 +33,13 @@ from __future__ import annotations
 from itertools import count
 from typing import TYPE_CHECKING
 
-from rnndsl import syntax as s
-from rnndsl.ir import Node
-from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ir import Node
+from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS
 
 if TYPE_CHECKING:
-    from rnndsl.codegen import _Emitter, _Group
-    from rnndsl.schedule import Stage
+    from rnndsl.backend.codegen import _Emitter, _Group
+    from rnndsl.graphs.schedule import Stage
 
 __all__ = ["LoopFunction", "eligible", "keeps_sum"]
 
@@ -504,7 +504,7 @@ class LoopFunction:
 
 
 def em_var(name: str) -> str:
-    from rnndsl.codegen import var
+    from rnndsl.backend.codegen import var
 
     return var(name)
 

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 import networkx as nx
 
-from rnndsl import syntax as s
-from rnndsl.errors import Reporter, Source, Span
-from rnndsl.inline import Alias, Exports, inline, map_refs
-from rnndsl.ir import InitPolicy, Network, Node, OutputSpec
+from rnndsl.frontend.inline import Alias, Exports, inline, map_refs
+from rnndsl.lang import syntax as s
+from rnndsl.lang.errors import Reporter, Source, Span
+from rnndsl.lang.ir import InitPolicy, Network, Node, OutputSpec
 
 if TYPE_CHECKING:
-    from rnndsl.compose import Model
-from rnndsl.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
+    from rnndsl.frontend.compose import Model
+from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
 
 __all__ = ["check", "check_file", "check_program", "check_name", "project", "resolve", "did_you_mean",
            "MAX_DELAY", "MAX_SIZE", "MAX_PARAMETERS", "MAX_ERRORS"]
@@ -68,7 +68,7 @@ def check_program(program: s.Program, source: Source) -> list[Network]:
 
 def check_file(program: s.Program, source: Source) -> tuple[list[Network], list[Model]]:
     """Check every network and model of a file; raise one SpecError holding all errors found."""
-    from rnndsl.compose import check_models
+    from rnndsl.frontend.compose import check_models
 
     report = Reporter(source)
     seen: dict[str, s.NetworkDecl] = {}
@@ -747,7 +747,7 @@ class _Checker:
     # ---- warnings and limits -----------------------------------------------------------------
 
     def _warn_unused(self, network: Network) -> None:
-        from rnndsl.graph import folded
+        from rnndsl.graphs.folded import folded
 
         g = folded(network)
         needed = {out.name for out in network.outputs}

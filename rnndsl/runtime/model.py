@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnndsl.check import did_you_mean
-from rnndsl.compose import Instance, Model
-from rnndsl.generation import Generation
-from rnndsl.runtime import CompiledNetwork, Outputs, _key
+from rnndsl.frontend.check import did_you_mean
+from rnndsl.frontend.compose import Instance, Model
+from rnndsl.runtime.generation import Generation
+from rnndsl.runtime.network import CompiledNetwork, Outputs, _key
 
 __all__ = ["CompiledModel"]
 

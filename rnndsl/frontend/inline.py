@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from rnndsl import syntax as s
-from rnndsl.errors import Reporter, Span
+from rnndsl.lang import syntax as s
+from rnndsl.lang.errors import Reporter, Span
 
 __all__ = ["inline", "MAX_NESTING", "MAX_INLINED"]
 
@@ -84,7 +84,7 @@ def _block(use: s.Use, decls: dict[str, s.NetworkDecl], report: Reporter, stack:
     """The network a `use` names, or None (reported) when it is unknown, recursive or nested too deep."""
     block = decls.get(use.network)
     if block is None:
-        from rnndsl.check import did_you_mean
+        from rnndsl.frontend.check import did_you_mean
 
         report.error(f"unknown network `{use.network}` in `use {use.name}`", use.network_span,
                      did_you_mean(use.network, decls) or f"networks in this file: {', '.join(decls)}")

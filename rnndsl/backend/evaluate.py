@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import torch
 
-from rnndsl import kernels
-from rnndsl import syntax as s
-from rnndsl.ops import OPS
+from rnndsl.backend import kernels
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ops import OPS
 
 __all__ = ["evaluate"]
 

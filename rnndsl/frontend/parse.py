@@ -17,8 +17,8 @@ import lark
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from rnndsl import syntax as s
-from rnndsl.errors import Diagnostic, Source, Span, SpecError
+from rnndsl.lang import syntax as s
+from rnndsl.lang.errors import Diagnostic, Source, Span, SpecError
 
 __all__ = ["parse", "grammar_text", "MAX_SPEC_BYTES", "MAX_EXPR_DEPTH"]
 
@@ -31,7 +31,7 @@ def grammar_text() -> str:
     packaged = resources.files("rnndsl").joinpath("grammars/rnn.lark")
     if packaged.is_file():
         return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "grammars" / "rnn.lark").read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[2] / "grammars" / "rnn.lark").read_text(encoding="utf-8")
 
 
 @functools.cache

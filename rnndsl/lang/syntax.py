@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from rnndsl.errors import NOWHERE, Span
+from rnndsl.lang.errors import NOWHERE, Span
 
 __all__ = [
     "Num", "Ref", "Call", "BinOp", "Neg", "Expr",

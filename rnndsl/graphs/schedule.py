@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from rnndsl.graph import folded
-from rnndsl.ir import Network
+from rnndsl.graphs.folded import folded
+from rnndsl.lang.ir import Network
 
 __all__ = ["Stage", "schedule"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rnndsl import syntax as s
-from rnndsl.errors import NOWHERE, Reporter, Source, Span
-from rnndsl.ir import Network, Node, OutputSpec
+from rnndsl.lang import syntax as s
+from rnndsl.lang.errors import NOWHERE, Reporter, Source, Span
+from rnndsl.lang.ir import Network, Node, OutputSpec
 
 __all__ = ["Instance", "Model", "check_models"]
 
@@ -61,7 +61,7 @@ class Model:
 
 def check_models(program: s.Program, networks: list[Network], report: Reporter) -> list[Model]:
     """Check every model of a program against its (already checked) networks; report what is wrong."""
-    from rnndsl.check import check_name
+    from rnndsl.frontend.check import check_name
 
     by_name = {n.name: n for n in networks}
     declared = {n.name for n in program.networks}
@@ -101,7 +101,7 @@ class _Composer:
         return model if len(self.report.errors) == self.errors_before else None
 
     def _instance(self, st: s.Instance, earlier: list[Instance]) -> Instance | None:
-        from rnndsl.check import check_name, did_you_mean
+        from rnndsl.frontend.check import check_name, did_you_mean
 
         if any(i.name == st.name for i in earlier):
             self.report.error(f"instance `{st.name}` is defined twice in model `{self.decl.name}`", st.span,
