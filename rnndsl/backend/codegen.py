@@ -17,7 +17,6 @@ steps the caller gives, draws the samples and records what was fed.
 
 from __future__ import annotations
 
-import keyword
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import torch
 from rnndsl.backend import loop_backward
 from rnndsl.backend.cells import Cell, match_cell, recurrent_index
 from rnndsl.backend.evaluate import evaluate
+from rnndsl.backend.names import bias_name, var, weight_name
 from rnndsl.graphs.schedule import Stage, schedule
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
@@ -36,26 +36,7 @@ __all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
 
 MAX_ONE_HOT = 1024  # token inputs of vocabularies up to this size go one-hot into torch's fused cells
 
-_TAKEN = {"torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "lengths", "train", "valid", "values", "state",
-          "math", "range", "len", "float", "watch", "feed"}
 
-
-def var(name: str) -> str:
-    """A node's Python name in generated code: dots become `__`; clashes with names the code uses get `__`.
-
-    Node names never start with `_` nor hold `__` (the checker refuses them), so every other name the
-    generator makes has the form `_KIND_NODE` (`_r1_h`: h one step back) and cannot meet a node's.
-    """
-    v = name.replace(".", "__")
-    return v + "__" if keyword.iskeyword(v) or v in _TAKEN else v  # user names never hold `__`
-
-
-def weight_name(layer: str, j: int) -> str:
-    return f"_W{j}_{var(layer)}"
-
-
-def bias_name(layer: str) -> str:
-    return f"_b_{var(layer)}"
 
 
 @dataclass

@@ -33,6 +33,7 @@ from __future__ import annotations
 from itertools import count
 from typing import TYPE_CHECKING
 
+from rnndsl.backend.names import var
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
 from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS
@@ -110,7 +111,7 @@ class LoopFunction:
         self.fname = f"_L{len(em.functions)}"
         self.seqs: list[str] = []  # outside sequences the step reads, as the forward names them
         self.statics: list[str] = []  # static values the step reads
-        self.masks = [f"_D_{em_var(n)}" for n in stage.nodes if self.net[n].op == "layer" and self.net[n].dropout]
+        self.masks = [f"_D_{var(n)}" for n in stage.nodes if self.net[n].op == "layer" and self.net[n].dropout]
         self.masked = stage.direction < 0 and em.with_lengths  # rings hold the init past each sequence's end
         self.lines: list[str] = []
         self.assigned: set[str] = set()
@@ -131,8 +132,8 @@ class LoopFunction:
                     if r.name in self.members:
                         continue
                     if self.net[r.name].static:
-                        if em_var(r.name) not in self.statics:
-                            self.statics.append(em_var(r.name))
+                        if var(r.name) not in self.statics:
+                            self.statics.append(var(r.name))
                     else:
                         seq = self.em.seq_ref(r)
                         if seq not in self.seqs:
@@ -145,12 +146,12 @@ class LoopFunction:
         return [f"_WT{j}_{g.name}" for g in self.groups for j in range(g.width)]
 
     def _ring_inputs(self) -> list[str]:
-        starts = [f"_r{i}_{em_var(n)}" for n, k in self.rings.items() for i in range(1, k + 1)]
-        return starts + ([f"_I_{em_var(n)}" for n in self.rings] + ["valid"] if self.masked else [])
+        starts = [f"_r{i}_{var(n)}" for n, k in self.rings.items() for i in range(1, k + 1)]
+        return starts + ([f"_I_{var(n)}" for n in self.rings] + ["valid"] if self.masked else [])
 
     def _outputs(self) -> list[str]:
         """Every step of each collected node, then the last ring values of the others (their state)."""
-        return [em_var(n) for n in self.collect] + [f"_r{i}_{em_var(n)}" for n, k in self.rings.items()
+        return [var(n) for n in self.collect] + [f"_r{i}_{var(n)}" for n, k in self.rings.items()
                                                     if n not in self.collect for i in range(1, k + 1)]
 
     # ---- writing -----------------------------------------------------------------------------
@@ -160,14 +161,14 @@ class LoopFunction:
         self._scan_reads()
         if self.masked:
             for n in self.rings:
-                em.emit(f"_I_{em_var(n)} = I[{n!r}]")
-                em.defined.add(f"_I_{em_var(n)}")
+                em.emit(f"_I_{var(n)} = I[{n!r}]")
+                em.defined.add(f"_I_{var(n)}")
         inputs = self._pres() + self._weights() + self._ring_inputs() + self.seqs + self.statics + self.masks
         outputs = self._outputs()
         em.emit(f"{', '.join(outputs)}, = K.loop({self.fname}_forward, {self.fname}_backward, T, B, train, "
                 f"{', '.join(inputs)})")
         for n in self.collect:
-            em.defined.add(em_var(n))
+            em.defined.add(var(n))
         em.functions.append(self._forward(inputs, outputs))
         em.functions.append(self._backward(inputs, outputs))
 
@@ -186,7 +187,7 @@ class LoopFunction:
                 em.emit("_valid_s = valid.unbind(1)")
                 em.defined.add("_valid_s")
                 for n, k in self.rings.items():
-                    em.emit(f"_M_{em_var(n)} = [{', '.join(f'_r{i}_{em_var(n)}' for i in range(k, 0, -1))}]")
+                    em.emit(f"_M_{var(n)} = [{', '.join(f'_r{i}_{var(n)}' for i in range(k, 0, -1))}]")
             em._loop_steps(self.stage, self.groups, self.early, self.rings, self.collect, save=True)
             if not had_valid:  # defined in this function only, not in `forward`
                 em.defined.discard("_valid_s")
@@ -196,7 +197,7 @@ class LoopFunction:
             em.emit(f"ctx.save_for_backward({', '.join(kept)})")
             em.emit("ctx.meta = (T, B, train)")
             # the last ring values are also in `_V_`: return copies, or the outputs would hold their own node
-            outs = [o if o in (em_var(n) for n in self.collect) else f"{o}.clone()" for o in outputs]
+            outs = [o if o in (var(n) for n in self.collect) else f"{o}.clone()" for o in outputs]
             em.emit(f"return {', '.join(outs)},")
             body = em.lines
         finally:
@@ -206,8 +207,8 @@ class LoopFunction:
 
     def _lists(self) -> list[str]:
         """The per-step values the forward keeps for the backward (on `ctx.lists`)."""
-        masked = [f"_M_{em_var(n)}" for n in self.rings] if self.masked else []
-        return [f"_V_{em_var(n)}" for n in self.stage.nodes] + masked + [
+        masked = [f"_M_{var(n)}" for n in self.rings] if self.masked else []
+        return [f"_V_{var(n)}" for n in self.stage.nodes] + masked + [
             f"_A_{g.name}" for g in self.groups if keeps_sum(g.members)]
 
     def _kept(self) -> list[str]:
@@ -240,12 +241,12 @@ class LoopFunction:
         if self.masked:
             w("_valid_s = valid.unbind(1)")
             for n in self.rings:
-                w(f"_gI_{em_var(n)} = torch.zeros_like(_V_{em_var(n)}[-1])")
+                w(f"_gI_{var(n)} = torch.zeros_like(_V_{var(n)}[-1])")
         by_output = dict(zip(outputs, grads, strict=True))
         for n in self.collect:
-            w(f"{by_output[em_var(n)]} = {by_output[em_var(n)]}.unbind(1)")
+            w(f"{by_output[var(n)]} = {by_output[var(n)]}.unbind(1)")
         for n, k in self.rings.items():
-            v = em_var(n)
+            v = var(n)
             for i in range(k):
                 start = by_output.get(f"_r{i + 1}_{v}", f"torch.zeros_like(_V_{v}[-1])")
                 w(f"_g{i}_{v} = {start}")
@@ -256,21 +257,21 @@ class LoopFunction:
 
     def _step_backward(self, by_output: dict[str, str]) -> None:
         w = self.w
-        self.assigned = {f"_g{i}_{em_var(n)}" for n, k in self.rings.items() for i in range(k)}
+        self.assigned = {f"_g{i}_{var(n)}" for n, k in self.rings.items() for i in range(k)}
         self.assigned |= {f"_gS_{v}" for v in self.statics}
         for n in self.stage.nodes:  # this step's values and the ring values it read
-            v, k = em_var(n), self.rings.get(n, 0)
+            v, k = var(n), self.rings.get(n, 0)
             w(f"{v} = _V_{v}[{k} + _s]" if k else f"{v} = _V_{v}[_s]", 2)
             held = f"_M_{v}" if self.masked else f"_V_{v}"
             for i in range(1, k + 1):
                 w(f"_r{i}_{v} = {held}[{k - i} + _s]", 2)
         if self.masked:  # a ring value past the sequence's end was the init: its gradient goes there
             for n in self.rings:
-                v = em_var(n)
+                v = var(n)
                 w(f"_gI_{v} = _gI_{v} + torch.where(_valid_s[t], 0.0, _g0_{v})", 2)
                 w(f"_g0_{v} = torch.where(_valid_s[t], _g0_{v}, 0.0)", 2)
         for n in self.collect:
-            self._add(self._target(n, 0), f"{by_output[em_var(n)]}[t]")
+            self._add(self._target(n, 0), f"{by_output[var(n)]}[t]")
         for item in reversed(self.em._step_order(self.stage, self.groups, self.early)):
             if isinstance(item, Node):
                 assert item.expr is not None
@@ -280,7 +281,7 @@ class LoopFunction:
         for seq in self.seqs:
             w(f"_G{_listed(seq)}[t] = {self._grad_var_of_seq(seq)}", 2)
         for n, k in self.rings.items():
-            v = em_var(n)
+            v = var(n)
             assert f"_g{k}_{v}" in self.assigned  # the step reads the ring k back: that is what k is
             olds = [f"_g{i}_{v}" for i in range(k)]
             news = [f"_g{i}_{v}" for i in range(1, k + 1)]
@@ -313,9 +314,9 @@ class LoopFunction:
               f"if ctx.needs_input_grad[{at[name]}] else None")
             out.append(f"_d{name}")
         for n, k in self.rings.items():
-            out += [f"_g{i - 1}_{em_var(n)}" for i in range(1, k + 1)]
+            out += [f"_g{i - 1}_{var(n)}" for i in range(1, k + 1)]
         if self.masked:
-            out += [f"_gI_{em_var(n)}" for n in self.rings] + ["None"]
+            out += [f"_gI_{var(n)}" for n in self.rings] + ["None"]
         out += [f"torch.stack(_G{_listed(seq)}, 1)" for seq in self.seqs]
         out += [f"_gS_{v}" for v in self.statics]
         out += ["None"] * len(self.masks)
@@ -326,7 +327,7 @@ class LoopFunction:
     def _stacked_source(self, e: s.Expr, g: _Group, j: int) -> str:
         """A group's source over all steps, (T, B, size), in step order (for its weight's gradient)."""
         if isinstance(e, s.Ref) and e.name in self.members:
-            v, k = em_var(e.name), self.rings.get(e.name, 0)
+            v, k = var(e.name), self.rings.get(e.name, 0)
             held = f"_M_{v}" if self.masked and e.delay else f"_V_{v}"
             lo = k - abs(e.delay)
             return f"torch.stack({held}[{lo}:{lo} + T])" if lo else f"torch.stack({held}[:T])"
@@ -335,14 +336,14 @@ class LoopFunction:
     # ---- reverse mode over one step ------------------------------------------------------------
 
     def _target(self, name: str, delay: int) -> str:
-        v = em_var(name)
+        v = var(name)
         return f"_g{abs(delay)}_{v}" if name in self.rings else f"_g_{v}"
 
     def _grad_of(self, name: str) -> str:
         """The complete gradient of a node's value this step (every reader is done by now)."""
         target = self._target(name, 0)
         if target not in self.assigned:  # nothing reads it this step
-            self.w(f"{target} = torch.zeros_like({em_var(name)})", 2)
+            self.w(f"{target} = torch.zeros_like({var(name)})", 2)
             self.assigned.add(target)
         return target
 
@@ -362,7 +363,7 @@ class LoopFunction:
         return name
 
     def _ref(self, r: s.Ref) -> str:
-        node, v = self.net[r.name], em_var(r.name)
+        node, v = self.net[r.name], var(r.name)
         if node.static:
             return v
         if r.name in self.members:
@@ -386,7 +387,7 @@ class LoopFunction:
             if e.name in self.members:
                 self._add(self._target(e.name, e.delay), g)
             elif self.net[e.name].static:
-                self._add(f"_gS_{em_var(e.name)}", g)
+                self._add(f"_gS_{var(e.name)}", g)
             else:
                 self._add(self._grad_var_of_seq(self.em.seq_ref(e)), g)
             return
@@ -467,7 +468,7 @@ class LoopFunction:
         keep = keeps_sum(g.members)
         lo = 0
         for node in g.members:
-            v, hi = em_var(node.name), lo + node.size
+            v, hi = var(node.name), lo + node.size
             grad = self._grad_of(node.name)
             if node.dropout:
                 grad = self._tmp(f"{grad} * _D_{v} if train else {grad}")
@@ -501,12 +502,6 @@ class LoopFunction:
 
     def _loop_line(self) -> int:
         return next(i for i, line in enumerate(self.lines) if line.startswith("    for _s in "))
-
-
-def em_var(name: str) -> str:
-    from rnndsl.backend.codegen import var
-
-    return var(name)
 
 
 def _listed(seq: str) -> str:

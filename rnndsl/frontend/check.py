@@ -8,9 +8,7 @@ read the past; warnings for unused nodes and for `init` on a node nobody reads w
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 import networkx as nx
 
 from rnndsl.frontend.inline import Alias, Exports, inline, map_refs
+from rnndsl.frontend.names import check_name, did_you_mean
 from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import Reporter, Source, Span
 from rnndsl.lang.ir import InitPolicy, Network, Node, OutputSpec
@@ -42,23 +41,6 @@ CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "feed_bac
 SCALAR = 0  # the size of a plain number: it broadcasts
 POSITIVE = {"softmax", "sigmoid", "exp", "softplus"}  # functions whose every entry is > 0: `sample` can draw
 T = TypeVar("T", "Network", "Network | Model")
-
-
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else ""
-
-
-def check_name(name: str, span: Span, report: Reporter) -> bool:
-    """Report a defined name that starts with '_' or contains '__'; True when it is fine. The rule holds for
-    every name a spec defines (networks, nodes, models, instances): generated code names its own temporaries
-    `_KIND_NODE` and block members `b__h`, and Python's own attributes are `__NAME__` (an instance called
-    `__class__` broke the model's module dict)."""
-    if not (name.startswith("_") or "__" in name):
-        return True
-    fixed = re.sub("_+", "_", name).strip("_") or "n"
-    report.error(f"`{name}`: names may not start with '_' or contain '__'", span, f"call it `{fixed}`")
-    return False
 
 
 def check_program(program: s.Program, source: Source) -> list[Network]:

@@ -61,7 +61,7 @@ class Model:
 
 def check_models(program: s.Program, networks: list[Network], report: Reporter) -> list[Model]:
     """Check every model of a program against its (already checked) networks; report what is wrong."""
-    from rnndsl.frontend.check import check_name
+    from rnndsl.frontend.names import check_name
 
     by_name = {n.name: n for n in networks}
     declared = {n.name for n in program.networks}
@@ -101,7 +101,7 @@ class _Composer:
         return model if len(self.report.errors) == self.errors_before else None
 
     def _instance(self, st: s.Instance, earlier: list[Instance]) -> Instance | None:
-        from rnndsl.frontend.check import check_name, did_you_mean
+        from rnndsl.frontend.names import check_name, did_you_mean
 
         if any(i.name == st.name for i in earlier):
             self.report.error(f"instance `{st.name}` is defined twice in model `{self.decl.name}`", st.span,

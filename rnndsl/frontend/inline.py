@@ -84,7 +84,7 @@ def _block(use: s.Use, decls: dict[str, s.NetworkDecl], report: Reporter, stack:
     """The network a `use` names, or None (reported) when it is unknown, recursive or nested too deep."""
     block = decls.get(use.network)
     if block is None:
-        from rnndsl.frontend.check import did_you_mean
+        from rnndsl.frontend.names import did_you_mean
 
         report.error(f"unknown network `{use.network}` in `use {use.name}`", use.network_span,
                      did_you_mean(use.network, decls) or f"networks in this file: {', '.join(decls)}")

@@ -6,13 +6,35 @@ arity and sizes, by the reference executor through `Op.fn`, and by code generati
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
+from typing import Any
 
 __all__ = ["Op", "OPS", "ACTIVATIONS", "ROW_WISE"]
+
+
+class _Deferred:
+    """A module's functions, looked up when first called: the table names torch's functions without
+    importing torch, so checking a spec (which reads only arities and size rules) needs none."""
+
+    def __init__(self, module: str) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        found: list[Callable[..., Any]] = []
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not found:
+                found.append(getattr(importlib.import_module(self._module), name))
+            return found[0](*args, **kwargs)
+
+        call.__name__ = call.__qualname__ = f"{self._module}.{name}"
+        return call
+
+
+torch = _Deferred("torch")
+F = _Deferred("torch.nn.functional")
 
 
 @dataclass(frozen=True)
@@ -27,11 +49,11 @@ class Op:
     arity: int  # -1: one or more
     size: str  # "same": elementwise, all sizes equal; "concat": sizes add up
     code: str
-    fn: Callable[..., torch.Tensor]
+    fn: Callable[..., Any]
     doc: str
 
 
-def _unary(name: str, code: str, fn: Callable[..., torch.Tensor], doc: str) -> Op:
+def _unary(name: str, code: str, fn: Callable[..., Any], doc: str) -> Op:
     return Op(name, 1, "same", code, fn, doc)
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
-from rnndsl.runtime.network import CompiledNetwork, Outputs, State
+from rnndsl.runtime.network import CompiledNetwork
+from rnndsl.runtime.values import Outputs, State
 
 __all__ = ["CompiledNetwork", "Outputs", "State"]

@@ -19,8 +19,8 @@ from rnndsl.backend.evaluate import evaluate
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
 from rnndsl.runtime.feed import Feed, Sampler, refuse_undrawable
-from rnndsl.runtime.network import State, token_start
 from rnndsl.runtime.validate import validate
+from rnndsl.runtime.values import State, token_start
 
 if TYPE_CHECKING:
     from rnndsl.runtime.network import CompiledNetwork

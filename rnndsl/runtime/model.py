@@ -14,10 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnndsl.frontend.check import did_you_mean
+from rnndsl.backend.names import param_key
 from rnndsl.frontend.compose import Instance, Model
+from rnndsl.frontend.names import did_you_mean
 from rnndsl.runtime.generation import Generation
-from rnndsl.runtime.network import CompiledNetwork, Outputs, _key
+from rnndsl.runtime.network import CompiledNetwork
+from rnndsl.runtime.values import Outputs
 
 __all__ = ["CompiledModel"]
 
@@ -35,7 +37,7 @@ class CompiledModel(nn.Module):
         super().__init__()
         self.model = model
         # keyed as node names are, so an instance named `train` or `keys` is no clash with nn.ModuleDict's own
-        self.instances = nn.ModuleDict({_key(i.name): CompiledNetwork(i.network, fuse_cells)
+        self.instances = nn.ModuleDict({param_key(i.name): CompiledNetwork(i.network, fuse_cells)
                                         for i in model.instances})
 
     def net(self, instance: str) -> CompiledNetwork:
@@ -43,7 +45,7 @@ class CompiledModel(nn.Module):
         names = [i.name for i in self.model.instances]
         if instance not in names:
             raise KeyError(f"model `{self.model.name}` has no instance `{instance}`; it has: {', '.join(names)}")
-        net = self.instances[_key(instance)]
+        net = self.instances[param_key(instance)]
         assert isinstance(net, CompiledNetwork)
         return net
 

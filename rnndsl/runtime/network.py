@@ -19,13 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnndsl.backend import kernels
-from rnndsl.backend.codegen import bias_name, generate, weight_name
+from rnndsl.backend.codegen import generate
 from rnndsl.backend.evaluate import evaluate
+from rnndsl.backend.names import bias_name, param_key, weight_name
 from rnndsl.graphs.folded import folded
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
 from rnndsl.runtime.feed import Feed, Sampler
 from rnndsl.runtime.validate import Call, validate
+from rnndsl.runtime.values import Outputs, State, token_start
 
 if TYPE_CHECKING:
     from rnndsl.runtime.generation import Generation
@@ -33,73 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["CompiledNetwork", "Outputs", "State", "token_start"]
 
 
-def _key(name: str) -> str:
-    """A node's key in the module's dicts: '.' (block members, `enc.h`) becomes `__`, and a name that
-    is already an attribute of nn.ModuleDict/ParameterDict, of the class (`update`, `keys`, `to`) or of
-    every instance (`training`), gets a `__` suffix. User names never hold `__`, so keys cannot clash."""
-    key = name.replace(".", "__")
-    return key + "__" if key in _TAKEN else key
 
 
-_TAKEN = frozenset(dir(nn.ModuleDict()) + dir(nn.ParameterDict()))  # what a key of theirs may not be
 
-
-class State(dict):
-    """What delayed references need to continue a sequence: node -> (batch, k, size), oldest first."""
-
-    def __init__(self, values: Mapping[str, torch.Tensor], signature: str) -> None:
-        super().__init__(values)
-        self.signature = signature
-
-    def detach(self) -> State:
-        """The same state cut from the graph (truncated backpropagation through time)."""
-        return State({k: v.detach() for k, v in self.items()}, self.signature)
-
-
-class Outputs(dict[str, torch.Tensor]):
-    """The outputs of one call, a dict: `out["h"]`, or `out.h` where the name is no dict method;
-    `out.state` to carry into the next call. Being a dict, it is seen by DistributedDataParallel."""
-
-    def __init__(self, values: dict[str, torch.Tensor], state: State | None,
-                 fed: dict[str, torch.Tensor] | None = None) -> None:
-        super().__init__(values)
-        self.state = state
-        self.fed = fed or {}  # what each self-fed input that ran free was fed: (B, T) ids or (B, T, S)
-
-    def __getattr__(self, name: str) -> torch.Tensor:
-        if name in self:
-            return self[name]
-        raise AttributeError(f"no output `{name}`; outputs are: {', '.join(self)}")
-
-    def __repr__(self) -> str:
-        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.items())
-        return f"Outputs({shapes})"
-
-
-def _register_outputs_with_pytree() -> None:
-    """Let torch's pytree see into `Outputs` (a dict subclass is a leaf to it otherwise): DDP finds the output
-    tensors through it, and with `static_graph=True` it would otherwise never average the gradients."""
-    from torch.utils import _pytree
-
-    Context = tuple[list[str], list[str] | None, str, list[str]]  # noqa: N806 (a type alias)
-
-    def flatten(out: Outputs) -> tuple[list[torch.Tensor], Context]:
-        state = out.state
-        leaves = [*out.values(), *(state.values() if state is not None else ()), *out.fed.values()]
-        return leaves, (list(out), None if state is None else list(state), getattr(state, "signature", ""),
-                        list(out.fed))
-
-    def unflatten(leaves: Any, context: Context) -> Outputs:
-        keys, state_keys, signature, fed_keys = context
-        it = iter(leaves)
-        values = {k: next(it) for k in keys}
-        state = None if state_keys is None else State({k: next(it) for k in state_keys}, signature)
-        return Outputs(values, state, {k: next(it) for k in fed_keys})
-
-    _pytree.register_pytree_node(Outputs, flatten, unflatten, serialized_type_name="rnndsl.Outputs")
-
-
-_register_outputs_with_pytree()
 
 
 @dataclass(frozen=True)
@@ -166,16 +104,16 @@ class CompiledNetwork(nn.Module):
         super().__init__()
         self.network = network
         self.fuse_cells = fuse_cells
-        self.layers = nn.ModuleDict({_key(n.name): _Layer(n) for n in network.nodes if n.op == "layer"})
-        self.learned_init = nn.ParameterDict({_key(n.name): nn.Parameter(torch.zeros(n.size))
+        self.layers = nn.ModuleDict({param_key(n.name): _Layer(n) for n in network.nodes if n.op == "layer"})
+        self.learned_init = nn.ParameterDict({param_key(n.name): nn.Parameter(torch.zeros(n.size))
                                          for n in network.nodes if n.init.kind == "learned"})
         self.init_projection = nn.ModuleDict({
-            _key(n.name): nn.Linear(n.init.size, n.size) for n in network.nodes
+            param_key(n.name): nn.Linear(n.init.size, n.size) for n in network.nodes
             if n.init.kind == "expr" and n.init.size != n.size})
         self.register_buffer("_like", torch.zeros(()), persistent=False)
         self.signature = _signature(network)
         # (layer key, [(generated name, ParameterList index, or "" for the bias)]), fixed by the network
-        self._slots = [(_key(n.name), [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
+        self._slots = [(param_key(n.name), [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
                         + ([(bias_name(n.name), "")] if n.bias else [])) for n in network.nodes if n.op == "layer"]
         self._code: dict[tuple[bool, bool, frozenset[str], bool, str], Any] = {}
         # While autograd records, loops run as one autograd node with a generated backward (`loop_backward`);
@@ -222,13 +160,13 @@ class CompiledNetwork(nn.Module):
 
     def initial(self, name: str) -> nn.Parameter:
         """The learned initial value of a node (`init NAME = learned`)."""
-        if _key(name) not in self.learned_init:
+        if param_key(name) not in self.learned_init:
             learned = [n.name for n in self.network.nodes if n.init.kind == "learned"]
             raise KeyError(f"`{name}` has no learned initial value; these do: {', '.join(learned) or 'none'}")
-        return self.learned_init[_key(name)]
+        return self.learned_init[param_key(name)]
 
     def _layer(self, name: str) -> _Layer:
-        layer = self.layers[_key(name)]
+        layer = self.layers[param_key(name)]
         assert isinstance(layer, _Layer)
         return layer
 
@@ -382,12 +320,12 @@ class CompiledNetwork(nn.Module):
         if node.is_tokens:
             return torch.tensor(token_start(node), device=like.device)
         if node.init.kind == "learned":
-            return self.learned_init[_key(node.name)].expand(batch, -1)
+            return self.learned_init[param_key(node.name)].expand(batch, -1)
         if node.init.kind == "expr" and node.init.expr is not None:
             value = evaluate(node.init.expr, lambda r: inputs[r.name], like)
             value = value.expand(batch, node.size if value.dim() == 0 else -1)  # a plain number broadcasts
             if node.init.size != node.size:
-                value = self.init_projection[_key(node.name)](value)
+                value = self.init_projection[param_key(node.name)](value)
             return value
         return like.new_zeros(batch, node.size)
 
@@ -444,13 +382,6 @@ def _records() -> bool:
     """Whether this call runs the variant whose loops carry their own generated backward: autograd records,
     and no tracer (torch.compile, export, jit.trace) is looking, which sees the plain variant's tensor ops."""
     return torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
-
-
-def token_start(node: Node) -> int:
-    """The id a token input reads before the first step (and a self-fed one starts from): its
-    `init NAME = ID`, or -1, "no token" (a zero vector)."""
-    expr = node.init.expr
-    return int(expr.value) if isinstance(expr, s.Num) else -1
 
 
 def _text(expr: s.Expr) -> str:

@@ -15,12 +15,14 @@ import networkx as nx
 import torch
 
 from rnndsl.backend.evaluate import evaluate
+from rnndsl.backend.names import param_key
 from rnndsl.graphs.unroll import unroll
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
 from rnndsl.lang.ops import ACTIVATIONS
-from rnndsl.runtime.network import CompiledNetwork, Outputs, State, _key
+from rnndsl.runtime.network import CompiledNetwork
 from rnndsl.runtime.validate import validate
+from rnndsl.runtime.values import Outputs, State
 
 __all__ = ["reference"]
 
@@ -107,13 +109,13 @@ class _Sequence:
         if node.is_tokens:
             return torch.tensor([-1], device=self.like.device)
         if node.init.kind == "learned":
-            return self.net.learned_init[_key(node.name)].unsqueeze(0)
+            return self.net.learned_init[param_key(node.name)].unsqueeze(0)
         if node.init.kind == "expr" and node.init.expr is not None:
             value = evaluate(node.init.expr, lambda r: self.inputs[r.name], self.like)
             if value.dim() == 0:
                 value = value.expand(1, node.size)
             if node.init.size != node.size:
-                value = self.net.init_projection[_key(node.name)](value)
+                value = self.net.init_projection[param_key(node.name)](value)
             return value
         return self.like.new_zeros(1, node.size)
 

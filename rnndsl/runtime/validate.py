@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rnndsl.frontend.check import did_you_mean
+from rnndsl.frontend.names import did_you_mean
 
 if TYPE_CHECKING:
     from rnndsl.runtime.network import CompiledNetwork, Layout

@@ -15,14 +15,12 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 import torch
 
-from rnndsl._version import __version__
 from rnndsl.frontend.load import read_spec
 from rnndsl.frontend.parse import parse
 from rnndsl.lang.errors import Source
@@ -39,8 +37,10 @@ from rnndsl.training.checkpoint import (
     save_checkpoint,
     spec_differences,
 )
+from rnndsl.training.config import TrainConfig
 from rnndsl.training.distributed import World
 from rnndsl.training.progress import Progress
+from rnndsl.training.result import Result
 
 Compiled = CompiledNetwork | CompiledModel  # what a spec compiles to: one network, or a model of several
 
@@ -52,67 +52,6 @@ RESUME_MUST_MATCH = ("batch", "lr", "clip", "seed")
 
 class TrainingError(ValueError):
     """A run that cannot go on: the loss became NaN or infinite, or a resume does not match its checkpoint."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train. `steps` is the total number of optimizer steps (a resumed run stops there too);
-    `clip` is the largest gradient norm (0: no clipping); `eval_every` is in steps (0: only at the end);
-    `eval_batch` bounds the sequences evaluated in one call."""
-
-    steps: int = 1000
-    batch: int = 32
-    lr: float = 1e-3
-    clip: float = 1.0
-    seed: int = 0
-    eval_every: int = 100
-    eval_batch: int = 1000
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "eval_every", "clip"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("batch", "eval_batch", "lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-
-
-@dataclass
-class Result:
-    """A finished run: the network, its configuration, its history and its final metrics.
-
-    `losses[k]` is the training loss of step k+1; `evals` holds one dict per validation evaluation
-    (`step`, `time` in seconds since the run began, and the task's metrics); `test` the test metrics.
-    """
-
-    spec: str
-    network: str
-    task: dict[str, Any]
-    config: TrainConfig
-    parameters: int
-    losses: list[float]
-    evals: list[dict[str, float]]
-    test: dict[str, float]
-    elapsed: float
-    primary: str
-    higher_is_better: bool
-    net: Compiled = field(repr=False)
-    out: Path | None = None
-
-    @property
-    def validation(self) -> dict[str, float]:
-        last = dict(self.evals[-1]) if self.evals else {}
-        return {k: v for k, v in last.items() if k not in ("step", "time")}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "spec": self.spec, "network": self.network, "parameters": self.parameters, "task": self.task,
-            "train": dataclasses.asdict(self.config), "primary_metric": self.primary,
-            "higher_is_better": self.higher_is_better, "elapsed_s": round(self.elapsed, 3),
-            "metrics": {"validation": self.validation, "test": self.test},
-            "history": {"loss": self.losses, "validation": self.evals},
-            "versions": {"rnndsl": __version__, "torch": str(torch.__version__)},
-        }
 
 
 def seed_everything(seed: int) -> None:

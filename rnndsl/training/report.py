@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from rnndsl.training.checkpoint import atomic_write
-from rnndsl.training.loop import Result
+from rnndsl.training.result import Result
 
 __all__ = ["markdown_table", "plot_curves", "require_matplotlib", "write_run"]
 

@@ -1,0 +1,43 @@
+"""Generated names: every name generated code uses for a node or a parameter, and every parameter key.
+
+Node names never start with `_` nor hold `__` (the front end refuses them), so the names made here, of
+the form `_KIND_NODE` (`_r1_h`: h one step back, `_W0_h`: h's first weight), cannot meet a node's.
+"""
+
+from __future__ import annotations
+
+import keyword
+
+from torch import nn
+
+__all__ = ["bias_name", "param_key", "var", "weight_name"]
+
+
+# names the generated code itself uses: a node called so gets a `__` suffix
+_USED = {"torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "lengths", "train", "valid", "values", "state",
+         "math", "range", "len", "float", "watch", "feed"}
+
+
+def var(name: str) -> str:
+    """A node's Python name in generated code: dots become `__`; clashes with names the code uses get `__`."""
+    v = name.replace(".", "__")
+    return v + "__" if keyword.iskeyword(v) or v in _USED else v  # user names never hold `__`
+
+
+def weight_name(layer: str, j: int) -> str:
+    return f"_W{j}_{var(layer)}"
+
+
+def bias_name(layer: str) -> str:
+    return f"_b_{var(layer)}"
+
+
+def param_key(name: str) -> str:
+    """A node's key in the module's dicts: '.' (block members, `enc.h`) becomes `__`, and a name that
+    is already an attribute of nn.ModuleDict/ParameterDict, of the class (`update`, `keys`, `to`) or of
+    every instance (`training`), gets a `__` suffix. User names never hold `__`, so keys cannot clash."""
+    k = name.replace(".", "__")
+    return k + "__" if k in _KEYS_TAKEN else k
+
+
+_KEYS_TAKEN = frozenset(dir(nn.ModuleDict()) + dir(nn.ParameterDict()))  # what a key of theirs may not be
