@@ -20,8 +20,7 @@ from rnndsl.frontend.parse import parse
 from rnndsl.graphs.folded import folded, loops
 from rnndsl.lang.errors import Source, SpecError
 from rnndsl.lang.ir import Network
-from rnndsl.training.commands import add_commands as add_training_commands
-from rnndsl.training.commands import cmd_compare, cmd_generate, cmd_train
+from rnndsl.training.options import add_commands as add_training_commands
 
 __all__ = ["main", "build_parser"]
 
@@ -113,9 +112,22 @@ def cmd_draw(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"check": cmd_check, "draw": cmd_draw,
-                                                             "train": cmd_train, "compare": cmd_compare,
-                                                             "generate": cmd_generate}
+def _training(name: str) -> Callable[[argparse.Namespace], int]:
+    """A command of rnndsl.training.commands, imported when it runs: it needs torch, `check` does not."""
+
+    def run(args: argparse.Namespace) -> int:
+        from rnndsl.training import commands
+
+        command: Callable[[argparse.Namespace], int] = getattr(commands, name)
+        return command(args)
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": cmd_check, "draw": cmd_draw, "train": _training("cmd_train"), "compare": _training("cmd_compare"),
+    "generate": _training("cmd_generate"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,7 +160,7 @@ def _add_draw_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands that live in their own modules register here."""
-    add_training_commands(sub)  # train, compare, generate (rnndsl/training/commands.py)
+    add_training_commands(sub)  # train, compare, generate (rnndsl/training/options.py and commands.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

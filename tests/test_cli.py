@@ -50,3 +50,16 @@ def test_threads_default_to_one_and_the_help_says_why(capsys: pytest.CaptureFixt
     text = " ".join(capsys.readouterr().out.split())
     assert "--threads N torch's intra-op CPU threads for this process (default 1:" in text
     assert "FILE:NETWORK" in text and "--force" in text
+
+
+def test_check_imports_no_torch() -> None:
+    """Checking a spec needs the language, the graphs and the front end only: no torch, so it starts fast."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom rnndsl.cli import main\n"
+             f"status = main(['check', {str(EXAMPLES)!r}])\n"
+             "assert status == 0, status\nassert 'torch' not in sys.modules, 'rnndsl check imported torch'\n"
+             "from rnndsl.cli import build_parser\nbuild_parser().parse_args(['train', 'x.rnn', '--task', 'digits'])\n"
+             "assert 'torch' not in sys.modules, 'the parser imported torch'\n")
+    subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, timeout=120)

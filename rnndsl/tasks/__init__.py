@@ -17,19 +17,50 @@ the input and output the task needs, or raises `TaskMismatchError` saying what d
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from rnndsl.tasks.adding import Adding
-from rnndsl.tasks.base import Batch, Binding, Needs, Task, TaskMismatchError
-from rnndsl.tasks.copy import Copy
-from rnndsl.tasks.digits import Digits
-from rnndsl.tasks.g2p import G2P
-from rnndsl.tasks.names import Names
+from rnndsl._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from rnndsl.tasks.adding import Adding
+    from rnndsl.tasks.base import Batch, Binding, Needs, Task, TaskMismatchError
+    from rnndsl.tasks.copy import Copy
+    from rnndsl.tasks.digits import Digits
+    from rnndsl.tasks.g2p import G2P
+    from rnndsl.tasks.names import Names
 
 __all__ = ["TASKS", "Adding", "Batch", "Binding", "Copy", "Digits", "G2P", "Names", "Needs", "Task",
            "TaskMismatchError", "make_task", "parse_options"]
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (Digits, Adding, Copy, Names, G2P)}
+# name -> (module, class); a task's module (and torch) is imported when the task is first asked for
+_BUILT_IN = {"digits": ("rnndsl.tasks.digits", "Digits"), "adding": ("rnndsl.tasks.adding", "Adding"),
+             "copy": ("rnndsl.tasks.copy", "Copy"), "names": ("rnndsl.tasks.names", "Names"),
+             "g2p": ("rnndsl.tasks.g2p", "G2P")}
+
+__getattr__ = lazy_exports(__name__, {
+    **{cls: module for module, cls in _BUILT_IN.values()},
+    **dict.fromkeys(["Batch", "Binding", "Needs", "Task", "TaskMismatchError"], "rnndsl.tasks.base"),
+})
+
+
+class _Tasks(Mapping[str, "type[Task]"]):
+    """The task classes by name: the names are known at once, each class is imported when first read."""
+
+    def __getitem__(self, name: str) -> type[Task]:
+        module, cls = _BUILT_IN[name]
+        found: type[Task] = getattr(importlib.import_module(module), cls)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_BUILT_IN)
+
+    def __len__(self) -> int:
+        return len(_BUILT_IN)
+
+
+TASKS: Mapping[str, type[Task]] = _Tasks()
 
 
 def make_task(name: str, **options: Any) -> Task:
