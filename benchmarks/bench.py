@@ -46,31 +46,48 @@ def _log(msg: str) -> None:
 def environment(args: argparse.Namespace, argv: list[str]) -> dict:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
     device = args.device
     if device.startswith("cuda"):
         device += f" ({torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}, cuDNN "
         device += f"{torch.backends.cudnn.version()})"
-    return {"cpu": cpu, "cpus": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "device": device, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": " ".join(["python -m benchmarks.bench", *argv]), "commit": _commit()}
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join(["python -m benchmarks.bench", *argv]),
+        "commit": _commit(),
+    }
 
 
 def _commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "rnndsl", "benchmarks"], cwd=_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "rnndsl", "benchmarks"],
+            cwd=_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return head + (" with uncommitted changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
-def _checker(ref: torch.Tensor, atol: float, where: str,
-             diffs: dict[str, float]) -> Callable[[Impl, torch.Tensor], None]:
+def _checker(
+    ref: torch.Tensor, atol: float, where: str, diffs: dict[str, float]
+) -> Callable[[Impl, torch.Tensor], None]:
     """Checks an implementation's forward output against rnndsl's (`ref`), keeping the difference."""
 
     def check(impl: Impl, y: torch.Tensor) -> None:
@@ -78,8 +95,10 @@ def _checker(ref: torch.Tensor, atol: float, where: str,
             return
         diff = (y - ref).abs().max().item() if y.shape == ref.shape and y.numel() else 0.0
         if y.shape != ref.shape or not diff <= atol:
-            raise AssertionError(f"{where}: {impl.name} differs from rnndsl by {diff:.3g} (shape "
-                                 f"{tuple(y.shape)} vs {tuple(ref.shape)}); the benchmark compares the same maths")
+            raise AssertionError(
+                f"{where}: {impl.name} differs from rnndsl by {diff:.3g} (shape "
+                f"{tuple(y.shape)} vs {tuple(ref.shape)}); the benchmark compares the same maths"
+            )
         diffs[impl.name] = diff
 
     return check
@@ -103,12 +122,32 @@ def measure_case(case: Case, size_name: str, args: argparse.Namespace) -> dict:
         if compiled.impl is not None:
             impls.append(compiled.impl)
     modes = {"torch.compile": compiled.modes} if compiled else None
-    samples = time_impls(impls, x, gy, args.device, args.repeat, args.min_repeat, args.budget, modes,
-                         check=_checker(ref, args.atol, where, diffs))
-    row = {"case": case.name, "size": size_name, "custom": case.custom, "max_abs_diff": diffs, "impls": {
-        name: {"forward_ms": s.median_ms("forward"), "train_ms": s.median_ms("train"),
-               "forward_samples_ms": [t * 1000 for t in s.forward], "train_samples_ms": [t * 1000 for t in s.train]}
-        for name, s in samples.items()}}
+    samples = time_impls(
+        impls,
+        x,
+        gy,
+        args.device,
+        args.repeat,
+        args.min_repeat,
+        args.budget,
+        modes,
+        check=_checker(ref, args.atol, where, diffs),
+    )
+    row = {
+        "case": case.name,
+        "size": size_name,
+        "custom": case.custom,
+        "max_abs_diff": diffs,
+        "impls": {
+            name: {
+                "forward_ms": s.median_ms("forward"),
+                "train_ms": s.median_ms("train"),
+                "forward_samples_ms": [t * 1000 for t in s.forward],
+                "train_samples_ms": [t * 1000 for t in s.train],
+            }
+            for name, s in samples.items()
+        },
+    }
     if compiled is not None:
         row["torch_compile"] = {"forward_s": compiled.forward_s, "train_s": compiled.train_s, "note": compiled.note}
     return row
@@ -121,8 +160,10 @@ def _summary(row: dict) -> str:
 
     parts = [f"{b} {r(b, 'forward')}/{r(b, 'train')}" for b in report.BASELINES if b in row["impls"]]
     ours = row["impls"]["rnndsl"]
-    return f"{row['case']:14s} {row['size']:8s} rnndsl {ours['forward_ms']:.1f}/{ours['train_ms']:.1f} ms; " \
-           f"ratios fwd/fwd+bwd: " + ", ".join(parts)
+    return (
+        f"{row['case']:14s} {row['size']:8s} rnndsl {ours['forward_ms']:.1f}/{ours['train_ms']:.1f} ms; "
+        f"ratios fwd/fwd+bwd: " + ", ".join(parts)
+    )
 
 
 def _compile_scope(args: argparse.Namespace, rows: list[dict]) -> str:
@@ -131,8 +172,13 @@ def _compile_scope(args: argparse.Namespace, rows: list[dict]) -> str:
     if not sizes or not args.compile_cases:
         default = " (the default on cuda, to keep the run short)" if args.device.startswith("cuda") else ""
         return f"torch.compile did not run: none of this run's sizes is in --compile-sizes{default}."
-    graphs = [(t, f"{r['case']} at {r['size']}, {mode} graph") for r in rows if (c := r.get("torch_compile"))
-              for mode, t in (("training", c["train_s"]), ("forward", c["forward_s"])) if t is not None]
+    graphs = [
+        (t, f"{r['case']} at {r['size']}, {mode} graph")
+        for r in rows
+        if (c := r.get("torch_compile"))
+        for mode, t in (("training", c["train_s"]), ("forward", c["forward_s"]))
+        if t is not None
+    ]
     out = [f"It ran at {', '.join(sizes)} for {', '.join(args.compile_cases)}."]
     if graphs:
         out.append(f"The slowest graph that compiled took {max(graphs)[0]:.0f} s ({max(graphs)[1]}).")
@@ -141,13 +187,17 @@ def _compile_scope(args: argparse.Namespace, rows: list[dict]) -> str:
         out.append(f"Past the time box: {', '.join(late)}.")
     skipped = [s for s in args.size if s not in args.compile_sizes and s in ("standard", "long")]
     if skipped:
-        out.append(f"Not compiled at {' and '.join(skipped)}: dynamo unrolls every step into the graph, so the "
-                   "standard size (100 steps, like small) compiles graphs as long as small's and long (1,000 steps) "
-                   "graphs ten times longer; with small's compile times above that would not fit the time box. "
-                   "Pass --compile-sizes to try them.")
+        out.append(
+            f"Not compiled at {' and '.join(skipped)}: dynamo unrolls every step into the graph, so the "
+            "standard size (100 steps, like small) compiles graphs as long as small's and long (1,000 steps) "
+            "graphs ten times longer; with small's compile times above that would not fit the time box. "
+            "Pass --compile-sizes to try them."
+        )
     if any(name not in args.compile_cases for name in (args.case or CASES)):
-        out.append("Cases without a torch.compile column were left out to keep the run short (for the standard "
-                   "cells torch.nn is the reference); pass --compile-cases to add them.")
+        out.append(
+            "Cases without a torch.compile column were left out to keep the run short (for the standard "
+            "cells torch.nn is the reference); pass --compile-cases to add them."
+        )
     return " ".join(out)
 
 
@@ -156,26 +206,56 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--size", action="append", choices=list(SIZES), help="repeatable; default: standard, small, long")
     p.add_argument("--case", action="append", choices=list(CASES), help="repeatable; default: all")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                   else os.cpu_count(), help="torch threads (default: the CPUs this process may use)")
-    p.add_argument("--repeat", type=int, default=None,
-                   help="timed samples per implementation and mode (default 5 on cpu, 3 on cuda)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        help="torch threads (default: the CPUs this process may use)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="timed samples per implementation and mode (default 5 on cpu, 3 on cuda)",
+    )
     p.add_argument("--min-repeat", type=int, default=3, help="fewest samples when a run is slow (default 3)")
-    p.add_argument("--budget", type=float, default=4.0,
-                   help="seconds of samples per implementation and mode before taking fewer (default 4)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=4.0,
+        help="seconds of samples per implementation and mode before taking fewer (default 4)",
+    )
     p.add_argument("--atol", type=float, default=1e-4, help="largest output difference from rnndsl's allowed")
-    p.add_argument("--compile-sizes", nargs="*", choices=list(SIZES), default=None,
-                   help="sizes where torch.compile of the plain loop runs (default: small on cpu, none on cuda; "
-                        "none: give the flag no value)")
-    p.add_argument("--compile-cases", nargs="*", choices=list(CASES), default=None,
-                   help=f"cases where it runs (default: the custom topologies, {', '.join(CUSTOM)})")
+    p.add_argument(
+        "--compile-sizes",
+        nargs="*",
+        choices=list(SIZES),
+        default=None,
+        help="sizes where torch.compile of the plain loop runs (default: small on cpu, none on cuda; "
+        "none: give the flag no value)",
+    )
+    p.add_argument(
+        "--compile-cases",
+        nargs="*",
+        choices=list(CASES),
+        default=None,
+        help=f"cases where it runs (default: the custom topologies, {', '.join(CUSTOM)})",
+    )
     p.add_argument("--compile-budget", type=float, default=120.0, help="time box per compiled graph, s (default 120)")
-    p.add_argument("--memory-size", choices=[*SIZES, "none"], default=None,
-                   help="size of the LSTM training-memory comparison (default standard, tiny in a tiny-only run; "
-                        "none skips it)")
-    p.add_argument("--spec-steps", nargs="*", type=int, default=None,
-                   help="sequence lengths of the example-spec compile times (default 10 10000, 10 20 in a tiny-only "
-                        "run; none: give the flag no value)")
+    p.add_argument(
+        "--memory-size",
+        choices=[*SIZES, "none"],
+        default=None,
+        help="size of the LSTM training-memory comparison (default standard, tiny in a tiny-only run; none skips it)",
+    )
+    p.add_argument(
+        "--spec-steps",
+        nargs="*",
+        type=int,
+        default=None,
+        help="sequence lengths of the example-spec compile times (default 10 10000, 10 20 in a tiny-only "
+        "run; none: give the flag no value)",
+    )
     p.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process import/compile timing")
     p.add_argument("--out", default="docs/performance", help="path stem for .md and .json, or - to print only")
     return p
@@ -198,10 +278,20 @@ def _defaults(args: argparse.Namespace) -> None:
 
 def _settings(args: argparse.Namespace, rows: list[dict]) -> dict:
     shapes = {s: [getattr(SIZES[s], f) for f in ("batch", "steps", "inputs", "hidden")] for s in SIZES}
-    return {"sizes": args.size, "size_shapes": shapes, "device": args.device, "threads": args.threads,
-            "repeat": args.repeat, "min_repeat": args.min_repeat, "budget_s": args.budget, "atol": args.atol,
-            "compile_sizes": args.compile_sizes, "compile_cases": args.compile_cases,
-            "compile_budget_s": args.compile_budget, "compile_scope_note": _compile_scope(args, rows)}
+    return {
+        "sizes": args.size,
+        "size_shapes": shapes,
+        "device": args.device,
+        "threads": args.threads,
+        "repeat": args.repeat,
+        "min_repeat": args.min_repeat,
+        "budget_s": args.budget,
+        "atol": args.atol,
+        "compile_sizes": args.compile_sizes,
+        "compile_cases": args.compile_cases,
+        "compile_budget_s": args.compile_budget,
+        "compile_scope_note": _compile_scope(args, rows),
+    }
 
 
 def _extras(args: argparse.Namespace, data: dict) -> None:

@@ -81,18 +81,22 @@ def _elman_layer(p: str, src: str, h: int, d: str) -> str:
 
 
 def _lstm_layer(p: str, src: str, h: int, d: str) -> str:
-    gates = "".join(f"    layer {p}{g}: {h} {act} <- {src}, {p}h[t{d}1]\n"
-                    for g, act in (("i", "sigmoid"), ("f", "sigmoid"), ("g", "tanh"), ("o", "sigmoid")))
+    gates = "".join(
+        f"    layer {p}{g}: {h} {act} <- {src}, {p}h[t{d}1]\n"
+        for g, act in (("i", "sigmoid"), ("f", "sigmoid"), ("g", "tanh"), ("o", "sigmoid"))
+    )
     return gates + f"    {p}c = {p}f * {p}c[t{d}1] + {p}i * {p}g\n    {p}h = {p}o * tanh({p}c)\n"
 
 
 def _gru_layer(p: str, src: str, h: int, d: str) -> str:
-    return (f"    layer {p}r: {h} sigmoid <- {src}, {p}h[t{d}1]\n"
-            f"    layer {p}z: {h} sigmoid <- {src}, {p}h[t{d}1]\n"
-            f"    layer {p}nx: {h} <- {src}\n"
-            f"    layer {p}nh: {h} <- {p}h[t{d}1]\n"
-            f"    {p}n = tanh({p}nx + {p}r * {p}nh)\n"
-            f"    {p}h = (1 - {p}z) * {p}n + {p}z * {p}h[t{d}1]\n")
+    return (
+        f"    layer {p}r: {h} sigmoid <- {src}, {p}h[t{d}1]\n"
+        f"    layer {p}z: {h} sigmoid <- {src}, {p}h[t{d}1]\n"
+        f"    layer {p}nx: {h} <- {src}\n"
+        f"    layer {p}nh: {h} <- {p}h[t{d}1]\n"
+        f"    {p}n = tanh({p}nx + {p}r * {p}nh)\n"
+        f"    {p}h = (1 - {p}z) * {p}n + {p}z * {p}h[t{d}1]\n"
+    )
 
 
 _LAYER_TEXT = {"elman": _elman_layer, "lstm": _lstm_layer, "gru": _gru_layer}
@@ -195,9 +199,12 @@ def _cell_fused_weights(kind: str, wb: Weights, p: str) -> list[Tensor]:
         gates = [p + g for g in "ifog"]
         return [wb.fused([w[g, 0] for g in gates]), wb.fused([w[g, 1] for g in gates]), wb.fused([b[g] for g in gates])]
     zeros = torch.zeros(2 * w[p + "r", 1].shape[0], device=w[p + "r", 1].device)
-    return [wb.fused([w[p + "r", 0], w[p + "z", 0], w[p + "nx", 0]]),
-            wb.fused([w[p + "r", 1], w[p + "z", 1], w[p + "nh", 0]]),
-            wb.fused([b[p + "r"], b[p + "z"], b[p + "nx"]]), wb.fused([zeros, b[p + "nh"]])]
+    return [
+        wb.fused([w[p + "r", 0], w[p + "z", 0], w[p + "nx", 0]]),
+        wb.fused([w[p + "r", 1], w[p + "z", 1], w[p + "nh", 0]]),
+        wb.fused([b[p + "r"], b[p + "z"], b[p + "nx"]]),
+        wb.fused([zeros, b[p + "nh"]]),
+    ]
 
 
 def _cell_fast(kind: str, shape: str) -> Callable[[Weights, bool], Impl]:
@@ -240,7 +247,7 @@ def _nn_layer(kind: str, wb: Weights, p: str, gates: str) -> tuple[Tensor, Tenso
     b_ih = torch.cat([b[n] for n in names] + ([b[p + "nx"]] if kind == "gru" else []))
     b_hh = torch.zeros_like(b_ih)
     if kind == "gru":
-        b_hh[2 * b[p + "nh"].shape[0]:] = b[p + "nh"]
+        b_hh[2 * b[p + "nh"].shape[0] :] = b[p + "nh"]
     return w_ih, w_hh, b_ih, b_hh
 
 
@@ -249,8 +256,13 @@ def _nn_layer(kind: str, wb: Weights, p: str, gates: str) -> tuple[Tensor, Tenso
 
 def _peephole_fast(wb: Weights) -> list[Tensor]:
     w, b = wb.w, wb.b
-    return [wb.fused([w[g, 0] for g in "ifgo"]), wb.fused([b[g] for g in "ifgo"]), wb.fused([w[g, 1] for g in "ifgo"]),
-            wb.fused([w["i", 2], w["f", 2]]), wb.fused([w["o", 2]])]
+    return [
+        wb.fused([w[g, 0] for g in "ifgo"]),
+        wb.fused([b[g] for g in "ifgo"]),
+        wb.fused([w[g, 1] for g in "ifgo"]),
+        wb.fused([w["i", 2], w["f", 2]]),
+        wb.fused([w["o", 2]]),
+    ]
 
 
 def _jordan_fast(wb: Weights) -> list[Tensor]:
@@ -260,8 +272,13 @@ def _jordan_fast(wb: Weights) -> list[Tensor]:
 
 def _topdown_fast(wb: Weights) -> list[Tensor]:
     w, b = wb.w, wb.b
-    return [wb.fused([w["a", 0]]), wb.fused([b["a"]]), wb.fused([w["a", 1], w["a", 2]], 1),
-            wb.fused([w["b", 0], w["b", 1]], 1), wb.fused([b["b"]])]
+    return [
+        wb.fused([w["a", 0]]),
+        wb.fused([b["a"]]),
+        wb.fused([w["a", 1], w["a", 2]], 1),
+        wb.fused([w["b", 0], w["b", 1]], 1),
+        wb.fused([b["b"]]),
+    ]
 
 
 def _skip2_fast(wb: Weights) -> list[Tensor]:
@@ -298,19 +315,35 @@ class Case:
 
 
 def _cell_cases() -> dict[str, Case]:
-    return {f"{kind}{shape}": Case(f"{kind}{shape}", False, _cell_spec(kind, shape), _cell_plain(kind, shape),
-                                   _cell_fast(kind, shape), _cell_nn(kind, shape))
-            for kind in ("elman", "lstm", "gru") for shape in _SHAPES}
+    return {
+        f"{kind}{shape}": Case(
+            f"{kind}{shape}",
+            False,
+            _cell_spec(kind, shape),
+            _cell_plain(kind, shape),
+            _cell_fast(kind, shape),
+            _cell_nn(kind, shape),
+        )
+        for kind in ("elman", "lstm", "gru")
+        for shape in _SHAPES
+    }
 
 
 CASES: dict[str, Case] = {
     **_cell_cases(),
-    "lstm_peephole": Case("lstm_peephole", True, _peephole_spec, _custom_plain(loops.plain_peephole),
-                          _custom_fast("peephole", _peephole_fast)),
-    "jordan": Case("jordan", True, _jordan_spec, _custom_plain(loops.plain_jordan),
-                   _custom_fast("jordan", _jordan_fast)),
-    "topdown": Case("topdown", True, _topdown_spec, _custom_plain(loops.plain_topdown),
-                    _custom_fast("topdown", _topdown_fast)),
+    "lstm_peephole": Case(
+        "lstm_peephole",
+        True,
+        _peephole_spec,
+        _custom_plain(loops.plain_peephole),
+        _custom_fast("peephole", _peephole_fast),
+    ),
+    "jordan": Case(
+        "jordan", True, _jordan_spec, _custom_plain(loops.plain_jordan), _custom_fast("jordan", _jordan_fast)
+    ),
+    "topdown": Case(
+        "topdown", True, _topdown_spec, _custom_plain(loops.plain_topdown), _custom_fast("topdown", _topdown_fast)
+    ),
     "skip2": Case("skip2", True, _skip2_spec, _custom_plain(loops.plain_skip2), _custom_fast("skip2", _skip2_fast)),
 }
 

@@ -78,10 +78,16 @@ def _one(path: Path, steps: int, device: str, batch: int, tries: int) -> dict:
         fresh = rnndsl.compile(text, network=name).to(device)
         generate.append(_clock(lambda fresh=fresh: fresh._compiled(False), device))  # type: ignore[misc]
     med = statistics.median
-    return {"spec": path.name, "steps": steps, "build_ms": med(b for b, _, _ in runs),
-            "first_call_ms": med(f for _, f, _ in runs), "call_ms": med(c for _, _, c in runs),
-            "compile_ms": med(b + max(0.0, f - c) for b, f, c in runs), "generate_ms": med(generate),
-            "torch_warm_up_ms": torch_warm_up}
+    return {
+        "spec": path.name,
+        "steps": steps,
+        "build_ms": med(b for b, _, _ in runs),
+        "first_call_ms": med(f for _, f, _ in runs),
+        "call_ms": med(c for _, _, c in runs),
+        "compile_ms": med(b + max(0.0, f - c) for b, f, c in runs),
+        "generate_ms": med(generate),
+        "torch_warm_up_ms": torch_warm_up,
+    }
 
 
 def spec_compile_times(steps: list[int], device: str, batch: int = 1, tries: int = 5) -> list[dict]:
@@ -110,6 +116,7 @@ def cold_start(spec: str = "lstm.rnn") -> dict:
     """A fresh process: import torch, import rnndsl, the first compile (the LALR parser is built then),
     and the first call of 10 steps."""
     root = EXAMPLES.parent
-    out = subprocess.run([sys.executable, "-c", _COLD, str(EXAMPLES / spec)], cwd=root, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _COLD, str(EXAMPLES / spec)], cwd=root, capture_output=True, text=True, check=True
+    )
     return {"spec": spec, **json.loads(out.stdout.strip().splitlines()[-1])}

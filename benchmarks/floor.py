@@ -91,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         gy = torch.randn_like(impls[0].fn(x))
         timed = {}
         for impl in (i for i in impls if i.name in ("rnndsl", "plain loop")):
+
             def train(impl=impl, x=x, gy=gy) -> None:
                 for q in impl.params:
                     q.grad = None
                 impl.fn(x).backward(gy)
+
             timed[impl.name] = _median_ms(train, args.repeat)
         floor = sum(_median_ms(fn, args.repeat) for _, fn in products(name, args.size))
         ours, plain = timed["rnndsl"], timed["plain loop"]

@@ -21,9 +21,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["plain_elman", "plain_lstm", "plain_gru", "plain_peephole", "plain_jordan", "plain_topdown",
-           "plain_skip2", "fast_elman", "fast_lstm", "fast_gru", "fast_peephole", "fast_jordan", "fast_topdown",
-           "fast_skip2", "FAST", "scripted"]
+__all__ = [
+    "plain_elman",
+    "plain_lstm",
+    "plain_gru",
+    "plain_peephole",
+    "plain_jordan",
+    "plain_topdown",
+    "plain_skip2",
+    "fast_elman",
+    "fast_lstm",
+    "fast_gru",
+    "fast_peephole",
+    "fast_jordan",
+    "fast_topdown",
+    "fast_skip2",
+    "FAST",
+    "scripted",
+]
 
 # ---- plain loops: the spec's weights, one F.linear per source per step --------------------------
 # `w` maps (layer, source index) to the weight and `b` a layer to its bias, as rnndsl holds them.
@@ -151,8 +166,8 @@ def fast_lstm(x: Tensor, w_ih: Tensor, w_hh: Tensor, b: Tensor, reverse: bool) -
     for k in range(n):
         gates = torch.addmm(pre[n - 1 - k if reverse else k], h, w)
         ifo = torch.sigmoid(gates[:, : 3 * hidden])
-        c = torch.addcmul(ifo[:, hidden: 2 * hidden] * c, ifo[:, :hidden], torch.tanh(gates[:, 3 * hidden:]))
-        h = ifo[:, 2 * hidden:] * torch.tanh(c)
+        c = torch.addcmul(ifo[:, hidden : 2 * hidden] * c, ifo[:, :hidden], torch.tanh(gates[:, 3 * hidden :]))
+        h = ifo[:, 2 * hidden :] * torch.tanh(c)
         out.append(h)
     return _collect(out, reverse)
 
@@ -169,7 +184,7 @@ def fast_gru(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor, 
         p = pre[n - 1 - k if reverse else k]
         hh = torch.addmm(b_hh, h, w)
         rz = torch.sigmoid(p[:, : 2 * hidden] + hh[:, : 2 * hidden])
-        cand = torch.tanh(torch.addcmul(p[:, 2 * hidden:], rz[:, :hidden], hh[:, 2 * hidden:]))
+        cand = torch.tanh(torch.addcmul(p[:, 2 * hidden :], rz[:, :hidden], hh[:, 2 * hidden :]))
         h = torch.lerp(cand, h, rz[:, hidden:])  # (1 - z) * n + z * h
         out.append(h)
     return _collect(out, reverse)
@@ -190,8 +205,8 @@ def fast_peephole(x: Tensor, w_x: Tensor, b: Tensor, w_h: Tensor, w_c: Tensor, w
     for p in pre:
         z = torch.addmm(p, h, wh)
         i_f = torch.sigmoid(torch.addmm(z[:, : 2 * hidden], c, wc))
-        c = torch.addcmul(i_f[:, hidden:] * c, i_f[:, :hidden], torch.tanh(z[:, 2 * hidden: 3 * hidden]))
-        o = torch.sigmoid(torch.addmm(z[:, 3 * hidden:], c, wco))
+        c = torch.addcmul(i_f[:, hidden:] * c, i_f[:, :hidden], torch.tanh(z[:, 2 * hidden : 3 * hidden]))
+        o = torch.sigmoid(torch.addmm(z[:, 3 * hidden :], c, wco))
         h = o * torch.tanh(c)
         out.append(h)
     return torch.stack(out, 1)
@@ -237,8 +252,15 @@ def fast_skip2(x: Tensor, w_x: Tensor, b: Tensor, w_12: Tensor) -> Tensor:
     return torch.stack(out, 1)
 
 
-FAST = {"elman": fast_elman, "lstm": fast_lstm, "gru": fast_gru, "peephole": fast_peephole, "jordan": fast_jordan,
-        "topdown": fast_topdown, "skip2": fast_skip2}
+FAST = {
+    "elman": fast_elman,
+    "lstm": fast_lstm,
+    "gru": fast_gru,
+    "peephole": fast_peephole,
+    "jordan": fast_jordan,
+    "topdown": fast_topdown,
+    "skip2": fast_skip2,
+}
 
 
 def scripted(name: str) -> torch.jit.ScriptFunction:

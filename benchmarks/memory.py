@@ -34,27 +34,49 @@ __all__ = ["IMPLS", "METHOD", "measure"]
 IMPLS = ("torch.nn", "rnndsl", "rnndsl, generated loop")
 METHOD = {
     "cpu": "each implementation in a fresh process, one warm-up training step, then the rise of the resident "
-           "set size during a second step: the kernel's high-water mark (VmHWM, reset through "
-           "/proc/self/clear_refs just before the step) minus the RSS before it, with glibc mapping every block "
-           "of 64 KiB or more on its own (MALLOC_MMAP_THRESHOLD_) so freed tensors leave the RSS at once. "
-           "Counts everything the step touches (tensors, gradients, oneDNN scratch, Python objects). "
-           "\"rnndsl, generated loop\" is the same spec compiled with fuse_cells=False.",
+    "set size during a second step: the kernel's high-water mark (VmHWM, reset through "
+    "/proc/self/clear_refs just before the step) minus the RSS before it, with glibc mapping every block "
+    "of 64 KiB or more on its own (MALLOC_MMAP_THRESHOLD_) so freed tensors leave the RSS at once. "
+    "Counts everything the step touches (tensors, gradients, oneDNN scratch, Python objects). "
+    '"rnndsl, generated loop" is the same spec compiled with fuse_cells=False.',
     "cuda": "each implementation in a fresh process, one warm-up training step, then "
-            "torch.cuda.max_memory_allocated() during a second step minus the memory allocated before it "
-            "(tensors, gradients, cuDNN workspace and reserve). \"rnndsl, generated loop\" is the same spec "
-            "compiled with fuse_cells=False.",
+    "torch.cuda.max_memory_allocated() during a second step minus the memory allocated before it "
+    '(tensors, gradients, cuDNN workspace and reserve). "rnndsl, generated loop" is the same spec '
+    "compiled with fuse_cells=False.",
 }
 _ROOT = Path(__file__).resolve().parent.parent
 
 
 def measure(size: str, device: str, threads: int) -> list[dict]:
     """Peak training-step memory of each of `IMPLS`, each in its own process (run side by side)."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536",
-               PYTHONPATH=os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p))
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.memory", "--impl", impl, "--size", size,
-                               "--device", device, "--threads", str(threads)],
-                              cwd=_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for impl in IMPLS]
+    env = dict(
+        os.environ,
+        MALLOC_MMAP_THRESHOLD_="65536",
+        PYTHONPATH=os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    )
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.memory",
+                "--impl",
+                impl,
+                "--size",
+                size,
+                "--device",
+                device,
+                "--threads",
+                str(threads),
+            ],
+            cwd=_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for impl in IMPLS
+    ]
     rows = []
     for impl, proc in zip(IMPLS, procs, strict=True):
         out, err = proc.communicate()
@@ -112,8 +134,11 @@ def _child(impl: str, size_name: str, device: str, threads: int) -> dict:
         before = torch.cuda.memory_allocated()
         step()
         torch.cuda.synchronize()
-        return {"impl": impl, "peak_bytes": torch.cuda.max_memory_allocated() - before,
-                "method": "torch.cuda.max_memory_allocated, fresh process"}
+        return {
+            "impl": impl,
+            "peak_bytes": torch.cuda.max_memory_allocated() - before,
+            "method": "torch.cuda.max_memory_allocated, fresh process",
+        }
     if not _reset_peak():
         return {"impl": impl, "peak_bytes": None, "method": "unavailable: /proc/self/clear_refs cannot reset VmHWM"}
     before = _status("VmRSS")

@@ -48,7 +48,8 @@ REASONS = {
         "against ~56 µs for nn.LSTM). What would close it: parameters of a fused cell in one flat buffer laid out "
         "as the kernel wants it (what `nn.RNNBase.flatten_parameters` does), passed as views; one kernel call "
         "for a bidirectional pair and for stacked layers (torch.nn makes one, rnndsl two); a per-module cache "
-        "of the call's boundary values and histories when the shapes repeat."),
+        "of the call's boundary values and histories when the shapes repeat."
+    ),
     "plain": (
         "Loops now carry a generated backward (one autograd node a loop; each weight gradient one product over "
         "all steps), which took these ratios from 0.87-1.10 to 0.72-0.86. What is left is the matrix products "
@@ -59,7 +60,8 @@ REASONS = {
         "spends ~300 ms above its products (0.61 of the plain loop) in elementwise work, about 25 small ops a "
         "step forward and backward. What would close that: fusing a step's elementwise ops and their "
         "derivatives into one kernel (compiling the generated step function with inductor, or a Triton/C++ "
-        "kernel per cell), and on a GPU, CUDA graphs over the loop."),
+        "kernel per cell), and on a GPU, CUDA graphs over the loop."
+    ),
     "hand": (
         "Forward+backward is below the hand-optimised loops at every size (the generated backward). The misses "
         "are forward only: rnndsl issues one matmul per delayed source and one op per node a step; the hand "
@@ -71,17 +73,20 @@ REASONS = {
         "peephole and 1.10x top-down at 512, 1.05x both at 32; forward+backward 0.97-1.03x): the strided "
         "slices cost more than the launches saved. So neither is generated. What would close it: compiling the "
         "generated step function (TorchScript or inductor) so a step's elementwise ops fuse, within the compile "
-        "budget; per-step joins chosen by measured size on the target device."),
+        "budget; per-step joins chosen by measured size on the target device."
+    ),
     "compile": (
         "Code generation itself (`generate`, timed directly on a fresh module) takes 0.8-4.2 ms for every "
         "example at both T, and build + generate stays under 17 ms. A miss here comes from the subtraction: "
         "the first call of a fresh module minus its next call, at 10,000 steps, includes torch's own first-pass "
         "costs for that module (its fresh tensors at that shape) beyond the warm-up module's; that is not "
-        "rnndsl's compilation, which does not depend on T (the generated code loops over time)."),
+        "rnndsl's compilation, which does not depend on T (the generated code loops over time)."
+    ),
     "memory": (
         "Against nn.LSTM, rnndsl keeps the joined gate weights of the call (and their gradients) besides the "
         "parameters, and returns the state beside the output; a flat parameter buffer (see the first target) "
-        "would remove the joined copies."),
+        "would remove the joined copies."
+    ),
 }
 
 
@@ -105,25 +110,37 @@ def _worst(rows: Iterator[dict], baseline: str, modes: tuple[str, ...]) -> list[
 
 def _ratio_target(name: str, key: str, items: list[tuple[float, str]], bound: float, what: str) -> dict:
     if not items:
-        return {"target": name, "key": key, "met": None, "measured": f"not measured: {what} in this run",
-                "misses": []}
+        return {"target": name, "key": key, "met": None, "measured": f"not measured: {what} in this run", "misses": []}
     misses = [f"{where}: {x:.2f}" for x, where in items if x > bound]
     worst, where = items[0]
-    return {"target": name, "key": key, "met": not misses, "measured": f"worst {worst:.2f} ({where})",
-            "misses": misses}
+    return {"target": name, "key": key, "met": not misses, "measured": f"worst {worst:.2f} ({where})", "misses": misses}
 
 
 def targets(data: dict) -> list[dict]:
     """Each target: its text, met (True/False, None when not measured), the measured figure, misses."""
     both = ("forward", "train")
     out = [
-        _ratio_target("Standard cells ≤ 1.05× torch.nn, fwd and fwd+bwd, every size", "cells",
-                      _worst(_cell_rows(data), "torch.nn", both), 1.05, "no standard cell"),
-        _ratio_target("Custom topologies ≤ 0.75× the plain loop, fwd+bwd, standard size", "plain",
-                      _worst((r for r in _custom_rows(data) if r["size"] == "standard"), "plain loop", ("train",)),
-                      0.75, "no custom topology at the standard size"),
-        _ratio_target("Custom topologies ≤ 1.0× the best hand-optimised loop, fwd and fwd+bwd, every size", "hand",
-                      _worst(_custom_rows(data), "best hand-optimised", both), 1.0, "no custom topology"),
+        _ratio_target(
+            "Standard cells ≤ 1.05× torch.nn, fwd and fwd+bwd, every size",
+            "cells",
+            _worst(_cell_rows(data), "torch.nn", both),
+            1.05,
+            "no standard cell",
+        ),
+        _ratio_target(
+            "Custom topologies ≤ 0.75× the plain loop, fwd+bwd, standard size",
+            "plain",
+            _worst((r for r in _custom_rows(data) if r["size"] == "standard"), "plain loop", ("train",)),
+            0.75,
+            "no custom topology at the standard size",
+        ),
+        _ratio_target(
+            "Custom topologies ≤ 1.0× the best hand-optimised loop, fwd and fwd+bwd, every size",
+            "hand",
+            _worst(_custom_rows(data), "best hand-optimised", both),
+            1.0,
+            "no custom topology",
+        ),
         _compile_target(data.get("spec_compile", [])),
         _memory_target(data.get("memory")),
     ]
@@ -143,9 +160,14 @@ def _compile_target(rows: list[dict]) -> dict:
     misses = [f"{r['spec']} T={r['steps']}: {r['compile_ms']:.1f} ms" for r in rows if r["compile_ms"] >= 50]
     if gap > max(10.0, 0.2 * min(spread[1])):
         misses.append(f"{spread[0]}: {gap:.1f} ms apart between T values")
-    return {"target": name, "key": "compile", "met": not misses,
-            "measured": f"worst {worst['compile_ms']:.1f} ms ({worst['spec']}, T={worst['steps']}); largest gap "
-                        f"between T values {gap:.1f} ms ({spread[0]})", "misses": misses}
+    return {
+        "target": name,
+        "key": "compile",
+        "met": not misses,
+        "measured": f"worst {worst['compile_ms']:.1f} ms ({worst['spec']}, T={worst['steps']}); largest gap "
+        f"between T values {gap:.1f} ms ({spread[0]})",
+        "misses": misses,
+    }
 
 
 def _memory_target(memory: dict | None) -> dict:
@@ -157,10 +179,20 @@ def _memory_target(memory: dict | None) -> dict:
     size = memory["size"] if memory else ""
     measured = f"{x:.2f}× ({peaks['rnndsl'] / 2**20:.0f} MiB vs {peaks['torch.nn'] / 2**20:.0f} MiB, size {size})"
     if size != "standard":
-        return {"target": name, "key": "memory", "met": None, "measured": measured + ": not the target's size",
-                "misses": []}
-    return {"target": name, "key": "memory", "met": x <= 1.3, "measured": measured,
-            "misses": [] if x <= 1.3 else [f"{x:.2f}×"]}
+        return {
+            "target": name,
+            "key": "memory",
+            "met": None,
+            "measured": measured + ": not the target's size",
+            "misses": [],
+        }
+    return {
+        "target": name,
+        "key": "memory",
+        "met": x <= 1.3,
+        "measured": measured,
+        "misses": [] if x <= 1.3 else [f"{x:.2f}×"],
+    }
 
 
 # ---- markdown -----------------------------------------------------------------------------------
@@ -180,8 +212,12 @@ def _ratio_table(data: dict, size: str) -> list[str]:
     head = ["case", "rnndsl fwd ms", "rnndsl fwd+bwd ms", *(f"vs {b}" for b in BASELINES)]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["case"] + (" (custom)" if r["custom"] else ""), _fmt(_ms(r, "rnndsl", "forward"), 1),
-                 _fmt(_ms(r, "rnndsl", "train"), 1), *(_pair(r, b) for b in BASELINES)]
+        cells = [
+            r["case"] + (" (custom)" if r["custom"] else ""),
+            _fmt(_ms(r, "rnndsl", "forward"), 1),
+            _fmt(_ms(r, "rnndsl", "train"), 1),
+            *(_pair(r, b) for b in BASELINES),
+        ]
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -191,8 +227,10 @@ def _times_table(data: dict, size: str) -> list[str]:
     impls = ("rnndsl", *BASELINES)
     out = ["| case | " + " | ".join(impls) + " |", "|" + "---|" * (len(impls) + 1)]
     for r in rows:
-        cells = [f"{_fmt(_ms(r, i, 'forward'), 1)} / {_fmt(_ms(r, i, 'train'), 1)}" if i in r["impls"] else "–"
-                 for i in impls]
+        cells = [
+            f"{_fmt(_ms(r, i, 'forward'), 1)} / {_fmt(_ms(r, i, 'train'), 1)}" if i in r["impls"] else "–"
+            for i in impls
+        ]
         out.append(f"| {r['case']} | " + " | ".join(cells) + " |")
     return out
 
@@ -216,14 +254,18 @@ def _compile_sections(data: dict) -> list[str]:
     out = ["## torch.compile of the plain loop: compile times", ""]
     rows = [r for r in data["cases"] if r.get("torch_compile")]
     s = data["settings"]
-    out.append(f"Each graph (training and forward apart) time-boxed to {s['compile_budget_s']:.0f} s, torch's "
-               "compile caches off (a cold compile, as a user's first run). " + s["compile_scope_note"])
+    out.append(
+        f"Each graph (training and forward apart) time-boxed to {s['compile_budget_s']:.0f} s, torch's "
+        "compile caches off (a cold compile, as a user's first run). " + s["compile_scope_note"]
+    )
     if rows:
         out += ["", "| case | size | training graph s | forward graph s | note |", "|---|---|---|---|---|"]
         for r in rows:
             c = r["torch_compile"]
-            out.append(f"| {r['case']} | {r['size']} | {_fmt(c['train_s'], 1)} | {_fmt(c['forward_s'], 1)} "
-                       f"| {c['note'] or ''} |")
+            out.append(
+                f"| {r['case']} | {r['size']} | {_fmt(c['train_s'], 1)} | {_fmt(c['forward_s'], 1)} "
+                f"| {c['note'] or ''} |"
+            )
     return out
 
 
@@ -232,22 +274,30 @@ def _spec_compile_section(data: dict) -> list[str]:
     out = ["## Compile time of the example specs", ""]
     if not rows:
         return [*out, "Not measured in this run."]
-    out += ["`compile` = `rnndsl.compile(text)` (build) + the first call − the same module's next call of the "
-            "same input: the one-off cost, the median over fresh modules of each module's own pair of calls. "
-            "`generate` is code generation and `exec` alone, timed directly (it cannot depend on T). Batch 1, "
-            "no_grad; torch's own first-time cost at each shape (oneDNN/cuDNN set-up, paid by nn.LSTM too) is "
-            "taken by a throwaway module first and shown apart.", "",
-            "| spec | T | build ms | first call ms | next call ms | **compile ms** | generate ms | torch warm-up ms |",
-            "|---|---|---|---|---|---|---|---|"]
+    out += [
+        "`compile` = `rnndsl.compile(text)` (build) + the first call − the same module's next call of the "
+        "same input: the one-off cost, the median over fresh modules of each module's own pair of calls. "
+        "`generate` is code generation and `exec` alone, timed directly (it cannot depend on T). Batch 1, "
+        "no_grad; torch's own first-time cost at each shape (oneDNN/cuDNN set-up, paid by nn.LSTM too) is "
+        "taken by a throwaway module first and shown apart.",
+        "",
+        "| spec | T | build ms | first call ms | next call ms | **compile ms** | generate ms | torch warm-up ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {r['spec']} | {r['steps']} | {r['build_ms']:.1f} | {r['first_call_ms']:.1f} | "
-                   f"{r['call_ms']:.1f} | **{r['compile_ms']:.1f}** | {_fmt(r.get('generate_ms'), 1)} | "
-                   f"{r['torch_warm_up_ms']:.1f} |")
+        out.append(
+            f"| {r['spec']} | {r['steps']} | {r['build_ms']:.1f} | {r['first_call_ms']:.1f} | "
+            f"{r['call_ms']:.1f} | **{r['compile_ms']:.1f}** | {_fmt(r.get('generate_ms'), 1)} | "
+            f"{r['torch_warm_up_ms']:.1f} |"
+        )
     cold = data.get("cold_start")
     if cold:
-        out += ["", f"Cold start in a fresh process ({cold['spec']}): import torch {cold['import_torch_ms']:.0f} ms, "
-                    f"import rnndsl {cold['import_rnndsl_ms']:.0f} ms, first compile (builds the LALR parser) "
-                    f"{cold['first_compile_ms']:.0f} ms, first call (10 steps) {cold['first_call_ms']:.0f} ms."]
+        out += [
+            "",
+            f"Cold start in a fresh process ({cold['spec']}): import torch {cold['import_torch_ms']:.0f} ms, "
+            f"import rnndsl {cold['import_rnndsl_ms']:.0f} ms, first compile (builds the LALR parser) "
+            f"{cold['first_compile_ms']:.0f} ms, first call (10 steps) {cold['first_call_ms']:.0f} ms.",
+        ]
     return out
 
 
@@ -258,8 +308,12 @@ def _memory_section(data: dict) -> list[str]:
         return [*out, "Not measured in this run."]
     rows = mem["rows"]
     base = next((r["peak_bytes"] for r in rows if r["impl"] == "torch.nn"), None)
-    out += [f"Size {mem['size']}. Method: {mem['method']}", "",
-            "| implementation | peak MiB | vs torch.nn |", "|---|---|---|"]
+    out += [
+        f"Size {mem['size']}. Method: {mem['method']}",
+        "",
+        "| implementation | peak MiB | vs torch.nn |",
+        "|---|---|---|",
+    ]
     for r in rows:
         peak = r["peak_bytes"]
         rel = _fmt(peak / base) if peak is not None and base else "–"
@@ -271,33 +325,54 @@ def markdown(data: dict) -> str:
     """docs/performance.md for one run."""
     env, s = data["environment"], data["settings"]
     sizes = data["settings"]["sizes"]
-    out = ["# Performance", "",
-           f"Written by `{env['command']}` on {env['date']} (commit {env['commit']}); the run took "
-           f"{data['elapsed_s'] / 60:.1f} min.", "",
-           f"Machine: {env['cpu']} ({env['cpu_capability']}), {env['cpus']} CPUs; torch threads: {s['threads']}; "
-           f"torch {env['torch']}; "
-           f"Python {env['python']}; device {env['device']}.", "",
-           "**Ratios are rnndsl's time divided by the baseline's: below 1.0 means rnndsl is faster.** Each "
-           "cell reads `forward / forward+backward`.", "",
-           *_targets_section(data), ""]
+    out = [
+        "# Performance",
+        "",
+        f"Written by `{env['command']}` on {env['date']} (commit {env['commit']}); the run took "
+        f"{data['elapsed_s'] / 60:.1f} min.",
+        "",
+        f"Machine: {env['cpu']} ({env['cpu_capability']}), {env['cpus']} CPUs; torch threads: {s['threads']}; "
+        f"torch {env['torch']}; "
+        f"Python {env['python']}; device {env['device']}.",
+        "",
+        "**Ratios are rnndsl's time divided by the baseline's: below 1.0 means rnndsl is faster.** Each "
+        "cell reads `forward / forward+backward`.",
+        "",
+        *_targets_section(data),
+        "",
+    ]
     for size in sizes:
         b = data["settings"]["size_shapes"][size]
-        out += [f"## Time ratios, {size}: batch {b[0]}, {b[1]} steps, {b[2]} in, {b[3]} hidden", "",
-                *_ratio_table(data, size), ""]
+        out += [
+            f"## Time ratios, {size}: batch {b[0]}, {b[1]} steps, {b[2]} in, {b[3]} hidden",
+            "",
+            *_ratio_table(data, size),
+            "",
+        ]
     out += ["## Median times (ms, forward / forward+backward)", ""]
     for size in sizes:
         out += [f"### {size}", "", *_times_table(data, size), ""]
-    out += [*_compile_sections(data), "", *_spec_compile_section(data), "", *_memory_section(data), "",
-            *_method(data), ""]
+    out += [
+        *_compile_sections(data),
+        "",
+        *_spec_compile_section(data),
+        "",
+        *_memory_section(data),
+        "",
+        *_method(data),
+        "",
+    ]
     return "\n".join(out)
 
 
 def _method(data: dict) -> list[str]:
     s = data["settings"]
     return [
-        "## Method", "",
+        "## Method",
+        "",
         f"- One process, torch threads fixed at {s['threads']} (`torch.set_num_threads`), float32"
-        + (", TF32 off (cuDNN and cuBLAS compute in full float32)" if s["device"].startswith("cuda") else "") + ".",
+        + (", TF32 off (cuDNN and cuBLAS compute in full float32)" if s["device"].startswith("cuda") else "")
+        + ".",
         f"- Each implementation runs once per mode before timing (TorchScript twice: its profiling executor "
         f"optimises on the second call); then the implementations take turns, one sample each per round, "
         f"{s['repeat']} samples "
@@ -323,12 +398,14 @@ def _method(data: dict) -> list[str]:
         "- **torch.compile**: `torch.compile` (inductor, default mode) of the plain loop; see above for where it "
         "ran and its compile times.",
         "",
-        "## Reproduce", "",
+        "## Reproduce",
+        "",
         "```",
         "python -m benchmarks.bench                       # CPU, all sizes; writes docs/performance.{md,json}",
         "python -m benchmarks.bench --device cuda --out docs/performance_cuda",
         "python -m benchmarks.bench --size small --case jordan --out -   # one case, printed only",
-        "```", "",
+        "```",
+        "",
         "On a GPU machine, `bash .ci/gpu-check` runs the test suite and the CUDA benchmark. Where `lark` is not "
         "installed there, put its wheel in `.whl/` (e.g. `pip download lark -d .whl`); the script installs it "
         "from there.",

@@ -69,9 +69,17 @@ def _calls(impl: Impl, x: Tensor, gy: Tensor) -> dict[str, Callable[[], object]]
     return {"forward": forward, "train": train}
 
 
-def time_impls(impls: list[Impl], x: Tensor, gy: Tensor, device: str, repeat: int, min_repeat: int,
-               budget_s: float, modes: dict[str, tuple[str, ...]] | None = None,
-               check: Callable[[Impl, Tensor], None] | None = None) -> dict[str, Samples]:
+def time_impls(
+    impls: list[Impl],
+    x: Tensor,
+    gy: Tensor,
+    device: str,
+    repeat: int,
+    min_repeat: int,
+    budget_s: float,
+    modes: dict[str, tuple[str, ...]] | None = None,
+    check: Callable[[Impl, Tensor], None] | None = None,
+) -> dict[str, Samples]:
     """Median-ready samples per implementation: `repeat` each, fewer (not under `min_repeat`) for a
     mode whose single run takes so long that `repeat` of them would pass `budget_s`.
 
@@ -168,8 +176,9 @@ def compile_plain(plain: Impl, x: Tensor, gy: Tensor, device: str, budget_s: flo
             _stop_compile_workers()  # an abandoned compile must not keep the CPUs busy while others are timed
             torch._dynamo.reset()  # drop the half-built graph, and with it anything compiled before
             impl = Impl("torch.compile", torch.compile(plain.fn), plain.params)
-            notes.append(f"the {'training' if mode == 'train' else 'forward'} graph did not compile within "
-                         f"{budget_s:.0f} s")
+            notes.append(
+                f"the {'training' if mode == 'train' else 'forward'} graph did not compile within {budget_s:.0f} s"
+            )
             if mode == "forward" and times["train"] is not None:
                 times["train"] = None
                 notes.append("the reset after it dropped the training graph")

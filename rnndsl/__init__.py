@@ -35,8 +35,21 @@ from rnndsl.lang.ir import Network
 if TYPE_CHECKING:
     from rnndsl.runtime import CompiledNetwork, Outputs, State
 
-__all__ = ["CompiledNetwork", "Diagnostic", "Network", "Outputs", "SpecError", "State", "compile", "graph", "load",
-           "load_all", "load_checkpoint", "read_spec", "unroll"]
+__all__ = [
+    "CompiledNetwork",
+    "Diagnostic",
+    "Network",
+    "Outputs",
+    "SpecError",
+    "State",
+    "compile",
+    "graph",
+    "load",
+    "load_all",
+    "load_checkpoint",
+    "read_spec",
+    "unroll",
+]
 
 _RUNTIME = ("CompiledNetwork", "Outputs", "State")  # need torch: imported on first use, so `rnndsl check` needs none
 

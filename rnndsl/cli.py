@@ -27,20 +27,28 @@ __all__ = ["main", "build_parser"]
 
 def _summary(net: Network) -> str:
     g = folded(net)
-    loop_text = "; ".join(
-        f"{{{', '.join(names)}}} (delay {', '.join(f't{-d:+d}' for d in delays)})" for names, delays in loops(g)
-    ) or "none"
-    ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" + (f" = {_show(n.feed)}" if n.feed else "")
-                    for n in net.inputs)
+    loop_text = (
+        "; ".join(
+            f"{{{', '.join(names)}}} (delay {', '.join(f't{-d:+d}' for d in delays)})" for names, delays in loops(g)
+        )
+        or "none"
+    )
+    ins = ", ".join(
+        f"{n.name}: {n.input_kind} {n.size}" + (f" = {_show(n.feed)}" if n.feed else "") for n in net.inputs
+    )
     outs = ", ".join(o.name + (" last" if o.last else "") for o in net.outputs)
-    return (f"  network {net.name}: {len(net.nodes)} nodes, {net.parameter_count():,} parameters\n"
-            f"    inputs: {ins}\n    outputs: {outs}\n    loops: {loop_text}")
+    return (
+        f"  network {net.name}: {len(net.nodes)} nodes, {net.parameter_count():,} parameters\n"
+        f"    inputs: {ins}\n    outputs: {outs}\n    loops: {loop_text}"
+    )
 
 
 def _model_summary(model: Model) -> str:
-    runs = ", ".join(f"{i.name} = {i.network.name}" + (
-        "(" + ", ".join(f"{a} = {src}.{out}" for a, src, out in i.bindings) + ")" if i.bindings else "")
-        for i in model.instances)
+    runs = ", ".join(
+        f"{i.name} = {i.network.name}"
+        + ("(" + ", ".join(f"{a} = {src}.{out}" for a, src, out in i.bindings) + ")" if i.bindings else "")
+        for i in model.instances
+    )
     ins = ", ".join(f"{n.name}: {n.input_kind} {n.size} ({i.name})" for i, n in model.inputs)
     outs = ", ".join(f"{o.name} ({i.name})" for i, o in model.outputs)
     return f"  model {model.name}: {runs}\n    inputs: {ins}\n    outputs: {outs}"
@@ -125,7 +133,10 @@ def _training(name: str) -> Callable[[argparse.Namespace], int]:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "check": cmd_check, "draw": cmd_draw, "train": _training("cmd_train"), "compare": _training("cmd_compare"),
+    "check": cmd_check,
+    "draw": cmd_draw,
+    "train": _training("cmd_train"),
+    "compare": _training("cmd_compare"),
     "generate": _training("cmd_generate"),
 }
 
@@ -136,9 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Declare recurrent networks as graphs with feedback edges; check, draw and run them.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("check", help="check .rnn files and summarise each network and model",
-                       description="Check .rnn files. Exit 0 when every file is correct, 1 otherwise; "
-                                   "errors are printed as FILE:LINE:COL with the source line and a caret.")
+    p = sub.add_parser(
+        "check",
+        help="check .rnn files and summarise each network and model",
+        description="Check .rnn files. Exit 0 when every file is correct, 1 otherwise; "
+        "errors are printed as FILE:LINE:COL with the source line and a caret.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="spec files, or folders: every .rnn file under them")
     _add_draw_command(sub)
     _add_more_commands(sub)
@@ -146,15 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_draw_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("draw", help="draw a network's folded graph or unrolled DAG to .dot, .svg or .png",
-                       description="Draw one network: its folded graph (feedback edges dashed and labelled t-k "
-                                   "or t+k), or with --unroll its DAG unrolled over STEPS steps, one column per "
-                                   "step. The format follows OUT's suffix: .dot (Graphviz text, needs nothing), "
-                                   ".svg or .png (need matplotlib: pip install 'rnndsl[plot]'). Exit 1 on errors.")
+    p = sub.add_parser(
+        "draw",
+        help="draw a network's folded graph or unrolled DAG to .dot, .svg or .png",
+        description="Draw one network: its folded graph (feedback edges dashed and labelled t-k "
+        "or t+k), or with --unroll its DAG unrolled over STEPS steps, one column per "
+        "step. The format follows OUT's suffix: .dot (Graphviz text, needs nothing), "
+        ".svg or .png (need matplotlib: pip install 'rnndsl[plot]'). Exit 1 on errors.",
+    )
     p.add_argument("file", metavar="FILE", help="spec file")
     p.add_argument("--network", "-n", metavar="NAME", help="the network to draw, when FILE holds several")
-    p.add_argument("--unroll", type=int, metavar="STEPS",
-                   help=f"draw the DAG unrolled over STEPS steps (1 to {MAX_DRAW_STEPS}) instead of the folded graph")
+    p.add_argument(
+        "--unroll",
+        type=int,
+        metavar="STEPS",
+        help=f"draw the DAG unrolled over STEPS steps (1 to {MAX_DRAW_STEPS}) instead of the folded graph",
+    )
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write: .dot, .svg or .png")
 
 

@@ -71,10 +71,15 @@ NODE_STYLES = {
     "input": NodeStyle("#dbeafe", "#1d4ed8", 0.0, "input", "shape=box, style=filled"),
     "layer": NodeStyle("#fef3c7", "#b45309", 0.2, "layer", 'shape=box, style="rounded,filled"'),
     "expr": NodeStyle("#dcfce7", "#15803d", 0.5, "expression", "shape=ellipse, style=filled"),
-    "initial": NodeStyle("#f3f4f6", "#9ca3af", 0.2, "initial value", 'shape=box, style="rounded,dotted,filled"',
-                         ":"),
-    "copy": NodeStyle("#f9fafb", "#6b7280", 0.2, "a value from the row above (below)",
-                      'shape=box, style="rounded,dashed,filled"', "--"),  # drawings wrapped into rows only
+    "initial": NodeStyle("#f3f4f6", "#9ca3af", 0.2, "initial value", 'shape=box, style="rounded,dotted,filled"', ":"),
+    "copy": NodeStyle(
+        "#f9fafb",
+        "#6b7280",
+        0.2,
+        "a value from the row above (below)",
+        'shape=box, style="rounded,dashed,filled"',
+        "--",
+    ),  # drawings wrapped into rows only
 }
 EDGE_STYLES = {
     "step": EdgeStyle("#374151", "-", 1.1, "same step"),
@@ -84,8 +89,12 @@ EDGE_STYLES = {
     "init": EdgeStyle("#9ca3af", ":", 1.1, "into an initial value", "style=dotted"),
     "feed": EdgeStyle("#0d9488", "-.", 1.6, "fed back as input (when not given)", 'style="dashed,bold"'),
 }
-DASHES: dict[str, Any] = {"-": "-", "--": (0, (4.0, 2.5)), ":": (0, (1.2, 2.0)),  # matplotlib dash patterns
-                          "-.": (0, (5.0, 1.8, 1.2, 1.8))}
+DASHES: dict[str, Any] = {
+    "-": "-",
+    "--": (0, (4.0, 2.5)),
+    ":": (0, (1.2, 2.0)),  # matplotlib dash patterns
+    "-.": (0, (5.0, 1.8, 1.2, 1.8)),
+}
 INPUT_TEXT = {"seq": "input {}", "static": "static input {}", "tokens": "tokens({})"}
 
 
@@ -154,8 +163,10 @@ def _dot_id(node: Hashable) -> str:
 def _dot_node(node: Hashable, lines: Iterable[str], style: str, output: bool = False) -> str:
     st = NODE_STYLES[style]
     extra = ", peripheries=2, penwidth=2" if output else ""
-    return (f"  {_dot_id(node)} [label={_quote(chr(10).join(lines))}, {st.dot}, fillcolor={_quote(st.fill)}, "
-            f"color={_quote(st.line)}{extra}];")
+    return (
+        f"  {_dot_id(node)} [label={_quote(chr(10).join(lines))}, {st.dot}, fillcolor={_quote(st.fill)}, "
+        f"color={_quote(st.line)}{extra}];"
+    )
 
 
 def _dot_edge(u: Hashable, v: Hashable, kind: str, label: str = "", extra: str = "") -> str:
@@ -167,10 +178,12 @@ def _dot_edge(u: Hashable, v: Hashable, kind: str, label: str = "", extra: str =
 
 
 def _dot_head(title: str) -> list[str]:
-    return [f"digraph {_quote(title)} {{",
-            f"  graph [rankdir=LR, newrank=true, label={_quote(title)}, labelloc=t, fontname=Helvetica];",
-            "  node [fontname=Helvetica, fontsize=10, penwidth=1.2];",
-            "  edge [fontname=Helvetica, fontsize=9, arrowsize=0.7];"]
+    return [
+        f"digraph {_quote(title)} {{",
+        f"  graph [rankdir=LR, newrank=true, label={_quote(title)}, labelloc=t, fontname=Helvetica];",
+        "  node [fontname=Helvetica, fontsize=10, penwidth=1.2];",
+        "  edge [fontname=Helvetica, fontsize=9, arrowsize=0.7];",
+    ]
 
 
 def _folded_dot(g: nx.MultiDiGraph) -> list[str]:
@@ -195,7 +208,7 @@ def _unrolled_dot(g: nx.DiGraph) -> list[str]:
     lines = _dot_head(str(g.graph.get("name", "unrolled")))
     for t in _columns(g):
         lines.append(f"  subgraph {_quote(f'cluster_{t}')} {{")
-        lines.append(f"    label={_quote(_column_caption(t, steps))}; rank=same; color=\"#d1d5db\";")
+        lines.append(f'    label={_quote(_column_caption(t, steps))}; rank=same; color="#d1d5db";')
         for node, attrs in g.nodes(data=True):
             if node[1] == t:
                 lines.append("  " + _dot_node(node, (node[0],), _unrolled_style(attrs), _is_output(node, outs, g)))
@@ -309,8 +322,9 @@ def _least_bend(p0: np.ndarray, p1: np.ndarray, rect: np.ndarray, skip: list[int
     r = rect[near]
     for rad in _RADS:
         pts = _curve(p0, p1, rad, np.linspace(0.08, 0.92, 22))[:, None, :]
-        if not ((pts[..., 0] > r[:, 0]) & (pts[..., 0] < r[:, 2]) & (pts[..., 1] > r[:, 1])
-                & (pts[..., 1] < r[:, 3])).any():
+        if not (
+            (pts[..., 0] > r[:, 0]) & (pts[..., 0] < r[:, 2]) & (pts[..., 1] > r[:, 1]) & (pts[..., 1] < r[:, 3])
+        ).any():
             return rad
     return _RADS[-1]
 
@@ -325,8 +339,11 @@ def _router(boxes: dict[Hashable, _Box], ports: bool = False) -> Callable[[Hasha
 
     def route(u: Hashable, v: Hashable) -> _Path:
         a, b = boxes[u], boxes[v]
-        p0, p1 = (np.array(_port(a, 1, 0.0)), np.array(_port(b, -1, 0.0))) if ports else \
-            (np.array([a.x, a.y]), np.array([b.x, b.y]))
+        p0, p1 = (
+            (np.array(_port(a, 1, 0.0)), np.array(_port(b, -1, 0.0)))
+            if ports
+            else (np.array([a.x, a.y]), np.array([b.x, b.y]))
+        )
         rad = _least_bend(p0, p1, rect, [keys[u], keys[v]])
         if not ports:
             return _clipped(a, b, rad)
@@ -345,8 +362,10 @@ def _generations(g: nx.MultiDiGraph) -> list[list[str]]:
     try:
         gens = list(nx.topological_generations(same))
     except nx.NetworkXUnfeasible:
-        raise ValueError("the same-step (delay 0) edges form a loop, so there is no layered drawing; "
-                         "check the spec first (`rnndsl check`)") from None
+        raise ValueError(
+            "the same-step (delay 0) edges form a loop, so there is no layered drawing; "
+            "check the spec first (`rnndsl check`)"
+        ) from None
     order = {n: i for i, n in enumerate(g.nodes)}
     return [sorted(gen, key=order.__getitem__) for gen in gens]
 
@@ -387,8 +406,15 @@ def _buses(g: nx.MultiDiGraph, gen_of: dict[str, int]) -> list[_Bus]:
         gutters.setdefault((gen_of[b.src], 1), []).append(b)
         for k in dict.fromkeys(gen_of[v] for v in b.dsts):
             gutters.setdefault((k, -1), []).append(b)
-    return [replace(b, lane=lanes[b], out_rank=gutters[gen_of[b.src], 1].index(b),
-                    in_ranks=tuple(gutters[gen_of[v], -1].index(b) for v in b.dsts)) for b in buses]
+    return [
+        replace(
+            b,
+            lane=lanes[b],
+            out_rank=gutters[gen_of[b.src], 1].index(b),
+            in_ranks=tuple(gutters[gen_of[v], -1].index(b) for v in b.dsts),
+        )
+        for b in buses
+    ]
 
 
 def _lanes(buses: list[_Bus], gen_of: dict[str, int]) -> dict[_Bus, int]:
@@ -422,8 +448,9 @@ ROW_GAP = 0.5  # inches between boxes stacked in a layer: room for two self-loop
 
 def _place_layers(g: nx.MultiDiGraph, gens: list[list[str]], gaps: list[float]) -> dict[Hashable, _Box]:
     outs = _outputs(g)
-    sized = {n: replace(_sized(_folded_lines(n, a), a.get("op", "expr")), output=n in outs)
-             for n, a in g.nodes(data=True)}
+    sized = {
+        n: replace(_sized(_folded_lines(n, a), a.get("op", "expr")), output=n in outs) for n, a in g.nodes(data=True)
+    }
     widths = [max(sized[n].w for n in gen) for gen in gens]
     pitch = max(b.h for b in sized.values()) + ROW_GAP
     boxes: dict[Hashable, _Box] = {}
@@ -451,8 +478,9 @@ def _port(box: _Box, side: int, lift: float) -> tuple[float, float]:
     return box.x + side * (box.w / 2 + pad - inset), box.y + dy
 
 
-def _bus_links(bus: _Bus, boxes: dict[Hashable, _Box], gens: list[list[str]], gen_of: dict[str, int],
-               lane_y: float) -> tuple[list[_Link], tuple[float, float, str, str]]:
+def _bus_links(
+    bus: _Bus, boxes: dict[Hashable, _Box], gens: list[list[str]], gen_of: dict[str, int], lane_y: float
+) -> tuple[list[_Link], tuple[float, float, str, str]]:
     s, lift = boxes[bus.src], 1.0 if bus.delay > 0 else -1.0
     gx = _layer_edge(gens[gen_of[bus.src]], boxes, 1) + _gutter_off(bus.out_rank)
     start = _port(s, 1, lift)
@@ -487,8 +515,9 @@ def _self_loops(g: nx.MultiDiGraph, boxes: dict[Hashable, _Box]) -> tuple[list[_
         halves = [min(0.16 + 0.12 * j, b.w / 2 - NODE_STYLES[b.style].rounding * b.h) for j in range(len(reads))]
         for j, (d, kind) in enumerate(reads):
             top, half, text = edge + up * (SELF_LOOP_RISE + SELF_LOOP_STEP * j), halves[j], delay_text(d)
-            links.append(_Link(u, u, kind, ((b.x + half, edge), (b.x + half, top), (b.x - half, top),
-                                            (b.x - half, edge))))
+            links.append(
+                _Link(u, u, kind, ((b.x + half, edge), (b.x + half, top), (b.x - half, top), (b.x - half, edge)))
+            )
             notes.append((b.x + halves[-1] + 0.06 + len(text) * CHAR_W / 2, top, text, EDGE_STYLES[kind].color))
     return links, notes
 
@@ -503,8 +532,14 @@ def _free_y(gen: list[str], boxes: dict[Hashable, _Box], want: float, used: list
     return min(free, key=lambda y: abs(y - want))
 
 
-def _long_link(u: str, v: str, boxes: dict[Hashable, _Box], gens: list[list[str]], gen_of: dict[str, int],
-               used: dict[int, list[float]]) -> _Link:
+def _long_link(
+    u: str,
+    v: str,
+    boxes: dict[Hashable, _Box],
+    gens: list[list[str]],
+    gen_of: dict[str, int],
+    used: dict[int, list[float]],
+) -> _Link:
     """A same-step edge that skips layers: a path through the free space of each layer it crosses
     (as dummy nodes do in a layered drawing), rather than a wide arc around everything."""
     start, end = _port(boxes[u], 1, 0.0), _port(boxes[v], -1, 0.0)
@@ -527,8 +562,11 @@ def _folded_scene(g: nx.MultiDiGraph) -> _Scene:
     scene = _Scene(f"{g.graph.get('name', 'network')}: folded graph", boxes)
     for u, v, attrs in g.edges(data=True):
         if attrs["delay"] == 0:
-            link = _long_link(u, v, boxes, gens, gen_of, used) if gen_of[v] - gen_of[u] > 1 else \
-                _Link(u, v, "step", route(u, v))
+            link = (
+                _long_link(u, v, boxes, gens, gen_of, used)
+                if gen_of[v] - gen_of[u] > 1
+                else _Link(u, v, "step", route(u, v))
+            )
             scene.links.append(replace(link, kind=_edge_kind(0, attrs)))
     loops, notes = _self_loops(g, boxes)
     scene.links += loops
@@ -552,8 +590,10 @@ SLANT = 0.6  # how far right each same-step layer sits in a slanted column, in b
 
 def _check_steps(steps: int) -> None:
     if isinstance(steps, int) and steps > MAX_DRAW_STEPS:
-        raise ValueError(f"cannot draw {steps} unrolled steps: a drawing shows at most {MAX_DRAW_STEPS} "
-                         "(every step repeats the same pattern, so a few steps show it all)")
+        raise ValueError(
+            f"cannot draw {steps} unrolled steps: a drawing shows at most {MAX_DRAW_STEPS} "
+            "(every step repeats the same pattern, so a few steps show it all)"
+        )
 
 
 def _columns(g: nx.DiGraph) -> list[int | None]:
@@ -629,8 +669,10 @@ def _shown(g: nx.DiGraph, rows: _Rows) -> list[dict[_Node, Hashable]]:
     for u, v in g.edges:
         r = rows.of(v[1])
         shown[r].setdefault(u, rows.place(u, r))
+
     def order(n: _Node) -> tuple[bool, int]:
         return (n[1] is not None, n[1] if n[1] is not None else 0)
+
     return [dict(sorted(row.items(), key=lambda item: order(item[0]))) for row in shown]
 
 
@@ -656,8 +698,11 @@ def _place_grid(g: nx.DiGraph) -> tuple[dict[Hashable, _Box], _Rows, _Gaps]:
             for node, key in column:
                 style = _unrolled_style(g.nodes[node]) if key == node else "copy"
                 box = replace(_sized((node[0],), style, width), output=key == node and _is_output(node, outs, g))
-                boxes[key] = replace(box, x=left + width / 2 + (slant[node[0]] if own else 0.0),
-                                     y=-names[node[0]] * pitch - r * row_pitch)
+                boxes[key] = replace(
+                    box,
+                    x=left + width / 2 + (slant[node[0]] if own else 0.0),
+                    y=-names[node[0]] * pitch - r * row_pitch,
+                )
                 cols[key] = (r, c)
             left = max(boxes[key].x + boxes[key].w / 2 for _, key in column) + COLUMN_GAP
     return boxes, rows, cols
@@ -688,8 +733,11 @@ def _riser_router(boxes: dict[Hashable, _Box], cols: _Gaps) -> Callable[[Hashabl
         if (u, kind) not in gap:
             gap.append((u, kind))
         x0, x1 = edges[ru, min(cu, cv)][1], edges[ru, max(cu, cv)][0]
-        rx = min(x0 + 0.25 + 0.14 * gap.index((u, kind)), x1 - 0.15) if side > 0 else \
-            max(x1 - 0.25 - 0.14 * gap.index((u, kind)), x0 + 0.15)
+        rx = (
+            min(x0 + 0.25 + 0.14 * gap.index((u, kind)), x1 - 0.15)
+            if side > 0
+            else max(x1 - 0.25 - 0.14 * gap.index((u, kind)), x0 + 0.15)
+        )
         return start, (rx, start[1]), (rx, end[1]), end
 
     return route
@@ -733,8 +781,10 @@ def _delay_notes(links: list[tuple[_Link, int]]) -> list[_Note]:
     for link, delay in links:
         if delay and link.kind in ("past", "future", "feed"):
             groups.setdefault((link.src, delay, link.kind), []).append(link)
-    return [(*_along(min(ls, key=_length).path, 0.5), delay_text(d), EDGE_STYLES[kind].color)
-            for (_, d, kind), ls in groups.items()]
+    return [
+        (*_along(min(ls, key=_length).path, 0.5), delay_text(d), EDGE_STYLES[kind].color)
+        for (_, d, kind), ls in groups.items()
+    ]
 
 
 def _length(link: _Link) -> float:
@@ -799,16 +849,26 @@ def _require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ImportError("drawing .svg and .png files needs matplotlib: pip install 'rnndsl[plot]' "
-                          "(or write .dot, which needs nothing more)") from None
+        raise ImportError(
+            "drawing .svg and .png files needs matplotlib: pip install 'rnndsl[plot]' "
+            "(or write .dot, which needs nothing more)"
+        ) from None
 
 
 def _bounds(scene: _Scene) -> tuple[float, float, float, float]:
-    pts = [(b.x + sx * b.w / 2 * 1.1, b.y + sy * b.h / 2 * 1.2) for b in scene.boxes.values()
-           for sx in (-1, 1) for sy in (-1, 1)]
+    pts = [
+        (b.x + sx * b.w / 2 * 1.1, b.y + sy * b.h / 2 * 1.2)
+        for b in scene.boxes.values()
+        for sx in (-1, 1)
+        for sy in (-1, 1)
+    ]
     pts += [p for link in scene.links for p in link.path]
-    pts += [(x + sx * (len(text) * CHAR_W / 2 + 0.1), y + sy * 0.15) for x, y, text, _ in scene.notes
-            for sx in (-1, 1) for sy in (-1, 1)]
+    pts += [
+        (x + sx * (len(text) * CHAR_W / 2 + 0.1), y + sy * 0.15)
+        for x, y, text, _ in scene.notes
+        for sx in (-1, 1)
+        for sy in (-1, 1)
+    ]
     xs, ys = zip(*pts, strict=True)
     return min(xs) - 0.3, min(ys) - 0.3, max(xs) + 0.3, max(ys) + 0.3
 
@@ -818,18 +878,34 @@ def _draw_box(ax: Axes, box: _Box) -> None:
 
     st = NODE_STYLES[box.style]
     corner = f"round,pad=0,rounding_size={st.rounding * box.h:.3f}" if st.rounding else "square,pad=0"
-    patch = FancyBboxPatch((box.x - box.w / 2, box.y - box.h / 2), box.w, box.h, boxstyle=corner, zorder=3,
-                           facecolor=st.fill, edgecolor=st.line, linewidth=2.0 if box.output else 1.1,
-                           linestyle=st.linestyle)
+    patch = FancyBboxPatch(
+        (box.x - box.w / 2, box.y - box.h / 2),
+        box.w,
+        box.h,
+        boxstyle=corner,
+        zorder=3,
+        facecolor=st.fill,
+        edgecolor=st.line,
+        linewidth=2.0 if box.output else 1.1,
+        linestyle=st.linestyle,
+    )
     ax.add_artist(patch)  # add_patch would recompute the data limits, which are set already
     if box.output:  # a second ring, as Graphviz's peripheries=2
-        ax.add_artist(FancyBboxPatch((box.x - box.w / 2, box.y - box.h / 2), box.w, box.h, zorder=3,
-                                    boxstyle=corner.replace("pad=0", "pad=0.05"), facecolor="none",
-                                    edgecolor=st.line, linewidth=1.0))
+        ax.add_artist(
+            FancyBboxPatch(
+                (box.x - box.w / 2, box.y - box.h / 2),
+                box.w,
+                box.h,
+                zorder=3,
+                boxstyle=corner.replace("pad=0", "pad=0.05"),
+                facecolor="none",
+                edgecolor=st.line,
+                linewidth=1.0,
+            )
+        )
     color = "#6b7280" if box.style == "initial" else "#111827"
     top = box.y + (len(box.lines) - 1) * LINE_H / 2
-    ax.text(box.x, top, box.lines[0], ha="center", va="center", fontsize=FONT, fontweight="bold", color=color,
-            zorder=4)
+    ax.text(box.x, top, box.lines[0], ha="center", va="center", fontsize=FONT, fontweight="bold", color=color, zorder=4)
     for i, line in enumerate(box.lines[1:], 1):
         ax.text(box.x, top - i * LINE_H, line, ha="center", va="center", fontsize=FONT - 0.5, color=color, zorder=4)
 
@@ -856,24 +932,52 @@ def _draw_link(ax: Axes, link: _Link) -> None:
     from matplotlib.patches import FancyArrowPatch
 
     st = EDGE_STYLES[link.kind]
-    ax.add_artist(FancyArrowPatch(path=_rounded(link.path), arrowstyle="-|>", mutation_scale=10.0, color=st.color,
-                                 linewidth=st.width, linestyle=DASHES[st.linestyle], zorder=2, joinstyle="round",
-                                 capstyle="round"))
+    ax.add_artist(
+        FancyArrowPatch(
+            path=_rounded(link.path),
+            arrowstyle="-|>",
+            mutation_scale=10.0,
+            color=st.color,
+            linewidth=st.width,
+            linestyle=DASHES[st.linestyle],
+            zorder=2,
+            joinstyle="round",
+            capstyle="round",
+        )
+    )
 
 
 def _legend(ax: Axes, scene: _Scene) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch as PatchProxy
 
-    handles: list[Any] = [PatchProxy(facecolor=NODE_STYLES[s].fill, edgecolor=NODE_STYLES[s].line,
-                                     linestyle=DASHES[NODE_STYLES[s].linestyle], label=NODE_STYLES[s].legend)
-                          for s in NODE_STYLES if any(b.style == s for b in scene.boxes.values())]
+    handles: list[Any] = [
+        PatchProxy(
+            facecolor=NODE_STYLES[s].fill,
+            edgecolor=NODE_STYLES[s].line,
+            linestyle=DASHES[NODE_STYLES[s].linestyle],
+            label=NODE_STYLES[s].legend,
+        )
+        for s in NODE_STYLES
+        if any(b.style == s for b in scene.boxes.values())
+    ]
     if any(b.output for b in scene.boxes.values()):
         handles.append(PatchProxy(facecolor="white", edgecolor="#111827", linewidth=2.0, label="output"))
-    handles += [Line2D([], [], color=e.color, linestyle=DASHES[e.linestyle], linewidth=e.width, label=e.legend)
-                for k, e in EDGE_STYLES.items() if any(link.kind == k for link in scene.links)]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 4),
-              frameon=False, fontsize=FONT - 1, handlelength=2.2, columnspacing=1.5)
+    handles += [
+        Line2D([], [], color=e.color, linestyle=DASHES[e.linestyle], linewidth=e.width, label=e.legend)
+        for k, e in EDGE_STYLES.items()
+        if any(link.kind == k for link in scene.links)
+    ]
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(handles), 4),
+        frameon=False,
+        fontsize=FONT - 1,
+        handlelength=2.2,
+        columnspacing=1.5,
+    )
 
 
 def _render(scene: _Scene) -> Figure:
@@ -895,8 +999,17 @@ def _render(scene: _Scene) -> Figure:
     for link in scene.links:
         _draw_link(ax, link)
     for x, y, text, color in scene.notes:
-        ax.text(x, y, text, ha="center", va="center", fontsize=FONT - 1, color=color, zorder=5,
-                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"})
+        ax.text(
+            x,
+            y,
+            text,
+            ha="center",
+            va="center",
+            fontsize=FONT - 1,
+            color=color,
+            zorder=5,
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none"},
+        )
     _legend(ax, scene)
     ax.set_title(scene.title, fontsize=FONT + 2, fontweight="bold", pad=6)
     return fig
@@ -927,8 +1040,15 @@ def _write_picture(g: nx.MultiDiGraph | nx.DiGraph, path: Path) -> None:
     dpi = min(110.0, 60000.0 / max(w, h))  # very wide drawings stay under Agg's limit of 65536 pixels
     fmt = path.suffix.lower()[1:]
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "rnndsl"}):
-        fig.savefig(path, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.2, facecolor="white",
-                    metadata={"Date": None} if fmt == "svg" else None)
+        fig.savefig(
+            path,
+            format=fmt,
+            dpi=dpi,
+            bbox_inches="tight",
+            pad_inches=0.2,
+            facecolor="white",
+            metadata={"Date": None} if fmt == "svg" else None,
+        )
 
 
 FORMATS: dict[str, Callable[[Any, Path], None]] = {".dot": _write_dot, ".svg": _write_picture, ".png": _write_picture}

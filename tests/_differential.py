@@ -21,8 +21,14 @@ def randomize(net: CompiledNetwork, seed: int = 0, scale: float = 0.5) -> Compil
     return net
 
 
-def random_inputs(net: CompiledNetwork, device: torch.device | str, batch: int, steps: int,
-                  dtype: torch.dtype = torch.float64, grad: bool = True) -> dict[str, Any]:
+def random_inputs(
+    net: CompiledNetwork,
+    device: torch.device | str,
+    batch: int,
+    steps: int,
+    dtype: torch.dtype = torch.float64,
+    grad: bool = True,
+) -> dict[str, Any]:
     """Random tensors for every input of a network, shaped by its kind and size; `steps=` when it needs one."""
     inputs: dict[str, Any] = {}
     for node in net.network.inputs:
@@ -41,8 +47,9 @@ def _scalar(out: Outputs, weights: dict[str, torch.Tensor]) -> torch.Tensor:
     """One number that reads every output and every state value, with fixed random weights."""
     total: Any = sum((out[k] * weights[k]).sum() for k in out)
     if out.state is not None:
-        total = total + sum((v * weights["state:" + k]).sum() for k, v in out.state.items()
-                            if v.dtype.is_floating_point)
+        total = total + sum(
+            (v * weights["state:" + k]).sum() for k, v in out.state.items() if v.dtype.is_floating_point
+        )
     return total  # type: ignore[no-any-return]
 
 
@@ -63,8 +70,11 @@ def compare(net: CompiledNetwork, atol: float = 1e-10, rtol: float = 1e-10, **ca
             _close(fast.state[k], slow.state[k], atol, rtol, f"state {k}")
     gen = torch.Generator().manual_seed(1)
     values = dict(fast) | ({"state:" + k: v for k, v in fast.state.items()} if fast.state is not None else {})
-    weights = {k: torch.randn(v.shape, generator=gen, dtype=torch.float64).to(v.device, v.dtype)
-               for k, v in values.items() if v.dtype.is_floating_point}
+    weights = {
+        k: torch.randn(v.shape, generator=gen, dtype=torch.float64).to(v.device, v.dtype)
+        for k, v in values.items()
+        if v.dtype.is_floating_point
+    }
     wrt = [v for v in call.values() if isinstance(v, torch.Tensor) and v.requires_grad]
     wrt += [v for v in (call.get("state") or {}).values() if v.requires_grad]
     params = list(net.named_parameters())

@@ -17,8 +17,22 @@ from benchmarks import bench, floor, memory  # noqa: E402
 from benchmarks.cases import CASES  # noqa: E402
 
 # the memory comparison starts three fresh Pythons: its child is tested in-process below instead
-TINY = ["--size", "tiny", "--threads", "1", "--repeat", "1", "--min-repeat", "1", "--memory-size", "none",
-        "--spec-steps", "10", "20", "--no-cold-start"]
+TINY = [
+    "--size",
+    "tiny",
+    "--threads",
+    "1",
+    "--repeat",
+    "1",
+    "--min-repeat",
+    "1",
+    "--memory-size",
+    "none",
+    "--spec-steps",
+    "10",
+    "20",
+    "--no-cold-start",
+]
 
 
 def test_bench_writes_every_case(tmp_path: Path) -> None:
@@ -43,8 +57,13 @@ def test_bench_writes_every_case(tmp_path: Path) -> None:
     assert sorted({r["spec"] for r in data["spec_compile"]}) == examples
     assert {r["steps"] for r in data["spec_compile"]} == {10, 20}
     assert [t["key"] for t in data["targets"]] == ["cells", "plain", "hand", "compile", "memory"]
-    for heading in ("## Targets", "## Time ratios, tiny", "## Compile time of the example specs",
-                    "## Training-step memory (LSTM spec)", "below 1.0 means rnndsl is faster"):
+    for heading in (
+        "## Targets",
+        "## Time ratios, tiny",
+        "## Compile time of the example specs",
+        "## Training-step memory (LSTM spec)",
+        "below 1.0 means rnndsl is faster",
+    ):
         assert heading in text
 
 

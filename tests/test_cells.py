@@ -32,30 +32,36 @@ def kinds(spec: str, network: str | None = None) -> list[str | None]:
     return [None if (c := match_cell(net, st)) is None else c.kind for st in schedule(net) if st.is_loop]
 
 
-@pytest.mark.parametrize(("file", "network", "expected"), [
-    ("elman.rnn", None, ["rnn_tanh"]),
-    ("lstm.rnn", None, ["lstm"]),
-    ("gru.rnn", None, ["gru"]),
-    ("bilstm.rnn", None, ["lstm", "lstm"]),
-    ("lstm2.rnn", "LSTM2", ["lstm", "lstm"]),
-    ("gru2.rnn", "GRU2", ["gru", "gru"]),
-    ("jordan.rnn", None, [None]),
-    ("skip2.rnn", None, [None]),
-    ("topdown.rnn", None, [None]),
-])
+@pytest.mark.parametrize(
+    ("file", "network", "expected"),
+    [
+        ("elman.rnn", None, ["rnn_tanh"]),
+        ("lstm.rnn", None, ["lstm"]),
+        ("gru.rnn", None, ["gru"]),
+        ("bilstm.rnn", None, ["lstm", "lstm"]),
+        ("lstm2.rnn", "LSTM2", ["lstm", "lstm"]),
+        ("gru2.rnn", "GRU2", ["gru", "gru"]),
+        ("jordan.rnn", None, [None]),
+        ("skip2.rnn", None, [None]),
+        ("topdown.rnn", None, [None]),
+    ],
+)
 def test_examples_are_recognised(file: str, network: str | None, expected: list[str | None]) -> None:
     assert kinds(str(EXAMPLES / file), network) == expected
 
 
-@pytest.mark.parametrize(("change", "why"), [
-    (("layer i: 4 sigmoid <- x, h[t-1]", "layer i: 4 sigmoid <- x, h[t-1], c[t-1]"), "a peephole"),
-    (("output h", "output h\n    output c"), "c is needed at every step"),
-    (("layer f: 4 sigmoid <- x", "layer f: 4 sigmoid dropout=0.5 <- x"), "a dropout on a gate"),
-    (("layer g: 4 tanh", "layer g: 4 relu"), "another activation"),
-    (("c = f * c[t-1] + i * g", "c = f * c[t-1] + i * g * 0.5"), "other maths"),
-    (("layer o: 4 sigmoid <- x, h[t-1]", "layer o: 4 sigmoid <- x, h[t-1], h[t-1]"), "h[t-1] read twice"),
-    (("layer o: 4 sigmoid <- x, h[t-1]", "layer o: 4 sigmoid <- h[t-1]"), "a gate without the outside source"),
-])
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (("layer i: 4 sigmoid <- x, h[t-1]", "layer i: 4 sigmoid <- x, h[t-1], c[t-1]"), "a peephole"),
+        (("output h", "output h\n    output c"), "c is needed at every step"),
+        (("layer f: 4 sigmoid <- x", "layer f: 4 sigmoid dropout=0.5 <- x"), "a dropout on a gate"),
+        (("layer g: 4 tanh", "layer g: 4 relu"), "another activation"),
+        (("c = f * c[t-1] + i * g", "c = f * c[t-1] + i * g * 0.5"), "other maths"),
+        (("layer o: 4 sigmoid <- x, h[t-1]", "layer o: 4 sigmoid <- x, h[t-1], h[t-1]"), "h[t-1] read twice"),
+        (("layer o: 4 sigmoid <- x, h[t-1]", "layer o: 4 sigmoid <- h[t-1]"), "a gate without the outside source"),
+    ],
+)
 def test_near_misses_stay_on_generated_code(change: tuple[str, str], why: str) -> None:
     assert kinds(LSTM) == ["lstm"]
     assert kinds(LSTM.replace(*change)) == [None], why
@@ -75,14 +81,21 @@ TOKENS_GRU = """network TokensGRU {
     output y
 }"""
 
-CASES = [("elman.rnn", None), ("lstm.rnn", None), ("gru.rnn", None), ("bilstm.rnn", None),
-         ("lstm2.rnn", "LSTM2"), ("gru2.rnn", "GRU2"), ("bidirectional.rnn", None), (TOKENS_GRU, None)]
+CASES = [
+    ("elman.rnn", None),
+    ("lstm.rnn", None),
+    ("gru.rnn", None),
+    ("bilstm.rnn", None),
+    ("lstm2.rnn", "LSTM2"),
+    ("gru2.rnn", "GRU2"),
+    ("bidirectional.rnn", None),
+    (TOKENS_GRU, None),
+]
 
 
 @pytest.mark.parametrize(("file", "network"), CASES, ids=lambda v: str(v).split()[1] if "{" in str(v) else v)
 @pytest.mark.parametrize("with_lengths", [False, True])
-def test_fused_equals_generated_loop(file: str, network: str | None, with_lengths: bool,
-                                     device: torch.device) -> None:
+def test_fused_equals_generated_loop(file: str, network: str | None, with_lengths: bool, device: torch.device) -> None:
     spec = file if "{" in file else EXAMPLES / file
     fused = randomize(rnndsl.compile(spec, network, fuse_cells=ALL_KINDS)).double().to(device)  # Elman too, on a CPU
     loop = rnndsl.compile(spec, network, fuse_cells=False).double().to(device)

@@ -127,8 +127,10 @@ def test_several_errors_are_all_reported_sorted_by_position() -> None:
 
 
 def test_errors_in_a_block_used_twice_are_reported_once() -> None:
-    text = ("network Cell { input x: 4\n layer h: 4 tanh <- x, hh[t-1]\n output h }\n"
-            "network M { input x: 4\n use a = Cell(x = x)\n use b = Cell(x = a.h)\n output b.h }\n")
+    text = (
+        "network Cell { input x: 4\n layer h: 4 tanh <- x, hh[t-1]\n output h }\n"
+        "network M { input x: 4\n use a = Cell(x = x)\n use b = Cell(x = a.h)\n output b.h }\n"
+    )
     assert [(d.line, d.message) for d in _error(text).diagnostics] == [(2, "unknown name `hh`")]
 
 
@@ -195,16 +197,22 @@ def test_language_reference_shows_real_diagnostics() -> None:
 
 def test_block_that_outputs_its_own_input() -> None:
     """The input was inlined as an alias, not a node, so reading `b.x` outside crashed (KeyError)."""
-    net = rnndsl.load("network B { input x: 4\n output x }\n"
-                      "network M { input y: 4\n use b = B(x = y)\n layer h: 4 <- b.x\n output h }", network="M")
+    net = rnndsl.load(
+        "network B { input x: 4\n output x }\n"
+        "network M { input y: 4\n use b = B(x = y)\n layer h: 4 <- b.x\n output h }",
+        network="M",
+    )
     assert [n.name for n in net.nodes] == ["y", "b.x", "h"]
     assert sorted(rnndsl.graph(net).edges(data="delay")) == [("b.x", "h", 0), ("y", "b.x", 0)]
 
 
 def test_delays_through_a_block_argument_add_up_to_zero() -> None:
     """`x[t-1]` inside, with `x = y[t+1]`, reads `y` at the same step; it was reported as `y[t+0]`."""
-    net = rnndsl.load("network C { input x: 4\n layer h: 4 tanh <- x[t-1], h[t-1]\n output h }\n"
-                      "network M { input y: 4\n use c = C(x = y[t+1])\n output c.h }", network="M")
+    net = rnndsl.load(
+        "network C { input x: 4\n layer h: 4 tanh <- x[t-1], h[t-1]\n output h }\n"
+        "network M { input y: 4\n use c = C(x = y[t+1])\n output c.h }",
+        network="M",
+    )
     assert sorted(rnndsl.graph(net).edges(data="delay")) == [("c.h", "c.h", 1), ("y", "c.h", 0)]
 
 
@@ -214,13 +222,16 @@ def test_number_init_broadcasts_without_a_projection() -> None:
     assert net.parameter_count() == 4 * (4 + 4) + 4  # no projection for the number
 
 
-@pytest.mark.parametrize("text", [
-    "network N { input x: 1e400\n output x }",
-    "network N { input x: 4\n h = x[t-1e400]\n output h }",
-    "network N { input x: 4\n layer h: 4 dropout=-1e999 <- x\n output h }",
-    "network N { input x: 4\n h = x + " + " + ".join(["x"] * 400) + "\n output h }",
-    "network N { input x: 4\n h = " + "tanh(" * 350 + "x" + ")" * 350 + "\n output h }",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "network N { input x: 1e400\n output x }",
+        "network N { input x: 4\n h = x[t-1e400]\n output h }",
+        "network N { input x: 4\n layer h: 4 dropout=-1e999 <- x\n output h }",
+        "network N { input x: 4\n h = x + " + " + ".join(["x"] * 400) + "\n output h }",
+        "network N { input x: 4\n h = " + "tanh(" * 350 + "x" + ")" * 350 + "\n output h }",
+    ],
+)
 def test_huge_numbers_and_deep_expressions_are_spec_errors(text: str) -> None:
     """These raised OverflowError / RecursionError from the checker."""
     assert _error(text).diagnostics[0].line >= 1
@@ -229,8 +240,9 @@ def test_huge_numbers_and_deep_expressions_are_spec_errors(text: str) -> None:
 def _chain(depth: int) -> str:
     """B1 uses B0, B2 uses B1, ...: blocks nested `depth` deep."""
     parts = ["network B0 { input x: 2\n y = tanh(x)\n output y }"]
-    parts += [f"network B{i} {{ input x: 2\n use b = B{i - 1}(x = x)\n y = b.y\n output y }}"
-              for i in range(1, depth + 1)]
+    parts += [
+        f"network B{i} {{ input x: 2\n use b = B{i - 1}(x = x)\n y = b.y\n output y }}" for i in range(1, depth + 1)
+    ]
     return "\n".join(parts)
 
 
@@ -246,12 +258,15 @@ def test_a_use_explosion_is_refused_before_it_is_expanded() -> None:
     body = "\n".join(f" h{i} = tanh(x)" for i in range(10))
     uses = "\n".join(f" use u{i} = B0(x = x)" for i in range(30))
     uses1 = "\n".join(f" use u{i} = B1(x = x)" for i in range(30))
-    text = (f"network B0 {{ input x: 2\n{body}\n output h0 }}\n"
-            f"network B1 {{ input x: 2\n{uses}\n y = u0.h0\n output y }}\n"
-            f"network B2 {{ input x: 2\n{uses1}\n y = u0.y\n output y }}\n")
+    text = (
+        f"network B0 {{ input x: 2\n{body}\n output h0 }}\n"
+        f"network B1 {{ input x: 2\n{uses}\n y = u0.h0\n output y }}\n"
+        f"network B2 {{ input x: 2\n{uses1}\n y = u0.y\n output y }}\n"
+    )
     (d,) = _error(text).diagnostics
-    assert d.message == ("network `B2` expands to 10,893 statements through its `use` blocks, "
-                         "above the limit of 10,000")
+    assert d.message == (
+        "network `B2` expands to 10,893 statements through its `use` blocks, above the limit of 10,000"
+    )
 
 
 def test_long_chains_written_backwards_are_inferred() -> None:
@@ -283,6 +298,8 @@ def test_a_spec_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
     path.write_bytes("\ufeffnetwork N { input x: 4; output y }\n".encode())
     with pytest.raises(SpecError) as info:
         rnndsl.load(path)
-    assert str(info.value).startswith(f"{path}:1:25: error: output `y` is not defined\n"
-                                      "    network N { input x: 4; output y }\n"
-                                      "                            ^^^^^^^^\n")
+    assert str(info.value).startswith(
+        f"{path}:1:25: error: output `y` is not defined\n"
+        "    network N { input x: 4; output y }\n"
+        "                            ^^^^^^^^\n"
+    )

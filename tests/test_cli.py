@@ -16,12 +16,14 @@ def test_check_takes_a_folder_and_checks_every_spec_under_it(capsys: pytest.Capt
     assert main(["check", str(EXAMPLES)]) == 0
     printed = capsys.readouterr().out
     specs = sorted(EXAMPLES.rglob("*.rnn"))
-    assert len(specs) > 20 and [line.removesuffix(": ok") for line in printed.splitlines()
-                                if line.endswith(": ok")] == [str(p) for p in specs]
+    assert len(specs) > 20 and [
+        line.removesuffix(": ok") for line in printed.splitlines() if line.endswith(": ok")
+    ] == [str(p) for p in specs]
 
 
-def test_check_of_a_folder_reports_a_bad_spec_and_an_empty_folder(tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_of_a_folder_reports_a_bad_spec_and_an_empty_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "specs" / "deep").mkdir(parents=True)
     (tmp_path / "specs" / "good.rnn").write_text("network G { input x: 2\n output x }\n")
     (tmp_path / "specs" / "deep" / "bad.rnn").write_text("network B { input x: 2\n output y }\n")
@@ -57,9 +59,11 @@ def test_check_imports_no_torch() -> None:
     import subprocess
     import sys
 
-    probe = ("import sys\nfrom rnndsl.cli import main\n"
-             f"status = main(['check', {str(EXAMPLES)!r}])\n"
-             "assert status == 0, status\nassert 'torch' not in sys.modules, 'rnndsl check imported torch'\n"
-             "from rnndsl.cli import build_parser\nbuild_parser().parse_args(['train', 'x.rnn', '--task', 'digits'])\n"
-             "assert 'torch' not in sys.modules, 'the parser imported torch'\n")
+    probe = (
+        "import sys\nfrom rnndsl.cli import main\n"
+        f"status = main(['check', {str(EXAMPLES)!r}])\n"
+        "assert status == 0, status\nassert 'torch' not in sys.modules, 'rnndsl check imported torch'\n"
+        "from rnndsl.cli import build_parser\nbuild_parser().parse_args(['train', 'x.rnn', '--task', 'digits'])\n"
+        "assert 'torch' not in sys.modules, 'the parser imported torch'\n"
+    )
     subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, timeout=120)

@@ -33,6 +33,7 @@ pytest.importorskip("names")
 
 # ---- the dictionary -------------------------------------------------------------------------------
 
+
 def test_pronunciations_count_and_normalisation() -> None:
     pairs = load_pronunciations()
     words = [w for w, _ in pairs]
@@ -97,8 +98,8 @@ def test_pad_pairs_on_real_words() -> None:
     assert batch.phones_in.shape == batch.phones_out.shape == (64, int(batch.phone_lengths.max()))
     for row, (word, phones) in enumerate(pairs):
         n = int(batch.phone_lengths[row])
-        assert "".join(LETTERS[i] for i in batch.letters[row, :len(word)]) == word
-        assert torch.equal(batch.phones_in[row, 1:n], batch.phones_out[row, :n - 1])
+        assert "".join(LETTERS[i] for i in batch.letters[row, : len(word)]) == word
+        assert torch.equal(batch.phones_in[row, 1:n], batch.phones_out[row, : n - 1])
         assert decode_phonemes(until_boundary(batch.phones_out[row].tolist())) == list(phones)
         assert torch.all(batch.phones_out[row, n:] == IGNORE) and torch.all(batch.phones_in[row, n:] == 0)
 
@@ -115,14 +116,25 @@ def test_splits_sizes_disjoint_and_fixed_by_the_seed() -> None:
 
 # ---- metrics --------------------------------------------------------------------------------------
 
+
 def _ids(text: str) -> list[int]:
     return [ord(c) for c in text]
 
 
-@pytest.mark.parametrize(("a", "b", "distance"), [
-    ("kitten", "sitting", 3), ("sitting", "kitten", 3), ("flaw", "lawn", 2), ("", "abc", 3), ("abc", "", 3),
-    ("", "", 0), ("same", "same", 0), ("intention", "execution", 5), ("ab", "ba", 2),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [
+        ("kitten", "sitting", 3),
+        ("sitting", "kitten", 3),
+        ("flaw", "lawn", 2),
+        ("", "abc", 3),
+        ("abc", "", 3),
+        ("", "", 0),
+        ("same", "same", 0),
+        ("intention", "execution", 5),
+        ("ab", "ba", 2),
+    ],
+)
 def test_edit_distance_by_hand(a: str, b: str, distance: int) -> None:
     assert edit_distance(_ids(a), _ids(b)) == distance
 
@@ -140,6 +152,7 @@ def test_phoneme_and_word_error_rates() -> None:
 
 # ---- names by sex ---------------------------------------------------------------------------------
 
+
 def test_names_by_sex() -> None:
     by_sex = load_names_by_sex()
     sex = dict(by_sex)
@@ -151,6 +164,7 @@ def test_names_by_sex() -> None:
 
 
 # ---- the docstrings' examples ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("module", [cmudict, metrics, names], ids=lambda m: m.__name__)
 def test_docstring_examples(module: ModuleType) -> None:

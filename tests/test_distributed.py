@@ -77,8 +77,10 @@ def data(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed global batch: inputs (BATCH, T, 4) and targets shaped like the network's output."""
     gen = torch.Generator().manual_seed(1)
     size = 6 if name == "lstm" else 3
-    return (torch.randn(BATCH, T, 4, generator=gen, dtype=torch.float64),
-            torch.rand(BATCH, T, size, generator=gen, dtype=torch.float64))
+    return (
+        torch.randn(BATCH, T, 4, generator=gen, dtype=torch.float64),
+        torch.rand(BATCH, T, size, generator=gen, dtype=torch.float64),
+    )
 
 
 def train(model: nn.Module, net: rnndsl.CompiledNetwork, x: torch.Tensor, target: torch.Tensor) -> list[float]:
@@ -103,8 +105,8 @@ def train_chunks(model: nn.Module, net: rnndsl.CompiledNetwork, x: torch.Tensor,
     state, losses = None, []
     for start in range(0, T, CHUNK):
         opt.zero_grad()
-        out = model(x[:, start:start + CHUNK], state=state)
-        loss = ((out["y"] - target[:, start:start + CHUNK]) ** 2).mean()
+        out = model(x[:, start : start + CHUNK], state=state)
+        loss = ((out["y"] - target[:, start : start + CHUNK]) ** 2).mean()
         loss.backward()
         opt.step()
         state = out["state"].detach()
@@ -140,9 +142,12 @@ def fresh(name: str, initial: Path) -> rnndsl.CompiledNetwork:
 # (run, spec, trainer, wrapper, DDP options): chunks with a carried state leave `learned_init.y` unused from
 # the second chunk on, so DDP must look for unused parameters (without it the second step raises "Expected to
 # have finished reduction in the prior iteration"), which it can only do through `Plain`
-RUNS = [("lstm", "lstm", train, bare, {}), ("jordan", "jordan", train, bare, {}),
-        ("static", "jordan", train, bare, {"static_graph": True}),  # DDP sees into Outputs through torch's pytree
-        ("chunks", "jordan", train_chunks, Plain, {"find_unused_parameters": True})]
+RUNS = [
+    ("lstm", "lstm", train, bare, {}),
+    ("jordan", "jordan", train, bare, {}),
+    ("static", "jordan", train, bare, {"static_graph": True}),  # DDP sees into Outputs through torch's pytree
+    ("chunks", "jordan", train_chunks, Plain, {"find_unused_parameters": True}),
+]
 
 
 def _worker(rank: int, port: int, folder: str) -> None:
@@ -193,8 +198,12 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
         net = fresh(spec, tmp_path / f"{spec}-initial.pt")
         losses = trainer(wrap(net), net, *data(spec))
         # the loss each step is the mean over the global batch: the mean of the two halves' means
-        torch.testing.assert_close([(a + b) / 2 for a, b in zip(ranks[0]["losses"], ranks[1]["losses"], strict=True)],
-                                   losses, rtol=1e-9, atol=0)
+        torch.testing.assert_close(
+            [(a + b) / 2 for a, b in zip(ranks[0]["losses"], ranks[1]["losses"], strict=True)],
+            losses,
+            rtol=1e-9,
+            atol=0,
+        )
         single = net.state_dict()
         assert single.keys() == ranks[0]["params"].keys() == ranks[1]["params"].keys()
         for key, value in single.items():
@@ -226,8 +235,9 @@ OPTIONS = ["--task", "names", "--batch", "8", "--lr", "1e-2", "--eval-every", "2
 def _train_rank(rank: int, port: int, argv: list[str], folder: str) -> None:
     """One rank of `torchrun --nproc-per-node 2 -m rnndsl train ARGV`: torchrun's environment, then the command
     line's entry point, in a working directory of its own; what it prints goes to rankN.txt."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD)
+    )
     torch.set_num_threads(1)  # the parent's OpenMP threads do not survive the fork: a parallel region would hang
     here = Path(folder) / f"cwd{rank}"
     here.mkdir()
@@ -244,8 +254,9 @@ def _run_ranks(argv: list[str], folder: Path) -> list[str]:
     for rank in range(WORLD):
         shutil.rmtree(folder / f"cwd{rank}", ignore_errors=True)
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    ranks = mp.start_processes(_train_rank, args=(_free_port(), argv, str(folder)), nprocs=WORLD, join=False,
-                               start_method=method)
+    ranks = mp.start_processes(
+        _train_rank, args=(_free_port(), argv, str(folder)), nprocs=WORLD, join=False, start_method=method
+    )
     deadline = time.monotonic() + 120
     while not ranks.join(timeout=1):
         if time.monotonic() > deadline:
@@ -271,8 +282,22 @@ def test_rnndsl_train_on_two_ranks_matches_one_process(tmp_path: Path) -> None:
     single = train_run(spec, Names(), TrainConfig(steps=6, batch=8, lr=1e-2, eval_every=2))
 
     first = _run_ranks(["train", str(spec), *OPTIONS, "--steps", "4", "--out", str(tmp_path / "a")], tmp_path)
-    resumed = _run_ranks(["train", str(spec), "--resume", str(tmp_path / "a" / "checkpoint.pt"), "--steps", "6",
-                          "--out", str(tmp_path / "b"), "--threads", "1", "--quiet"], tmp_path)
+    resumed = _run_ranks(
+        [
+            "train",
+            str(spec),
+            "--resume",
+            str(tmp_path / "a" / "checkpoint.pt"),
+            "--steps",
+            "6",
+            "--out",
+            str(tmp_path / "b"),
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+        tmp_path,
+    )
     for run, steps, printed in (("a", 4, first), ("b", 6, resumed)):
         assert sorted(p.name for p in (tmp_path / run).iterdir()) == ["checkpoint.pt", "curves.png", "results.json"]
         history = json.loads((tmp_path / run / "results.json").read_text())["history"]
@@ -284,16 +309,19 @@ def test_rnndsl_train_on_two_ranks_matches_one_process(tmp_path: Path) -> None:
     assert load_model(tmp_path / "b" / "checkpoint.pt").state_dict().keys() == single.net.state_dict().keys()
 
 
-def test_rnndsl_train_refuses_a_batch_the_ranks_cannot_share(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_rnndsl_train_refuses_a_batch_the_ranks_cannot_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = tmp_path / "n.rnn"
     spec.write_text(NAMES_SPEC)
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("RANK", "0")
     assert main(["train", str(spec), "--task", "names", "--batch", "30", "--out", str(tmp_path / "x")]) == 1
-    assert capsys.readouterr().err == ("rnndsl train: error: the global batch (30 sequences, --batch) does not split "
-                                       "evenly over the 4 processes (WORLD_SIZE); give a multiple of 4, such as 28 "
-                                       "or 32\n")
+    assert capsys.readouterr().err == (
+        "rnndsl train: error: the global batch (30 sequences, --batch) does not split "
+        "evenly over the 4 processes (WORLD_SIZE); give a multiple of 4, such as 28 "
+        "or 32\n"
+    )
     assert not (tmp_path / "x").exists()
 
 
@@ -303,17 +331,51 @@ def test_torchrun_rnndsl_train(tmp_path: Path) -> None:
     """The real thing: `python -m torch.distributed.run --standalone --nproc-per-node 2 -m rnndsl train ...`.
     About 15 to 25 s here: torchrun and each rank import torch (and dynamo, and matplotlib on rank 0)."""
     spec = tmp_path / "add.rnn"
-    spec.write_text("network A { input x: 2\n layer h: 8 tanh <- x, h[t-1]\n layer y: 1 <- h\n layer z: 2 <- h\n"
-                    " output y last\n output z }")
-    task = ["--task", "adding", "--task-arg", "length=6", "--task-arg", "validation_size=16", "--task-arg",
-            "test_size=16"]
-    single = train_run(spec, Adding(length=6, validation_size=16, test_size=16),
-                   TrainConfig(steps=20, batch=8, lr=1e-2, eval_every=5))
+    spec.write_text(
+        "network A { input x: 2\n layer h: 8 tanh <- x, h[t-1]\n layer y: 1 <- h\n layer z: 2 <- h\n"
+        " output y last\n output z }"
+    )
+    task = [
+        "--task",
+        "adding",
+        "--task-arg",
+        "length=6",
+        "--task-arg",
+        "validation_size=16",
+        "--task-arg",
+        "test_size=16",
+    ]
+    single = train_run(
+        spec, Adding(length=6, validation_size=16, test_size=16), TrainConfig(steps=20, batch=8, lr=1e-2, eval_every=5)
+    )
     here = tmp_path / "cwd"
     here.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(WORLD),
-               "-m", "rnndsl", "train", str(spec), *task, "--steps", "20", "--batch", "8", "--lr", "1e-2",
-               "--eval-every", "5", "--threads", "1", "--quiet", "--out", str(tmp_path / "run")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(WORLD),
+        "-m",
+        "rnndsl",
+        "train",
+        str(spec),
+        *task,
+        "--steps",
+        "20",
+        "--batch",
+        "8",
+        "--lr",
+        "1e-2",
+        "--eval-every",
+        "5",
+        "--threads",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     done = subprocess.run(command, cwd=here, capture_output=True, text=True, timeout=300, start_new_session=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("A on adding: 20 steps in ") == 1 and not any(here.iterdir())

@@ -15,8 +15,10 @@ from rnndsl.cli import main
 from rnndsl.draw import EDGE_STYLES, MAX_DRAW_STEPS, _folded_scene, _unrolled_scene, draw, to_dot
 
 ELMAN = "network Elman {\n input x: 16\n layer h: 64 tanh <- x, h[t-1]\n layer y: 10 <- h\n output y\n}\n"
-JORDAN = ("network Jordan {\n input x: 16\n layer h: 64 tanh <- x, y[t-1]\n layer y: 10 softmax <- h\n"
-          " init y = learned\n output y\n}\n")
+JORDAN = (
+    "network Jordan {\n input x: 16\n layer h: 64 tanh <- x, y[t-1]\n layer y: 10 softmax <- h\n"
+    " init y = learned\n output y\n}\n"
+)
 LSTM = """network LSTM {
   input x: 16
   layer i: 32 sigmoid <- x, h[t-1]
@@ -119,8 +121,10 @@ def test_dot_quotes_names() -> None:
 
 
 def test_dot_of_a_spec_with_use_blocks_keeps_dotted_names() -> None:
-    spec = ("network Cell {\n input x: 8\n layer h: 8 tanh <- x, h[t-1]\n output h\n}\n"
-            "network Stack {\n input x: 8\n use enc = Cell(x = x)\n layer y: 4 <- enc.h\n output y\n}\n")
+    spec = (
+        "network Cell {\n input x: 8\n layer h: 8 tanh <- x, h[t-1]\n output h\n}\n"
+        "network Stack {\n input x: 8\n use enc = Cell(x = x)\n layer y: 4 <- enc.h\n output y\n}\n"
+    )
     dot = to_dot(rnndsl.graph(rnndsl.load(spec, "Stack")))
     assert '"enc.h" -> "enc.h"' in dot and '"enc.h" -> "y"' in dot
 
@@ -214,8 +218,9 @@ def test_pictures_without_matplotlib_say_how_to_get_it(tmp_path: Path, monkeypat
 def specs(tmp_path: Path) -> Path:
     (tmp_path / "elman.rnn").write_text(ELMAN, encoding="utf-8")
     (tmp_path / "two.rnn").write_text(ELMAN + JORDAN, encoding="utf-8")
-    (tmp_path / "broken.rnn").write_text("network B {\n input x: 2\n layer h: 3 <- x, q\n output h\n}\n",
-                                         encoding="utf-8")
+    (tmp_path / "broken.rnn").write_text(
+        "network B {\n input x: 2\n layer h: 3 <- x, q\n output h\n}\n", encoding="utf-8"
+    )
     return tmp_path
 
 
@@ -227,8 +232,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_cli_draws(specs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, str(specs / "two.rnn"), "--network", "Jordan", "--unroll", "3",
-                       "-o", str(specs / "j.dot"))
+    code, out, _ = run(
+        capsys, str(specs / "two.rnn"), "--network", "Jordan", "--unroll", "3", "-o", str(specs / "j.dot")
+    )
     assert code == 0 and "wrote" in out
     assert '"y@-1"' in (specs / "j.dot").read_text(encoding="utf-8")
 

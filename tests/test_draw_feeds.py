@@ -71,5 +71,6 @@ def test_drawings_show_the_feed_in_its_own_style(tmp_path: Path) -> None:
         svg = draw(net, tmp_path / f"names-{steps}.svg", unroll=steps).read_text(encoding="utf-8")
         assert ET.fromstring(svg).tag.endswith("svg")
         assert "fed back as input" in svg  # its legend entry
-        assert draw(net, tmp_path / "n.dot", unroll=steps).read_text(encoding="utf-8").count("(fed)") == (3 if steps
-                                                                                                         else 1)
+        assert draw(net, tmp_path / "n.dot", unroll=steps).read_text(encoding="utf-8").count("(fed)") == (
+            3 if steps else 1
+        )

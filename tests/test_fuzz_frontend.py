@@ -24,8 +24,9 @@ from rnndsl.graphs.folded import folded
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.rnn"))
 TEXTS = [p.read_text(encoding="utf-8") for p in EXAMPLES]
 
-FAST = settings(max_examples=40, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 LONG = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -78,11 +79,66 @@ def test_arbitrary_network_body(text: str) -> None:
 
 TOKEN_RE = re.compile(r"#[^\n]*|[A-Za-z_][A-Za-z0-9_.]*|\d+\.?\d*(?:[eE][+-]?\d+)?|<-|\s+|.", re.S)
 VOCABULARY = [
-    "network", "input", "layer", "init", "output", "use", "static", "tokens(7)", "last", "zeros", "learned",
-    "h", "x", "y", "c", "s", "w", "t", "l1.h", "h[t-1]", "h[t+1]", "h[t-0]", "x[t-2]", "y[t-1000]", "h[t-1001]",
-    "<-", "=", ":", ",", ";", "{", "}", "(", ")", "[", "]", "+", "-", "*", "/", "0", "1", "-1", "0.5", "1e400",
-    "64", "tanh", "softmax", "concat", "one_hot", "min", "tanh(h)", "bias=false", "dropout=0.1", "init=xavier",
-    "dropout=2", "bias=maybe", "Cell(x = x)", "\n", " ",
+    "network",
+    "input",
+    "layer",
+    "init",
+    "output",
+    "use",
+    "static",
+    "tokens(7)",
+    "last",
+    "zeros",
+    "learned",
+    "h",
+    "x",
+    "y",
+    "c",
+    "s",
+    "w",
+    "t",
+    "l1.h",
+    "h[t-1]",
+    "h[t+1]",
+    "h[t-0]",
+    "x[t-2]",
+    "y[t-1000]",
+    "h[t-1001]",
+    "<-",
+    "=",
+    ":",
+    ",",
+    ";",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    "+",
+    "-",
+    "*",
+    "/",
+    "0",
+    "1",
+    "-1",
+    "0.5",
+    "1e400",
+    "64",
+    "tanh",
+    "softmax",
+    "concat",
+    "one_hot",
+    "min",
+    "tanh(h)",
+    "bias=false",
+    "dropout=0.1",
+    "init=xavier",
+    "dropout=2",
+    "bias=maybe",
+    "Cell(x = x)",
+    "\n",
+    " ",
 ]
 
 
@@ -96,7 +152,7 @@ def mutated_example(draw: st.DrawFn) -> str:
 
 def _delete(draw: st.DrawFn, toks: list[str]) -> list[str]:
     i = draw(st.integers(0, len(toks) - 1))
-    return toks[:i] + toks[i + draw(st.integers(1, 3)):]
+    return toks[:i] + toks[i + draw(st.integers(1, 3)) :]
 
 
 def _insert(draw: st.DrawFn, toks: list[str]) -> list[str]:
@@ -106,7 +162,7 @@ def _insert(draw: st.DrawFn, toks: list[str]) -> list[str]:
 
 def _replace(draw: st.DrawFn, toks: list[str]) -> list[str]:
     i = draw(st.integers(0, len(toks) - 1))
-    return [*toks[:i], draw(st.sampled_from(VOCABULARY)), *toks[i + 1:]]
+    return [*toks[:i], draw(st.sampled_from(VOCABULARY)), *toks[i + 1 :]]
 
 
 def _duplicate(draw: st.DrawFn, toks: list[str]) -> list[str]:
@@ -126,7 +182,7 @@ def _char_edit(draw: st.DrawFn, toks: list[str]) -> list[str]:
     text = "".join(toks)
     i = draw(st.integers(0, len(text)))
     ch = draw(st.sampled_from(list("{}[]()<-+*/=:,;.#_ \nat01\u00e9")))
-    edited = draw(st.sampled_from([text[:i] + ch + text[i:], text[:i] + text[i + 1:]]))
+    edited = draw(st.sampled_from([text[:i] + ch + text[i:], text[:i] + text[i + 1 :]]))
     return TOKEN_RE.findall(edited)
 
 
@@ -150,8 +206,11 @@ def generated_spec(draw: st.DrawFn, valid: bool = True) -> str:
     delay is in the past, so the spec must check; otherwise names, sizes and delays are drawn freely.
     """
     width = draw(st.integers(1, 8))
-    inputs = [f"input x: {draw(st.integers(1, 9))}", f"input s: {draw(st.integers(1, 9))} static",
-              f"input w: tokens({draw(st.integers(1, 20))})"]
+    inputs = [
+        f"input x: {draw(st.integers(1, 9))}",
+        f"input s: {draw(st.integers(1, 9))} static",
+        f"input w: tokens({draw(st.integers(1, 20))})",
+    ]
     lines = list(inputs)
     count = draw(st.integers(1, 7))
     names = [f"n{i}" for i in range(count)]
@@ -171,8 +230,10 @@ def generated_spec(draw: st.DrawFn, valid: bool = True) -> str:
     if draw(st.booleans()):  # the same network as a block, used twice, the second reading the first
         delay = draw(st.sampled_from(["", "[t-1]", "[t-2]"]))
         second = f"x = u1.{outputs[0]}{delay}" if valid and inputs[0] == f"input x: {width}" else "x = x"
-        text += ("network U {\n    " + "\n    ".join(inputs) + "\n    use u1 = G(x = x, s = s, w = w)\n"
-                 f"    use u2 = G({second}, s = s, w = w[t-1])\n    output u2.{outputs[-1]}\n}}\n")
+        text += (
+            "network U {\n    " + "\n    ".join(inputs) + "\n    use u1 = G(x = x, s = s, w = w)\n"
+            f"    use u2 = G({second}, s = s, w = w[t-1])\n    output u2.{outputs[-1]}\n}}\n"
+        )
     return text
 
 
@@ -190,8 +251,10 @@ def _expr(draw: st.DrawFn, i: int, names: list[str], valid: bool, depth: int) ->
     if kind <= 1:
         return _ref(draw, i, names, valid)
     if kind == 2:
-        return f"{_expr(draw, i, names, valid, depth - 1)} {draw(st.sampled_from('+-*/'))} " \
-               f"{_expr(draw, i, names, valid, depth - 1)}"
+        return (
+            f"{_expr(draw, i, names, valid, depth - 1)} {draw(st.sampled_from('+-*/'))} "
+            f"{_expr(draw, i, names, valid, depth - 1)}"
+        )
     if kind == 3:
         return f"{draw(st.sampled_from(['tanh', 'sigmoid', 'relu', 'exp']))}({_expr(draw, i, names, valid, depth - 1)})"
     if kind == 4:

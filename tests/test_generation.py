@@ -94,8 +94,9 @@ def test_a_vector_self_fed_input_runs_free_with_gradients() -> None:
 def test_a_vector_input_starts_from_an_init_of_the_static_inputs() -> None:
     """Found by the random-topology fuzzer: the start value of a fed input nobody reads with a delay."""
     torch.manual_seed(0)
-    net = rnndsl.compile("network S { input s: 2 static\n input v: 2 = y[t-1]\n init v = s * 2\n"
-                         " layer y: 2 tanh <- v, s\n output y }").double()
+    net = rnndsl.compile(
+        "network S { input s: 2 static\n input v: 2 = y[t-1]\n init v = s * 2\n layer y: 2 tanh <- v, s\n output y }"
+    ).double()
     s = torch.randn(3, 2, dtype=torch.float64)
     free = net(s=s, steps=4)
     torch.testing.assert_close(free.fed["v"][:, 0], s * 2)
@@ -184,7 +185,7 @@ def test_beam_search_finds_the_most_likely_sequence() -> None:
 
     def log_prob(b: int, seq: tuple[int, ...]) -> float:
         w = torch.tensor([[0, *seq[:-1]]])
-        logp = torch.log_softmax(net(sex=s[b:b + 1], w=w).y[0].detach(), -1)
+        logp = torch.log_softmax(net(sex=s[b : b + 1], w=w).y[0].detach(), -1)
         return float(sum(logp[t, tok] for t, tok in enumerate(seq)))
 
     found = net.generate(3, beam=27, sex=s, length_penalty=0.0)
@@ -201,7 +202,7 @@ def test_beam_search_with_stop_and_length_normalisation() -> None:
     g = net.generate(10, beam=4, sex=sex(3), stop=0)
     assert g.scores is not None and g.log_probs is not None
     for row, n, lp, score in zip(g.tokens.tolist(), g.lengths.tolist(), g.log_probs, g.scores, strict=True):
-        assert 1 <= n <= 10 and (n == 10 or row[n - 1] == 0) and 0 not in row[:n - 1]
+        assert 1 <= n <= 10 and (n == 10 or row[n - 1] == 0) and 0 not in row[: n - 1]
         assert math.isclose(float(lp[:n].sum()) / n, float(score), rel_tol=1e-6)
 
 
@@ -257,22 +258,32 @@ def test_sample_of_what_may_be_negative_is_refused_at_check_time() -> None:
     assert d.hint == "write `sample(softmax(-y[t-1]))`: softmax turns scores into a distribution"
 
 
-@pytest.mark.parametrize("feed", [
-    "sample(y[t-1])",  # a softmax layer
-    "sample(p[t-1])", "sample(exp(h[t-1]))", "sample(sigmoid(h[t-1]) * 0.5 + p[t-1])",
-    "sample(max(h[t-1], p[t-1]))", "sample(softplus(h[t-1]) / exp(h[t-2]))",
-])
+@pytest.mark.parametrize(
+    "feed",
+    [
+        "sample(y[t-1])",  # a softmax layer
+        "sample(p[t-1])",
+        "sample(exp(h[t-1]))",
+        "sample(sigmoid(h[t-1]) * 0.5 + p[t-1])",
+        "sample(max(h[t-1], p[t-1]))",
+        "sample(softplus(h[t-1]) / exp(h[t-2]))",
+    ],
+)
 def test_what_is_positive_by_construction_may_be_sampled(feed: str) -> None:
-    net = rnndsl.load(f"network S {{ input w: tokens(4) = {feed}\n layer h: 4 tanh <- w, h[t-1]\n"
-                      " layer y: 4 softmax <- h\n p = softmax(h)\n output y\n output p }")
+    net = rnndsl.load(
+        f"network S {{ input w: tokens(4) = {feed}\n layer h: 4 tanh <- w, h[t-1]\n"
+        " layer y: 4 softmax <- h\n p = softmax(h)\n output y\n output p }"
+    )
     assert net["w"].feed is not None
 
 
 @pytest.mark.parametrize("arg", ["h[t-1]", "y[t-1] - 0.1", "min(h[t-1], y[t-1])", "relu(h[t-1])", "0 * y[t-1]"])
 def test_what_may_be_negative_or_zero_may_not(arg: str) -> None:
     with pytest.raises(rnndsl.SpecError, match=re.escape(f"`sample` draws from a distribution, and `{arg}` may be")):
-        rnndsl.load(f"network S {{ input w: tokens(4) = sample({arg})\n layer h: 4 tanh <- w, h[t-1]\n"
-                    " layer y: 4 softmax <- h\n output y }")
+        rnndsl.load(
+            f"network S {{ input w: tokens(4) = sample({arg})\n layer h: 4 tanh <- w, h[t-1]\n"
+            " layer y: 4 softmax <- h\n output y }"
+        )
 
 
 POSITIVE = """
@@ -294,16 +305,22 @@ def _poisoned(spec: str, value: float) -> rnndsl.CompiledNetwork:
     return net
 
 
-@pytest.mark.parametrize(("spec", "value", "what"), [
-    (POSITIVE, math.nan, "NaN"),
-    (POSITIVE, 1e4, "+inf"),  # exp overflows
-    (NAMES.replace("sex", "s"), math.nan, "NaN"),  # through sample(softmax(...)): the logits
-])
+@pytest.mark.parametrize(
+    ("spec", "value", "what"),
+    [
+        (POSITIVE, math.nan, "NaN"),
+        (POSITIVE, 1e4, "+inf"),  # exp overflows
+        (NAMES.replace("sex", "s"), math.nan, "NaN"),  # through sample(softmax(...)): the logits
+    ],
+)
 def test_a_draw_from_nan_or_inf_is_a_value_error_naming_the_input_and_step(spec: str, value: float, what: str) -> None:
     net = _poisoned(spec, value)
     s = torch.randn(3, net.network["s"].size)
-    with pytest.raises(ValueError, match=rf"^self-fed input `w` at step 1: `sample` cannot draw a token from "
-                                         rf"{re.escape(what)} \(sequence \d got \[") as info:
+    with pytest.raises(
+        ValueError,
+        match=rf"^self-fed input `w` at step 1: `sample` cannot draw a token from "
+        rf"{re.escape(what)} \(sequence \d got \[",
+    ) as info:
         net(s=s, steps=5)
     assert "probability tensor" not in str(info.value)
     with pytest.raises(ValueError, match=r"^self-fed input `w` at step 1: `sample` cannot draw"):
@@ -312,8 +329,10 @@ def test_a_draw_from_nan_or_inf_is_a_value_error_naming_the_input_and_step(spec:
 
 def test_a_draw_outside_any_loop_names_its_step() -> None:
     """A feed of static nodes is drawn for every step at once; the message names the first bad step."""
-    net = rnndsl.compile("network F { input s: 3 static\n input x: 2\n input w: tokens(3) = sample(exp(q))\n"
-                         " layer q: 3 <- s\n layer y: 3 <- w, x\n output y }")
+    net = rnndsl.compile(
+        "network F { input s: 3 static\n input x: 2\n input w: tokens(3) = sample(exp(q))\n"
+        " layer q: 3 <- s\n layer y: 3 <- w, x\n output y }"
+    )
     with torch.no_grad():
         net.weight("q", "s").fill_(math.nan)
     with pytest.raises(ValueError, match=r"^self-fed input `w` at step 0: `sample` cannot draw a token from NaN"):

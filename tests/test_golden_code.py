@@ -39,8 +39,10 @@ def generated(path: Path, network: str) -> str:
         variants["fuse_cells=False: code(grad=True)"] = plain.code(grad=True)
     if fused.network.self_fed:
         variants["code(free=True)"] = fused.code(free=True)
-    return "".join(f"# ==== {path.relative_to(ROOT)} network {network}: {what}\n{code.rstrip()}\n\n"
-                   for what, code in variants.items())
+    return "".join(
+        f"# ==== {path.relative_to(ROOT)} network {network}: {what}\n{code.rstrip()}\n\n"
+        for what, code in variants.items()
+    )
 
 
 @pytest.mark.parametrize(("path", "network"), networks(), ids=lambda v: v.stem if isinstance(v, Path) else v)

@@ -123,7 +123,7 @@ def gradcheck(spec: str, device: torch.device, lengths: bool = False, fast: bool
 
     def fn(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         kwargs = call | dict(zip(floats, tensors[: len(floats)], strict=True))
-        out = functional_call(net, dict(zip(names, tensors[len(floats):], strict=True)), (), kwargs)
+        out = functional_call(net, dict(zip(names, tensors[len(floats) :], strict=True)), (), kwargs)
         state = [v for v in (out.state or {}).values() if v.is_floating_point()]
         return (*out.values(), *state)
 
@@ -151,5 +151,4 @@ def test_expression_function(fn: str, device: torch.device) -> None:
 
 @pytest.mark.parametrize("expr", ["min(h, 0.5)", "max(0.25, h)"])
 def test_min_max_with_a_number(expr: str) -> None:
-    gradcheck(f"network N {{ input x: 2\n layer h: 3 tanh <- x, h[t-1]\n y = {expr}\n output y }}",
-              torch.device("cpu"))
+    gradcheck(f"network N {{ input x: 2\n layer h: 3 tanh <- x, h[t-1]\n y = {expr}\n output y }}", torch.device("cpu"))

@@ -86,8 +86,11 @@ HOSTILE = {  # id: (spec, the text the first diagnostic must point at, words its
     "decorator": (HEAD + " @torch.jit.script\n output x }", "@", "unexpected character '@'"),
     "dict-literal": (HEAD + " h = {x: x}\n output h }", "{x", "unexpected '{'"),
     "cyrillic-x": ("network N { input \u0445: 4\n output \u0445 }", "\u0445", "unexpected character"),
-    "greek-omicron": ("network N { input x: 4\n layer h: 3 <- x, h[t-1]\n output h\u03bf }", "\u03bf",
-                      "unexpected character"),
+    "greek-omicron": (
+        "network N { input x: 4\n layer h: 3 <- x, h[t-1]\n output h\u03bf }",
+        "\u03bf",
+        "unexpected character",
+    ),
     "fullwidth-letter": (HEAD + " h = \uff58\n output h }", "\uff58", "unexpected character"),
     "zero-width-space": (HEAD + " h = x\u200b\n output h }", "\u200b", "unexpected character"),
     "right-to-left-override": (HEAD + " h = x \u202e# comment\n output h }", "\u202e", "unexpected character"),
@@ -147,9 +150,11 @@ def payloads(sentinel: Path) -> list[str]:
 def valid_with_payload_in_comments(sentinel: Path) -> str:
     """A valid spec whose comments hold Python that would create `sentinel`."""
     touch = f"__import__('pathlib').Path({str(sentinel)!r}).touch()"
-    return (f"# {touch}\nnetwork N {{  # {touch}\n input x: 4  # exec({touch!r})\n"
-            f" layer h: 3 tanh <- x, h[t-1]  # eval({touch!r})\n y = tanh(h) * 2 # {touch}\n"
-            f" output y # ; {touch}\n}} # {touch}\n")
+    return (
+        f"# {touch}\nnetwork N {{  # {touch}\n input x: 4  # exec({touch!r})\n"
+        f" layer h: 3 tanh <- x, h[t-1]  # eval({touch!r})\n y = tanh(h) * 2 # {touch}\n"
+        f" output y # ; {touch}\n}} # {touch}\n"
+    )
 
 
 def test_payloads_are_spec_errors_and_never_run(tmp_path: Path) -> None:
@@ -215,11 +220,44 @@ LOOP_FUNCTION = re.compile(r"_L\d+_(forward|backward)")
 TEMPORARY = re.compile(r"_L\d+_(forward|backward)|_(b|go|Xs)\d+|_s|ctx")
 LAMBDA_ARGUMENTS = {"_x", "_a", "_b"}  # `K.vjp(lambda _x: F.gelu(_x), ...)`: ops differentiated by autograd
 CTX_ATTRIBUTES = {"lists", "meta", "saved_tensors", "save_for_backward", "needs_input_grad"}
-NODE_TYPES = {ast.Lambda, ast.BoolOp, ast.Or,
-              ast.Module, ast.FunctionDef, ast.arguments, ast.arg, ast.Assign, ast.For, ast.If, ast.IfExp, ast.Expr,
-              ast.Return, ast.Call, ast.Attribute, ast.Name, ast.Constant, ast.Subscript, ast.Slice, ast.BinOp,
-              ast.UnaryOp, ast.Tuple, ast.List, ast.Dict, ast.keyword, ast.Load, ast.Store, ast.Add, ast.Sub,
-              ast.Mult, ast.Div, ast.USub, ast.Compare, ast.Lt, ast.GtE, ast.Eq}
+NODE_TYPES = {
+    ast.Lambda,
+    ast.BoolOp,
+    ast.Or,
+    ast.Module,
+    ast.FunctionDef,
+    ast.arguments,
+    ast.arg,
+    ast.Assign,
+    ast.For,
+    ast.If,
+    ast.IfExp,
+    ast.Expr,
+    ast.Return,
+    ast.Call,
+    ast.Attribute,
+    ast.Name,
+    ast.Constant,
+    ast.Subscript,
+    ast.Slice,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Tuple,
+    ast.List,
+    ast.Dict,
+    ast.keyword,
+    ast.Load,
+    ast.Store,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.USub,
+    ast.Compare,
+    ast.Lt,
+    ast.GtE,
+    ast.Eq,
+}
 PREFIXES = re.compile(r"(?:_[A-Za-z]+\d*)+")  # `_r1_h`, `_s_tm1_h`, `_W0_h`: the compiler's temporaries
 COMMENT = re.compile(r"#[ -~]*")  # printable ASCII: network and node names, the compiler's words
 
@@ -317,22 +355,82 @@ def test_the_allowlist_catches_spec_text() -> None:
     net = rnndsl.compile(HEAD + " layer h: 3 <- x\n output h }")
     good = net.code()
     assert_generated_code_is_safe(good, net.network)
-    for bad in (good.replace("X['x']", "X['x; import os']"), good.replace("x = X", "import os\n    x = X"),
-                good.replace("x = X['x']", "x = X['x']\n    os = x"), good.replace("F.linear", "F.__dict__"),
-                good.replace("# network N", "# network N\u202e")):
+    for bad in (
+        good.replace("X['x']", "X['x; import os']"),
+        good.replace("x = X", "import os\n    x = X"),
+        good.replace("x = X['x']", "x = X['x']\n    os = x"),
+        good.replace("F.linear", "F.__dict__"),
+        good.replace("# network N", "# network N\u202e"),
+    ):
         with pytest.raises(AssertionError):
             assert_generated_code_is_safe(bad, net.network)
 
 
 # ---- names that are Python's, or the generated code's -------------------------------------------------------
 
-PYTHON_NAMES = ["lambda", "class", "import", "def", "return", "None", "True", "False", "not", "in", "is", "async",
-                "await", "yield", "print", "len", "exec", "open", "range", "sum", "id", "super",
-                "torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "math", "valid", "state_", "lengths_",
-                "tanh", "concat", "min", "max", "one_hot", "match", "case", "self_"]
+PYTHON_NAMES = [
+    "lambda",
+    "class",
+    "import",
+    "def",
+    "return",
+    "None",
+    "True",
+    "False",
+    "not",
+    "in",
+    "is",
+    "async",
+    "await",
+    "yield",
+    "print",
+    "len",
+    "exec",
+    "open",
+    "range",
+    "sum",
+    "id",
+    "super",
+    "torch",
+    "F",
+    "K",
+    "P",
+    "X",
+    "I",
+    "H",
+    "B",
+    "T",
+    "t",
+    "math",
+    "valid",
+    "state_",
+    "lengths_",
+    "tanh",
+    "concat",
+    "min",
+    "max",
+    "one_hot",
+    "match",
+    "case",
+    "self_",
+]
 # Names of nn.ModuleDict/ParameterDict attributes: the module's dicts key them with a `__` suffix.
-MODULE_ATTRIBUTES = ["values", "update", "keys", "items", "train", "eval", "float", "type", "to", "forward", "copy",
-                     "get", "cuda", "half"]
+MODULE_ATTRIBUTES = [
+    "values",
+    "update",
+    "keys",
+    "items",
+    "train",
+    "eval",
+    "float",
+    "type",
+    "to",
+    "forward",
+    "copy",
+    "get",
+    "cuda",
+    "half",
+]
 
 
 def shapes_of(name: str) -> dict[str, str]:
@@ -340,10 +438,10 @@ def shapes_of(name: str) -> dict[str, str]:
     learned initial value)."""
     return {
         "input": f"network N {{ input {name}: 3\n layer h: 4 tanh <- {name}, h[t-1]\n init h = learned\n"
-                 f" output h\n output {name} }}",
+        f" output h\n output {name} }}",
         "layer": f"network N {{ input x: 3\n layer {name}: 4 tanh <- x, {name}[t-1], {name}[t-2]\n output {name} }}",
         "expr": f"network N {{ input x: 3\n layer h: 4 tanh <- x, e[t-1]\n {name} = h * 2 + {name}[t-1]\n"
-                f" init {name} = learned\n e = tanh({name})\n output e\n output {name} last }}",
+        f" init {name} = learned\n e = tanh({name})\n output e\n output {name} last }}",
     }
 
 
@@ -375,9 +473,14 @@ def _run_named(name: str) -> None:
             assert_generated_code_is_safe(generate(net.network, lengths, True, True).source, net.network)
 
 
-@pytest.mark.parametrize("name", [
-    *PYTHON_NAMES, *MODULE_ATTRIBUTES, "watch",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *PYTHON_NAMES,
+        *MODULE_ATTRIBUTES,
+        "watch",
+    ],
+)
 def test_python_and_generated_code_names_as_node_names(name: str) -> None:
     _run_named(name)
 
@@ -385,8 +488,10 @@ def test_python_and_generated_code_names_as_node_names(name: str) -> None:
 @pytest.mark.parametrize("name", ["class", "T", "torch"])
 def test_a_renamed_name_and_its_underscored_twin_stay_apart(name: str) -> None:
     """`class` becomes `class_` in code; a node really named `class_` must keep its own variable."""
-    net = rnndsl.compile(f"network N {{ input x: 3\n layer {name}: 4 tanh <- x, {name}[t-1]\n"
-                         f" layer {name}_: 4 tanh <- x, {name}_[t-1]\n y = {name} - {name}_\n output y }}").double()
+    net = rnndsl.compile(
+        f"network N {{ input x: 3\n layer {name}: 4 tanh <- x, {name}[t-1]\n"
+        f" layer {name}_: 4 tanh <- x, {name}_[t-1]\n y = {name} - {name}_\n output y }}"
+    ).double()
     x = torch.randn(2, 5, 3, dtype=torch.float64)
     torch.testing.assert_close(net(x).y, reference(net, x).y)
 
@@ -409,7 +514,8 @@ def test_a_huge_layer_is_refused_before_allocation() -> None:
     err = spec_error(text)  # 10^12 float32 weights would be 4 TB: reaching torch.empty would raise, not this
     assert [d.message for d in err.diagnostics] == [
         "network `N` would have 1,000,001,000,000 parameters, above the limit of 1,073,741,824 "
-        "(the largest is layer `h`: 1,000,000,000,000)"]
+        "(the largest is layer `h`: 1,000,000,000,000)"
+    ]
     assert (err.diagnostics[0].line, err.diagnostics[0].column) == position(text, "layer h")
 
 
@@ -434,8 +540,11 @@ def test_parentheses_ten_thousand_deep_are_just_grouping() -> None:
     assert torch.equal(deep(x).h, x)
 
 
-@pytest.mark.parametrize(("opening", "closing"), [("-", ""), ("tanh(", ")"), ("-(", ")"), ("x + ", "")],
-                         ids=["negation", "calls", "negated-groups", "sum"])
+@pytest.mark.parametrize(
+    ("opening", "closing"),
+    [("-", ""), ("tanh(", ")"), ("-(", ")"), ("x + ", "")],
+    ids=["negation", "calls", "negated-groups", "sum"],
+)
 def test_expressions_ten_thousand_deep(opening: str, closing: str) -> None:
     err = spec_error(HEAD + " h = " + opening * 10_000 + "x" + closing * 10_000 + "\n output h }")
     assert err.diagnostics[0].message == "expression is nested too deeply"
@@ -445,8 +554,10 @@ def test_expressions_ten_thousand_deep(opening: str, closing: str) -> None:
 def test_expressions_just_past_the_depth_limit_point_at_themselves() -> None:
     text = HEAD + " h = " + "tanh(" * MAX_EXPR_DEPTH + "x" + ")" * MAX_EXPR_DEPTH + "\n output h }"
     err = spec_error(text)
-    assert err.diagnostics[0].message == f"expression is nested {MAX_EXPR_DEPTH + 1} deep, above the limit of " \
-                                         f"{MAX_EXPR_DEPTH}"
+    assert (
+        err.diagnostics[0].message == f"expression is nested {MAX_EXPR_DEPTH + 1} deep, above the limit of "
+        f"{MAX_EXPR_DEPTH}"
+    )
     assert (err.diagnostics[0].line, err.diagnostics[0].column) == position(text, "tanh(")
 
 

@@ -42,8 +42,11 @@ def elman() -> CompiledNetwork:
 
 def good() -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
-    return {"x": torch.randn(B, T, 3, generator=gen), "w": torch.randint(0, 5, (B, T), generator=gen),
-            "s": torch.randn(B, 2, generator=gen)}
+    return {
+        "x": torch.randn(B, T, 3, generator=gen),
+        "w": torch.randint(0, 5, (B, T), generator=gen),
+        "s": torch.randn(B, 2, generator=gen),
+    }
 
 
 def fails(net: CompiledNetwork, message: str, *args: Any, **kwargs: Any) -> None:
@@ -93,40 +96,65 @@ def test_not_a_tensor(mixed: CompiledNetwork) -> None:
 # ---- shapes and dtypes ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("x", torch.randn(B, T), "input `x`: expected (batch, time, 3), got a tensor of shape (2, 5)"),
-    ("x", torch.randn(1, B, T, 3), "input `x`: expected (batch, time, 3), got a tensor of shape (1, 2, 5, 3)"),
-    ("s", torch.randn(2), "input `s`: expected (batch, 2) (a static input), got a tensor of shape (2,)"),
-    ("s", torch.randn(B, T, 2), "input `s`: expected (batch, 2) (a static input), got a tensor of shape (2, 5, 2)"),
-    ("w", torch.tensor(1), "input `w`: expected (batch, time) integer token ids, got a tensor of shape ()"),
-    ("w", torch.zeros(B, T, 5, dtype=torch.long),
-     "input `w`: expected (batch, time) integer token ids, got a tensor of shape (2, 5, 5)"),
-], ids=["x-rank2", "x-rank4", "s-rank1", "s-rank3", "w-rank0", "w-rank3"])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("x", torch.randn(B, T), "input `x`: expected (batch, time, 3), got a tensor of shape (2, 5)"),
+        ("x", torch.randn(1, B, T, 3), "input `x`: expected (batch, time, 3), got a tensor of shape (1, 2, 5, 3)"),
+        ("s", torch.randn(2), "input `s`: expected (batch, 2) (a static input), got a tensor of shape (2,)"),
+        ("s", torch.randn(B, T, 2), "input `s`: expected (batch, 2) (a static input), got a tensor of shape (2, 5, 2)"),
+        ("w", torch.tensor(1), "input `w`: expected (batch, time) integer token ids, got a tensor of shape ()"),
+        (
+            "w",
+            torch.zeros(B, T, 5, dtype=torch.long),
+            "input `w`: expected (batch, time) integer token ids, got a tensor of shape (2, 5, 5)",
+        ),
+    ],
+    ids=["x-rank2", "x-rank4", "s-rank1", "s-rank3", "w-rank0", "w-rank3"],
+)
 def test_wrong_rank(mixed: CompiledNetwork, name: str, value: torch.Tensor, message: str) -> None:
     fails(mixed, message, **good() | {name: value})
 
 
 def test_wrong_size(mixed: CompiledNetwork) -> None:
-    fails(mixed, "input `x`: expected (batch, time, 3), got size 4 in shape (2, 5, 4)",
-          **good() | {"x": torch.randn(B, T, 4)})
+    fails(
+        mixed,
+        "input `x`: expected (batch, time, 3), got size 4 in shape (2, 5, 4)",
+        **good() | {"x": torch.randn(B, T, 4)},
+    )
     fails(mixed, "input `s`: expected (batch, 2), got size 3 in shape (2, 3)", **good() | {"s": torch.randn(B, 3)})
 
 
 def test_wrong_dtype(mixed: CompiledNetwork) -> None:
-    fails(mixed, "input `x`: expected torch.float32 (the network's dtype), got torch.float64; convert it with "
-                 ".to(torch.float32)", **good() | {"x": torch.randn(B, T, 3, dtype=torch.float64)})
-    fails(mixed, "input `s`: expected torch.float32 (the network's dtype), got torch.int64; convert it with "
-                 ".to(torch.float32)", **good() | {"s": torch.ones(B, 2, dtype=torch.long)})
-    fails(mixed, "input `w`: expected integer token ids (int64), got torch.float32",
-          **good() | {"w": torch.zeros(B, T)})
-    fails(mixed, "input `w`: expected integer token ids (int64), got torch.bool",
-          **good() | {"w": torch.zeros(B, T, dtype=torch.bool)})
+    fails(
+        mixed,
+        "input `x`: expected torch.float32 (the network's dtype), got torch.float64; convert it with "
+        ".to(torch.float32)",
+        **good() | {"x": torch.randn(B, T, 3, dtype=torch.float64)},
+    )
+    fails(
+        mixed,
+        "input `s`: expected torch.float32 (the network's dtype), got torch.int64; convert it with .to(torch.float32)",
+        **good() | {"s": torch.ones(B, 2, dtype=torch.long)},
+    )
+    fails(
+        mixed, "input `w`: expected integer token ids (int64), got torch.float32", **good() | {"w": torch.zeros(B, T)}
+    )
+    fails(
+        mixed,
+        "input `w`: expected integer token ids (int64), got torch.bool",
+        **good() | {"w": torch.zeros(B, T, dtype=torch.bool)},
+    )
 
 
 def test_dtype_follows_the_module() -> None:
     double = rnndsl.compile(MIXED).double()
-    fails(double, "input `x`: expected torch.float64 (the network's dtype), got torch.float32; convert it with "
-                  ".to(torch.float64)", **good())
+    fails(
+        double,
+        "input `x`: expected torch.float64 (the network's dtype), got torch.float32; convert it with "
+        ".to(torch.float64)",
+        **good(),
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.int8, torch.uint8])
@@ -151,30 +179,40 @@ def test_token_ids_out_of_range(mixed: CompiledNetwork) -> None:
 
 
 def test_batch_sizes_differ(mixed: CompiledNetwork) -> None:
-    fails(mixed, "batch sizes differ: input `x` has 2 but `w` has 3",
-          **good() | {"w": torch.zeros(3, T, dtype=torch.long)})
+    fails(
+        mixed,
+        "batch sizes differ: input `x` has 2 but `w` has 3",
+        **good() | {"w": torch.zeros(3, T, dtype=torch.long)},
+    )
     fails(mixed, "batch sizes differ: input `x` has 2 but `s` has 1", **good() | {"s": torch.randn(1, 2)})
 
 
 def test_sequence_lengths_differ(mixed: CompiledNetwork) -> None:
-    fails(mixed, "sequence lengths differ: input `x` has 5 steps but `w` has 4",
-          **good() | {"w": torch.zeros(B, 4, dtype=torch.long)})
+    fails(
+        mixed,
+        "sequence lengths differ: input `x` has 5 steps but `w` has 4",
+        **good() | {"w": torch.zeros(B, 4, dtype=torch.long)},
+    )
 
 
 def test_zero_steps(elman: CompiledNetwork) -> None:
     fails(elman, "input `x` has 0 steps; a sequence needs at least one", torch.zeros(B, 0, 3))
 
 
-@pytest.mark.parametrize(("lengths", "message"), [
-    (torch.tensor([5, 0]), "lengths: every length must lie in [1, 5] (the time axis), got values from 0 to 5"),
-    (torch.tensor([-2, 3]), "lengths: every length must lie in [1, 5] (the time axis), got values from -2 to 3"),
-    (torch.tensor([6, 3]), "lengths: every length must lie in [1, 5] (the time axis), got values from 3 to 6"),
-    (torch.tensor([5, 3, 2]), "lengths: expected (batch,) = (2,) integers, got torch.int64 of shape (3,)"),
-    (torch.tensor([[5], [3]]), "lengths: expected (batch,) = (2,) integers, got torch.int64 of shape (2, 1)"),
-    (torch.tensor(5), "lengths: expected (batch,) = (2,) integers, got torch.int64 of shape ()"),
-    (torch.tensor([5.0, 3.0]), "lengths: expected (batch,) = (2,) integers, got torch.float32 of shape (2,)"),
-    (torch.tensor([True, True]), "lengths: expected (batch,) = (2,) integers, got torch.bool of shape (2,)"),
-], ids=["zero", "negative", "past-T", "too-many", "column", "scalar", "float", "bool"])
+@pytest.mark.parametrize(
+    ("lengths", "message"),
+    [
+        (torch.tensor([5, 0]), "lengths: every length must lie in [1, 5] (the time axis), got values from 0 to 5"),
+        (torch.tensor([-2, 3]), "lengths: every length must lie in [1, 5] (the time axis), got values from -2 to 3"),
+        (torch.tensor([6, 3]), "lengths: every length must lie in [1, 5] (the time axis), got values from 3 to 6"),
+        (torch.tensor([5, 3, 2]), "lengths: expected (batch,) = (2,) integers, got torch.int64 of shape (3,)"),
+        (torch.tensor([[5], [3]]), "lengths: expected (batch,) = (2,) integers, got torch.int64 of shape (2, 1)"),
+        (torch.tensor(5), "lengths: expected (batch,) = (2,) integers, got torch.int64 of shape ()"),
+        (torch.tensor([5.0, 3.0]), "lengths: expected (batch,) = (2,) integers, got torch.float32 of shape (2,)"),
+        (torch.tensor([True, True]), "lengths: expected (batch,) = (2,) integers, got torch.bool of shape (2,)"),
+    ],
+    ids=["zero", "negative", "past-T", "too-many", "column", "scalar", "float", "bool"],
+)
 def test_bad_lengths(mixed: CompiledNetwork, lengths: torch.Tensor, message: str) -> None:
     fails(mixed, message, **good(), lengths=lengths)
 
@@ -241,8 +279,12 @@ def test_state_with_wrong_dtype(mixed: CompiledNetwork) -> None:
     assert state is not None
     wrong = State(dict(state) | {"c": state["c"].double()}, state.signature)
     fails(mixed, "state `c`: expected torch.float32 on cpu, got torch.float64 on cpu", **good(), state=wrong)
-    fails(mixed, "state `h`: expected torch.float32 on cpu, got torch.int64 on cpu", **good(),
-          state=dict(state) | {"h": state["h"].long()})
+    fails(
+        mixed,
+        "state `h`: expected torch.float32 on cpu, got torch.int64 on cpu",
+        **good(),
+        state=dict(state) | {"h": state["h"].long()},
+    )
 
 
 def test_token_state_must_be_int64() -> None:
@@ -258,11 +300,13 @@ def test_token_state_must_be_int64() -> None:
 
 def test_several_networks_need_a_name() -> None:
     path = EXAMPLES / "stacked.rnn"
-    with pytest.raises(ValueError, match=re.escape(f"{path} holds several networks (Cell, Stacked); pick one with "
-                                                   "network=NAME")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{path} holds several networks (Cell, Stacked); pick one with network=NAME")
+    ):
         rnndsl.compile(path)
-    with pytest.raises(ValueError, match=re.escape("has no network or model `Stacke`; it has: Cell, Stacked "
-                                                   "(did you mean `Stacked`?)")):
+    with pytest.raises(
+        ValueError, match=re.escape("has no network or model `Stacke`; it has: Cell, Stacked (did you mean `Stacked`?)")
+    ):
         rnndsl.compile(path, network="Stacke")
     assert rnndsl.compile(path, network="Stacked").network.name == "Stacked"
 
@@ -280,5 +324,9 @@ def test_state_from_an_edited_network() -> None:
     spec = "network N { input x: 3\n layer h: %d tanh <- x, h[t-1]\n output h }"
     old, new = rnndsl.compile(spec % 4), rnndsl.compile(spec % 5)
     x = torch.randn(2, 4, 3)
-    fails(new, "state comes from another version of network `N`: its nodes, sizes or delays differ from this "
-               "one's", x=x, state=old(x).state)
+    fails(
+        new,
+        "state comes from another version of network `N`: its nodes, sizes or delays differ from this one's",
+        x=x,
+        state=old(x).state,
+    )

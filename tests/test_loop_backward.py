@@ -139,8 +139,8 @@ def test_gradcheck_of_the_generated_backward(name: str) -> None:
     params = dict(net.named_parameters())
 
     def run(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        given: dict[str, Any] = dict(call) | dict(zip(names, args[:len(names)], strict=True))
-        weights = dict(zip(params, args[len(names):], strict=True))
+        given: dict[str, Any] = dict(call) | dict(zip(names, args[: len(names)], strict=True))
+        weights = dict(zip(params, args[len(names) :], strict=True))
         out = functional_call(net, weights, (), given)
         assert _uses_loop_node(next(iter(out.values())))
         return tuple(out.values())
@@ -149,13 +149,18 @@ def test_gradcheck_of_the_generated_backward(name: str) -> None:
 
 
 def test_dropout_in_a_loop_uses_the_forward_masks() -> None:
-    net = randomize(rnndsl.compile("""network N {
+    net = randomize(
+        rnndsl.compile(
+            """network N {
         input x: 3
         layer h: 4 tanh dropout=0.5 <- x, h[t-1]
         layer g: 4 relu dropout=0.3 <- x, h[t-1]
         y = h + g
         output y
-    }""", fuse_cells=False).double()).train()
+    }""",
+            fuse_cells=False,
+        ).double()
+    ).train()
     x = torch.randn(3, 5, 3, dtype=torch.float64, requires_grad=True)
     grads = []
     for generated in (True, False):

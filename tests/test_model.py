@@ -123,8 +123,9 @@ def test_state_dict_round_trip() -> None:
     b.load_state_dict(a.state_dict())
     letters, nl, phones, npn = batch()
     lengths = {"enc": nl, "dec": npn}
-    torch.testing.assert_close(a(letters=letters, phone=phones, lengths=lengths).y,
-                               b(letters=letters, phone=phones, lengths=lengths).y)
+    torch.testing.assert_close(
+        a(letters=letters, phone=phones, lengths=lengths).y, b(letters=letters, phone=phones, lengths=lengths).y
+    )
     assert "instances.enc.layers.h.weight.1" in a.state_dict()
 
 
@@ -132,12 +133,16 @@ def test_errors_name_the_instance_and_the_input() -> None:
     m = model()
     letters, nl, phones, _ = batch()
     cases = [
-        (lambda: m(letters=letters, phones=phones), "unknown input `phones`; model `G2P` takes: letters, phone "
-                                                    "(did you mean `phone`?)"),
+        (
+            lambda: m(letters=letters, phones=phones),
+            "unknown input `phones`; model `G2P` takes: letters, phone (did you mean `phone`?)",
+        ),
         (lambda: m(letters=letters, phone=phones, lengths=nl), "lengths: a model's instances each have their own"),
         (lambda: m(letters=letters, phone=phones, lengths={"encoder": nl}), "lengths: no instance `encoder`"),
-        (lambda: m(letters=letters.float(), phone=phones), "instance `enc` (Speller): input `letters`: expected "
-                                                           "integer token ids"),
+        (
+            lambda: m(letters=letters.float(), phone=phones),
+            "instance `enc` (Speller): input `letters`: expected integer token ids",
+        ),
         (lambda: m(letters=letters, phone=phones[:2]), "instance `dec` (Speaker): batch sizes differ"),
         (lambda: m.generate(3, letters=letters, phone=phones), "unknown input `phone`"),
     ]
@@ -146,12 +151,18 @@ def test_errors_name_the_instance_and_the_input() -> None:
             call()
 
 
-@pytest.mark.parametrize(("old", "new", "where"), [
-    ("dec = Speaker", "__class__ = Speaker", "<string>:18:5"),  # crashed: KeyError "attribute '__class__' ..."
-    ("model G2P", "model __class__", "<string>:16:7"),  # was accepted
-    ("enc = Speller\n    dec = Speaker(context = enc.h)", "_enc = Speller\n    dec = Speaker(context = _enc.h)",
-     "<string>:17:5"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("dec = Speaker", "__class__ = Speaker", "<string>:18:5"),  # crashed: KeyError "attribute '__class__' ..."
+        ("model G2P", "model __class__", "<string>:16:7"),  # was accepted
+        (
+            "enc = Speller\n    dec = Speaker(context = enc.h)",
+            "_enc = Speller\n    dec = Speaker(context = _enc.h)",
+            "<string>:17:5",
+        ),
+    ],
+)
 def test_model_and_instance_names_follow_the_name_rules(old: str, new: str, where: str) -> None:
     name = new.split()[1] if new.startswith("model") else new.split()[0]
     with pytest.raises(rnndsl.SpecError) as info:
@@ -164,8 +175,12 @@ def test_model_and_instance_names_follow_the_name_rules(old: str, new: str, wher
 @pytest.mark.parametrize("name", ["train", "forward", "keys", "to", "cuda", "training", "float"])
 def test_instances_may_share_a_name_with_a_module_method(name: str) -> None:
     """`train = Speller` crashed with torch's KeyError "attribute 'train' already exists"."""
-    m = rnndsl.compile(SPEC.replace("enc = Speller\n    dec = Speaker(context = enc.h)",
-                                    f"{name} = Speller\n    dec = Speaker(context = {name}.h)"))
+    m = rnndsl.compile(
+        SPEC.replace(
+            "enc = Speller\n    dec = Speaker(context = enc.h)",
+            f"{name} = Speller\n    dec = Speaker(context = {name}.h)",
+        )
+    )
     letters, phones = torch.randint(1, 7, (2, 5)), torch.randint(1, 5, (2, 4))
     out = m(letters=letters, phone=phones, lengths={name: torch.tensor([5, 3])})
     assert out.y.shape == (2, 4, 5) and m.net(name) is not m.net("dec")

@@ -20,8 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
-                    str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     (found,) = dist.glob("rnndsl-*.whl")
     return found
 
@@ -36,11 +39,19 @@ def test_wheel_holds_every_package_of_the_source_tree(wheel: Path) -> None:
 def test_wheel_ships_the_grammar_and_an_installed_copy_parses(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import importlib, rnndsl; p = importlib.import_module('rnndsl.frontend.parse'); "
-             "assert 'site' in p.__file__, p.__file__; "
-             "print(rnndsl.load('network N { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }').name)")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(site)},
-                         check=True, capture_output=True, text=True)
+    probe = (
+        "import importlib, rnndsl; p = importlib.import_module('rnndsl.frontend.parse'); "
+        "assert 'site' in p.__file__, p.__file__; "
+        "print(rnndsl.load('network N { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }').name)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site)},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert out.stdout.strip() == "N"
 
 
@@ -50,16 +61,23 @@ def _fresh_venv(path: Path) -> Path:
     editable install of the checkout there stays inactive: `rnndsl` can only come from the wheel."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, capture_output=True)
     python = path / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (Path(purelib) / "reuse_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return python
 
 
 def test_installed_cli_runs_every_verb_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
     python = _fresh_venv(tmp_path / "venv")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index",
-                    f"{wheel}[plot,tasks]"], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-index", f"{wheel}[plot,tasks]"],
+        check=True,
+        capture_output=True,
+    )
     work = tmp_path / "work"
     shutil.copytree(ROOT / "examples", work / "examples")
     cli = str(tmp_path / "venv" / "bin" / "rnndsl")
@@ -69,8 +87,13 @@ def test_installed_cli_runs_every_verb_outside_the_checkout(wheel: Path, tmp_pat
         assert done.returncode == 0, f"rnndsl {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    where = subprocess.run([str(python), "-c", "import rnndsl; print(rnndsl.__file__)"], cwd=work,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [str(python), "-c", "import rnndsl; print(rnndsl.__file__)"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(tmp_path / "venv")), where
     assert "COMMAND" in run("--help")
     for verb in _verbs():
@@ -79,8 +102,25 @@ def test_installed_cli_runs_every_verb_outside_the_checkout(wheel: Path, tmp_pat
     assert run("check", *specs).count(": ok") == len(specs)
     run("draw", "examples/jordan.rnn", "-o", "jordan.png")
     assert (work / "jordan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    run("train", "examples/tasks/names_gen.rnn", "--task", "names", "--task-arg", "by_sex=1", "--steps", "3",
-        "--batch", "4", "--eval-every", "3", "--out", "run", "--quiet", "--threads", "1")
+    run(
+        "train",
+        "examples/tasks/names_gen.rnn",
+        "--task",
+        "names",
+        "--task-arg",
+        "by_sex=1",
+        "--steps",
+        "3",
+        "--batch",
+        "4",
+        "--eval-every",
+        "3",
+        "--out",
+        "run",
+        "--quiet",
+        "--threads",
+        "1",
+    )
     assert {"checkpoint.pt", "results.json", "curves.png"} <= {p.name for p in (work / "run").iterdir()}
     names = run("generate", "run/checkpoint.pt", "--count", "2", "--seed", "1")
     assert names.strip(), "generate printed nothing"

@@ -102,15 +102,18 @@ def expr_of(text: str) -> s.Expr:
     return st.expr
 
 
-@pytest.mark.parametrize(("text", "name", "offset", "delay", "shown"), [
-    ("h", "h", 0, 0, "h"),
-    ("h[t-1]", "h", -1, 1, "h[t-1]"),
-    ("h[t-2]", "h", -2, 2, "h[t-2]"),
-    ("b[t+1]", "b", 1, -1, "b[t+1]"),
-    ("b[ t + 3 ]", "b", 3, -3, "b[t+3]"),
-    ("enc.h[t-1]", "enc.h", -1, 1, "enc.h[t-1]"),
-    ("t[t-1]", "t", -1, 1, "t[t-1]"),  # `t` is only special inside the brackets
-])
+@pytest.mark.parametrize(
+    ("text", "name", "offset", "delay", "shown"),
+    [
+        ("h", "h", 0, 0, "h"),
+        ("h[t-1]", "h", -1, 1, "h[t-1]"),
+        ("h[t-2]", "h", -2, 2, "h[t-2]"),
+        ("b[t+1]", "b", 1, -1, "b[t+1]"),
+        ("b[ t + 3 ]", "b", 3, -3, "b[t+3]"),
+        ("enc.h[t-1]", "enc.h", -1, 1, "enc.h[t-1]"),
+        ("t[t-1]", "t", -1, 1, "t[t-1]"),  # `t` is only special inside the brackets
+    ],
+)
 def test_delayed_references(text: str, name: str, offset: int, delay: int, shown: str) -> None:
     ref = expr_of(text)
     assert isinstance(ref, s.Ref)
@@ -123,21 +126,24 @@ def test_zero_and_fractional_delays_parse_and_are_left_to_the_checker() -> None:
     assert expr_of("h[t-1.5]") == s.Ref("h", -1.5)
 
 
-@pytest.mark.parametrize(("text", "tree"), [
-    ("a + b * c", "(+ a (* b c))"),
-    ("a - b - c", "(- (- a b) c)"),
-    ("a / b / c", "(/ (/ a b) c)"),
-    ("(a + b) * c", "(* (+ a b) c)"),
-    ("-a * b", "(* (neg a) b)"),
-    ("- -a", "(neg (neg a))"),
-    ("1 - z", "(- 1 z)"),
-    ("(1 - z) * n + z * h[t-1]", "(+ (* (- 1 z) n) (* z h[t-1]))"),
-    ("f * c[t-1] + i * g", "(+ (* f c[t-1]) (* i g))"),
-    ("tanh(nx + r * nh)", "(tanh (+ nx (* r nh)))"),
-    ("concat(f, b, x[t+1])", "(concat f b x[t+1])"),
-    ("f()", "(f)"),
-    ("0.5 + .5 + 1e-3 + 2E2", "(+ (+ (+ 0.5 0.5) 0.001) 200)"),
-])
+@pytest.mark.parametrize(
+    ("text", "tree"),
+    [
+        ("a + b * c", "(+ a (* b c))"),
+        ("a - b - c", "(- (- a b) c)"),
+        ("a / b / c", "(/ (/ a b) c)"),
+        ("(a + b) * c", "(* (+ a b) c)"),
+        ("-a * b", "(* (neg a) b)"),
+        ("- -a", "(neg (neg a))"),
+        ("1 - z", "(- 1 z)"),
+        ("(1 - z) * n + z * h[t-1]", "(+ (* (- 1 z) n) (* z h[t-1]))"),
+        ("f * c[t-1] + i * g", "(+ (* f c[t-1]) (* i g))"),
+        ("tanh(nx + r * nh)", "(tanh (+ nx (* r nh)))"),
+        ("concat(f, b, x[t+1])", "(concat f b x[t+1])"),
+        ("f()", "(f)"),
+        ("0.5 + .5 + 1e-3 + 2E2", "(+ (+ (+ 0.5 0.5) 0.001) 200)"),
+    ],
+)
 def test_expression_shapes(text: str, tree: str) -> None:
     assert sexpr(expr_of(text)) == tree
 
@@ -165,11 +171,14 @@ def test_keywords_are_names_where_no_keyword_fits() -> None:
     assert [(k, v) for k, v, _ in layer.options] == [("init", "zeros")]
 
 
-@pytest.mark.parametrize(("text", "kind", "size"), [
-    ("input x: 16", "seq", 16),
-    ("input s: 8 static", "static", 8),
-    ("input w: tokens(100)", "tokens", 100),
-])
+@pytest.mark.parametrize(
+    ("text", "kind", "size"),
+    [
+        ("input x: 16", "seq", 16),
+        ("input s: 8 static", "static", 8),
+        ("input w: tokens(100)", "tokens", 100),
+    ],
+)
 def test_inputs(text: str, kind: str, size: int) -> None:
     (inp,) = body(text)
     assert isinstance(inp, s.Input)
@@ -183,15 +192,18 @@ def test_sized_and_unsized_assignments() -> None:
     assert (plain.name, plain.size) == ("h", None)
 
 
-@pytest.mark.parametrize(("text", "policy", "expr"), [
-    ("init h = zeros", "zeros", None),
-    ("init h = learned", "learned", None),
-    ("init h = s", "expr", "s"),
-    ("init h = tanh(s) * 0.5", "expr", "(* (tanh s) 0.5)"),
-    ("init h = 1", "expr", "1"),
-    ("init h = zeros[t-1]", "expr", "zeros[t-1]"),  # not the policy: the checker reports it
-    ("init h = zeros + 1", "expr", "(+ zeros 1)"),
-])
+@pytest.mark.parametrize(
+    ("text", "policy", "expr"),
+    [
+        ("init h = zeros", "zeros", None),
+        ("init h = learned", "learned", None),
+        ("init h = s", "expr", "s"),
+        ("init h = tanh(s) * 0.5", "expr", "(* (tanh s) 0.5)"),
+        ("init h = 1", "expr", "1"),
+        ("init h = zeros[t-1]", "expr", "zeros[t-1]"),  # not the policy: the checker reports it
+        ("init h = zeros + 1", "expr", "(+ zeros 1)"),
+    ],
+)
 def test_init_policies(text: str, policy: str, expr: str | None) -> None:
     (init,) = body(text)
     assert isinstance(init, s.Init)
@@ -233,14 +245,17 @@ def test_spans_are_one_based_and_end_exclusive() -> None:
     assert [src.span for src in layer.sources] == [Span(2, 15, 2, 16), Span(2, 18, 2, 24)]
 
 
-@pytest.mark.parametrize(("text", "line", "column", "message"), [
-    ("network N { layer h: 4 tanh x, y }", 1, 30, "unexpected ',': a layer lists its sources after '<-'"),
-    ("network N { input x: 4\n layer h tanh <- x }", 2, 10, "unexpected 'tanh': a layer needs a size"),
-    ("network N { input x: 4\n h = x[1] }", 2, 8, "unexpected '1': a delayed reference is written"),
-    ("network N { input x: 4", 1, 23, "unexpected end of file: missing '}' to close the network"),
-    ("network N { h = x ? y }", 1, 19, "unexpected character '?'"),
-    ("h = x", 1, 1, "unexpected 'h': a network is written `network NAME { ... }`"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "column", "message"),
+    [
+        ("network N { layer h: 4 tanh x, y }", 1, 30, "unexpected ',': a layer lists its sources after '<-'"),
+        ("network N { input x: 4\n layer h tanh <- x }", 2, 10, "unexpected 'tanh': a layer needs a size"),
+        ("network N { input x: 4\n h = x[1] }", 2, 8, "unexpected '1': a delayed reference is written"),
+        ("network N { input x: 4", 1, 23, "unexpected end of file: missing '}' to close the network"),
+        ("network N { h = x ? y }", 1, 19, "unexpected character '?'"),
+        ("h = x", 1, 1, "unexpected 'h': a network is written `network NAME { ... }`"),
+    ],
+)
 def test_syntax_errors_point_at_the_mistake(text: str, line: int, column: int, message: str) -> None:
     with pytest.raises(SpecError) as info:
         parse(text)
@@ -269,25 +284,59 @@ def test_a_byte_order_mark_is_skipped() -> None:
     assert d.format().splitlines()[1:3] == ["    network N { h = x ? y }", "                      ^"]
 
 
-@pytest.mark.parametrize(("text", "line", "column", "message", "hint"), [
-    # read as the option `tanh=x`; it was reported at the next line's `h`
-    ("network N {\n    input x: 4\n    layer h: 16 tanh = x\n    output h\n}\n", 3, 22,
-     "unexpected '=': a layer lists its sources after '<-'", "write `<-` instead of `=`"),
-    ("network N {\n    input x: 4\n    layer h: 16 tanh = x[t-1], x\n    output h\n}\n", 3, 22,
-     "unexpected '=': a layer lists its sources after '<-'", "write `<-` instead of `=`"),
-    ("network N { input x: 4\n layer h: 16 tanh = x }", 2, 19,
-     "unexpected '=': a layer lists its sources after '<-'", "write `<-` instead of `=`"),
-    # the option list ran on into the next statement; it was reported there
-    ("network N {\n    input x: 4\n    layer h: 16 tanh dropout=0.1\n    output h\n}\n", 3, 33,
-     "layer `h` has no sources: a layer lists its sources after '<-'", "a layer lists its sources after '<-'"),
-    # the output `last`, then a statement `h ...`; it was reported at the `}` (or the next statement)
-    ("network N {\n    input x: 4\n    layer h: 16 tanh <- x\n    output last h\n}\n", 4, 12,
-     "unexpected 'last': `last` comes after the output's name", "write `output h last`"),
-    ("network N {\n    input x: 4\n    output last x\n    layer h: 16 tanh <- x\n    output h\n}\n", 3, 12,
-     "unexpected 'last': `last` comes after the output's name", "write `output x last`"),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "column", "message", "hint"),
+    [
+        # read as the option `tanh=x`; it was reported at the next line's `h`
+        (
+            "network N {\n    input x: 4\n    layer h: 16 tanh = x\n    output h\n}\n",
+            3,
+            22,
+            "unexpected '=': a layer lists its sources after '<-'",
+            "write `<-` instead of `=`",
+        ),
+        (
+            "network N {\n    input x: 4\n    layer h: 16 tanh = x[t-1], x\n    output h\n}\n",
+            3,
+            22,
+            "unexpected '=': a layer lists its sources after '<-'",
+            "write `<-` instead of `=`",
+        ),
+        (
+            "network N { input x: 4\n layer h: 16 tanh = x }",
+            2,
+            19,
+            "unexpected '=': a layer lists its sources after '<-'",
+            "write `<-` instead of `=`",
+        ),
+        # the option list ran on into the next statement; it was reported there
+        (
+            "network N {\n    input x: 4\n    layer h: 16 tanh dropout=0.1\n    output h\n}\n",
+            3,
+            33,
+            "layer `h` has no sources: a layer lists its sources after '<-'",
+            "a layer lists its sources after '<-'",
+        ),
+        # the output `last`, then a statement `h ...`; it was reported at the `}` (or the next statement)
+        (
+            "network N {\n    input x: 4\n    layer h: 16 tanh <- x\n    output last h\n}\n",
+            4,
+            12,
+            "unexpected 'last': `last` comes after the output's name",
+            "write `output h last`",
+        ),
+        (
+            "network N {\n    input x: 4\n    output last x\n    layer h: 16 tanh <- x\n    output h\n}\n",
+            3,
+            12,
+            "unexpected 'last': `last` comes after the output's name",
+            "write `output x last`",
+        ),
+    ],
+)
 def test_mistakes_noticed_a_statement_later_are_reported_where_they_are(
-        text: str, line: int, column: int, message: str, hint: str) -> None:
+    text: str, line: int, column: int, message: str, hint: str
+) -> None:
     with pytest.raises(SpecError) as info:
         parse(text)
     (d,) = info.value.diagnostics

@@ -27,8 +27,23 @@ from hypothesis import strategies as st
 import rnndsl
 from rnndsl.runtime.network import State
 
-ACTIVATIONS = ["tanh", "identity", "sigmoid", "relu", "gelu", "silu", "elu", "softplus", "softsign", "hardtanh",
-               "sin", "cos", "abs", "softmax", "log_softmax"]
+ACTIVATIONS = [
+    "tanh",
+    "identity",
+    "sigmoid",
+    "relu",
+    "gelu",
+    "silu",
+    "elu",
+    "softplus",
+    "softsign",
+    "hardtanh",
+    "sin",
+    "cos",
+    "abs",
+    "softmax",
+    "log_softmax",
+]
 UNARY = ["tanh", "sigmoid", "sin", "cos", "softsign", "softplus", "gelu", "abs", "elu", "silu"]
 
 
@@ -144,13 +159,22 @@ class Builder:
         ahead = [(b, d) for b in bwd[i:] for d in range(-3, 0)]
         return self._input_refs(True) + forward + earlier + ahead
 
-    def _ref(self, options: list[tuple[str, int]], varying: bool | None = None, size: int | None = None,
-             tokens: bool = False, draw: bool = True) -> Ref | None:
+    def _ref(
+        self,
+        options: list[tuple[str, int]],
+        varying: bool | None = None,
+        size: int | None = None,
+        tokens: bool = False,
+        draw: bool = True,
+    ) -> Ref | None:
         """One of `options`, filtered (None when none is left; `draw=False` only asks)."""
-        ok = [(n, d) for n, d in options
-              if (tokens or n != "w")
-              and (varying is None or (n not in self.spec.static) == varying)
-              and (size is None or self.spec.sizes[n] == size)]
+        ok = [
+            (n, d)
+            for n, d in options
+            if (tokens or n != "w")
+            and (varying is None or (n not in self.spec.static) == varying)
+            and (size is None or self.spec.sizes[n] == size)
+        ]
         if not ok or not draw:
             return None if not ok else Ref("", 0)
         name, delay = self.pick(ok)
@@ -293,8 +317,10 @@ def check(text: str, batch: int, steps: int, lengths: list[int] | None, seed: in
     try:
         first = compare(net, atol=1e-9, rtol=1e-7, **call)
         if first.state is not None:  # continue from the state just produced, into a shorter chunk
-            state = State({k: v.detach().requires_grad_(v.dtype.is_floating_point) for k, v in first.state.items()},
-                          first.state.signature)
+            state = State(
+                {k: v.detach().requires_grad_(v.dtype.is_floating_point) for k, v in first.state.items()},
+                first.state.signature,
+            )
             more = random_inputs(net, "cpu", batch, max(1, steps - 2))
             compare(net, atol=1e-9, rtol=1e-7, state=state, **more)
     except AssertionError as err:
@@ -350,8 +376,9 @@ def fed_calls(draw: Any) -> tuple[str, int, int, list[int] | None, int]:
 
 @settings(max_examples=20, **SETTINGS)  # type: ignore[arg-type]
 @given(fed_calls())
-def test_random_network_run_free_equals_feeding_back_what_it_fed(case: tuple[str, int, int, list[int] | None,
-                                                                             int]) -> None:
+def test_random_network_run_free_equals_feeding_back_what_it_fed(
+    case: tuple[str, int, int, list[int] | None, int],
+) -> None:
     text, batch, steps, lengths, seed = case
     net = randomize(rnndsl.compile(text).double().eval(), seed)
     torch.manual_seed(seed)
@@ -368,5 +395,6 @@ def test_random_network_run_free_equals_feeding_back_what_it_fed(case: tuple[str
     assert fed.shape == x.shape
     forced = net(**call, x=fed)
     for name in free:
-        torch.testing.assert_close(forced[name], free[name], atol=1e-10, rtol=1e-10,
-                                   msg=lambda m, name=name: f"{name}: {m}\nspec:\n{text}")
+        torch.testing.assert_close(
+            forced[name], free[name], atol=1e-10, rtol=1e-10, msg=lambda m, name=name: f"{name}: {m}\nspec:\n{text}"
+        )

@@ -33,8 +33,12 @@ def test_readme_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train("examples/tasks/digits_gru.rnn", Digits(), TrainConfig(steps=2, batch=8, eval_every=0),
-              out="runs/digits_gru-digits")
+        train(
+            "examples/tasks/digits_gru.rnn",
+            Digits(),
+            TrainConfig(steps=2, batch=8, eval_every=0),
+            out="runs/digits_gru-digits",
+        )
         namespace: dict[str, object] = {}
         printed = io.StringIO()
         for i, code in enumerate(blocks()):

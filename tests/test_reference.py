@@ -23,7 +23,8 @@ B, T = 2, 4
 
 # Networks without a sequence input (they need steps=), written here: the examples all have one.
 EXTRA = {
-    "static_source": ("""
+    "static_source": (
+        """
 network Oscillator {
     input  s: 3 static
     layer  h: 4 tanh <- s, h[t-1], h[t-2]
@@ -32,8 +33,11 @@ network Oscillator {
     output y
     output h last
 }
-""", []),
-    "no_source": ("""
+""",
+        [],
+    ),
+    "no_source": (
+        """
 network Counter {
     input  s: 3 static
     layer  a: 4 <- s
@@ -43,7 +47,9 @@ network Counter {
     output y
     output h last
 }
-""", []),
+""",
+        [],
+    ),
 }
 
 
@@ -81,8 +87,14 @@ def test_fast_equals_reference_from_state(spec: str, name: str, lengths: bool, d
         pytest.skip("a network reading [t+k] takes no state")
     first = net(**random_inputs(net, device, B, T))
     assert first.state is not None
-    state = {k: (torch.randn_like(v).requires_grad_() if v.dtype.is_floating_point else
-                 torch.randint_like(v, 0, net.network[k].size)) for k, v in first.state.items()}
+    state = {
+        k: (
+            torch.randn_like(v).requires_grad_()
+            if v.dtype.is_floating_point
+            else torch.randint_like(v, 0, net.network[k].size)
+        )
+        for k, v in first.state.items()
+    }
     call = random_inputs(net, device, B, 3)
     if lengths:
         call["lengths"] = torch.tensor([1, 3], device=device)
@@ -91,10 +103,16 @@ def test_fast_equals_reference_from_state(spec: str, name: str, lengths: bool, d
 
 def test_static_output_with_lengths_is_zero_past_the_end() -> None:
     """A static node as a per-step output is zero past each sequence's end, in both executors."""
-    net = build("network S { input x: 2\n input s: 3 static\n a = s * 2\n layer y: 3 <- x, y[t-1]\n"
-                " output a\n output y }", "S", torch.device("cpu"))
-    call = {"x": torch.randn(2, 4, 2, dtype=torch.float64), "s": torch.randn(2, 3, dtype=torch.float64),
-            "lengths": torch.tensor([4, 2])}
+    net = build(
+        "network S { input x: 2\n input s: 3 static\n a = s * 2\n layer y: 3 <- x, y[t-1]\n output a\n output y }",
+        "S",
+        torch.device("cpu"),
+    )
+    call = {
+        "x": torch.randn(2, 4, 2, dtype=torch.float64),
+        "s": torch.randn(2, 3, dtype=torch.float64),
+        "lengths": torch.tensor([4, 2]),
+    }
     fast, slow = net(**call), reference(net, **call)
     assert fast.a[1, 2:].abs().max() == 0
     torch.testing.assert_close(fast.a, slow.a)
@@ -104,12 +122,14 @@ def test_static_output_with_lengths_is_zero_past_the_end() -> None:
 def test_a_value_that_meets_a_number_bound_gets_the_same_gradient(fn: str) -> None:
     """`min(f[t-1], 0.5)` with f[t-1] exactly 0.5 (sigmoid(0) of the zero init): both executors treat a number
     bound as a clamp, so the gradient at the tie is the same (found by the random-topology fuzzer)."""
-    net = randomize(rnndsl.compile(f"""network N {{
+    net = randomize(
+        rnndsl.compile(f"""network N {{
         input x: 2
         layer f: 2 sigmoid <- x, g[t-1]
         g = sigmoid({fn}(g[t-1], 0.5)) + f * 0
         output g
-    }}""").double())
+    }}""").double()
+    )
     x = torch.zeros(2, 3, 2, dtype=torch.float64, requires_grad=True)
     compare(net, x=x)
     state = {"g": torch.full((2, 1, 2), 0.5, dtype=torch.float64, requires_grad=True)}
@@ -120,14 +140,16 @@ def test_a_value_that_meets_a_number_bound_gets_the_same_gradient(fn: str) -> No
 def test_layers_sharing_a_matmul_get_their_own_softmax(act: str) -> None:
     """Two softmax layers reading the same delayed source run as one matmul; each normalises its own vector,
     not the two side by side (found by the random-topology fuzzer)."""
-    net = randomize(rnndsl.compile(f"""network N {{
+    net = randomize(
+        rnndsl.compile(f"""network N {{
         input x: 3
         layer a: 3 tanh <- x, p[t-1], q[t-1]
         layer p: 3 {act} <- a[t-1]
         layer q: 2 {act} <- a[t-1]
         y = concat(p, q)
         output y
-    }}""").double())
+    }}""").double()
+    )
     for grad in (False, True):
         x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=grad)
         compare(net, x=x)

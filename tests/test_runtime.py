@@ -81,8 +81,14 @@ def compile64(spec: str, device: torch.device | str = "cpu", fuse: bool = True) 
     return net
 
 
-def inputs(net: CompiledNetwork, batch: int, steps: int, device: torch.device | str = "cpu",
-           dtype: torch.dtype = torch.float64, seed: int = 0) -> dict[str, torch.Tensor]:
+def inputs(
+    net: CompiledNetwork,
+    batch: int,
+    steps: int,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for node in net.network.inputs:
@@ -99,12 +105,13 @@ def same(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-10, what: str = "") -
     torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=lambda m: f"{what}: {m}")
 
 
-def seq_slice(net: CompiledNetwork, call: dict[str, torch.Tensor], b: int, start: int, stop: int
-              ) -> dict[str, torch.Tensor]:
+def seq_slice(
+    net: CompiledNetwork, call: dict[str, torch.Tensor], b: int, start: int, stop: int
+) -> dict[str, torch.Tensor]:
     """Sequence b of a call, steps [start, stop) (static inputs whole)."""
     out = {}
     for node in net.network.inputs:
-        v = call[node.name][b: b + 1]
+        v = call[node.name][b : b + 1]
         out[node.name] = v if node.input_kind == "static" else v[:, start:stop]
     return out
 
@@ -113,8 +120,11 @@ def seq_slice(net: CompiledNetwork, call: dict[str, torch.Tensor], b: int, start
 
 
 @pytest.mark.parametrize("fuse", [True, False], ids=["fused", "loop"])
-@pytest.mark.parametrize("spec", [ELMAN, LSTM, SKIP2, JORDAN, TOKENS, BIDIR],
-                         ids=["elman", "lstm", "skip2", "jordan", "tokens", "bidirectional"])
+@pytest.mark.parametrize(
+    "spec",
+    [ELMAN, LSTM, SKIP2, JORDAN, TOKENS, BIDIR],
+    ids=["elman", "lstm", "skip2", "jordan", "tokens", "bidirectional"],
+)
 def test_padding_invariance(spec: str, fuse: bool, device: torch.device) -> None:
     """A sequence gives the same outputs, last values and state alone as padded among others."""
     net = compile64(spec, device, fuse)
@@ -174,8 +184,11 @@ def test_chunks_with_lengths_on_the_last_chunk(spec: str, device: torch.device) 
     tail = torch.tensor([3, 1, 2], device=device)
     whole = net(**call, lengths=tail + first)
     head = net(**{k: v if net.network[k].input_kind == "static" else v[:, :first] for k, v in call.items()})
-    last = net(**{k: v if net.network[k].input_kind == "static" else v[:, first:] for k, v in call.items()},
-               state=head.state, lengths=tail)
+    last = net(
+        **{k: v if net.network[k].input_kind == "static" else v[:, first:] for k, v in call.items()},
+        state=head.state,
+        lengths=tail,
+    )
     for o in net.network.outputs:
         if o.last:
             same(last[o.name], whole[o.name], what=o.name)
@@ -198,8 +211,9 @@ def test_state_detach_keeps_the_signature() -> None:
 
 def test_a_carried_state_tells_the_batch_size_when_running_free() -> None:
     """`net(steps=N, state=warm.state)` asked for batch= although the state carries it."""
-    net = rnndsl.compile("network Free { input x: 1 = y[t-1]\n layer h: 8 tanh <- x, h[t-1]\n"
-                         " layer y: 1 <- h\n output y }")
+    net = rnndsl.compile(
+        "network Free { input x: 1 = y[t-1]\n layer h: 8 tanh <- x, h[t-1]\n layer y: 1 <- h\n output y }"
+    )
     warm = net(x=torch.randn(3, 5, 1))
     free = net(steps=6, state=warm.state)
     assert free.y.shape == (3, 6, 1)
@@ -214,8 +228,11 @@ def test_state_for_a_network_reading_the_future_is_refused() -> None:
     net = compile64(BIDIR)
     out = net(**inputs(net, 2, 3))
     assert out.state is None
-    with pytest.raises(ValueError, match=r"network `Bi` reads the future \(\[t\+k\]\), so it cannot continue from a "
-                                         "state: give it whole sequences"):
+    with pytest.raises(
+        ValueError,
+        match=r"network `Bi` reads the future \(\[t\+k\]\), so it cannot continue from a "
+        "state: give it whole sequences",
+    ):
         net(**inputs(net, 2, 3), state={"f": torch.zeros(2, 1, 3, dtype=torch.float64)})
 
 
@@ -252,8 +269,10 @@ def test_to_device_matches_cpu(device: torch.device) -> None:
             moved(**call)
 
 
-@pytest.mark.parametrize(("convert", "dtype", "tol"), [
-    ("double", torch.float64, 1e-5), ("half", torch.float16, 3e-2), ("bfloat16", torch.bfloat16, 1e-1)])
+@pytest.mark.parametrize(
+    ("convert", "dtype", "tol"),
+    [("double", torch.float64, 1e-5), ("half", torch.float16, 3e-2), ("bfloat16", torch.bfloat16, 1e-1)],
+)
 @pytest.mark.parametrize("spec", [LSTM, JORDAN, TOKENS], ids=["lstm", "jordan", "tokens"])
 def test_dtypes(spec: str, convert: str, dtype: torch.dtype, tol: float, device: torch.device) -> None:
     net = rnndsl.compile(spec).to(device)
@@ -284,8 +303,12 @@ def _roundtrips() -> dict[str, Any]:
         fresh.load_state_dict(net.state_dict())
         return fresh
 
-    return {"deepcopy": copy.deepcopy, "pickle": lambda n: pickle.loads(pickle.dumps(n)),
-            "torch.save": via_torch_save, "state_dict": via_state_dict}
+    return {
+        "deepcopy": copy.deepcopy,
+        "pickle": lambda n: pickle.loads(pickle.dumps(n)),
+        "torch.save": via_torch_save,
+        "state_dict": via_state_dict,
+    }
 
 
 ROUNDTRIPS = _roundtrips()
@@ -312,23 +335,50 @@ def test_roundtrip_gives_identical_outputs(spec: str, how: str) -> None:
 def test_state_dict_keys_are_stable() -> None:
     lstm = rnndsl.compile(EXAMPLES / "lstm.rnn")
     assert list(lstm.state_dict()) == [
-        "layers.i.bias", "layers.i.weight.0", "layers.i.weight.1",
-        "layers.f.bias", "layers.f.weight.0", "layers.f.weight.1",
-        "layers.g.bias", "layers.g.weight.0", "layers.g.weight.1",
-        "layers.o.bias", "layers.o.weight.0", "layers.o.weight.1"]
+        "layers.i.bias",
+        "layers.i.weight.0",
+        "layers.i.weight.1",
+        "layers.f.bias",
+        "layers.f.weight.0",
+        "layers.f.weight.1",
+        "layers.g.bias",
+        "layers.g.weight.0",
+        "layers.g.weight.1",
+        "layers.o.bias",
+        "layers.o.weight.0",
+        "layers.o.weight.1",
+    ]
     jordan = rnndsl.compile(EXAMPLES / "jordan.rnn")
     assert list(jordan.state_dict()) == [
-        "layers.h.bias", "layers.h.weight.0", "layers.h.weight.1", "layers.y.bias", "layers.y.weight.0",
-        "learned_init.y"]
+        "layers.h.bias",
+        "layers.h.weight.0",
+        "layers.h.weight.1",
+        "layers.y.bias",
+        "layers.y.weight.0",
+        "learned_init.y",
+    ]
     generator = rnndsl.compile(EXAMPLES / "generator.rnn")
     assert list(generator.state_dict()) == [
-        "layers.h.bias", "layers.h.weight.0", "layers.h.weight.1", "layers.h.weight.2", "layers.y.bias",
-        "layers.y.weight.0", "init_projection.h.weight", "init_projection.h.bias"]
+        "layers.h.bias",
+        "layers.h.weight.0",
+        "layers.h.weight.1",
+        "layers.h.weight.2",
+        "layers.y.bias",
+        "layers.y.weight.0",
+        "init_projection.h.weight",
+        "init_projection.h.bias",
+    ]
     stacked = rnndsl.compile(EXAMPLES / "stacked.rnn", network="Stacked")
     assert list(stacked.state_dict()) == [
-        "layers.l1__h.bias", "layers.l1__h.weight.0", "layers.l1__h.weight.1",
-        "layers.l2__h.bias", "layers.l2__h.weight.0", "layers.l2__h.weight.1",
-        "layers.y.bias", "layers.y.weight.0"]
+        "layers.l1__h.bias",
+        "layers.l1__h.weight.0",
+        "layers.l1__h.weight.1",
+        "layers.l2__h.bias",
+        "layers.l2__h.weight.0",
+        "layers.l2__h.weight.1",
+        "layers.y.bias",
+        "layers.y.weight.0",
+    ]
 
 
 # ---- introspection -------------------------------------------------------------------------------------------
@@ -481,8 +531,9 @@ def test_a_call_reads_parameters_replaced_after_the_first_call() -> None:
     net(x)
     net.layers["h"].weight[0] = torch.nn.Parameter(torch.zeros(4, 3))
     assert net.parameter_table()["_W0_h"] is net.weight("h", 0)
-    net.layers["h"].weight = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(4, 3)),
-                                                      torch.nn.Parameter(torch.ones(4, 4))])
+    net.layers["h"].weight = torch.nn.ParameterList(
+        [torch.nn.Parameter(torch.ones(4, 3)), torch.nn.Parameter(torch.ones(4, 4))]
+    )
     assert net.parameter_table()["_W1_h"] is net.weight("h", 1)
     net.layers["y"] = copy.deepcopy(net.layers["y"])
     assert net.parameter_table()["_b_y"] is net.bias("y")
@@ -492,7 +543,9 @@ def test_a_call_reads_parameters_replaced_after_the_first_call() -> None:
 
 def test_a_node_named_like_a_module_attribute_gets_its_own_key() -> None:
     """`training` is an attribute of every nn.Module instance (not of the class): it crashed as a key."""
-    net = rnndsl.compile("network N { input x: 2\n layer training: 3 tanh <- x, training[t-1]\n"
-                         " init training = learned\n output training }")
+    net = rnndsl.compile(
+        "network N { input x: 2\n layer training: 3 tanh <- x, training[t-1]\n"
+        " init training = learned\n output training }"
+    )
     assert "layers.training__.bias" in net.state_dict() and "learned_init.training__" in net.state_dict()
     assert net(torch.zeros(1, 4, 2)).training.shape == (1, 4, 3)

@@ -38,6 +38,7 @@ def _same(a: Batch, b: Batch) -> bool:
 
 # ---- shapes ---------------------------------------------------------------------------------------
 
+
 def test_digits_shapes_and_split_sizes() -> None:
     task = Digits()
     batch = task.train_batch(0, 16)
@@ -78,7 +79,7 @@ def test_copy_layout() -> None:
 def test_names_inputs_targets_and_lengths() -> None:
     task = Names()
     batch = task.train_batch(0, 8)
-    words = [decode(batch.x[i, 1:int(n)].tolist()) for i, n in enumerate(batch.lengths)]
+    words = [decode(batch.x[i, 1 : int(n)].tolist()) for i, n in enumerate(batch.lengths)]
     assert words == [task.words("train")[i] for i in epoch_batch(len(task.words("train")), 0, 8, 0)]
     for row, (word, n) in enumerate(zip(words, batch.lengths.tolist(), strict=True)):
         assert n == len(word) + 1 and batch.x[row, 0] == 0
@@ -99,11 +100,14 @@ def test_names_are_the_census_first_names() -> None:
 
 # ---- determinism ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(TASKS))
 def test_splits_and_batches_are_fixed_by_the_seed(name: str) -> None:
-    small = {"adding": {"length": 10, "validation_size": 20, "test_size": 20},
-             "copy": {"delay": 4, "validation_size": 20, "test_size": 20},
-             "g2p": {"validation_size": 20, "test_size": 20}}.get(name, {})
+    small = {
+        "adding": {"length": 10, "validation_size": 20, "test_size": 20},
+        "copy": {"delay": 4, "validation_size": 20, "test_size": 20},
+        "g2p": {"validation_size": 20, "test_size": 20},
+    }.get(name, {})
     a, b, c = (make_task(name, seed=s, **small) for s in (1, 1, 2))
     for split in ("validation", "test"):
         assert _same(a.split(split), b.split(split))
@@ -126,6 +130,7 @@ def test_split_names_are_checked() -> None:
 
 
 # ---- metrics --------------------------------------------------------------------------------------
+
 
 def test_accuracy_skips_ignored_positions() -> None:
     logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [5.0, 0.0]]])
@@ -198,8 +203,10 @@ def test_mismatch_names_each_difference_and_the_fix() -> None:
     with pytest.raises(TaskMismatchError) as info:
         Digits().bind(rnndsl.load(spec))
     text = str(info.value)
-    assert text.startswith("network `E` (<string>) does not fit task `digits`, which feeds vectors of size 8 at "
-                           "every step (`input NAME: 8`) and reads `output NAME last` of size 10 as logits")
+    assert text.startswith(
+        "network `E` (<string>) does not fit task `digits`, which feeds vectors of size 8 at "
+        "every step (`input NAME: 8`) and reads `output NAME last` of size 10 as logits"
+    )
     assert "<string>:1:13: error: input `x` has size 16; the task gives 8 per step" in text
     assert "help: declare `input x: 8`" in text
     assert "error: output `y` gives a value at every step; the task needs one per sequence" in text
@@ -235,10 +242,16 @@ def test_mismatch_with_several_outputs() -> None:
 
 # ---- the registry ----------------------------------------------------------------------------------
 
+
 def test_registry_and_options() -> None:
     assert list(TASKS) == ["digits", "adding", "copy", "names", "g2p"]
-    assert make_task("adding", length=30).config() == {"name": "adding", "length": 30, "seed": 0,
-                                                       "validation_size": 1000, "test_size": 1000}
+    assert make_task("adding", length=30).config() == {
+        "name": "adding",
+        "length": 30,
+        "seed": 0,
+        "validation_size": 1000,
+        "test_size": 1000,
+    }
     assert isinstance(make_task("copy"), Copy)
     with pytest.raises(ValueError, match="no task `add`; the tasks are: digits, adding, copy, names, g2p"):
         make_task("add")
@@ -264,8 +277,9 @@ def test_names_by_sex_feeds_a_static_input_and_generates_names() -> None:
     task = Names(by_sex=1)
     batch = task.train_batch(0, 8)
     sex = dict(load_names_by_sex())
-    names = [decode([int(i) for i in row[1:n]]) for row, n in zip(batch.x.tolist(), batch.lengths.tolist(),
-                                                                    strict=True)]
+    names = [
+        decode([int(i) for i in row[1:n]]) for row, n in zip(batch.x.tolist(), batch.lengths.tolist(), strict=True)
+    ]
     assert batch.more["static"].tolist() == [[1 - sex[n], sex[n]] for n in names]
     torch.manual_seed(0)
     net = rnndsl.compile(NAME_GEN)
@@ -276,8 +290,9 @@ def test_names_by_sex_feeds_a_static_input_and_generates_names() -> None:
     assert [line.split(":")[0] for line in lines] == ["male", "female"]
     for line in lines:
         generated = line.split(": ")[1].split(", ")
-        assert len(generated) == 3 and all(g.startswith("ma") and set(g) <= set("abcdefghijklmnopqrstuvwxyz")
-                                           for g in generated)
+        assert len(generated) == 3 and all(
+            g.startswith("ma") and set(g) <= set("abcdefghijklmnopqrstuvwxyz") for g in generated
+        )
     with pytest.raises(TaskMismatchError, match="needs one `static` input of size 2"):
         task.bind(rnndsl.load(ROOT / "examples" / "tasks" / "names_lstm.rnn"))
 
@@ -292,8 +307,13 @@ def test_g2p_batches_bind_a_model_and_decode() -> None:
     torch.manual_seed(0)
     model = rnndsl.compile(G2P_SPEC)
     binding = task.bind(model.model)
-    assert (binding.input, binding.target, binding.output, binding.encoder, binding.decoder) == \
-        ("letters", "phone", "y", "enc", "dec")
+    assert (binding.input, binding.target, binding.output, binding.encoder, binding.decoder) == (
+        "letters",
+        "phone",
+        "y",
+        "enc",
+        "dec",
+    )
     model.eval()
     with torch.no_grad():
         metrics = task.evaluate(model, binding, batch, 4)

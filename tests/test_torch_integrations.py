@@ -28,19 +28,21 @@ import rnndsl
 
 SPECS = {
     "jordan": "network J { input x: 4\n layer h: 8 tanh <- x, y[t-1]\n layer y: 3 softmax <- h\n"
-              " init y = learned\n output y }",
+    " init y = learned\n output y }",
     "lstm": "network L { input x: 4\n layer i: 5 sigmoid <- x, h[t-1]\n layer f: 5 sigmoid <- x, h[t-1]\n"
-            " layer g: 5 tanh <- x, h[t-1]\n layer o: 5 sigmoid <- x, h[t-1]\n c = f * c[t-1] + i * g\n"
-            " h = o * tanh(c)\n output h }",
+    " layer g: 5 tanh <- x, h[t-1]\n layer o: 5 sigmoid <- x, h[t-1]\n c = f * c[t-1] + i * g\n"
+    " h = o * tanh(c)\n output h }",
 }
 OUT = {"jordan": "y", "lstm": "h"}
 B, T = 3, 3
 
 # Expected noise: torch.jit is deprecated in this torch, tracing turns shape checks into constants, and
 # TorchScript objects to the module's instance annotations before it fails.
-pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.* is deprecated:DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
-              pytest.mark.filterwarnings("ignore:The TorchScript type system:UserWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.* is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+    pytest.mark.filterwarnings("ignore:The TorchScript type system:UserWarning"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +66,9 @@ def inputs(steps: int = T) -> torch.Tensor:
     return torch.randn(B, steps, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(steps))
 
 
-def run(model: nn.Module, net: rnndsl.CompiledNetwork, name: str, x: torch.Tensor,
-        lengths: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def run(
+    model: nn.Module, net: rnndsl.CompiledNetwork, name: str, x: torch.Tensor, lengths: torch.Tensor | None
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The output, and the gradients of a loss in every parameter and in the input."""
     x = x.clone().requires_grad_()
     net.zero_grad()

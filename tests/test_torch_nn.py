@@ -31,18 +31,24 @@ def _cell(kind: str, p: str, x: str, d: str) -> list[str]:
     if kind == "rnn":
         return [f"layer {p}h: {H} tanh <- {x}, {h}"]
     if kind == "lstm":
-        gates = [f"layer {p}{g}: {H} {a} <- {x}, {h}" for g, a in
-                 [("i", "sigmoid"), ("f", "sigmoid"), ("g", "tanh"), ("o", "sigmoid")]]
+        gates = [
+            f"layer {p}{g}: {H} {a} <- {x}, {h}"
+            for g, a in [("i", "sigmoid"), ("f", "sigmoid"), ("g", "tanh"), ("o", "sigmoid")]
+        ]
         return [*gates, f"{p}c = {p}f * {p}c[{d}] + {p}i * {p}g", f"{p}h = {p}o * tanh({p}c)"]
     srcs = f"{h}, {x}" if kind == "gru_hx" else f"{x}, {h}"
-    return [f"layer {p}r: {H} sigmoid <- {srcs}", f"layer {p}z: {H} sigmoid <- {srcs}",
-            f"layer {p}nx: {H} <- {x}", f"layer {p}nh: {H} <- {h}",
-            f"{p}n = tanh({p}nx + {p}r * {p}nh)", f"{p}h = (1 - {p}z) * {p}n + {p}z * {h}"]
+    return [
+        f"layer {p}r: {H} sigmoid <- {srcs}",
+        f"layer {p}z: {H} sigmoid <- {srcs}",
+        f"layer {p}nx: {H} <- {x}",
+        f"layer {p}nh: {H} <- {h}",
+        f"{p}n = tanh({p}nx + {p}r * {p}nh)",
+        f"{p}h = (1 - {p}z) * {p}n + {p}z * {h}",
+    ]
 
 
 # torch's parameter suffix -> our node prefix, per layout
-PREFIXES = {"one": {"_l0": "l0_"}, "two": {"_l0": "l0_", "_l1": "l1_"},
-            "bi": {"_l0": "l0_", "_l0_reverse": "l0r_"}}
+PREFIXES = {"one": {"_l0": "l0_"}, "two": {"_l0": "l0_", "_l1": "l1_"}, "bi": {"_l0": "l0_", "_l0_reverse": "l0r_"}}
 
 
 def spec(kind: str, layout: str, static_init: bool = False) -> str:
@@ -53,13 +59,19 @@ def spec(kind: str, layout: str, static_init: bool = False) -> str:
     elif layout == "two":
         lines += [*_cell(kind, "l0_", "x", "t-1"), *_cell(kind, "l1_", "l0_h", "t-1"), "output l1_h"]
     else:
-        lines += [*_cell(kind, "l0_", "x", "t-1"), *_cell(kind, "l0r_", "x", "t+1"), "y = concat(l0_h, l0r_h)",
-                  "output y", "output l0_h", "output l0r_h"]
+        lines += [
+            *_cell(kind, "l0_", "x", "t-1"),
+            *_cell(kind, "l0r_", "x", "t+1"),
+            "y = concat(l0_h, l0r_h)",
+            "output y",
+            "output l0_h",
+            "output l0r_h",
+        ]
         if kind == "lstm":
             lines += ["output l0_c", "output l0r_c"]
         if static_init:
             for p in ("l0_", "l0r_"):
-                for v in ("hc" if kind == "lstm" else "h"):
+                for v in "hc" if kind == "lstm" else "h":
                     lines += [f"input {p}{v}0: {H} static", f"init {p}{v} = {p}{v}0"]
     return "network N {\n  " + "\n  ".join(lines) + "\n}"
 
@@ -83,8 +95,10 @@ def gates(kind: str, p: str) -> list[Gate]:
     if kind == "lstm":
         return [Gate((f"{p}{g}", 0), (f"{p}{g}", 1), f"{p}{g}", f"{p}{g}") for g in "ifgo"]
     ih, hh = (1, 0) if kind == "gru_hx" else (0, 1)
-    return [*(Gate((f"{p}{g}", ih), (f"{p}{g}", hh), f"{p}{g}", f"{p}{g}") for g in "rz"),
-            Gate((f"{p}nx", 0), (f"{p}nh", 0), f"{p}nx", f"{p}nh")]
+    return [
+        *(Gate((f"{p}{g}", ih), (f"{p}{g}", hh), f"{p}{g}", f"{p}{g}") for g in "rz"),
+        Gate((f"{p}nx", 0), (f"{p}nh", 0), f"{p}nx", f"{p}nh"),
+    ]
 
 
 def copy_weights(net: CompiledNetwork, mod: nn.Module, kind: str, layout: str) -> None:
@@ -118,11 +132,13 @@ def packed_grads(net: CompiledNetwork, kind: str, layout: str) -> dict[str, torc
 # ---- the comparison ----------------------------------------------------------------------------------
 
 
-def make(kind: str, layout: str, dtype: torch.dtype, device: torch.device, static_init: bool = False,
-         fuse: bool = True) -> tuple[CompiledNetwork, nn.Module]:
+def make(
+    kind: str, layout: str, dtype: torch.dtype, device: torch.device, static_init: bool = False, fuse: bool = True
+) -> tuple[CompiledNetwork, nn.Module]:
     torch.manual_seed(0)
-    mod = TORCH[kind](I, H, num_layers=2 if layout == "two" else 1, bidirectional=layout == "bi",
-                      batch_first=True).to(device, dtype)
+    mod = TORCH[kind](I, H, num_layers=2 if layout == "two" else 1, bidirectional=layout == "bi", batch_first=True).to(
+        device, dtype
+    )
     net = rnndsl.compile(spec(kind, layout, static_init), fuse_cells=fuse).to(device, dtype)
     copy_weights(net, mod, kind, layout)
     return net, mod
@@ -151,8 +167,10 @@ def hx_of(kind: str, init: tuple[torch.Tensor, ...] | None) -> object:
     return init if kind == "lstm" else init[0]
 
 
-@pytest.fixture(params=[(True, torch.float32), (True, torch.float64), (False, torch.float64)],
-                ids=["fused-f32", "fused-f64", "loop-f64"])
+@pytest.fixture(
+    params=[(True, torch.float32), (True, torch.float64), (False, torch.float64)],
+    ids=["fused-f32", "fused-f64", "loop-f64"],
+)
 def mode(request: pytest.FixtureRequest) -> tuple[bool, torch.dtype]:
     """Standard cells run on torch's fused kernels by default; `fuse_cells=False` keeps the generated loop."""
     return request.param  # type: ignore[no-any-return]
@@ -166,8 +184,9 @@ KINDS = ["rnn", "lstm", "gru", "gru_hx"]
 @pytest.mark.parametrize("with_state", [False, True], ids=["zeros", "h0"])
 @pytest.mark.parametrize("layout", ["one", "two"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_unidirectional(kind: str, layout: str, with_state: bool, mode: tuple[bool, torch.dtype],
-                        device: torch.device) -> None:
+def test_unidirectional(
+    kind: str, layout: str, with_state: bool, mode: tuple[bool, torch.dtype], device: torch.device
+) -> None:
     fuse, dtype = mode
     net, mod = make(kind, layout, dtype, device, fuse=fuse)
     layers = 2 if layout == "two" else 1
@@ -189,20 +208,24 @@ def test_unidirectional(kind: str, layout: str, with_state: bool, mode: tuple[bo
 
     # gradients of one scalar that reads every output and the final state
     weights = [torch.randn_like(expected)] + [torch.randn_like(f) for f in finals]  # type: ignore[arg-type]
-    ours = torch.stack([out.state[f"l{k}_{v}"][:, -1] for v in ("hc" if kind == "lstm" else "h")  # type: ignore[index]
-                        for k in range(layers)]).view(len(finals), layers, B, H)
+    ours = torch.stack(
+        [
+            out.state[f"l{k}_{v}"][:, -1]
+            for v in ("hc" if kind == "lstm" else "h")  # type: ignore[index]
+            for k in range(layers)
+        ]
+    ).view(len(finals), layers, B, H)
     loss_ours = (got * weights[0]).sum() + sum((ours[j] * weights[j + 1]).sum() for j in range(len(finals)))
-    loss_torch = (expected * weights[0]).sum() + sum((f * w).sum() for f, w in zip(finals, weights[1:],
-                                                                                    strict=True))  # type: ignore[arg-type]
+    loss_torch = (expected * weights[0]).sum() + sum((f * w).sum() for f, w in zip(finals, weights[1:], strict=True))  # type: ignore[arg-type]
     wrt = [x, *(init or ())]
     g_ours = torch.autograd.grad(loss_ours, [*wrt, *net.parameters()])
     g_torch = torch.autograd.grad(loss_torch, [*wrt, *mod.parameters()])
-    for a, b, what in zip(g_ours[:len(wrt)], g_torch, ["x", "h0", "c0"], strict=False):
+    for a, b, what in zip(g_ours[: len(wrt)], g_torch, ["x", "h0", "c0"], strict=False):
         close(a, b, dtype, f"grad {what}")
-    for p, g in zip(net.parameters(), g_ours[len(wrt):], strict=True):
+    for p, g in zip(net.parameters(), g_ours[len(wrt) :], strict=True):
         p.grad = g
     packed = packed_grads(net, kind, layout)
-    for (name, _), g in zip(mod.named_parameters(), g_torch[len(wrt):], strict=True):
+    for (name, _), g in zip(mod.named_parameters(), g_torch[len(wrt) :], strict=True):
         close(packed[name], g, dtype, f"grad {name}")
 
 
@@ -236,12 +259,12 @@ def test_bidirectional(kind: str, with_init: bool, mode: tuple[bool, torch.dtype
     wrt = [x, *(init or ())]
     g_ours = torch.autograd.grad(loss_ours, [*wrt, *net.parameters()])
     g_torch = torch.autograd.grad(loss_torch, [*wrt, *mod.parameters()])
-    for a, b, what in zip(g_ours[:len(wrt)], g_torch, ["x", "h0", "c0"], strict=False):
+    for a, b, what in zip(g_ours[: len(wrt)], g_torch, ["x", "h0", "c0"], strict=False):
         close(a, b, dtype, f"grad {what}")
-    for p, g in zip(net.parameters(), g_ours[len(wrt):], strict=True):
+    for p, g in zip(net.parameters(), g_ours[len(wrt) :], strict=True):
         p.grad = g
     packed = packed_grads(net, kind, "bi")
-    for (name, _), g in zip(mod.named_parameters(), g_torch[len(wrt):], strict=True):
+    for (name, _), g in zip(mod.named_parameters(), g_torch[len(wrt) :], strict=True):
         close(packed[name], g, dtype, f"grad {name}")
 
 

@@ -65,9 +65,9 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 # ---- the loop -------------------------------------------------------------------------------------
 
+
 def test_training_lowers_the_loss() -> None:
-    result = train(TINY.replace(" dropout=0.2", ""), Digits(), TrainConfig(steps=40, batch=32, lr=2e-2,
-                                                                             eval_every=20))
+    result = train(TINY.replace(" dropout=0.2", ""), Digits(), TrainConfig(steps=40, batch=32, lr=2e-2, eval_every=20))
     assert len(result.losses) == 40
     assert np.mean(result.losses[-10:]) < 0.8 * np.mean(result.losses[:10])
     assert [e["step"] for e in result.evals] == [0, 20, 40]
@@ -97,6 +97,7 @@ def test_a_nan_loss_stops_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # ---- checkpoints ----------------------------------------------------------------------------------
 
+
 def test_resume_gives_the_same_next_losses(tmp_path: Path) -> None:
     config = TrainConfig(steps=12, batch=16, lr=1e-2, eval_every=6)
     straight = train(TINY, Digits(), config, out=tmp_path / "a")
@@ -116,14 +117,31 @@ def test_resume_gives_the_same_next_losses(tmp_path: Path) -> None:
 def test_resume_in_a_fresh_process(tmp_path: Path) -> None:
     """About 10 s, nearly all of it the child's start-up (torch, its dynamo that Adam imports, matplotlib)."""
     # the adding task: the child process need not import scikit-learn, which would double its start-up
-    spec = _write(tmp_path, "add.rnn", "network A { input x: 2\n layer h: 8 tanh dropout=0.2 <- x, h[t-1]\n"
-                                       " layer y: 1 <- h\n output y last }")
+    spec = _write(
+        tmp_path,
+        "add.rnn",
+        "network A { input x: 2\n layer h: 8 tanh dropout=0.2 <- x, h[t-1]\n layer y: 1 <- h\n output y last }",
+    )
     task = Adding(length=6, validation_size=16, test_size=16)
     config = TrainConfig(steps=6, batch=8, lr=1e-2, eval_every=3)
     straight = train(spec, task, config)
     train(spec, task, TrainConfig(**{**config.__dict__, "steps": 3}), out=tmp_path / "half")
-    command = [sys.executable, "-m", "rnndsl", "train", str(spec), "--resume", str(tmp_path / "half" / "checkpoint.pt"),
-               "--steps", "6", "--out", str(tmp_path / "rest"), "--quiet", "--threads", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "rnndsl",
+        "train",
+        str(spec),
+        "--resume",
+        str(tmp_path / "half" / "checkpoint.pt"),
+        "--steps",
+        "6",
+        "--out",
+        str(tmp_path / "rest"),
+        "--quiet",
+        "--threads",
+        "1",
+    ]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
     losses = json.loads((tmp_path / "rest" / "results.json").read_text())["history"]["loss"]
     np.testing.assert_allclose(losses, straight.losses, rtol=0, atol=1e-6)
@@ -159,8 +177,10 @@ def test_a_checkpoint_refuses_another_spec(tmp_path: Path) -> None:
     assert f"spec sha256: {sha256(TINY)[:12]} in the checkpoint, {sha256(OTHER)[:12]} here" in text
     assert "first difference at line 3:\n      checkpoint: layer  h: 12 tanh" in text
     assert "here:       layer  h: 6 tanh" in text
-    assert "parameters of another shape: layers.h.bias: (12,) in the checkpoint, (6,) here; layers.h.weight.0: " \
-           "(12, 8) in the checkpoint, (6, 8) here" in text
+    assert (
+        "parameters of another shape: layers.h.bias: (12,) in the checkpoint, (6,) here; layers.h.weight.0: "
+        "(12, 8) in the checkpoint, (6, 8) here" in text
+    )
     assert "layers.y.weight.0: (10, 12) in the checkpoint, (10, 6) here" in text
     with pytest.raises(CheckpointError, match="saved from another spec"):
         train(OTHER, Digits(), QUICK, resume=tmp_path / "checkpoint.pt")
@@ -168,8 +188,11 @@ def test_a_checkpoint_refuses_another_spec(tmp_path: Path) -> None:
 
 def test_a_checkpoint_names_added_and_removed_parameters(tmp_path: Path) -> None:
     train(TINY, Digits(), QUICK, out=tmp_path)
-    renamed = TINY.replace("network Tiny", "network Tiny2").replace("layer  y: 10 <- h", "layer  z: 10 <- h") \
+    renamed = (
+        TINY.replace("network Tiny", "network Tiny2")
+        .replace("layer  y: 10 <- h", "layer  z: 10 <- h")
         .replace("output y last", "output z last")
+    )
     with pytest.raises(CheckpointError) as info:
         load_model(tmp_path / "checkpoint.pt", renamed)
     text = str(info.value)
@@ -254,8 +277,26 @@ sys.exit(main(sys.argv[1:]))
 def _train_command(spec: Path, out: Path) -> list[str]:
     task = [f"--task-arg={k}={v}" for k, v in KILL_TASK.config().items() if k != "name"]
     c = KILL_CONFIG
-    return ["train", str(spec), "--task", KILL_TASK.name, *task, "--steps", str(c.steps), "--batch", str(c.batch),
-            "--lr", str(c.lr), "--eval-every", str(c.eval_every), "--out", str(out), "--threads", "1", "--quiet"]
+    return [
+        "train",
+        str(spec),
+        "--task",
+        KILL_TASK.name,
+        *task,
+        "--steps",
+        str(c.steps),
+        "--batch",
+        str(c.batch),
+        "--lr",
+        str(c.lr),
+        "--eval-every",
+        str(c.eval_every),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--quiet",
+    ]
 
 
 def _kill_when(command: list[str], out: Path, ready: Callable[[], bool], meanwhile: Callable[[], T]) -> T:
@@ -299,8 +340,24 @@ def _saving_again(out: Path) -> Callable[[], bool]:
 def _resume_matches(spec: Path, out: Path, losses: list[float]) -> None:
     """Resume the killed run to the same total steps: the losses of a run never interrupted, and only the usual
     files left (the resumed run removes the temporary file of a killed writer)."""
-    assert main(["train", str(spec), "--resume", str(out / "checkpoint.pt"), "--steps", str(KILL_CONFIG.steps),
-                 "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(spec),
+                "--resume",
+                str(out / "checkpoint.pt"),
+                "--steps",
+                str(KILL_CONFIG.steps),
+                "--out",
+                str(out),
+                "--quiet",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "results.json").read_text())
     np.testing.assert_allclose(results["history"]["loss"], losses, rtol=0, atol=1e-6)
     every = KILL_CONFIG.eval_every
@@ -313,8 +370,12 @@ def test_a_killed_training_process_resumes_with_the_same_losses(tmp_path: Path) 
     (where writing is slow, as here, that is inside the save; elsewhere it may be just after), then resumed from
     the checkpoint it left. About 5 s, nearly all of it the child's start-up."""
     spec, out = _write(tmp_path, "add.rnn", KILL_SPEC), tmp_path / "run"
-    straight = _kill_when([sys.executable, "-m", "rnndsl", *_train_command(spec, out)], out, _saving_again(out),
-                          lambda: train(spec, KILL_TASK, KILL_CONFIG))
+    straight = _kill_when(
+        [sys.executable, "-m", "rnndsl", *_train_command(spec, out)],
+        out,
+        _saving_again(out),
+        lambda: train(spec, KILL_TASK, KILL_CONFIG),
+    )
     step = read_checkpoint(out / "checkpoint.pt")["step"]  # whole, whichever moment the kill came at
     assert 0 < step < KILL_CONFIG.steps and step % KILL_CONFIG.eval_every == 0
     assert len(list(out.glob(".checkpoint.pt.*.tmp"))) <= 1
@@ -327,8 +388,9 @@ def test_a_process_killed_inside_a_save_resumes_from_the_checkpoint_before(tmp_p
     the first checkpoint is left whole beside half of the second. About 5 s, like the test above."""
     spec, out, marker = _write(tmp_path, "add.rnn", KILL_SPEC), tmp_path / "run", tmp_path / "halted"
     halting = [sys.executable, "-c", _HALTS_IN_SECOND_SAVE.replace("MARKER", repr(str(marker)))]
-    straight = _kill_when([*halting, *_train_command(spec, out)], out, marker.exists,
-                          lambda: train(spec, KILL_TASK, KILL_CONFIG))
+    straight = _kill_when(
+        [*halting, *_train_command(spec, out)], out, marker.exists, lambda: train(spec, KILL_TASK, KILL_CONFIG)
+    )
     partial, whole = sorted(out.iterdir())
     assert partial.name.startswith(".checkpoint.pt.") and partial.name.endswith(".tmp")
     assert whole.name == "checkpoint.pt"
@@ -339,6 +401,7 @@ def test_a_process_killed_inside_a_save_resumes_from_the_checkpoint_before(tmp_p
 
 
 # ---- progress -------------------------------------------------------------------------------------
+
 
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
@@ -364,11 +427,27 @@ def test_progress_bar_on_a_terminal_only() -> None:
 
 # ---- the commands ---------------------------------------------------------------------------------
 
+
 def test_cli_train_writes_its_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = _write(tmp_path, "tiny.rnn", TINY)
     out = tmp_path / "run"
-    args = ["train", str(spec), "--task", "digits", "--steps", "4", "--batch", "8", "--eval-every", "2",
-            "--out", str(out), "--quiet", "--threads", "1"]
+    args = [
+        "train",
+        str(spec),
+        "--task",
+        "digits",
+        "--steps",
+        "4",
+        "--batch",
+        "8",
+        "--eval-every",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        "--threads",
+        "1",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr()
     assert "Tiny on digits: 4 steps in" in printed.out and "test:" in printed.out and printed.err == ""
@@ -379,16 +458,37 @@ def test_cli_train_writes_its_files(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert [e["step"] for e in results["history"]["validation"]] == [0, 2, 4]
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # resume: the options come from the checkpoint; --steps is the new total
-    assert main(["train", str(spec), "--resume", str(out / "checkpoint.pt"), "--steps", "6", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(["train", str(spec), "--resume", str(out / "checkpoint.pt"), "--steps", "6", "--out", str(out), "--quiet"])
+        == 0
+    )
     assert len(json.loads((out / "results.json").read_text())["history"]["loss"]) == 6
 
 
 def test_cli_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = _write(tmp_path, "a.rnn", TINY), _write(tmp_path, "b.rnn", OTHER)
     out = tmp_path / "cmp"
-    assert main(["compare", str(a), str(b), "--task", "digits", "--steps", "2", "--batch", "8", "--eval-every", "1",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(a),
+                str(b),
+                "--task",
+                "digits",
+                "--steps",
+                "2",
+                "--batch",
+                "8",
+                "--eval-every",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| spec | network | parameters | steps | validation accuracy | test accuracy | test loss |" in printed
     assert f"| `{a}` | Tiny | " in printed and f"| `{b}` | Tiny | " in printed
@@ -432,14 +532,28 @@ def test_cli_resume_into_another_spec(tmp_path: Path, capsys: pytest.CaptureFixt
     a, b = _write(tmp_path, "a.rnn", TINY), _write(tmp_path, "b.rnn", OTHER)
     assert main(["train", str(a), "--task", "digits", "--steps", "2", "--out", str(tmp_path / "a"), "-q"]) == 0
     capsys.readouterr()
-    assert main(["train", str(b), "--resume", str(tmp_path / "a" / "checkpoint.pt"), "--steps", "4",
-                 "--out", str(tmp_path / "b")]) == 1
+    assert (
+        main(
+            [
+                "train",
+                str(b),
+                "--resume",
+                str(tmp_path / "a" / "checkpoint.pt"),
+                "--steps",
+                "4",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert err.startswith("rnndsl train: error: checkpoint ") and "parameters of another shape" in err
 
 
-def test_cli_resume_goes_on_in_the_checkpoints_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_resume_goes_on_in_the_checkpoints_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A resumed run without --out continues where its checkpoint is, never in runs/SPEC-TASK (which used to
     be written over), and no command writes over a folder that holds a run without --force."""
     monkeypatch.chdir(tmp_path)
@@ -454,13 +568,17 @@ def test_cli_resume_goes_on_in_the_checkpoints_folder(tmp_path: Path, monkeypatc
     capsys.readouterr()
 
     before = (tmp_path / "runs" / "tiny-digits" / "checkpoint.pt").read_bytes()
-    for args in (["train", str(spec), *base, "--steps", "2"],  # a new run into the default folder
-                 ["train", str(spec), "--resume", "res/checkpoint.pt", "--steps", "6", "--out", "runs/tiny-digits"]):
+    for args in (
+        ["train", str(spec), *base, "--steps", "2"],  # a new run into the default folder
+        ["train", str(spec), "--resume", "res/checkpoint.pt", "--steps", "6", "--out", "runs/tiny-digits"],
+    ):
         assert main(args) == 1
         err = capsys.readouterr().err
-        assert err == (f"rnndsl train: error: {Path('runs/tiny-digits')} already holds a run at step 4 (checkpoint.pt, "
-                       f"results.json); continue it with --resume {Path('runs/tiny-digits/checkpoint.pt')}, write "
-                       "elsewhere with --out DIR, or replace it with --force\n")
+        assert err == (
+            f"rnndsl train: error: {Path('runs/tiny-digits')} already holds a run at step 4 (checkpoint.pt, "
+            f"results.json); continue it with --resume {Path('runs/tiny-digits/checkpoint.pt')}, write "
+            "elsewhere with --out DIR, or replace it with --force\n"
+        )
     assert (tmp_path / "runs" / "tiny-digits" / "checkpoint.pt").read_bytes() == before
     assert json.loads((tmp_path / "runs" / "tiny-digits" / "results.json").read_text()) == first
 
@@ -474,13 +592,48 @@ def test_cli_resume_goes_on_in_the_checkpoints_folder(tmp_path: Path, monkeypatc
 def test_cli_file_colon_network_picks_one_network_of_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     both = _write(tmp_path, "both.rnn", TINY + OTHER.replace("network Tiny", "network Small"))
     out = tmp_path / "cmp"
-    assert main(["compare", f"{both}:Tiny", f"{both}:Small", "--task", "digits", "--steps", "2", "--batch", "8",
-                 "--eval-every", "1", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                f"{both}:Tiny",
+                f"{both}:Small",
+                "--task",
+                "digits",
+                "--steps",
+                "2",
+                "--batch",
+                "8",
+                "--eval-every",
+                "1",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"| `{both}:Tiny` | Tiny | " in printed and f"| `{both}:Small` | Small | " in printed
     assert {p.name for p in out.iterdir()} == {"both-Tiny", "both-Small", "compare.png", "compare.md"}
-    assert main(["train", f"{both}:Small", "--task", "digits", "--steps", "2", "--batch", "8", "-q",
-                 "--out", str(tmp_path / "one")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                f"{both}:Small",
+                "--task",
+                "digits",
+                "--steps",
+                "2",
+                "--batch",
+                "8",
+                "-q",
+                "--out",
+                str(tmp_path / "one"),
+            ]
+        )
+        == 0
+    )
     assert read_checkpoint(tmp_path / "one" / "checkpoint.pt")["network"] == "Small"
     assert main(["train", f"{both}:Small", "--network", "Tiny", "--task", "digits"]) == 1
     assert "names network `Small` and --network names `Tiny`: give one of them" in capsys.readouterr().err
@@ -488,17 +641,21 @@ def test_cli_file_colon_network_picks_one_network_of_a_file(tmp_path: Path, caps
     assert "Nope" in capsys.readouterr().err and not (tmp_path / "nope").exists()
 
 
-def test_cli_train_without_matplotlib_names_the_extra_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_train_without_matplotlib_names_the_extra_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
     spec = _write(tmp_path, "tiny.rnn", TINY)
     assert main(["train", str(spec), "--task", "digits", "--steps", "2", "--out", str(tmp_path / "run"), "-q"]) == 1
-    assert capsys.readouterr().err == ("rnndsl train: error: rnndsl writes its learning curves (curves.png) with "
-                                       "matplotlib: pip install 'rnndsl[plot]'\n")
+    assert capsys.readouterr().err == (
+        "rnndsl train: error: rnndsl writes its learning curves (curves.png) with "
+        "matplotlib: pip install 'rnndsl[plot]'\n"
+    )
     assert not (tmp_path / "run").exists()
 
 
 # ---- quality bars (pytest -m train) ----------------------------------------------------------------
+
 
 @pytest.mark.train
 @pytest.mark.parametrize("spec", ["digits_lstm.rnn", "digits_gru.rnn"])
@@ -516,8 +673,12 @@ def test_adding_is_solved_by_lstm_not_by_elman(tmp_path: Path) -> None:
     config = TrainConfig(steps=8000, batch=64, lr=2e-3, eval_every=500)
     lstm = train(EXAMPLES / "adding_lstm.rnn", task, config, out=tmp_path / "lstm")
     assert lstm.test["mse"] < 0.01 and lstm.test["solved"] > 0.5, lstm.test
-    elman = train(EXAMPLES / "adding_elman.rnn", task, TrainConfig(steps=4000, batch=64, lr=2e-3, eval_every=500),
-                  out=tmp_path / "elman")
+    elman = train(
+        EXAMPLES / "adding_elman.rnn",
+        task,
+        TrainConfig(steps=4000, batch=64, lr=2e-3, eval_every=500),
+        out=tmp_path / "elman",
+    )
     assert elman.test["mse"] > 0.1, elman.test  # always answering 1 scores 1/6
 
 
@@ -544,8 +705,26 @@ def test_an_encoder_decoder_model_trains_and_resumes(tmp_path: Path) -> None:
 
 def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = _write(tmp_path, "names_gen.rnn", SMALL_NAMES)
-    assert main(["train", str(spec), "--task", "names", "--task-arg", "by_sex=1", "--steps", "4", "--batch", "8",
-                 "--out", str(tmp_path / "names"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(spec),
+                "--task",
+                "names",
+                "--task-arg",
+                "by_sex=1",
+                "--steps",
+                "4",
+                "--batch",
+                "8",
+                "--out",
+                str(tmp_path / "names"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["generate", str(tmp_path / "names" / "checkpoint.pt"), "--count", "4", "--seed", "1"]) == 0
     first = capsys.readouterr().out
@@ -555,15 +734,37 @@ def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.Ca
     assert [line.split(":")[0] for line in lines] == ["male", "female"]
     assert all(len(line.split(": ")[1].split(", ")) == 4 for line in lines)
     g2p = _write(tmp_path, "g2p.rnn", SMALL_G2P)
-    assert main(["train", str(g2p), "--task", "g2p", "--task-arg", "validation_size=8", "--task-arg", "test_size=8",
-                 "--steps", "2", "--batch", "8", "--out", str(tmp_path / "g2p"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(g2p),
+                "--task",
+                "g2p",
+                "--task-arg",
+                "validation_size=8",
+                "--task-arg",
+                "test_size=8",
+                "--steps",
+                "2",
+                "--batch",
+                "8",
+                "--out",
+                str(tmp_path / "g2p"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["generate", str(tmp_path / "g2p" / "checkpoint.pt"), "cat", "dog", "--beam", "2"]) == 0
     said = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in said] == ["cat", "dog"]
     assert main(["generate", str(tmp_path / "g2p" / "checkpoint.pt"), "cat", "--temperature", "0.5"]) == 1
-    assert capsys.readouterr().err == ("rnndsl generate: error: a g2p model pronounces each word by greedy or beam "
-                                       "search (--beam K); it draws nothing, so --temperature would be ignored\n")
+    assert capsys.readouterr().err == (
+        "rnndsl generate: error: a g2p model pronounces each word by greedy or beam "
+        "search (--beam K); it draws nothing, so --temperature would be ignored\n"
+    )
     assert main(["generate", str(tmp_path / "g2p" / "checkpoint.pt"), "c4t"]) == 1
     assert "rnndsl generate: error: `c4t`: the model reads words of letters a-z" in capsys.readouterr().err
     assert main(["generate", str(tmp_path / "nothing.pt")]) == 1
@@ -573,8 +774,26 @@ def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.Ca
 def test_cli_generate_beam_on_a_names_checkpoint_searches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--beam on a generator was silently ignored (it still sampled, and changed with --seed)."""
     spec = _write(tmp_path, "names_gen.rnn", SMALL_NAMES)
-    assert main(["train", str(spec), "--task", "names", "--task-arg", "by_sex=1", "--steps", "4", "--batch", "8",
-                 "--out", str(tmp_path / "names"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(spec),
+                "--task",
+                "names",
+                "--task-arg",
+                "by_sex=1",
+                "--steps",
+                "4",
+                "--batch",
+                "8",
+                "--out",
+                str(tmp_path / "names"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     checkpoint = str(tmp_path / "names" / "checkpoint.pt")
     capsys.readouterr()
     shown = []
@@ -586,9 +805,11 @@ def test_cli_generate_beam_on_a_names_checkpoint_searches(tmp_path: Path, capsys
     with torch.no_grad():
         best = [decode_name(net.generate(16, beam=4, stop=0, sex=torch.eye(2)[[sex]]).lists()[0]) for sex in (0, 1)]
     assert shown[0] == f"male, likeliest (beam 4): {best[0]}\nfemale, likeliest (beam 4): {best[1]}\n"
-    for extra, why in ((["--temperature", "0.8"], "it draws nothing, so --temperature would be ignored"),
-                       (["--count", "3"], "one for each sex (or the one), so --count would be ignored"),
-                       (["ma"], "beam search starts each name from the start token, so it continues no prompt (ma)")):
+    for extra, why in (
+        (["--temperature", "0.8"], "it draws nothing, so --temperature would be ignored"),
+        (["--count", "3"], "one for each sex (or the one), so --count would be ignored"),
+        (["ma"], "beam search starts each name from the start token, so it continues no prompt (ma)"),
+    ):
         assert main(["generate", checkpoint, *extra, "--beam", "4"]) == 1
         assert why in capsys.readouterr().err
 
@@ -596,8 +817,12 @@ def test_cli_generate_beam_on_a_names_checkpoint_searches(tmp_path: Path, capsys
 @pytest.mark.train
 def test_names_generator_learns_names_by_sex(tmp_path: Path) -> None:
     """About 30 s: names_gen.rnn to the figure in its header, then samples that differ by sex."""
-    result = train(EXAMPLES / "names_gen.rnn", Names(by_sex=1), TrainConfig(steps=1750, batch=32, lr=3e-3,
-                                                                            eval_every=250), out=tmp_path)
+    result = train(
+        EXAMPLES / "names_gen.rnn",
+        Names(by_sex=1),
+        TrainConfig(steps=1750, batch=32, lr=3e-3, eval_every=250),
+        out=tmp_path,
+    )
     assert result.test["bits_per_char"] < 3.0, result.test
     lines = Names(by_sex=1).show(result.net, [], 200, {"generator": torch.Generator().manual_seed(0)})
     male, female = (set(line.split(": ")[1].split(", ")) for line in lines)
@@ -611,6 +836,7 @@ def test_g2p_reaches_30_percent_phoneme_error(tmp_path: Path) -> None:
     from rnndsl.tasks import G2P
 
     torch.set_num_threads(2)
-    result = train(EXAMPLES / "g2p_gru.rnn", G2P(), TrainConfig(steps=1000, batch=64, lr=3e-3, eval_every=500),
-                   out=tmp_path)
+    result = train(
+        EXAMPLES / "g2p_gru.rnn", G2P(), TrainConfig(steps=1000, batch=64, lr=3e-3, eval_every=500), out=tmp_path
+    )
     assert result.test["per"] < 0.30, result.test

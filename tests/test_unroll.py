@@ -108,11 +108,14 @@ def test_every_example_unrolls_to_a_dag(path: Path, steps: int) -> None:
 # ---- boundaries --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("steps", "expected"), [
-    (1, {("h", -2)}),               # h[t-2] at step 0 only
-    (2, {("h", -2), ("h", -1)}),    # steps 0 and 1 both reach before the start
-    (6, {("h", -2), ("h", -1)}),
-])
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        (1, {("h", -2)}),  # h[t-2] at step 0 only
+        (2, {("h", -2), ("h", -1)}),  # steps 0 and 1 both reach before the start
+        (6, {("h", -2), ("h", -1)}),
+    ],
+)
 def test_initial_nodes_only_where_a_delay_reaches_before_zero(steps: int, expected: set[tuple[str, int]]) -> None:
     net = rnndsl.load("network D { input x: 2\n layer h: 3 tanh <- x, h[t-2]\n output h }")
     g = rnndsl.unroll(net, steps)
@@ -120,11 +123,14 @@ def test_initial_nodes_only_where_a_delay_reaches_before_zero(steps: int, expect
     assert all(g.nodes[v]["side"] == "past" for v in expected)
 
 
-@pytest.mark.parametrize(("steps", "expected"), [
-    (1, {("x", 3)}),                        # x[t+3] at step 0 reads step 3, past the end of 1 step
-    (2, {("x", 3), ("x", 4)}),
-    (5, {("x", 5), ("x", 6), ("x", 7)}),    # steps 2, 3, 4 read past the end
-])
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        (1, {("x", 3)}),  # x[t+3] at step 0 reads step 3, past the end of 1 step
+        (2, {("x", 3), ("x", 4)}),
+        (5, {("x", 5), ("x", 6), ("x", 7)}),  # steps 2, 3, 4 read past the end
+    ],
+)
 def test_initial_nodes_past_the_end_for_future_reads(steps: int, expected: set[tuple[str, int]]) -> None:
     net = rnndsl.load("network L { input x: 2\n layer h: 3 <- x, x[t+3], h[t-1]\n output h }")
     g = rnndsl.unroll(net, steps)
@@ -163,7 +169,10 @@ def test_feedback_edges_go_from_t_minus_k_to_t(steps: int) -> None:
 def test_future_feedback_goes_from_t_plus_k_to_t() -> None:
     g = rnndsl.unroll(example("bidirectional"), 3)
     assert [(u, v) for u, v, d in g.edges(data="delay") if d == -1] == [
-        (("b", 1), ("b", 0)), (("b", 2), ("b", 1)), (("b", 3), ("b", 2))]
+        (("b", 1), ("b", 0)),
+        (("b", 2), ("b", 1)),
+        (("b", 3), ("b", 2)),
+    ]
     assert g.nodes["b", 3]["side"] == "future"
 
 
@@ -183,10 +192,22 @@ def test_folded_edge_delays() -> None:
     assert folded_edges("elman") == [("h", "h", 1), ("h", "y", 0), ("x", "h", 0)]
     assert folded_edges("skip2") == [("h", "h", 1), ("h", "h", 2), ("h", "y", 0), ("x", "h", 0)]
     assert folded_edges("bidirectional") == [
-        ("b", "b", -1), ("b", "y", 0), ("f", "f", 1), ("f", "y", 0), ("x", "b", 0), ("x", "f", 0)]
+        ("b", "b", -1),
+        ("b", "y", 0),
+        ("f", "f", 1),
+        ("f", "y", 0),
+        ("x", "b", 0),
+        ("x", "f", 0),
+    ]
     assert folded_edges("jordan") == [("h", "y", 0), ("x", "h", 0), ("y", "h", 1)]
-    assert folded_edges("topdown") == [("h1", "h1", 1), ("h1", "h2", 0), ("h2", "h1", 1), ("h2", "h2", 1),
-                                       ("h2", "y", 0), ("x", "h1", 0)]
+    assert folded_edges("topdown") == [
+        ("h1", "h1", 1),
+        ("h1", "h2", 0),
+        ("h2", "h1", 1),
+        ("h2", "h2", 1),
+        ("h2", "y", 0),
+        ("x", "h1", 0),
+    ]
 
 
 def test_folded_lstm_feedback_and_loops() -> None:
@@ -203,8 +224,15 @@ def test_folded_graph_repeated_reference_is_one_edge() -> None:
 
 def test_folded_graph_attributes() -> None:
     g = rnndsl.graph(example("generator"))
-    assert g.nodes["s"] | {"line": 0} == {"op": "input", "size": 8, "static": True, "input_kind": "static",
-                                          "activation": "identity", "line": 0, "init": "zeros"}
+    assert g.nodes["s"] | {"line": 0} == {
+        "op": "input",
+        "size": 8,
+        "static": True,
+        "input_kind": "static",
+        "activation": "identity",
+        "line": 0,
+        "init": "zeros",
+    }
     assert (g.nodes["h"]["op"], g.nodes["h"]["activation"], g.nodes["h"]["init"]) == ("layer", "tanh", "expr")
     assert g.graph["outputs"] == [("y", False)]
     assert rnndsl.graph(example("reader")).graph["outputs"] == [("y", True)]

@@ -69,8 +69,12 @@ def _lstm_roles(network: Network, stage: Stage, nodes: dict[str, Node], h: Node,
     o_ref, tanh_c = _product(h.expr)
     if not (isinstance(tanh_c, s.Call) and tanh_c.fn == "tanh" and _is_ref(tanh_c.args[0], c.name, 0)):
         o_ref, tanh_c = tanh_c, o_ref
-    if not (isinstance(tanh_c, s.Call) and tanh_c.fn == "tanh" and len(tanh_c.args) == 1
-            and _is_ref(tanh_c.args[0], c.name, 0)) or not isinstance(o_ref, s.Ref):
+    if not (
+        isinstance(tanh_c, s.Call)
+        and tanh_c.fn == "tanh"
+        and len(tanh_c.args) == 1
+        and _is_ref(tanh_c.args[0], c.name, 0)
+    ) or not isinstance(o_ref, s.Ref):
         return None
     terms = _sum(c.expr)
     if terms is None:
@@ -113,10 +117,18 @@ def _gru(network: Network, stage: Stage, nodes: dict[str, Node]) -> Cell | None:
         rz = (nodes[r], nodes[z])
         sources = _shared_sources(rz, h.name, d)
         nxn, nhn = network[nx], nodes[nh]
-        if (sources is None or any(x.activation != "sigmoid" for x in rz) or nxn.op != "layer"
-                or nxn.activation != "identity" or nxn.dropout or nxn.sources != sources
-                or nhn.activation != "identity" or nhn.dropout or not _is_ref_tuple(nhn.sources, h.name, d)
-                or not _only_step_reads(network, stage, {h.name: 1})):
+        if (
+            sources is None
+            or any(x.activation != "sigmoid" for x in rz)
+            or nxn.op != "layer"
+            or nxn.activation != "identity"
+            or nxn.dropout
+            or nxn.sources != sources
+            or nhn.activation != "identity"
+            or nhn.dropout
+            or not _is_ref_tuple(nhn.sources, h.name, d)
+            or not _only_step_reads(network, stage, {h.name: 1})
+        ):
             continue
         return Cell("gru", (r, z), h.name, nx=nx, sources=sources)
     return None
@@ -133,8 +145,15 @@ def _gru_update(h: Node, n: str, d: int) -> str | None:
         for x, y in ((a, b), (b, a)):
             if _is_ref(y, h.name, d) and isinstance(x, s.Ref) and x.delay == 0:
                 z_keep = x.name
-            if _is_ref(y, n, 0) and isinstance(x, s.BinOp) and x.op == "-" and isinstance(x.left, s.Num) \
-                    and x.left.value == 1 and isinstance(x.right, s.Ref) and x.right.delay == 0:
+            if (
+                _is_ref(y, n, 0)
+                and isinstance(x, s.BinOp)
+                and x.op == "-"
+                and isinstance(x.left, s.Num)
+                and x.left.value == 1
+                and isinstance(x.right, s.Ref)
+                and x.right.delay == 0
+            ):
                 z_new = x.right.name
     return z_keep if z_keep is not None and z_keep == z_new else None
 
@@ -149,8 +168,13 @@ def _gru_candidate(n: Node) -> tuple[str, str, str] | None:
         return None
     for nx, prod in (terms, terms[::-1]):
         a, b = _product(prod)
-        if _is_ref(nx, getattr(nx, "name", ""), 0) and isinstance(a, s.Ref) and isinstance(b, s.Ref) \
-                and a.delay == 0 and b.delay == 0:
+        if (
+            _is_ref(nx, getattr(nx, "name", ""), 0)
+            and isinstance(a, s.Ref)
+            and isinstance(b, s.Ref)
+            and a.delay == 0
+            and b.delay == 0
+        ):
             assert isinstance(nx, s.Ref)
             return nx.name, a.name, b.name
     return None
@@ -167,7 +191,7 @@ def _gate_sources(gate: Node, h: str, d: int) -> tuple[s.Expr, ...] | None:
     j = recurrent_index(gate, h, d)
     if gate.dropout or j is None:
         return None
-    outer = gate.sources[:j] + gate.sources[j + 1:]
+    outer = gate.sources[:j] + gate.sources[j + 1 :]
     if not outer or any(h in {r.name for r in s.refs(e)} for e in outer):
         return None
     return outer

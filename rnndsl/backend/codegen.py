@@ -37,8 +37,6 @@ __all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
 MAX_ONE_HOT = 1024  # token inputs of vocabularies up to this size go one-hot into torch's fused cells
 
 
-
-
 @dataclass
 class Generated:
     source: str
@@ -67,8 +65,14 @@ FUSED_KINDS = {"cpu": frozenset({"lstm", "gru"})}
 ALL_KINDS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu"})
 
 
-def generate(network: Network, with_lengths: bool, fuse_cells: bool | Collection[str] = True, guard: bool = False,
-             differentiate: bool = False, device: str = "cpu") -> Generated:
+def generate(
+    network: Network,
+    with_lengths: bool,
+    fuse_cells: bool | Collection[str] = True,
+    guard: bool = False,
+    differentiate: bool = False,
+    device: str = "cpu",
+) -> Generated:
     """Python source of the forward function for a network (with or without per-sequence lengths).
 
     With `fuse_cells`, loops that are exactly an Elman, LSTM or GRU cell run on torch's fused kernels,
@@ -85,8 +89,14 @@ def generate(network: Network, with_lengths: bool, fuse_cells: bool | Collection
 
 
 class _Emitter:
-    def __init__(self, network: Network, with_lengths: bool, kinds: frozenset[str], guard: bool = False,
-                 differentiate: bool = False) -> None:
+    def __init__(
+        self,
+        network: Network,
+        with_lengths: bool,
+        kinds: frozenset[str],
+        guard: bool = False,
+        differentiate: bool = False,
+    ) -> None:
         self.net = network
         self.with_lengths = with_lengths
         self.guard = guard
@@ -113,8 +123,10 @@ class _Emitter:
         if cell is None or cell.kind not in self.kinds:
             return None
         # a token source goes in one-hot (its weight columns are the embedding): cheap for small vocabularies
-        wide = any(isinstance(e, s.Ref) and self.net[e.name].is_tokens and self.net[e.name].size > MAX_ONE_HOT
-                   for e in cell.sources)
+        wide = any(
+            isinstance(e, s.Ref) and self.net[e.name].is_tokens and self.net[e.name].size > MAX_ONE_HOT
+            for e in cell.sources
+        )
         return None if wide else cell
 
     def _only_reader(self, name: str, cell: Cell) -> bool:
@@ -128,11 +140,16 @@ class _Emitter:
         """A loop that is a standard cell: one call of torch's fused kernel with the spec's weights."""
         h = cell.h
         direction = "forward" if stage.direction > 0 else "backward"
-        self.emit(f"# loop over time ({direction}): {', '.join(stage.nodes)}: a standard {cell.kind} cell, "
-                  f"run by torch's fused kernel")
-        srcs = [f"K.one_hot({self.seq_ref(e)}, {self.net[e.name].size}, {self._like()})"
-                if isinstance(e, s.Ref) and self.net[e.name].is_tokens else self.expr(e, self.seq_ref)
-                for e in cell.sources]
+        self.emit(
+            f"# loop over time ({direction}): {', '.join(stage.nodes)}: a standard {cell.kind} cell, "
+            f"run by torch's fused kernel"
+        )
+        srcs = [
+            f"K.one_hot({self.seq_ref(e)}, {self.net[e.name].size}, {self._like()})"
+            if isinstance(e, s.Ref) and self.net[e.name].is_tokens
+            else self.expr(e, self.seq_ref)
+            for e in cell.sources
+        ]
         x = srcs[0] if len(srcs) == 1 else f"K.cat({', '.join(srcs)})"
         if all(self.net[r.name].static for e in cell.sources for r in s.refs(e)):
             x = f"K.sequence({x}, T)"
@@ -154,8 +171,10 @@ class _Emitter:
             self.emit(f"_bhh_{v} = {self._zeros(sum(self.net[g].size for g in cell.gates))}")
         start = [f"H[{n!r}][:, -1]" if stage.direction > 0 else f"I[{n!r}]" for n in (h, cell.c) if n]
         lengths = "lengths" if self.with_lengths else "None"
-        self.emit(f"{v}, _hn_{v}, _cn_{v} = K.fused({cell.kind!r}, {x}, ({', '.join(start)},), "
-                  f"[_Wih_{v}, _Whh_{v}, _bih_{v}, _bhh_{v}], {lengths}, {stage.direction < 0})")
+        self.emit(
+            f"{v}, _hn_{v}, _cn_{v} = K.fused({cell.kind!r}, {x}, ({', '.join(start)},), "
+            f"[_Wih_{v}, _Whh_{v}, _bih_{v}, _bhh_{v}], {lengths}, {stage.direction < 0})"
+        )
         self.defined.add(v)
         if cell.c:
             self.state_code[cell.c] = f"_cn_{v}.unsqueeze(1)"
@@ -188,13 +207,18 @@ class _Emitter:
                     if name not in self.skip:
                         self._batched(self.net[name], stage.static)
         self._results()
-        head = ["def forward(P, X, I, H, B, T, lengths, train, watch=None, feed=None):",
-                f"    # network {self.net.name}: {len(self.stages)} stages",
-                *(f"    {p} = P[{p!r}]" for p in self.params)]
+        head = [
+            "def forward(P, X, I, H, B, T, lengths, train, watch=None, feed=None):",
+            f"    # network {self.net.name}: {len(self.stages)} stages",
+            *(f"    {p} = P[{p!r}]" for p in self.params),
+        ]
         if self.with_lengths:
             head.append("    valid = K.valid_mask(lengths, T)")
-        return Generated("\n".join([*head, *body]) + "\n" + "".join("\n\n" + f for f in self.functions), self.params,
-                         len(self.functions) // 2)
+        return Generated(
+            "\n".join([*head, *body]) + "\n" + "".join("\n\n" + f for f in self.functions),
+            self.params,
+            len(self.functions) // 2,
+        )
 
     def emit(self, line: str) -> None:
         self.lines.append("    " * self.indent + line)
@@ -313,8 +337,10 @@ class _Emitter:
         inside = lambda e: any(r.name in members for r in s.refs(e))  # noqa: E731
         groups, early = self._groups(stage, inside)
         function = self.differentiate and loop_backward.eligible(self, stage)
-        self.emit(f"# loop over time ({'forward' if stage.direction > 0 else 'backward'}): "
-                  f"{', '.join(stage.nodes)}" + (": one autograd node, its backward generated" if function else ""))
+        self.emit(
+            f"# loop over time ({'forward' if stage.direction > 0 else 'backward'}): "
+            f"{', '.join(stage.nodes)}" + (": one autograd node, its backward generated" if function else "")
+        )
         for g in groups:
             self._hoist(g, split=not function)
         collect = [n for n in stage.nodes if self._collected(n, stage)]
@@ -326,16 +352,24 @@ class _Emitter:
         for name in stage.nodes:
             node = self.net[name]
             if node.op == "layer" and node.dropout:
-                self.emit(f"_D_{var(name)} = K.drop_mask(B, {node.size}, {node.dropout!r}, {self._like()}) "
-                          f"if train else None")
+                self.emit(
+                    f"_D_{var(name)} = K.drop_mask(B, {node.size}, {node.dropout!r}, {self._like()}) if train else None"
+                )
         if function:
             loop_backward.LoopFunction(self, stage, groups, early, rings, collect).emit()
         else:
             self._loop_steps(stage, groups, early, rings, collect)
         self.ring_state.update({n: k for n, k in rings.items() if n not in collect})
 
-    def _loop_steps(self, stage: Stage, groups: list[_Group], early: set[str], rings: dict[str, int],
-                    collect: list[str], save: bool = False) -> None:
+    def _loop_steps(
+        self,
+        stage: Stage,
+        groups: list[_Group],
+        early: set[str],
+        rings: dict[str, int],
+        collect: list[str],
+        save: bool = False,
+    ) -> None:
         """The time loop itself, after the hoisting and the rings' start values. With `save` (the forward of
         a loop with a generated backward), every node's value at every step is also kept in `_V_<node>`,
         after the ring's start values, oldest first."""
@@ -358,8 +392,10 @@ class _Emitter:
                 assert item.expr is not None
                 v, name = var(item.name), item.name
                 self.emit_before_loop(f"_Fg_{v}, _Fk_{v}, _Fm_{v} = feed.plan({name!r}, T)")
-                self.emit(f"{v} = _Fg_{v}[t] if _Fm_{v}[t] == 1 else "
-                          f"feed.pick(_Fg_{v}[t], _Fk_{v}[t], {self.feed_value(item.expr, step_ref, name, 't')})")
+                self.emit(
+                    f"{v} = _Fg_{v}[t] if _Fm_{v}[t] == 1 else "
+                    f"feed.pick(_Fg_{v}[t], _Fk_{v}[t], {self.feed_value(item.expr, step_ref, name, 't')})"
+                )
             else:
                 assert item.expr is not None
                 self.emit(f"{var(item.name)} = {self.expr(item.expr, step_ref)}")
@@ -426,6 +462,7 @@ class _Emitter:
         With `split`, a (B, T, H) addend is split into its steps `_pre_<group>`; without (a loop with a
         generated backward, which splits it itself), it is left whole as `_P_<group>`.
         """
+
         def steps(code: str) -> str:
             return f"_pre_{g.name} = {code}.unbind(1)" if split else f"_P_{g.name} = {code}"
 
@@ -456,16 +493,20 @@ class _Emitter:
         weights (and biases) joined, instead of one per member joined with `torch.cat`; else None."""
         if len(g.members) == 1:
             return None
-        outers = [tuple(n.sources[j] for j in range(len(n.sources)) if j not in g.internal[n.name])
-                  for n in g.members]
+        outers = [tuple(n.sources[j] for j in range(len(n.sources)) if j not in g.internal[n.name]) for n in g.members]
         first = outers[0]
-        if not first or any(o != first for o in outers) or any(
-                self.net[r.name].static or self.net[r.name].is_tokens for e in first for r in s.refs(e)):
+        if (
+            not first
+            or any(o != first for o in outers)
+            or any(self.net[r.name].static or self.net[r.name].is_tokens for e in first for r in s.refs(e))
+        ):
             return None
         terms = []
         for i, e in enumerate(first):
-            ws = [self.param(weight_name(n.name, [j for j in range(len(n.sources))
-                                                  if j not in g.internal[n.name]][i])) for n in g.members]
+            ws = [
+                self.param(weight_name(n.name, [j for j in range(len(n.sources)) if j not in g.internal[n.name]][i]))
+                for n in g.members
+            ]
             bias = f", {self._joined([self._bias(n) for n in g.members], 0)}" if i == 0 else ""
             terms.append(f"F.linear({self.expr(e, self.seq_ref)}, {self._joined(ws, 0)}{bias})")
         return f"({' + '.join(terms)})" if len(terms) > 1 else terms[0]

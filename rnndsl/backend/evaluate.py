@@ -17,8 +17,9 @@ from rnndsl.lang.ops import OPS
 __all__ = ["evaluate"]
 
 
-def evaluate(expr: s.Expr, lookup: Callable[[s.Ref], torch.Tensor], like: torch.Tensor,
-             token_sizes: dict[str, int] | None = None) -> torch.Tensor:
+def evaluate(
+    expr: s.Expr, lookup: Callable[[s.Ref], torch.Tensor], like: torch.Tensor, token_sizes: dict[str, int] | None = None
+) -> torch.Tensor:
     """The value of `expr`; numbers become tensors of `like`'s dtype and device."""
     if isinstance(expr, s.Num):
         return like.new_tensor(expr.value)
@@ -46,5 +47,8 @@ def evaluate(expr: s.Expr, lookup: Callable[[s.Ref], torch.Tensor], like: torch.
 
 
 _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "+": torch.add, "-": torch.sub, "*": torch.mul, "/": torch.div,
+    "+": torch.add,
+    "-": torch.sub,
+    "*": torch.mul,
+    "/": torch.div,
 }

@@ -14,22 +14,41 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["cat", "drop_mask", "embed", "embed_rows", "fused",
-           "future", "last", "last_k", "loop", "masked", "one_hot", "past", "reverse",
-           "sequence", "sum_to", "valid_mask", "vjp"]
+__all__ = [
+    "cat",
+    "drop_mask",
+    "embed",
+    "embed_rows",
+    "fused",
+    "future",
+    "last",
+    "last_k",
+    "loop",
+    "masked",
+    "one_hot",
+    "past",
+    "reverse",
+    "sequence",
+    "sum_to",
+    "valid_mask",
+    "vjp",
+]
 
 
 def past(seq: torch.Tensor, hist: torch.Tensor, d: int) -> torch.Tensor:
     """`seq[t-d]` for every t: the first d steps read the end of `hist`."""
     k, steps = hist.shape[1], seq.shape[1]
-    return torch.cat([hist[:, k - d:], seq[:, : max(steps - d, 0)]], 1)[:, :steps]
+    return torch.cat([hist[:, k - d :], seq[:, : max(steps - d, 0)]], 1)[:, :steps]
 
 
 def future(seq: torch.Tensor, bound: torch.Tensor, d: int, lengths: torch.Tensor | None) -> torch.Tensor:
     """`seq[t+d]` for every t: steps at or past each sequence's end read `bound`."""
     steps = seq.shape[1]
-    fill = bound.unsqueeze(1).expand(-1, d, *bound.shape[1:]) if bound.dim() else seq.new_full(
-        (seq.shape[0], d), int(bound))
+    fill = (
+        bound.unsqueeze(1).expand(-1, d, *bound.shape[1:])
+        if bound.dim()
+        else seq.new_full((seq.shape[0], d), int(bound))
+    )
     out = torch.cat([seq[:, d:], fill], 1)[:, :steps]
     if lengths is None:
         return out
@@ -79,7 +98,7 @@ def last_k(hist: torch.Tensor, seq: torch.Tensor, lengths: torch.Tensor | None, 
     """The last k values of each sequence, oldest first, where `hist` holds the k values before step 0."""
     steps = seq.shape[1]
     if lengths is None:
-        return seq[:, steps - k:] if steps >= k else torch.cat([hist[:, steps:], seq], 1)
+        return seq[:, steps - k :] if steps >= k else torch.cat([hist[:, steps:], seq], 1)
     # step L-k+j of a sequence of length L; a negative step reads the history (no sync on lengths)
     index = lengths.view(-1, 1) - k + torch.arange(k, device=seq.device).view(1, -1)
     shape = (*index.shape, *seq.shape[2:])
@@ -115,8 +134,14 @@ def reverse(seq: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     return seq.gather(1, index.view(*index.shape, 1).expand_as(seq))
 
 
-def fused(kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list[torch.Tensor],
-          lengths: torch.Tensor | None, backward: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def fused(
+    kind: str,
+    x: torch.Tensor,
+    hx: tuple[torch.Tensor, ...],
+    params: list[torch.Tensor],
+    lengths: torch.Tensor | None,
+    backward: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Run one standard cell on torch's fused kernel: (every step's h, final h, final c or None).
 
     `x` (B, T, I); `hx` the initial (h,) or (h, c), each (B, H); `params` (w_ih, w_hh, b_ih, b_hh).
@@ -135,10 +160,12 @@ def fused(kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list
         order, undo = packed.sorted_indices, packed.unsorted_indices
         assert order is not None and undo is not None  # always set when enforce_sorted=False
         states = tuple(h.index_select(1, order) for h in states)
-        data, *final = fn(packed.data, packed.batch_sizes, states if kind == "lstm" else states[0], params,
-                          True, 1, 0.0, train, False)
-        out = pad_packed_sequence(PackedSequence(data, packed.batch_sizes, order, undo), batch_first=True,
-                                  total_length=x.shape[1])[0]
+        data, *final = fn(
+            packed.data, packed.batch_sizes, states if kind == "lstm" else states[0], params, True, 1, 0.0, train, False
+        )
+        out = pad_packed_sequence(
+            PackedSequence(data, packed.batch_sizes, order, undo), batch_first=True, total_length=x.shape[1]
+        )[0]
         final = [f.index_select(1, undo) for f in final]
     if backward:
         out = reverse(out, lengths)
@@ -157,8 +184,9 @@ class _Loop(torch.autograd.Function):
     """One time loop as one autograd node: `forward_fn` and `backward_fn` are generated for it."""
 
     @staticmethod
-    def forward(ctx: Any, forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool,
-                *inputs: torch.Tensor | None) -> Any:
+    def forward(
+        ctx: Any, forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool, *inputs: torch.Tensor | None
+    ) -> Any:
         ctx.backward_fn = backward_fn
         return forward_fn(ctx, steps, batch, train, *inputs)
 
@@ -168,8 +196,7 @@ class _Loop(torch.autograd.Function):
         return (None, None, None, None, None, *ctx.backward_fn(ctx, *grads))
 
 
-def loop(forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool,
-         *inputs: torch.Tensor | None) -> Any:
+def loop(forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool, *inputs: torch.Tensor | None) -> Any:
     """Run a generated loop as one autograd node (its outputs, a tuple)."""
     return _Loop.apply(forward_fn, backward_fn, steps, batch, train, *inputs)
 

@@ -102,8 +102,15 @@ def _calls(e: s.Expr) -> set[str]:
 class LoopFunction:
     """Writes one loop with a generated backward: the call in the forward, the two functions after it."""
 
-    def __init__(self, em: _Emitter, stage: Stage, groups: list[_Group], early: set[str], rings: dict[str, int],
-                 collect: list[str]) -> None:
+    def __init__(
+        self,
+        em: _Emitter,
+        stage: Stage,
+        groups: list[_Group],
+        early: set[str],
+        rings: dict[str, int],
+        collect: list[str],
+    ) -> None:
         self.em, self.stage, self.groups, self.early = em, stage, groups, early
         self.rings, self.collect = rings, collect
         self.net = em.net
@@ -125,8 +132,11 @@ class LoopFunction:
         """The outside values the step reads, computed (sequences shifted) in the forward, before the call."""
         for name in self.stage.nodes:
             node = self.net[name]
-            exprs = [node.expr] if node.expr is not None else [
-                e for e in node.sources if any(r.name in self.members for r in s.refs(e))]
+            exprs = (
+                [node.expr]
+                if node.expr is not None
+                else [e for e in node.sources if any(r.name in self.members for r in s.refs(e))]
+            )
             for e in exprs:
                 for r in s.refs(e):
                     if r.name in self.members:
@@ -151,8 +161,9 @@ class LoopFunction:
 
     def _outputs(self) -> list[str]:
         """Every step of each collected node, then the last ring values of the others (their state)."""
-        return [var(n) for n in self.collect] + [f"_r{i}_{var(n)}" for n, k in self.rings.items()
-                                                    if n not in self.collect for i in range(1, k + 1)]
+        return [var(n) for n in self.collect] + [
+            f"_r{i}_{var(n)}" for n, k in self.rings.items() if n not in self.collect for i in range(1, k + 1)
+        ]
 
     # ---- writing -----------------------------------------------------------------------------
 
@@ -165,8 +176,10 @@ class LoopFunction:
                 em.defined.add(f"_I_{var(n)}")
         inputs = self._pres() + self._weights() + self._ring_inputs() + self.seqs + self.statics + self.masks
         outputs = self._outputs()
-        em.emit(f"{', '.join(outputs)}, = K.loop({self.fname}_forward, {self.fname}_backward, T, B, train, "
-                f"{', '.join(inputs)})")
+        em.emit(
+            f"{', '.join(outputs)}, = K.loop({self.fname}_forward, {self.fname}_backward, T, B, train, "
+            f"{', '.join(inputs)})"
+        )
         for n in self.collect:
             em.defined.add(var(n))
         em.functions.append(self._forward(inputs, outputs))
@@ -208,8 +221,11 @@ class LoopFunction:
     def _lists(self) -> list[str]:
         """The per-step values the forward keeps for the backward (on `ctx.lists`)."""
         masked = [f"_M_{var(n)}" for n in self.rings] if self.masked else []
-        return [f"_V_{var(n)}" for n in self.stage.nodes] + masked + [
-            f"_A_{g.name}" for g in self.groups if keeps_sum(g.members)]
+        return (
+            [f"_V_{var(n)}" for n in self.stage.nodes]
+            + masked
+            + [f"_A_{g.name}" for g in self.groups if keeps_sum(g.members)]
+        )
 
     def _kept(self) -> list[str]:
         """The node's inputs its backward reads (saved with `save_for_backward`, so in-place changes are caught)."""
@@ -301,8 +317,11 @@ class LoopFunction:
                 value = f"_dZ_{g.name}.flip(0).transpose(0, 1)"
             w(f"_d{name} = {value} if ctx.needs_input_grad[{at[name]}] else None")
             out.append(f"_d{name}")
-        weights = [(f"_WT{j}_{g.name}", g, self._stacked_source(g.members[0].sources[jj], g, j))
-                   for g in self.groups for j, jj in enumerate(g.internal[g.members[0].name])]
+        weights = [
+            (f"_WT{j}_{g.name}", g, self._stacked_source(g.members[0].sources[jj], g, j))
+            for g in self.groups
+            for j, jj in enumerate(g.internal[g.members[0].name])
+        ]
         stacked: dict[str, str] = {}  # a source's steps stacked once, however many weights read it
         for _, _, code in weights:
             if code not in stacked:
@@ -310,8 +329,10 @@ class LoopFunction:
                 needed = " or ".join(f"ctx.needs_input_grad[{at[n]}]" for n, _, c in weights if c == code)
                 w(f"{stacked[code]} = {code}.flatten(0, 1) if {needed} else None")
         for name, g, code in weights:
-            w(f"_d{name} = torch.mm({stacked[code]}.t(), _dZ_{g.name}.flatten(0, 1)) "
-              f"if ctx.needs_input_grad[{at[name]}] else None")
+            w(
+                f"_d{name} = torch.mm({stacked[code]}.t(), _dZ_{g.name}.flatten(0, 1)) "
+                f"if ctx.needs_input_grad[{at[name]}] else None"
+            )
             out.append(f"_d{name}")
         for n, k in self.rings.items():
             out += [f"_g{i - 1}_{var(n)}" for i in range(1, k + 1)]

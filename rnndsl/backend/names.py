@@ -14,8 +14,29 @@ __all__ = ["bias_name", "param_key", "var", "weight_name"]
 
 
 # names the generated code itself uses: a node called so gets a `__` suffix
-_USED = {"torch", "F", "K", "P", "X", "I", "H", "B", "T", "t", "lengths", "train", "valid", "values", "state",
-         "math", "range", "len", "float", "watch", "feed"}
+_USED = {
+    "torch",
+    "F",
+    "K",
+    "P",
+    "X",
+    "I",
+    "H",
+    "B",
+    "T",
+    "t",
+    "lengths",
+    "train",
+    "valid",
+    "values",
+    "state",
+    "math",
+    "range",
+    "len",
+    "float",
+    "watch",
+    "feed",
+}
 
 
 def var(name: str) -> str:

@@ -25,16 +25,26 @@ if TYPE_CHECKING:
     from rnndsl.frontend.compose import Model
 from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
 
-__all__ = ["check", "check_file", "check_program", "check_name", "project", "resolve", "did_you_mean",
-           "MAX_DELAY", "MAX_SIZE", "MAX_PARAMETERS", "MAX_ERRORS"]
+__all__ = [
+    "check",
+    "check_file",
+    "check_program",
+    "check_name",
+    "project",
+    "resolve",
+    "did_you_mean",
+    "MAX_DELAY",
+    "MAX_SIZE",
+    "MAX_PARAMETERS",
+    "MAX_ERRORS",
+]
 
 MAX_DELAY = 1000
 MAX_SIZE = 1 << 20
 MAX_PARAMETERS = 1 << 30
 MAX_ERRORS = 100  # shown per file; the rest are counted in one last diagnostic
 MAX_HINTS = 25  # did-you-mean suggestions per network
-RESERVED = {"network", "input", "layer", "init", "output", "use", "static", "tokens", "last", "zeros",
-            "learned"}
+RESERVED = {"network", "input", "layer", "init", "output", "use", "static", "tokens", "last", "zeros", "learned"}
 LAYER_OPTIONS = s.LAYER_OPTIONS
 # CompiledNetwork.forward's own keywords
 CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "feed_back", "sampler", "self"}
@@ -57,8 +67,11 @@ def check_file(program: s.Program, source: Source) -> tuple[list[Network], list[
     for net in program.networks:
         check_name(net.name, net.name_span, report)
         if net.name in seen:
-            report.error(f"network `{net.name}` is defined twice (first at {seen[net.name].span})", net.span,
-                         "rename one of them")
+            report.error(
+                f"network `{net.name}` is defined twice (first at {seen[net.name].span})",
+                net.span,
+                "rename one of them",
+            )
         seen[net.name] = net
     if not program.networks:
         report.error("no network in this file", Span(1, 1), "write `network NAME { ... }`")
@@ -95,8 +108,10 @@ def _pick(found: list[T], name: str | None, source: Source, what: str, several: 
         if item.name == name:
             return item
     hint = did_you_mean(name, [n.name for n in found])
-    raise ValueError(f"{source.name} has no {what} `{name}`; it has: "
-                     f"{', '.join(n.name for n in found)}" + (f" ({hint})" if hint else ""))
+    raise ValueError(
+        f"{source.name} has no {what} `{name}`; it has: "
+        f"{', '.join(n.name for n in found)}" + (f" ({hint})" if hint else "")
+    )
 
 
 def _truncate(report: Reporter) -> None:
@@ -170,14 +185,23 @@ class _Checker:
             if "." in name or name in RESERVED:
                 self.bad_names.add(name)
             if "." in name:
-                self.report.error(f"`{name}`: a defined name cannot contain '.'", st.span,
-                                  "dots only read a block's outputs, as in `enc.h`")
+                self.report.error(
+                    f"`{name}`: a defined name cannot contain '.'",
+                    st.span,
+                    "dots only read a block's outputs, as in `enc.h`",
+                )
             elif name in RESERVED:
-                self.report.error(f"`{name}` is a reserved word and cannot name a node", st.span,
-                                  f"call it `{name}_` or something else")
+                self.report.error(
+                    f"`{name}` is a reserved word and cannot name a node",
+                    st.span,
+                    f"call it `{name}_` or something else",
+                )
             elif check_name(name, st.span, self.report) and isinstance(st, s.Input) and name in CALL_KEYWORDS:
-                self.report.error(f"input `{name}` would clash with the `{name}=` argument of a call", st.span,
-                                  f"call it `{name}_` or something else")
+                self.report.error(
+                    f"input `{name}` would clash with the `{name}=` argument of a call",
+                    st.span,
+                    f"call it `{name}_` or something else",
+                )
 
     def _collect(self, stmts: list[s.Stmt | Alias | Exports]) -> None:
         for st in stmts:
@@ -185,8 +209,9 @@ class _Checker:
                 self.exports[st.instance] = st
             elif isinstance(st, s.Init):
                 if st.name in self.inits:
-                    self.report.error(f"`init {st.name}` is given twice (first at {self.inits[st.name].span})",
-                                      st.span, "keep one")
+                    self.report.error(
+                        f"`init {st.name}` is given twice (first at {self.inits[st.name].span})", st.span, "keep one"
+                    )
                 self.inits[st.name] = st
             elif isinstance(st, s.Output):
                 self.outputs.append(st)
@@ -196,8 +221,11 @@ class _Checker:
     def _define(self, st: s.Input | s.Layer | s.Assign | Alias) -> None:
         if st.name in self.defs:
             first = self.defs[st.name].stmt.span
-            self.report.error(f"`{st.name}` is defined twice (first at {first})", st.span,
-                              "rename one of them, or combine them into one definition")
+            self.report.error(
+                f"`{st.name}` is defined twice (first at {first})",
+                st.span,
+                "rename one of them, or combine them into one definition",
+            )
             return
         size = None if isinstance(st, s.Assign) and st.size is None else self._size_literal(st)
         self.defs[st.name] = _Def(st, size)
@@ -209,8 +237,11 @@ class _Checker:
             self.report.error(f"{what} of `{st.name}` must be a positive whole number, not {raw:g}", st.span)
             return None
         if raw > MAX_SIZE:
-            self.report.error(f"{what} of `{st.name}` is {int(raw):,}, above the limit of {MAX_SIZE:,}", st.span,
-                              "a layer this wide would not fit in memory")
+            self.report.error(
+                f"{what} of `{st.name}` is {int(raw):,}, above the limit of {MAX_SIZE:,}",
+                st.span,
+                "a layer this wide would not fit in memory",
+            )
             return None
         return int(raw)
 
@@ -264,29 +295,44 @@ class _Checker:
         if ref.name not in self.defs and self._in_failed_block(ref.name):
             return
         if ref.name not in self.defs:
-            self.report.error(f"unknown name `{ref.name}`", ref.span,
-                              self._suggest(ref.name) or "define it with input, layer or `NAME = ...`")
+            self.report.error(
+                f"unknown name `{ref.name}`",
+                ref.span,
+                self._suggest(ref.name) or "define it with input, layer or `NAME = ...`",
+            )
             return
         if own and not self._visible(ref.name):
             inst = ref.name.split(".")[0]
             exp = self.exports.get(inst)
             outs = ", ".join(sorted(n.split(".", 1)[1] for n in exp.names)) if exp else "none"
-            self.report.error(f"`{ref.name}` is inside block `{inst}`, not one of its outputs", ref.span,
-                              f"the outputs of `{inst}` are: {outs}")
+            self.report.error(
+                f"`{ref.name}` is inside block `{inst}`, not one of its outputs",
+                ref.span,
+                f"the outputs of `{inst}` are: {outs}",
+            )
         self._check_delay(ref)
 
     def _check_delay(self, ref: s.Ref) -> None:
         k = ref.offset
         if ref.explicit and k == 0:
             written = f"{ref.name}[t{'-' if math.copysign(1, k) < 0 else '+'}0]"  # `x[t-0]` parses as -0.0
-            self.report.error(f"`{written}` has a delay of 0", ref.span,
-                              f"write `{ref.name}` for the same step, or `{ref.name}[t-1]` for the previous one")
+            self.report.error(
+                f"`{written}` has a delay of 0",
+                ref.span,
+                f"write `{ref.name}` for the same step, or `{ref.name}[t-1]` for the previous one",
+            )
         elif k != int(k):
-            self.report.error(f"`{ref}`: a delay must be a whole number of steps", ref.span,
-                              f"write `{ref.name}[t-{max(1, round(abs(k)))}]`")
+            self.report.error(
+                f"`{ref}`: a delay must be a whole number of steps",
+                ref.span,
+                f"write `{ref.name}[t-{max(1, round(abs(k)))}]`",
+            )
         elif abs(k) > MAX_DELAY:
-            self.report.error(f"`{ref.name}` is read {abs(int(k))} steps away, above the limit of {MAX_DELAY}",
-                              ref.span, "a delay this long keeps that many copies of the value in memory")
+            self.report.error(
+                f"`{ref.name}` is read {abs(int(k))} steps away, above the limit of {MAX_DELAY}",
+                ref.span,
+                "a delay this long keeps that many copies of the value in memory",
+            )
 
     def _check_calls(self, expr: s.Expr) -> None:
         if isinstance(expr, s.Call):
@@ -294,16 +340,23 @@ class _Checker:
                 if len(expr.args) != 1 or not isinstance(expr.args[0], s.Ref):
                     self.report.error(f"`{expr.fn}` takes one token input by name", expr.span, TOKEN_FUNCTIONS[expr.fn])
             elif expr.fn in FEED_FUNCTIONS:
-                self.report.error(f"`{expr.fn}` gives a token id, so it can only be the whole value of a self-fed "
-                                  "token input", expr.span, FEED_FUNCTIONS[expr.fn])
+                self.report.error(
+                    f"`{expr.fn}` gives a token id, so it can only be the whole value of a self-fed token input",
+                    expr.span,
+                    FEED_FUNCTIONS[expr.fn],
+                )
             elif expr.fn not in OPS:
-                self.report.error(f"unknown function `{expr.fn}`", expr.span,
-                                  did_you_mean(expr.fn, [*OPS, *TOKEN_FUNCTIONS])
-                                  or "see docs/language.md for the functions the language knows")
+                self.report.error(
+                    f"unknown function `{expr.fn}`",
+                    expr.span,
+                    did_you_mean(expr.fn, [*OPS, *TOKEN_FUNCTIONS])
+                    or "see docs/language.md for the functions the language knows",
+                )
             elif OPS[expr.fn].arity > 0 and len(expr.args) != OPS[expr.fn].arity:
                 n = OPS[expr.fn].arity
-                self.report.error(f"`{expr.fn}` takes {n} argument{'s' if n > 1 else ''}, "
-                                  f"not {len(expr.args)}", expr.span)
+                self.report.error(
+                    f"`{expr.fn}` takes {n} argument{'s' if n > 1 else ''}, not {len(expr.args)}", expr.span
+                )
             elif not expr.args:
                 self.report.error(f"`{expr.fn}` needs at least one argument", expr.span)
         for child in _children(expr):
@@ -328,8 +381,9 @@ class _Checker:
         for name in pending:
             d = self.defs[name]
             if d.size is None and name not in broken and not self._is_number(d.stmt):
-                self.report.error(f"cannot tell the size of `{name}`", d.stmt.span,
-                                  f"give it one: `{name}: SIZE = ...`")
+                self.report.error(
+                    f"cannot tell the size of `{name}`", d.stmt.span, f"give it one: `{name}: SIZE = ...`"
+                )
 
     def _dependency_order(self, pending: list[str]) -> list[str]:
         """Unsized nodes, each after the unsized nodes it reads (a loop's members in definition order), so
@@ -359,9 +413,14 @@ class _Checker:
             changed = False
             for name in pending:
                 st = self.defs[name].stmt
-                if name not in broken and isinstance(st, s.Assign) and (
+                if (
+                    name not in broken
+                    and isinstance(st, s.Assign)
+                    and (
                         _has_unknown_call(st.expr)
-                        or any(r.name not in self.defs or r.name in broken for r in s.refs(st.expr))):
+                        or any(r.name not in self.defs or r.name in broken for r in s.refs(st.expr))
+                    )
+                ):
                     broken.add(name)
                     changed = True
         return broken
@@ -375,8 +434,11 @@ class _Checker:
             if d is None:
                 return None
             if not quiet and isinstance(d.stmt, (s.Input, Alias)) and d.stmt.kind == "tokens":
-                self.report.error(f"`{expr.name}` is a token input, used here as a vector", expr.span,
-                                  f"make it a layer source (an embedding), or write `one_hot({expr.name})`")
+                self.report.error(
+                    f"`{expr.name}` is a token input, used here as a vector",
+                    expr.span,
+                    f"make it a layer source (an embedding), or write `one_hot({expr.name})`",
+                )
                 return None
             return d.size
         if isinstance(expr, s.Neg):
@@ -408,10 +470,12 @@ class _Checker:
         for z, a in known[1:]:
             if z != known[0][0] and not quiet:
                 z0, a0 = known[0]
-                self.report.error(f"size mismatch in `{_show(expr)}`: `{_show(a0)}` has size {z0}"
-                                  f"{self._origin(a0)} but `{_show(a)}` has size {z}{self._origin(a)}",
-                                  expr.span,
-                                  f"elementwise operations need equal sizes: {project(a, z0, 'one of them')}")
+                self.report.error(
+                    f"size mismatch in `{_show(expr)}`: `{_show(a0)}` has size {z0}"
+                    f"{self._origin(a0)} but `{_show(a)}` has size {z}{self._origin(a)}",
+                    expr.span,
+                    f"elementwise operations need equal sizes: {project(a, z0, 'one of them')}",
+                )
                 return None
         if known:
             return known[0][0]
@@ -430,21 +494,30 @@ class _Checker:
             if not isinstance(st, s.Layer):
                 continue
             if st.activation not in ACTIVATIONS:
-                self.report.error(f"unknown activation `{st.activation}` for layer `{name}`", st.activation_span,
-                                  did_you_mean(st.activation, ACTIVATIONS)
-                                  or f"known: {', '.join(ACTIVATIONS)}; or write `NAME = f(...)`")
+                self.report.error(
+                    f"unknown activation `{st.activation}` for layer `{name}`",
+                    st.activation_span,
+                    did_you_mean(st.activation, ACTIVATIONS)
+                    or f"known: {', '.join(ACTIVATIONS)}; or write `NAME = f(...)`",
+                )
             for key, value, span in st.options:
                 self._check_option(name, key, value, span)
             for src in st.sources:
                 if not isinstance(src, s.Ref) or not self._is_tokens(src.name):
                     if self._size(src) == SCALAR:
-                        self.report.error(f"source `{_show(src)}` of layer `{name}` is a plain number", src.span,
-                                          "a layer's bias already adds a learned constant")
+                        self.report.error(
+                            f"source `{_show(src)}` of layer `{name}` is a plain number",
+                            src.span,
+                            "a layer's bias already adds a learned constant",
+                        )
 
     def _check_option(self, layer: str, key: str, value: str | float, span: Span) -> None:
         if key not in LAYER_OPTIONS:
-            self.report.error(f"unknown option `{key}` for layer `{layer}`", span,
-                              did_you_mean(key, LAYER_OPTIONS) or f"options: {', '.join(LAYER_OPTIONS)}")
+            self.report.error(
+                f"unknown option `{key}` for layer `{layer}`",
+                span,
+                did_you_mean(key, LAYER_OPTIONS) or f"options: {', '.join(LAYER_OPTIONS)}",
+            )
             return
         allowed = LAYER_OPTIONS[key]
         shown = f"{value:g}" if isinstance(value, float) else value
@@ -464,13 +537,19 @@ class _Checker:
             if isinstance(st, s.Assign):
                 size = self._size(st.expr)
                 if size == SCALAR:
-                    self.report.error(f"`{name}` is a plain number, not a vector", st.span,
-                                      "a node must read another node; write the number where it is used, as in "
-                                      "`x + 1`: numbers broadcast")
+                    self.report.error(
+                        f"`{name}` is a plain number, not a vector",
+                        st.span,
+                        "a node must read another node; write the number where it is used, as in "
+                        "`x + 1`: numbers broadcast",
+                    )
                 elif st.size is not None and size is not None and d.size is not None and size != d.size:
-                    self.report.error(f"`{name}` is declared with size {d.size} but its expression has size {size}",
-                                      st.expr.span, f"make `{name}` a layer to project it, `layer {name}: {d.size} <- "
-                                                    f"{_show(st.expr)}`, or declare `{name}: {size}`")
+                    self.report.error(
+                        f"`{name}` is declared with size {d.size} but its expression has size {size}",
+                        st.expr.span,
+                        f"make `{name}` a layer to project it, `layer {name}: {d.size} <- "
+                        f"{_show(st.expr)}`, or declare `{name}: {size}`",
+                    )
             elif isinstance(st, Alias):
                 size = self.defs[st.target.name].size if st.target.name in self.defs else None
                 tokens = self._is_tokens(st.target.name)
@@ -478,8 +557,12 @@ class _Checker:
                     want = "a token input" if st.kind == "tokens" else "a vector"
                     self.report.error(f"block input `{st.name}` needs {want}; `{st.target}` is not", st.span)
                 elif size is not None and d.size is not None and size != d.size:
-                    self.report.error(f"block input `{st.name}` has size {d.size} but `{st.target}` has size {size}"
-                                      f"{self._origin(st.target)}", st.span, project(st.target, d.size))
+                    self.report.error(
+                        f"block input `{st.name}` has size {d.size} but `{st.target}` has size {size}"
+                        f"{self._origin(st.target)}",
+                        st.span,
+                        project(st.target, d.size),
+                    )
             elif isinstance(st, s.Layer):
                 for src in st.sources:
                     if not (isinstance(src, s.Ref) and self._is_tokens(src.name)):
@@ -491,8 +574,7 @@ class _Checker:
         for name, st in self.inits.items():
             if name not in self.defs:
                 if not self._in_failed_block(name):
-                    self.report.error(f"`init {name}`: no node `{name}`", st.span,
-                                      self._suggest(name, self.defs))
+                    self.report.error(f"`init {name}`: no node `{name}`", st.span, self._suggest(name, self.defs))
                 continue
             if self._is_tokens(name):
                 self._check_token_init(name, st)
@@ -502,12 +584,18 @@ class _Checker:
             for ref in s.refs(st.expr):
                 d = self.defs.get(ref.name)
                 if d is None:
-                    self.report.error(f"unknown name `{ref.name}` in `init {name}`", ref.span,
-                                      self._suggest(ref.name, ["zeros", "learned", *self.defs])
-                                      or "write zeros, learned, or an expression of static inputs")
+                    self.report.error(
+                        f"unknown name `{ref.name}` in `init {name}`",
+                        ref.span,
+                        self._suggest(ref.name, ["zeros", "learned", *self.defs])
+                        or "write zeros, learned, or an expression of static inputs",
+                    )
                 elif not (isinstance(d.stmt, s.Input) and d.stmt.kind == "static") or ref.explicit:
-                    self.report.error(f"`init {name}` may only read static inputs and numbers, not `{ref}`", ref.span,
-                                      "declare a vector input as `input NAME: SIZE static`")
+                    self.report.error(
+                        f"`init {name}` may only read static inputs and numbers, not `{ref}`",
+                        ref.span,
+                        "declare a vector input as `input NAME: SIZE static`",
+                    )
             self._check_calls(st.expr)
 
     def _check_token_init(self, name: str, st: s.Init) -> None:
@@ -516,8 +604,11 @@ class _Checker:
         value = st.expr.value if isinstance(st.expr, s.Num) else None
         if st.policy == "zeros" or (value is not None and value == int(value) and 0 <= value < vocab):
             return
-        self.report.error(f"token input `{name}` starts from a token id in [0, {vocab}) or from zeros (no token)",
-                          st.span, f"write `init {name} = 0` (a start token) or `init {name} = zeros`")
+        self.report.error(
+            f"token input `{name}` starts from a token id in [0, {vocab}) or from zeros (no token)",
+            st.span,
+            f"write `init {name} = 0` (a start token) or `init {name} = zeros`",
+        )
 
     def _check_feeds(self) -> None:
         """A self-fed input takes what the network computed before: its value reads only the past."""
@@ -528,46 +619,63 @@ class _Checker:
                 continue
             feed = st.feed
             if st.kind == "static":
-                self.report.error(f"static input `{name}` cannot be fed back: it is one value per sequence",
-                                  feed.span, "drop `static`, or drop the `= ...`")
+                self.report.error(
+                    f"static input `{name}` cannot be fed back: it is one value per sequence",
+                    feed.span,
+                    "drop `static`, or drop the `= ...`",
+                )
                 continue
             for ref in s.refs(feed):
                 if ref.name in self.defs and ref.delay <= 0 and ref.name not in static:
                     when = "at the same step" if ref.delay == 0 else "in the future"
-                    self.report.error(f"self-fed input `{name}` reads `{ref}` {when}; it is fed what the "
-                                      "network computed before", ref.span, f"write `{ref.name}[t-1]`")
+                    self.report.error(
+                        f"self-fed input `{name}` reads `{ref}` {when}; it is fed what the network computed before",
+                        ref.span,
+                        f"write `{ref.name}[t-1]`",
+                    )
             picks = isinstance(feed, s.Call) and feed.fn in FEED_FUNCTIONS
             if st.kind == "tokens":
                 if not picks:
-                    self.report.error(f"token input `{name}` is fed token ids: pick them from a distribution",
-                                      feed.span, f"write `= sample(softmax(...))` or `= argmax(...)` of a vector "
-                                                 f"of size {d.size}")
+                    self.report.error(
+                        f"token input `{name}` is fed token ids: pick them from a distribution",
+                        feed.span,
+                        f"write `= sample(softmax(...))` or `= argmax(...)` of a vector of size {d.size}",
+                    )
                     continue
                 assert isinstance(feed, s.Call)
                 if len(feed.args) != 1:
                     self.report.error(f"`{feed.fn}` takes one vector, not {len(feed.args)}", feed.span)
                     continue
                 if feed.fn == "sample" and not self._positive(feed.args[0], set()):
-                    self.report.error(f"`sample` draws from a distribution, and `{_show(feed.args[0])}` may be "
-                                      "negative or all zero", feed.args[0].span,
-                                      f"write `sample(softmax({_show(feed.args[0])}))`: softmax turns scores into "
-                                      "a distribution")
+                    self.report.error(
+                        f"`sample` draws from a distribution, and `{_show(feed.args[0])}` may be negative or all zero",
+                        feed.args[0].span,
+                        f"write `sample(softmax({_show(feed.args[0])}))`: softmax turns scores into a distribution",
+                    )
                 size = self._size(feed.args[0])
                 if size is not None and d.size is not None and size != d.size:
                     shown = "a plain number" if size == SCALAR else f"size {size}"
-                    self.report.error(f"`{_show(feed.args[0])}` has {shown}; token input `{name}` picks from "
-                                      f"{d.size} tokens", feed.args[0].span, _feed_fix(feed.args[0], size, d.size))
+                    self.report.error(
+                        f"`{_show(feed.args[0])}` has {shown}; token input `{name}` picks from {d.size} tokens",
+                        feed.args[0].span,
+                        _feed_fix(feed.args[0], size, d.size),
+                    )
             elif picks:
                 assert isinstance(feed, s.Call)
-                self.report.error(f"`{feed.fn}` gives token ids; input `{name}` takes vectors of size {d.size}",
-                                  feed.span, f"declare `input {name}: tokens({d.size})`, or feed a vector such "
-                                             "as `y[t-1]`")
+                self.report.error(
+                    f"`{feed.fn}` gives token ids; input `{name}` takes vectors of size {d.size}",
+                    feed.span,
+                    f"declare `input {name}: tokens({d.size})`, or feed a vector such as `y[t-1]`",
+                )
             else:
                 size = self._size(feed)
                 if size is not None and d.size is not None and size != d.size:
                     shown = "a plain number" if size == SCALAR else f"size {size}"
-                    self.report.error(f"input `{name}` has size {d.size} but is fed `{_show(feed)}` of {shown}",
-                                      feed.span, _feed_fix(feed, size, d.size))
+                    self.report.error(
+                        f"input `{name}` has size {d.size} but is fed `{_show(feed)}` of {shown}",
+                        feed.span,
+                        _feed_fix(feed, size, d.size),
+                    )
 
     def _positive(self, expr: s.Expr, seen: set[str]) -> bool:
         """Whether every entry of `expr` is provably > 0, so that `sample` can normalise it: softmax, sigmoid,
@@ -601,16 +709,22 @@ class _Checker:
             if self._in_failed_block(out.name) or out.name in self.bad_names:
                 pass  # reported where the block or the name is
             elif out.name not in self.defs or not self._visible(out.name):
-                self.report.error(f"output `{out.name}` is not defined", out.span,
-                                  self._suggest(out.name) or "output one of the network's nodes")
+                self.report.error(
+                    f"output `{out.name}` is not defined",
+                    out.span,
+                    self._suggest(out.name) or "output one of the network's nodes",
+                )
             elif out.name in seen:
                 self.report.error(f"`output {out.name}` is given twice", out.span)
             elif self._is_tokens(out.name):
                 self.report.error(f"token input `{out.name}` cannot be an output", out.span)
             seen.add(out.name)
         if not self.outputs:
-            self.report.error(f"network `{self.net.name}` has no output", self.net.span,
-                              "add `output NAME` (every step) or `output NAME last` (the last step)")
+            self.report.error(
+                f"network `{self.net.name}` has no output",
+                self.net.span,
+                "add `output NAME` (every step) or `output NAME last` (the last step)",
+            )
 
     # ---- building the IR ---------------------------------------------------------------------
 
@@ -628,17 +742,32 @@ class _Checker:
     def _node(self, name: str, st: s.Input | s.Layer | s.Assign, size: int, static: bool) -> Node:
         init = self._init_policy(name)
         if isinstance(st, s.Input):
-            return Node(name, "input", size, st.span, input_kind=st.kind, init=init, static=st.kind == "static",
-                        feed=st.feed)
+            return Node(
+                name, "input", size, st.span, input_kind=st.kind, init=init, static=st.kind == "static", feed=st.feed
+            )
         if isinstance(st, s.Assign):
             return Node(name, "expr", size, st.span, expr=st.expr, init=init, static=static)
         opts = {k: v for k, v, _ in st.options}
-        widths = tuple(self.defs[src.name].size or 1 if isinstance(src, s.Ref) and self._is_tokens(src.name)
-                       else self._size(src, quiet=True) or 1 for src in st.sources)
-        return Node(name, "layer", size, st.span, activation=st.activation, sources=st.sources,
-                    source_sizes=widths, bias=opts.get("bias", "true") == "true",
-                    dropout=float(opts.get("dropout", 0.0)), weight_init=str(opts.get("init", "default")),
-                    init=init, static=static)
+        widths = tuple(
+            self.defs[src.name].size or 1
+            if isinstance(src, s.Ref) and self._is_tokens(src.name)
+            else self._size(src, quiet=True) or 1
+            for src in st.sources
+        )
+        return Node(
+            name,
+            "layer",
+            size,
+            st.span,
+            activation=st.activation,
+            sources=st.sources,
+            source_sizes=widths,
+            bias=opts.get("bias", "true") == "true",
+            dropout=float(opts.get("dropout", 0.0)),
+            weight_init=str(opts.get("init", "default")),
+            init=init,
+            static=static,
+        )
 
     def _init_policy(self, name: str) -> InitPolicy:
         st = self.inits.get(name)
@@ -686,35 +815,51 @@ class _Checker:
         g.add_nodes_from(order)
         refs: dict[str, list[s.Ref]] = {}
         for name, d in self.defs.items():
-            refs[name] = [r for e in _node_exprs(d.stmt) for r in s.refs(e)
-                          if r.name in self.defs and not (r.explicit and r.offset == 0)]  # `h[t-0]`: reported
+            refs[name] = [
+                r
+                for e in _node_exprs(d.stmt)
+                for r in s.refs(e)
+                if r.name in self.defs and not (r.explicit and r.offset == 0)
+            ]  # `h[t-0]`: reported
             for ref in refs[name]:
                 g.add_edge(ref.name, name, delay=ref.delay)
                 if ref.explicit and ref.name in static:
-                    self.report.error(f"`{ref.name}` is static (the same at every step); read it without a delay",
-                                      ref.span, f"write `{ref.name}`")
+                    self.report.error(
+                        f"`{ref.name}` is static (the same at every step); read it without a delay",
+                        ref.span,
+                        f"write `{ref.name}`",
+                    )
         same_step = nx.DiGraph([(u, v) for u, v, k in g.edges(data="delay") if k == 0])
         for cycle in nx.simple_cycles(same_step):
             self._algebraic_loop(order, refs, cycle)
             break
         position = {n: i for i, n in enumerate(order)}
         for names in _mixed_loops(g, position):
-            self.report.error(f"the loop through {', '.join(f'`{n}`' for n in names)} reads both the past "
-                              f"and the future", self.defs[names[0]].stmt.span,
-                              "no order of steps can run it: make every delay in the loop [t-k], or all [t+k]")
-        fed = {n: d.stmt.feed for n, d in self.defs.items()
-               if isinstance(d.stmt, s.Input) and d.stmt.feed and d.stmt.kind != "static"}
+            self.report.error(
+                f"the loop through {', '.join(f'`{n}`' for n in names)} reads both the past and the future",
+                self.defs[names[0]].stmt.span,
+                "no order of steps can run it: make every delay in the loop [t-k], or all [t+k]",
+            )
+        fed = {
+            n: d.stmt.feed
+            for n, d in self.defs.items()
+            if isinstance(d.stmt, s.Input) and d.stmt.feed and d.stmt.kind != "static"
+        }
         if not fed:
             return
         for name, feed in fed.items():  # running free, a self-fed input joins the loop it reads
-            g.add_edges_from((r.name, name, {"delay": r.delay}) for r in s.refs(feed)
-                             if r.name in self.defs and r.delay > 0)  # other reads are reported in _check_feeds
+            g.add_edges_from(
+                (r.name, name, {"delay": r.delay}) for r in s.refs(feed) if r.name in self.defs and r.delay > 0
+            )  # other reads are reported in _check_feeds
         for names in _mixed_loops(g, position):
             first = next((n for n in names if n in fed), None)
             if first is not None:
-                self.report.error(f"feeding `{first}` back closes a loop through "
-                                  f"{', '.join(f'`{n}`' for n in names)} that reads the future", fed[first].span,
-                                  "a network runs free only forward in time: feed it from a loop that reads [t-k]")
+                self.report.error(
+                    f"feeding `{first}` back closes a loop through "
+                    f"{', '.join(f'`{n}`' for n in names)} that reads the future",
+                    fed[first].span,
+                    "a network runs free only forward in time: feed it from a loop that reads [t-k]",
+                )
 
     def _algebraic_loop(self, order: list[str], refs: dict[str, list[s.Ref]], cycle: list[str]) -> None:
         start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
@@ -723,8 +868,11 @@ class _Checker:
         src, dst = cycle[-1], cycle[0]
         ref = next((r for r in refs[dst] if r.name == src and r.delay == 0), None)
         span = ref.span if ref else self.defs[dst].stmt.span
-        self.report.error(f"algebraic loop: {path} needs its own value at the same step", span,
-                          f"read `{src}[t-1]` instead of `{src}` in the definition of `{dst}` (line {span.line})")
+        self.report.error(
+            f"algebraic loop: {path} needs its own value at the same step",
+            span,
+            f"read `{src}[t-1]` instead of `{src}` in the definition of `{dst}` (line {span.line})",
+        )
 
     # ---- warnings and limits -----------------------------------------------------------------
 
@@ -752,22 +900,32 @@ class _Checker:
         for node in network.nodes:
             if node.name not in needed and "." not in node.name:
                 what = "input" if node.op == "input" else "node"
-                self.report.warn(f"{what} `{node.name}` is never used by an output", node.span,
-                                 "remove it, or read it from a node that leads to an output")
+                self.report.warn(
+                    f"{what} `{node.name}` is never used by an output",
+                    node.span,
+                    "remove it, or read it from a node that leads to an output",
+                )
         delays = network.delays
         for name, st in self.inits.items():
             if delays[name] == (0, 0) and network[name].feed is None:  # a self-fed input starts from its init
-                self.report.warn(f"`init {name}` has no effect: nothing reads `{name}[t-k]` or `{name}[t+k]`",
-                                 st.span, f"remove it, or read `{name}[t-1]` somewhere")
+                self.report.warn(
+                    f"`init {name}` has no effect: nothing reads `{name}[t-k]` or `{name}[t+k]`",
+                    st.span,
+                    f"remove it, or read `{name}[t-1]` somewhere",
+                )
         object.__setattr__(network, "warnings", tuple(self.report.warnings))
 
     def _check_limits(self, network: Network) -> None:
         count = network.parameter_count()
         if count > MAX_PARAMETERS:
             big = max((n for n in network.nodes if n.op == "layer"), key=lambda n: n.size * sum(n.source_sizes))
-            self.report.error(f"network `{network.name}` would have {count:,} parameters, above the limit of "
-                              f"{MAX_PARAMETERS:,} (the largest is layer `{big.name}`: "
-                              f"{big.size * sum(big.source_sizes):,})", big.span, "make the layers smaller")
+            self.report.error(
+                f"network `{network.name}` would have {count:,} parameters, above the limit of "
+                f"{MAX_PARAMETERS:,} (the largest is layer `{big.name}`: "
+                f"{big.size * sum(big.source_sizes):,})",
+                big.span,
+                "make the layers smaller",
+            )
 
 
 def _mixed_loops(g: nx.MultiDiGraph, position: dict[str, int]) -> list[list[str]]:
@@ -778,8 +936,11 @@ def _mixed_loops(g: nx.MultiDiGraph, position: dict[str, int]) -> list[list[str]
     for u, v, k in g.edges(data="delay"):  # one pass: a subgraph per component is quadratic
         if comp_of[u] == comp_of[v]:
             delays[comp_of[u]].add(k)
-    return [sorted(comp, key=position.__getitem__) for comp, ks in zip(comps, delays, strict=True)
-            if any(k > 0 for k in ks) and any(k < 0 for k in ks)]
+    return [
+        sorted(comp, key=position.__getitem__)
+        for comp, ks in zip(comps, delays, strict=True)
+        if any(k > 0 for k in ks) and any(k < 0 for k in ks)
+    ]
 
 
 def _node_exprs(st: s.Input | s.Layer | s.Assign | Alias) -> list[s.Expr]:
@@ -840,8 +1001,10 @@ def project(expr: s.Expr, size: int, what: str = "it", feed: bool = False) -> st
     else:
         k = min((r.delay for r in s.refs(expr) if r.delay > 0), default=0) if feed else 0
         name, source, read = "p", map_refs(expr, lambda r: _later(r, k)), s.Ref("p", -k, explicit=k > 0)
-    return (f"add a layer to project {what}, `layer {name}: {size} <- {_show(source)}`, and read `{_show(read)}` "
-            f"instead of `{_show(expr)}`")
+    return (
+        f"add a layer to project {what}, `layer {name}: {size} <- {_show(source)}`, and read `{_show(read)}` "
+        f"instead of `{_show(expr)}`"
+    )
 
 
 def _feed_fix(expr: s.Expr, size: int, wanted: int) -> str:

@@ -69,8 +69,11 @@ def check_models(program: s.Program, networks: list[Network], report: Reporter) 
     seen: dict[str, Span] = {n.name: n.span for n in program.networks}
     for decl in program.models:
         if decl.name in seen:
-            report.error(f"`{decl.name}` is defined twice (first at {seen[decl.name]})", decl.span,
-                         "give the model and the network different names")
+            report.error(
+                f"`{decl.name}` is defined twice (first at {seen[decl.name]})",
+                decl.span,
+                "give the model and the network different names",
+            )
             continue
         seen[decl.name] = decl.span
         check_name(decl.name, decl.name_span, report)
@@ -92,8 +95,11 @@ class _Composer:
             if inst is not None:
                 instances.append(inst)
         if not self.decl.instances:
-            self.report.error(f"model `{self.decl.name}` runs no network", self.decl.span,
-                              "add `NAME = NETWORK` lines, e.g. `enc = Encoder`")
+            self.report.error(
+                f"model `{self.decl.name}` runs no network",
+                self.decl.span,
+                "add `NAME = NETWORK` lines, e.g. `enc = Encoder`",
+            )
         if len(self.report.errors) > self.errors_before or len(instances) != len(self.decl.instances):
             return None
         model = Model(self.decl.name, tuple(instances), self.report.source, self.decl.span)
@@ -104,8 +110,11 @@ class _Composer:
         from rnndsl.frontend.names import check_name, did_you_mean
 
         if any(i.name == st.name for i in earlier):
-            self.report.error(f"instance `{st.name}` is defined twice in model `{self.decl.name}`", st.span,
-                              "give each instance its own name")
+            self.report.error(
+                f"instance `{st.name}` is defined twice in model `{self.decl.name}`",
+                st.span,
+                "give each instance its own name",
+            )
             return None
         if "." in st.name:
             self.report.error(f"`{st.name}`: an instance name cannot contain '.'", st.name_span)
@@ -114,16 +123,22 @@ class _Composer:
         network = self.networks.get(st.network)
         if network is None:
             if st.network not in self.declared:  # a declared network with errors is reported already
-                self.report.error(f"unknown network `{st.network}`", st.network_span,
-                                  did_you_mean(st.network, self.declared) or "define it with `network NAME { ... }`")
+                self.report.error(
+                    f"unknown network `{st.network}`",
+                    st.network_span,
+                    did_you_mean(st.network, self.declared) or "define it with `network NAME { ... }`",
+                )
             return None
         inputs = {n.name: n for n in network.inputs}
         bindings: list[tuple[str, str, str]] = []
         for name, target, span in st.bindings:
             node = inputs.get(name)
             if node is None:
-                self.report.error(f"network `{network.name}` has no input `{name}`", span,
-                                  f"its inputs are: {', '.join(inputs) or 'none'}")
+                self.report.error(
+                    f"network `{network.name}` has no input `{name}`",
+                    span,
+                    f"its inputs are: {', '.join(inputs) or 'none'}",
+                )
                 continue
             if any(b[0] == name for b in bindings):
                 self.report.error(f"input `{name}` is bound twice", span)
@@ -133,16 +148,21 @@ class _Composer:
                 continue
             src_inst, src_node = source
             if node.input_kind != "static":
-                self.report.error(f"input `{name}` of `{network.name}` is a sequence on `{st.name}`'s own time "
-                                  f"axis; `{target}` is one value per sequence", span,
-                                  f"declare `input {name}: {node.size} static`")
+                self.report.error(
+                    f"input `{name}` of `{network.name}` is a sequence on `{st.name}`'s own time "
+                    f"axis; `{target}` is one value per sequence",
+                    span,
+                    f"declare `input {name}: {node.size} static`",
+                )
             elif src_node.size != node.size:
                 projected = f"{src_node.name.replace('.', '_')}_{node.size}"
-                self.report.error(f"`{target}` has size {src_node.size} but input `{name}` of `{network.name}` "
-                                  f"has size {node.size}", span,
-                                  f"make them the same size: add a layer to network `{src_inst.network.name}` to "
-                                  f"project it, `layer {projected}: {node.size} <- {src_node.name}` and "
-                                  f"`output {projected} last`, and bind `{name} = {src_inst.name}.{projected}`")
+                self.report.error(
+                    f"`{target}` has size {src_node.size} but input `{name}` of `{network.name}` has size {node.size}",
+                    span,
+                    f"make them the same size: add a layer to network `{src_inst.network.name}` to "
+                    f"project it, `layer {projected}: {node.size} <- {src_node.name}` and "
+                    f"`output {projected} last`, and bind `{name} = {src_inst.name}.{projected}`",
+                )
             else:
                 bindings.append((name, src_inst.name, src_node.name))
         return Instance(st.name, network, tuple(bindings), st.span)
@@ -152,31 +172,45 @@ class _Composer:
         inst = next((i for i in earlier if i.name == inst_name), None)
         if not dot or inst is None:
             names = ", ".join(i.name for i in earlier) or "none yet"
-            self.report.error(f"`{target}` is not an output of an earlier instance", span,
-                              f"write INSTANCE.OUTPUT with an instance defined above (here: {names})")
+            self.report.error(
+                f"`{target}` is not an output of an earlier instance",
+                span,
+                f"write INSTANCE.OUTPUT with an instance defined above (here: {names})",
+            )
             return None
         outs = {o.name: o for o in inst.network.outputs}
         out = outs.get(out_name)
         if out is None:
-            self.report.error(f"`{inst.name}` ({inst.network.name}) has no output `{out_name}`", span,
-                              f"its outputs are: {', '.join(outs)}")
+            self.report.error(
+                f"`{inst.name}` ({inst.network.name}) has no output `{out_name}`",
+                span,
+                f"its outputs are: {', '.join(outs)}",
+            )
             return None
         node = inst.network[out_name]
         if not (out.last or node.static):
-            self.report.error(f"`{target}` gives a value at every step of `{inst.name}`'s time axis; a binding "
-                              "takes one value per sequence", span,
-                              f"write `output {out_name} last` in network `{inst.network.name}`")
+            self.report.error(
+                f"`{target}` gives a value at every step of `{inst.name}`'s time axis; a binding "
+                "takes one value per sequence",
+                span,
+                f"write `output {out_name} last` in network `{inst.network.name}`",
+            )
             return None
         return inst, node
 
     def _check_names(self, model: Model) -> None:
         """The model's inputs and outputs are called by their own names: no two may share one."""
-        for what, pairs in (("input", [(i, n.name) for i, n in model.inputs]),
-                            ("output", [(i, o.name) for i, o in model.outputs])):
+        for what, pairs in (
+            ("input", [(i, n.name) for i, n in model.inputs]),
+            ("output", [(i, o.name) for i, o in model.outputs]),
+        ):
             owner: dict[str, Instance] = {}
             for inst, name in pairs:
                 if name in owner:
-                    self.report.error(f"{what} `{name}` of both `{owner[name].name}` and `{inst.name}`: the model "
-                                      f"calls its {what}s by name", inst.span,
-                                      f"rename the {what} in network `{inst.network.name}`")
+                    self.report.error(
+                        f"{what} `{name}` of both `{owner[name].name}` and `{inst.name}`: the model "
+                        f"calls its {what}s by name",
+                        inst.span,
+                        f"rename the {what} in network `{inst.network.name}`",
+                    )
                 owner.setdefault(name, inst)

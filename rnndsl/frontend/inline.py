@@ -24,13 +24,22 @@ def inline(program: s.Program, net: s.NetworkDecl, report: Reporter) -> list[s.S
     decls = {n.name: n for n in program.networks}
     size = _expanded_size(net.name, decls, {}, ())
     if size > MAX_INLINED and not any(isinstance(st, s.Use) for st in net.body):
-        report.error(f"network `{net.name}` has {size:,} statements, above the limit of {MAX_INLINED:,}", net.span,
-                     "rnndsl compiles networks of at most that many statements")
+        report.error(
+            f"network `{net.name}` has {size:,} statements, above the limit of {MAX_INLINED:,}",
+            net.span,
+            "rnndsl compiles networks of at most that many statements",
+        )
     elif size > MAX_INLINED:
-        report.error(f"network `{net.name}` expands to {size:,} statements through its `use` blocks, above the "
-                     f"limit of {MAX_INLINED:,}", net.span, "use fewer blocks, or blocks with fewer statements")
-        return [_Exports(st.name, st.network, frozenset(), st.span, failed=True) if isinstance(st, s.Use) else st
-                for st in net.body]
+        report.error(
+            f"network `{net.name}` expands to {size:,} statements through its `use` blocks, above the "
+            f"limit of {MAX_INLINED:,}",
+            net.span,
+            "use fewer blocks, or blocks with fewer statements",
+        )
+        return [
+            _Exports(st.name, st.network, frozenset(), st.span, failed=True) if isinstance(st, s.Use) else st
+            for st in net.body
+        ]
     return _expand(net, decls, report, (net.name,), {})
 
 
@@ -39,14 +48,20 @@ def _expanded_size(name: str, decls: dict[str, s.NetworkDecl], memo: dict[str, i
     decl = decls.get(name)
     if name in memo or decl is None or name in stack or len(stack) > MAX_NESTING:
         return memo.get(name, 0)
-    total = sum(_expanded_size(st.network, decls, memo, (*stack, name)) if isinstance(st, s.Use) else 1
-                for st in decl.body)
+    total = sum(
+        _expanded_size(st.network, decls, memo, (*stack, name)) if isinstance(st, s.Use) else 1 for st in decl.body
+    )
     memo[name] = total
     return total
 
 
-def _expand(net: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporter, stack: tuple[str, ...],
-            memo: dict[str, list[s.Stmt | Alias | Exports]]) -> list[s.Stmt | Alias | Exports]:
+def _expand(
+    net: s.NetworkDecl,
+    decls: dict[str, s.NetworkDecl],
+    report: Reporter,
+    stack: tuple[str, ...],
+    memo: dict[str, list[s.Stmt | Alias | Exports]],
+) -> list[s.Stmt | Alias | Exports]:
     out: list[s.Stmt | Alias | Exports] = []
     instances: dict[str, Span] = {}
     for stmt in net.body:
@@ -54,8 +69,11 @@ def _expand(net: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporte
             out.append(stmt)
             continue
         if stmt.name in instances:
-            report.error(f"`use {stmt.name}` is given twice (first at {instances[stmt.name]})", stmt.span,
-                         "give each use its own name, as in `use l1 = ...` and `use l2 = ...`")
+            report.error(
+                f"`use {stmt.name}` is given twice (first at {instances[stmt.name]})",
+                stmt.span,
+                "give each use its own name, as in `use l1 = ...` and `use l2 = ...`",
+            )
             continue
         instances[stmt.name] = stmt.span
         block = _block(stmt, decls, report, stack)
@@ -66,8 +84,13 @@ def _expand(net: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporte
     return out
 
 
-def _expand_block(block: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report: Reporter, stack: tuple[str, ...],
-                  memo: dict[str, list[s.Stmt | Alias | Exports]]) -> list[s.Stmt | Alias | Exports]:
+def _expand_block(
+    block: s.NetworkDecl,
+    decls: dict[str, s.NetworkDecl],
+    report: Reporter,
+    stack: tuple[str, ...],
+    memo: dict[str, list[s.Stmt | Alias | Exports]],
+) -> list[s.Stmt | Alias | Exports]:
     """A block's expanded body, computed once per network: a block used n times is expanded once, not n times
     at every level. A body with errors is not kept (its messages depend on the chain of uses)."""
     if block.name in memo:
@@ -79,19 +102,26 @@ def _expand_block(block: s.NetworkDecl, decls: dict[str, s.NetworkDecl], report:
     return body
 
 
-def _block(use: s.Use, decls: dict[str, s.NetworkDecl], report: Reporter, stack: tuple[str, ...]
-           ) -> s.NetworkDecl | None:
+def _block(
+    use: s.Use, decls: dict[str, s.NetworkDecl], report: Reporter, stack: tuple[str, ...]
+) -> s.NetworkDecl | None:
     """The network a `use` names, or None (reported) when it is unknown, recursive or nested too deep."""
     block = decls.get(use.network)
     if block is None:
         from rnndsl.frontend.names import did_you_mean
 
-        report.error(f"unknown network `{use.network}` in `use {use.name}`", use.network_span,
-                     did_you_mean(use.network, decls) or f"networks in this file: {', '.join(decls)}")
+        report.error(
+            f"unknown network `{use.network}` in `use {use.name}`",
+            use.network_span,
+            did_you_mean(use.network, decls) or f"networks in this file: {', '.join(decls)}",
+        )
     elif use.network in stack:
         chain = " -> ".join((*stack, use.network))
-        report.error(f"network `{use.network}` uses itself ({chain})", use.network_span,
-                     "a block cannot contain itself; feed its output back with a delay instead")
+        report.error(
+            f"network `{use.network}` uses itself ({chain})",
+            use.network_span,
+            "a block cannot contain itself; feed its output back with a delay instead",
+        )
     elif len(stack) > MAX_NESTING:
         report.error(f"blocks nested more than {MAX_NESTING} deep", use.span)
     else:
@@ -99,8 +129,7 @@ def _block(use: s.Use, decls: dict[str, s.NetworkDecl], report: Reporter, stack:
     return None
 
 
-def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Reporter
-                 ) -> list[s.Stmt | Alias | Exports]:
+def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Reporter) -> list[s.Stmt | Alias | Exports]:
     prefix = use.name + "."
     inputs = {st.name: st for st in body if isinstance(st, s.Input)}
     args: dict[str, tuple[s.Expr, Span]] = {}
@@ -108,13 +137,17 @@ def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Repor
         if name in args:
             report.error(f"input `{name}` given twice to `{use.network}`", span)
         elif name not in inputs:
-            report.error(f"`{use.network}` has no input `{name}`", span,
-                         f"its inputs are: {', '.join(inputs) or 'none'}")
+            report.error(
+                f"`{use.network}` has no input `{name}`", span, f"its inputs are: {', '.join(inputs) or 'none'}"
+            )
         args[name] = (expr, span)
     for name in inputs:
         if name not in args:
-            report.error(f"`use {use.name} = {use.network}(...)` does not give input `{name}`", use.span,
-                         f"add `{name} = ...` to the argument list")
+            report.error(
+                f"`use {use.name} = {use.network}(...)` does not give input `{name}`",
+                use.span,
+                f"add `{name} = ...` to the argument list",
+            )
     aliases: dict[str, s.Expr] = {prefix + n: e for n, (e, _) in args.items() if isinstance(e, s.Ref)}
     local = {st.name for st in body if isinstance(st, (s.Input, s.Layer, s.Assign, _Alias))}
     failed = tuple(st.instance + "." for st in body if isinstance(st, _Exports) and st.failed)
@@ -123,17 +156,23 @@ def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Repor
     out: list[s.Stmt | Alias | Exports] = []
     for st in body:
         if isinstance(st, s.Input) and st.feed is not None:
-            report.error(f"input `{st.name}` of block `{use.network}` is self-fed; a block's inputs are given by "
-                         "the network that uses it", st.feed.span,
-                         f"declare the self-fed input in the network that writes `use {use.name} = ...`")
+            report.error(
+                f"input `{st.name}` of block `{use.network}` is self-fed; a block's inputs are given by "
+                "the network that uses it",
+                st.feed.span,
+                f"declare the self-fed input in the network that writes `use {use.name} = ...`",
+            )
         if isinstance(st, s.Input):
             arg = args.get(st.name)
             # An input the block also outputs is read from outside as `b.x`: it needs a node of its own.
             copied = st.name in exported and st.kind != "tokens"
             if arg is not None and (copied or not isinstance(arg[0], s.Ref)):
                 if st.kind == "tokens":
-                    report.error(f"token input `{st.name}` of `{use.network}` needs a token input, not an expression",
-                                 arg[1], "pass the name of a `tokens(N)` input")
+                    report.error(
+                        f"token input `{st.name}` of `{use.network}` needs a token input, not an expression",
+                        arg[1],
+                        "pass the name of a `tokens(N)` input",
+                    )
                 out.append(s.Assign(prefix + st.name, arg[0], st.size, arg[1]))
             elif arg is not None and isinstance(arg[0], s.Ref):
                 out.append(_Alias(prefix + st.name, arg[0], st.kind, st.size, arg[1]))
@@ -171,8 +210,9 @@ Alias = _Alias
 Exports = _Exports
 
 
-def _renamer(prefix: str, local: set[str], aliases: dict[str, s.Expr], failed: tuple[str, ...] = ()
-             ) -> Callable[[s.Ref], s.Expr]:
+def _renamer(
+    prefix: str, local: set[str], aliases: dict[str, s.Expr], failed: tuple[str, ...] = ()
+) -> Callable[[s.Ref], s.Expr]:
     def rename(ref: s.Ref) -> s.Expr:
         if ref.name not in local and not any(ref.name.startswith(f) for f in failed):
             return ref  # a name the block does not define: reported as unknown by the checker
@@ -199,8 +239,9 @@ def map_refs(expr: s.Expr, fn: Callable[[s.Ref], s.Expr]) -> s.Expr:
     return expr
 
 
-def _rename_stmt(st: s.Stmt | Alias | Exports, prefix: str, rename: Callable[[s.Ref], s.Expr]
-                 ) -> s.Stmt | Alias | Exports:
+def _rename_stmt(
+    st: s.Stmt | Alias | Exports, prefix: str, rename: Callable[[s.Ref], s.Expr]
+) -> s.Stmt | Alias | Exports:
     if isinstance(st, s.Layer):
         return dataclasses.replace(st, name=prefix + st.name, sources=tuple(map_refs(e, rename) for e in st.sources))
     if isinstance(st, s.Assign):

@@ -37,8 +37,9 @@ def grammar_text() -> str:
 @functools.cache
 def _parser() -> Lark:
     # cache=True keeps the built LALR tables in the temp folder: about 230 ms once, then about 20 ms
-    return Lark(grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True,
-                cache=True)
+    return Lark(
+        grammar_text(), parser="lalr", lexer="contextual", propagate_positions=True, maybe_placeholders=True, cache=True
+    )
 
 
 def _span(meta: Any) -> Span:
@@ -69,13 +70,14 @@ class _ToSyntax(Transformer):
     """Shapes Lark's tree into `syntax` nodes; the grammar does the rest."""
 
     def start(self, meta: Any, decls: list[s.NetworkDecl | s.ModelDecl]) -> s.Program:
-        return s.Program(tuple(d for d in decls if isinstance(d, s.NetworkDecl)),
-                         tuple(d for d in decls if isinstance(d, s.ModelDecl)))
+        return s.Program(
+            tuple(d for d in decls if isinstance(d, s.NetworkDecl)),
+            tuple(d for d in decls if isinstance(d, s.ModelDecl)),
+        )
 
     def model(self, meta: Any, items: list[Any]) -> s.ModelDecl:
         name, *body = items
-        return s.ModelDecl(str(name), tuple(b for b in body if isinstance(b, s.Instance)), _span(meta),
-                           _tok_span(name))
+        return s.ModelDecl(str(name), tuple(b for b in body if isinstance(b, s.Instance)), _span(meta), _tok_span(name))
 
     def instance(self, meta: Any, items: list[Any]) -> s.Instance:
         name, network, *bindings = items
@@ -284,8 +286,9 @@ def _noticed_late(err: UnexpectedToken, source: Source) -> Diagnostic | None:
     option; `layer h: 16 tanh` then a newline reads on the same way; `output last h` is the output `last`
     followed by a statement `h ...` that never comes right."""
     stack = err.state.value_stack
-    layer = next((i for i in range(len(stack) - 1, -1, -1)
-                  if isinstance(stack[i], Token) and stack[i].type == "LAYER"), None)
+    layer = next(
+        (i for i in range(len(stack) - 1, -1, -1) if isinstance(stack[i], Token) and stack[i].type == "LAYER"), None
+    )
     if layer is not None:
         return _layer_mistake(stack[layer:], err.token, source)
     return _output_last_first(stack, source)
@@ -297,15 +300,30 @@ def _layer_mistake(items: list[Any], found: Token, source: Source) -> Diagnostic
         at = source.text.find("=", key.end_pos or 0)  # `tanh = x`: the `=` comes right after the key
         if str(key) not in s.LAYER_OPTIONS and value.type == "NAME" and at >= 0:
             line, column = source.text.count("\n", 0, at) + 1, at - source.text.rfind("\n", 0, at)
-            return Diagnostic("unexpected '=': a layer lists its sources after '<-'",
-                              Span(line, column, line, column + 1), source, "error",
-                              f"write `<-` instead of `=`; {_SOURCES_LABEL}")
+            return Diagnostic(
+                "unexpected '=': a layer lists its sources after '<-'",
+                Span(line, column, line, column + 1),
+                source,
+                "error",
+                f"write `<-` instead of `=`; {_SOURCES_LABEL}",
+            )
     top, end = items[-1], _end(items[-2]) if len(items) > 1 else None
     arrow = any(isinstance(v, Token) and v.type == _ARROW for v in items)
-    if (not arrow and isinstance(top, Token) and top.type == "NAME" and end is not None and (top.line or 0) > end[0]
-            and found.type != "EQUAL"):
-        return Diagnostic(f"layer `{items[1]}` has no sources: a layer lists its sources after '<-'",
-                          Span(*end), source, "error", _SOURCES_LABEL)
+    if (
+        not arrow
+        and isinstance(top, Token)
+        and top.type == "NAME"
+        and end is not None
+        and (top.line or 0) > end[0]
+        and found.type != "EQUAL"
+    ):
+        return Diagnostic(
+            f"layer `{items[1]}` has no sources: a layer lists its sources after '<-'",
+            Span(*end),
+            source,
+            "error",
+            _SOURCES_LABEL,
+        )
     return None
 
 
@@ -318,8 +336,13 @@ def _options(items: list[Any]) -> list[tuple[Token, Token]]:
             trees = [item] if item.data == "option" else item.children
             pairs = [o.children for o in trees if isinstance(o, lark.Tree) and o.data == "option"]
             found += [(key, value) for key, value in pairs if isinstance(key, Token) and isinstance(value, Token)]
-        elif (isinstance(item, Token) and item.type == "EQUAL" and 0 < i < len(items) - 1
-              and isinstance(items[i - 1], Token) and isinstance(items[i + 1], Token)):
+        elif (
+            isinstance(item, Token)
+            and item.type == "EQUAL"
+            and 0 < i < len(items) - 1
+            and isinstance(items[i - 1], Token)
+            and isinstance(items[i + 1], Token)
+        ):
             found.append((items[i - 1], items[i + 1]))
     return found
 
@@ -346,8 +369,13 @@ def _output_last_first(stack: list[Any], source: Source) -> Diagnostic | None:
     if not isinstance(name, Token) or str(name) != "last" or last is not None:
         return None
     written = stack[-1]
-    return Diagnostic("unexpected 'last': `last` comes after the output's name", _tok_span(name), source, "error",
-                      f"write `output {written} last`")
+    return Diagnostic(
+        "unexpected 'last': `last` comes after the output's name",
+        _tok_span(name),
+        source,
+        "error",
+        f"write `output {written} last`",
+    )
 
 
 @functools.cache
@@ -396,10 +424,27 @@ def _describe(err: UnexpectedInput) -> str:
 
 
 _TOKEN_WORDS = {
-    "NAME": "a name", "NUMBER": "a number", "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('",
-    "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COLON": "':'", "EQUAL": "'='", "COMMA": "','",
-    "SIGN": "'-' or '+'", "SEMICOLON": "';'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
-    _ARROW: "'<-'", "$END": "end of file", "STATIC": "'static'", "LAST": "'last'",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COLON": "':'",
+    "EQUAL": "'='",
+    "COMMA": "','",
+    "SIGN": "'-' or '+'",
+    "SEMICOLON": "';'",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    _ARROW: "'<-'",
+    "$END": "end of file",
+    "STATIC": "'static'",
+    "LAST": "'last'",
 }
 
 
@@ -417,8 +462,9 @@ def parse(text: str, name: str = "<string>") -> s.Program:
     text = text.removeprefix("\ufeff")  # a byte-order mark, from an editor that saves UTF-8 with one
     source = Source(text, name)
     if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
-        d = Diagnostic(f"spec is larger than {MAX_SPEC_BYTES} bytes", Span(1, 1), source,
-                       hint="split it into several files")
+        d = Diagnostic(
+            f"spec is larger than {MAX_SPEC_BYTES} bytes", Span(1, 1), source, hint="split it into several files"
+        )
         raise SpecError([d])
     try:
         tree = _parser().parse(text)
@@ -428,14 +474,30 @@ def parse(text: str, name: str = "<string>") -> s.Program:
     except lark.exceptions.VisitError as err:
         if isinstance(err.orig_exc, _NumberTooLargeError):
             tok = err.orig_exc.token
-            raise SpecError([Diagnostic(f"number `{tok}` is too large", _tok_span(tok), source,
-                                        hint="sizes, delays and constants must be finite numbers")]) from None
+            raise SpecError(
+                [
+                    Diagnostic(
+                        f"number `{tok}` is too large",
+                        _tok_span(tok),
+                        source,
+                        hint="sizes, delays and constants must be finite numbers",
+                    )
+                ]
+            ) from None
         raise SpecError([Diagnostic(f"cannot read this: {err.orig_exc}", Span(1, 1), source)]) from None
     except RecursionError:
-        raise SpecError([Diagnostic("expression is nested too deeply", Span(1, 1), source,
-                                    hint="split it into named nodes")]) from None
-    deep = [Diagnostic(f"expression is nested {depth} deep, above the limit of {MAX_EXPR_DEPTH}", expr.span, source,
-                       hint="split it into named nodes") for expr, depth in _deep_exprs(program)]
+        raise SpecError(
+            [Diagnostic("expression is nested too deeply", Span(1, 1), source, hint="split it into named nodes")]
+        ) from None
+    deep = [
+        Diagnostic(
+            f"expression is nested {depth} deep, above the limit of {MAX_EXPR_DEPTH}",
+            expr.span,
+            source,
+            hint="split it into named nodes",
+        )
+        for expr, depth in _deep_exprs(program)
+    ]
     if deep:
         raise SpecError(deep)
     return program

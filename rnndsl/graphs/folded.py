@@ -32,8 +32,16 @@ def folded(network: Network, feeds: bool = True) -> nx.MultiDiGraph:
     """
     g = nx.MultiDiGraph(name=network.name)
     for node in network.nodes:
-        g.add_node(node.name, op=node.op, size=node.size, static=node.static, input_kind=node.input_kind,
-                   activation=node.activation, line=node.span.line, init=node.init.kind)
+        g.add_node(
+            node.name,
+            op=node.op,
+            size=node.size,
+            static=node.static,
+            input_kind=node.input_kind,
+            activation=node.activation,
+            line=node.span.line,
+            init=node.init.kind,
+        )
     for node in network.nodes:
         seen = set()
         for ref in node.refs():

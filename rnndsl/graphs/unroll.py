@@ -72,8 +72,14 @@ def _add_edge(g: nx.DiGraph, net: Network, ref: s.Ref, target: tuple[str, int | 
     assert target[1] is not None  # a node reading a time-varying value is not static
     t = target[1] - ref.delay
     if not 0 <= t < steps and (ref.name, t) not in g:
-        g.add_node((ref.name, t), kind="initial", op=source.op, size=source.size,
-                   side="past" if t < 0 else "future", init=source.init.kind)
+        g.add_node(
+            (ref.name, t),
+            kind="initial",
+            op=source.op,
+            size=source.size,
+            side="past" if t < 0 else "future",
+            init=source.init.kind,
+        )
         if source.init.expr is not None:
             for r in s.refs(source.init.expr):
                 g.add_edge((r.name, None), (ref.name, t), delay=0, init=True)

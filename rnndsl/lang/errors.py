@@ -78,7 +78,7 @@ class Diagnostic:
 
 def _screen_column(line: str, column: int) -> int:
     """Where 1-based `column` of `line` shows once tabs are expanded, counted from 0."""
-    return len(line[:column - 1].expandtabs(TAB_SIZE)) + max(0, column - 1 - len(line))
+    return len(line[: column - 1].expandtabs(TAB_SIZE)) + max(0, column - 1 - len(line))
 
 
 @dataclass

@@ -75,15 +75,20 @@ _UNARY = [
     _unary("sin", "torch.sin({0})", torch.sin, "sine"),
     _unary("cos", "torch.cos({0})", torch.cos, "cosine"),
     _unary("softmax", "torch.softmax({0}, -1)", lambda x: torch.softmax(x, -1), "softmax over the vector"),
-    _unary("log_softmax", "torch.log_softmax({0}, -1)", lambda x: torch.log_softmax(x, -1),
-           "log of softmax over the vector"),
+    _unary(
+        "log_softmax",
+        "torch.log_softmax({0}, -1)",
+        lambda x: torch.log_softmax(x, -1),
+        "log of softmax over the vector",
+    ),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in _UNARY}
 OPS["min"] = Op("min", 2, "same", "torch.minimum({0}, {1})", torch.minimum, "elementwise minimum")
 OPS["max"] = Op("max", 2, "same", "torch.maximum({0}, {1})", torch.maximum, "elementwise maximum")
-OPS["concat"] = Op("concat", -1, "concat", "torch.cat(({args},), -1)", lambda *xs: torch.cat(xs, -1),
-                   "vectors joined end to end")
+OPS["concat"] = Op(
+    "concat", -1, "concat", "torch.cat(({args},), -1)", lambda *xs: torch.cat(xs, -1), "vectors joined end to end"
+)
 
 # Activations of a layer are the unary ops (`layer h: 8 tanh <- x`); no word means identity.
 ACTIVATIONS: dict[str, Op] = {op.name: op for op in _UNARY}

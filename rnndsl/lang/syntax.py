@@ -12,15 +12,32 @@ from typing import Union
 from rnndsl.lang.errors import NOWHERE, Span
 
 __all__ = [
-    "Num", "Ref", "Call", "BinOp", "Neg", "Expr",
-    "Input", "Layer", "Assign", "Init", "Output", "Use", "Stmt",
-    "NetworkDecl", "Instance", "ModelDecl", "Program", "refs", "LAYER_OPTIONS",
+    "Num",
+    "Ref",
+    "Call",
+    "BinOp",
+    "Neg",
+    "Expr",
+    "Input",
+    "Layer",
+    "Assign",
+    "Init",
+    "Output",
+    "Use",
+    "Stmt",
+    "NetworkDecl",
+    "Instance",
+    "ModelDecl",
+    "Program",
+    "refs",
+    "LAYER_OPTIONS",
 ]
 
 # A layer's options (`layer h: 8 tanh dropout=0.1 <- x`) and the values each takes (None: a number in
 # [0, 1)): the checker checks them, the parser tells an option from a mistake (`layer h: 8 tanh = x`).
 LAYER_OPTIONS: dict[str, tuple[str, ...] | None] = {
-    "bias": ("true", "false"), "dropout": None,
+    "bias": ("true", "false"),
+    "dropout": None,
     "init": ("default", "xavier", "orthogonal", "normal", "uniform", "zeros"),
 }
 

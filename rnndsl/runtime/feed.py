@@ -123,11 +123,21 @@ def refuse_undrawable(values: torch.Tensor, name: str, step: int | None, logits:
     row = v[tuple(where)]
     if step is None and len(where) > 1:
         step = where[1]
-    what = ("NaN" if bool(row.isnan().any()) else "+inf" if bool((row == float("inf")).any())
-            else "a negative weight" if not logits and bool((row < 0).any())
-            else "only -inf scores" if logits else "only zeros")
+    what = (
+        "NaN"
+        if bool(row.isnan().any())
+        else "+inf"
+        if bool((row == float("inf")).any())
+        else "a negative weight"
+        if not logits and bool((row < 0).any())
+        else "only -inf scores"
+        if logits
+        else "only zeros"
+    )
     shown = ", ".join(f"{x:.4g}" for x in row[:6].tolist()) + (", ..." if row.numel() > 6 else "")
     at = f" at step {step}" if step is not None else ""
     fix = "" if logits else "; `sample(softmax(scores))` neither overflows nor underflows"
-    raise ValueError(f"self-fed input `{name}`{at}: `sample` cannot draw a token from {what} (sequence {where[0]} "
-                     f"got [{shown}]){fix}; check_finite=True names the node where NaN or inf first appears")
+    raise ValueError(
+        f"self-fed input `{name}`{at}: `sample` cannot draw a token from {what} (sequence {where[0]} "
+        f"got [{shown}]){fix}; check_finite=True names the node where NaN or inf first appears"
+    )

@@ -55,10 +55,20 @@ class Generation:
         return out
 
 
-def generate(net: CompiledNetwork, steps: int, *, input: str | None = None, prompt: Any = None,
-             temperature: float = 1.0, top_k: int = 0, greedy: bool = False, stop: int | None = None,
-             batch: int | None = None, generator: torch.Generator | None = None,
-             **inputs: torch.Tensor) -> Generation:
+def generate(
+    net: CompiledNetwork,
+    steps: int,
+    *,
+    input: str | None = None,
+    prompt: Any = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    greedy: bool = False,
+    stop: int | None = None,
+    batch: int | None = None,
+    generator: torch.Generator | None = None,
+    **inputs: torch.Tensor,
+) -> Generation:
     """Let the network feed itself for `steps` tokens after an optional prompt.
 
     `prompt`: (B, P) token ids, or a list of B lists of ids (of any lengths); each row's generation starts
@@ -84,7 +94,7 @@ def generate(net: CompiledNetwork, steps: int, *, input: str | None = None, prom
         raise ValueError(f"prompt: expected {B} rows (the batch size of the inputs), got {ids.shape[0]}")
     given = torch.full((B, T), token_start(node), dtype=torch.long)
     if ids is not None:
-        given[:, 1:longest + 1] = ids
+        given[:, 1 : longest + 1] = ids
     keep = torch.arange(T).unsqueeze(0) <= plen.unsqueeze(1)  # the start, then each row's prompt
     scores: list[torch.Tensor] | None = [] if _picks(node) == "sample" else None
     feed = Feed({node.name: given.to(device)}, {node.name: keep.to(device)}, sampler, scores=scores)
@@ -103,8 +113,17 @@ def generate(net: CompiledNetwork, steps: int, *, input: str | None = None, prom
     return Generation(tokens, lengths, log_probs, None, stop)
 
 
-def beam_search(net: CompiledNetwork, steps: int, beam: int, *, input: str | None = None, stop: int | None = None,
-                length_penalty: float = 1.0, batch: int | None = None, **inputs: torch.Tensor) -> Generation:
+def beam_search(
+    net: CompiledNetwork,
+    steps: int,
+    beam: int,
+    *,
+    input: str | None = None,
+    stop: int | None = None,
+    length_penalty: float = 1.0,
+    batch: int | None = None,
+    **inputs: torch.Tensor,
+) -> Generation:
     """The `beam` most likely continuations of each sequence, kept step by step; returns the best of each
     row by log-probability / length ** `length_penalty` (0: raw log-probability; 1: per token).
 
@@ -143,8 +162,13 @@ def beam_search(net: CompiledNetwork, steps: int, beam: int, *, input: str | Non
             was_done = done.gather(1, origin)
             step_logp = logp.gather(1, origin.unsqueeze(2).expand(-1, -1, N)).gather(2, token.unsqueeze(2))
             seqs = torch.cat([seqs.gather(1, origin.unsqueeze(2).expand_as(seqs)), token.unsqueeze(2)], 2)
-            chosen = torch.cat([chosen.gather(1, origin.unsqueeze(2).expand_as(chosen)),
-                                step_logp.masked_fill(was_done.unsqueeze(2), math.nan)], 2)
+            chosen = torch.cat(
+                [
+                    chosen.gather(1, origin.unsqueeze(2).expand_as(chosen)),
+                    step_logp.masked_fill(was_done.unsqueeze(2), math.nan),
+                ],
+                2,
+            )
             lengths = lengths.gather(1, origin) + (~was_done).long()
             done = was_done | (token == stop) if stop is not None else was_done
             if bool(done.all()):
@@ -165,12 +189,22 @@ def beam_search(net: CompiledNetwork, steps: int, beam: int, *, input: str | Non
     pad = -1 if stop is None else stop
     inside = torch.arange(tokens.shape[1], device=device).unsqueeze(0) < length.unsqueeze(1)
     score = norm.gather(1, best.unsqueeze(1)).squeeze(1)
-    return Generation(tokens.masked_fill(~inside, pad).cpu(), length.cpu(),
-                      log_probs.masked_fill(~inside, math.nan).cpu(), score.cpu(), stop)
+    return Generation(
+        tokens.masked_fill(~inside, pad).cpu(),
+        length.cpu(),
+        log_probs.masked_fill(~inside, math.nan).cpu(),
+        score.cpu(),
+        stop,
+    )
 
 
-def next_log_probs(net: CompiledNetwork, node: Node, state: dict[str, torch.Tensor],
-                   inputs: dict[str, torch.Tensor], step: int | None = None) -> torch.Tensor:
+def next_log_probs(
+    net: CompiledNetwork,
+    node: Node,
+    state: dict[str, torch.Tensor],
+    inputs: dict[str, torch.Tensor],
+    step: int | None = None,
+) -> torch.Tensor:
     """The log-probabilities (B, N) of the token a self-fed input would take at the step after `state`:
     its feed evaluated on the state's last values (`y[t-k]` is the state's k-th value from the end).
     A distribution no token can be drawn from (NaN, inf) is a ValueError naming the input and `step`."""
@@ -182,8 +216,10 @@ def next_log_probs(net: CompiledNetwork, node: Node, state: dict[str, torch.Tens
         if ref.name in inputs:
             return inputs[ref.name]
         if ref.delay < 1:
-            raise ValueError(f"the feed of `{node.name}` reads `{ref.name}`, which only a full run computes; "
-                             "beam search needs a feed of past values and static inputs")
+            raise ValueError(
+                f"the feed of `{node.name}` reads `{ref.name}`, which only a full run computes; "
+                "beam search needs a feed of past values and static inputs"
+            )
         return state[ref.name][:, -ref.delay]
 
     token_sizes = {n.name: n.size for n in net.network.nodes if n.is_tokens}
@@ -201,14 +237,18 @@ def _fed_input(net: CompiledNetwork, name: str | None) -> Node:
     if name is not None:
         found = next((n for n in tokens if n.name == name), None)
         if found is None:
-            raise ValueError(f"network `{net.network.name}` has no self-fed token input `{name}`; it has: "
-                             f"{', '.join(n.name for n in tokens) or 'none'}")
+            raise ValueError(
+                f"network `{net.network.name}` has no self-fed token input `{name}`; it has: "
+                f"{', '.join(n.name for n in tokens) or 'none'}"
+            )
         return found
     if len(tokens) != 1:
         what = "none" if not tokens else ", ".join(n.name for n in tokens)
-        raise ValueError(f"network `{net.network.name}` needs one self-fed token input to generate "
-                         f"(`input w: tokens(N) = sample(softmax(y[t-1]))`); it has {what}"
-                         + ("; pick one with input=NAME" if tokens else ""))
+        raise ValueError(
+            f"network `{net.network.name}` needs one self-fed token input to generate "
+            f"(`input w: tokens(N) = sample(softmax(y[t-1]))`); it has {what}"
+            + ("; pick one with input=NAME" if tokens else "")
+        )
     return tokens[0]
 
 
@@ -220,8 +260,10 @@ def _picks(node: Node) -> str:
 def _only_static(net: CompiledNetwork, node: Node, inputs: dict[str, Any]) -> None:
     others = [n.name for n in net.network.inputs if n.input_kind != "static" and n.name != node.name]
     if others:
-        raise ValueError(f"network `{net.network.name}` reads sequence input(s) {', '.join(others)}: generation "
-                         f"runs it on its own outputs; call net({others[0]}=...) and read `out.fed` instead")
+        raise ValueError(
+            f"network `{net.network.name}` reads sequence input(s) {', '.join(others)}: generation "
+            f"runs it on its own outputs; call net({others[0]}=...) and read `out.fed` instead"
+        )
     if node.name in inputs:
         raise ValueError(f"`{node.name}` is what generation feeds; give its first tokens as prompt=...")
 
@@ -244,14 +286,16 @@ def _prompt(net: CompiledNetwork, node: Node, prompt: Any) -> tuple[torch.Tensor
         return None, None
     if isinstance(prompt, torch.Tensor):
         if prompt.dim() != 2 or prompt.dtype.is_floating_point or prompt.dtype == torch.bool:
-            raise ValueError(f"prompt: expected (batch, steps) integer token ids, got {prompt.dtype} of shape "
-                             f"{tuple(prompt.shape)}")
+            raise ValueError(
+                f"prompt: expected (batch, steps) integer token ids, got {prompt.dtype} of shape {tuple(prompt.shape)}"
+            )
         rows = prompt.long().cpu().tolist()
     elif isinstance(prompt, (list, tuple)) and all(isinstance(r, (list, tuple)) for r in prompt):
         rows = [list(r) for r in prompt]
     else:
-        raise ValueError(f"prompt: expected a (batch, steps) tensor or a list of lists of token ids, got "
-                         f"{type(prompt).__name__}")
+        raise ValueError(
+            f"prompt: expected a (batch, steps) tensor or a list of lists of token ids, got {type(prompt).__name__}"
+        )
     if not rows:
         raise ValueError("prompt: expected at least one row")
     for row in rows:
@@ -260,7 +304,7 @@ def _prompt(net: CompiledNetwork, node: Node, prompt: Any) -> tuple[torch.Tensor
     longest = max(len(r) for r in rows)
     ids = torch.zeros(len(rows), longest, dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return ids, torch.tensor([len(r) for r in rows], dtype=torch.long)
 
 
@@ -271,7 +315,7 @@ def _chosen(scores: list[torch.Tensor], keep: torch.Tensor, fed: torch.Tensor) -
     drawn = [t for t in range(T) if not bool(keep[:, t].all())]  # the steps that drew (see Feed.plan)
     assert len(drawn) == len(scores), (len(drawn), len(scores))
     for t, logp in zip(drawn, scores, strict=True):
-        out[:, t] = logp.cpu().gather(1, fed[:, t:t + 1].clamp(min=0)).squeeze(1)
+        out[:, t] = logp.cpu().gather(1, fed[:, t : t + 1].clamp(min=0)).squeeze(1)
     out = out.masked_fill(keep, math.nan)
     return out[:, 1:]
 
@@ -282,4 +326,3 @@ def _cut_at_stop(tokens: torch.Tensor, start: torch.Tensor, lengths: torch.Tenso
     hit = (tokens == stop) & (positions >= start.unsqueeze(1)) & (positions < lengths.unsqueeze(1))
     first = torch.where(hit, positions, tokens.shape[1]).min(1).values
     return torch.minimum(lengths, first + 1)
-

@@ -41,8 +41,13 @@ def check_inputs(inputs: dict[str, torch.Tensor], lengths: torch.Tensor | None) 
         if bool(bad.any()):
             b, *rest = (int(i) for i in bad.nonzero()[0])
             at = f"sequence {b}, step {rest[0]}" if x.dim() == 3 else f"sequence {b}"
-            raise NonFiniteError(name, rest[0] if rest else None, "input", _kind(x[b]),
-                                 f"input `{name}`: expected finite values, got {_kind(x[b])} at {at}")
+            raise NonFiniteError(
+                name,
+                rest[0] if rest else None,
+                "input",
+                _kind(x[b]),
+                f"input `{name}`: expected finite values, got {_kind(x[b])} at {at}",
+            )
 
 
 def _valid(lengths: torch.Tensor | None, batch: int, steps: int, device: torch.device) -> torch.Tensor:
@@ -92,5 +97,3 @@ class Watch:
         if self.first is not None:
             step, _, node, kind = self.first
             raise NonFiniteError(node, None if step < 0 else step, "value", kind)
-
-

@@ -23,8 +23,17 @@ from rnndsl.runtime.values import Outputs
 
 __all__ = ["CompiledModel"]
 
-_GENERATE_OPTIONS = {"input", "prompt", "temperature", "top_k", "greedy", "stop", "batch", "generator",
-                     "length_penalty"}
+_GENERATE_OPTIONS = {
+    "input",
+    "prompt",
+    "temperature",
+    "top_k",
+    "greedy",
+    "stop",
+    "batch",
+    "generator",
+    "length_penalty",
+}
 
 
 class CompiledModel(nn.Module):
@@ -37,8 +46,9 @@ class CompiledModel(nn.Module):
         super().__init__()
         self.model = model
         # keyed as node names are, so an instance named `train` or `keys` is no clash with nn.ModuleDict's own
-        self.instances = nn.ModuleDict({param_key(i.name): CompiledNetwork(i.network, fuse_cells)
-                                        for i in model.instances})
+        self.instances = nn.ModuleDict(
+            {param_key(i.name): CompiledNetwork(i.network, fuse_cells) for i in model.instances}
+        )
 
     def net(self, instance: str) -> CompiledNetwork:
         """The compiled network of one instance."""
@@ -60,12 +70,21 @@ class CompiledModel(nn.Module):
 
     def code(self, lengths: bool = False, free: bool = False) -> str:
         """The generated code of every instance, in order."""
-        return "\n".join(f"# ---- instance {i.name} ({i.network.name})\n" + self.net(i.name).code(lengths, free)
-                         for i in self.model.instances)
+        return "\n".join(
+            f"# ---- instance {i.name} ({i.network.name})\n" + self.net(i.name).code(lengths, free)
+            for i in self.model.instances
+        )
 
-    def forward(self, *, lengths: Mapping[str, torch.Tensor] | None = None, steps: Mapping[str, int] | None = None,
-                batch: int | None = None, feed_back: float = 0.0, sampler: Any = None,
-                **inputs: torch.Tensor) -> Outputs:
+    def forward(
+        self,
+        *,
+        lengths: Mapping[str, torch.Tensor] | None = None,
+        steps: Mapping[str, int] | None = None,
+        batch: int | None = None,
+        feed_back: float = 0.0,
+        sampler: Any = None,
+        **inputs: torch.Tensor,
+    ) -> Outputs:
         """Run every instance in order. Inputs by name; `lengths` and `steps` keyed by instance name;
         `feed_back` and `sampler` go to the instances with self-fed inputs (see CompiledNetwork.forward)."""
         self._check_call(inputs, lengths, steps)
@@ -73,15 +92,16 @@ class CompiledModel(nn.Module):
         outputs = {o.name: values[inst.name][o.name] for inst, o in self.model.outputs}
         return Outputs(outputs, None, fed)
 
-    def generate(self, steps: int, *, beam: int | None = None, lengths: Mapping[str, torch.Tensor] | None = None,
-                 **kwargs: Any) -> Generation:
+    def generate(
+        self, steps: int, *, beam: int | None = None, lengths: Mapping[str, torch.Tensor] | None = None, **kwargs: Any
+    ) -> Generation:
         """Run the instances before the generating one on the inputs given, then generate from it (the one
         instance with a self-fed token input): sampling, or beam search with `beam=K`. Options as
         `CompiledNetwork.generate`; inputs by name; `lengths` keyed by instance name."""
         options = {k: v for k, v in kwargs.items() if k in _GENERATE_OPTIONS}
         inputs = {k: v for k, v in kwargs.items() if k not in _GENERATE_OPTIONS}
         gen = self._generator()
-        before = self.model.instances[:self.model.instances.index(gen)]
+        before = self.model.instances[: self.model.instances.index(gen)]
         given = {n.name for _, n in self.model.inputs}
         self._check_call(inputs, lengths, None, allowed=given - {n.name for n in gen.network.self_fed})
         values, _ = self._run(before, inputs, lengths or {}, {}, None, 0.0, None)
@@ -92,13 +112,22 @@ class CompiledModel(nn.Module):
     def _generator(self) -> Instance:
         found = [i for i in self.model.instances if any(n.is_tokens for n in i.network.self_fed)]
         if len(found) != 1:
-            raise ValueError(f"model `{self.model.name}` needs one instance with a self-fed token input to "
-                             f"generate; it has {len(found)}")
+            raise ValueError(
+                f"model `{self.model.name}` needs one instance with a self-fed token input to "
+                f"generate; it has {len(found)}"
+            )
         return found[0]
 
-    def _run(self, instances: tuple[Instance, ...], inputs: dict[str, torch.Tensor],
-             lengths: Mapping[str, torch.Tensor], steps: Mapping[str, int], batch: int | None,
-             feed_back: float, sampler: Any) -> tuple[dict[str, Outputs], dict[str, torch.Tensor]]:
+    def _run(
+        self,
+        instances: tuple[Instance, ...],
+        inputs: dict[str, torch.Tensor],
+        lengths: Mapping[str, torch.Tensor],
+        steps: Mapping[str, int],
+        batch: int | None,
+        feed_back: float,
+        sampler: Any,
+    ) -> tuple[dict[str, Outputs], dict[str, torch.Tensor]]:
         values: dict[str, Outputs] = {}
         fed: dict[str, torch.Tensor] = {}
         for inst in instances:
@@ -110,8 +139,9 @@ class CompiledModel(nn.Module):
             if not own and not bound:
                 options["batch"] = batch
             try:
-                out = self.net(inst.name)(**own, **bound, lengths=lengths.get(inst.name),
-                                          steps=steps.get(inst.name), **options)
+                out = self.net(inst.name)(
+                    **own, **bound, lengths=lengths.get(inst.name), steps=steps.get(inst.name), **options
+                )
             except ValueError as err:
                 raise ValueError(f"instance `{inst.name}` ({inst.network.name}): {err}") from None
             values[inst.name] = out
@@ -123,15 +153,19 @@ class CompiledModel(nn.Module):
         for name in inputs:
             if name not in names:
                 hint = did_you_mean(name, names)
-                raise ValueError(f"unknown input `{name}`; model `{self.model.name}` takes: "
-                                 f"{', '.join(sorted(names))}" + (f" ({hint})" if hint else ""))
+                raise ValueError(
+                    f"unknown input `{name}`; model `{self.model.name}` takes: "
+                    f"{', '.join(sorted(names))}" + (f" ({hint})" if hint else "")
+                )
         instances = [i.name for i in self.model.instances]
         for what, given in (("lengths", lengths), ("steps", steps)):
             if given is None:
                 continue
             if not isinstance(given, Mapping):
-                raise ValueError(f"{what}: a model's instances each have their own time axis: give a dict by "
-                                 f"instance name ({', '.join(instances)}), got {type(given).__name__}")
+                raise ValueError(
+                    f"{what}: a model's instances each have their own time axis: give a dict by "
+                    f"instance name ({', '.join(instances)}), got {type(given).__name__}"
+                )
             for key in given:
                 if key not in instances:
                     raise ValueError(f"{what}: no instance `{key}`; the instances are: {', '.join(instances)}")

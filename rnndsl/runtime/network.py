@@ -35,11 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["CompiledNetwork", "Outputs", "State", "token_start"]
 
 
-
-
-
-
-
 @dataclass(frozen=True)
 class Layout:
     """What every call needs to know of a network, worked out once (a call reads it, never the IR's
@@ -58,12 +53,16 @@ class Layout:
     def of(cls, network: Network) -> Layout:
         inputs = tuple(network.inputs)
         delays = network.delays
-        return cls(network, inputs, tuple(n.name for n in inputs),
-                   tuple(n.name for n in inputs if n.input_kind != "static"),
-                   frozenset(n.name for n in network.self_fed),
-                   tuple(n for n in network.nodes if delays[n.name] != (0, 0)),
-                   tuple((n, delays[n.name][0]) for n in network.nodes if delays[n.name][0]),
-                   network.reads_future)
+        return cls(
+            network,
+            inputs,
+            tuple(n.name for n in inputs),
+            tuple(n.name for n in inputs if n.input_kind != "static"),
+            frozenset(n.name for n in network.self_fed),
+            tuple(n for n in network.nodes if delays[n.name] != (0, 0)),
+            tuple((n, delays[n.name][0]) for n in network.nodes if delays[n.name][0]),
+            network.reads_future,
+        )
 
 
 class _Layer(nn.Module):
@@ -87,8 +86,10 @@ class _Layer(nn.Module):
             for w in self.weight:
                 init(w)
             if self.bias is not None:
-                nn.init.uniform_(self.bias, -bound, bound) if node.weight_init in ("default", "uniform") \
-                    else nn.init.zeros_(self.bias)
+                nn.init.uniform_(self.bias, -bound, bound) if node.weight_init in (
+                    "default",
+                    "uniform",
+                ) else nn.init.zeros_(self.bias)
 
 
 class CompiledNetwork(nn.Module):
@@ -105,16 +106,28 @@ class CompiledNetwork(nn.Module):
         self.network = network
         self.fuse_cells = fuse_cells
         self.layers = nn.ModuleDict({param_key(n.name): _Layer(n) for n in network.nodes if n.op == "layer"})
-        self.learned_init = nn.ParameterDict({param_key(n.name): nn.Parameter(torch.zeros(n.size))
-                                         for n in network.nodes if n.init.kind == "learned"})
-        self.init_projection = nn.ModuleDict({
-            param_key(n.name): nn.Linear(n.init.size, n.size) for n in network.nodes
-            if n.init.kind == "expr" and n.init.size != n.size})
+        self.learned_init = nn.ParameterDict(
+            {param_key(n.name): nn.Parameter(torch.zeros(n.size)) for n in network.nodes if n.init.kind == "learned"}
+        )
+        self.init_projection = nn.ModuleDict(
+            {
+                param_key(n.name): nn.Linear(n.init.size, n.size)
+                for n in network.nodes
+                if n.init.kind == "expr" and n.init.size != n.size
+            }
+        )
         self.register_buffer("_like", torch.zeros(()), persistent=False)
         self.signature = _signature(network)
         # (layer key, [(generated name, ParameterList index, or "" for the bias)]), fixed by the network
-        self._slots = [(param_key(n.name), [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
-                        + ([(bias_name(n.name), "")] if n.bias else [])) for n in network.nodes if n.op == "layer"]
+        self._slots = [
+            (
+                param_key(n.name),
+                [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
+                + ([(bias_name(n.name), "")] if n.bias else []),
+            )
+            for n in network.nodes
+            if n.op == "layer"
+        ]
         self._code: dict[tuple[bool, bool, frozenset[str], bool, str], Any] = {}
         # While autograd records, loops run as one autograd node with a generated backward (`loop_backward`);
         # False keeps them on autograd (the same numbers up to rounding, slower).
@@ -136,10 +149,14 @@ class CompiledNetwork(nn.Module):
         """The Python source the compiler generated for this network's forward pass on its device (`free`:
         the variant whose self-fed inputs run free; `grad`: the one run when autograd records, whose loops
         carry a generated backward)."""
-        network = self.network.running_free(frozenset(n.name for n in self.network.self_fed)) if free \
-            else self.network
-        return generate(network, lengths, self.fuse_cells, differentiate=grad and self.generated_backward,
-                        device=self.like.device.type).source
+        network = self.network.running_free(frozenset(n.name for n in self.network.self_fed)) if free else self.network
+        return generate(
+            network,
+            lengths,
+            self.fuse_cells,
+            differentiate=grad and self.generated_backward,
+            device=self.like.device.type,
+        ).source
 
     def weight(self, layer: str, source: str | int) -> nn.Parameter:
         """The weight (out, in) of one source of a layer, by its text as written (`"h[t-1]"`) or index."""
@@ -192,9 +209,18 @@ class CompiledNetwork(nn.Module):
 
     # ---- running -----------------------------------------------------------------------------
 
-    def forward(self, *args: torch.Tensor, lengths: torch.Tensor | None = None, state: Mapping[str, Any] | None = None,
-                steps: int | None = None, batch: int | None = None, check_finite: bool = False,
-                feed_back: float = 0.0, sampler: Sampler | None = None, **inputs: torch.Tensor) -> Outputs:
+    def forward(
+        self,
+        *args: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        state: Mapping[str, Any] | None = None,
+        steps: int | None = None,
+        batch: int | None = None,
+        check_finite: bool = False,
+        feed_back: float = 0.0,
+        sampler: Sampler | None = None,
+        **inputs: torch.Tensor,
+    ) -> Outputs:
         """Run the network over whole sequences.
 
         Sequence inputs are (batch, time, size), token inputs (batch, time) int64, static inputs
@@ -221,16 +247,20 @@ class CompiledNetwork(nn.Module):
         feed = self._feed(call, boundary, feed_back, sampler)
         return self.execute(call, boundary, feed, watch)
 
-    def execute(self, call: Call, boundary: dict[str, torch.Tensor], feed: Feed | None,
-                watch: Any = None) -> Outputs:
+    def execute(self, call: Call, boundary: dict[str, torch.Tensor], feed: Feed | None, watch: Any = None) -> Outputs:
         """Run the generated code on checked inputs (`validate`), their boundary values and a feed."""
         check_finite = watch is not None
         history = self.histories(boundary, call.state, call.batch)
         params = self.parameter_table()
-        fn = self._compiled(call.lengths is not None, check_finite, frozenset(feed.given) if feed else frozenset(),
-                            self.generated_backward and _records())
-        values, new_state = fn(params, call.inputs, boundary, history, call.batch, call.steps, call.lengths,
-                               self.training, watch, feed)
+        fn = self._compiled(
+            call.lengths is not None,
+            check_finite,
+            frozenset(feed.given) if feed else frozenset(),
+            self.generated_backward and _records(),
+        )
+        values, new_state = fn(
+            params, call.inputs, boundary, history, call.batch, call.steps, call.lengths, self.training, watch, feed
+        )
         if watch is not None:
             watch.raise_first()
         state_out = None if self.layout.reads_future else State(new_state, self.signature)
@@ -246,8 +276,9 @@ class CompiledNetwork(nn.Module):
             return beam_search(self, steps, beam, **options)
         return generate(self, steps, **options)
 
-    def _feed(self, call: Call, boundary: dict[str, torch.Tensor], feed_back: float,
-              sampler: Sampler | None) -> Feed | None:
+    def _feed(
+        self, call: Call, boundary: dict[str, torch.Tensor], feed_back: float, sampler: Sampler | None
+    ) -> Feed | None:
         """What the self-fed inputs are given and where they are fed back; None when all are given."""
         if not self.layout.fed and sampler is None and type(feed_back) in (float, int) and feed_back == 0:
             return None  # the usual call: nothing to feed, nothing to check
@@ -255,8 +286,9 @@ class CompiledNetwork(nn.Module):
         if isinstance(feed_back, bool) or not isinstance(feed_back, (int, float)) or not 0 <= feed_back <= 1:
             raise ValueError(f"feed_back: expected a probability in [0, 1], got {feed_back!r}")
         if feed_back and not fed:
-            raise ValueError(f"feed_back={feed_back}: network `{self.network.name}` has no self-fed input "
-                             "(`input NAME: ... = EXPR`)")
+            raise ValueError(
+                f"feed_back={feed_back}: network `{self.network.name}` has no self-fed input (`input NAME: ... = EXPR`)"
+            )
         if sampler is not None and not isinstance(sampler, Sampler):
             raise ValueError(f"sampler: expected an rnndsl.feed.Sampler, got {type(sampler).__name__}")
         free = [n for n in fed if n.name not in call.inputs or feed_back]
@@ -284,8 +316,9 @@ class CompiledNetwork(nn.Module):
                 given[node.name], keep[node.name] = None, None
         return Feed(given, keep, sampler or Sampler())
 
-    def start_value(self, node: Node, boundary: dict[str, torch.Tensor], batch: int,
-                    inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def start_value(
+        self, node: Node, boundary: dict[str, torch.Tensor], batch: int, inputs: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor:
         """What a self-fed input takes at the first step when running free: its init, (B,) ids or (B, S)
         (an init expression reads the call's static inputs)."""
         if node.is_tokens:
@@ -329,8 +362,9 @@ class CompiledNetwork(nn.Module):
             return value
         return like.new_zeros(batch, node.size)
 
-    def histories(self, boundary: dict[str, torch.Tensor], state: Mapping[str, torch.Tensor] | None,
-                  batch: int) -> dict[str, torch.Tensor]:
+    def histories(
+        self, boundary: dict[str, torch.Tensor], state: Mapping[str, torch.Tensor] | None, batch: int
+    ) -> dict[str, torch.Tensor]:
         """For each node read at `[t-k]`: the k values before the first step, from `state` or from init."""
         out = {}
         for node, k in self.layout.past:
@@ -342,8 +376,9 @@ class CompiledNetwork(nn.Module):
                 out[node.name] = boundary[node.name].unsqueeze(1).expand(-1, k, -1)
         return out
 
-    def _compiled(self, with_lengths: bool, guard: bool = False, free: frozenset[str] = frozenset(),
-                  differentiate: bool = False) -> Any:
+    def _compiled(
+        self, with_lengths: bool, guard: bool = False, free: frozenset[str] = frozenset(), differentiate: bool = False
+    ) -> Any:
         """The generated forward for one variant: with lengths or not, guarded or not, which self-fed
         inputs run free, and whether loops carry their own generated backward (when autograd records)."""
         device = self.like.device.type  # which cells run on torch's fused kernels depends on it
@@ -356,8 +391,9 @@ class CompiledNetwork(nn.Module):
             for diff in (False, True) if differentiate else (False,):
                 generated = generate(network, with_lengths, self.fuse_cells, guard, diff, device)
                 if diff and not generated.loops:  # no loop has a generated backward: the same code
-                    self._code[with_lengths, guard, free, diff, device] = \
-                        self._code[with_lengths, guard, free, False, device]
+                    self._code[with_lengths, guard, free, diff, device] = self._code[
+                        with_lengths, guard, free, False, device
+                    ]
                     continue
                 namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
                 exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)

@@ -27,9 +27,15 @@ from rnndsl.runtime.values import Outputs, State
 __all__ = ["reference"]
 
 
-def reference(net: CompiledNetwork, *args: torch.Tensor, lengths: torch.Tensor | None = None,
-              state: Mapping[str, Any] | None = None, steps: int | None = None, batch: int | None = None,
-              **inputs: torch.Tensor) -> Outputs:
+def reference(
+    net: CompiledNetwork,
+    *args: torch.Tensor,
+    lengths: torch.Tensor | None = None,
+    state: Mapping[str, Any] | None = None,
+    steps: int | None = None,
+    batch: int | None = None,
+    **inputs: torch.Tensor,
+) -> Outputs:
     """Run `net` the slow, obvious way; same call and result as `net(...)`.
 
     >>> import rnndsl, torch
@@ -43,10 +49,11 @@ def reference(net: CompiledNetwork, *args: torch.Tensor, lengths: torch.Tensor |
     call = validate(net, args, inputs, lengths, state, steps, batch)
     free = [n.name for n in net.network.self_fed if n.name not in call.inputs]
     if free:
-        raise ValueError(f"the reference executor runs self-fed inputs teacher-forced: give "
-                         f"{', '.join(f'`{n}`' for n in free)} (what a free run was fed is in its `out.fed`)")
-    per_seq = [_Sequence(net, call.inputs, b, call.steps, call.lengths, call.state).run()
-               for b in range(call.batch)]
+        raise ValueError(
+            f"the reference executor runs self-fed inputs teacher-forced: give "
+            f"{', '.join(f'`{n}`' for n in free)} (what a free run was fed is in its `out.fed`)"
+        )
+    per_seq = [_Sequence(net, call.inputs, b, call.steps, call.lengths, call.state).run() for b in range(call.batch)]
     values = {o.name: torch.stack([p[0][o.name] for p in per_seq]) for o in net.network.outputs}
     if net.network.reads_future:
         return Outputs(values, None)
@@ -57,11 +64,18 @@ def reference(net: CompiledNetwork, *args: torch.Tensor, lengths: torch.Tensor |
 class _Sequence:
     """One sequence of the batch, evaluated on its own unrolled DAG."""
 
-    def __init__(self, net: CompiledNetwork, inputs: dict[str, torch.Tensor], b: int, steps: int,
-                 lengths: torch.Tensor | None, state: Mapping[str, torch.Tensor] | None) -> None:
+    def __init__(
+        self,
+        net: CompiledNetwork,
+        inputs: dict[str, torch.Tensor],
+        b: int,
+        steps: int,
+        lengths: torch.Tensor | None,
+        state: Mapping[str, torch.Tensor] | None,
+    ) -> None:
         self.net, self.ir = net, net.network
-        self.inputs = {k: v[b: b + 1] for k, v in inputs.items()}
-        self.state = None if state is None else {k: v[b: b + 1] for k, v in state.items()}
+        self.inputs = {k: v[b : b + 1] for k, v in inputs.items()}
+        self.state = None if state is None else {k: v[b : b + 1] for k, v in state.items()}
         self.steps = steps
         self.length = steps if lengths is None else int(lengths[b])
         self.like = net.like
@@ -140,5 +154,3 @@ class _Sequence:
             else:
                 total = total + evaluate(src, lookup, self.like, sizes) @ w.t()
         return ACTIVATIONS[node.activation].fn(total)
-
-

@@ -28,8 +28,15 @@ class Call:
     state: Mapping[str, torch.Tensor] | None
 
 
-def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any], lengths: Any, state: Any,
-             steps: Any, batch_size: Any = None) -> Call:
+def validate(
+    net: CompiledNetwork,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    lengths: Any,
+    state: Any,
+    steps: Any,
+    batch_size: Any = None,
+) -> Call:
     """Check inputs, lengths and state against the network; raise ValueError naming what is wrong."""
     layout = net.layout
     inputs = _bind(net, layout, args, kwargs)
@@ -41,15 +48,16 @@ def validate(net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any]
     else:
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             what = "no sequence input" if not layout.fed else "no sequence input given"
-            raise ValueError(f"network `{net.network.name}` has {what}: give steps=N (N >= 1), "
-                             f"got steps={steps!r}")
+            raise ValueError(f"network `{net.network.name}` has {what}: give steps=N (N >= 1), got steps={steps!r}")
         time = steps
     if batch is None and batch_size is None:
         batch = _state_batch(state)  # a carried state knows its batch size
     if batch is None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"network `{net.network.name}` has no input to tell the batch size: give batch=N "
-                             f"(N >= 1), got batch={batch_size!r}")
+            raise ValueError(
+                f"network `{net.network.name}` has no input to tell the batch size: give batch=N "
+                f"(N >= 1), got batch={batch_size!r}"
+            )
         batch = batch_size
     elif batch_size is not None and batch_size != batch:
         raise ValueError(f"batch={batch_size} but the inputs have batch size {batch}; leave batch out")
@@ -68,28 +76,35 @@ def _state_batch(state: Any) -> int | None:
     return None
 
 
-def _bind(net: CompiledNetwork, layout: Layout, args: tuple[Any, ...],
-          kwargs: dict[str, Any]) -> dict[str, torch.Tensor]:
+def _bind(
+    net: CompiledNetwork, layout: Layout, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, torch.Tensor]:
     names = layout.names
     inputs = dict(kwargs)
     if args:
         seq = layout.sequences
         if len(args) > 1 or len(seq) != 1:
-            raise ValueError(f"network `{net.network.name}` takes its inputs by name ({', '.join(names)}); "
-                             f"got {len(args)} positional argument(s)")
+            raise ValueError(
+                f"network `{net.network.name}` takes its inputs by name ({', '.join(names)}); "
+                f"got {len(args)} positional argument(s)"
+            )
         if seq[0] in inputs:
             raise ValueError(f"input `{seq[0]}` given twice: positionally and by name")
         inputs[seq[0]] = args[0]
     for name in inputs:
         if name not in names:
             hint = did_you_mean(name, list(names))
-            raise ValueError(f"unknown input `{name}`; network `{net.network.name}` takes: {', '.join(names)}"
-                             + (f" ({hint})" if hint else ""))
+            raise ValueError(
+                f"unknown input `{name}`; network `{net.network.name}` takes: {', '.join(names)}"
+                + (f" ({hint})" if hint else "")
+            )
     fed = layout.fed  # not given: the network feeds itself
     missing = [n for n in names if n not in inputs and n not in fed]
     if missing:
-        raise ValueError(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)} "
-                         f"for network `{net.network.name}`")
+        raise ValueError(
+            f"missing input{'s' if len(missing) > 1 else ''} {', '.join(f'`{m}`' for m in missing)} "
+            f"for network `{net.network.name}`"
+        )
     for name, value in inputs.items():
         if not isinstance(value, torch.Tensor):
             raise ValueError(f"input `{name}`: expected a torch.Tensor, got {type(value).__name__}")
@@ -108,8 +123,10 @@ def _shapes(layout: Layout, inputs: dict[str, torch.Tensor], like: torch.Tensor)
             _expect(node.name, x, 2, "(batch, time) integer token ids", integer=True)
             x = inputs[node.name] = x.long()  # any integer dtype will do; the kernels take int64
             if x.numel() and (int(x.min()) < 0 or int(x.max()) >= node.size):
-                raise ValueError(f"input `{node.name}`: token ids must lie in [0, {node.size}), got values from "
-                                 f"{int(x.min())} to {int(x.max())}")
+                raise ValueError(
+                    f"input `{node.name}`: token ids must lie in [0, {node.size}), got values from "
+                    f"{int(x.min())} to {int(x.max())}"
+                )
         elif node.input_kind == "seq":
             _expect(node.name, x, 3, f"(batch, time, {node.size})", like=like)
             _size(node.name, x, node.size, f"(batch, time, {node.size})")
@@ -117,31 +134,38 @@ def _shapes(layout: Layout, inputs: dict[str, torch.Tensor], like: torch.Tensor)
             _expect(node.name, x, 2, f"(batch, {node.size}) (a static input)", like=like)
             _size(node.name, x, node.size, f"(batch, {node.size})")
         if x.device != device:
-            raise ValueError(f"input `{node.name}` is on {x.device} but the network is on {device}; "
-                             f"move it with .to({str(device)!r})")
+            raise ValueError(
+                f"input `{node.name}` is on {x.device} but the network is on {device}; "
+                f"move it with .to({str(device)!r})"
+            )
         if batch is not None and x.shape[0] != batch[1]:
-            raise ValueError(f"batch sizes differ: input `{batch[0]}` has {batch[1]} but `{node.name}` has "
-                             f"{x.shape[0]}")
+            raise ValueError(
+                f"batch sizes differ: input `{batch[0]}` has {batch[1]} but `{node.name}` has {x.shape[0]}"
+            )
         batch = batch or (node.name, x.shape[0])
         if node.input_kind != "static":
             if time is not None and x.shape[1] != time[1]:
-                raise ValueError(f"sequence lengths differ: input `{time[0]}` has {time[1]} steps but "
-                                 f"`{node.name}` has {x.shape[1]}")
+                raise ValueError(
+                    f"sequence lengths differ: input `{time[0]}` has {time[1]} steps but `{node.name}` has {x.shape[1]}"
+                )
             if x.shape[1] == 0:
                 raise ValueError(f"input `{node.name}` has 0 steps; a sequence needs at least one")
             time = time or (node.name, x.shape[1])
     return (batch[1] if batch else None), (time[1] if time else 0)
 
 
-def _expect(name: str, x: torch.Tensor, rank: int, shape: str, integer: bool = False,
-            like: torch.Tensor | None = None) -> None:
+def _expect(
+    name: str, x: torch.Tensor, rank: int, shape: str, integer: bool = False, like: torch.Tensor | None = None
+) -> None:
     if x.dim() != rank:
         raise ValueError(f"input `{name}`: expected {shape}, got a tensor of shape {tuple(x.shape)}")
     if integer and (x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool):
         raise ValueError(f"input `{name}`: expected integer token ids (int64), got {x.dtype}")
     if like is not None and x.dtype != like.dtype:
-        raise ValueError(f"input `{name}`: expected {like.dtype} (the network's dtype), got {x.dtype}; "
-                         f"convert it with .to({like.dtype})")
+        raise ValueError(
+            f"input `{name}`: expected {like.dtype} (the network's dtype), got {x.dtype}; "
+            f"convert it with .to({like.dtype})"
+        )
 
 
 def _size(name: str, x: torch.Tensor, size: int, shape: str) -> None:
@@ -155,12 +179,14 @@ def _lengths(lengths: Any, batch: int, time: int, device: torch.device) -> torch
     if not isinstance(lengths, torch.Tensor):
         lengths = torch.as_tensor(lengths)
     if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.shape != (batch,):
-        raise ValueError(f"lengths: expected (batch,) = ({batch},) integers, got {lengths.dtype} of shape "
-                         f"{tuple(lengths.shape)}")
+        raise ValueError(
+            f"lengths: expected (batch,) = ({batch},) integers, got {lengths.dtype} of shape {tuple(lengths.shape)}"
+        )
     low, high = (int(lengths.min()), int(lengths.max())) if lengths.numel() else (1, 1)
     if low < 1 or high > time:
-        raise ValueError(f"lengths: every length must lie in [1, {time}] (the time axis), got values from {low} "
-                         f"to {high}")
+        raise ValueError(
+            f"lengths: every length must lie in [1, {time}] (the time axis), got values from {low} to {high}"
+        )
     return lengths.to(device=device, dtype=torch.long)
 
 
@@ -168,14 +194,18 @@ def _state(net: CompiledNetwork, state: Any, batch: int, like: torch.Tensor) -> 
     if state is None:
         return None
     if net.network.reads_future:
-        raise ValueError(f"network `{net.network.name}` reads the future ([t+k]), so it cannot continue from a "
-                         "state: give it whole sequences")
+        raise ValueError(
+            f"network `{net.network.name}` reads the future ([t+k]), so it cannot continue from a "
+            "state: give it whole sequences"
+        )
     signature = getattr(state, "signature", None)
     if signature is not None and signature != net.signature:
         other = signature.split("/")[0]
         if other == net.network.name:
-            raise ValueError(f"state comes from another version of network `{other}`: its nodes, sizes or "
-                             "delays differ from this one's")
+            raise ValueError(
+                f"state comes from another version of network `{other}`: its nodes, sizes or "
+                "delays differ from this one's"
+            )
         raise ValueError(f"state comes from another network ({other}), not `{net.network.name}`")
     if not isinstance(state, Mapping):
         raise ValueError(f"state: expected the `.state` of an earlier call, got {type(state).__name__}")

@@ -32,8 +32,9 @@ class Outputs(dict[str, torch.Tensor]):
     """The outputs of one call, a dict: `out["h"]`, or `out.h` where the name is no dict method;
     `out.state` to carry into the next call. Being a dict, it is seen by DistributedDataParallel."""
 
-    def __init__(self, values: dict[str, torch.Tensor], state: State | None,
-                 fed: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self, values: dict[str, torch.Tensor], state: State | None, fed: dict[str, torch.Tensor] | None = None
+    ) -> None:
         super().__init__(values)
         self.state = state
         self.fed = fed or {}  # what each self-fed input that ran free was fed: (B, T) ids or (B, T, S)
@@ -58,8 +59,12 @@ def _register_outputs_with_pytree() -> None:
     def flatten(out: Outputs) -> tuple[list[torch.Tensor], Context]:
         state = out.state
         leaves = [*out.values(), *(state.values() if state is not None else ()), *out.fed.values()]
-        return leaves, (list(out), None if state is None else list(state), getattr(state, "signature", ""),
-                        list(out.fed))
+        return leaves, (
+            list(out),
+            None if state is None else list(state),
+            getattr(state, "signature", ""),
+            list(out.fed),
+        )
 
     def unflatten(leaves: Any, context: Context) -> Outputs:
         keys, state_keys, signature, fed_keys = context

@@ -31,18 +31,38 @@ if TYPE_CHECKING:
     from rnndsl.tasks.g2p import G2P
     from rnndsl.tasks.names import Names
 
-__all__ = ["TASKS", "Adding", "Batch", "Binding", "Copy", "Digits", "G2P", "Names", "Needs", "Task",
-           "TaskMismatchError", "make_task", "parse_options"]
+__all__ = [
+    "TASKS",
+    "Adding",
+    "Batch",
+    "Binding",
+    "Copy",
+    "Digits",
+    "G2P",
+    "Names",
+    "Needs",
+    "Task",
+    "TaskMismatchError",
+    "make_task",
+    "parse_options",
+]
 
 # name -> (module, class); a task's module (and torch) is imported when the task is first asked for
-_BUILT_IN = {"digits": ("rnndsl.tasks.digits", "Digits"), "adding": ("rnndsl.tasks.adding", "Adding"),
-             "copy": ("rnndsl.tasks.copy", "Copy"), "names": ("rnndsl.tasks.names", "Names"),
-             "g2p": ("rnndsl.tasks.g2p", "G2P")}
+_BUILT_IN = {
+    "digits": ("rnndsl.tasks.digits", "Digits"),
+    "adding": ("rnndsl.tasks.adding", "Adding"),
+    "copy": ("rnndsl.tasks.copy", "Copy"),
+    "names": ("rnndsl.tasks.names", "Names"),
+    "g2p": ("rnndsl.tasks.g2p", "G2P"),
+}
 
-__getattr__ = lazy_exports(__name__, {
-    **{cls: module for module, cls in _BUILT_IN.values()},
-    **dict.fromkeys(["Batch", "Binding", "Needs", "Task", "TaskMismatchError"], "rnndsl.tasks.base"),
-})
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **{cls: module for module, cls in _BUILT_IN.values()},
+        **dict.fromkeys(["Batch", "Binding", "Needs", "Task", "TaskMismatchError"], "rnndsl.tasks.base"),
+    },
+)
 
 
 class _Tasks(Mapping[str, "type[Task]"]):
@@ -95,6 +115,7 @@ def parse_options(name: str, pairs: list[str]) -> dict[str, Any]:
         try:
             out[key] = kind(value)
         except ValueError:
-            raise ValueError(f"task option `{key}` takes {'a number' if kind is float else 'an integer'}, "
-                             f"got `{value}`") from None
+            raise ValueError(
+                f"task option `{key}` takes {'a number' if kind is float else 'an integer'}, got `{value}`"
+            ) from None
     return out

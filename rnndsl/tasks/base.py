@@ -39,8 +39,7 @@ class Batch:
     def slice(self, start: int, stop: int) -> Batch:
         """Sequences start..stop-1, still padded to the whole batch's length (so outputs concatenate)."""
         lengths = None if self.lengths is None else self.lengths[start:stop]
-        return Batch(self.x[start:stop], self.y[start:stop], lengths,
-                     {k: v[start:stop] for k, v in self.more.items()})
+        return Batch(self.x[start:stop], self.y[start:stop], lengths, {k: v[start:stop] for k, v in self.more.items()})
 
 
 @dataclass(frozen=True)
@@ -60,13 +59,18 @@ class Needs:
 
     def feeds(self) -> str:
         if self.vocab:
-            return f"token ids in [0, {self.vocab}) (`input NAME: tokens({self.vocab})`, or `input NAME: " \
-                   f"{self.vocab}` read one-hot)"
+            return (
+                f"token ids in [0, {self.vocab}) (`input NAME: tokens({self.vocab})`, or `input NAME: "
+                f"{self.vocab}` read one-hot)"
+            )
         return f"vectors of size {self.input_size} at every step (`input NAME: {self.input_size}`)"
 
     def reads(self) -> str:
-        shape = f"`output NAME last` of size {self.output_size}" if self.last else \
-            f"`output NAME` (every step) of size {self.output_size}"
+        shape = (
+            f"`output NAME last` of size {self.output_size}"
+            if self.last
+            else f"`output NAME` (every step) of size {self.output_size}"
+        )
         return shape + (" as logits (no activation, or log_softmax)" if self.logits else "")
 
     def describe(self) -> str:
@@ -125,8 +129,9 @@ def bind(network: Network, task: str, needs: Needs) -> Binding:
     one_hot = _check_inputs(network, needs, problems)
     output = _pick_output(network, needs, problems)
     if problems:
-        header = (f"network `{network.name}` ({network.source.name}) does not fit task `{task}`, which "
-                  f"{needs.describe()}")
+        header = (
+            f"network `{network.name}` ({network.source.name}) does not fit task `{task}`, which {needs.describe()}"
+        )
         raise TaskMismatchError(header, [Diagnostic(m, span, network.source, hint=h) for m, span, h in problems])
     return Binding(network.inputs[0].name, output, one_hot)
 
@@ -136,30 +141,49 @@ def _check_inputs(network: Network, needs: Needs, problems: list[tuple[str, Span
     if len(inputs) != 1:
         names = ", ".join(f"`{n.name}`" for n in inputs)
         span = inputs[1].span if len(inputs) > 1 else Span(1, 1)
-        problems.append((f"the task feeds one input; the network has {len(inputs)} ({names or 'none'})", span,
-                         "keep one input"))
+        problems.append(
+            (f"the task feeds one input; the network has {len(inputs)} ({names or 'none'})", span, "keep one input")
+        )
         return 0
     node = inputs[0]
     if node.input_kind == "static":
-        problems.append((f"input `{node.name}` is static; the task gives a sequence", node.span,
-                         "drop `static`"))
+        problems.append((f"input `{node.name}` is static; the task gives a sequence", node.span, "drop `static`"))
         return 0
     if needs.vocab:
         if node.is_tokens or node.size == needs.vocab:
             if node.size != needs.vocab:
-                problems.append((f"input `{node.name}` has {node.size} tokens; the task's alphabet has "
-                                 f"{needs.vocab}", node.span, f"declare `input {node.name}: tokens({needs.vocab})`"))
+                problems.append(
+                    (
+                        f"input `{node.name}` has {node.size} tokens; the task's alphabet has {needs.vocab}",
+                        node.span,
+                        f"declare `input {node.name}: tokens({needs.vocab})`",
+                    )
+                )
             return 0 if node.is_tokens else needs.vocab
-        problems.append((f"input `{node.name}` has size {node.size}; the task gives token ids of an alphabet of "
-                         f"{needs.vocab}", node.span, f"declare `input {node.name}: tokens({needs.vocab})` or "
-                                                      f"`input {node.name}: {needs.vocab}` (one-hot)"))
+        problems.append(
+            (
+                f"input `{node.name}` has size {node.size}; the task gives token ids of an alphabet of {needs.vocab}",
+                node.span,
+                f"declare `input {node.name}: tokens({needs.vocab})` or `input {node.name}: {needs.vocab}` (one-hot)",
+            )
+        )
         return 0
     if node.is_tokens:
-        problems.append((f"input `{node.name}` is tokens({node.size}); the task gives vectors of size "
-                         f"{needs.input_size}", node.span, f"declare `input {node.name}: {needs.input_size}`"))
+        problems.append(
+            (
+                f"input `{node.name}` is tokens({node.size}); the task gives vectors of size {needs.input_size}",
+                node.span,
+                f"declare `input {node.name}: {needs.input_size}`",
+            )
+        )
     elif node.size != needs.input_size:
-        problems.append((f"input `{node.name}` has size {node.size}; the task gives {needs.input_size} per step",
-                         node.span, f"declare `input {node.name}: {needs.input_size}`"))
+        problems.append(
+            (
+                f"input `{node.name}` has size {node.size}; the task gives {needs.input_size} per step",
+                node.span,
+                f"declare `input {node.name}: {needs.input_size}`",
+            )
+        )
     return 0
 
 
@@ -172,11 +196,21 @@ def _pick_output(network: Network, needs: Needs, problems: list[tuple[str, Span,
     if len(network.outputs) == 1:
         problems.extend(found[network.outputs[0].name])
     elif fitting:
-        problems.append((f"outputs {', '.join(f'`{n}`' for n in fitting)} all fit the task; it reads one",
-                         network.by_name[fitting[1]].span, "keep one such output"))
+        problems.append(
+            (
+                f"outputs {', '.join(f'`{n}`' for n in fitting)} all fit the task; it reads one",
+                network.by_name[fitting[1]].span,
+                "keep one such output",
+            )
+        )
     else:
-        problems.append((f"no output fits the task (outputs: {', '.join(f'`{o.name}`' for o in network.outputs)})",
-                         network.outputs[0].span, f"add an {needs.reads()}"))
+        problems.append(
+            (
+                f"no output fits the task (outputs: {', '.join(f'`{o.name}`' for o in network.outputs)})",
+                network.outputs[0].span,
+                f"add an {needs.reads()}",
+            )
+        )
     return ""
 
 
@@ -184,18 +218,38 @@ def _output_problems(network: Network, out: OutputSpec, needs: Needs) -> list[tu
     node = network.by_name[out.name]
     errs = []
     if needs.last and not out.last:
-        errs.append((f"output `{out.name}` gives a value at every step; the task needs one per sequence", out.span,
-                     f"write `output {out.name} last`"))
+        errs.append(
+            (
+                f"output `{out.name}` gives a value at every step; the task needs one per sequence",
+                out.span,
+                f"write `output {out.name} last`",
+            )
+        )
     elif out.last and not needs.last:
-        errs.append((f"output `{out.name}` is `last`; the task needs a value at every step", out.span,
-                     f"write `output {out.name}`"))
+        errs.append(
+            (
+                f"output `{out.name}` is `last`; the task needs a value at every step",
+                out.span,
+                f"write `output {out.name}`",
+            )
+        )
     if node.size != needs.output_size:
         what = "one score per class" if needs.logits else "the predicted value"
-        errs.append((f"output `{out.name}` has size {node.size}; the task needs {needs.output_size} ({what})",
-                     node.span, f"make `{out.name}` of size {needs.output_size}"))
+        errs.append(
+            (
+                f"output `{out.name}` has size {node.size}; the task needs {needs.output_size} ({what})",
+                node.span,
+                f"make `{out.name}` of size {needs.output_size}",
+            )
+        )
     if needs.logits and _is_softmax(node):
-        errs.append((f"output `{out.name}` is a softmax; the task reads it as logits (it applies log_softmax "
-                     "itself)", node.span, "use `log_softmax` or no activation"))
+        errs.append(
+            (
+                f"output `{out.name}` is a softmax; the task reads it as logits (it applies log_softmax itself)",
+                node.span,
+                "use `log_softmax` or no activation",
+            )
+        )
     return errs
 
 
@@ -217,7 +271,7 @@ def epoch_batch(n: int, step: int, batch: int, seed: int) -> np.ndarray:
     per_epoch = n // batch
     epoch, index = divmod(step, per_epoch)
     order = rng(seed, 1, epoch).permutation(n)
-    return order[index * batch:(index + 1) * batch]
+    return order[index * batch : (index + 1) * batch]
 
 
 def split_indices(n: int, seed: int, fractions: tuple[float, float]) -> dict[str, np.ndarray]:
@@ -225,7 +279,7 @@ def split_indices(n: int, seed: int, fractions: tuple[float, float]) -> dict[str
     `fractions` of n (rounded), train the rest."""
     order = rng(seed, 0).permutation(n)
     n_val, n_test = (round(f * n) for f in fractions)
-    return {"test": order[:n_test], "validation": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    return {"test": order[:n_test], "validation": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
 
 
 class Task:
@@ -260,9 +314,17 @@ class Task:
     def bind(self, network: Any) -> Binding:
         """Match a network (or model) to the task; raise TaskMismatchError saying what differs."""
         if not isinstance(network, Network):
-            raise TaskMismatchError(f"task `{self.name}` trains a network, and `{network.name}` is a model",
-                                    [Diagnostic(f"`{network.name}` is a model", network.span, network.source,
-                                                hint="pick one of its networks with --network NAME")])
+            raise TaskMismatchError(
+                f"task `{self.name}` trains a network, and `{network.name}` is a model",
+                [
+                    Diagnostic(
+                        f"`{network.name}` is a model",
+                        network.span,
+                        network.source,
+                        hint="pick one of its networks with --network NAME",
+                    )
+                ],
+            )
         return bind(network, self.name, self.needs)
 
     def evaluate(self, net: Any, binding: Binding, batch: Batch, chunk: int) -> dict[str, float]:
@@ -273,8 +335,7 @@ class Task:
 
     def show(self, net: Any, words: list[str], count: int, options: dict[str, Any]) -> list[str]:
         """Lines showing what a trained network does (`rnndsl generate`): samples, translations."""
-        raise ValueError(f"task `{self.name}` has nothing to generate; generation needs a task such as names "
-                         "or g2p")
+        raise ValueError(f"task `{self.name}` has nothing to generate; generation needs a task such as names or g2p")
 
     def config(self) -> dict[str, Any]:
         """The task's name and options: enough to build it again (`make_task(**config)`)."""

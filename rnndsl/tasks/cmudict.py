@@ -31,16 +31,67 @@ import torch
 
 from rnndsl.tasks.base import IGNORE, split_indices
 
-__all__ = ["LETTERS", "MAX_LETTERS", "PHONEMES", "PaddedPairs", "Pair", "decode_phonemes", "encode_letters",
-           "encode_phonemes", "load_pronunciations", "pad_pairs", "split_pairs", "until_boundary"]
+__all__ = [
+    "LETTERS",
+    "MAX_LETTERS",
+    "PHONEMES",
+    "PaddedPairs",
+    "Pair",
+    "decode_phonemes",
+    "encode_letters",
+    "encode_phonemes",
+    "load_pronunciations",
+    "pad_pairs",
+    "split_pairs",
+    "until_boundary",
+]
 
 Pair = tuple[str, tuple[str, ...]]  # a word and its phonemes: ("cat", ("K", "AE", "T"))
 
 MAX_LETTERS = 20  # keeps every word but 2 (22 and 28 letters); phonemes then number at most 19
 LETTERS = "." + string.ascii_lowercase  # id 0 pads the letters
-PHONEMES = (".", "AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH",
-            "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W",
-            "Y", "Z", "ZH")  # id 0 is the boundary: start of the decoder input, end of the target
+PHONEMES = (
+    ".",
+    "AA",
+    "AE",
+    "AH",
+    "AO",
+    "AW",
+    "AY",
+    "B",
+    "CH",
+    "D",
+    "DH",
+    "EH",
+    "ER",
+    "EY",
+    "F",
+    "G",
+    "HH",
+    "IH",
+    "IY",
+    "JH",
+    "K",
+    "L",
+    "M",
+    "N",
+    "NG",
+    "OW",
+    "OY",
+    "P",
+    "R",
+    "S",
+    "SH",
+    "T",
+    "TH",
+    "UH",
+    "UW",
+    "V",
+    "W",
+    "Y",
+    "Z",
+    "ZH",
+)  # id 0 is the boundary: start of the decoder input, end of the target
 
 _LETTER_ID = {c: i for i, c in enumerate(LETTERS)}
 _PHONEME_ID = {p: i for i, p in enumerate(PHONEMES)}
@@ -98,7 +149,7 @@ def until_boundary(ids: Sequence[int]) -> list[int]:
     """The ids before the first boundary 0 (all of them when none is 0): a decoded prediction without its
     end symbol and what follows it. `until_boundary([20, 2, 31, 0, 5]) == [20, 2, 31]`."""
     ids = list(ids)
-    return ids[:ids.index(0)] if 0 in ids else ids
+    return ids[: ids.index(0)] if 0 in ids else ids
 
 
 @dataclass(frozen=True)
@@ -136,12 +187,17 @@ def pad_pairs(pairs: Sequence[Pair]) -> PaddedPairs:
     phones_in = np.zeros((len(pairs), max(phone_lengths)), dtype=np.int64)
     phones_out = np.full_like(phones_in, IGNORE)
     for row, (word, phones) in enumerate(pairs):
-        letters[row, :len(word)] = encode_letters(word)
+        letters[row, : len(word)] = encode_letters(word)
         ids = encode_phonemes(phones)
-        phones_in[row, 1:len(ids) + 1] = ids
-        phones_out[row, :len(ids) + 1] = [*ids, 0]
-    return PaddedPairs(torch.from_numpy(letters), torch.tensor(letter_lengths), torch.from_numpy(phones_in),
-                       torch.from_numpy(phones_out), torch.tensor(phone_lengths))
+        phones_in[row, 1 : len(ids) + 1] = ids
+        phones_out[row, : len(ids) + 1] = [*ids, 0]
+    return PaddedPairs(
+        torch.from_numpy(letters),
+        torch.tensor(letter_lengths),
+        torch.from_numpy(phones_in),
+        torch.from_numpy(phones_out),
+        torch.tensor(phone_lengths),
+    )
 
 
 def split_pairs(seed: int = 0, validation: int = 1000, test: int = 1000) -> dict[str, list[Pair]]:

@@ -60,8 +60,9 @@ class Copy(Task):
 
     def __post_init__(self) -> None:
         if self.symbols < 1 or self.copy < 1 or self.delay < 1:
-            raise ValueError(f"the copy task needs symbols, copy and delay >= 1, got {self.symbols}, {self.copy}, "
-                             f"{self.delay}")
+            raise ValueError(
+                f"the copy task needs symbols, copy and delay >= 1, got {self.symbols}, {self.copy}, {self.delay}"
+            )
 
     @property
     def needs(self) -> Needs:
@@ -89,5 +90,8 @@ class Copy(Task):
 
     def metrics(self, out: torch.Tensor, batch: Batch) -> dict[str, float]:
         recall = slice(-self.copy, None)
-        return {"accuracy": accuracy(out[:, recall], batch.y[:, recall]),
-                "cross_entropy": float(cross_entropy(out.double(), batch.y)), "baseline": self.baseline}
+        return {
+            "accuracy": accuracy(out[:, recall], batch.y[:, recall]),
+            "cross_entropy": float(cross_entropy(out.double(), batch.y)),
+            "baseline": self.baseline,
+        }

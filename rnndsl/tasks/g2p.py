@@ -37,8 +37,10 @@ class EncoderDecoderBinding(Binding):
 
     def run(self, net: Any, batch: Batch) -> torch.Tensor:
         device = net.like.device
-        lengths = {self.encoder: batch.lengths.to(device) if batch.lengths is not None else None,
-                   self.decoder: batch.more["decoder_lengths"].to(device)}
+        lengths = {
+            self.encoder: batch.lengths.to(device) if batch.lengths is not None else None,
+            self.decoder: batch.more["decoder_lengths"].to(device),
+        }
         inputs = {self.input: batch.x.to(device), self.target: batch.more["decoder_in"].to(device)}
         return net(**inputs, lengths=lengths)[self.output]
 
@@ -99,29 +101,43 @@ class G2P(Task):
         for i in range(0, len(batch), chunk):
             hypotheses += binding.decode(net, batch.slice(i, i + chunk), steps, self.beam)
         references = [[int(p) for p in row if p > 0] for row in batch.y.tolist()]  # no end symbol, no padding
-        return {"per": phoneme_error_rate(hypotheses, references), "wer": word_error_rate(hypotheses, references),
-                **found}
+        return {
+            "per": phoneme_error_rate(hypotheses, references),
+            "wer": word_error_rate(hypotheses, references),
+            **found,
+        }
 
     def bind(self, network: Any) -> Binding:
         from rnndsl.frontend.compose import Model
 
-        header = (f"`{network.name}` does not fit task `g2p`, which feeds letters (`tokens({len(LETTERS)})`) to an "
-                  f"encoder and phonemes (`tokens({len(PHONEMES)})`, self-fed) to a decoder, and reads the decoder's "
-                  f"{len(PHONEMES)} logits at every step")
+        header = (
+            f"`{network.name}` does not fit task `g2p`, which feeds letters (`tokens({len(LETTERS)})`) to an "
+            f"encoder and phonemes (`tokens({len(PHONEMES)})`, self-fed) to a decoder, and reads the decoder's "
+            f"{len(PHONEMES)} logits at every step"
+        )
         if not isinstance(network, Model):
-            raise TaskMismatchError(header, [Diagnostic(
-                f"`{network.name}` is one network; an encoder-decoder is a `model`", network.nodes[0].span,
-                network.source, hint="write `model NAME { enc = ENCODER  dec = DECODER(context = enc.h) }`")])
+            raise TaskMismatchError(
+                header,
+                [
+                    Diagnostic(
+                        f"`{network.name}` is one network; an encoder-decoder is a `model`",
+                        network.nodes[0].span,
+                        network.source,
+                        hint="write `model NAME { enc = ENCODER  dec = DECODER(context = enc.h) }`",
+                    )
+                ],
+            )
         source = [(i, n) for i, n in network.inputs if n.is_tokens and n.feed is None and n.size == len(LETTERS)]
-        target = [(i, n) for i, n in network.inputs if n.is_tokens and n.feed is not None
-                  and n.size == len(PHONEMES)]
+        target = [(i, n) for i, n in network.inputs if n.is_tokens and n.feed is not None and n.size == len(PHONEMES)]
         outputs = [(i, o) for i, o in network.outputs if not o.last and i.network[o.name].size == len(PHONEMES)]
         problems = []
         if len(source) != 1:
             problems.append(f"needs one input `tokens({len(LETTERS)})` (the letters); it has {len(source)}")
         if len(target) != 1:
-            problems.append(f"needs one self-fed input `tokens({len(PHONEMES)}) = sample(softmax(...))` (the "
-                            f"phonemes); it has {len(target)}")
+            problems.append(
+                f"needs one self-fed input `tokens({len(PHONEMES)}) = sample(softmax(...))` (the "
+                f"phonemes); it has {len(target)}"
+            )
         if len(outputs) != 1:
             problems.append(f"needs one every-step output of size {len(PHONEMES)} (logits); it has {len(outputs)}")
         if len(network.inputs) != 2:
@@ -155,11 +171,15 @@ class G2P(Task):
 def _padded(rows: list[list[int]]) -> torch.Tensor:
     out = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.long)
     for i, row in enumerate(rows):
-        out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return out
 
 
 def _batch(pairs: list[Pair]) -> Batch:
     padded = pad_pairs(pairs)
-    return Batch(padded.letters, padded.phones_out, padded.letter_lengths,
-                 {"decoder_in": padded.phones_in, "decoder_lengths": padded.phone_lengths})
+    return Batch(
+        padded.letters,
+        padded.phones_out,
+        padded.letter_lengths,
+        {"decoder_in": padded.phones_in, "decoder_lengths": padded.phone_lengths},
+    )

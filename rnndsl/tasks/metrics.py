@@ -14,8 +14,16 @@ import torch.nn.functional as F
 
 from rnndsl.tasks.base import IGNORE
 
-__all__ = ["accuracy", "bits_per_char", "cross_entropy", "edit_distance", "mse", "phoneme_error_rate",
-           "solved_fraction", "word_error_rate"]
+__all__ = [
+    "accuracy",
+    "bits_per_char",
+    "cross_entropy",
+    "edit_distance",
+    "mse",
+    "phoneme_error_rate",
+    "solved_fraction",
+    "word_error_rate",
+]
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -24,8 +32,9 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     >>> round(float(cross_entropy(torch.zeros(1, 4), torch.tensor([2]))), 4)  # ln 4
     1.3863
     """
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1).to(logits.device),
-                           ignore_index=IGNORE)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1).to(logits.device), ignore_index=IGNORE
+    )
 
 
 def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:

@@ -108,8 +108,8 @@ def pad(words: list[str], sexes: list[int] | None = None) -> Batch:
     y = np.full_like(x, IGNORE)
     for row, word in enumerate(words):
         ids = encode(word)
-        x[row, 1:len(ids) + 1] = ids
-        y[row, :len(ids)] = ids
+        x[row, 1 : len(ids) + 1] = ids
+        y[row, : len(ids)] = ids
         y[row, len(ids)] = 0
     more = {} if sexes is None else {"static": torch.eye(2)[torch.tensor(sexes)]}
     return Batch(torch.from_numpy(x), torch.from_numpy(y), torch.tensor(lengths), more)
@@ -154,9 +154,16 @@ class Names(Task):
             span = static[0].span if static else network.nodes[0].span
             raise TaskMismatchError(
                 f"network `{network.name}` does not fit task `names` with by_sex=1, which feeds each name's sex "
-                "one-hot to a static input", [Diagnostic(f"needs one `static` input of size 2; it has "
-                                                         f"{len(static)}", span, network.source,
-                                                         hint="declare `input sex: 2 static`")])
+                "one-hot to a static input",
+                [
+                    Diagnostic(
+                        f"needs one `static` input of size 2; it has {len(static)}",
+                        span,
+                        network.source,
+                        hint="declare `input sex: 2 static`",
+                    )
+                ],
+            )
         rest = dataclasses.replace(network, nodes=tuple(n for n in network.nodes if n is not static[0]))
         return dataclasses.replace(super().bind(rest), static=static[0].name)
 
@@ -168,10 +175,12 @@ class Names(Task):
                 raise ValueError(f"prompt `{w}`: names are letters a-z")
         beam = options.get("beam", 1)
         if beam > 1 and words:
-            raise ValueError(f"beam search starts each name from the start token, so it continues no prompt "
-                             f"({', '.join(words)}): leave the words out, or sample them without --beam")
+            raise ValueError(
+                f"beam search starts each name from the start token, so it continues no prompt "
+                f"({', '.join(words)}): leave the words out, or sample them without --beam"
+            )
         lines = []
-        for sex in ([0, 1] if self.by_sex else [None]):
+        for sex in [0, 1] if self.by_sex else [None]:
             if beam > 1:  # the likeliest name, found by beam search
                 statics = {} if sex is None else {_static_name(net): torch.eye(2)[[sex]].to(net.like)}
                 out = net.generate(MAX_NAME, beam=beam, stop=0, batch=None if statics else 1, **statics)
@@ -180,8 +189,9 @@ class Names(Task):
                 continue
             for prompt in prompts:
                 statics = {} if sex is None else {_static_name(net): torch.eye(2)[[sex] * count].to(net.like)}
-                out = net.generate(MAX_NAME, prompt=[prompt] * count, stop=0, batch=None if statics else count,
-                                   **options, **statics)
+                out = net.generate(
+                    MAX_NAME, prompt=[prompt] * count, stop=0, batch=None if statics else count, **options, **statics
+                )
                 names = [decode(ids) for ids in out.lists()]
                 label = "" if sex is None else ("male: " if sex == 0 else "female: ")
                 lines.append(label + ", ".join(names))

@@ -23,15 +23,34 @@ if TYPE_CHECKING:
     from rnndsl.training.report import markdown_table, plot_curves, write_run
     from rnndsl.training.result import Result
 
-__all__ = ["CheckpointError", "Result", "TrainConfig", "TrainingError", "atomic_write", "evaluate", "load_model",
-           "markdown_table", "plot_curves", "read_checkpoint", "save_checkpoint", "seed_everything", "train",
-           "write_run"]
+__all__ = [
+    "CheckpointError",
+    "Result",
+    "TrainConfig",
+    "TrainingError",
+    "atomic_write",
+    "evaluate",
+    "load_model",
+    "markdown_table",
+    "plot_curves",
+    "read_checkpoint",
+    "save_checkpoint",
+    "seed_everything",
+    "train",
+    "write_run",
+]
 
 # the names need torch: imported on first use, so the command line's parser needs none
-__getattr__ = lazy_exports(__name__, {
-    **dict.fromkeys(["CheckpointError", "atomic_write", "load_model", "read_checkpoint", "save_checkpoint"],
-                    "rnndsl.training.checkpoint"),
-    "TrainConfig": "rnndsl.training.config", "Result": "rnndsl.training.result",
-    **dict.fromkeys(["TrainingError", "evaluate", "seed_everything", "train"], "rnndsl.training.loop"),
-    **dict.fromkeys(["markdown_table", "plot_curves", "write_run"], "rnndsl.training.report"),
-})
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            ["CheckpointError", "atomic_write", "load_model", "read_checkpoint", "save_checkpoint"],
+            "rnndsl.training.checkpoint",
+        ),
+        "TrainConfig": "rnndsl.training.config",
+        "Result": "rnndsl.training.result",
+        **dict.fromkeys(["TrainingError", "evaluate", "seed_everything", "train"], "rnndsl.training.loop"),
+        **dict.fromkeys(["markdown_table", "plot_curves", "write_run"], "rnndsl.training.report"),
+    },
+)

@@ -32,8 +32,19 @@ from rnndsl.runtime.build import compile as build
 from rnndsl.runtime.model import CompiledModel
 from rnndsl.runtime.network import CompiledNetwork
 
-__all__ = ["FORMAT", "CheckpointError", "atomic_write", "capture_rng", "load_model", "read_checkpoint",
-           "remove_partial_writes", "restore_rng", "save_checkpoint", "sha256", "spec_differences"]
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "atomic_write",
+    "capture_rng",
+    "load_model",
+    "read_checkpoint",
+    "remove_partial_writes",
+    "restore_rng",
+    "save_checkpoint",
+    "sha256",
+    "spec_differences",
+]
 
 FORMAT = "rnndsl-checkpoint/1"
 
@@ -111,8 +122,13 @@ def capture_rng() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -123,24 +139,49 @@ def capture_rng() -> dict[str, Any]:
 def restore_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     saved = state["numpy"]
-    np.random.set_state((saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["pos"],
-                         saved["has_gauss"], saved["cached_gaussian"]))
+    np.random.set_state(
+        (
+            saved["kind"],
+            saved["keys"].numpy().astype(np.uint32),
+            saved["pos"],
+            saved["has_gauss"],
+            saved["cached_gaussian"],
+        )
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(path: str | Path, *, spec: str, net: CompiledNetwork | CompiledModel,
-                    optimizer: torch.optim.Optimizer,
-                    step: int, task: dict[str, Any], train: dict[str, Any], history: dict[str, Any],
-                    elapsed: float) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    *,
+    spec: str,
+    net: CompiledNetwork | CompiledModel,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    task: dict[str, Any],
+    train: dict[str, Any],
+    history: dict[str, Any],
+    elapsed: float,
+) -> Path:
     """Write everything a resumed run needs to `path`, atomically."""
     state = {
-        "format": FORMAT, "spec": spec, "spec_sha256": sha256(spec), "network": net.ir.name,
-        "rnndsl_version": __version__, "torch_version": str(torch.__version__),
-        "parameters": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "rng": capture_rng(),
-        "task": task, "train": train, "history": history, "elapsed": elapsed,
+        "format": FORMAT,
+        "spec": spec,
+        "spec_sha256": sha256(spec),
+        "network": net.ir.name,
+        "rnndsl_version": __version__,
+        "torch_version": str(torch.__version__),
+        "parameters": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "rng": capture_rng(),
+        "task": task,
+        "train": train,
+        "history": history,
+        "elapsed": elapsed,
     }
     return atomic_write(path, lambda file: torch.save(state, file))
 
@@ -164,14 +205,18 @@ def spec_differences(state: dict[str, Any], spec: str, net: CompiledNetwork | Co
     if state["network"] != net.ir.name:
         out.append(f"network: `{state['network']}` in the checkpoint, `{net.ir.name}` here")
     if state["spec_sha256"] != sha256(spec):
-        out.append(f"spec sha256: {state['spec_sha256'][:12]} in the checkpoint, {sha256(spec)[:12]} here; "
-                   + _first_line_difference(state["spec"], spec))
+        out.append(
+            f"spec sha256: {state['spec_sha256'][:12]} in the checkpoint, {sha256(spec)[:12]} here; "
+            + _first_line_difference(state["spec"], spec)
+        )
     saved = {k: tuple(v.shape) for k, v in state["parameters"].items()}
     here = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     out += _listed("parameters only in the checkpoint", [f"{k} {saved[k]}" for k in saved if k not in here])
     out += _listed("parameters only here", [f"{k} {here[k]}" for k in here if k not in saved])
-    out += _listed("parameters of another shape", [f"{k}: {saved[k]} in the checkpoint, {here[k]} here"
-                                                   for k in saved if k in here and saved[k] != here[k]])
+    out += _listed(
+        "parameters of another shape",
+        [f"{k}: {saved[k]} in the checkpoint, {here[k]} here" for k in saved if k in here and saved[k] != here[k]],
+    )
     return out
 
 
@@ -180,8 +225,10 @@ def _first_line_difference(old: str, new: str) -> str:
         if tag != "equal":
             before = old.splitlines()[i1] if i1 < len(old.splitlines()) else "(end of file)"
             after = new.splitlines()[j1] if j1 < len(new.splitlines()) else "(end of file)"
-            return f"first difference at line {j1 + 1}:\n      checkpoint: {before.strip()}\n      here:       " \
-                   f"{after.strip()}"
+            return (
+                f"first difference at line {j1 + 1}:\n      checkpoint: {before.strip()}\n      here:       "
+                f"{after.strip()}"
+            )
     return "the lines are the same (line endings or trailing whitespace differ)"
 
 
@@ -192,8 +239,9 @@ def _listed(title: str, items: list[str], limit: int = 8) -> list[str]:
     return [f"{title}: {'; '.join(items[:limit])}{more}"]
 
 
-def load_model(path: str | Path, spec: str | Path | None = None, network: str | None = None
-               ) -> CompiledNetwork | CompiledModel:
+def load_model(
+    path: str | Path, spec: str | Path | None = None, network: str | None = None
+) -> CompiledNetwork | CompiledModel:
     """The trained network (or model) of a checkpoint, in eval mode; compiled from the checkpoint's own spec
     text, or from `spec`, which must then be the same spec.
 
@@ -210,5 +258,6 @@ def load_model(path: str | Path, spec: str | Path | None = None, network: str | 
 
 
 def refusal(path: str | Path, problems: list[str]) -> str:
-    return f"checkpoint {path} was saved from another spec, so it is not loaded:\n" + \
-        "\n".join(f"  - {p}" for p in problems)
+    return f"checkpoint {path} was saved from another spec, so it is not loaded:\n" + "\n".join(
+        f"  - {p}" for p in problems
+    )

@@ -37,8 +37,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec, network = spec_ref(args.spec, args.network)
         saved = read_checkpoint(args.resume) if args.resume else None
         task, config = _task(args, saved), _config(args, saved)
-        out = Path(args.out) if args.out else Path(args.resume).parent if args.resume \
+        out = (
+            Path(args.out)
+            if args.out
+            else Path(args.resume).parent
+            if args.resume
             else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.name])
+        )
         claim(out, args.resume, args.force)
         require_matplotlib()
         speaks = World.from_environment().main  # under torchrun, rank 0 alone prints and writes
@@ -90,8 +95,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_each(args: argparse.Namespace, refs: list[tuple[str, str | None]], task: Task, config: TrainConfig,
-                out: Path, labels: list[str], main: bool) -> list[Result]:
+def _train_each(
+    args: argparse.Namespace,
+    refs: list[tuple[str, str | None]],
+    task: Task,
+    config: TrainConfig,
+    out: Path,
+    labels: list[str],
+    main: bool,
+) -> list[Result]:
     results = []
     for i, ((spec, network), label, given) in enumerate(zip(refs, labels, args.specs, strict=True)):
         if not args.quiet and main:
@@ -129,16 +141,17 @@ def claim(out: Path, resume: str | None, force: bool) -> None:
     if resume is not None and Path(resume).resolve() == (out / "checkpoint.pt").resolve():
         return
     what = f"a run at step {read_checkpoint(out / 'checkpoint.pt')['step']}" if "checkpoint.pt" in held else "a run"
-    raise ValueError(f"{out} already holds {what} ({', '.join(held)}); continue it with --resume "
-                     f"{out / 'checkpoint.pt'}, write elsewhere with --out DIR, or replace it with --force")
+    raise ValueError(
+        f"{out} already holds {what} ({', '.join(held)}); continue it with --resume "
+        f"{out / 'checkpoint.pt'}, write elsewhere with --out DIR, or replace it with --force"
+    )
 
 
 def _task(args: argparse.Namespace, saved: dict[str, Any] | None) -> Task:
     name = args.task or (saved["task"]["name"] if saved else None)
     if name is None:
         raise ValueError("give the task with --task (" + ", ".join(TASKS) + ")")
-    options = {k: v for k, v in saved["task"].items() if k != "name"} if saved and saved["task"]["name"] == name \
-        else {}
+    options = {k: v for k, v in saved["task"].items() if k != "name"} if saved and saved["task"]["name"] == name else {}
     return make_task(name, **{**options, **parse_options(name, args.task_arg)})
 
 
@@ -158,7 +171,7 @@ def _labels(refs: list[tuple[str, str | None]]) -> list[str]:
     """A directory name per spec: its file stem (with the network when one is named), numbered when two are
     the same."""
     stems = [Path(spec).stem + (f"-{network}" if network else "") for spec, network in refs]
-    return [stem if stems.count(stem) == 1 else f"{stem}-{stems[:i + 1].count(stem)}" for i, stem in enumerate(stems)]
+    return [stem if stems.count(stem) == 1 else f"{stem}-{stems[: i + 1].count(stem)}" for i, stem in enumerate(stems)]
 
 
 def _check_all(refs: list[tuple[str, str | None]], task: Task) -> None:
@@ -173,8 +186,10 @@ def _check_all(refs: list[tuple[str, str | None]], task: Task) -> None:
 def _summary(result: Result) -> str:
     steps = len(result.losses)
     rate = f" ({steps / result.elapsed:.1f} steps/s)" if result.elapsed else ""
-    lines = [f"{result.network} on {result.task['name']}: {steps} steps in {duration(result.elapsed)}{rate}, "
-             f"{result.parameters:,} parameters"]
+    lines = [
+        f"{result.network} on {result.task['name']}: {steps} steps in {duration(result.elapsed)}{rate}, "
+        f"{result.parameters:,} parameters"
+    ]
     for split, metrics in (("validation", result.validation), ("test", result.test)):
         lines.append(f"  {split + ':':<12}" + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return "\n".join(lines)
@@ -225,18 +240,32 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def _generate_options(args: argparse.Namespace, task: str) -> dict[str, Any]:
     """What `task.show` is given; a flag that would be ignored is refused, with the reason."""
-    sampling = [flag for flag, given in (("--temperature", args.temperature is not None),
-                                         ("--top-k", args.top_k is not None), ("--greedy", args.greedy)) if given]
+    sampling = [
+        flag
+        for flag, given in (
+            ("--temperature", args.temperature is not None),
+            ("--top-k", args.top_k is not None),
+            ("--greedy", args.greedy),
+        )
+        if given
+    ]
     if task == "g2p" or args.beam > 1:
-        why = ("a g2p model pronounces each word by greedy or beam search (--beam K)" if task == "g2p"
-               else f"--beam {args.beam} searches for the likeliest name")
+        why = (
+            "a g2p model pronounces each word by greedy or beam search (--beam K)"
+            if task == "g2p"
+            else f"--beam {args.beam} searches for the likeliest name"
+        )
         if sampling:
             raise ValueError(f"{why}; it draws nothing, so {', '.join(sampling)} would be ignored")
         if args.beam > 1 and task != "g2p" and args.count is not None:
             raise ValueError(f"{why}, one for each sex (or the one), so --count would be ignored")
         return {"beam": args.beam}
-    return {"temperature": 1.0 if args.temperature is None else args.temperature,
-            "top_k": args.top_k or 0, "greedy": args.greedy, "generator": torch.Generator().manual_seed(args.seed)}
+    return {
+        "temperature": 1.0 if args.temperature is None else args.temperature,
+        "top_k": args.top_k or 0,
+        "greedy": args.greedy,
+        "generator": torch.Generator().manual_seed(args.seed),
+    }
 
 
 def _interrupted(command: str, out: Path | None) -> int:

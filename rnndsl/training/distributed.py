@@ -68,8 +68,10 @@ class World:
         if batch % self.size:
             lower, upper = batch // self.size * self.size, (batch // self.size + 1) * self.size
             some = f"{lower} or {upper}" if lower else str(upper)
-            raise ValueError(f"the global batch ({batch} sequences, --batch) does not split evenly over the "
-                             f"{self.size} processes (WORLD_SIZE); give a multiple of {self.size}, such as {some}")
+            raise ValueError(
+                f"the global batch ({batch} sequences, --batch) does not split evenly over the "
+                f"{self.size} processes (WORLD_SIZE); give a multiple of {self.size}, such as {some}"
+            )
 
     def part(self, size: int) -> slice:
         """This rank's contiguous share of a global batch of `size` sequences."""
@@ -85,8 +87,9 @@ class World:
             yield self
             return
         if not dist.is_available():
-            raise RuntimeError(f"WORLD_SIZE={self.size} asks for {self.size} processes, but this torch has no "
-                               "torch.distributed")
+            raise RuntimeError(
+                f"WORLD_SIZE={self.size} asks for {self.size} processes, but this torch has no torch.distributed"
+            )
         owned = not dist.is_initialized()
         if owned:
             if device.type == "cuda":

@@ -61,9 +61,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(spec: str | Path, task: Task, config: TrainConfig | None = None, *, network: str | None = None,
-          out: str | Path | None = None, resume: str | Path | None = None, quiet: bool = True,
-          stream: TextIO | None = None) -> Result:
+def train(
+    spec: str | Path,
+    task: Task,
+    config: TrainConfig | None = None,
+    *,
+    network: str | None = None,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    quiet: bool = True,
+    stream: TextIO | None = None,
+) -> Result:
     """Train a spec (a path or the text) on a task; with `out`, write checkpoint.pt there at each
     evaluation, and results.json and curves.png at the end. `resume` continues from a checkpoint.
 
@@ -91,8 +99,21 @@ def train(spec: str | Path, task: Task, config: TrainConfig | None = None, *, ne
         finally:
             progress.close()
         test = evaluate(net, task, run.binding, task.split("test"), config.eval_batch)
-    result = Result(name, net.ir.name, task.config(), config, net.ir.parameter_count(), run.losses,
-                    run.evals, test, run.elapsed, task.primary, task.higher_is_better, net, run.out)
+    result = Result(
+        name,
+        net.ir.name,
+        task.config(),
+        config,
+        net.ir.parameter_count(),
+        run.losses,
+        run.evals,
+        test,
+        run.elapsed,
+        task.primary,
+        task.higher_is_better,
+        net,
+        run.out,
+    )
     if run.out is not None:
         from rnndsl.training.report import write_run
 
@@ -108,8 +129,10 @@ def _check_resume(saved: dict[str, Any], task: Task, config: TrainConfig, path: 
         if saved["train"][key] != getattr(config, key):
             problems.append(f"{key}: {saved['train'][key]} in the checkpoint, {getattr(config, key)} here")
     if problems:
-        raise TrainingError(f"cannot resume from {path}: the run would not continue the same way:\n"
-                            + "\n".join(f"  - {p}" for p in problems))
+        raise TrainingError(
+            f"cannot resume from {path}: the run would not continue the same way:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
 
 
 def _show(options: dict[str, Any]) -> str:
@@ -139,8 +162,16 @@ def evaluate(net: Compiled, task: Task, binding: Binding, batch: Batch, chunk: i
 class _Run:
     """The state of one run between steps: what a checkpoint saves and a resume restores."""
 
-    def __init__(self, net: Compiled, binding: Binding, task: Task, config: TrainConfig, spec: str,
-                 out: Path | None, world: World) -> None:
+    def __init__(
+        self,
+        net: Compiled,
+        binding: Binding,
+        task: Task,
+        config: TrainConfig,
+        spec: str,
+        out: Path | None,
+        world: World,
+    ) -> None:
         self.net, self.binding, self.task, self.config, self.spec, self.out = net, binding, task, config, spec, out
         self.world, self.model = world, world.wrap(net, binding)
         self.optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
@@ -191,8 +222,10 @@ class _Run:
         self.step += 1
         value = self.world.global_loss(loss, factor)
         if not math.isfinite(value):
-            raise TrainingError(f"the training loss became {value} at step {self.step}; try a smaller --lr or "
-                                f"--clip (now {self.config.lr} and {self.config.clip})")
+            raise TrainingError(
+                f"the training loss became {value} at step {self.step}; try a smaller --lr or "
+                f"--clip (now {self.config.lr} and {self.config.clip})"
+            )
         self.losses.append(value)
         return value
 
@@ -207,6 +240,14 @@ class _Run:
     def save(self) -> None:
         if self.out is None:
             return
-        save_checkpoint(self.out / "checkpoint.pt", spec=self.spec, net=self.net, optimizer=self.optimizer,
-                        step=self.step, task=self.task.config(), train=dataclasses.asdict(self.config),
-                        history={"loss": self.losses, "validation": self.evals}, elapsed=self.elapsed)
+        save_checkpoint(
+            self.out / "checkpoint.pt",
+            spec=self.spec,
+            net=self.net,
+            optimizer=self.optimizer,
+            step=self.step,
+            task=self.task.config(),
+            train=dataclasses.asdict(self.config),
+            history={"loss": self.losses, "validation": self.evals},
+            elapsed=self.elapsed,
+        )

@@ -14,68 +14,109 @@ __all__ = ["THREADS", "add_commands"]
 # on an idle machine, and on a busy one threads that spin waiting for each other made a step 9x slower
 # (digits_gru, 2 cores at load 1.5: 122 steps/s on 1 thread, 13 on 2; docs/performance.md).
 THREADS = 1
-THREADS_HELP = (f"torch's intra-op CPU threads for this process (default {THREADS}: these small models gain "
-                "little from more, and on a busy machine extra threads wait on each other and make each step many "
-                "times slower; give more for wide layers on an idle machine, and 1 per process under torchrun)")
+THREADS_HELP = (
+    f"torch's intra-op CPU threads for this process (default {THREADS}: these small models gain "
+    "little from more, and on a busy machine extra threads wait on each other and make each step many "
+    "times slower; give more for wide layers on an idle machine, and 1 per process under torchrun)"
+)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register `train` and `compare` on the `rnndsl` command's subparsers."""
     defaults = TrainConfig()
-    p = sub.add_parser("train", help="train a network (or model) on a task; write a checkpoint, results, curves",
-                       description="Train one network of SPEC on a task. Writes DIR/checkpoint.pt (at each "
-                                   "evaluation), DIR/results.json and DIR/curves.png, and prints the final "
-                                   "validation and test metrics. Exit 1 on errors. Under torchrun "
-                                   "(torchrun --nproc-per-node N -m rnndsl train ...) the N processes train one "
-                                   "network data-parallel, each on 1/N of every batch (--batch must be a "
-                                   "multiple of N); rank 0 alone prints and writes.")
+    p = sub.add_parser(
+        "train",
+        help="train a network (or model) on a task; write a checkpoint, results, curves",
+        description="Train one network of SPEC on a task. Writes DIR/checkpoint.pt (at each "
+        "evaluation), DIR/results.json and DIR/curves.png, and prints the final "
+        "validation and test metrics. Exit 1 on errors. Under torchrun "
+        "(torchrun --nproc-per-node N -m rnndsl train ...) the N processes train one "
+        "network data-parallel, each on 1/N of every batch (--batch must be a "
+        "multiple of N); rank 0 alone prints and writes.",
+    )
     p.add_argument("spec", metavar="SPEC", help="spec file, or FILE:NETWORK for one network (or model) of a file")
     _add_options(p, defaults)
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint: options not given are taken from "
-                                                    "it; --steps is the total to reach; the run goes on in the "
-                                                    "checkpoint's folder unless --out says otherwise")
-    p = sub.add_parser("compare", help="train several specs on one task; overlay their curves and tabulate",
-                       description="Train each SPEC on the same task with the same options (each in DIR/NAME), "
-                                   "then write DIR/compare.png (overlaid curves) and DIR/compare.md (a markdown "
-                                   "table, also printed). Exit 1 on errors.")
-    p.add_argument("specs", nargs="+", metavar="SPEC",
-                   help="spec files, or FILE:NETWORK for one network (or model) of a file, so that two networks "
-                        "of one file can be compared")
+    p.add_argument(
+        "--resume",
+        metavar="CKPT",
+        help="continue from a checkpoint: options not given are taken from "
+        "it; --steps is the total to reach; the run goes on in the "
+        "checkpoint's folder unless --out says otherwise",
+    )
+    p = sub.add_parser(
+        "compare",
+        help="train several specs on one task; overlay their curves and tabulate",
+        description="Train each SPEC on the same task with the same options (each in DIR/NAME), "
+        "then write DIR/compare.png (overlaid curves) and DIR/compare.md (a markdown "
+        "table, also printed). Exit 1 on errors.",
+    )
+    p.add_argument(
+        "specs",
+        nargs="+",
+        metavar="SPEC",
+        help="spec files, or FILE:NETWORK for one network (or model) of a file, so that two networks "
+        "of one file can be compared",
+    )
     _add_options(p, defaults)
-    p = sub.add_parser("generate", help="sample from a trained generator, or pronounce words with a trained g2p model",
-                       description="Load a checkpoint of `rnndsl train` and show what the network does on its task: "
-                                   "names: COUNT generated names (for each sex with by_sex=1), each WORD a prompt "
-                                   "to continue; g2p: the pronunciation of each WORD (or of COUNT held-out test "
-                                   "words). Exit 1 on errors.")
+    p = sub.add_parser(
+        "generate",
+        help="sample from a trained generator, or pronounce words with a trained g2p model",
+        description="Load a checkpoint of `rnndsl train` and show what the network does on its task: "
+        "names: COUNT generated names (for each sex with by_sex=1), each WORD a prompt "
+        "to continue; g2p: the pronunciation of each WORD (or of COUNT held-out test "
+        "words). Exit 1 on errors.",
+    )
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint.pt written by rnndsl train")
     p.add_argument("words", nargs="*", metavar="WORD", help="prompts (names) or words to pronounce (g2p)")
     p.add_argument("--count", type=int, help="how many samples or test words (default 10)")
     p.add_argument("--temperature", type=float, help="below 1: likelier tokens; above 1: more varied (default 1)")
     p.add_argument("--top-k", type=int, help="draw among the K likeliest tokens only (default 0: all)")
     p.add_argument("--greedy", action="store_true", help="always take the likeliest token")
-    p.add_argument("--beam", type=int, default=1, help="beam search with K beams: g2p's pronunciations, or the "
-                                                       "likeliest name (for each sex) of a names generator "
-                                                       "(default 1: g2p greedy, names sampled)")
+    p.add_argument(
+        "--beam",
+        type=int,
+        default=1,
+        help="beam search with K beams: g2p's pronunciations, or the "
+        "likeliest name (for each sex) of a names generator "
+        "(default 1: g2p greedy, names sampled)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
 
 
 def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     p.add_argument("--task", choices=list(TASKS), help="the task: " + ", ".join(TASKS))
-    p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="a task option, e.g. length=50 for adding (repeatable)")
+    p.add_argument(
+        "--task-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task option, e.g. length=50 for adding (repeatable)",
+    )
     p.add_argument("--network", "-n", metavar="NAME", help="the network to train, when a file holds several")
     p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
-    p.add_argument("--batch", type=int, help=f"sequences per step, over all processes under torchrun "
-                                             f"(default {d.batch})")
+    p.add_argument(
+        "--batch", type=int, help=f"sequences per step, over all processes under torchrun (default {d.batch})"
+    )
     p.add_argument("--lr", type=float, help=f"Adam's learning rate (default {d.lr})")
     p.add_argument("--clip", type=float, help=f"largest gradient norm, 0 for none (default {d.clip})")
-    p.add_argument("--seed", type=int, help=f"seed of the parameters and dropout (default {d.seed}); the data "
-                                            "follow the task's own seed (--task-arg seed=S)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help=f"seed of the parameters and dropout (default {d.seed}); the data "
+        "follow the task's own seed (--task-arg seed=S)",
+    )
     p.add_argument("--eval-every", type=int, help=f"evaluate and checkpoint every K steps (default {d.eval_every})")
-    p.add_argument("--out", metavar="DIR", help="where to write (default runs/SPEC-TASK, runs/SPEC-NETWORK-TASK "
-                                                "when a network is named, or runs/compare-TASK)")
-    p.add_argument("--force", action="store_true", help="write over a run already in the folder (without it, a "
-                                                        "folder that holds a run is refused)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where to write (default runs/SPEC-TASK, runs/SPEC-NETWORK-TASK "
+        "when a network is named, or runs/compare-TASK)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write over a run already in the folder (without it, a folder that holds a run is refused)",
+    )
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no evaluation lines")

@@ -29,8 +29,9 @@ def require_matplotlib() -> Any:
     try:
         import matplotlib
     except ImportError as err:
-        raise ImportError("rnndsl writes its learning curves (curves.png) with matplotlib: "
-                          "pip install 'rnndsl[plot]'") from err
+        raise ImportError(
+            "rnndsl writes its learning curves (curves.png) with matplotlib: pip install 'rnndsl[plot]'"
+        ) from err
     return matplotlib
 
 
@@ -44,11 +45,16 @@ def plot_curves(results: Sequence[Result], path: Path, labels: Sequence[str] | N
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for result, label in zip(results, labels, strict=True):
         steps = range(1, len(result.losses) + 1)
-        line, = left.plot(steps, _smooth(result.losses), label=label, linewidth=1.2)
+        (line,) = left.plot(steps, _smooth(result.losses), label=label, linewidth=1.2)
         left.plot(steps, result.losses, color=line.get_color(), alpha=0.2, linewidth=0.6)
         evals = [e for e in result.evals if result.primary in e]
-        right.plot([e["step"] for e in evals], [e[result.primary] for e in evals], marker=".", label=label,
-                   color=line.get_color())
+        right.plot(
+            [e["step"] for e in evals],
+            [e[result.primary] for e in evals],
+            marker=".",
+            label=label,
+            color=line.get_color(),
+        )
     metric = results[0].primary if results else ""
     left.set(xlabel="step", ylabel="training loss", title="training loss (raw, faint; smoothed)")
     right.set(xlabel="step", ylabel=metric, title=f"validation {metric}")
@@ -81,14 +87,31 @@ def markdown_table(results: Sequence[Result], labels: Sequence[str] | None = Non
     labels = list(labels) if labels is not None else [r.spec for r in results]
     metrics = list(dict.fromkeys(k for r in results for k in r.test))
     primary = results[0].primary if results else ""
-    head = ["spec", "network", "parameters", "steps", f"validation {primary}", *(f"test {m}" for m in metrics),
-            "time", "steps/s"]
+    head = [
+        "spec",
+        "network",
+        "parameters",
+        "steps",
+        f"validation {primary}",
+        *(f"test {m}" for m in metrics),
+        "time",
+        "steps/s",
+    ]
     rows = [head, ["---"] * len(head)]
     for result, label in zip(results, labels, strict=True):
         steps = len(result.losses)
-        rows.append([f"`{label}`", result.network, f"{result.parameters:,}", str(steps),
-                     _number(result.validation.get(primary)), *(_number(result.test.get(m)) for m in metrics),
-                     f"{result.elapsed:.1f} s", f"{steps / result.elapsed:.1f}" if result.elapsed else "-"])
+        rows.append(
+            [
+                f"`{label}`",
+                result.network,
+                f"{result.parameters:,}",
+                str(steps),
+                _number(result.validation.get(primary)),
+                *(_number(result.test.get(m)) for m in metrics),
+                f"{result.elapsed:.1f} s",
+                f"{steps / result.elapsed:.1f}" if result.elapsed else "-",
+            ]
+        )
     return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
 
 

@@ -48,9 +48,14 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "spec": self.spec, "network": self.network, "parameters": self.parameters, "task": self.task,
-            "train": dataclasses.asdict(self.config), "primary_metric": self.primary,
-            "higher_is_better": self.higher_is_better, "elapsed_s": round(self.elapsed, 3),
+            "spec": self.spec,
+            "network": self.network,
+            "parameters": self.parameters,
+            "task": self.task,
+            "train": dataclasses.asdict(self.config),
+            "primary_metric": self.primary,
+            "higher_is_better": self.higher_is_better,
+            "elapsed_s": round(self.elapsed, 3),
             "metrics": {"validation": self.validation, "test": self.test},
             "history": {"loss": self.losses, "validation": self.evals},
             "versions": {"rnndsl": __version__, "torch": str(torch.__version__)},
