@@ -123,7 +123,7 @@ def bind(network: Network, task: str, needs: Needs) -> Binding:
     >>> import rnndsl
     >>> net = rnndsl.load("network R { input x: 8\\n layer y: 10 <- x, y[t-1]\\n output y last }")
     >>> bind(net, "digits", Needs(input_size=8, output_size=10, last=True))
-    Binding(input='x', output='y', one_hot=0)
+    Binding(input='x', output='y', one_hot=0, static='')
     """
     problems: list[tuple[str, Span, str]] = []
     one_hot = _check_inputs(network, needs, problems)
