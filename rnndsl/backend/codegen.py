@@ -286,13 +286,9 @@ class _Emitter:
             return f"K.one_hot({ref(arg)}, {n}, {self._like()})"  # type: ignore[operator]
         args = [self.expr(a, ref) for a in e.args]
         op = OPS[e.fn]
-        if e.fn in ("min", "max") and any(not s.refs(a) for a in e.args):
-            # torch.minimum/maximum need two tensors; a bound that is a number is a clamp
-            x, bound = (args[0], args[1]) if s.refs(e.args[0]) else (args[1], args[0])
-            return f"torch.clamp({x}, {'max' if e.fn == 'min' else 'min'}={bound})"
-        if op.size == "concat":
-            return f"K.cat({', '.join(args)})" if ref == self.seq_ref else f"torch.cat(({', '.join(args)},), -1)"
-        return op.code.format(*args)
+        if op.size == "concat" and ref == self.seq_ref:
+            return f"K.cat({', '.join(args)})"
+        return op.lower(args, [not s.refs(a) for a in e.args])
 
     def _like(self) -> str:
         return "I['__like__']"

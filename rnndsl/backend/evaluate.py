@@ -36,14 +36,9 @@ def evaluate(
         assert isinstance(arg, s.Ref) and token_sizes is not None
         return kernels.one_hot(lookup(arg), token_sizes[arg.name], like)
     args = [evaluate(a, lookup, like, token_sizes) for a in expr.args]
-    if expr.fn in ("min", "max") and any(not s.refs(a) for a in expr.args):
-        # a number bound is a clamp, as in generated code: the same gradient where the value meets the bound
-        # (all of it to the value; `torch.minimum` would give the number half)
-        x, bound = (args[0], args[1]) if s.refs(expr.args[0]) else (args[1], args[0])
-        return torch.clamp(x, max=bound) if expr.fn == "min" else torch.clamp(x, min=bound)
     if OPS[expr.fn].size == "concat":
         return kernels.cat(*args)
-    return OPS[expr.fn].fn(*args)
+    return OPS[expr.fn].apply(args, [not s.refs(a) for a in expr.args])  # a number bound: a clamp, as generated
 
 
 _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

@@ -44,29 +44,11 @@ if TYPE_CHECKING:
 
 __all__ = ["LoopFunction", "eligible", "keeps_sum"]
 
-# Unary functions whose derivative reads their output y (g is the incoming gradient).
-OUTPUT_DERIVATIVE = {
-    "identity": "{g}",
-    "tanh": "torch.ops.aten.tanh_backward({g}, {y})",
-    "sigmoid": "torch.ops.aten.sigmoid_backward({g}, {y})",
-    "relu": "torch.ops.aten.threshold_backward({g}, {y}, 0)",
-    "exp": "({g} * {y})",
-}
-
-# The same, written into an existing tensor `out` (a column slice of a group's dZ buffer).
-_INTO = {
-    "identity": "{out}.copy_({g})",
-    "tanh": "torch.ops.aten.tanh_backward.grad_input({g}, {y}, grad_input={out})",
-    "sigmoid": "torch.ops.aten.sigmoid_backward.grad_input({g}, {y}, grad_input={out})",
-    "relu": "torch.ops.aten.threshold_backward.grad_input({g}, {y}, 0, grad_input={out})",
-    "exp": "torch.mul({g}, {y}, out={out})",
-}
-
 
 def keeps_sum(members: list[Node]) -> bool:
     """Whether a group's backward needs its members' summed inputs (kept in `_A_<group>` by the forward):
     an activation whose derivative does not follow from its output, or dropout, which hides the output."""
-    return any(m.dropout or m.activation not in OUTPUT_DERIVATIVE for m in members)
+    return any(m.dropout or ACTIVATIONS[m.activation].derivative is None for m in members)
 
 
 def eligible(em: _Emitter, stage: Stage) -> bool:
@@ -458,13 +440,13 @@ class LoopFunction:
                 self._back(b, self._tmp(f"{both}[1]"))
                 return
             x, bound = (a, b) if s.refs(a) else (b, a)
-            side = "max" if e.fn == "min" else "min"
-            code = f"K.vjp(lambda _x: torch.clamp(_x, {side}={self.em.expr(bound, self._ref)}), {g}, {self._val(x)})[0]"
-            self._back(x, self._tmp(code))
+            clamp = OPS[e.fn].lower(["_x", self.em.expr(bound, self._ref)], [False, True])
+            self._back(x, self._tmp(f"K.vjp(lambda _x: {clamp}, {g}, {self._val(x)})[0]"))
             return
         (arg,) = e.args
-        if e.fn in OUTPUT_DERIVATIVE:
-            code = OUTPUT_DERIVATIVE[e.fn].format(g=g, y=self._val(e))
+        derivative = OPS[e.fn].derivative
+        if derivative is not None:
+            code = derivative.format(g=g, y=self._val(e))
         else:
             code = f"K.vjp(lambda _x: {OPS[e.fn].code.format('_x')}, {g}, {self._val(arg)})[0]"
         self._back(arg, g if code == g else self._tmp(code))
@@ -496,9 +478,10 @@ class LoopFunction:
             out = f"{dz}[:, {lo}:{hi}]" if len(g.members) > 1 else dz
             act = node.activation
             summed = f"_A_{g.name}[_s][:, {lo}:{hi}]"
-            if act in _INTO:
+            into = ACTIVATIONS[act].into
+            if into is not None:
                 y = self._tmp(ACTIVATIONS[act].code.format(summed)) if keep else v
-                w(_INTO[act].format(g=grad, y=y, out=out), 2)
+                w(into.format(g=grad, y=y, out=out), 2)
             else:
                 w(f"{out}.copy_(K.vjp(lambda _x: {ACTIVATIONS[act].code.format('_x')}, {grad}, {summed})[0])", 2)
             lo = hi

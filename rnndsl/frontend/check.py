@@ -23,7 +23,7 @@ from rnndsl.lang.ir import InitPolicy, Network, Node, OutputSpec
 
 if TYPE_CHECKING:
     from rnndsl.frontend.compose import Model
-from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
+from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, POSITIVE, TOKEN_FUNCTIONS
 
 __all__ = [
     "check",
@@ -49,7 +49,6 @@ LAYER_OPTIONS = s.LAYER_OPTIONS
 # CompiledNetwork.forward's own keywords
 CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "feed_back", "sampler", "self"}
 SCALAR = 0  # the size of a plain number: it broadcasts
-POSITIVE = {"softmax", "sigmoid", "exp", "softplus"}  # functions whose every entry is > 0: `sample` can draw
 T = TypeVar("T", "Network", "Network | Model")
 
 

@@ -1,0 +1,93 @@
+"""The op table: each entry's torch code, callable and derivative agree with each other and with autograd,
+the language reference lists exactly the table, and an op added as one entry (logsigmoid) runs everywhere:
+the checker, the generated forward, the generated backward, the reference executor."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import rnndsl
+from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
+from rnndsl.runtime.reference import reference
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = {"torch": torch, "F": F}
+DOMAIN = {"log": lambda x: x.abs() + 0.5, "sqrt": lambda x: x.abs() + 0.5}  # keep away from where they break
+
+
+def run(code: str, **values: torch.Tensor) -> torch.Tensor:
+    """Evaluate one of the table's own code templates (text of this package, never of a spec)."""
+    return eval(code, dict(NAMESPACE), values)
+
+
+def sample(name: str) -> torch.Tensor:
+    x = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    return DOMAIN.get(name, lambda v: v)(x)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_code_and_callable_agree(name: str) -> None:
+    op = OPS[name]
+    args = [sample(name), sample(name).flip(0)][: 2 if op.arity != 1 else 1]
+    names = {f"a{i}": a for i, a in enumerate(args)}
+    torch.testing.assert_close(run(op.lower(list(names)), **names), op.apply(args), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["min", "max"])
+def test_a_number_argument_makes_min_and_max_a_clamp(name: str) -> None:
+    op, x = OPS[name], sample(name)
+    for args, numbers in (([x, 0.25], [False, True]), ([0.25, x], [True, False])):
+        code = op.lower(["x" if not n else "0.25" for n in numbers], numbers)
+        assert code.startswith("torch.clamp(x, ")
+        torch.testing.assert_close(run(code, x=x), op.apply(args, numbers), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, op in ACTIVATIONS.items() if op.derivative is not None))
+def test_each_written_derivative_is_autograds(name: str) -> None:
+    op = ACTIVATIONS[name]
+    assert op.derivative is not None and op.into is not None
+    x = sample(name).requires_grad_()
+    y = op.fn(x)
+    g = torch.randn_like(y)
+    (expected,) = torch.autograd.grad(y, x, g)
+    y, x = y.detach(), x.detach()
+    torch.testing.assert_close(run(op.derivative.format(g="g", y="y"), g=g, y=y), expected)
+    out = torch.empty_like(y)
+    run(op.into.format(g="g", y="y", out="out"), g=g, y=y, out=out)
+    torch.testing.assert_close(out, expected)
+
+
+def test_the_language_reference_lists_exactly_the_table() -> None:
+    text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    table = text[text.index("## Functions") :].split("\n## ")[0]
+    listed = re.findall(r"^\| `([a-z_]+)\(", table, flags=re.M)
+    assert sorted(listed) == sorted([*OPS, *TOKEN_FUNCTIONS, *FEED_FUNCTIONS])
+
+
+LOGSIGMOID = """network L {
+    input x: 3
+    layer h: 6 logsigmoid <- x, h[t-1]
+    y = logsigmoid(h * 2) + h
+    output y
+}"""
+
+
+def test_an_op_added_as_one_entry_runs_in_every_stage() -> None:
+    net = rnndsl.compile(LOGSIGMOID).double()
+    code = net.code(grad=True)
+    assert "F.logsigmoid(" in code and "torch.expm1(" in code and "K.vjp" not in code  # the table's derivative
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    out = net(x)
+    torch.testing.assert_close(out.y, reference(net, x).y)
+    grads = torch.autograd.grad(out.y.pow(2).sum(), list(net.parameters()))
+    net.generated_backward = False
+    expected = torch.autograd.grad(net(x).y.pow(2).sum(), list(net.parameters()))
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    with pytest.raises(rnndsl.SpecError, match="takes 1 argument"):
+        rnndsl.load(LOGSIGMOID.replace("logsigmoid(h * 2)", "logsigmoid(h, h)"))
