@@ -13,11 +13,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rnndsl.draw import MAX_DRAW_STEPS, draw
-from rnndsl.frontend.check import _show, check_file
+from rnndsl.frontend.check import check_file
 from rnndsl.frontend.compose import Model
 from rnndsl.frontend.load import load, read_spec
 from rnndsl.frontend.parse import parse
 from rnndsl.graphs.folded import folded, loops
+from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import Source, SpecError
 from rnndsl.lang.ir import Network
 from rnndsl.training.options import add_commands as add_training_commands
@@ -34,7 +35,7 @@ def _summary(net: Network) -> str:
         or "none"
     )
     ins = ", ".join(
-        f"{n.name}: {n.input_kind} {n.size}" + (f" = {_show(n.feed)}" if n.feed else "") for n in net.inputs
+        f"{n.name}: {n.input_kind} {n.size}" + (f" = {s.show(n.feed)}" if n.feed else "") for n in net.inputs
     )
     outs = ", ".join(o.name + (" last" if o.last else "") for o in net.outputs)
     return (

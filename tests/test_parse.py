@@ -349,3 +349,19 @@ def test_layer_options_and_an_output_called_last_still_parse() -> None:
     (layer, out) = body("layer h: 16 tanh bias=false init=xavier <- x\noutput last")
     assert isinstance(layer, s.Layer) and [k for k, _, _ in layer.options] == ["bias", "init"]
     assert out == s.Output("last", False)  # the checker refuses the name; the parser reads it
+
+
+def test_the_expression_walker() -> None:
+    """One walker (children, walk, fold, map_refs) under every pass; deep expressions need no recursion."""
+    from rnndsl.lang import syntax as s
+
+    e = s.BinOp("+", s.Call("tanh", (s.Ref("a", -1, explicit=True),)), s.Neg(s.Ref("b")))
+    assert [type(x).__name__ for x in s.walk(e)] == ["BinOp", "Call", "Ref", "Neg", "Ref"]
+    assert [r.name for r in s.refs(e)] == ["a", "b"] and s.calls(e) == {"tanh"} and s.depth(e) == 3
+    assert s.show(e) == "tanh(a[t-1]) + -b"
+    renamed = s.map_refs(e, lambda r: s.Ref("enc." + r.name, r.offset, explicit=r.explicit))
+    assert s.show(renamed) == "tanh(enc.a[t-1]) + -enc.b" and s.show(e) == "tanh(a[t-1]) + -b"
+    deep: s.Expr = s.Ref("x")
+    for _ in range(20_000):  # far past Python's recursion limit
+        deep = s.Neg(deep)
+    assert s.depth(deep) == 20_001 and len(s.refs(deep)) == 1

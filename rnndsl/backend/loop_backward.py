@@ -66,19 +66,9 @@ def eligible(em: _Emitter, stage: Stage) -> bool:
         else:
             read = [e for e in node.sources if any(r.name in members for r in s.refs(e))]
         for e in read:
-            if any(em.net[r.name].is_tokens for r in s.refs(e)) or _calls(e) & ({"one_hot"} | set(FEED_FUNCTIONS)):
+            if any(em.net[r.name].is_tokens for r in s.refs(e)) or s.calls(e) & ({"one_hot"} | set(FEED_FUNCTIONS)):
                 return False
     return True
-
-
-def _calls(e: s.Expr) -> set[str]:
-    if isinstance(e, s.Call):
-        return {e.fn}.union(*(_calls(a) for a in e.args))
-    if isinstance(e, s.BinOp):
-        return _calls(e.left) | _calls(e.right)
-    if isinstance(e, s.Neg):
-        return _calls(e.operand)
-    return set()
 
 
 class LoopFunction:
@@ -452,17 +442,16 @@ class LoopFunction:
         self._back(arg, g if code == g else self._tmp(code))
 
     def _size(self, e: s.Expr) -> int:
-        if isinstance(e, s.Ref):
-            return self.net[e.name].size
-        if isinstance(e, s.Call) and e.fn == "concat":
-            return sum(self._size(a) for a in e.args)
-        if isinstance(e, s.Call):
-            return max(self._size(a) for a in e.args)
-        if isinstance(e, s.BinOp):
-            return max(self._size(e.left), self._size(e.right))
-        if isinstance(e, s.Neg):
-            return self._size(e.operand)
-        return 0
+        """The size of an expression's value (0 for a number, which broadcasts)."""
+
+        def size(x: s.Expr, kids: list[int]) -> int:
+            if isinstance(x, s.Ref):
+                return self.net[x.name].size
+            if isinstance(x, s.Call) and OPS[x.fn].size == "concat":
+                return sum(kids)
+            return max(kids, default=0)
+
+        return s.fold(e, size)
 
     def _group_backward(self, g: _Group) -> None:
         """A group's step in reverse: each member's activation (into its columns of dZ), then every source."""

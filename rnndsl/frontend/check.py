@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import networkx as nx
 
-from rnndsl.frontend.inline import Alias, Exports, inline, map_refs
+from rnndsl.frontend.inline import Alias, Exports, inline
 from rnndsl.frontend.names import check_name, did_you_mean
 from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import Reporter, Source, Span
@@ -358,7 +358,7 @@ class _Checker:
                 )
             elif not expr.args:
                 self.report.error(f"`{expr.fn}` needs at least one argument", expr.span)
-        for child in _children(expr):
+        for child in s.children(expr):
             self._check_calls(child)
 
     # ---- sizes -------------------------------------------------------------------------------
@@ -470,8 +470,8 @@ class _Checker:
             if z != known[0][0] and not quiet:
                 z0, a0 = known[0]
                 self.report.error(
-                    f"size mismatch in `{_show(expr)}`: `{_show(a0)}` has size {z0}"
-                    f"{self._origin(a0)} but `{_show(a)}` has size {z}{self._origin(a)}",
+                    f"size mismatch in `{s.show(expr)}`: `{s.show(a0)}` has size {z0}"
+                    f"{self._origin(a0)} but `{s.show(a)}` has size {z}{self._origin(a)}",
                     expr.span,
                     f"elementwise operations need equal sizes: {project(a, z0, 'one of them')}",
                 )
@@ -505,7 +505,7 @@ class _Checker:
                 if not isinstance(src, s.Ref) or not self._is_tokens(src.name):
                     if self._size(src) == SCALAR:
                         self.report.error(
-                            f"source `{_show(src)}` of layer `{name}` is a plain number",
+                            f"source `{s.show(src)}` of layer `{name}` is a plain number",
                             src.span,
                             "a layer's bias already adds a learned constant",
                         )
@@ -547,7 +547,7 @@ class _Checker:
                         f"`{name}` is declared with size {d.size} but its expression has size {size}",
                         st.expr.span,
                         f"make `{name}` a layer to project it, `layer {name}: {d.size} <- "
-                        f"{_show(st.expr)}`, or declare `{name}: {size}`",
+                        f"{s.show(st.expr)}`, or declare `{name}: {size}`",
                     )
             elif isinstance(st, Alias):
                 size = self.defs[st.target.name].size if st.target.name in self.defs else None
@@ -647,15 +647,15 @@ class _Checker:
                     continue
                 if feed.fn == "sample" and not self._positive(feed.args[0], set()):
                     self.report.error(
-                        f"`sample` draws from a distribution, and `{_show(feed.args[0])}` may be negative or all zero",
+                        f"`sample` draws from a distribution, and `{s.show(feed.args[0])}` may be negative or all zero",
                         feed.args[0].span,
-                        f"write `sample(softmax({_show(feed.args[0])}))`: softmax turns scores into a distribution",
+                        f"write `sample(softmax({s.show(feed.args[0])}))`: softmax turns scores into a distribution",
                     )
                 size = self._size(feed.args[0])
                 if size is not None and d.size is not None and size != d.size:
                     shown = "a plain number" if size == SCALAR else f"size {size}"
                     self.report.error(
-                        f"`{_show(feed.args[0])}` has {shown}; token input `{name}` picks from {d.size} tokens",
+                        f"`{s.show(feed.args[0])}` has {shown}; token input `{name}` picks from {d.size} tokens",
                         feed.args[0].span,
                         _feed_fix(feed.args[0], size, d.size),
                     )
@@ -671,7 +671,7 @@ class _Checker:
                 if size is not None and d.size is not None and size != d.size:
                     shown = "a plain number" if size == SCALAR else f"size {size}"
                     self.report.error(
-                        f"input `{name}` has size {d.size} but is fed `{_show(feed)}` of {shown}",
+                        f"input `{name}` has size {d.size} but is fed `{s.show(feed)}` of {shown}",
                         feed.span,
                         _feed_fix(feed, size, d.size),
                     )
@@ -965,17 +965,7 @@ def _stmt_refs(st: s.Stmt) -> list[s.Ref]:
 def _has_unknown_call(expr: s.Expr) -> bool:
     if isinstance(expr, s.Call) and expr.fn not in OPS and expr.fn not in TOKEN_FUNCTIONS:
         return True
-    return any(_has_unknown_call(c) for c in _children(expr))
-
-
-def _children(expr: s.Expr) -> list[s.Expr]:
-    if isinstance(expr, s.Call):
-        return list(expr.args)
-    if isinstance(expr, s.BinOp):
-        return [expr.left, expr.right]
-    if isinstance(expr, s.Neg):
-        return [expr.operand]
-    return []
+    return any(_has_unknown_call(c) for c in s.children(expr))
 
 
 def project(expr: s.Expr, size: int, what: str = "it", feed: bool = False) -> str:
@@ -991,18 +981,18 @@ def project(expr: s.Expr, size: int, what: str = "it", feed: bool = False) -> st
     'add a layer to project it, `layer h_5: 5 <- h`, and read `softmax(h_5[t-1])` instead of `softmax(h[t-1])`'
     """
     inner = expr
-    while isinstance(inner, (s.Call, s.Neg)) and len(_children(inner)) == 1:
-        inner = _children(inner)[0]
+    while isinstance(inner, (s.Call, s.Neg)) and len(s.children(inner)) == 1:
+        inner = s.children(inner)[0]
     if isinstance(inner, s.Ref):
         name = f"{inner.name.replace('.', '_')}_{size}"
         source: s.Expr = s.Ref(inner.name)
-        read = map_refs(expr, lambda r: s.Ref(name, r.offset, explicit=r.explicit) if r is inner else r)
+        read = s.map_refs(expr, lambda r: s.Ref(name, r.offset, explicit=r.explicit) if r is inner else r)
     else:
         k = min((r.delay for r in s.refs(expr) if r.delay > 0), default=0) if feed else 0
-        name, source, read = "p", map_refs(expr, lambda r: _later(r, k)), s.Ref("p", -k, explicit=k > 0)
+        name, source, read = "p", s.map_refs(expr, lambda r: _later(r, k)), s.Ref("p", -k, explicit=k > 0)
     return (
-        f"add a layer to project {what}, `layer {name}: {size} <- {_show(source)}`, and read `{_show(read)}` "
-        f"instead of `{_show(expr)}`"
+        f"add a layer to project {what}, `layer {name}: {size} <- {s.show(source)}`, and read `{s.show(read)}` "
+        f"instead of `{s.show(expr)}`"
     )
 
 
@@ -1017,16 +1007,3 @@ def _later(ref: s.Ref, k: int) -> s.Ref:
     if ref.delay <= 0:
         return ref
     return s.Ref(ref.name, -(ref.delay - k), ref.span, explicit=ref.delay > k)
-
-
-def _show(expr: s.Expr) -> str:
-    """Spec-like text of an expression, for messages."""
-    if isinstance(expr, s.Num):
-        return f"{expr.value:g}"
-    if isinstance(expr, s.Ref):
-        return str(expr)
-    if isinstance(expr, s.Neg):
-        return f"-{_show(expr.operand)}"
-    if isinstance(expr, s.BinOp):
-        return f"{_show(expr.left)} {expr.op} {_show(expr.right)}"
-    return f"{expr.fn}({', '.join(_show(a) for a in expr.args)})"

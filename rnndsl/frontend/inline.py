@@ -226,30 +226,17 @@ def _renamer(
     return rename
 
 
-def map_refs(expr: s.Expr, fn: Callable[[s.Ref], s.Expr]) -> s.Expr:
-    """Rebuild an expression with every reference replaced by `fn(ref)`."""
-    if isinstance(expr, s.Ref):
-        return fn(expr)
-    if isinstance(expr, s.Call):
-        return dataclasses.replace(expr, args=tuple(map_refs(a, fn) for a in expr.args))
-    if isinstance(expr, s.BinOp):
-        return dataclasses.replace(expr, left=map_refs(expr.left, fn), right=map_refs(expr.right, fn))
-    if isinstance(expr, s.Neg):
-        return dataclasses.replace(expr, operand=map_refs(expr.operand, fn))
-    return expr
-
-
 def _rename_stmt(
     st: s.Stmt | Alias | Exports, prefix: str, rename: Callable[[s.Ref], s.Expr]
 ) -> s.Stmt | Alias | Exports:
     if isinstance(st, s.Layer):
-        return dataclasses.replace(st, name=prefix + st.name, sources=tuple(map_refs(e, rename) for e in st.sources))
+        return dataclasses.replace(st, name=prefix + st.name, sources=tuple(s.map_refs(e, rename) for e in st.sources))
     if isinstance(st, s.Assign):
-        return dataclasses.replace(st, name=prefix + st.name, expr=map_refs(st.expr, rename))
+        return dataclasses.replace(st, name=prefix + st.name, expr=s.map_refs(st.expr, rename))
     if isinstance(st, s.Init):
         target = rename(s.Ref(st.name))
         name = target.name if isinstance(target, s.Ref) else prefix + st.name
-        return dataclasses.replace(st, name=name, expr=None if st.expr is None else map_refs(st.expr, rename))
+        return dataclasses.replace(st, name=name, expr=None if st.expr is None else s.map_refs(st.expr, rename))
     if isinstance(st, _Alias):
         target = rename(st.target)
         return dataclasses.replace(st, name=prefix + st.name, target=target if isinstance(target, s.Ref) else st.target)

@@ -509,7 +509,7 @@ def _deep_exprs(program: s.Program) -> list[tuple[s.Expr, int]]:
     for net in program.networks:
         for st in net.body:
             for expr in _stmt_exprs(st):
-                depth = _depth(expr)
+                depth = s.depth(expr)
                 if depth > MAX_EXPR_DEPTH:
                     out.append((expr, depth))
     return out
@@ -527,18 +527,3 @@ def _stmt_exprs(st: s.Stmt) -> list[s.Expr]:
     if isinstance(st, s.Input):
         return [] if st.feed is None else [st.feed]
     return []
-
-
-def _depth(expr: s.Expr) -> int:
-    """Nesting depth, without recursion."""
-    deepest, stack = 0, [(expr, 1)]
-    while stack:
-        e, d = stack.pop()
-        deepest = max(deepest, d)
-        if isinstance(e, s.Call):
-            stack.extend((a, d + 1) for a in e.args)
-        elif isinstance(e, s.BinOp):
-            stack.extend([(e.left, d + 1), (e.right, d + 1)])
-        elif isinstance(e, s.Neg):
-            stack.append((e.operand, d + 1))
-    return deepest

@@ -6,10 +6,14 @@ Expressions are `Num`, `Ref`, `Call`, `BinOp` and `Neg`; statements are the rest
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TypeVar, Union
 
 from rnndsl.lang.errors import NOWHERE, Span
+
+T = TypeVar("T")
 
 __all__ = [
     "Num",
@@ -29,8 +33,16 @@ __all__ = [
     "Instance",
     "ModelDecl",
     "Program",
-    "refs",
     "LAYER_OPTIONS",
+    "calls",
+    "children",
+    "depth",
+    "fold",
+    "map_refs",
+    "refs",
+    "show",
+    "walk",
+    "with_children",
 ]
 
 # A layer's options (`layer h: 8 tanh dropout=0.1 <- x`) and the values each takes (None: a number in
@@ -197,14 +209,99 @@ class Program:
     models: tuple[ModelDecl, ...] = ()
 
 
+# ---- the walker: every pass over expressions goes through these ---------------------------------------
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    """The sub-expressions of `expr`, left to right (none for a number or a reference)."""
+    if isinstance(expr, Call):
+        return expr.args
+    if isinstance(expr, BinOp):
+        return (expr.left, expr.right)
+    if isinstance(expr, Neg):
+        return (expr.operand,)
+    return ()
+
+
+def with_children(expr: Expr, kids: Sequence[Expr]) -> Expr:
+    """`expr` with its sub-expressions replaced by `kids` (in the order `children` gives them)."""
+    if isinstance(expr, Call):
+        return dataclasses.replace(expr, args=tuple(kids))
+    if isinstance(expr, BinOp):
+        return dataclasses.replace(expr, left=kids[0], right=kids[1])
+    if isinstance(expr, Neg):
+        return dataclasses.replace(expr, operand=kids[0])
+    return expr
+
+
+def walk(expr: Expr) -> Iterator[Expr]:
+    """Every node of an expression, parents before their children, left to right; without recursion."""
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        yield e
+        stack.extend(reversed(children(e)))
+
+
+def fold(expr: Expr, fn: Callable[[Expr, list[T]], T]) -> T:
+    """Bottom-up: `fn(node, [the folds of its children])`, without recursion (depth is bounded by the parser,
+    but the walker should not lean on it).
+
+    >>> fold(BinOp("+", Ref("a"), Call("tanh", (Num(1.0),))), lambda e, kids: 1 + sum(kids, 0))
+    4
+    """
+    done: list[T] = []
+    stack: list[tuple[Expr, bool]] = [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        kids = children(e)
+        if ready or not kids:
+            values = done[len(done) - len(kids) :] if kids else []
+            del done[len(done) - len(kids) :]
+            done.append(fn(e, values))
+        else:
+            stack.append((e, True))
+            stack.extend((k, False) for k in reversed(kids))
+    return done[0]
+
+
+def map_refs(expr: Expr, fn: Callable[[Ref], Expr]) -> Expr:
+    """Rebuild an expression with every reference replaced by `fn(ref)`."""
+    return fold(expr, lambda e, kids: fn(e) if isinstance(e, Ref) else with_children(e, kids))
+
+
 def refs(expr: Expr) -> list[Ref]:
     """Every reference in an expression, left to right."""
-    if isinstance(expr, Ref):
-        return [expr]
-    if isinstance(expr, Call):
-        return [r for a in expr.args for r in refs(a)]
-    if isinstance(expr, BinOp):
-        return refs(expr.left) + refs(expr.right)
-    if isinstance(expr, Neg):
-        return refs(expr.operand)
-    return []
+    return [e for e in walk(expr) if isinstance(e, Ref)]
+
+
+def calls(expr: Expr) -> set[str]:
+    """The names of the functions an expression calls."""
+    return {e.fn for e in walk(expr) if isinstance(e, Call)}
+
+
+def depth(expr: Expr) -> int:
+    """Nesting depth: 1 for a number or a reference."""
+    return fold(expr, lambda e, kids: 1 + max(kids, default=0))
+
+
+def show(expr: Expr) -> str:
+    """Spec-like text of an expression, for messages: `f * c[t-1] + i * g`.
+
+    >>> show(BinOp("*", Ref("f"), Ref("c", -1, explicit=True)))
+    'f * c[t-1]'
+    """
+
+    def text(e: Expr, kids: list[str]) -> str:
+        if isinstance(e, Num):
+            return f"{e.value:g}"
+        if isinstance(e, Ref):
+            return str(e)
+        if isinstance(e, Neg):
+            return f"-{kids[0]}"
+        if isinstance(e, BinOp):
+            return f"{kids[0]} {e.op} {kids[1]}"
+        assert isinstance(e, Call)
+        return f"{e.fn}({', '.join(kids)})"
+
+    return fold(expr, text)

@@ -421,9 +421,7 @@ def _records() -> bool:
 
 
 def _text(expr: s.Expr) -> str:
-    from rnndsl.frontend.check import _show
-
-    return "".join(_show(expr).split())
+    return "".join(s.show(expr).split())
 
 
 def _signature(network: Network) -> str:
