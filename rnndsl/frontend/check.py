@@ -17,6 +17,7 @@ import networkx as nx
 
 from rnndsl.frontend.inline import Alias, Exports, inline
 from rnndsl.frontend.names import check_name, did_you_mean
+from rnndsl.graphs.folded import components
 from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import Reporter, Source, Span
 from rnndsl.lang.ir import InitPolicy, Network, Node, OutputSpec
@@ -929,17 +930,8 @@ class _Checker:
 
 def _mixed_loops(g: nx.MultiDiGraph, position: dict[str, int]) -> list[list[str]]:
     """The strongly connected parts of `g` that read both the past and the future, in definition order."""
-    comps = list(nx.strongly_connected_components(g))
-    comp_of = {n: i for i, comp in enumerate(comps) for n in comp}
-    delays: list[set[int]] = [set() for _ in comps]
-    for u, v, k in g.edges(data="delay"):  # one pass: a subgraph per component is quadratic
-        if comp_of[u] == comp_of[v]:
-            delays[comp_of[u]].add(k)
-    return [
-        sorted(comp, key=position.__getitem__)
-        for comp, ks in zip(comps, delays, strict=True)
-        if any(k > 0 for k in ks) and any(k < 0 for k in ks)
-    ]
+    mixed = [list(c.nodes) for c in components(g, position) if max(c.delays, default=0) > 0 > min(c.delays, default=0)]
+    return sorted(mixed, key=lambda names: position[names[0]])
 
 
 def _node_exprs(st: s.Input | s.Layer | s.Assign | Alias) -> list[s.Expr]:

@@ -9,12 +9,15 @@ Feedback edges are the ones with a nonzero delay.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import networkx as nx
 
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network
 
-__all__ = ["FEED", "folded", "feedback_edges", "is_feed", "loops"]
+__all__ = ["FEED", "Component", "components", "feedback_edges", "folded", "is_feed", "loops"]
 
 FEED = "feed"  # the `kind` of an edge from what a self-fed input's feed reads to the input
 
@@ -66,19 +69,45 @@ def feedback_edges(g: nx.MultiDiGraph) -> list[tuple[str, str, int]]:
     return [(u, v, d) for u, v, d in g.edges(data="delay") if d != 0]
 
 
+@dataclass(frozen=True)
+class Component:
+    """A strongly connected part of a folded graph: its nodes (in definition order) and the delays of
+    the edges inside it (0: the same step). It is a loop when one of them is not 0."""
+
+    nodes: tuple[str, ...]
+    delays: frozenset[int]
+
+
+def components(g: nx.MultiDiGraph, position: Mapping[str, int] | None = None) -> list[Component]:
+    """The strongly connected components of `g` in topological order, the one holding the earliest-defined
+    node first among those that may go next. `position` gives definition order (default: `g`'s node order).
+    The one place the checker, `loops` and the scheduler find the cycles of a network and their delays.
+
+    >>> from rnndsl import load
+    >>> components(folded(load("network E { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }")))
+    [Component(nodes=('x',), delays=frozenset()), Component(nodes=('h',), delays=frozenset({1}))]
+    """
+    order = dict(position) if position is not None else {n: i for i, n in enumerate(g.nodes)}
+    cond = nx.condensation(g)
+    members: dict[int, list[str]] = {}
+    for name, c in cond.graph["mapping"].items():
+        members.setdefault(c, []).append(name)
+    delays: dict[int, set[int]] = {c: set() for c in members}
+    for u, v, d in g.edges(data="delay"):  # one pass over the edges: a subgraph per component is quadratic
+        cu = cond.graph["mapping"][u]
+        if cu == cond.graph["mapping"][v]:
+            delays[cu].add(d)
+    ranked = nx.lexicographical_topological_sort(cond, key=lambda c: min(order[n] for n in members[c]))
+    return [Component(tuple(sorted(members[c], key=order.__getitem__)), frozenset(delays[c])) for c in ranked]
+
+
 def loops(g: nx.MultiDiGraph) -> list[tuple[list[str], list[int]]]:
-    """Each feedback loop (a strongly connected part with a delayed edge), with its distinct delays.
+    """Each feedback loop (a strongly connected part with a delayed edge), with its distinct delays, in the
+    order of their earliest-defined nodes.
 
     Feed edges are left out: a self-fed input is given while training, so its feed closes no loop the
     compiler runs (running free, `Network.running_free` makes the input a node of the loop it reads)."""
     position = {n: i for i, n in enumerate(g.nodes)}
-    full = g
-    g = nx.subgraph_view(full, filter_edge=lambda u, v, k: not is_feed(full.edges[u, v, k]))
-    comps = list(nx.strongly_connected_components(g))
-    comp_of = {n: i for i, comp in enumerate(comps) for n in comp}
-    delays: list[set[int]] = [set() for _ in comps]
-    for u, v, d in g.edges(data="delay"):  # one pass over the edges: a subgraph per component is quadratic
-        if d != 0 and comp_of[u] == comp_of[v]:
-            delays[comp_of[u]].add(d)
-    out = [(sorted(comp, key=position.__getitem__), sorted(ds)) for comp, ds in zip(comps, delays, strict=True) if ds]
+    view = nx.subgraph_view(g, filter_edge=lambda u, v, k: not is_feed(g.edges[u, v, k]))
+    out = [(list(c.nodes), sorted(c.delays - {0})) for c in components(view, position) if c.delays - {0}]
     return sorted(out, key=lambda item: position[item[0][0]])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from rnndsl.graphs.folded import folded
+from rnndsl.graphs.folded import Component, components, folded
 from rnndsl.lang.ir import Network
 
 __all__ = ["Stage", "schedule"]
@@ -41,26 +41,21 @@ def schedule(network: Network) -> tuple[Stage, ...]:
     """
     g = folded(network, feeds=False)  # a given self-fed input closes no loop; running free, it is a node
     order = {n.name: i for i, n in enumerate(network.nodes)}
-    cond = nx.condensation(g)
-    members = cond.graph["mapping"]
-    comps: dict[int, list[str]] = {}
-    for name, c in members.items():
-        comps.setdefault(c, []).append(name)
     stages = []
-    for c in nx.lexicographical_topological_sort(cond, key=lambda c: min(order[n] for n in comps[c])):
-        names = comps[c]
-        if len(names) == 1 and network[names[0]].op == "input":
+    for comp in components(g, order):
+        if len(comp.nodes) == 1 and network[comp.nodes[0]].op == "input":
             continue
-        stages.append(_stage(network, g, names, order))
+        stages.append(_stage(network, g, comp, order))
     return tuple(stages)
 
 
-def _stage(network: Network, g: nx.MultiDiGraph, names: list[str], order: dict[str, int]) -> Stage:
+def _stage(network: Network, g: nx.MultiDiGraph, comp: Component, order: dict[str, int]) -> Stage:
+    names = list(comp.nodes)
     sub = g.subgraph(names)
-    delays = [d for _, _, d in sub.edges(data="delay") if d != 0]
     same_step = nx.DiGraph()
     same_step.add_nodes_from(names)
     same_step.add_edges_from((u, v) for u, v, d in sub.edges(data="delay") if d == 0)
     ordered = tuple(nx.lexicographical_topological_sort(same_step, key=order.__getitem__))
-    direction = 0 if not delays else (1 if delays[0] > 0 else -1)
+    delays = comp.delays - {0}  # one sign in a checked network: the checker refuses a loop with both
+    direction = 0 if not delays else (1 if max(delays) > 0 else -1)
     return Stage(ordered, direction, static=all(network[n].static for n in names))
