@@ -18,7 +18,8 @@ steps the caller gives, draws the samples and records what was fed.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +28,7 @@ from rnndsl.backend import loop_backward
 from rnndsl.backend.cells import Cell, match_cell, recurrent_index
 from rnndsl.backend.evaluate import evaluate
 from rnndsl.backend.names import bias_name, var, weight_name
+from rnndsl.backend.plan import Group, LoopPlan, groups_of, rings_of, step_order
 from rnndsl.graphs.schedule import Stage, schedule
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
@@ -42,20 +44,6 @@ class Generated:
     source: str
     params: list[str] = field(default_factory=list)  # parameter names the code reads from P
     loops: int = 0  # loops run as one autograd node with a generated backward (`loop_backward`)
-
-
-@dataclass
-class _Group:
-    """Layers of one loop whose recurrent matmuls run as one: they read the same delayed sources."""
-
-    name: str
-    members: list[Node]
-    internal: dict[str, list[int]]  # member -> indices of its sources that read the loop, in key order
-
-    @property
-    def width(self) -> int:
-        """How many loop-reading sources each member has (the same for all members)."""
-        return len(self.internal[self.members[0].name])
 
 
 # Cells run on torch's fused kernels, by device type. On a CPU, an Elman cell does not: torch's `rnn_tanh` there
@@ -115,6 +103,7 @@ class _Emitter:
         self.defined: set[str] = set()
         self.params: list[str] = []
         self.indent = 1
+        self._loop_at: int | None = None  # the index of the `for t` line of the loop being written
 
     # ---- standard cells ----------------------------------------------------------------------
 
@@ -329,19 +318,14 @@ class _Emitter:
     # ---- loops -------------------------------------------------------------------------------
 
     def _loop(self, stage: Stage) -> None:
-        members = set(stage.nodes)
-        inside = lambda e: any(r.name in members for r in s.refs(e))  # noqa: E731
-        groups, early = self._groups(stage, inside)
-        function = self.differentiate and loop_backward.eligible(self, stage)
+        plan = self._plan(stage)
         self.emit(
             f"# loop over time ({'forward' if stage.direction > 0 else 'backward'}): "
-            f"{', '.join(stage.nodes)}" + (": one autograd node, its backward generated" if function else "")
+            f"{', '.join(stage.nodes)}" + (": one autograd node, its backward generated" if plan.function else "")
         )
-        for g in groups:
-            self._hoist(g, split=not function)
-        collect = [n for n in stage.nodes if self._collected(n, stage)]
-        rings = self._rings(stage)
-        for n, k in rings.items():
+        for g in plan.groups:
+            self._hoist(g, split=not plan.function)
+        for n, k in plan.rings.items():
             for i in range(1, k + 1):
                 init = f"H[{n!r}][:, -{i}]" if stage.direction > 0 else f"I[{n!r}]"
                 self.emit(f"_r{i}_{var(n)} = {init}")
@@ -351,24 +335,43 @@ class _Emitter:
                 self.emit(
                     f"_D_{var(name)} = K.drop_mask(B, {node.size}, {node.dropout!r}, {self._like()}) if train else None"
                 )
-        if function:
-            loop_backward.LoopFunction(self, stage, groups, early, rings, collect).emit()
+        if plan.function:
+            loop_backward.LoopFunction(self, plan).emit()
         else:
-            self._loop_steps(stage, groups, early, rings, collect)
-        self.ring_state.update({n: k for n, k in rings.items() if n not in collect})
+            self.loop_steps(plan)
+        self.ring_state.update({n: k for n, k in plan.rings.items() if n not in plan.collect})
 
-    def _loop_steps(
-        self,
-        stage: Stage,
-        groups: list[_Group],
-        early: set[str],
-        rings: dict[str, int],
-        collect: list[str],
-        save: bool = False,
-    ) -> None:
+    def _plan(self, stage: Stage) -> LoopPlan:
+        """What both loop writers read of one loop, worked out once."""
+        groups, early = groups_of(self.net, stage, var)
+        return LoopPlan(
+            stage,
+            groups,
+            early,
+            rings_of(self.net, stage),
+            [n for n in stage.nodes if self._collected(n, stage)],
+            step_order(self.net, stage, groups, early),
+            self.differentiate and loop_backward.eligible(self, stage),
+        )
+
+    @contextmanager
+    def function_body(self) -> Iterator[list[str]]:
+        """Write into a function of its own (a loop's forward): the lines it yields, at one indent, and
+        `_valid_s` defined there only."""
+        saved = self.lines, self.indent, "_valid_s" in self.defined
+        self.lines, self.indent = [], 1
+        try:
+            yield self.lines
+        finally:
+            self.lines, self.indent = saved[0], saved[1]
+            if not saved[2]:
+                self.defined.discard("_valid_s")
+
+    def loop_steps(self, plan: LoopPlan, save: bool = False) -> None:
         """The time loop itself, after the hoisting and the rings' start values. With `save` (the forward of
         a loop with a generated backward), every node's value at every step is also kept in `_V_<node>`,
         after the ring's start values, oldest first."""
+        stage, rings, collect = plan.stage, plan.rings, plan.collect
         members = set(stage.nodes)
         steps: dict[str, str] = {}
         for n in collect:
@@ -378,11 +381,12 @@ class _Emitter:
                 k = rings.get(n, 0)
                 self.emit(f"_V_{var(n)} = [{', '.join(f'_r{i}_{var(n)}' for i in range(k, 0, -1))}]")
         span = "range(T)" if stage.direction > 0 else "range(T - 1, -1, -1)"
+        self._loop_at = len(self.lines)  # where lines the step needs computed before the loop go
         self.emit(f"for t in {span}:")
         self.indent += 1
         step_ref = lambda r: self._step_ref(r, members, steps)  # noqa: E731
-        for item in self._step_order(stage, groups, early):
-            if isinstance(item, _Group):
+        for item in plan.order:
+            if isinstance(item, Group):
                 self._group_step(item, step_ref, save)
             elif item.feed is not None:
                 assert item.expr is not None
@@ -406,6 +410,7 @@ class _Emitter:
             for n in rings:
                 self.emit(f"_M_{var(n)}.append(_m_{var(n)})")
         self.indent -= 1
+        self._loop_at = None
         for n in collect:
             if stage.direction < 0:
                 self.emit(f"_seq_{var(n)}.reverse()")
@@ -414,43 +419,7 @@ class _Emitter:
             if self.net[n].feed is not None:
                 self.emit(f"feed.record({n!r}, {var(n)})")
 
-    def _step_order(self, stage: Stage, groups: list[_Group], early: set[str]) -> list[_Group | Node]:
-        """What one step computes, in order: the groups that read only delayed values first, then each node in
-        schedule order, a group where its first member stands (a loop's generated backward runs it reversed)."""
-        order: list[_Group | Node] = [g for g in groups if g.name in early]
-        for name in stage.nodes:
-            node = self.net[name]
-            if node.op == "expr":
-                order.append(node)
-            else:
-                g = next(g for g in groups if node in g.members)
-                if g.name not in early and g.members[0] is node:
-                    order.append(g)
-        return order
-
-    def _groups(self, stage: Stage, inside: object) -> tuple[list[_Group], set[str]]:
-        """Fuse layers whose loop-dependent sources are the same delayed references."""
-        groups: dict[object, _Group] = {}
-        early: set[str] = set()
-        for name in stage.nodes:
-            node = self.net[name]
-            if node.op != "layer":
-                continue
-            internal = [j for j, e in enumerate(node.sources) if inside(e)]  # type: ignore[operator]
-            exprs = tuple(node.sources[j] for j in internal)
-            delayed = all(isinstance(e, s.Ref) and e.delay != 0 for e in exprs)
-            key: object = exprs if delayed and exprs else name
-            if key not in groups:
-                groups[key] = _Group(var(name), [], {})
-                if delayed:
-                    early.add(groups[key].name)
-            groups[key].members.append(node)
-            groups[key].internal[name] = internal
-        for g in groups.values():
-            g.members.sort(key=lambda n: n.activation)  # equal activations side by side: one call each
-        return list(groups.values()), early
-
-    def _hoist(self, g: _Group, split: bool = True) -> None:
+    def _hoist(self, g: Group, split: bool = True) -> None:
         """Before the loop: each member's projections of outside values, with its bias, for all steps.
 
         Members whose outside sources are all static (or who have none) add the same at every step:
@@ -484,7 +453,7 @@ class _Emitter:
         self.emit(f"_pre_{g.name} = {self._joined([widen[k].format(c) for k, c in parts], -1)}")
         self.constant_addend.add(g.name)
 
-    def _joined_outer(self, g: _Group) -> str | None:
+    def _joined_outer(self, g: Group) -> str | None:
         """Where every member projects the same outside sequences: one `F.linear` per source with the members'
         weights (and biases) joined, instead of one per member joined with `torch.cat`; else None."""
         if len(g.members) == 1:
@@ -507,7 +476,7 @@ class _Emitter:
             terms.append(f"F.linear({self.expr(e, self.seq_ref)}, {self._joined(ws, 0)}{bias})")
         return f"({' + '.join(terms)})" if len(terms) > 1 else terms[0]
 
-    def _outer(self, node: Node, g: _Group) -> tuple[str, str]:
+    def _outer(self, node: Node, g: Group) -> tuple[str, str]:
         """A member's part that does not depend on the loop: ("seq" | "static" | "bias", code)."""
         outer = [j for j in range(len(node.sources)) if j not in g.internal[node.name]]
         if not outer:
@@ -517,7 +486,7 @@ class _Emitter:
         terms = [self._projection(node, j, ref, bias=i == 0) for i, j in enumerate(outer)]
         return ("static" if static else "seq"), " + ".join(terms)
 
-    def _group_step(self, g: _Group, step_ref: object, save: bool = False) -> None:
+    def _group_step(self, g: Group, step_ref: object, save: bool = False) -> None:
         """One step of a group: its matmuls, then each member's activation (and dropout). With `save`, a group
         whose backward needs its members' inputs (`loop_backward.keeps_sum`) keeps them in `_A_<group>`."""
         const = g.name in self.constant_addend
@@ -567,17 +536,9 @@ class _Emitter:
 
     def emit_before_loop(self, line: str) -> None:
         """Insert a line just before the `for t` line of the loop being written."""
-        at = max(i for i, text in enumerate(self.lines) if text.lstrip().startswith("for t in "))
-        self.lines.insert(at, "    " * (self.indent - 1) + line)
-
-    def _rings(self, stage: Stage) -> dict[str, int]:
-        """How many past (or future) values the loop itself reads of each of its nodes."""
-        rings: dict[str, int] = {}
-        for name in stage.nodes:
-            for r in self.net[name].refs():
-                if r.name in stage.nodes and r.delay:
-                    rings[r.name] = max(rings.get(r.name, 0), abs(r.delay))
-        return rings
+        assert self._loop_at is not None, "a line before the loop, written outside a loop"
+        self.lines.insert(self._loop_at, "    " * (self.indent - 1) + line)
+        self._loop_at += 1
 
     def _collected(self, name: str, stage: Stage) -> bool:
         """Whether the loop keeps every step of a node: read outside, an output, or its state needs it."""
@@ -586,7 +547,7 @@ class _Emitter:
         if any(r.name == name for n in self.net.nodes if n.name not in stage.nodes for r in n.refs()):
             return True
         past, _ = self.net.delays[name]
-        return past > 0 and (self.with_lengths or past > self._rings(stage).get(name, 0))
+        return past > 0 and (self.with_lengths or past > rings_of(self.net, stage).get(name, 0))
 
     def _ring_update(self, stage: Stage, rings: dict[str, int], collect: list[str]) -> None:
         for n in collect:

@@ -34,12 +34,12 @@ from itertools import count
 from typing import TYPE_CHECKING
 
 from rnndsl.backend.names import var
+from rnndsl.backend.plan import Group, LoopPlan, LoopWriter
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
 from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS
 
 if TYPE_CHECKING:
-    from rnndsl.backend.codegen import _Emitter, _Group
     from rnndsl.graphs.schedule import Stage
 
 __all__ = ["LoopFunction", "eligible", "keeps_sum"]
@@ -51,7 +51,7 @@ def keeps_sum(members: list[Node]) -> bool:
     return any(m.dropout or ACTIVATIONS[m.activation].derivative is None for m in members)
 
 
-def eligible(em: _Emitter, stage: Stage) -> bool:
+def eligible(em: LoopWriter, stage: Stage) -> bool:
     """Whether a loop stage gets a generated backward (see the module's docstring for what does not)."""
     if em.guard:
         return False
@@ -74,29 +74,22 @@ def eligible(em: _Emitter, stage: Stage) -> bool:
 class LoopFunction:
     """Writes one loop with a generated backward: the call in the forward, the two functions after it."""
 
-    def __init__(
-        self,
-        em: _Emitter,
-        stage: Stage,
-        groups: list[_Group],
-        early: set[str],
-        rings: dict[str, int],
-        collect: list[str],
-    ) -> None:
-        self.em, self.stage, self.groups, self.early = em, stage, groups, early
-        self.rings, self.collect = rings, collect
+    def __init__(self, em: LoopWriter, plan: LoopPlan) -> None:
+        self.em, self.plan, self.stage, self.groups, self.early = em, plan, plan.stage, plan.groups, plan.early
+        self.rings, self.collect = plan.rings, plan.collect
         self.net = em.net
-        self.members = set(stage.nodes)
+        self.members = set(plan.stage.nodes)
         self.fname = f"_L{len(em.functions)}"
         self.seqs: list[str] = []  # outside sequences the step reads, as the forward names them
         self.statics: list[str] = []  # static values the step reads
-        self.masks = [f"_D_{var(n)}" for n in stage.nodes if self.net[n].op == "layer" and self.net[n].dropout]
-        self.masked = stage.direction < 0 and em.with_lengths  # rings hold the init past each sequence's end
+        self.masks = [f"_D_{var(n)}" for n in plan.stage.nodes if self.net[n].op == "layer" and self.net[n].dropout]
+        self.masked = plan.stage.direction < 0 and em.with_lengths  # rings hold the init past each sequence's end
         self.lines: list[str] = []
         self.assigned: set[str] = set()
         self.memo: dict[str, str] = {}
         self.temps = count()
         self.src_lists: list[str] = []
+        self._loop_at = 0  # the index of the backward's `for _s` line, once written
 
     # ---- what crosses the node ---------------------------------------------------------------
 
@@ -159,23 +152,18 @@ class LoopFunction:
 
     def _forward(self, inputs: list[str], outputs: list[str]) -> str:
         em = self.em
-        saved_lines, saved_indent = em.lines, em.indent
-        em.lines, em.indent = [], 1
-        try:
+        with em.function_body() as body:
             for g in self.groups:
                 if g.name not in em.constant_addend:
                     em.emit(f"_pre_{g.name} = _P_{g.name}.unbind(1)")
                 if keeps_sum(g.members):
                     em.emit(f"_A_{g.name} = []")
-            had_valid = "_valid_s" in em.defined
             if self.masked:
                 em.emit("_valid_s = valid.unbind(1)")
                 em.defined.add("_valid_s")
                 for n, k in self.rings.items():
                     em.emit(f"_M_{var(n)} = [{', '.join(f'_r{i}_{var(n)}' for i in range(k, 0, -1))}]")
-            em._loop_steps(self.stage, self.groups, self.early, self.rings, self.collect, save=True)
-            if not had_valid:  # defined in this function only, not in `forward`
-                em.defined.discard("_valid_s")
+            em.loop_steps(self.plan, save=True)
             lists = self._lists()
             em.emit(f"ctx.lists = ({', '.join(lists)},)")
             kept = self._kept()
@@ -184,9 +172,6 @@ class LoopFunction:
             # the last ring values are also in `_V_`: return copies, or the outputs would hold their own node
             outs = [o if o in (var(n) for n in self.collect) else f"{o}.clone()" for o in outputs]
             em.emit(f"return {', '.join(outs)},")
-            body = em.lines
-        finally:
-            em.lines, em.indent = saved_lines, saved_indent
         head = f"def {self.fname}_forward(ctx, T, B, train, {', '.join(inputs)}):"
         return "\n".join([head, *body]) + "\n"
 
@@ -238,6 +223,7 @@ class LoopFunction:
             for i in range(k):
                 start = by_output.get(f"_r{i + 1}_{v}", f"torch.zeros_like(_V_{v}[-1])")
                 w(f"_g{i}_{v} = {start}")
+        self._loop_at = len(self.lines)  # where lists the reversed step fills are made, before its loop
         w("for _s in range(T - 1, -1, -1):")
         w("t = _s" if self.stage.direction > 0 else "t = T - 1 - _s", 2)
         self._step_backward(by_output)
@@ -260,7 +246,7 @@ class LoopFunction:
                 w(f"_g0_{v} = torch.where(_valid_s[t], _g0_{v}, 0.0)", 2)
         for n in self.collect:
             self._add(self._target(n, 0), f"{by_output[var(n)]}[t]")
-        for item in reversed(self.em._step_order(self.stage, self.groups, self.early)):
+        for item in reversed(self.plan.order):
             if isinstance(item, Node):
                 assert item.expr is not None
                 self._back(item.expr, self._grad_of(item.name))
@@ -317,7 +303,7 @@ class LoopFunction:
         head = f"def {self.fname}_backward(ctx, {', '.join(grads)}):"
         return "\n".join([head, *self.lines]) + "\n"
 
-    def _stacked_source(self, e: s.Expr, g: _Group, j: int) -> str:
+    def _stacked_source(self, e: s.Expr, g: Group, j: int) -> str:
         """A group's source over all steps, (T, B, size), in step order (for its weight's gradient)."""
         if isinstance(e, s.Ref) and e.name in self.members:
             v, k = var(e.name), self.rings.get(e.name, 0)
@@ -453,7 +439,7 @@ class LoopFunction:
 
         return s.fold(e, size)
 
-    def _group_backward(self, g: _Group) -> None:
+    def _group_backward(self, g: Group) -> None:
         """A group's step in reverse: each member's activation (into its columns of dZ), then every source."""
         w = self.w
         dz = self._tmp(f"_dZ_{g.name}[_s]")
@@ -489,14 +475,12 @@ class LoopFunction:
             listed = f"_X{j}_{g.name}"
             if listed not in self.src_lists:
                 self.src_lists.append(listed)
-                self.lines.insert(self._loop_line(), f"    {listed} = [None] * T")
+                self.lines.insert(self._loop_at, f"    {listed} = [None] * T")
+                self._loop_at += 1
             w(f"{listed}[_s] = {self._val(e)}", 2)
             self._back(e, self._tmp(f"torch.mm({dz}, {wt})"))
 
-    def _loop_line(self) -> int:
-        return next(i for i, line in enumerate(self.lines) if line.startswith("    for _s in "))
-
 
 def _listed(seq: str) -> str:
-    """The name of an outside sequence's per-step list (as `_Emitter._step_ref` names it)."""
+    """The name of an outside sequence's per-step list (as `LoopWriter._step_ref` names it)."""
     return f"_s{seq}" if seq.startswith("_") else f"_s_{seq}"

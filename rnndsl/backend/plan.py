@@ -1,0 +1,122 @@
+"""Loop plans: takes one loop stage of a network, gives the data both loop writers read.
+
+The forward writer (`codegen`) and the backward writer (`loop_backward`) never search each other's text;
+they read one `LoopPlan`, worked out once per loop: the matmul groups, which of them read only delayed
+values (run first in a step), the ring of past values kept per node, the nodes whose every step is
+collected, and the order of one step (the backward runs it reversed). `LoopWriter` is what the backward
+writer needs of the forward writer, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from rnndsl.graphs.schedule import Stage
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ir import Network, Node
+
+__all__ = ["Group", "LoopPlan", "LoopWriter"]
+
+
+@dataclass
+class Group:
+    """Layers of one loop whose recurrent matmuls run as one: they read the same delayed sources."""
+
+    name: str
+    members: list[Node]
+    internal: dict[str, list[int]]  # member -> indices of its sources that read the loop, in key order
+
+    @property
+    def width(self) -> int:
+        """How many loop-reading sources each member has (the same for all members)."""
+        return len(self.internal[self.members[0].name])
+
+
+@dataclass(frozen=True)
+class LoopPlan:
+    """One loop, as both writers see it."""
+
+    stage: Stage
+    groups: list[Group]
+    early: frozenset[str]  # groups that read only delayed values: computed first in a step
+    rings: dict[str, int]  # node -> how many past (future) values of it the loop reads
+    collect: list[str]  # nodes whose every step is kept: read outside, outputs, or needed by the state
+    order: list[Group | Node]  # one step, in order: groups and expression nodes
+    function: bool  # runs as one autograd node with a generated backward
+
+    @property
+    def members(self) -> set[str]:
+        return set(self.stage.nodes)
+
+
+def groups_of(net: Network, stage: Stage, var: object) -> tuple[list[Group], frozenset[str]]:
+    """Fuse layers whose loop-dependent sources are the same delayed references; the groups that read only
+    delayed values (`early`)."""
+    members = set(stage.nodes)
+    groups: dict[object, Group] = {}
+    early: set[str] = set()
+    for name in stage.nodes:
+        node = net[name]
+        if node.op != "layer":
+            continue
+        internal = [j for j, e in enumerate(node.sources) if any(r.name in members for r in s.refs(e))]
+        exprs = tuple(node.sources[j] for j in internal)
+        delayed = all(isinstance(e, s.Ref) and e.delay != 0 for e in exprs)
+        key: object = exprs if delayed and exprs else name
+        if key not in groups:
+            groups[key] = Group(var(name), [], {})  # type: ignore[operator]
+            if delayed:
+                early.add(groups[key].name)
+        groups[key].members.append(node)
+        groups[key].internal[name] = internal
+    for g in groups.values():
+        g.members.sort(key=lambda n: n.activation)  # equal activations side by side: one call each
+    return list(groups.values()), frozenset(early)
+
+
+def rings_of(net: Network, stage: Stage) -> dict[str, int]:
+    """How many past (or future) values the loop itself reads of each of its nodes."""
+    rings: dict[str, int] = {}
+    for name in stage.nodes:
+        for r in net[name].refs():
+            if r.name in stage.nodes and r.delay:
+                rings[r.name] = max(rings.get(r.name, 0), abs(r.delay))
+    return rings
+
+
+def step_order(net: Network, stage: Stage, groups: list[Group], early: frozenset[str]) -> list[Group | Node]:
+    """What one step computes, in order: the groups that read only delayed values first, then each node in
+    schedule order, a group where its first member stands."""
+    order: list[Group | Node] = [g for g in groups if g.name in early]
+    for name in stage.nodes:
+        node = net[name]
+        if node.op == "expr":
+            order.append(node)
+        else:
+            g = next(g for g in groups if node in g.members)
+            if g.name not in early and g.members[0] is node:
+                order.append(g)
+    return order
+
+
+class LoopWriter(Protocol):
+    """What the backward writer asks of the forward writer."""
+
+    net: Network
+    guard: bool
+    with_lengths: bool
+    defined: set[str]
+    functions: list[str]
+    constant_addend: set[str]
+
+    def emit(self, line: str) -> None: ...
+
+    def expr(self, e: s.Expr, ref: object) -> str: ...
+
+    def seq_ref(self, ref: s.Ref, before_loop: bool = False) -> str: ...
+
+    def loop_steps(self, plan: LoopPlan, save: bool = False) -> None: ...
+
+    def function_body(self) -> AbstractContextManager[list[str]]: ...
