@@ -8,6 +8,7 @@ read the past; warnings for unused nodes and for `init` on a node nobody reads w
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ class _Checker:
         network = self._build()
         self._warn_unused(network)
         self._check_limits(network)
-        return network
+        return dataclasses.replace(network, warnings=tuple(self.report.warnings))  # a new IR, not a mutated one
 
     # ---- definitions -------------------------------------------------------------------------
 
@@ -913,7 +914,6 @@ class _Checker:
                     st.span,
                     f"remove it, or read `{name}[t-1]` somewhere",
                 )
-        object.__setattr__(network, "warnings", tuple(self.report.warnings))
 
     def _check_limits(self, network: Network) -> None:
         count = network.parameter_count()
