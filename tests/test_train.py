@@ -703,28 +703,16 @@ def test_an_encoder_decoder_model_trains_and_resumes(tmp_path: Path) -> None:
     assert model.ir.name == "G2P" and not model.training
 
 
-def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _train_names(tmp_path: Path) -> Path:
+    """A names generator trained for a few steps by the command; its checkpoint."""
     spec = _write(tmp_path, "names_gen.rnn", SMALL_NAMES)
-    assert (
-        main(
-            [
-                "train",
-                str(spec),
-                "--task",
-                "names",
-                "--task-arg",
-                "by_sex=1",
-                "--steps",
-                "4",
-                "--batch",
-                "8",
-                "--out",
-                str(tmp_path / "names"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    args = ["train", str(spec), "--task", "names", "--task-arg", "by_sex=1", "--steps", "4", "--batch", "8"]
+    assert main([*args, "--out", str(tmp_path / "names"), "--quiet"]) == 0
+    return tmp_path / "names" / "checkpoint.pt"
+
+
+def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _train_names(tmp_path)
     capsys.readouterr()
     assert main(["generate", str(tmp_path / "names" / "checkpoint.pt"), "--count", "4", "--seed", "1"]) == 0
     first = capsys.readouterr().out
@@ -773,27 +761,7 @@ def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.Ca
 
 def test_cli_generate_beam_on_a_names_checkpoint_searches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--beam on a generator was silently ignored (it still sampled, and changed with --seed)."""
-    spec = _write(tmp_path, "names_gen.rnn", SMALL_NAMES)
-    assert (
-        main(
-            [
-                "train",
-                str(spec),
-                "--task",
-                "names",
-                "--task-arg",
-                "by_sex=1",
-                "--steps",
-                "4",
-                "--batch",
-                "8",
-                "--out",
-                str(tmp_path / "names"),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    _train_names(tmp_path)
     checkpoint = str(tmp_path / "names" / "checkpoint.pt")
     capsys.readouterr()
     shown = []
