@@ -251,14 +251,7 @@ class _Checker:
     def _exprs(self) -> Iterable[tuple[str, s.Expr]]:
         for name, d in self.defs.items():
             st = d.stmt
-            if isinstance(st, s.Layer):
-                yield from ((name, e) for e in st.sources)
-            elif isinstance(st, s.Assign):
-                yield name, st.expr
-            elif isinstance(st, Alias):
-                yield name, st.target
-            elif isinstance(st, s.Input) and st.feed is not None:
-                yield name, st.feed
+            yield from ((name, e) for e in ((st.target,) if isinstance(st, Alias) else s.exprs(st)))
 
     def _visible(self, name: str) -> bool:
         if name in self.defs and "." not in name:
@@ -935,23 +928,15 @@ def _mixed_loops(g: nx.MultiDiGraph, position: dict[str, int]) -> list[list[str]
 
 
 def _node_exprs(st: s.Input | s.Layer | s.Assign | Alias) -> list[s.Expr]:
-    if isinstance(st, s.Layer):
-        return list(st.sources)
-    if isinstance(st, s.Assign):
-        return [st.expr]
+    """What a node's value reads each step (a self-fed input's feed is followed apart)."""
     if isinstance(st, Alias):
         return [st.target]
-    return []
+    return list(s.exprs(st)) if isinstance(st, (s.Layer, s.Assign)) else []
 
 
 def _stmt_refs(st: s.Stmt) -> list[s.Ref]:
-    if isinstance(st, s.Layer):
-        return [r for e in st.sources for r in s.refs(e)]
-    if isinstance(st, s.Assign):
-        return s.refs(st.expr)
-    if isinstance(st, s.Use):
-        return [r for _, e, _ in st.args for r in s.refs(e)]
-    return []
+    """The references written in a statement of the network itself (inits and feeds are checked apart)."""
+    return [r for e in s.exprs(st) for r in s.refs(e)] if isinstance(st, (s.Layer, s.Assign, s.Use)) else []
 
 
 def _has_unknown_call(expr: s.Expr) -> bool:

@@ -508,22 +508,8 @@ def _deep_exprs(program: s.Program) -> list[tuple[s.Expr, int]]:
     out = []
     for net in program.networks:
         for st in net.body:
-            for expr in _stmt_exprs(st):
+            for expr in s.exprs(st):
                 depth = s.depth(expr)
                 if depth > MAX_EXPR_DEPTH:
                     out.append((expr, depth))
     return out
-
-
-def _stmt_exprs(st: s.Stmt) -> list[s.Expr]:
-    if isinstance(st, s.Layer):
-        return list(st.sources)
-    if isinstance(st, s.Assign):
-        return [st.expr]
-    if isinstance(st, s.Init):
-        return [] if st.expr is None else [st.expr]
-    if isinstance(st, s.Use):
-        return [e for _, e, _ in st.args]
-    if isinstance(st, s.Input):
-        return [] if st.feed is None else [st.feed]
-    return []

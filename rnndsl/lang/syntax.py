@@ -37,6 +37,7 @@ __all__ = [
     "calls",
     "children",
     "depth",
+    "exprs",
     "fold",
     "map_refs",
     "refs",
@@ -268,6 +269,22 @@ def fold(expr: Expr, fn: Callable[[Expr, list[T]], T]) -> T:
 def map_refs(expr: Expr, fn: Callable[[Ref], Expr]) -> Expr:
     """Rebuild an expression with every reference replaced by `fn(ref)`."""
     return fold(expr, lambda e, kids: fn(e) if isinstance(e, Ref) else with_children(e, kids))
+
+
+def exprs(st: Stmt) -> tuple[Expr, ...]:
+    """Every expression a statement holds: a layer's sources, an assignment's value, an init's expression,
+    a `use`'s arguments, a self-fed input's feed. The one helper passes use to read a statement."""
+    if isinstance(st, Layer):
+        return st.sources
+    if isinstance(st, Assign):
+        return (st.expr,)
+    if isinstance(st, Init):
+        return () if st.expr is None else (st.expr,)
+    if isinstance(st, Use):
+        return tuple(e for _, e, _ in st.args)
+    if isinstance(st, Input):
+        return () if st.feed is None else (st.feed,)
+    return ()
 
 
 def refs(expr: Expr) -> list[Ref]:
