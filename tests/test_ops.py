@@ -12,11 +12,12 @@ import torch
 import torch.nn.functional as F
 
 import rnndsl
+from rnndsl.backend import kernels as K
 from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, TOKEN_FUNCTIONS
 from rnndsl.runtime.reference import reference
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMESPACE = {"torch": torch, "F": F}
+NAMESPACE = {"torch": torch, "F": F, "K": K}
 DOMAIN = {"log": lambda x: x.abs() + 0.5, "sqrt": lambda x: x.abs() + 0.5}  # keep away from where they break
 
 
@@ -91,3 +92,61 @@ def test_an_op_added_as_one_entry_runs_in_every_stage() -> None:
         torch.testing.assert_close(got, want)
     with pytest.raises(rnndsl.SpecError, match="takes 1 argument"):
         rnndsl.load(LOGSIGMOID.replace("logsigmoid(h * 2)", "logsigmoid(h, h)"))
+
+
+NORMED = """network Normed {
+    input x: 3
+    layer a: 6 <- x, h[t-1]
+    k = mean(h[t-1])                                  # size 1, inside the loop
+    n = layer_norm(a)
+    h = tanh(n * 1.5 + k) + h[t-1] / (1 + dot(h[t-1], h[t-1]))
+    m = mean(h) + sum(x)                              # size 1, outside the loop
+    y = h - m                                         # size 1 broadcasts against 6
+    output y
+}"""
+
+
+def test_reductions_layer_norm_and_size_one_broadcasting_in_a_loop() -> None:
+    """layer_norm, sum, mean and dot inside a loop with its generated backward, and size-1 values broadcast:
+    the same as the reference executor forward, and as autograd backward."""
+    from test_gradcheck import gradcheck
+
+    net = rnndsl.compile(NORMED).double()
+    assert "K.loop(" in net.code(grad=True) and "K.layer_norm(" in net.code()
+    x = torch.randn(3, 9, 3, dtype=torch.float64)
+    lengths = torch.tensor([9, 5, 1])
+    out = net(x, lengths=lengths)
+    torch.testing.assert_close(out.y, reference(net, x, lengths=lengths).y)
+    a = net.weight("a", "x").detach()
+    torch.testing.assert_close(net(x[:, :1]).y[:, 0, :], _one_step(a, net, x[:, 0]))
+    grads = torch.autograd.grad(out.y.pow(2).sum(), list(net.parameters()))
+    net.generated_backward = False
+    expected = torch.autograd.grad(net(x, lengths=lengths).y.pow(2).sum(), list(net.parameters()))
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    gradcheck(NORMED, torch.device("cpu"))
+
+
+def _one_step(w: torch.Tensor, net: rnndsl.CompiledNetwork, x: torch.Tensor) -> torch.Tensor:
+    """The first step by hand (h[t-1] = 0): layer_norm is torch's, mean/sum/dot are over the vector."""
+    a = x @ w.T + net.bias("a").detach()
+    h = torch.tanh(F.layer_norm(a, (6,), eps=1e-5) * 1.5)
+    return h - (h.mean(-1, keepdim=True) + x.sum(-1, keepdim=True))
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("dot(h, 2)", "`dot` reduces vectors; a plain number has no entries to reduce"),
+        ("dot(h, x)", "size mismatch in `dot(h, x)`"),
+        ("layer_norm(h, h)", "`layer_norm` takes 1 argument, not 2"),
+        ("sum(h) + x", None),  # size 1 broadcasts: fine
+    ],
+)
+def test_reductions_are_checked(expr: str, message: str | None) -> None:
+    spec = f"network R {{ input x: 3\n layer h: 4 tanh <- x, h[t-1]\n y = {expr}\n output y }}"
+    if message is None:
+        assert rnndsl.load(spec)["y"].size == 3
+        return
+    with pytest.raises(rnndsl.SpecError, match=re.escape(message)):
+        rnndsl.load(spec)

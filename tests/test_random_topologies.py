@@ -7,7 +7,8 @@ A network has a forward part `f0..fn` and, in some cases, a backward part `b0..b
   same step or ahead, any backward node 1..3 steps ahead; forward nodes never read backward ones, so no
   loop mixes the past and the future.
 Layers get random activations and 1..3 sources (references, token embeddings, small expressions);
-`=` nodes are elementwise expressions over every op family, or concatenations. Delayed nodes get a
+`=` nodes are elementwise expressions over every op family (layer_norm and the reductions to size 1
+included), or concatenations. Delayed nodes get a
 random init (zeros, learned, a number, an expression of the static input). Calls get random lengths,
 and networks without the future are also continued from their own state.
 """
@@ -243,7 +244,7 @@ class Builder:
         if depth == 0:
             return leaf
         other = self._leaf(options, size)
-        form = self.pick(["unary", "add", "sub", "mul", "div", "minmax", "neg", "scale", "leaf"])
+        form = self.pick(["unary", "add", "sub", "mul", "div", "minmax", "neg", "scale", "leaf", "norm", "reduce"])
         inner = self._expr(first, options, size, depth - 1)
         if form == "unary":
             return f"{self.pick(UNARY)}({inner})"
@@ -255,6 +256,11 @@ class Builder:
             return f"{self.pick(['min', 'max'])}({inner}, {other})"
         if form == "neg":
             return f"-{inner}"
+        if form == "norm":  # over the vector: the one form that mixes a node's entries
+            return f"layer_norm({inner}) * 0.5"
+        if form == "reduce":  # size 1, broadcast back
+            reduce = self.pick([f"mean({leaf})", f"sum({leaf}) * 0.25", f"dot({leaf}, {leaf}) * 0.25"])
+            return f"({inner} - {reduce})" if self.flag(0.5) else f"{inner} / (1 + {reduce} * {reduce})"
         if form == "scale":
             return f"{self.pick(['0.5', '2', '1.25'])} * {inner} + {self.pick(['1', '0.25'])}"
         return inner

@@ -15,6 +15,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 __all__ = [
+    "layer_norm",
     "cat",
     "drop_mask",
     "embed",
@@ -78,6 +79,11 @@ def embed_rows(ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 def one_hot(ids: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
     """One-hot vectors of size n in the dtype of `like`; id -1 gives zeros."""
     return F.one_hot(ids.clamp(min=0), n).to(like.dtype) * (ids >= 0).unsqueeze(-1).to(like.dtype)
+
+
+def layer_norm(x: torch.Tensor) -> torch.Tensor:
+    """`layer_norm(v)`: over the vector (the last axis), eps 1e-5, no gain or bias (the spec writes them)."""
+    return F.layer_norm(x, x.shape[-1:], eps=1e-5)
 
 
 def cat(*xs: torch.Tensor) -> torch.Tensor:

@@ -382,22 +382,26 @@ class LoopFunction:
     def _back_binop(self, e: s.BinOp, g: str) -> None:
         left, right = e.left, e.right
         if e.op == "+":
-            self._back(left, g)
-            self._back(right, g)
+            self._back(left, self._to(left, e, g))
+            self._back(right, self._to(right, e, g))
         elif e.op == "-":
-            self._back(left, g)
+            self._back(left, self._to(left, e, g))
             if s.refs(right):
-                self._back(right, self._tmp(f"-{g}"))
+                self._back(right, self._to(right, e, self._tmp(f"-{g}")))
         elif e.op == "*":
             if s.refs(left):
-                self._back(left, self._tmp(f"{g} * {self._val(right)}"))
+                self._back(left, self._to(left, e, self._tmp(f"{g} * {self._val(right)}")))
             if s.refs(right):
-                self._back(right, self._tmp(f"{g} * {self._val(left)}"))
+                self._back(right, self._to(right, e, self._tmp(f"{g} * {self._val(left)}")))
         else:  # "/"
             if s.refs(left):
-                self._back(left, self._tmp(f"{g} / {self._val(right)}"))
+                self._back(left, self._to(left, e, self._tmp(f"{g} / {self._val(right)}")))
             if s.refs(right):
-                self._back(right, self._tmp(f"-{g} * {self._val(e)} / {self._val(right)}"))
+                self._back(right, self._to(right, e, self._tmp(f"-{g} * {self._val(e)} / {self._val(right)}")))
+
+    def _to(self, side: s.Expr, e: s.Expr, g: str) -> str:
+        """A side's share of `g`: summed over the vector where a size-1 side was broadcast to `e`'s size."""
+        return self._tmp(f"{g}.sum(-1, keepdim=True)") if self._size(side) == 1 < self._size(e) else g
 
     def _back_call(self, e: s.Call, g: str) -> None:
         if e.fn == "concat":
@@ -419,13 +423,22 @@ class LoopFunction:
             clamp = OPS[e.fn].lower(["_x", self.em.expr(bound, self._ref)], [False, True])
             self._back(x, self._tmp(f"K.vjp(lambda _x: {clamp}, {g}, {self._val(x)})[0]"))
             return
-        (arg,) = e.args
         derivative = OPS[e.fn].derivative
         if derivative is not None:
+            (arg,) = e.args
             code = derivative.format(g=g, y=self._val(e))
-        else:
-            code = f"K.vjp(lambda _x: {OPS[e.fn].code.format('_x')}, {g}, {self._val(arg)})[0]"
-        self._back(arg, g if code == g else self._tmp(code))
+            self._back(arg, g if code == g else self._tmp(code))
+            return
+        if len(e.args) == 1:  # no written derivative: autograd on this one function
+            code = f"K.vjp(lambda _x: {OPS[e.fn].lower(['_x'])}, {g}, {self._val(e.args[0])})[0]"
+            self._back(e.args[0], self._tmp(code))
+            return
+        names = [f"_a{i}" for i in range(len(e.args))]  # the same, for every argument at once
+        values = ", ".join(self._val(a) for a in e.args)
+        grads = self._tmp(f"K.vjp(lambda {', '.join(names)}: {OPS[e.fn].lower(names)}, {g}, {values})")
+        for i, a in enumerate(e.args):
+            if s.refs(a):
+                self._back(a, self._tmp(f"{grads}[{i}]"))
 
     def _size(self, e: s.Expr) -> int:
         """The size of an expression's value (0 for a number, which broadcasts)."""
@@ -435,6 +448,8 @@ class LoopFunction:
                 return self.net[x.name].size
             if isinstance(x, s.Call) and OPS[x.fn].size == "concat":
                 return sum(kids)
+            if isinstance(x, s.Call) and OPS[x.fn].size == "reduce":
+                return 1
             return max(kids, default=0)
 
         return s.fold(e, size)

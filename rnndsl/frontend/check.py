@@ -456,11 +456,18 @@ class _Checker:
             if SCALAR in sizes and not quiet:
                 self.report.error("`concat` joins vectors; a plain number has no size", call.span)
             return None if any(z is None for z in sizes) else sum(z for z in sizes if z)
+        if op.size == "reduce":
+            if any(isinstance(a, s.Num) for a in call.args) and not quiet:
+                self.report.error(f"`{call.fn}` reduces vectors; a plain number has no entries to reduce", call.span)
+            return None if self._same(call, list(call.args), quiet) is None else 1
         return self._same(call, list(call.args), quiet)
 
     def _same(self, expr: s.Expr, args: list[s.Expr], quiet: bool) -> int | None:
         sizes = [self._size(a, quiet) for a in args]
-        known = [(z, a) for z, a in zip(sizes, args, strict=False) if z not in (None, SCALAR)]
+        # size 1 (a sum, a learned scalar) broadcasts like a number: only larger sizes must agree
+        known = [(z, a) for z, a in zip(sizes, args, strict=False) if z not in (None, SCALAR, 1)]
+        if not known and 1 in sizes:
+            return 1
         for z, a in known[1:]:
             if z != known[0][0] and not quiet:
                 z0, a0 = known[0]

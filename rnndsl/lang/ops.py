@@ -57,7 +57,7 @@ class Op:
 
     name: str
     arity: int  # -1: one or more
-    size: str  # "same": elementwise, all sizes equal; "concat": sizes add up
+    size: str  # "same": all sizes equal (size 1 broadcasts); "concat": sizes add up; "reduce": size 1
     code: str
     fn: Callable[..., Any]
     doc: str
@@ -173,6 +173,43 @@ _UNARY = [
 OPS: dict[str, Op] = {op.name: op for op in _UNARY}
 OPS["min"] = Op("min", 2, "same", "torch.minimum({0}, {1})", torch.minimum, "elementwise minimum", bound="max")
 OPS["max"] = Op("max", 2, "same", "torch.maximum({0}, {1})", torch.maximum, "elementwise maximum", bound="min")
+# Reductions over the vector: size 1, which broadcasts against any size (`h / sum(h)`).
+OPS["sum"] = Op(
+    "sum",
+    1,
+    "reduce",
+    "torch.sum({0}, -1, keepdim=True)",
+    lambda x: torch.sum(x, -1, keepdim=True),
+    "the sum of the vector's entries (size 1)",
+    row_wise=True,
+)
+OPS["mean"] = Op(
+    "mean",
+    1,
+    "reduce",
+    "torch.mean({0}, -1, keepdim=True)",
+    lambda x: torch.mean(x, -1, keepdim=True),
+    "the mean of the vector's entries (size 1)",
+    row_wise=True,
+)
+OPS["dot"] = Op(
+    "dot",
+    2,
+    "reduce",
+    "torch.sum(({0}) * ({1}), -1, keepdim=True)",
+    lambda a, b: torch.sum(a * b, -1, keepdim=True),
+    "the dot product of two vectors of one size (size 1)",
+    row_wise=True,
+)
+OPS["layer_norm"] = Op(
+    "layer_norm",
+    1,
+    "same",
+    "K.layer_norm({0})",
+    lambda x: F.layer_norm(x, x.shape[-1:], eps=1e-5),
+    "the vector normalised to mean 0 and variance 1 (eps 1e-5, no gain or bias: write them as `g * layer_norm(a) + b`)",
+    row_wise=True,
+)
 OPS["concat"] = Op(
     "concat", -1, "concat", "torch.cat(({args},), -1)", lambda *xs: torch.cat(xs, -1), "vectors joined end to end"
 )
