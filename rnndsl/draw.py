@@ -70,6 +70,7 @@ class EdgeStyle:
 NODE_STYLES = {
     "input": NodeStyle("#dbeafe", "#1d4ed8", 0.0, "input", "shape=box, style=filled"),
     "layer": NodeStyle("#fef3c7", "#b45309", 0.2, "layer", 'shape=box, style="rounded,filled"'),
+    "param": NodeStyle("#fce7f3", "#be185d", 0.5, "learned vector (param)", "shape=octagon, style=filled"),
     "expr": NodeStyle("#dcfce7", "#15803d", 0.5, "expression", "shape=ellipse, style=filled"),
     "initial": NodeStyle("#f3f4f6", "#9ca3af", 0.2, "initial value", 'shape=box, style="rounded,dotted,filled"', ":"),
     "copy": NodeStyle(
@@ -136,6 +137,8 @@ def _folded_lines(name: str, attrs: dict[str, Any]) -> tuple[str, ...]:
         detail = INPUT_TEXT.get(attrs.get("input_kind", "seq"), "input {}").format(size)
     elif op == "layer":
         detail = f"{size} {attrs.get('activation', 'identity')}"
+    elif op == "param":
+        detail = f"param {size}"
     else:
         detail = f"{size}" + (" static" if attrs.get("static") else "")
     return name, detail

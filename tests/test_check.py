@@ -56,14 +56,16 @@ def test_enough_broken_specs() -> None:
 
 
 def test_every_size_mismatch_says_which_layer_to_add() -> None:
-    """The fix docs/language.md gives (add a layer to project one side) is in each size mismatch's help."""
+    """The fix docs/language.md gives (add a layer to project one side; for a param, declare it at the size
+    it is used at) is in each size mismatch's help."""
     found = 0
     for golden in sorted(ERRORS.glob("*.txt")):
         for block in re.split(r"\n(?=\S)", golden.read_text(encoding="utf-8").strip()):
             head, *rest = block.splitlines() or [""]
             if re.search(r"(has|with) size \d+.* (but|picks from)", head):
                 found += 1
-                assert "help: " in rest[-1] and re.search(r"`layer \w+: \d+ <- ", rest[-1]), (golden.name, block)
+                fix = re.search(r"`layer \w+: \d+ <- |`param \w+: \d+`", rest[-1])
+                assert "help: " in rest[-1] and fix, (golden.name, block)
     assert found >= 10
 
 

@@ -45,6 +45,12 @@ def _at(span: Span) -> str:
 def dump_stmt(st: s.Stmt) -> str:
     if isinstance(st, s.Input):
         return f"input {st.name} {st.kind} {st.size:g}" + ("" if st.feed is None else f" = {sexpr(st.feed)}")
+    if isinstance(st, s.Param):
+        return (
+            f"param {st.name} {st.size:g} = {st.init:g}"
+            if isinstance(st.init, float)
+            else f"param {st.name} {st.size:g} = {st.init}"
+        )
     if isinstance(st, s.Layer):
         opts = "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v, _ in st.options)
         return f"layer {st.name} {st.size:g} {st.activation}{opts} <- {' ; '.join(sexpr(e) for e in st.sources)}"

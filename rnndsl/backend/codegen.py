@@ -27,7 +27,7 @@ import torch
 from rnndsl.backend import loop_backward
 from rnndsl.backend.cells import Cell, match_cell, recurrent_index
 from rnndsl.backend.evaluate import evaluate
-from rnndsl.backend.names import bias_name, var, weight_name
+from rnndsl.backend.names import bias_name, learned_name, var, weight_name
 from rnndsl.backend.plan import Group, LoopPlan, groups_of, rings_of, step_order
 from rnndsl.graphs.schedule import Stage, schedule
 from rnndsl.lang import syntax as s
@@ -221,6 +221,10 @@ class _Emitter:
         for node in self.net.inputs:
             self.emit(f"{var(node.name)} = X[{node.name!r}]")
             self.defined.add(var(node.name))
+        for node in self.net.nodes:  # a param: its learned vector, one row per sequence like a static input
+            if node.op == "param":
+                self.emit(f"{var(node.name)} = {self.param(learned_name(node.name))}.expand(B, -1)")
+                self.defined.add(var(node.name))
 
     # ---- references --------------------------------------------------------------------------
 

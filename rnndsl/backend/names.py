@@ -10,7 +10,7 @@ import keyword
 
 from torch import nn
 
-__all__ = ["bias_name", "param_key", "var", "weight_name"]
+__all__ = ["bias_name", "learned_name", "param_key", "var", "weight_name"]
 
 
 # names the generated code itself uses: a node called so gets a `__` suffix
@@ -51,6 +51,11 @@ def weight_name(layer: str, j: int) -> str:
 
 def bias_name(layer: str) -> str:
     return f"_b_{var(layer)}"
+
+
+def learned_name(param: str) -> str:
+    """The generated name of a `param` node's learned vector (`_p_pi`)."""
+    return f"_p_{var(param)}"
 
 
 def param_key(name: str) -> str:

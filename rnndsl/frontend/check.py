@@ -46,7 +46,21 @@ MAX_SIZE = 1 << 20
 MAX_PARAMETERS = 1 << 30
 MAX_ERRORS = 100  # shown per file; the rest are counted in one last diagnostic
 MAX_HINTS = 25  # did-you-mean suggestions per network
-RESERVED = {"network", "input", "layer", "init", "output", "use", "static", "tokens", "last", "zeros", "learned"}
+RESERVED = {
+    "network",
+    "input",
+    "param",
+    "layer",
+    "init",
+    "output",
+    "use",
+    "static",
+    "tokens",
+    "last",
+    "zeros",
+    "learned",
+}
+PARAM_INITS = ("zeros", "ones", "normal", "uniform")  # or a number
 LAYER_OPTIONS = s.LAYER_OPTIONS
 # CompiledNetwork.forward's own keywords
 CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "feed_back", "sampler", "self"}
@@ -139,7 +153,7 @@ def _dedupe(report: Reporter) -> None:
 
 @dataclass
 class _Def:
-    stmt: s.Input | s.Layer | s.Assign | Alias
+    stmt: s.Input | s.Param | s.Layer | s.Assign | Alias
     size: int | None
 
 
@@ -164,6 +178,7 @@ class _Checker:
         self._check_refs()
         self._infer_sizes()
         self._check_layers()
+        self._check_params()
         self._check_sizes()
         self._check_inits()
         self._check_outputs()
@@ -216,10 +231,10 @@ class _Checker:
                 self.inits[st.name] = st
             elif isinstance(st, s.Output):
                 self.outputs.append(st)
-            elif isinstance(st, (s.Input, s.Layer, s.Assign, Alias)):
+            elif isinstance(st, (s.Input, s.Param, s.Layer, s.Assign, Alias)):
                 self._define(st)
 
-    def _define(self, st: s.Input | s.Layer | s.Assign | Alias) -> None:
+    def _define(self, st: s.Input | s.Param | s.Layer | s.Assign | Alias) -> None:
         if st.name in self.defs:
             first = self.defs[st.name].stmt.span
             self.report.error(
@@ -231,7 +246,7 @@ class _Checker:
         size = None if isinstance(st, s.Assign) and st.size is None else self._size_literal(st)
         self.defs[st.name] = _Def(st, size)
 
-    def _size_literal(self, st: s.Input | s.Layer | s.Assign | Alias) -> int | None:
+    def _size_literal(self, st: s.Input | s.Param | s.Layer | s.Assign | Alias) -> int | None:
         raw = st.size
         what = "vocabulary size" if getattr(st, "kind", "") == "tokens" else "size"
         if raw is None or raw != int(raw) or raw < 1:
@@ -394,7 +409,7 @@ class _Checker:
         first = {c: position[m[0]] for c, m in members.items()}
         return [n for c in nx.lexicographical_topological_sort(cond, key=first.__getitem__) for n in members[c]]
 
-    def _is_number(self, st: s.Input | s.Layer | s.Assign | Alias) -> bool:
+    def _is_number(self, st: s.Input | s.Param | s.Layer | s.Assign | Alias) -> bool:
         """`c = 1`: reported once, as a plain number, by `_check_sizes`."""
         return isinstance(st, s.Assign) and self._size(st.expr, quiet=True) == SCALAR
 
@@ -475,19 +490,39 @@ class _Checker:
                     f"size mismatch in `{s.show(expr)}`: `{s.show(a0)}` has size {z0}"
                     f"{self._origin(a0)} but `{s.show(a)}` has size {z}{self._origin(a)}",
                     expr.span,
-                    f"elementwise operations need equal sizes: {project(a, z0, 'one of them')}",
+                    f"elementwise operations need equal sizes: {self._fix_size(a0, z0, a, z)}",
                 )
                 return None
         if known:
             return known[0][0]
         return SCALAR if all(z == SCALAR for z in sizes) else None
 
+    def _fix_size(self, a0: s.Expr, z0: int, a: s.Expr, z: int) -> str:
+        """The help of a size mismatch: a param takes the size it is used at; anything else is projected."""
+        for side, other in ((a, z0), (a0, z)):
+            if isinstance(side, s.Ref) and isinstance(getattr(self.defs.get(side.name), "stmt", None), s.Param):
+                return f"declare the param with the size it is used at, `param {side.name}: {other}`"
+        return project(a, z0, "one of them")
+
     def _origin(self, expr: s.Expr) -> str:
         if isinstance(expr, s.Ref) and expr.name in self.defs:
             st = self.defs[expr.name].stmt
-            kind = {s.Input: "input", s.Layer: "layer", s.Assign: "node", Alias: "block input"}[type(st)]
+            kind = {s.Input: "input", s.Param: "param", s.Layer: "layer", s.Assign: "node", Alias: "block input"}[
+                type(st)
+            ]
             return f" ({kind} at {st.span})"
         return ""
+
+    def _check_params(self) -> None:
+        for d in self.defs.values():
+            st = d.stmt
+            if isinstance(st, s.Param) and not isinstance(st.init, float) and st.init not in PARAM_INITS:
+                self.report.error(
+                    f"param `{st.name}` starts as `{st.init}`, which is not a way to start",
+                    st.init_span,
+                    f"write {', '.join(PARAM_INITS)} or a number"
+                    + (f" ({hint})" if (hint := did_you_mean(st.init, PARAM_INITS)) else ""),
+                )
 
     def _check_layers(self) -> None:
         for name, d in self.defs.items():
@@ -576,6 +611,13 @@ class _Checker:
             if name not in self.defs:
                 if not self._in_failed_block(name):
                     self.report.error(f"`init {name}`: no node `{name}`", st.span, self._suggest(name, self.defs))
+                continue
+            if isinstance(self.defs[name].stmt, s.Param):
+                self.report.error(
+                    f"`init {name}`: `{name}` is a param, the same at every step, so it has no initial value",
+                    st.span,
+                    f"say how it starts where it is declared: `param {name}: {self.defs[name].size} = ones`",
+                )
                 continue
             if self._is_tokens(name):
                 self._check_token_init(name, st)
@@ -719,6 +761,12 @@ class _Checker:
                 self.report.error(f"`output {out.name}` is given twice", out.span)
             elif self._is_tokens(out.name):
                 self.report.error(f"token input `{out.name}` cannot be an output", out.span)
+            elif isinstance(self.defs[out.name].stmt, s.Param):
+                self.report.error(
+                    f"param `{out.name}` cannot be an output: it is a learned parameter, the same at every step",
+                    out.span,
+                    f"read it as `net.param({out.name!r})`, or output a node that uses it",
+                )
             seen.add(out.name)
         if not self.outputs:
             self.report.error(
@@ -740,7 +788,7 @@ class _Checker:
         outputs = tuple(OutputSpec(o.name, o.last, o.span) for o in self.outputs)
         return Network(self.net.name, tuple(nodes), outputs, self.report.source)
 
-    def _node(self, name: str, st: s.Input | s.Layer | s.Assign, size: int, static: bool) -> Node:
+    def _node(self, name: str, st: s.Input | s.Param | s.Layer | s.Assign, size: int, static: bool) -> Node:
         init = self._init_policy(name)
         if isinstance(st, s.Input):
             return Node(
@@ -748,6 +796,8 @@ class _Checker:
             )
         if isinstance(st, s.Assign):
             return Node(name, "expr", size, st.span, expr=st.expr, init=init, static=static)
+        if isinstance(st, s.Param):
+            return Node(name, "param", size, st.span, static=True, param_init=st.init)
         opts = {k: v for k, v, _ in st.options}
         widths = tuple(
             self.defs[src.name].size or 1
@@ -786,12 +836,20 @@ class _Checker:
         until nothing changes took a sweep per link of a chain)."""
         if self._static is not None:
             return self._static
-        static = {n for n, d in self.defs.items() if isinstance(d.stmt, s.Input) and d.stmt.kind == "static"}
+        static = {
+            n
+            for n, d in self.defs.items()
+            if isinstance(d.stmt, s.Param) or (isinstance(d.stmt, s.Input) and d.stmt.kind == "static")
+        }
         waiting: dict[str, int] = {}  # candidates: how many of the nodes they read are not static yet
         readers: dict[str, list[str]] = {}
         for name, d in self.defs.items():
             refs = [r for e in _node_exprs(d.stmt) for r in s.refs(e)]
-            if isinstance(d.stmt, s.Input) or not refs or any(r.offset != 0 or r.name not in self.defs for r in refs):
+            if (
+                isinstance(d.stmt, (s.Input, s.Param))
+                or not refs
+                or any(r.offset != 0 or r.name not in self.defs for r in refs)
+            ):
                 continue
             read = {r.name for r in refs}
             waiting[name] = len(read)
@@ -825,8 +883,9 @@ class _Checker:
             for ref in refs[name]:
                 g.add_edge(ref.name, name, delay=ref.delay)
                 if ref.explicit and ref.name in static:
+                    what = "a param" if isinstance(self.defs[ref.name].stmt, s.Param) else "static"
                     self.report.error(
-                        f"`{ref.name}` is static (the same at every step); read it without a delay",
+                        f"`{ref.name}` is {what} (the same at every step); read it without a delay",
                         ref.span,
                         f"write `{ref.name}`",
                     )
@@ -934,7 +993,7 @@ def _mixed_loops(g: nx.MultiDiGraph, position: dict[str, int]) -> list[list[str]
     return sorted(mixed, key=lambda names: position[names[0]])
 
 
-def _node_exprs(st: s.Input | s.Layer | s.Assign | Alias) -> list[s.Expr]:
+def _node_exprs(st: s.Input | s.Param | s.Layer | s.Assign | Alias) -> list[s.Expr]:
     """What a node's value reads each step (a self-fed input's feed is followed apart)."""
     if isinstance(st, Alias):
         return [st.target]

@@ -149,7 +149,7 @@ def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Repor
                 f"add `{name} = ...` to the argument list",
             )
     aliases: dict[str, s.Expr] = {prefix + n: e for n, (e, _) in args.items() if isinstance(e, s.Ref)}
-    local = {st.name for st in body if isinstance(st, (s.Input, s.Layer, s.Assign, _Alias))}
+    local = {st.name for st in body if isinstance(st, (s.Input, s.Param, s.Layer, s.Assign, _Alias))}
     failed = tuple(st.instance + "." for st in body if isinstance(st, _Exports) and st.failed)
     rename = _renamer(prefix, local, aliases, failed)
     exported = {st.name for st in body if isinstance(st, s.Output)}
@@ -233,6 +233,8 @@ def _rename_stmt(
         return dataclasses.replace(st, name=prefix + st.name, sources=tuple(s.map_refs(e, rename) for e in st.sources))
     if isinstance(st, s.Assign):
         return dataclasses.replace(st, name=prefix + st.name, expr=s.map_refs(st.expr, rename))
+    if isinstance(st, s.Param):  # each use of a block learns its own
+        return dataclasses.replace(st, name=prefix + st.name)
     if isinstance(st, s.Init):
         target = rename(s.Ref(st.name))
         name = target.name if isinstance(target, s.Ref) else prefix + st.name

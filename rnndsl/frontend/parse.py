@@ -100,6 +100,15 @@ class _ToSyntax(Transformer):
         name, size, feed = items
         return s.Input(str(name), "tokens", _number(size), _span(meta), feed)
 
+    def param_stmt(self, meta: Any, items: list[Any]) -> s.Param:
+        name, size, init = items
+        span = _span(meta)
+        if init is None:
+            return s.Param(str(name), _number(size), "zeros", span, span)
+        at = _tok_span(init) if isinstance(init, Token) else span
+        value = _number(init) if isinstance(init, Token) and init.type == "NUMBER" else init
+        return s.Param(str(name), _number(size), value if isinstance(value, float) else str(value), span, at)
+
     def feed(self, meta: Any, items: list[Any]) -> s.Expr:
         return items[0]
 
@@ -216,7 +225,7 @@ _EXAMPLES: dict[str, list[str]] = {
         "network N { h = x * }",
         "network N { h = (x + y }",
     ],
-    "a statement must start with input, layer, init, output, use or `NAME = EXPR`": [
+    "a statement must start with input, param, layer, init, output, use or `NAME = EXPR`": [
         "network N { 3 }",
         "network N { = x }",
         "network N { x + y }",

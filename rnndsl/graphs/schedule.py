@@ -43,8 +43,8 @@ def schedule(network: Network) -> tuple[Stage, ...]:
     order = {n.name: i for i, n in enumerate(network.nodes)}
     stages = []
     for comp in components(g, order):
-        if len(comp.nodes) == 1 and network[comp.nodes[0]].op == "input":
-            continue
+        if len(comp.nodes) == 1 and network[comp.nodes[0]].op in ("input", "param"):
+            continue  # given, or a parameter: there from the start
         stages.append(_stage(network, g, comp, order))
     return tuple(stages)
 

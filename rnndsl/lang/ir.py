@@ -30,9 +30,10 @@ class InitPolicy:
 class Node:
     """One value per step (or per sequence, when `static`).
 
-    op "input": a given tensor; "layer": act(sum_j W_j @ source_j + b); "expr": a parameter-free
-    expression of other nodes. A self-fed input (`feed` set) becomes an "expr" node whose `expr` is its
-    feed when it runs free (`Network.running_free`).
+    op "input": a given tensor; "param": a learned vector, the same at every step (`param_init` says how
+    it starts); "layer": act(sum_j W_j @ source_j + b); "expr": a parameter-free expression of other
+    nodes. A self-fed input (`feed` set) becomes an "expr" node whose `expr` is its feed when it runs free
+    (`Network.running_free`).
     """
 
     name: str
@@ -50,6 +51,7 @@ class Node:
     init: InitPolicy = InitPolicy()
     static: bool = False
     feed: s.Expr | None = None  # a self-fed input's value when the caller does not give it
+    param_init: str | float | None = None  # a param's start: "zeros", "ones", "normal", "uniform" or a number
 
     @property
     def is_tokens(self) -> bool:
@@ -124,6 +126,8 @@ class Network:
         for n in self.nodes:
             if n.op == "layer":
                 total += n.size * sum(n.source_sizes) + (n.size if n.bias else 0)
+            if n.op == "param":
+                total += n.size
             if n.init.kind == "learned":
                 total += n.size
             elif n.init.kind == "expr" and n.init.size != n.size:

@@ -23,6 +23,7 @@ __all__ = [
     "Neg",
     "Expr",
     "Input",
+    "Param",
     "Layer",
     "Assign",
     "Init",
@@ -120,6 +121,18 @@ class Input:
 
 
 @dataclass(frozen=True)
+class Param:
+    """`param p: 64 = ones`: a learned vector, the same at every step. `init` is "zeros", "ones", "normal",
+    "uniform" or a number."""
+
+    name: str
+    size: float
+    init: str | float = "zeros"
+    span: Span = field(default=NOWHERE, compare=False)
+    init_span: Span = field(default=NOWHERE, compare=False)
+
+
+@dataclass(frozen=True)
 class Layer:
     """`layer h: 64 tanh dropout=0.1 <- x, h[t-1]`: one weight per source, one bias."""
 
@@ -172,7 +185,7 @@ class Use:
     network_span: Span = field(default=NOWHERE, compare=False)
 
 
-Stmt = Union[Input, Layer, Assign, Init, Output, Use]
+Stmt = Union[Input, Param, Layer, Assign, Init, Output, Use]
 
 
 @dataclass(frozen=True)

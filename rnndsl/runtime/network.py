@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from torch import nn
 from rnndsl.backend import kernels
 from rnndsl.backend.codegen import generate
 from rnndsl.backend.evaluate import evaluate
-from rnndsl.backend.names import bias_name, param_key, weight_name
+from rnndsl.backend.names import bias_name, learned_name, param_key, weight_name
 from rnndsl.graphs.folded import folded
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
@@ -109,6 +110,10 @@ class CompiledNetwork(nn.Module):
         self.learned_init = nn.ParameterDict(
             {param_key(n.name): nn.Parameter(torch.zeros(n.size)) for n in network.nodes if n.init.kind == "learned"}
         )
+        self.params = nn.ParameterDict(  # an OrderedDict keeps definition order (a dict would be sorted)
+            OrderedDict((param_key(n.name), nn.Parameter(_param_start(n))) for n in network.nodes if n.op == "param")
+        )
+        self._learned = [(learned_name(n.name), param_key(n.name)) for n in network.nodes if n.op == "param"]
         self.init_projection = nn.ModuleDict(
             {
                 param_key(n.name): nn.Linear(n.init.size, n.size)
@@ -174,6 +179,13 @@ class CompiledNetwork(nn.Module):
     def bias(self, layer: str) -> nn.Parameter | None:
         self._layer_node(layer)
         return self._layer(layer).bias
+
+    def param(self, name: str) -> nn.Parameter:
+        """The learned vector of a `param` node, (size,); its state_dict key is `params.NAME`."""
+        if name not in self.network.by_name or self.network[name].op != "param":
+            params = [n.name for n in self.network.nodes if n.op == "param"]
+            raise KeyError(f"no param `{name}`; the params are: {', '.join(params) or 'none'}")
+        return self.params[param_key(name)]
 
     def initial(self, name: str) -> nn.Parameter:
         """The learned initial value of a node (`init NAME = learned`)."""
@@ -339,6 +351,9 @@ class CompiledNetwork(nn.Module):
             weights = layer._modules["weight"]._parameters  # type: ignore[union-attr]
             for name, j in slots:
                 table[name] = weights[j] if j else layer._parameters["bias"]  # type: ignore[assignment]
+        params = self.params._parameters
+        for name, key in self._learned:
+            table[name] = params[key]  # type: ignore[assignment]
         return table
 
     def boundary_values(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
@@ -422,6 +437,17 @@ def _records() -> bool:
 
 def _text(expr: s.Expr) -> str:
     return "".join(s.show(expr).split())
+
+
+def _param_start(node: Node) -> torch.Tensor:
+    """A param's first value: zeros, ones, a number, N(0, 0.1^2) ("normal") or U(-0.1, 0.1) ("uniform")."""
+    start = node.param_init
+    if start == "normal":
+        return torch.randn(node.size) * 0.1
+    if start == "uniform":
+        return torch.empty(node.size).uniform_(-0.1, 0.1)
+    value = {"zeros": 0.0, "ones": 1.0}.get(start, start) if isinstance(start, str) else start
+    return torch.full((node.size,), float(value or 0.0))
 
 
 def _signature(network: Network) -> str:

@@ -137,6 +137,8 @@ class _Sequence:
         if node.op == "input":
             x = self.inputs[node.name]
             return x if node.static else x[:, t]
+        if node.op == "param":
+            return self.net.param(node.name).unsqueeze(0)  # one sequence at a time
 
         def lookup(ref: s.Ref) -> torch.Tensor:
             return self._at(ref.name, None if t is None else t - ref.delay)
