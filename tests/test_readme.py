@@ -23,6 +23,15 @@ def test_the_readme_has_python_examples() -> None:
     assert len(blocks()) >= 5
 
 
+def test_the_readmes_specs_check() -> None:
+    import rnndsl
+
+    specs = re.findall(r"^```\n(network .*?)^```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S | re.M)
+    assert len(specs) >= 2
+    for spec in specs:
+        assert [w.format() for net in rnndsl.load_all(spec) for w in net.warnings] == []
+
+
 def test_readme_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("sklearn")
     from rnndsl.tasks import Digits
