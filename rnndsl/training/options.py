@@ -12,7 +12,8 @@ __all__ = ["THREADS", "add_commands"]
 
 # One thread by default: the recurrent models these commands train are small, so a second thread buys little
 # on an idle machine, and on a busy one threads that spin waiting for each other made a step 9x slower
-# (digits_gru, 2 cores at load 1.5: 122 steps/s on 1 thread, 13 on 2; docs/performance.md).
+# (digits_gru, 2 cores at load 1.5: 122 steps/s on 1 thread, 13 on 2). Idle, 2 threads gained nothing on
+# digits_gru (133-139 steps/s on 1, 126-128 on 2) and 13% on names_gen at batch 64 (47.6 -> 53.6).
 THREADS = 1
 THREADS_HELP = (
     f"torch's intra-op CPU threads for this process (default {THREADS}: these small models gain "
