@@ -8,7 +8,7 @@ A network has a forward part `f0..fn` and, in some cases, a backward part `b0..b
   loop mixes the past and the future.
 Layers get random activations and 1..3 sources (references, token embeddings, small expressions);
 `=` nodes are elementwise expressions over every op family (layer_norm and the reductions to size 1
-included), or concatenations. Delayed nodes get a
+included), or concatenations; a learned vector (`param p`) is read like the static input. Delayed nodes get a
 random init (zeros, learned, a number, an expression of the static input). Calls get random lengths,
 and networks without the future are also continued from their own state.
 """
@@ -107,6 +107,10 @@ class Builder:
                 sp.sizes["sa"] = self.size(3)
                 sp.static.add("sa")
                 sp.lines.append(f"layer sa: {sp.sizes['sa']} {self.pick(ACTIVATIONS)} <- s")
+        if self.flag(0.4):  # a learned vector: static, read like the static input (size 1 broadcasts)
+            sp.sizes["p"] = self.size()
+            sp.static.add("p")
+            sp.lines.append(f"param p: {sp.sizes['p']} = {self.pick(['normal', 'ones', 'uniform', '0.5'])}")
         backward = self.flag(0.4)
         n_f = self.int(1, self.max_nodes)
         n_b = self.int(1, self.max_nodes) if backward else 0
