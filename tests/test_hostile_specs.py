@@ -442,6 +442,8 @@ def shapes_of(name: str) -> dict[str, str]:
         "layer": f"network N {{ input x: 3\n layer {name}: 4 tanh <- x, {name}[t-1], {name}[t-2]\n output {name} }}",
         "expr": f"network N {{ input x: 3\n layer h: 4 tanh <- x, e[t-1]\n {name} = h * 2 + {name}[t-1]\n"
         f" init {name} = learned\n e = tanh({name})\n output e\n output {name} last }}",
+        "param": f"network N {{ input x: 3\n param {name}: 4 = normal\n layer h: 4 tanh <- x, {name}, h[t-1]\n"
+        f" e = h * {name} + {name} * 0.5\n output e }}",
     }
 
 
