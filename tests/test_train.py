@@ -57,6 +57,10 @@ def _one_thread() -> object:
     torch.set_num_threads(threads)
 
 
+# two steps of digits, evaluated at each: the options of the compare commands' tests
+TINY_COMPARE = ["--task", "digits", "--steps", "2", "--batch", "8", "--eval-every", "1", "--quiet"]
+
+
 def _write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text)
@@ -468,27 +472,7 @@ def test_cli_train_writes_its_files(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_cli_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = _write(tmp_path, "a.rnn", TINY), _write(tmp_path, "b.rnn", OTHER)
     out = tmp_path / "cmp"
-    assert (
-        main(
-            [
-                "compare",
-                str(a),
-                str(b),
-                "--task",
-                "digits",
-                "--steps",
-                "2",
-                "--batch",
-                "8",
-                "--eval-every",
-                "1",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["compare", str(a), str(b), *TINY_COMPARE, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| spec | network | parameters | steps | validation accuracy | test accuracy | test loss |" in printed
     assert f"| `{a}` | Tiny | " in printed and f"| `{b}` | Tiny | " in printed
@@ -592,27 +576,7 @@ def test_cli_resume_goes_on_in_the_checkpoints_folder(
 def test_cli_file_colon_network_picks_one_network_of_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     both = _write(tmp_path, "both.rnn", TINY + OTHER.replace("network Tiny", "network Small"))
     out = tmp_path / "cmp"
-    assert (
-        main(
-            [
-                "compare",
-                f"{both}:Tiny",
-                f"{both}:Small",
-                "--task",
-                "digits",
-                "--steps",
-                "2",
-                "--batch",
-                "8",
-                "--eval-every",
-                "1",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(["compare", f"{both}:Tiny", f"{both}:Small", *TINY_COMPARE, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"| `{both}:Tiny` | Tiny | " in printed and f"| `{both}:Small` | Small | " in printed
     assert {p.name for p in out.iterdir()} == {"both-Tiny", "both-Small", "compare.png", "compare.md"}

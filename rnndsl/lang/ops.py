@@ -37,6 +37,7 @@ class _Deferred:
             return found[0](*args, **kwargs)
 
         call.__name__ = call.__qualname__ = f"{self._module}.{name}"
+        self.__dict__[name] = call  # one wrapper per function: later reads skip __getattr__ and the lookup
         return call
 
 
