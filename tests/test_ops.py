@@ -31,12 +31,37 @@ def sample(name: str) -> torch.Tensor:
     return DOMAIN.get(name, lambda v: v)(x)
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("name", sorted(n for n, op in OPS.items() if not op.memory))
 def test_code_and_callable_agree(name: str) -> None:
     op = OPS[name]
     args = [sample(name), sample(name).flip(0)][: 2 if op.arity != 1 else 1]
     names = {f"a{i}": a for i, a in enumerate(args)}
     torch.testing.assert_close(run(op.lower(list(names)), **names), op.apply(args), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, op in OPS.items() if op.memory))
+def test_a_memory_ops_code_callable_and_gradients_agree_with_autograd(name: str) -> None:
+    """attend: its code gives (value, weights), the value its callable's; a kept-out position gets no weight;
+    its written gradients (`vjp`) are autograd's through its code, masked or not."""
+    op = OPS[name]
+    assert op.vjp is not None
+    gen = torch.Generator().manual_seed(1)
+    score = torch.randn(4, 6, 1, dtype=torch.float64, generator=gen)
+    values = torch.randn(4, 6, 3, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(run(op.lower(["a0", "a1"]), a0=score, a1=values)[0], op.apply([score, values]))
+    keep = K.valid_mask(torch.tensor([6, 2, 1, 4]), 6)
+    for mask in (None, keep):
+        x, v = score.clone().requires_grad_(), values.clone().requires_grad_()
+        context, weights = run(op.lower(["x", "v"], keep="keep"), x=x, v=v, keep=mask)
+        if mask is not None:
+            assert torch.all(weights[~mask.squeeze(-1)] == 0) and torch.allclose(
+                weights.sum(-1), torch.ones(4).double()
+            )
+        g = torch.randn_like(context)
+        expected = torch.autograd.grad(context, (x, v), g)
+        got = run(op.vjp.format("x", "v", g="g", keep="keep"), x=x.detach(), v=v.detach(), g=g, keep=mask)
+        for a, b in zip(got, expected, strict=True):
+            torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("name", ["min", "max"])

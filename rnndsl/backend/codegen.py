@@ -27,7 +27,7 @@ import torch
 from rnndsl.backend import loop_backward
 from rnndsl.backend.cells import Cell, match_cell, recurrent_index
 from rnndsl.backend.evaluate import evaluate
-from rnndsl.backend.names import bias_name, learned_name, var, weight_name
+from rnndsl.backend.names import attention_name, bias_name, keep_name, learned_name, var, weight_name
 from rnndsl.backend.plan import Group, LoopPlan, groups_of, rings_of, step_order
 from rnndsl.graphs.schedule import Stage, schedule
 from rnndsl.lang import syntax as s
@@ -99,6 +99,8 @@ class _Emitter:
         # a GRU's input projection of the candidate runs inside the fused kernel: skip it unless read elsewhere
         self.skip = {c.nx for c in self.cells.values() if c.nx and self._only_reader(c.nx, c)}
         self.stage_of = {n: st for st in self.stages for n in st.nodes}
+        self.memories = [n.name for n in network.inputs if n.input_kind == "memory"]
+        self.attends = [n.name for n in network.nodes if _attends(n)]
         self.lines: list[str] = []
         self.defined: set[str] = set()
         self.params: list[str] = []
@@ -221,6 +223,8 @@ class _Emitter:
         for node in self.net.inputs:
             self.emit(f"{var(node.name)} = X[{node.name!r}]")
             self.defined.add(var(node.name))
+            if node.input_kind == "memory":  # (B, S, 1) bool: the positions inside each memory's length, or None
+                self.emit(f"{keep_name(node.name)} = X[{node.name + ':keep'!r}]")
         for node in self.net.nodes:  # a param: its learned vector, one row per sequence like a static input
             if node.op == "param":
                 self.emit(f"{var(node.name)} = {self.param(learned_name(node.name))}.expand(B, -1)")
@@ -269,7 +273,8 @@ class _Emitter:
         if isinstance(e, s.Neg):
             return f"(-{self.expr(e.operand, ref)})"
         if isinstance(e, s.BinOp):
-            return f"({self.expr(e.left, ref)} {e.op} {self.expr(e.right, ref)})"
+            left, right = self.at_positions(e, [e.left, e.right], ref)
+            return f"({left} {e.op} {right})"
         if e.fn in FEED_FUNCTIONS:
             return self.feed_value(e, ref, "", "None")
         if e.fn == "one_hot":
@@ -277,11 +282,37 @@ class _Emitter:
             assert isinstance(arg, s.Ref)
             n = self.net[arg.name].size
             return f"K.one_hot({ref(arg)}, {n}, {self._like()})"  # type: ignore[operator]
-        args = [self.expr(a, ref) for a in e.args]
         op = OPS[e.fn]
-        if op.size == "concat" and ref == self.seq_ref:
+        args = [self.expr(a, ref) for a in e.args] if op.memory else self.at_positions(e, list(e.args), ref)
+        if op.size == "concat" and (ref == self.seq_ref or self.memory_of(e)):
             return f"K.cat({', '.join(args)})"
-        return op.lower(args, [not s.refs(a) for a in e.args])
+        keep = keep_name(self.memory_of(e.args[1])) if op.memory else "None"
+        return op.lower(args, [not s.refs(a) for a in e.args], keep)
+
+    def memory_of(self, e: s.Expr) -> str:
+        """The memory whose positions an expression's value runs over ("" for none): one vector per position,
+        on the axis before the vector's (`attend` sums them up)."""
+        if not self.memories:
+            return ""
+
+        def step(x: s.Expr, kids: list[str]) -> str:
+            if isinstance(x, s.Ref):
+                return self.net[x.name].memory
+            if isinstance(x, s.Call) and x.fn in OPS and OPS[x.fn].memory:
+                return ""
+            return next((k for k in kids if k), "")
+
+        return s.fold(e, step)
+
+    def at_positions(self, e: s.Expr, args: list[s.Expr], ref: object) -> list[str]:
+        """The code of an expression's operands, those of one vector given a positions axis of 1 (so they
+        broadcast over the positions) where the expression runs over a memory's positions."""
+        codes = [self.expr(a, ref) for a in args]
+        if not self.memory_of(e):
+            return codes
+        return [
+            c if self.memory_of(a) or not s.refs(a) else f"{c}.unsqueeze(-2)" for a, c in zip(args, codes, strict=True)
+        ]
 
     def _like(self) -> str:
         return "I['__like__']"
@@ -300,7 +331,10 @@ class _Emitter:
             self.emit(f"feed.record({node.name!r}, {v})")
         elif node.op == "expr":
             assert node.expr is not None
-            self.emit(f"{v} = {self.expr(node.expr, ref)}")
+            if _attends(node):  # the weights beside the value: (B, T, S), or (B, S) when static
+                self.emit(f"{v}, {attention_name(node.name)} = {self.expr(node.expr, ref)}")
+            else:
+                self.emit(f"{v} = {self.expr(node.expr, ref)}")
         else:
             terms = [self._projection(node, j, ref, bias=j == 0) for j in range(len(node.sources))]
             self.emit(f"{v} = {ACTIVATIONS[node.activation].code.format(' + '.join(terms))}")
@@ -356,6 +390,7 @@ class _Emitter:
             [n for n in stage.nodes if self._collected(n, stage)],
             step_order(self.net, stage, groups, early),
             self.differentiate and loop_backward.eligible(self, stage),
+            tuple(n for n in stage.nodes if n in self.attends),
         )
 
     @contextmanager
@@ -380,6 +415,8 @@ class _Emitter:
         steps: dict[str, str] = {}
         for n in collect:
             self.emit(f"_seq_{var(n)} = []")
+        for n in plan.attends:
+            self.emit(f"_seq_{attention_name(n)} = []")
         if save:
             for n in stage.nodes:
                 k = rings.get(n, 0)
@@ -400,6 +437,11 @@ class _Emitter:
                     f"{v} = _Fg_{v}[t] if _Fm_{v}[t] == 1 else "
                     f"feed.pick(_Fg_{v}[t], _Fk_{v}[t], {self.feed_value(item.expr, step_ref, name, 't')})"
                 )
+            elif item.name in plan.attends:
+                assert item.expr is not None
+                w = attention_name(item.name)
+                self.emit(f"{var(item.name)}, {w} = {self.expr(item.expr, step_ref)}")
+                self.emit(f"_seq_{w}.append({w})")
             else:
                 assert item.expr is not None
                 self.emit(f"{var(item.name)} = {self.expr(item.expr, step_ref)}")
@@ -415,6 +457,11 @@ class _Emitter:
                 self.emit(f"_M_{var(n)}.append(_m_{var(n)})")
         self.indent -= 1
         self._loop_at = None
+        for n in plan.attends:
+            w = attention_name(n)
+            if stage.direction < 0:
+                self.emit(f"_seq_{w}.reverse()")
+            self.emit(f"{w} = torch.stack(_seq_{w}, 1)")
         for n in collect:
             if stage.direction < 0:
                 self.emit(f"_seq_{var(n)}.reverse()")
@@ -583,6 +630,11 @@ class _Emitter:
                 seq = f"{v}.unsqueeze(1).expand(-1, T, -1)" if node.static else v
                 value = f"K.masked({seq}, valid)" if self.with_lengths else seq
             self.emit(f"values[{out.name!r}] = {value}")
+        for name in self.attends:  # what each attention weighed, for looking at: (B, T, S), cut from the graph
+            node, w = self.net[name], attention_name(name)
+            seq = f"{w}.unsqueeze(1).expand(-1, T, -1)" if node.static else w
+            value = f"K.masked({seq}, valid)" if self.with_lengths else seq
+            self.emit(f"values[{'attention:' + name!r}] = {value}.detach()")
         self.emit("state = {}")
         if not self.net.reads_future:
             ring_state = self.ring_state
@@ -600,6 +652,11 @@ class _Emitter:
                     value = f"K.last_k(H[{node.name!r}], {v}, {lengths}, {k})"
                 self.emit(f"state[{node.name!r}] = {value}")
         self.emit("return values, state")
+
+
+def _attends(node: Node) -> bool:
+    """Whether a node's value is an attention (`c = attend(score, values)`), which also gives weights."""
+    return isinstance(node.expr, s.Call) and node.expr.fn in OPS and OPS[node.expr.fn].memory
 
 
 def _runs(nodes: list[Node]) -> list[tuple[str, list[Node]]]:

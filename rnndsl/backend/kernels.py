@@ -15,6 +15,8 @@ from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 __all__ = [
+    "attend",
+    "attend_grad",
     "layer_norm",
     "cat",
     "drop_mask",
@@ -84,6 +86,34 @@ def one_hot(ids: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
 def layer_norm(x: torch.Tensor) -> torch.Tensor:
     """`layer_norm(v)`: over the vector (the last axis), eps 1e-5, no gain or bias (the spec writes them)."""
     return F.layer_norm(x, x.shape[-1:], eps=1e-5)
+
+
+def attend(score: torch.Tensor, values: torch.Tensor, keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`attend(score, values)`: the weighted sum of a memory's positions and its weights.
+
+    `score` (..., S, 1) and `values` (..., S, H) run over the S positions of one memory (the axis before
+    the vector; broadcasting the leading axes, so a step's scores (B, S, 1) or every step's (B, T, S, 1)
+    meet the memory's (B, S, H) or (B, 1, S, H)); `keep` (B, S, 1) bool marks the positions inside each
+    memory's length (None: all). The weights are a softmax of the scores over the kept positions.
+    Gives the context (..., H) and the weights (..., S).
+    """
+    if keep is not None:
+        keep = keep.view(keep.shape[0], *([1] * (score.dim() - 3)), *keep.shape[1:])
+        score = score.masked_fill(~keep, float("-inf"))
+    weights = torch.softmax(score, -2)
+    return (weights * values).sum(-2), weights.squeeze(-1)
+
+
+def attend_grad(
+    grad: torch.Tensor, score: torch.Tensor, values: torch.Tensor, keep: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of `attend`'s context with respect to its scores and its values, given the context's
+    gradient `grad` (..., H): the generated backward's derivative of attention (the weights recomputed)."""
+    _, weights = attend(score, values, keep)
+    w = weights.unsqueeze(-1)  # (..., S, 1)
+    g = grad.unsqueeze(-2)  # (..., 1, H)
+    dw = (values * g).sum(-1, keepdim=True)  # (..., S, 1)
+    return w * (dw - (w * dw).sum(-2, keepdim=True)), w * g
 
 
 def cat(*xs: torch.Tensor) -> torch.Tensor:

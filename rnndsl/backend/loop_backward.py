@@ -33,7 +33,7 @@ from __future__ import annotations
 from itertools import count
 from typing import TYPE_CHECKING
 
-from rnndsl.backend.names import var
+from rnndsl.backend.names import attention_name, keep_name, var
 from rnndsl.backend.plan import Group, LoopPlan, LoopWriter
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
@@ -84,6 +84,9 @@ class LoopFunction:
         self.statics: list[str] = []  # static values the step reads
         self.masks = [f"_D_{var(n)}" for n in plan.stage.nodes if self.net[n].op == "layer" and self.net[n].dropout]
         self.masked = plan.stage.direction < 0 and em.with_lengths  # rings hold the init past each sequence's end
+        # each attention's memory's keep mask (an input without a gradient), and its weights (an output without)
+        self.keeps = list(dict.fromkeys(keep_name(em.memory_of(_attended(self.net[n]))) for n in plan.attends))
+        self.weights = [attention_name(n) for n in plan.attends]
         self.lines: list[str] = []
         self.assigned: set[str] = set()
         self.memo: dict[str, str] = {}
@@ -139,8 +142,10 @@ class LoopFunction:
             for n in self.rings:
                 em.emit(f"_I_{var(n)} = I[{n!r}]")
                 em.defined.add(f"_I_{var(n)}")
-        inputs = self._pres() + self._weights() + self._ring_inputs() + self.seqs + self.statics + self.masks
-        outputs = self._outputs()
+        inputs = (
+            self._pres() + self._weights() + self._ring_inputs() + self.seqs + self.statics + self.masks + self.keeps
+        )
+        outputs = self._outputs() + self.weights
         em.emit(
             f"{', '.join(outputs)}, = K.loop({self.fname}_forward, {self.fname}_backward, T, B, train, "
             f"{', '.join(inputs)})"
@@ -169,8 +174,11 @@ class LoopFunction:
             kept = self._kept()
             em.emit(f"ctx.save_for_backward({', '.join(kept)})")
             em.emit("ctx.meta = (T, B, train)")
+            if self.weights:
+                em.emit(f"ctx.mark_non_differentiable({', '.join(self.weights)})")
             # the last ring values are also in `_V_`: return copies, or the outputs would hold their own node
-            outs = [o if o in (var(n) for n in self.collect) else f"{o}.clone()" for o in outputs]
+            plain = {var(n) for n in self.collect} | set(self.weights)  # the weights: made by the loop, not kept
+            outs = [o if o in plain else f"{o}.clone()" for o in outputs]
             em.emit(f"return {', '.join(outs)},")
         head = f"def {self.fname}_forward(ctx, T, B, train, {', '.join(inputs)}):"
         return "\n".join([head, *body]) + "\n"
@@ -187,7 +195,8 @@ class LoopFunction:
     def _kept(self) -> list[str]:
         """The node's inputs its backward reads (saved with `save_for_backward`, so in-place changes are caught)."""
         consts = [f"_pre_{g.name}" for g in self.groups if g.name in self.em.constant_addend]
-        return self._weights() + consts + self.seqs + self.statics + self.masks + (["valid"] if self.masked else [])
+        kept = self._weights() + consts + self.seqs + self.statics + self.masks + (["valid"] if self.masked else [])
+        return kept + [k for k in self.keeps if k not in kept]
 
     # ---- the backward ------------------------------------------------------------------------
 
@@ -298,7 +307,7 @@ class LoopFunction:
             out += [f"_gI_{var(n)}" for n in self.rings] + ["None"]
         out += [f"torch.stack(_G{_listed(seq)}, 1)" for seq in self.seqs]
         out += [f"_gS_{v}" for v in self.statics]
-        out += ["None"] * len(self.masks)
+        out += ["None"] * (len(self.masks) + len(self.keeps))
         w(f"return {', '.join(out)},")
         head = f"def {self.fname}_backward(ctx, {', '.join(grads)}):"
         return "\n".join([head, *self.lines]) + "\n"
@@ -390,25 +399,47 @@ class LoopFunction:
                 self._back(right, self._to(right, e, self._tmp(f"-{g}")))
         elif e.op == "*":
             if s.refs(left):
-                self._back(left, self._to(left, e, self._tmp(f"{g} * {self._val(right)}")))
+                self._back(left, self._to(left, e, self._tmp(f"{g} * {self._val_in(right, e)}")))
             if s.refs(right):
-                self._back(right, self._to(right, e, self._tmp(f"{g} * {self._val(left)}")))
+                self._back(right, self._to(right, e, self._tmp(f"{g} * {self._val_in(left, e)}")))
         else:  # "/"
             if s.refs(left):
-                self._back(left, self._to(left, e, self._tmp(f"{g} / {self._val(right)}")))
+                self._back(left, self._to(left, e, self._tmp(f"{g} / {self._val_in(right, e)}")))
             if s.refs(right):
-                self._back(right, self._to(right, e, self._tmp(f"-{g} * {self._val(e)} / {self._val(right)}")))
+                self._back(right, self._to(right, e, self._tmp(f"-{g} * {self._val(e)} / {self._val_in(right, e)}")))
 
     def _to(self, side: s.Expr, e: s.Expr, g: str) -> str:
-        """A side's share of `g`: summed over the vector where a size-1 side was broadcast to `e`'s size."""
+        """A side's share of `g`: summed over the memory's positions where a side of one vector was broadcast
+        over them, and over the vector where a size-1 side was broadcast to `e`'s size."""
+        if not s.refs(side):
+            return g
+        if self.em.memory_of(e) and not self.em.memory_of(side):
+            g = self._tmp(f"{g}.sum(-2)")
         return self._tmp(f"{g}.sum(-1, keepdim=True)") if self._size(side) == 1 < self._size(e) else g
 
+    def _val_in(self, side: s.Expr, e: s.Expr) -> str:
+        """A side's forward value as it meets the other side in `e`: given a positions axis where `e` runs
+        over a memory's positions and the side does not."""
+        value = self._val(side)
+        if s.refs(side) and self.em.memory_of(e) and not self.em.memory_of(side):
+            return f"{value}.unsqueeze(-2)"
+        return value
+
     def _back_call(self, e: s.Call, g: str) -> None:
+        op = OPS[e.fn]
+        if op.memory and op.vjp is not None:  # attention: the scores' and the values' gradients at once
+            score, weighed = e.args
+            keep = keep_name(self.em.memory_of(weighed))
+            both = self._tmp(op.vjp.format(self._val(score), self._val(weighed), g=g, keep=keep))
+            self._back(score, self._tmp(f"{both}[0]"))
+            self._back(weighed, self._tmp(f"{both}[1]"))
+            return
         if e.fn == "concat":
             lo = 0
+            cut = "..." if self.em.memory_of(e) else ":"
             for a in e.args:
                 size = self._size(a)
-                self._back(a, self._tmp(f"{g}[:, {lo}:{lo + size}]"))
+                self._back(a, self._to(a, e, self._tmp(f"{g}[{cut}, {lo}:{lo + size}]")))
                 lo += size
             return
         if e.fn in ("min", "max"):
@@ -434,11 +465,11 @@ class LoopFunction:
             self._back(e.args[0], self._tmp(code))
             return
         names = [f"_a{i}" for i in range(len(e.args))]  # the same, for every argument at once
-        values = ", ".join(self._val(a) for a in e.args)
+        values = ", ".join(self._val_in(a, e) for a in e.args)
         grads = self._tmp(f"K.vjp(lambda {', '.join(names)}: {OPS[e.fn].lower(names)}, {g}, {values})")
         for i, a in enumerate(e.args):
             if s.refs(a):
-                self._back(a, self._tmp(f"{grads}[{i}]"))
+                self._back(a, self._to(a, e, self._tmp(f"{grads}[{i}]")))
 
     def _size(self, e: s.Expr) -> int:
         """The size of an expression's value (0 for a number, which broadcasts)."""
@@ -494,6 +525,12 @@ class LoopFunction:
                 self._loop_at += 1
             w(f"{listed}[_s] = {self._val(e)}", 2)
             self._back(e, self._tmp(f"torch.mm({dz}, {wt})"))
+
+
+def _attended(node: Node) -> s.Expr:
+    """What an attention node (`c = attend(score, values)`) weighs: its values."""
+    assert isinstance(node.expr, s.Call)
+    return node.expr.args[1]
 
 
 def _listed(seq: str) -> str:

@@ -10,7 +10,7 @@ import keyword
 
 from torch import nn
 
-__all__ = ["bias_name", "learned_name", "param_key", "var", "weight_name"]
+__all__ = ["attention_name", "bias_name", "keep_name", "learned_name", "param_key", "var", "weight_name"]
 
 
 # names the generated code itself uses: a node called so gets a `__` suffix
@@ -36,6 +36,7 @@ _USED = {
     "float",
     "watch",
     "feed",
+    "ctx",  # a loop function's autograd context
 }
 
 
@@ -56,6 +57,16 @@ def bias_name(layer: str) -> str:
 def learned_name(param: str) -> str:
     """The generated name of a `param` node's learned vector (`_p_pi`)."""
     return f"_p_{var(param)}"
+
+
+def keep_name(memory: str) -> str:
+    """The variable of a memory input's keep mask (the positions inside each memory's length)."""
+    return f"_keep_{var(memory)}"
+
+
+def attention_name(node: str) -> str:
+    """The variable of an attention node's weights."""
+    return f"_aw_{var(node)}"
 
 
 def param_key(name: str) -> str:

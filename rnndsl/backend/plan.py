@@ -45,6 +45,7 @@ class LoopPlan:
     collect: list[str]  # nodes whose every step is kept: read outside, outputs, or needed by the state
     order: list[Group | Node]  # one step, in order: groups and expression nodes
     function: bool  # runs as one autograd node with a generated backward
+    attends: tuple[str, ...] = ()  # nodes whose value is `attend(...)`: their weights are kept at every step
 
     @property
     def members(self) -> set[str]:
@@ -114,6 +115,8 @@ class LoopWriter(Protocol):
     def emit(self, line: str) -> None: ...
 
     def expr(self, e: s.Expr, ref: object) -> str: ...
+
+    def memory_of(self, e: s.Expr) -> str: ...
 
     def seq_ref(self, ref: s.Ref, before_loop: bool = False) -> str: ...
 

@@ -55,6 +55,7 @@ RESERVED = {
     "output",
     "use",
     "static",
+    "memory",
     "tokens",
     "last",
     "zeros",
@@ -63,7 +64,7 @@ RESERVED = {
 PARAM_INITS = ("zeros", "ones", "normal", "uniform")  # or a number
 LAYER_OPTIONS = s.LAYER_OPTIONS
 # CompiledNetwork.forward's own keywords
-CALL_KEYWORDS = {"lengths", "state", "steps", "batch", "check_finite", "feed_back", "sampler", "self"}
+CALL_KEYWORDS = {"lengths", "memory_lengths", "state", "steps", "batch", "check_finite", "feed_back", "sampler", "self"}
 SCALAR = 0  # the size of a plain number: it broadcasts
 T = TypeVar("T", "Network", "Network | Model")
 
@@ -184,9 +185,10 @@ class _Checker:
         self._check_outputs()
         self._check_loops()
         self._check_feeds()
+        memories = self._check_memories()
         if len(self.report.errors) > self.errors_before:
             return None
-        network = self._build()
+        network = self._build(memories)
         self._warn_unused(network)
         self._check_limits(network)
         return dataclasses.replace(network, warnings=tuple(self.report.warnings))  # a new IR, not a mutated one
@@ -471,6 +473,9 @@ class _Checker:
             if SCALAR in sizes and not quiet:
                 self.report.error("`concat` joins vectors; a plain number has no size", call.span)
             return None if any(z is None for z in sizes) else sum(z for z in sizes if z)
+        if op.size == "attend":
+            sizes = [self._size(a, quiet) for a in call.args]
+            return sizes[1] if len(sizes) == 2 else None
         if op.size == "reduce":
             if any(isinstance(a, s.Num) for a in call.args) and not quiet:
                 self.report.error(f"`{call.fn}` reduces vectors; a plain number has no entries to reduce", call.span)
@@ -604,6 +609,151 @@ class _Checker:
                     if not (isinstance(src, s.Ref) and self._is_tokens(src.name)):
                         self._size(src)
 
+    # ---- memories ----------------------------------------------------------------------------
+
+    def _memory_input(self, name: str) -> bool:
+        d = self.defs.get(name)
+        return d is not None and isinstance(d.stmt, (s.Input, Alias)) and d.stmt.kind == "memory"
+
+    def _check_memories(self) -> dict[str, str]:
+        """Which memory's positions each node's value runs over (one vector per position): a memory input,
+        and what reads one other than through `attend`, which sums its positions up. Reports the misuse of
+        memories and of `attend`; gives node -> memory for the nodes over one."""
+        over = self._positions()
+        if not over:
+            self._check_attend_calls({})
+            return {}
+        for name, found in over.items():
+            d = self.defs[name]
+            st = d.stmt
+            if len(found) > 1:
+                self.report.error(
+                    f"`{name}` mixes the positions of memories {', '.join(f'`{m}`' for m in sorted(found))}",
+                    st.span,
+                    "attend to each memory apart, `c1 = attend(s1, m1)`, then combine what attend gives",
+                )
+            elif isinstance(st, s.Layer) and name not in self._static_names() and found:
+                (memory,) = found
+                self.report.error(
+                    f"layer `{name}` projects memory `{memory}` together with values that change at every step",
+                    st.span,
+                    "a layer over a memory's positions reads only the memory (it runs once per sequence): "
+                    "project the step's value with a layer of its own and add them, as in `e = tanh(k + q)`",
+                )
+            elif isinstance(st, Alias) and st.kind != "memory" and found:
+                self.report.error(
+                    f"block input `{st.name}` takes a vector at every step, but `{s.show(st.target)}` is "
+                    f"over the positions of memory `{sorted(found)[0]}`",
+                    st.span,
+                    f"declare it `input {st.name.split('.')[-1]}: {d.size or 'SIZE'} memory` in the block",
+                )
+        for name, d in self.defs.items():
+            st = d.stmt
+            if isinstance(st, Alias) and st.kind == "memory" and not over.get(st.target.name):
+                self.report.error(
+                    f"block input `{st.name}` is a memory, but `{s.show(st.target)}` is not",
+                    st.span,
+                    "bind it to a memory input of this network (`input NAME: SIZE memory`)",
+                )
+            for e in _node_exprs(st) + ([st.feed] if isinstance(st, s.Input) and st.feed is not None else []):
+                for ref in s.refs(e):
+                    if over.get(ref.name) and ref.offset != 0 and ref.name not in self._static_names():
+                        self.report.error(
+                            f"`{ref.name}` runs over the positions of memory `{sorted(over[ref.name])[0]}`, "
+                            f"so it has no value {'before' if ref.delay > 0 else 'after'} this step",
+                            ref.span,
+                            f"read `{ref.name}` at the same step, or attend to it and read what attend gives",
+                        )
+            if isinstance(st, s.Input) and st.feed is not None and self._over(st.feed, over):
+                self.report.error(
+                    f"self-fed input `{name}` is fed a value over a memory's positions",
+                    st.feed.span,
+                    "feed it what `attend` gives, one vector per step",
+                )
+        for out in self.outputs:
+            if over.get(out.name):
+                self.report.error(
+                    f"`{out.name}` runs over the positions of memory `{sorted(over[out.name])[0]}`: it has one "
+                    "vector per position, not per step",
+                    out.span,
+                    f"output what `attend` gives (`c = attend(score, {out.name})`), or the memory's own network",
+                )
+        self._check_attend_calls(over)
+        return {n: sorted(m)[0] for n, m in over.items() if m}
+
+    def _positions(self) -> dict[str, set[str]]:
+        """node -> the memories whose positions its value runs over (empty sets left out); {} without any
+        memory input. A fixed point: the sets only grow."""
+        over = {n: {n} for n in self.defs if self._memory_input(n) and isinstance(self.defs[n].stmt, s.Input)}
+        if not over and not any(self._memory_input(n) for n in self.defs):
+            return {}
+        changed = True
+        while changed:
+            changed = False
+            for name, d in self.defs.items():
+                if name in over and isinstance(d.stmt, s.Input):
+                    continue
+                found = set().union(*(self._over(e, over) for e in _node_exprs(d.stmt)))
+                if found and found != over.get(name):
+                    over[name] = found
+                    changed = True
+        return over
+
+    @staticmethod
+    def _over(expr: s.Expr, over: dict[str, set[str]]) -> set[str]:
+        """The memories an expression's value runs over: `attend` sums its memory's positions up."""
+
+        def step(x: s.Expr, kids: list[set[str]]) -> set[str]:
+            if isinstance(x, s.Ref):
+                return over.get(x.name, set())
+            if isinstance(x, s.Call) and x.fn in OPS and OPS[x.fn].memory:
+                return set()
+            return set().union(*kids)
+
+        return s.fold(expr, step)
+
+    def _check_attend_calls(self, over: dict[str, set[str]]) -> None:
+        """`attend(score, values)`: a node's whole value, over one memory, with one score per position."""
+        whole = {id(d.stmt.expr) for d in self.defs.values() if isinstance(d.stmt, s.Assign)}
+        places = [e for d in self.defs.values() for e in _node_exprs(d.stmt)]
+        places += [d.stmt.feed for d in self.defs.values() if isinstance(d.stmt, s.Input) and d.stmt.feed]
+        places += [st.expr for st in self.inits.values() if st.expr is not None]
+        for top in places:
+            for call in s.walk(top):
+                if not (isinstance(call, s.Call) and call.fn in OPS and OPS[call.fn].memory and len(call.args) == 2):
+                    continue
+                if id(call) not in whole:
+                    self.report.error(
+                        f"`{call.fn}(...)` must be the whole value of a node, so its weights have a name",
+                        call.span,
+                        f"write `c = {s.show(call)}` and read `c` here",
+                    )
+                score, values = call.args
+                memories = self._over(values, over)
+                if not memories:
+                    self.report.error(
+                        f"`{call.fn}` weighs the positions of a memory, and `{s.show(values)}` is not over one",
+                        values.span,
+                        "declare the sequence to attend to as `input NAME: SIZE memory` (in a model, bind it to "
+                        "an encoder's every-step output), and attend to it or a projection of it",
+                    )
+                    continue
+                scored = self._over(score, over)
+                if scored != memories:
+                    mem = sorted(memories)[0]
+                    self.report.error(
+                        f"the score `{s.show(score)}` must give one number per position of memory `{mem}`",
+                        score.span,
+                        f"compute it from the memory, as in `dot({s.show(values)}, q)` or "
+                        f"`dot(v, tanh(k + q))` with `layer k: N <- {mem}`",
+                    )
+                elif (size := self._size(score, quiet=True)) not in (None, 1):
+                    self.report.error(
+                        f"the score `{s.show(score)}` has size {size} at each position; attention needs one number",
+                        score.span,
+                        f"reduce it: `sum(...)`, `dot(v, ...)` with `param v: {size}`, or `dot(k, q)`",
+                    )
+
     # ---- init and outputs --------------------------------------------------------------------
 
     def _check_inits(self) -> None:
@@ -661,11 +811,11 @@ class _Checker:
             if not isinstance(st, s.Input) or st.feed is None:
                 continue
             feed = st.feed
-            if st.kind == "static":
+            if st.kind in ("static", "memory"):
                 self.report.error(
-                    f"static input `{name}` cannot be fed back: it is one value per sequence",
+                    f"{st.kind} input `{name}` cannot be fed back: it is one value per sequence",
                     feed.span,
-                    "drop `static`, or drop the `= ...`",
+                    f"drop `{st.kind}`, or drop the `= ...`",
                 )
                 continue
             for ref in s.refs(feed):
@@ -777,23 +927,23 @@ class _Checker:
 
     # ---- building the IR ---------------------------------------------------------------------
 
-    def _build(self) -> Network:
+    def _build(self, memories: dict[str, str]) -> Network:
         static = self._static_names()
         nodes = []
         for name, d in self.defs.items():
             st = d.stmt
             if isinstance(st, Alias):
                 continue
-            nodes.append(self._node(name, st, d.size or 1, name in static))
+            node = self._node(name, st, d.size or 1, name in static)
+            nodes.append(dataclasses.replace(node, memory=memories[name]) if memories.get(name) else node)
         outputs = tuple(OutputSpec(o.name, o.last, o.span) for o in self.outputs)
         return Network(self.net.name, tuple(nodes), outputs, self.report.source)
 
     def _node(self, name: str, st: s.Input | s.Param | s.Layer | s.Assign, size: int, static: bool) -> Node:
         init = self._init_policy(name)
         if isinstance(st, s.Input):
-            return Node(
-                name, "input", size, st.span, input_kind=st.kind, init=init, static=st.kind == "static", feed=st.feed
-            )
+            static = st.kind in ("static", "memory")
+            return Node(name, "input", size, st.span, input_kind=st.kind, init=init, static=static, feed=st.feed)
         if isinstance(st, s.Assign):
             return Node(name, "expr", size, st.span, expr=st.expr, init=init, static=static)
         if isinstance(st, s.Param):
@@ -839,7 +989,7 @@ class _Checker:
         static = {
             n
             for n, d in self.defs.items()
-            if isinstance(d.stmt, s.Param) or (isinstance(d.stmt, s.Input) and d.stmt.kind == "static")
+            if isinstance(d.stmt, s.Param) or (isinstance(d.stmt, s.Input) and d.stmt.kind in ("static", "memory"))
         }
         waiting: dict[str, int] = {}  # candidates: how many of the nodes they read are not static yet
         readers: dict[str, list[str]] = {}
@@ -884,6 +1034,8 @@ class _Checker:
                 g.add_edge(ref.name, name, delay=ref.delay)
                 if ref.explicit and ref.name in static:
                     what = "a param" if isinstance(self.defs[ref.name].stmt, s.Param) else "static"
+                    if self._memory_input(ref.name):
+                        what = "a memory"
                     self.report.error(
                         f"`{ref.name}` is {what} (the same at every step); read it without a delay",
                         ref.span,

@@ -93,8 +93,8 @@ class _ToSyntax(Transformer):
         return s.NetworkDecl(str(name), stmts, _span(meta), _tok_span(name))
 
     def input_vector(self, meta: Any, items: list[Any]) -> s.Input:
-        name, size, static, feed = items
-        return s.Input(str(name), "static" if static else "seq", _number(size), _span(meta), feed)
+        name, size, kind, feed = items
+        return s.Input(str(name), str(kind) if kind else "seq", _number(size), _span(meta), feed)
 
     def input_tokens(self, meta: Any, items: list[Any]) -> s.Input:
         name, size, feed = items
@@ -452,7 +452,7 @@ _TOKEN_WORDS = {
     "SLASH": "'/'",
     _ARROW: "'<-'",
     "$END": "end of file",
-    "STATIC": "'static'",
+    "INPUT_KIND": "'static' or 'memory'",
     "LAST": "'last'",
 }
 

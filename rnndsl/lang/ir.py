@@ -30,7 +30,8 @@ class InitPolicy:
 class Node:
     """One value per step (or per sequence, when `static`).
 
-    op "input": a given tensor; "param": a learned vector, the same at every step (`param_init` says how
+    op "input": a given tensor (`input_kind` "memory": a whole sequence, (batch, positions, size), the same
+    at every step, and `memory` its own name); "param": a learned vector, the same at every step (`param_init` says how
     it starts); "layer": act(sum_j W_j @ source_j + b); "expr": a parameter-free expression of other
     nodes. A self-fed input (`feed` set) becomes an "expr" node whose `expr` is its feed when it runs free
     (`Network.running_free`).
@@ -52,6 +53,7 @@ class Node:
     static: bool = False
     feed: s.Expr | None = None  # a self-fed input's value when the caller does not give it
     param_init: str | float | None = None  # a param's start: "zeros", "ones", "normal", "uniform" or a number
+    memory: str = ""  # the memory input whose positions this value runs over (one vector per position), or ""
 
     @property
     def is_tokens(self) -> bool:

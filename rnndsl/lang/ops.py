@@ -43,6 +43,7 @@ class _Deferred:
 
 torch = _Deferred("torch")
 F = _Deferred("torch.nn.functional")
+K = _Deferred("rnndsl.backend.kernels")  # the generated code's helpers (named `K` there too)
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,18 @@ class Op:
     `code` is a format string over the argument expressions `{0}`, `{1}` (or `{args}` for variadic ops);
     `fn` computes the same thing on tensors. `derivative` is the gradient of a one-argument op written from
     its output `{y}` and the incoming gradient `{g}`, and `into` the same written into an existing tensor
-    `{out}` (a slice of the generated backward's dZ buffer); None: the backward asks autograd.
+    `{out}` (a slice of the generated backward's dZ buffer); None: the backward asks autograd. `vjp` is
+    the same for an op of several arguments: the tuple of every argument's gradient, from `{g}` and the
+    arguments `{0}`, `{1}`.
+
+    `memory`: the op reads one memory's positions (`attend`): its code takes the memory's keep mask
+    `{keep}` and gives the weights beside the value, `(value, weights)`; `fn` gives the value alone.
     """
 
     name: str
     arity: int  # -1: one or more
-    size: str  # "same": all sizes equal (size 1 broadcasts); "concat": sizes add up; "reduce": size 1
+    size: str  # "same": all sizes equal (size 1 broadcasts); "concat": sizes add up; "reduce": size 1;
+    # "attend": the size of the second argument (the values), over a memory's positions
     code: str
     fn: Callable[..., Any]
     doc: str
@@ -67,8 +74,10 @@ class Op:
     row_wise: bool = False
     positive: bool = False
     bound: str | None = None  # min/max: with a number argument, torch.clamp's keyword for it
+    vjp: str | None = None
+    memory: bool = False
 
-    def lower(self, args: Sequence[str], numbers: Sequence[bool] = ()) -> str:
+    def lower(self, args: Sequence[str], numbers: Sequence[bool] = (), keep: str = "None") -> str:
         """The torch code of a call on the argument codes `args`; `numbers[i]` marks a plain number, which
         makes min/max a clamp (torch.minimum needs two tensors, and a clamp gives all of the gradient to
         the value where it meets the bound)."""
@@ -78,7 +87,7 @@ class Op:
             return f"torch.clamp({x}, {self.bound}={bound})"
         if self.arity < 0:
             return self.code.format(args=", ".join(args))
-        return self.code.format(*args)
+        return self.code.format(*args, keep=keep)
 
     def apply(self, args: Sequence[Any], numbers: Sequence[bool] = ()) -> Any:
         """The value of a call on tensors: what `lower`'s code computes."""
@@ -210,6 +219,18 @@ OPS["layer_norm"] = Op(
     lambda x: F.layer_norm(x, x.shape[-1:], eps=1e-5),
     "the vector normalised to mean 0 and variance 1 (eps 1e-5, no gain or bias: write them as `g * layer_norm(a) + b`)",
     row_wise=True,
+)
+# Attention: the weighted sum of a memory's positions, the weights a softmax of the scores over them.
+OPS["attend"] = Op(
+    "attend",
+    2,
+    "attend",
+    "K.attend({0}, {1}, {keep})",
+    lambda score, values: K.attend(score, values, None)[0],
+    "`attend(score, values)`: the sum over a memory's positions of `values` weighted by a softmax of `score` "
+    "(size 1 at each position) over the positions inside the memory's length; the size of `values`",
+    vjp="K.attend_grad({g}, {0}, {1}, {keep})",
+    memory=True,
 )
 OPS["concat"] = Op(
     "concat", -1, "concat", "torch.cat(({args},), -1)", lambda *xs: torch.cat(xs, -1), "vectors joined end to end"

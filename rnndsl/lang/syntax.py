@@ -114,7 +114,7 @@ class Input:
     (`input w: tokens(100) = sample(softmax(y[t-1]))`) takes when the caller does not give it."""
 
     name: str
-    kind: str  # "seq" | "static" | "tokens"
+    kind: str  # "seq" | "static" | "memory" | "tokens"
     size: float
     span: Span = field(default=NOWHERE, compare=False)
     feed: Expr | None = None

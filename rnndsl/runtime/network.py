@@ -45,6 +45,7 @@ class Layout:
     inputs: tuple[Node, ...]
     names: tuple[str, ...]  # the inputs' names, in definition order
     sequences: tuple[str, ...]  # inputs with a time axis (sequence or tokens)
+    memories: tuple[str, ...]  # memory inputs: (batch, positions, size), the same at every step
     fed: frozenset[str]  # self-fed inputs: the network feeds them when they are not given
     delayed: tuple[Node, ...]  # nodes read with a delay: each needs a boundary value
     past: tuple[tuple[Node, int], ...]  # nodes read at [t-k], with the deepest k: each needs a history
@@ -58,7 +59,8 @@ class Layout:
             network,
             inputs,
             tuple(n.name for n in inputs),
-            tuple(n.name for n in inputs if n.input_kind != "static"),
+            tuple(n.name for n in inputs if n.input_kind not in ("static", "memory")),
+            tuple(n.name for n in inputs if n.input_kind == "memory"),
             frozenset(n.name for n in network.self_fed),
             tuple(n for n in network.nodes if delays[n.name] != (0, 0)),
             tuple((n, delays[n.name][0]) for n in network.nodes if delays[n.name][0]),
@@ -228,6 +230,7 @@ class CompiledNetwork(nn.Module):
         state: Mapping[str, Any] | None = None,
         steps: int | None = None,
         batch: int | None = None,
+        memory_lengths: Mapping[str, torch.Tensor] | None = None,
         check_finite: bool = False,
         feed_back: float = 0.0,
         sampler: Sampler | None = None,
@@ -238,7 +241,10 @@ class CompiledNetwork(nn.Module):
         Sequence inputs are (batch, time, size), token inputs (batch, time) int64, static inputs
         (batch, size). `lengths` (batch,) marks padded batches; `state` continues from an earlier
         call's `out.state`; `steps` sets the length when the network has no sequence input, and
-        `batch` the batch size when it has no input at all.
+        `batch` the batch size when it has no input at all. A memory input (`input enc: 128 memory`) is
+        (batch, positions, size); `memory_lengths={"enc": n}` (batch,) says how many positions of each
+        sequence's memory count (all, when left out), and `out.attention["c"]` (batch, time, positions)
+        holds what `c = attend(...)` weighed (for looking at: it carries no gradient).
         `check_finite` refuses NaN or Inf in the inputs and raises `NonFiniteError` naming the node and
         step where one first appears in a value or, during backward, in a gradient (slow: a debug aid).
 
@@ -248,7 +254,7 @@ class CompiledNetwork(nn.Module):
         probability p (scheduled sampling). `sampler` sets how `sample(...)` draws (temperature, top-k,
         greedy, a generator).
         """
-        call = validate(self, args, inputs, lengths, state, steps, batch)
+        call = validate(self, args, inputs, lengths, state, steps, batch, memory_lengths)
         watch = None
         if check_finite:
             from rnndsl.runtime.guard import Watch, check_inputs
@@ -270,13 +276,15 @@ class CompiledNetwork(nn.Module):
             frozenset(feed.given) if feed else frozenset(),
             self.generated_backward and _records(),
         )
+        inputs = call.code_inputs() if call.memories else call.inputs
         values, new_state = fn(
-            params, call.inputs, boundary, history, call.batch, call.steps, call.lengths, self.training, watch, feed
+            params, inputs, boundary, history, call.batch, call.steps, call.lengths, self.training, watch, feed
         )
         if watch is not None:
             watch.raise_first()
         state_out = None if self.layout.reads_future else State(new_state, self.signature)
-        return Outputs(values, state_out, feed.fed if feed else None)
+        attention = {k[len("attention:") :]: values.pop(k) for k in [k for k in values if k.startswith("attention:")]}
+        return Outputs(values, state_out, feed.fed if feed else None, attention)
 
     def generate(self, steps: int, *, beam: int | None = None, **options: Any) -> Generation:
         """Generate from a self-fed token input: sampling (`temperature`, `top_k`, `greedy`, `prompt`,

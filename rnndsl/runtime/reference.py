@@ -14,14 +14,15 @@ from typing import Any
 import networkx as nx
 import torch
 
+from rnndsl.backend import kernels
 from rnndsl.backend.evaluate import evaluate
 from rnndsl.backend.names import param_key
 from rnndsl.graphs.unroll import unroll
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
-from rnndsl.lang.ops import ACTIVATIONS
+from rnndsl.lang.ops import ACTIVATIONS, OPS
 from rnndsl.runtime.network import CompiledNetwork
-from rnndsl.runtime.validate import validate
+from rnndsl.runtime.validate import Call, validate
 from rnndsl.runtime.values import Outputs, State
 
 __all__ = ["reference"]
@@ -34,6 +35,7 @@ def reference(
     state: Mapping[str, Any] | None = None,
     steps: int | None = None,
     batch: int | None = None,
+    memory_lengths: Mapping[str, torch.Tensor] | None = None,
     **inputs: torch.Tensor,
 ) -> Outputs:
     """Run `net` the slow, obvious way; same call and result as `net(...)`.
@@ -46,40 +48,45 @@ def reference(
     """
     if net.training and any(n.dropout for n in net.network.nodes):
         raise ValueError("the reference executor does not model dropout: call net.eval() first")
-    call = validate(net, args, inputs, lengths, state, steps, batch)
+    call = validate(net, args, inputs, lengths, state, steps, batch, memory_lengths)
     free = [n.name for n in net.network.self_fed if n.name not in call.inputs]
     if free:
         raise ValueError(
             f"the reference executor runs self-fed inputs teacher-forced: give "
             f"{', '.join(f'`{n}`' for n in free)} (what a free run was fed is in its `out.fed`)"
         )
-    per_seq = [_Sequence(net, call.inputs, b, call.steps, call.lengths, call.state).run() for b in range(call.batch)]
+    sequences = [_Sequence(net, call, b) for b in range(call.batch)]
+    per_seq = [seq.run() for seq in sequences]
     values = {o.name: torch.stack([p[0][o.name] for p in per_seq]) for o in net.network.outputs}
+    attention = {
+        n.name: torch.stack([seq.attention(n, call.inputs) for seq in sequences])
+        for n in net.network.nodes
+        if _attends(n)
+    }
     if net.network.reads_future:
-        return Outputs(values, None)
+        return Outputs(values, None, None, attention)
     new_state = {k: torch.stack([p[1][k] for p in per_seq]) for k in per_seq[0][1]}
-    return Outputs(values, State(new_state, net.signature))
+    return Outputs(values, State(new_state, net.signature), None, attention)
+
+
+def _attends(node: Node) -> bool:
+    return isinstance(node.expr, s.Call) and OPS[node.expr.fn].memory if node.expr is not None else False
 
 
 class _Sequence:
     """One sequence of the batch, evaluated on its own unrolled DAG."""
 
-    def __init__(
-        self,
-        net: CompiledNetwork,
-        inputs: dict[str, torch.Tensor],
-        b: int,
-        steps: int,
-        lengths: torch.Tensor | None,
-        state: Mapping[str, torch.Tensor] | None,
-    ) -> None:
+    def __init__(self, net: CompiledNetwork, call: Call, b: int) -> None:
         self.net, self.ir = net, net.network
-        self.inputs = {k: v[b : b + 1] for k, v in inputs.items()}
-        self.state = None if state is None else {k: v[b : b + 1] for k, v in state.items()}
-        self.steps = steps
-        self.length = steps if lengths is None else int(lengths[b])
+        # a memory cut to its length: no mask here, so the generated code's masking is checked against it
+        cut = {m: int(n[b]) for m, n in call.memory_lengths.items()}
+        self.inputs = {k: v[b : b + 1, : cut[k]] if k in cut else v[b : b + 1] for k, v in call.inputs.items()}
+        self.state = None if call.state is None else {k: v[b : b + 1] for k, v in call.state.items()}
+        self.steps = call.steps
+        self.length = call.steps if call.lengths is None else int(call.lengths[b])
         self.like = net.like
         self.values: dict[tuple[str, int | None], torch.Tensor] = {}
+        self.weights: dict[tuple[str, int | None], torch.Tensor] = {}  # what each attention weighed, (1, S)
 
     def run(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         dag = unroll(self.ir, self.length)
@@ -93,6 +100,19 @@ class _Sequence:
             if k:
                 state[node.name] = torch.stack([self._at(node.name, t) for t in range(self.length - k, self.length)], 1)
         return outs, {k: v[0] for k, v in state.items()}
+
+    def attention(self, node: Node, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """An attention's weights at every step, (steps, positions): zero past the sequence's end and past
+        its memory's length."""
+        assert isinstance(node.expr, s.Call)
+        memory = next(r.name for r in s.refs(node.expr.args[1]) if self.ir[r.name].memory)
+        memory = self.ir[memory].memory
+        positions = inputs[memory].shape[1]
+        out = self.like.new_zeros(self.steps, positions)
+        for t in range(self.length):
+            w = self.weights[node.name, None if node.static else t][0]
+            out[t, : w.shape[0]] = w
+        return out
 
     def _output(self, node: Node, last: bool) -> torch.Tensor:
         if node.static:
@@ -146,6 +166,11 @@ class _Sequence:
         sizes = {n.name: n.size for n in self.ir.nodes if n.is_tokens}
         if node.op == "expr":
             assert node.expr is not None
+            if _attends(node):  # evaluated by hand, for its weights: (1, S, 1) scores, (1, S, H) values
+                assert isinstance(node.expr, s.Call)
+                score, values = (evaluate(a, lookup, self.like, sizes) for a in node.expr.args)
+                context, self.weights[node.name, t] = kernels.attend(score, values, None)
+                return context
             return evaluate(node.expr, lookup, self.like, sizes)
         layer = self.net._layer(node.name)
         total = layer.bias if layer.bias is not None else self.like.new_zeros(node.size)

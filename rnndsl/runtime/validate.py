@@ -6,11 +6,12 @@ Every message names the input, what was expected and what came; nothing is silen
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from rnndsl.backend.kernels import valid_mask
 from rnndsl.frontend.names import did_you_mean
 
 if TYPE_CHECKING:
@@ -26,6 +27,17 @@ class Call:
     steps: int
     lengths: torch.Tensor | None
     state: Mapping[str, torch.Tensor] | None
+    memory_lengths: dict[str, torch.Tensor] = field(default_factory=dict)  # memory input -> (batch,) lengths
+    memories: tuple[str, ...] = ()  # the network's memory inputs
+
+    def code_inputs(self) -> dict[str, torch.Tensor | None]:
+        """The inputs as the generated code reads them: with each memory's keep mask (`NAME:keep`, (B, S, 1)
+        bool, or None where every position counts)."""
+        out: dict[str, torch.Tensor | None] = dict(self.inputs)
+        for name in self.memories:
+            n = self.memory_lengths.get(name)
+            out[f"{name}:keep"] = None if n is None else valid_mask(n, self.inputs[name].shape[1])
+        return out
 
 
 def validate(
@@ -36,6 +48,7 @@ def validate(
     state: Any,
     steps: Any,
     batch_size: Any = None,
+    memory_lengths: Any = None,
 ) -> Call:
     """Check inputs, lengths and state against the network; raise ValueError naming what is wrong."""
     layout = net.layout
@@ -63,7 +76,47 @@ def validate(
         raise ValueError(f"batch={batch_size} but the inputs have batch size {batch}; leave batch out")
     checked_lengths = None if lengths is None else _lengths(lengths, batch, time, like.device)
     checked_state = None if state is None else _state(net, state, batch, like)
-    return Call(inputs, batch, time, checked_lengths, checked_state)
+    memories = _memory_lengths(net, layout, inputs, memory_lengths, batch, like.device)
+    return Call(inputs, batch, time, checked_lengths, checked_state, memories, layout.memories)
+
+
+def _memory_lengths(
+    net: CompiledNetwork, layout: Layout, inputs: dict[str, torch.Tensor], given: Any, batch: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """`memory_lengths={"enc": n}`: how many positions of each memory input count, (batch,) each."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ValueError(
+            f"memory_lengths: expected a dict by memory input ({', '.join(layout.memories) or 'none'}), "
+            f"got {type(given).__name__}"
+        )
+    out = {}
+    for name, n in given.items():
+        if name not in layout.memories:
+            hint = did_you_mean(str(name), list(layout.memories))
+            raise ValueError(
+                f"memory_lengths: `{name}` is not a memory input of network `{net.network.name}`; its memory "
+                f"inputs are: {', '.join(layout.memories) or 'none'}" + (f" ({hint})" if hint else "")
+            )
+        if n is None:
+            continue
+        positions = inputs[name].shape[1]
+        if not isinstance(n, torch.Tensor):
+            n = torch.as_tensor(n)
+        if n.dtype.is_floating_point or n.dtype == torch.bool or n.shape != (batch,):
+            raise ValueError(
+                f"memory_lengths[{name!r}]: expected (batch,) = ({batch},) integers, got {n.dtype} of shape "
+                f"{tuple(n.shape)}"
+            )
+        low, high = (int(n.min()), int(n.max())) if n.numel() else (1, 1)
+        if low < 1 or high > positions:
+            raise ValueError(
+                f"memory_lengths[{name!r}]: every length must lie in [1, {positions}] (the positions of memory "
+                f"`{name}`), got values from {low} to {high}"
+            )
+        out[name] = n.to(device=device, dtype=torch.long)
+    return out
 
 
 def _state_batch(state: Any) -> int | None:
@@ -130,6 +183,12 @@ def _shapes(layout: Layout, inputs: dict[str, torch.Tensor], like: torch.Tensor)
         elif node.input_kind == "seq":
             _expect(node.name, x, 3, f"(batch, time, {node.size})", like=like)
             _size(node.name, x, node.size, f"(batch, time, {node.size})")
+        elif node.input_kind == "memory":
+            shape = f"(batch, positions, {node.size}) (a memory)"
+            _expect(node.name, x, 3, shape, like=like)
+            _size(node.name, x, node.size, shape)
+            if x.shape[1] == 0:
+                raise ValueError(f"memory `{node.name}` has 0 positions; attention needs at least one")
         else:
             _expect(node.name, x, 2, f"(batch, {node.size}) (a static input)", like=like)
             _size(node.name, x, node.size, f"(batch, {node.size})")
@@ -143,7 +202,7 @@ def _shapes(layout: Layout, inputs: dict[str, torch.Tensor], like: torch.Tensor)
                 f"batch sizes differ: input `{batch[0]}` has {batch[1]} but `{node.name}` has {x.shape[0]}"
             )
         batch = batch or (node.name, x.shape[0])
-        if node.input_kind != "static":
+        if node.input_kind not in ("static", "memory"):
             if time is not None and x.shape[1] != time[1]:
                 raise ValueError(
                     f"sequence lengths differ: input `{time[0]}` has {time[1]} steps but `{node.name}` has {x.shape[1]}"

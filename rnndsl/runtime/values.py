@@ -33,11 +33,16 @@ class Outputs(dict[str, torch.Tensor]):
     `out.state` to carry into the next call. Being a dict, it is seen by DistributedDataParallel."""
 
     def __init__(
-        self, values: dict[str, torch.Tensor], state: State | None, fed: dict[str, torch.Tensor] | None = None
+        self,
+        values: dict[str, torch.Tensor],
+        state: State | None,
+        fed: dict[str, torch.Tensor] | None = None,
+        attention: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__(values)
         self.state = state
         self.fed = fed or {}  # what each self-fed input that ran free was fed: (B, T) ids or (B, T, S)
+        self.attention = attention or {}  # `c = attend(...)`: its weights, (B, T, memory positions), no gradient
 
     def __getattr__(self, name: str) -> torch.Tensor:
         if name in self:
@@ -54,24 +59,31 @@ def _register_outputs_with_pytree() -> None:
     tensors through it, and with `static_graph=True` it would otherwise never average the gradients."""
     from torch.utils import _pytree
 
-    Context = tuple[list[str], list[str] | None, str, list[str]]  # noqa: N806 (a type alias)
+    Context = tuple[list[str], list[str] | None, str, list[str], list[str]]  # noqa: N806 (a type alias)
 
     def flatten(out: Outputs) -> tuple[list[torch.Tensor], Context]:
         state = out.state
-        leaves = [*out.values(), *(state.values() if state is not None else ()), *out.fed.values()]
+        leaves = [
+            *out.values(),
+            *(state.values() if state is not None else ()),
+            *out.fed.values(),
+            *out.attention.values(),
+        ]
         return leaves, (
             list(out),
             None if state is None else list(state),
             getattr(state, "signature", ""),
             list(out.fed),
+            list(out.attention),
         )
 
     def unflatten(leaves: Any, context: Context) -> Outputs:
-        keys, state_keys, signature, fed_keys = context
+        keys, state_keys, signature, fed_keys, attention_keys = context
         it = iter(leaves)
         values = {k: next(it) for k in keys}
         state = None if state_keys is None else State({k: next(it) for k in state_keys}, signature)
-        return Outputs(values, state, {k: next(it) for k in fed_keys})
+        fed = {k: next(it) for k in fed_keys}
+        return Outputs(values, state, fed, {k: next(it) for k in attention_keys})
 
     _pytree.register_pytree_node(Outputs, flatten, unflatten, serialized_type_name="rnndsl.Outputs")
 
