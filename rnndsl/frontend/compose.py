@@ -3,8 +3,10 @@
 A model runs networks one after another, each on its own time axis (an encoder over the letters, a
 decoder over the phonemes). `dec = Speaker(context = enc.h)` binds the static input `context` of the
 decoder to the output `h` of the earlier instance `enc`, which must be one value per sequence (an
-`output h last`, or a static node). Inputs nobody binds are the model's inputs; the outputs of
-instances nobody reads are its outputs. Both keep their own names, which must not collide.
+`output h last`, or a static node); `dec = Speaker(enc = enc.h)` binds a memory input to an output at
+every step (`output h`), which the decoder attends to, masked by the encoder's lengths. Inputs nobody
+binds are the model's inputs; the outputs of instances nobody reads are its outputs. Both keep their own
+names, which must not collide.
 """
 
 from __future__ import annotations
@@ -143,11 +145,20 @@ class _Composer:
             if any(b[0] == name for b in bindings):
                 self.report.error(f"input `{name}` is bound twice", span)
                 continue
-            source = self._source(target, span, earlier)
+            source = self._source(target, span, earlier, every_step=node.input_kind == "memory")
             if source is None:
                 continue
             src_inst, src_node = source
-            if node.input_kind != "static":
+            if node.input_kind == "memory" and src_node.size != node.size:
+                self.report.error(
+                    f"`{target}` has size {src_node.size} but memory `{name}` of `{network.name}` has size {node.size}",
+                    span,
+                    f"declare `input {name}: {src_node.size} memory`, or project the memory inside "
+                    f"`{network.name}` with `layer k: N <- {name}`",
+                )
+            elif node.input_kind == "memory":
+                bindings.append((name, src_inst.name, src_node.name))
+            elif node.input_kind != "static":
                 self.report.error(
                     f"input `{name}` of `{network.name}` is a sequence on `{st.name}`'s own time "
                     f"axis; `{target}` is one value per sequence",
@@ -167,7 +178,10 @@ class _Composer:
                 bindings.append((name, src_inst.name, src_node.name))
         return Instance(st.name, network, tuple(bindings), st.span)
 
-    def _source(self, target: str, span: Span, earlier: list[Instance]) -> tuple[Instance, Node] | None:
+    def _source(
+        self, target: str, span: Span, earlier: list[Instance], every_step: bool = False
+    ) -> tuple[Instance, Node] | None:
+        """The instance and node an argument names; `every_step`: for a memory, which takes every step."""
         inst_name, dot, out_name = target.partition(".")
         inst = next((i for i in earlier if i.name == inst_name), None)
         if not dot or inst is None:
@@ -188,7 +202,15 @@ class _Composer:
             )
             return None
         node = inst.network[out_name]
-        if not (out.last or node.static):
+        if every_step and (out.last or node.static):
+            self.report.error(
+                f"`{target}` is one value per sequence; a memory takes every step of `{inst.name}`",
+                span,
+                f"write `output {out_name}` (every step) in network `{inst.network.name}`, or declare the "
+                "input `static` to read one summary",
+            )
+            return None
+        if not every_step and not (out.last or node.static):
             self.report.error(
                 f"`{target}` gives a value at every step of `{inst.name}`'s time axis; a binding "
                 "takes one value per sequence",

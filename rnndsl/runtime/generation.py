@@ -10,7 +10,7 @@ Both take the network's static inputs by name (`sex=...`, an encoder's summary) 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -43,6 +43,9 @@ class Generation:
     log_probs: torch.Tensor | None
     scores: torch.Tensor | None = None
     stop: int | None = None
+    # `c = attend(...)`: what it weighed for each token, (B, L, memory positions), the row of token j being the
+    # weights of the step that chose it (zero past the row's length)
+    attention: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def lists(self, keep_stop: bool = False) -> list[list[int]]:
         """Each row's tokens as a list, cut at its length (and its stop token dropped unless `keep_stop`)."""
@@ -67,6 +70,7 @@ def generate(
     stop: int | None = None,
     batch: int | None = None,
     generator: torch.Generator | None = None,
+    memory_lengths: dict[str, torch.Tensor] | None = None,
     **inputs: torch.Tensor,
 ) -> Generation:
     """Let the network feed itself for `steps` tokens after an optional prompt.
@@ -87,7 +91,7 @@ def generate(
     _only_static(net, node, inputs)
     longest = 0 if ids is None else ids.shape[1]
     T = longest + steps + 1  # noqa: N806  (step T-1 draws the last token; its own output is not needed)
-    call = validate(net, (), inputs, None, None, T, batch)
+    call = validate(net, (), inputs, None, None, T, batch, memory_lengths)
     B, device = call.batch, net.like.device  # noqa: N806
     plen = torch.zeros(B, dtype=torch.long) if given_lengths is None else given_lengths
     if ids is not None and ids.shape[0] != B:
@@ -110,7 +114,8 @@ def generate(
     tokens = tokens.masked_fill(~inside, pad)
     if log_probs is not None:
         log_probs = log_probs.masked_fill(~inside, math.nan)
-    return Generation(tokens, lengths, log_probs, None, stop)
+    attention = {k: w[:, : T - 1].cpu() * inside.unsqueeze(2) for k, w in out.attention.items()}
+    return Generation(tokens, lengths, log_probs, None, stop, attention)
 
 
 def beam_search(
@@ -122,6 +127,7 @@ def beam_search(
     stop: int | None = None,
     length_penalty: float = 1.0,
     batch: int | None = None,
+    memory_lengths: dict[str, torch.Tensor] | None = None,
     **inputs: torch.Tensor,
 ) -> Generation:
     """The `beam` most likely continuations of each sequence, kept step by step; returns the best of each
@@ -137,9 +143,11 @@ def beam_search(
     if net.network.reads_future:
         raise ValueError(f"network `{net.network.name}` reads the future ([t+k]); beam search runs step by step")
     _only_static(net, node, inputs)
-    call = validate(net, (), inputs, None, None, 1, batch)
+    call = validate(net, (), inputs, None, None, 1, batch, memory_lengths)
     B, K, device = call.batch, beam, net.like.device  # noqa: N806
-    wide = {k: v.repeat_interleave(K, 0) for k, v in call.inputs.items()}
+    wide: dict[str, Any] = {k: v.repeat_interleave(K, 0) for k, v in call.inputs.items()}
+    if call.memory_lengths:
+        wide["memory_lengths"] = {k: v.repeat_interleave(K, 0) for k, v in call.memory_lengths.items()}
     with torch.no_grad():
         out = net(steps=1, batch=B * K, **wide) if not wide else net(steps=1, **wide)
         assert out.state is not None
@@ -150,6 +158,7 @@ def beam_search(
         chosen = torch.zeros(B, K, 0, device=device)
         lengths = torch.zeros(B, K, dtype=torch.long, device=device)
         done = torch.zeros(B, K, dtype=torch.bool, device=device)
+        attention = {k: w.new_zeros(B, K, 0, w.shape[-1]) for k, w in out.attention.items()}
         for step in range(1, steps + 1):  # step 0 was the call above
             logp = next_log_probs(net, node, state, wide, step).view(B, K, -1)
             N = logp.shape[-1]  # noqa: N806
@@ -169,6 +178,12 @@ def beam_search(
                 ],
                 2,
             )
+            for k, w in attention.items():  # the weights of the step whose output chose the token
+                weighed = (
+                    out.attention[k][:, -1].view(B, K, -1).gather(1, origin.unsqueeze(2).expand(-1, -1, w.shape[3]))
+                )
+                kept = w.gather(1, origin.view(B, K, 1, 1).expand(-1, -1, *w.shape[2:]))
+                attention[k] = torch.cat([kept, weighed.masked_fill(was_done.unsqueeze(2), 0).unsqueeze(2)], 2)
             lengths = lengths.gather(1, origin) + (~was_done).long()
             done = was_done | (token == stop) if stop is not None else was_done
             if bool(done.all()):
@@ -181,6 +196,9 @@ def beam_search(
     if seqs.shape[2] < steps:  # every beam stopped early: pad to `steps` columns, as sampling gives
         seqs = torch.cat([seqs, seqs.new_zeros(B, K, steps - seqs.shape[2])], 2)
         chosen = torch.cat([chosen, chosen.new_zeros(B, K, steps - chosen.shape[2])], 2)
+        attention = {
+            k: torch.cat([w, w.new_zeros(B, K, steps - w.shape[2], w.shape[3])], 2) for k, w in attention.items()
+        }
     norm = scores / lengths.clamp(min=1).to(scores.dtype).pow(length_penalty)
     best = norm.argmax(1)
     pick = best.view(B, 1, 1).expand(-1, 1, seqs.shape[2])
@@ -189,12 +207,17 @@ def beam_search(
     pad = -1 if stop is None else stop
     inside = torch.arange(tokens.shape[1], device=device).unsqueeze(0) < length.unsqueeze(1)
     score = norm.gather(1, best.unsqueeze(1)).squeeze(1)
+    weights = {
+        k: w.gather(1, best.view(B, 1, 1, 1).expand(-1, 1, *w.shape[2:])).squeeze(1) * inside.unsqueeze(2)
+        for k, w in attention.items()
+    }
     return Generation(
         tokens.masked_fill(~inside, pad).cpu(),
         length.cpu(),
         log_probs.masked_fill(~inside, math.nan).cpu(),
         score.cpu(),
         stop,
+        {k: w.cpu() for k, w in weights.items()},
     )
 
 
@@ -258,7 +281,7 @@ def _picks(node: Node) -> str:
 
 
 def _only_static(net: CompiledNetwork, node: Node, inputs: dict[str, Any]) -> None:
-    others = [n.name for n in net.network.inputs if n.input_kind != "static" and n.name != node.name]
+    others = [n.name for n in net.network.inputs if n.input_kind not in ("static", "memory") and n.name != node.name]
     if others:
         raise ValueError(
             f"network `{net.network.name}` reads sequence input(s) {', '.join(others)}: generation "

@@ -107,6 +107,9 @@ class CompiledModel(nn.Module):
         values, _ = self._run(before, inputs, lengths or {}, {}, None, 0.0, None)
         own = {n.name: inputs[n.name] for n in gen.network.inputs if n.name in inputs and n.name not in gen.bound}
         bound = {name: values[src][out] for name, src, out in gen.bindings}
+        memories = self._memory_lengths(gen, lengths or {})
+        if memories:
+            options["memory_lengths"] = memories
         return self.net(gen.name).generate(steps, beam=beam, **own, **bound, **options)
 
     def _generator(self) -> Instance:
@@ -136,6 +139,9 @@ class CompiledModel(nn.Module):
             options: dict[str, Any] = {}
             if inst.network.self_fed:
                 options = {"feed_back": feed_back, "sampler": sampler}
+            memories = self._memory_lengths(inst, lengths)
+            if memories:
+                options["memory_lengths"] = memories
             if not own and not bound:
                 options["batch"] = batch
             try:
@@ -147,6 +153,14 @@ class CompiledModel(nn.Module):
             values[inst.name] = out
             fed.update(out.fed)
         return values, fed
+
+    @staticmethod
+    def _memory_lengths(inst: Instance, lengths: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each memory input's lengths: those of the instance whose every step it holds."""
+        memories = {n.name for n in inst.network.inputs if n.input_kind == "memory"}
+        return {
+            name: lengths[src] for name, src, _ in inst.bindings if name in memories and lengths.get(src) is not None
+        }
 
     def _check_call(self, inputs: dict[str, Any], lengths: Any, steps: Any, allowed: set[str] | None = None) -> None:
         names = {n.name for _, n in self.model.inputs} if allowed is None else allowed
