@@ -7,23 +7,30 @@ input of 27 and a decoder with a self-fed token input of 40 (`= sample(softmax(y
 `init ... = 0`, the boundary as its start) and an every-step output of 40 logits. Training is teacher-
 forced; the metrics decode each held-out word greedily (or with `beam` > 1) until the boundary and
 report the phoneme error rate (`per`: edit distance over reference length, primary), the word error rate
-(`wer`) and the teacher-forced cross-entropy.
+(`wer`) and the teacher-forced cross-entropy. `G2P.pronounce` gives each word's `Pronunciation`: the phonemes
+said and, for a decoder with attention (`c = attend(score, values)`), what each phoneme's step weighed of
+each letter (`rnndsl generate` draws it as a heatmap).
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import Diagnostic
+from rnndsl.lang.ops import OPS
 from rnndsl.tasks.base import Batch, Binding, Task, TaskMismatchError, check_split, epoch_batch
 from rnndsl.tasks.cmudict import LETTERS, PHONEMES, Pair, decode_phonemes, encode_letters, pad_pairs, split_pairs
 from rnndsl.tasks.metrics import cross_entropy, phoneme_error_rate, word_error_rate
 
-__all__ = ["EncoderDecoderBinding", "G2P"]
+if TYPE_CHECKING:
+    from rnndsl.runtime.generation import Generation
+
+__all__ = ["EncoderDecoderBinding", "G2P", "Pronunciation"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +53,41 @@ class EncoderDecoderBinding(Binding):
 
     def decode(self, net: Any, batch: Batch, steps: int, beam: int) -> list[list[int]]:
         """Each word's phoneme ids as the model generates them, until the boundary."""
+        return self.generate(net, batch, steps, beam).lists()
+
+    def generate(self, net: Any, batch: Batch, steps: int, beam: int) -> Generation:
+        """The model's decoding of the batch's words, greedy (`beam` 1) or beam search, stopping at the
+        boundary 0: its tokens and, for a decoder with attention, its weights over the letters."""
         device = net.like.device
         lengths = {self.encoder: batch.lengths.to(device)} if batch.lengths is not None else None
         how: dict[str, Any] = {"greedy": True} if beam == 1 else {"beam": beam}
-        out = net.generate(steps, lengths=lengths, stop=0, **how, **{self.input: batch.x.to(device)})
-        return out.lists()
+        out: Generation = net.generate(steps, lengths=lengths, stop=0, **how, **{self.input: batch.x.to(device)})
+        return out
+
+
+@dataclass(frozen=True)
+class Pronunciation:
+    """A word as a g2p model says it. `said`: the phonemes, the boundary `.` last when the decoding stopped;
+    `truth`: the dictionary's phonemes (held-out words; empty for words given); `attention`: for each attention
+    node of the decoder, (len(said), len(word)) weights, row j what the step that chose `said[j]` weighed of each
+    letter (each row sums to 1).
+
+    >>> Pronunciation("cat", ("K", "AE", "T", "."), ("K", "AE", "T")).line()
+    'cat                  K AE T    (dictionary: K AE T)'
+    """
+
+    word: str
+    said: tuple[str, ...]
+    truth: tuple[str, ...] = ()
+    attention: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """The word and its phonemes (without the boundary), and the dictionary's when known."""
+        phonemes = self.said[:-1] if self.said[-1:] == (PHONEMES[0],) else self.said
+        line = f"{self.word:<20} {' '.join(phonemes)}"
+        if self.truth:
+            line += f"    (dictionary: {' '.join(self.truth)})"
+        return line
 
 
 @dataclass(frozen=True)
@@ -149,6 +186,11 @@ class G2P(Task):
 
     def show(self, net: Any, words: list[str], count: int, options: dict[str, Any]) -> list[str]:
         """Each word's pronunciation as the model says it (held-out test words when none are given)."""
+        return [p.line() for p in self.pronounce(net, words, count, options)]
+
+    def pronounce(self, net: Any, words: list[str], count: int, options: dict[str, Any]) -> list[Pronunciation]:
+        """Each word's `Pronunciation` (the first `count` held-out test words when none are given), decoded
+        greedily or with `options["beam"]` beams; its attention cut to the phonemes said and the word's letters."""
         pairs = [(w.lower(), ()) for w in words] if words else self._splits["test"][:count]
         for word, _ in pairs:
             if not word.isalpha() or not word.isascii():
@@ -158,14 +200,26 @@ class G2P(Task):
         letters = [encode_letters(w) for w, _ in pairs]
         batch = Batch(_padded(letters), torch.zeros(len(pairs), 1), torch.tensor([len(x) for x in letters]))
         beam = int(options.get("beam") or 1)
-        said = binding.decode(net, batch, max(len(x) for x in letters) + 10, beam)
-        lines = []
-        for (word, truth), ids in zip(pairs, said, strict=True):
-            line = f"{word:<20} {' '.join(decode_phonemes(ids))}"
-            if truth:
-                line += f"    (dictionary: {' '.join(truth)})"
-            lines.append(line)
-        return lines
+        out = binding.generate(net, batch, max(len(x) for x in letters) + 10, beam)
+        return [
+            Pronunciation(
+                word,
+                tuple(decode_phonemes(ids)),
+                tuple(truth),
+                {k: w[i, : len(ids), : len(word)] for k, w in out.attention.items()},
+            )
+            for i, ((word, truth), ids) in enumerate(zip(pairs, out.lists(keep_stop=True), strict=True))
+        ]
+
+    def attends(self, net: Any) -> list[str]:
+        """The attention nodes (`c = attend(score, values)`) of the model's decoder, whose weights
+        `pronounce` gives: none for a decoder that reads only the encoder's summary."""
+        decoder = self.bind(net.model)
+        assert isinstance(decoder, EncoderDecoderBinding)
+        network = next(i.network for i in net.model.instances if i.name == decoder.decoder)
+        return [
+            n.name for n in network.nodes if isinstance(n.expr, s.Call) and n.expr.fn in OPS and OPS[n.expr.fn].memory
+        ]
 
 
 def _padded(rows: list[list[int]]) -> torch.Tensor:

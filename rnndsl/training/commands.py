@@ -1,4 +1,5 @@
-"""`rnndsl train` and `rnndsl compare`: takes parsed arguments, gives trained runs, printed metrics and exit codes.
+"""`rnndsl train`, `compare` and `generate`: takes parsed arguments, gives trained runs, printed metrics,
+generated samples (and a g2p model's attention heatmap) and exit codes.
 
 Every user mistake (a missing file, a spec that does not fit the task, a checkpoint of another spec, a
 bad option) prints one clear message and exits 1; Ctrl-C exits 130 and points at the last checkpoint.
@@ -10,7 +11,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,8 +23,11 @@ from rnndsl.training.config import TrainConfig
 from rnndsl.training.distributed import World
 from rnndsl.training.loop import train
 from rnndsl.training.progress import duration
-from rnndsl.training.report import markdown_table, plot_curves, require_matplotlib
+from rnndsl.training.report import Alignment, markdown_table, plot_alignments, plot_curves, require_matplotlib
 from rnndsl.training.result import Result
+
+if TYPE_CHECKING:
+    from rnndsl.tasks.g2p import Pronunciation
 
 __all__ = ["RUN_FILES", "claim", "cmd_compare", "cmd_generate", "cmd_train", "spec_ref"]
 
@@ -217,7 +221,9 @@ def _error(command: str, err: BaseException) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """Load a checkpoint and print what its network generates for its task."""
+    """Load a checkpoint and print what its network generates for its task; for a g2p model with attention,
+    also write the alignment heatmap of the words it pronounces (stderr says where: stdout is theirs)."""
+    from rnndsl.tasks.g2p import G2P
     from rnndsl.training.checkpoint import load_model
 
     try:
@@ -228,18 +234,62 @@ def cmd_generate(args: argparse.Namespace) -> int:
         task = make_task(**saved["task"])
         net = load_model(args.checkpoint)
         options = _generate_options(args, task.name)
+        heatmap = _heatmap(args, task, net)
+        count = 10 if args.count is None else args.count
         with torch.no_grad():
-            lines = task.show(net, args.words, 10 if args.count is None else args.count, options)
+            if isinstance(task, G2P) and heatmap is not None:
+                said = task.pronounce(net, args.words, count, options)
+                lines = [p.line() for p in said]
+                plot_alignments(_alignments(said), heatmap, title=_ALIGNMENT_TITLE)
+            else:
+                lines = task.show(net, args.words, count, options)
     except KeyboardInterrupt:
         return _interrupted("generate", None)
     except Exception as err:  # the boundary: user mistakes become one message
         return _error("generate", err)
     print("\n".join(lines))
+    if heatmap is not None:
+        print(f"wrote {heatmap}", file=sys.stderr)
     return 0
+
+
+_ALIGNMENT_TITLE = 'attention: what the step saying each phoneme weighed of each letter ("." ends the word)'
+
+
+def _heatmap(args: argparse.Namespace, task: Task, net: Any) -> Path | None:
+    """Where the alignment heatmap goes (--attention, else attention.png beside the checkpoint), or None for
+    a model without attention; --attention on one is refused (the task's own refusal is `_generate_options`)."""
+    from rnndsl.tasks.g2p import G2P
+
+    if not isinstance(task, G2P):
+        return None
+    if not task.attends(net):
+        if args.attention is not None:
+            raise ValueError(
+                f"--attention draws what a decoder's `attend(...)` weighed, and model `{net.model.name}` has no "
+                "attention node (its decoder reads the encoder's summary only); train one with attention, such "
+                "as examples/tasks/g2p_attention.rnn, or leave --attention out"
+            )
+        return None
+    require_matplotlib()
+    return Path(args.attention) if args.attention is not None else Path(args.checkpoint).parent / "attention.png"
+
+
+def _alignments(said: list[Pronunciation]) -> list[Alignment]:
+    """One heatmap per word and attention node (the node named when the decoder has several)."""
+    return [
+        Alignment(p.word + (f" ({node})" if len(p.attention) > 1 else ""), p.word, p.said, weights)
+        for p in said
+        for node, weights in p.attention.items()
+    ]
 
 
 def _generate_options(args: argparse.Namespace, task: str) -> dict[str, Any]:
     """What `task.show` is given; a flag that would be ignored is refused, with the reason."""
+    if args.attention is not None and task != "g2p":
+        raise ValueError(
+            f"--attention draws a g2p model's alignment of letters and phonemes; task `{task}` has none to draw"
+        )
     sampling = [
         flag
         for flag, given in (

@@ -65,7 +65,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Load a checkpoint of `rnndsl train` and show what the network does on its task: "
         "names: COUNT generated names (for each sex with by_sex=1), each WORD a prompt "
         "to continue; g2p: the pronunciation of each WORD (or of COUNT held-out test "
-        "words). Exit 1 on errors.",
+        "words), and for a model with attention (`c = attend(score, values)`) a heatmap of "
+        "what each phoneme's step weighed of each letter, written to attention.png beside "
+        "the checkpoint (or --attention PATH; `wrote PATH` goes to stderr). Exit 1 on errors.",
     )
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint.pt written by rnndsl train")
     p.add_argument("words", nargs="*", metavar="WORD", help="prompts (names) or words to pronounce (g2p)")
@@ -82,6 +84,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "(default 1: g2p greedy, names sampled)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    p.add_argument(
+        "--attention",
+        metavar="PATH",
+        help="where a g2p model with attention writes its alignment heatmap, a PNG of letters against "
+        "the phonemes said, one panel per word (default: attention.png beside the checkpoint)",
+    )
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
 
 

@@ -1,4 +1,5 @@
-"""Reports: takes finished runs, gives results.json, learning-curve PNGs and a markdown comparison table.
+"""Reports: takes finished runs, gives results.json, learning-curve PNGs and a markdown comparison table;
+takes attention weights, gives an alignment heatmap PNG (`rnndsl generate` on a g2p model with attention).
 
 Plots use matplotlib's Agg backend (no display needed); every file is written atomically.
 """
@@ -7,14 +8,16 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rnndsl.training.checkpoint import atomic_write
 from rnndsl.training.result import Result
 
-__all__ = ["markdown_table", "plot_curves", "require_matplotlib", "write_run"]
+__all__ = ["Alignment", "markdown_table", "plot_alignments", "plot_curves", "require_matplotlib", "write_run"]
 
 
 def write_run(result: Result, out: Path) -> None:
@@ -66,6 +69,66 @@ def plot_curves(results: Sequence[Result], path: Path, labels: Sequence[str] | N
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """One heatmap of `plot_alignments`: `weights` (len(rows), len(columns)), row i what the output `rows[i]`
+    (a phoneme said) weighed of each input `columns[j]` (a letter), as a nested sequence, array or tensor."""
+
+    title: str
+    columns: Sequence[str]
+    rows: Sequence[str]
+    weights: Any
+
+
+def plot_alignments(
+    alignments: Sequence[Alignment],
+    path: Path,
+    title: str = "",
+    xlabel: str = "letters",
+    ylabel: str = "phonemes said",
+) -> Path:
+    """A grid of heatmaps, one per alignment (five to a row), on one colour scale from 0 to 1.
+
+    >>> import tempfile; p = Path(tempfile.mkdtemp()) / "a.png"
+    >>> plot_alignments([Alignment("ab", "ab", ["B", "."], [[0.9, 0.1], [0.2, 0.8]])], p).read_bytes()[:4]
+    b'\\x89PNG'
+    """
+    if not alignments:
+        raise ValueError("plot_alignments needs at least one alignment")
+    matplotlib = require_matplotlib()
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ncols = min(len(alignments), 5)
+    nrows = math.ceil(len(alignments) / ncols)
+    widest = max(len(a.columns) for a in alignments)
+    tallest = max(len(a.rows) for a in alignments)
+    cell = 0.24  # inches: a letter's width and a phoneme's height
+    size = (ncols * max(2.4, widest * cell + 0.9) + 1.0, nrows * max(2.2, tallest * cell + 1.0) + 0.6)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False, constrained_layout=True)
+    image = None
+    for ax, alignment in zip(axes.flat, alignments, strict=False):
+        weights = np.asarray(alignment.weights, dtype=float).reshape(len(alignment.rows), len(alignment.columns))
+        image = ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=1.0, aspect="equal", interpolation="nearest")
+        ax.set_xticks(range(len(alignment.columns)), list(alignment.columns), fontsize=9)
+        ax.set_yticks(range(len(alignment.rows)), list(alignment.rows), fontsize=8)
+        ax.tick_params(length=0)
+        ax.set_title(alignment.title, fontsize=11)
+    for ax in axes.flat[len(alignments) :]:
+        ax.axis("off")
+    assert image is not None
+    fig.colorbar(image, ax=axes, shrink=min(1.0, 3.0 / size[1] + 0.3), label="attention weight")
+    fig.supxlabel(xlabel, fontsize=10)
+    fig.supylabel(ylabel, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
