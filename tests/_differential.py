@@ -36,9 +36,12 @@ def random_inputs(
             inputs[node.name] = torch.randint(0, node.size, (batch, steps), device=device)
         elif node.input_kind == "static":
             inputs[node.name] = torch.randn(batch, node.size, dtype=dtype, device=device, requires_grad=grad)
+        elif node.input_kind == "memory":  # a whole other sequence: positions of their own
+            positions = int(torch.randint(1, 5, ()))
+            inputs[node.name] = torch.randn(batch, positions, node.size, dtype=dtype, device=device, requires_grad=grad)
         else:
             inputs[node.name] = torch.randn(batch, steps, node.size, dtype=dtype, device=device, requires_grad=grad)
-    if all(n.input_kind == "static" for n in net.network.inputs):
+    if all(n.input_kind in ("static", "memory") for n in net.network.inputs):
         inputs["steps"] = steps
     return inputs
 
@@ -63,6 +66,9 @@ def compare(net: CompiledNetwork, atol: float = 1e-10, rtol: float = 1e-10, **ca
     assert list(fast) == list(slow)
     for k in fast:
         _close(fast[k], slow[k], atol, rtol, f"output {k}")
+    assert set(fast.attention) == set(slow.attention)
+    for k in fast.attention:
+        _close(fast.attention[k], slow.attention[k], atol, rtol, f"attention {k}")
     assert (fast.state is None) == (slow.state is None) == net.network.reads_future
     if fast.state is not None:
         assert slow.state is not None and set(fast.state) == set(slow.state)

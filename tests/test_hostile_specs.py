@@ -217,9 +217,9 @@ FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s"}
 FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "rnn_relu"}
 # a loop with a generated backward (rnndsl.loop_backward): its two functions, their context and temporaries
 LOOP_FUNCTION = re.compile(r"_L\d+_(forward|backward)")
-TEMPORARY = re.compile(r"_L\d+_(forward|backward)|_(b|go|Xs)\d+|_s|ctx")
+TEMPORARY = re.compile(r"_L\d+_(forward|backward)|_(b|go|Xs|a)\d+|_s|ctx")
 LAMBDA_ARGUMENTS = {"_x", "_a", "_b"}  # `K.vjp(lambda _x: F.gelu(_x), ...)`: ops differentiated by autograd
-CTX_ATTRIBUTES = {"lists", "meta", "saved_tensors", "save_for_backward", "needs_input_grad"}
+CTX_ATTRIBUTES = {"lists", "meta", "saved_tensors", "save_for_backward", "needs_input_grad", "mark_non_differentiable"}
 NODE_TYPES = {
     ast.Lambda,
     ast.BoolOp,
@@ -323,6 +323,8 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
             assert node.func.id in BUILTINS or node.func.id == "watch", f"call of `{node.func.id}` in:\n{source}"
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             ok = node.value in FIXED_STRINGS or node.value in names or is_node_local(node.value, nodes)
+            keyed = node.value.removeprefix("attention:").removesuffix(":keep")  # an attention's weights, a mask
+            ok = ok or (keyed != node.value and keyed in names)
             assert ok, f"string {node.value!r} in:\n{source}"
         elif isinstance(node, ast.Constant):
             assert node.value is None or isinstance(node.value, (bool, int, float)), repr(node.value)
@@ -369,6 +371,7 @@ def test_the_allowlist_catches_spec_text() -> None:
 # ---- names that are Python's, or the generated code's -------------------------------------------------------
 
 PYTHON_NAMES = [
+    "ctx",  # the loop function's autograd context
     "lambda",
     "class",
     "import",
@@ -444,6 +447,10 @@ def shapes_of(name: str) -> dict[str, str]:
         f" init {name} = learned\n e = tanh({name})\n output e\n output {name} last }}",
         "param": f"network N {{ input x: 3\n param {name}: 4 = normal\n layer h: 4 tanh <- x, {name}, h[t-1]\n"
         f" e = h * {name} + {name} * 0.5\n output e }}",
+        "memory": f"network N {{ input {name}: 3 memory\n input x: 3\n layer k: 3 <- {name}\n"
+        f" c = attend(dot(k, tanh(x + h[t-1])), {name})\n layer h: 3 tanh <- x, c\n output h }}",
+        "attention": f"network N {{ input m: 3 memory\n input x: 3\n {name} = attend(dot(m, h[t-1]), m)\n"
+        f" layer h: 3 tanh <- x, {name}\n output h }}",
     }
 
 
@@ -467,7 +474,10 @@ def _run_named(name: str) -> None:
             assert f"`{name}`" in str(err), err  # a clear refusal names the name
             continue
         x = torch.randn(2, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-        runs_like_the_reference(net, {name if form == "input" else "x": x})
+        given = {name if form == "input" else "x": x}
+        if form in ("memory", "attention"):  # a memory of 4 positions
+            given[name if form == "memory" else "m"] = torch.randn(2, 4, 3, dtype=torch.float64)
+        runs_like_the_reference(net, given)
         for lengths, grad in itertools.product((False, True), (False, True)):
             assert_generated_code_is_safe(net.code(lengths, grad=grad), net.network)
             if net.network.self_fed:

@@ -111,6 +111,10 @@ class Builder:
             sp.sizes["p"] = self.size()
             sp.static.add("p")
             sp.lines.append(f"param p: {sp.sizes['p']} = {self.pick(['normal', 'ones', 'uniform', '0.5'])}")
+        if self.flag(0.3):  # a memory to attend to (never read but by attend), and its keys, once per sequence
+            sp.sizes["m"], sp.sizes["mk"] = self.size(3), self.size(3)
+            sp.lines.append(f"input m: {sp.sizes['m']} memory")
+            sp.lines.append(f"layer mk: {sp.sizes['mk']} {self.pick(ACTIVATIONS)} <- m")
         backward = self.flag(0.4)
         n_f = self.int(1, self.max_nodes)
         n_b = self.int(1, self.max_nodes) if backward else 0
@@ -193,6 +197,8 @@ class Builder:
         self.current = name
         size = self.spec.sizes[name]
         fixed = name in self.read  # read at a delay by an earlier node: keep the size drawn for it
+        if "m" in self.spec.sizes and self.flag(0.35) and self._attention(name, options, fixed):
+            return
         if not self.flag(0.45) or (fixed and self._ref(options, varying=True, size=size, draw=False) is None):
             self._layer(name, size, options)
             return
@@ -214,6 +220,29 @@ class Builder:
             self.spec.sizes[name] = size = first.size
         # sized: a node that reads only itself at a delay has no size the checker could infer
         self.spec.lines.append(f"{name}: {size} = {self._expr(first, options, size, depth=2)}")
+
+    def _attention(self, name: str, options: list[tuple[str, int]], fixed: bool) -> bool:
+        """`name = attend(score, values)`: scores over the memory's positions from a value of this step (or a
+        static one), values the memory, its keys, or an expression over its positions and this step."""
+        sizes = self.spec.sizes
+        values = [("m", sizes["m"]), ("mk", sizes["mk"]), ("tanh(m * 0.5 + mean({r}))", sizes["m"])]
+        values = [(v, z) for v, z in values if not fixed or z == sizes[name]]
+        if not values:
+            return False
+        r = self._ref(options, varying=True) or self._ref(options)
+        assert r is not None
+        text, sizes[name] = self.pick(values)
+        score = self.pick(
+            [
+                "mean(tanh(mk) * sum({r}))",
+                "dot(m, m) * 0.1 + mean({r})",
+                "sum(layer_norm(mk) * mean({r}))",
+                "dot(mk, tanh(mk + mean({r}) * 2))",
+            ]
+        )
+        self.spec.lines.append(f"{name} = attend({score.format(r=r.text)}, {text.format(r=r.text)})")
+        self.used |= {"m", "mk"}
+        return True
 
     def _layer(self, name: str, size: int, options: list[tuple[str, int]]) -> None:
         sources = [self._source(options, varying=True)]
@@ -324,6 +353,8 @@ def check(text: str, batch: int, steps: int, lengths: list[int] | None, seed: in
     call = random_inputs(net, "cpu", batch, steps)
     if lengths is not None:
         call["lengths"] = torch.tensor(lengths)
+    if "m" in call:  # a padded memory: its positions past each length get no weight
+        call["memory_lengths"] = {"m": torch.randint(1, call["m"].shape[1] + 1, (batch,))}
     try:
         first = compare(net, atol=1e-9, rtol=1e-7, **call)
         if first.state is not None:  # continue from the state just produced, into a shorter chunk
@@ -332,6 +363,8 @@ def check(text: str, batch: int, steps: int, lengths: list[int] | None, seed: in
                 first.state.signature,
             )
             more = random_inputs(net, "cpu", batch, max(1, steps - 2))
+            if "m" in more:
+                more["memory_lengths"] = {"m": torch.randint(1, more["m"].shape[1] + 1, (batch,))}
             compare(net, atol=1e-9, rtol=1e-7, state=state, **more)
     except AssertionError as err:
         raise AssertionError(f"{err}\nspec:\n{text}\nbatch={batch} steps={steps} lengths={lengths}") from None
@@ -396,7 +429,9 @@ def test_random_network_run_free_equals_feeding_back_what_it_fed(
     x = call.pop("x")
     if lengths is not None:
         call["lengths"] = torch.tensor(lengths)
-    if not any(n.input_kind != "static" for n in net.network.inputs if n.name in call):
+    if "m" in call:
+        call["memory_lengths"] = {"m": torch.randint(1, call["m"].shape[1] + 1, (batch,))}
+    if not any(n.input_kind not in ("static", "memory") for n in net.network.inputs if n.name in call):
         call["steps"] = steps
     if not any(n.name in call for n in net.network.inputs):
         call["batch"] = batch

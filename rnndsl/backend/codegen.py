@@ -416,7 +416,7 @@ class _Emitter:
         for n in collect:
             self.emit(f"_seq_{var(n)} = []")
         for n in plan.attends:
-            self.emit(f"_seq_{attention_name(n)} = []")
+            self.emit(f"_seq{attention_name(n)} = []")
         if save:
             for n in stage.nodes:
                 k = rings.get(n, 0)
@@ -441,7 +441,7 @@ class _Emitter:
                 assert item.expr is not None
                 w = attention_name(item.name)
                 self.emit(f"{var(item.name)}, {w} = {self.expr(item.expr, step_ref)}")
-                self.emit(f"_seq_{w}.append({w})")
+                self.emit(f"_seq{w}.append({w})")
             else:
                 assert item.expr is not None
                 self.emit(f"{var(item.name)} = {self.expr(item.expr, step_ref)}")
@@ -460,8 +460,8 @@ class _Emitter:
         for n in plan.attends:
             w = attention_name(n)
             if stage.direction < 0:
-                self.emit(f"_seq_{w}.reverse()")
-            self.emit(f"{w} = torch.stack(_seq_{w}, 1)")
+                self.emit(f"_seq{w}.reverse()")
+            self.emit(f"{w} = torch.stack(_seq{w}, 1)")
         for n in collect:
             if stage.direction < 0:
                 self.emit(f"_seq_{var(n)}.reverse()")
