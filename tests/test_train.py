@@ -213,6 +213,22 @@ def test_resume_refuses_another_run(tmp_path: Path) -> None:
     assert "lr: 0.01 in the checkpoint, 0.5 here" in str(info.value)
 
 
+def test_cosine_decay_follows_the_step_and_must_match_on_resume(tmp_path: Path) -> None:
+    config = TrainConfig(steps=100, lr=0.02, lr_decay="cosine")
+    assert (
+        config.lr_at(0) == 0.02 and config.lr_at(100) == pytest.approx(0.001) and config.lr_at(500) == config.lr_at(100)
+    )
+    assert config.lr_at(50) == pytest.approx((0.02 + 0.001) / 2)
+    assert all(config.lr_at(s) > config.lr_at(s + 1) for s in range(100))
+    assert TrainConfig(lr=0.02).lr_at(70) == 0.02
+    with pytest.raises(ValueError, match="lr_decay must be one of none, cosine"):
+        TrainConfig(lr_decay="linear")
+    decayed = train(TINY, Digits(), TrainConfig(**{**QUICK.__dict__, "lr_decay": "cosine"}), out=tmp_path)
+    assert decayed.losses != train(TINY, Digits(), QUICK).losses  # the schedule reaches the optimizer
+    with pytest.raises(TrainingError, match="lr_decay: cosine in the checkpoint, none here"):
+        train(TINY, Digits(), QUICK, resume=tmp_path / "checkpoint.pt")
+
+
 def test_unreadable_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         read_checkpoint(tmp_path / "none.pt")

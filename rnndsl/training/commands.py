@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["RUN_FILES", "claim", "cmd_compare", "cmd_generate", "cmd_train", "spec_ref"]
 
-_OPTIONS = ("steps", "batch", "lr", "clip", "seed", "eval_every")
+_OPTIONS = ("steps", "batch", "lr", "lr_decay", "clip", "seed", "eval_every")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

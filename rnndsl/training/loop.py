@@ -47,7 +47,7 @@ Compiled = CompiledNetwork | CompiledModel  # what a spec compiles to: one netwo
 __all__ = ["RESUME_MUST_MATCH", "Result", "TrainConfig", "TrainingError", "evaluate", "seed_everything", "train"]
 
 # What a resumed run must share with its checkpoint for its steps to be the ones it would have taken.
-RESUME_MUST_MATCH = ("batch", "lr", "clip", "seed")
+RESUME_MUST_MATCH = ("batch", "lr", "clip", "seed", "lr_decay")
 
 
 class TrainingError(ValueError):
@@ -126,8 +126,11 @@ def _check_resume(saved: dict[str, Any], task: Task, config: TrainConfig, path: 
     if saved["task"] != task.config():
         problems.append(f"task: {_show(saved['task'])} in the checkpoint, {_show(task.config())} here")
     for key in RESUME_MUST_MATCH:
-        if saved["train"][key] != getattr(config, key):
-            problems.append(f"{key}: {saved['train'][key]} in the checkpoint, {getattr(config, key)} here")
+        before = saved["train"].get(
+            key, getattr(TrainConfig(), key)
+        )  # a checkpoint from before the option: its default
+        if before != getattr(config, key):
+            problems.append(f"{key}: {before} in the checkpoint, {getattr(config, key)} here")
     if problems:
         raise TrainingError(
             f"cannot resume from {path}: the run would not continue the same way:\n"
@@ -215,6 +218,8 @@ class _Run:
         batch, factor = self.world.share(self.task.train_batch(self.step, self.config.batch))
         loss = self.task.loss(self.model(batch), batch)
         self.optimizer.zero_grad(set_to_none=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr_at(self.step)
         (loss * factor).backward()
         if self.config.clip:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.clip)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from rnndsl.tasks import TASKS
-from rnndsl.training.config import TrainConfig
+from rnndsl.training.config import LR_DECAYS, TrainConfig
 
 __all__ = ["THREADS", "add_commands"]
 
@@ -108,6 +108,11 @@ def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
         "--batch", type=int, help=f"sequences per step, over all processes under torchrun (default {d.batch})"
     )
     p.add_argument("--lr", type=float, help=f"Adam's learning rate (default {d.lr})")
+    p.add_argument(
+        "--lr-decay",
+        choices=LR_DECAYS,
+        help="cosine: anneal the learning rate from --lr to a twentieth of it over --steps (default none)",
+    )
     p.add_argument("--clip", type=float, help=f"largest gradient norm, 0 for none (default {d.clip})")
     p.add_argument(
         "--seed",
