@@ -4,7 +4,8 @@ A model runs networks one after another, each on its own time axis (an encoder o
 decoder over the phonemes). `dec = Speaker(context = enc.h)` binds the static input `context` of the
 decoder to the output `h` of the earlier instance `enc`, which must be one value per sequence (an
 `output h last`, or a static node). Inputs nobody binds are the model's inputs; the outputs of
-instances nobody reads are its outputs. Both keep their own names, which must not collide.
+instances nobody reads are its outputs. Both keep their own names, which must not collide. A model runs
+networks whose sizes are fixed: a generic network (`network Cell(H)`) is refused, with how to fix its sizes.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def check_models(program: s.Program, networks: list[Network], report: Reporter) 
 
     by_name = {n.name: n for n in networks}
     declared = {n.name for n in program.networks}
+    generic = {n.name: n for n in program.networks if n.generic}
     models = []
     seen: dict[str, Span] = {n.name: n.span for n in program.networks}
     for decl in program.models:
@@ -77,15 +79,23 @@ def check_models(program: s.Program, networks: list[Network], report: Reporter) 
             continue
         seen[decl.name] = decl.span
         check_name(decl.name, decl.name_span, report)
-        model = _Composer(decl, by_name, declared, report).run()
+        model = _Composer(decl, by_name, declared, report, generic).run()
         if model is not None:
             models.append(model)
     return models
 
 
 class _Composer:
-    def __init__(self, decl: s.ModelDecl, networks: dict[str, Network], declared: set[str], report: Reporter) -> None:
+    def __init__(
+        self,
+        decl: s.ModelDecl,
+        networks: dict[str, Network],
+        declared: set[str],
+        report: Reporter,
+        generic: dict[str, s.NetworkDecl] | None = None,
+    ) -> None:
         self.decl, self.networks, self.declared, self.report = decl, networks, declared, report
+        self.generic = generic or {}
         self.errors_before = len(report.errors)
 
     def run(self) -> Model | None:
@@ -121,6 +131,9 @@ class _Composer:
             return None
         check_name(st.name, st.name_span, self.report)  # reported; bindings that read it are checked as usual
         network = self.networks.get(st.network)
+        if network is None and st.network in self.generic:
+            self._refuse_generic(st, self.generic[st.network])
+            return None
         if network is None:
             if st.network not in self.declared:  # a declared network with errors is reported already
                 self.report.error(
@@ -166,6 +179,18 @@ class _Composer:
             else:
                 bindings.append((name, src_inst.name, src_node.name))
         return Instance(st.name, network, tuple(bindings), st.span)
+
+    def _refuse_generic(self, st: s.Instance, decl: s.NetworkDecl) -> None:
+        """A model's instances run networks as they are; a generic one has no sizes until a `use` gives them."""
+        from rnndsl.frontend.sizes import example_use
+
+        names = ", ".join(n for n, _ in decl.sizes)
+        self.report.error(
+            f"network `{decl.name}` is generic ({names}): a model runs networks whose sizes are fixed",
+            st.network_span,
+            f"write a network that uses it with its sizes, `{example_use(decl)}`, outputs what the model "
+            "needs, and run that one",
+        )
 
     def _source(self, target: str, span: Span, earlier: list[Instance]) -> tuple[Instance, Node] | None:
         inst_name, dot, out_name = target.partition(".")
