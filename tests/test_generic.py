@@ -266,3 +266,12 @@ def test_used_with_follows_sizes_through_generic_blocks() -> None:
         "network N { input x: 3\n use p = P(K = 3, x = x)\n use q = P(K = 5, x = x)\n output p.c.x }"
     )
     assert sizes.used_with(program) == {"C": [{"H": 6}, {"H": 10}], "P": [{"K": 3}, {"K": 5}], "U": []}
+
+
+def test_the_language_reference_shows_what_rnndsl_check_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    assert main(["check", "examples/stacked_generic.rnn"]) == 0
+    shown = "$ rnndsl check examples/stacked_generic.rnn\n" + capsys.readouterr().out
+    assert shown in (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
