@@ -141,6 +141,14 @@ def test_errors_in_a_block_used_twice_are_reported_once() -> None:
     assert [(d.line, d.message) for d in _error(text).diagnostics] == [(2, "unknown name `hh`")]
 
 
+def test_each_network_keeps_its_own_warnings() -> None:
+    """The file's report was shared, so a network's warnings held every earlier network's too, and `rnndsl
+    check` printed the first network's warnings once per network."""
+    a, b = rnndsl.load_all("network A { input x: 4\n input u: 4\n output x }\nnetwork B { input x: 4\n output x }")
+    assert [w.message for w in a.warnings] == ["input `u` is never used by an output"]
+    assert b.warnings == ()
+
+
 # ---- load / load_all -----------------------------------------------------------------------
 
 

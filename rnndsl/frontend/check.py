@@ -177,6 +177,7 @@ class _Checker:
         self._static: set[str] | None = None  # computed once definitions are complete
         self._known: list[str] | None = None  # names visible in this network, for suggestions
         self.errors_before = len(report.errors)
+        self.warnings_before = len(report.warnings)  # the report is the file's: keep only this network's
 
     def run(self) -> Network | None:
         self.check_own_names()
@@ -196,7 +197,8 @@ class _Checker:
         network = self._build()
         self._warn_unused(network)
         self._check_limits(network)
-        return dataclasses.replace(network, warnings=tuple(self.report.warnings))  # a new IR, not a mutated one
+        own = self.report.warnings[self.warnings_before :]
+        return dataclasses.replace(network, warnings=tuple(own))  # a new IR, not a mutated one
 
     def _reported_elsewhere(self) -> bool:
         """Whether the network is broken by an error reported before this checker began: a size that names no
