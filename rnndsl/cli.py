@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rnndsl.draw import MAX_DRAW_STEPS, draw
+from rnndsl.frontend import sizes
 from rnndsl.frontend.check import check_file
 from rnndsl.frontend.compose import Model
 from rnndsl.frontend.load import load, read_spec
@@ -55,6 +56,15 @@ def _model_summary(model: Model) -> str:
     return f"  model {model.name}: {runs}\n    inputs: {ins}\n    outputs: {outs}"
 
 
+def _generic_summary(decl: s.NetworkDecl, used: list[dict[str, int]]) -> str:
+    head = f"  network {decl.name}({', '.join(n for n, _ in decl.sizes)}): generic"
+    if not used:
+        return f"{head}, not used by any network here: only its declaration is checked"
+    return f"{head}, checked where it is used, with " + "; ".join(
+        ", ".join(f"{n} = {v}" for n, v in binding.items()) for binding in used
+    )
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Check spec files; print a summary per network, or every error found."""
     status = 0
@@ -65,7 +75,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         try:
             text, name = read_spec(Path(path))
-            nets, models = check_file(parse(text, name), Source(text, name))
+            program = parse(text, name)
+            nets, models = check_file(program, Source(text, name))
         except SpecError as err:
             print(err, file=sys.stderr)
             status = 1
@@ -78,8 +89,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             for warning in net.warnings:
                 print(warning.format(), file=sys.stderr)
         print(f"{path}: ok")
-        for net in nets:
-            print(_summary(net))
+        checked, used = {n.name: n for n in nets}, sizes.used_with(program)
+        for decl in program.networks:  # in the file's order, generic networks among the others
+            print(_generic_summary(decl, used[decl.name]) if decl.generic else _summary(checked[decl.name]))
         for model in models:
             print(_model_summary(model))
     return status
@@ -152,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="check .rnn files and summarise each network and model",
         description="Check .rnn files. Exit 0 when every file is correct, 1 otherwise; "
-        "errors are printed as FILE:LINE:COL with the source line and a caret.",
+        "errors are printed as FILE:LINE:COL with the source line and a caret. A generic network "
+        "(network Cell(H) { ... }) is checked where the file's networks use it, at the sizes they give.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="spec files, or folders: every .rnn file under them")
     _add_draw_command(sub)

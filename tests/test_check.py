@@ -1,9 +1,10 @@
 """The checker's diagnostics, word for word.
 
 Each broken spec is a golden pair in tests/golden/errors/: NAME.rnn and NAME.txt, the exact text
-`rnndsl check` prints for it (errors, or warnings for the `warn_*` specs; empty when it is clean).
-Regenerate after an intended change with `RNNDSL_UPDATE_GOLDEN=1 pytest tests/test_check.py` and review
-the diff. Also here: every example and every network in docs/language.md checks without a warning.
+`rnndsl check` prints for it (errors, or warnings for the `warn_*` specs; empty when it is clean); one
+whose first line is `# network: NAME` is asked for that network by name. Regenerate after an intended
+change with `RNNDSL_UPDATE_GOLDEN=1 pytest tests/test_check.py` and review the diff. Also here: every
+example and every network in docs/language.md checks without a warning.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import rnndsl
-from rnndsl.frontend.check import check_program
+from rnndsl.frontend.check import check, check_program
 from rnndsl.frontend.parse import parse
 from rnndsl.lang.errors import Source, SpecError
 
@@ -27,10 +28,14 @@ UPDATE = os.environ.get("RNNDSL_UPDATE_GOLDEN") == "1"
 
 
 def diagnose(path: Path) -> str:
-    """What `rnndsl check` reports for a spec: its errors, else its warnings (reported as NAME.rnn)."""
+    """What `rnndsl check` reports for a spec: its errors, else its warnings (reported as NAME.rnn). A spec whose
+    first line is `# network: NAME` is asked for that network, as `rnndsl.load(path, network=NAME)`,
+    `rnndsl.compile` and `rnndsl draw --network` ask."""
     text = path.read_text(encoding="utf-8")
+    asked = re.match(r"# network: (\w+)\n", text)
     try:
-        nets = check_program(parse(text, path.name), Source(text, path.name))
+        program, source = parse(text, path.name), Source(text, path.name)
+        nets = [check(program, source, asked[1])] if asked else check_program(program, source)
     except SpecError as err:
         return str(err) + "\n"
     return "".join(w.format() + "\n" for net in nets for w in net.warnings)
@@ -134,6 +139,14 @@ def test_errors_in_a_block_used_twice_are_reported_once() -> None:
         "network M { input x: 4\n use a = Cell(x = x)\n use b = Cell(x = a.h)\n output b.h }\n"
     )
     assert [(d.line, d.message) for d in _error(text).diagnostics] == [(2, "unknown name `hh`")]
+
+
+def test_each_network_keeps_its_own_warnings() -> None:
+    """The file's report was shared, so a network's warnings held every earlier network's too, and `rnndsl
+    check` printed the first network's warnings once per network."""
+    a, b = rnndsl.load_all("network A { input x: 4\n input u: 4\n output x }\nnetwork B { input x: 4\n output x }")
+    assert [w.message for w in a.warnings] == ["input `u` is never used by an output"]
+    assert b.warnings == ()
 
 
 # ---- load / load_all -----------------------------------------------------------------------

@@ -137,6 +137,12 @@ VOCABULARY = [
     "dropout=2",
     "bias=maybe",
     "Cell(x = x)",
+    "Cell(H = 4, x = x)",
+    "network C(H)",
+    "(H, X)",
+    "H",
+    "2 * H + 1",
+    "H = 0",
     "\n",
     " ",
 ]
@@ -204,8 +210,13 @@ def generated_spec(draw: st.DrawFn, valid: bool = True) -> str:
 
     With `valid`, every size agrees, every same-step reference points to an earlier node and every
     delay is in the past, so the spec must check; otherwise names, sizes and delays are drawn freely.
+    When the network is used as a block, it may be generic, `network G(W)`, its layers sized by an
+    expression of W that the uses make the width (`W`, `2 * W - W`...).
     """
     width = draw(st.integers(1, 8))
+    blocks = draw(st.booleans())
+    generic = blocks and draw(st.booleans())
+    sized = draw(st.sampled_from(["W", "(W + 1) - 1", "2 * W - W", "W * 1"])) if generic else str(width)
     inputs = [
         f"input x: {draw(st.integers(1, 9))}",
         f"input s: {draw(st.integers(1, 9))} static",
@@ -216,23 +227,24 @@ def generated_spec(draw: st.DrawFn, valid: bool = True) -> str:
     names = [f"n{i}" for i in range(count)]
     for i, name in enumerate(names):
         if draw(st.booleans()):
-            lines.append(_layer(draw, name, i, names, width, valid))
+            lines.append(_layer(draw, name, i, names, sized, valid))
         else:
-            sized = valid or draw(st.booleans())  # `n = n[t-1]` alone has no size to infer
-            lines.append(f"{name}{f': {width}' if sized else ''} = {_expr(draw, i, names, valid, 3)}")
+            declared = valid or draw(st.booleans())  # `n = n[t-1]` alone has no size to infer
+            lines.append(f"{name}{f': {sized}' if declared else ''} = {_expr(draw, i, names, valid, 3)}")
         if draw(st.integers(0, 4)) == 0:
             lines.append(f"init {name} = " + draw(st.sampled_from(["zeros", "learned", "s", "0.5", "2 * s"])))
     outputs = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True))
     lines += [f"output {name}" + draw(st.sampled_from(["", " last"])) for name in outputs]
     if not valid and draw(st.booleans()):
         lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(VOCABULARY)))
-    text = "network G {\n    " + "\n    ".join(lines) + "\n}\n"
-    if draw(st.booleans()):  # the same network as a block, used twice, the second reading the first
+    text = f"network G{'(W)' if generic else ''} {{\n    " + "\n    ".join(lines) + "\n}\n"
+    if blocks:  # the same network as a block, used twice, the second reading the first
         delay = draw(st.sampled_from(["", "[t-1]", "[t-2]"]))
         second = f"x = u1.{outputs[0]}{delay}" if valid and inputs[0] == f"input x: {width}" else "x = x"
+        given = f"W = {width if valid else draw(st.sampled_from([width, 0, 'W', '2 * W']))}, " if generic else ""
         text += (
-            "network U {\n    " + "\n    ".join(inputs) + "\n    use u1 = G(x = x, s = s, w = w)\n"
-            f"    use u2 = G({second}, s = s, w = w[t-1])\n    output u2.{outputs[-1]}\n}}\n"
+            "network U {\n    " + "\n    ".join(inputs) + f"\n    use u1 = G({given}x = x, s = s, w = w)\n"
+            f"    use u2 = G({given}{second}, s = s, w = w[t-1])\n    output u2.{outputs[-1]}\n}}\n"
         )
     return text
 
@@ -262,7 +274,7 @@ def _expr(draw: st.DrawFn, i: int, names: list[str], valid: bool, depth: int) ->
     return f"max({_expr(draw, i, names, valid, depth - 1)}, {_expr(draw, i, names, valid, depth - 1)})"
 
 
-def _layer(draw: st.DrawFn, name: str, i: int, names: list[str], width: int, valid: bool) -> str:
+def _layer(draw: st.DrawFn, name: str, i: int, names: list[str], width: str, valid: bool) -> str:
     sources = draw(st.lists(st.sampled_from(["x", "s", "w", "ref"]), min_size=1, max_size=4))
     if valid and set(sources) == {"s"}:
         sources.append("x")  # a layer of static inputs alone is static, and `n[t-1]` of it an error

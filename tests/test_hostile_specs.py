@@ -70,6 +70,18 @@ HOSTILE = {  # id: (spec, the text the first diagnostic must point at, words its
     "method-call": (HEAD + " h = x.numpy()\n output h }", "x.numpy", "unknown function `x.numpy`"),
     "dunder-input": ("network N { input __x__: 4\n output __x__ }", "input", "names may not start with '_'"),
     "dunder-layer": (HEAD + " layer __init__: 3 <- x\n output __init__ }", "layer", "names may not start with '_'"),
+    "dunder-size": (
+        "network C(__class__) { input x: 4\n output x }\n"
+        "network N { input x: 4\n use c = C(__class__ = 4, x = x)\n output c.x }",
+        "__class__",
+        "names may not start with '_'",
+    ),
+    "call-as-size": ("network N(H) { input x: eval(H)\n output x }", "(H)\n", "unexpected '('"),
+    "call-given-as-size": (
+        "network C(H) { input x: H\n output x }\nnetwork N { input x: 4\n use c = C(H = eval(x), x = x)\n output c.x }",
+        "eval",
+        "`eval(x)` cannot stand in a size",
+    ),
     "dunder-builtins": (HEAD + " __builtins__ = x\n output x }", "__builtins__", "names may not start with '_'"),
     "lambda": (HEAD + " h = lambda: x\n output h }", ": x", "unexpected ':'"),
     "string": (HEAD + " h = 'x'\n output h }", "'", "unexpected character"),
@@ -142,6 +154,11 @@ def payloads(sentinel: Path) -> list[str]:
         f"network N {{ input x: 4\n use b = {touch}\n output x }}",
         f"network N {{ input x: 4; {touch}; output x }}",
         f"network N {{ input x: {touch}\n output x }}",
+        f"network C(H) {{ input x: H * {touch}\n output x }}\nnetwork N {{ input x: 4\n use c = C(H = 4, x = x)\n"
+        " output c.x }",
+        f"network C(H) {{ input x: H\n output x }}\nnetwork N {{ input x: 4\n use c = C(H = {touch}, x = x)\n"
+        " output c.x }",
+        f"network C({touch}) {{ input x: 4\n output x }}",
         f"network N {{ input x: 4\n h = x[t-{touch}]\n output h }}",
         f"{touch}\nnetwork N {{ input x: 4\n output x }}",
     ]

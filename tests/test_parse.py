@@ -42,21 +42,26 @@ def _at(span: Span) -> str:
     return f"@{span.line}:{span.column}-{span.end_line}:{span.end_column}"
 
 
+def size(z: s.Size) -> str:
+    """A size: a number by %g, a size expression (a generic network's) in prefix form, `(* 2 H)`."""
+    return f"{z:g}" if isinstance(z, float) else sexpr(z)
+
+
 def dump_stmt(st: s.Stmt) -> str:
     if isinstance(st, s.Input):
-        return f"input {st.name} {st.kind} {st.size:g}" + ("" if st.feed is None else f" = {sexpr(st.feed)}")
+        return f"input {st.name} {st.kind} {size(st.size)}" + ("" if st.feed is None else f" = {sexpr(st.feed)}")
     if isinstance(st, s.Param):
         return (
-            f"param {st.name} {st.size:g} = {st.init:g}"
+            f"param {st.name} {size(st.size)} = {st.init:g}"
             if isinstance(st.init, float)
-            else f"param {st.name} {st.size:g} = {st.init}"
+            else f"param {st.name} {size(st.size)} = {st.init}"
         )
     if isinstance(st, s.Layer):
         opts = "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v, _ in st.options)
-        return f"layer {st.name} {st.size:g} {st.activation}{opts} <- {' ; '.join(sexpr(e) for e in st.sources)}"
+        return f"layer {st.name} {size(st.size)} {st.activation}{opts} <- {' ; '.join(sexpr(e) for e in st.sources)}"
     if isinstance(st, s.Assign):
-        size = "" if st.size is None else f" :{st.size:g}"
-        return f"assign {st.name}{size} = {sexpr(st.expr)}"
+        sized = "" if st.size is None else f" :{size(st.size)}"
+        return f"assign {st.name}{sized} = {sexpr(st.expr)}"
     if isinstance(st, s.Init):
         return f"init {st.name} {st.policy}" + ("" if st.expr is None else f" {sexpr(st.expr)}")
     if isinstance(st, s.Output):
@@ -68,7 +73,8 @@ def dump_stmt(st: s.Stmt) -> str:
 def dump(program: s.Program) -> str:
     lines = []
     for net in program.networks:
-        lines.append(f"network {net.name} {_at(net.span)}")
+        sizes = f"({', '.join(name for name, _ in net.sizes)})" if net.sizes else ""
+        lines.append(f"network {net.name}{sizes} {_at(net.span)}")
         lines += [f"  {dump_stmt(st)}  {_at(st.span)}" for st in net.body]
     for model in program.models:
         lines.append(f"model {model.name} {_at(model.span)}")

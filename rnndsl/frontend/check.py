@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 import networkx as nx
 
+from rnndsl.frontend import sizes
 from rnndsl.frontend.inline import Alias, Exports, inline
-from rnndsl.frontend.names import check_name, did_you_mean
+from rnndsl.frontend.names import RESERVED, check_name, did_you_mean
+from rnndsl.frontend.sizes import MAX_SIZE
 from rnndsl.graphs.folded import components
 from rnndsl.lang import syntax as s
-from rnndsl.lang.errors import Reporter, Source, Span
+from rnndsl.lang.errors import Reporter, Source, Span, SpecError
 from rnndsl.lang.ir import InitPolicy, Network, Node, OutputSpec
 
 if TYPE_CHECKING:
@@ -42,25 +44,9 @@ __all__ = [
 ]
 
 MAX_DELAY = 1000
-MAX_SIZE = 1 << 20
 MAX_PARAMETERS = 1 << 30
 MAX_ERRORS = 100  # shown per file; the rest are counted in one last diagnostic
 MAX_HINTS = 25  # did-you-mean suggestions per network
-RESERVED = {
-    "network",
-    "input",
-    "param",
-    "layer",
-    "init",
-    "output",
-    "use",
-    "static",
-    "memory",
-    "tokens",
-    "last",
-    "zeros",
-    "learned",
-}
 PARAM_INITS = ("zeros", "ones", "normal", "uniform")  # or a number
 LAYER_OPTIONS = s.LAYER_OPTIONS
 # CompiledNetwork.forward's own keywords
@@ -75,7 +61,10 @@ def check_program(program: s.Program, source: Source) -> list[Network]:
 
 
 def check_file(program: s.Program, source: Source) -> tuple[list[Network], list[Model]]:
-    """Check every network and model of a file; raise one SpecError holding all errors found."""
+    """Check every network and model of a file; raise one SpecError holding all errors found.
+
+    A generic network (`network Cell(H)`) is checked where it is used, with the sizes each use gives; here
+    only its declaration is (its sizes and its names), and it is not among the networks returned."""
     from rnndsl.frontend.compose import check_models
 
     report = Reporter(source)
@@ -91,7 +80,14 @@ def check_file(program: s.Program, source: Source) -> tuple[list[Network], list[
         seen[net.name] = net
     if not program.networks:
         report.error("no network in this file", Span(1, 1), "write `network NAME { ... }`")
-    checked = [n for n in (_Checker(program, net, report).run() for net in seen.values()) if n is not None]
+    sizes.never_given(program, report)
+    for net in seen.values():
+        sizes.check_declaration(net, seen, report)
+        if net.generic:
+            _Checker(program, net, report).check_own_names()
+    checked = [
+        n for n in (_Checker(program, net, report).run() for net in seen.values() if not net.generic) if n is not None
+    ]
     models = check_models(program, checked, report)
     _dedupe(report)
     _truncate(report)
@@ -105,12 +101,22 @@ def resolve(program: s.Program, source: Source, name: str | None = None) -> Netw
     found: list[Network | Model] = [*nets, *models]
     if name is None and len(models) == 1:
         return models[0]
+    _refuse_generic(program, source, name)
     return _pick(found, name, source, "network or model", "models" if models else "networks")
 
 
 def check(program: s.Program, source: Source, network: str | None = None) -> Network:
     """Check a file and pick one network by name (needed when the file holds several)."""
-    return _pick(check_program(program, source), network, source, "network", "networks")
+    checked = check_program(program, source)
+    _refuse_generic(program, source, network)
+    return _pick(checked, network, source, "network", "networks")
+
+
+def _refuse_generic(program: s.Program, source: Source, name: str | None) -> None:
+    """A generic network asked for by name has no sizes yet: a SpecError at its name says how to give them."""
+    decl = next((n for n in program.networks if n.name == name and n.generic), None)
+    if decl is not None:
+        raise SpecError([sizes.asked_directly(decl, source)])
 
 
 def _pick(found: list[T], name: str | None, source: Source, what: str, several: str) -> T:
@@ -171,9 +177,10 @@ class _Checker:
         self._static: set[str] | None = None  # computed once definitions are complete
         self._known: list[str] | None = None  # names visible in this network, for suggestions
         self.errors_before = len(report.errors)
+        self.warnings_before = len(report.warnings)  # the report is the file's: keep only this network's
 
     def run(self) -> Network | None:
-        self._check_own_names()
+        self.check_own_names()
         stmts = inline(self.program, self.net, self.report)
         self._collect(stmts)
         self._check_refs()
@@ -186,16 +193,25 @@ class _Checker:
         self._check_loops()
         self._check_feeds()
         memories = self._check_memories()
-        if len(self.report.errors) > self.errors_before:
+        if len(self.report.errors) > self.errors_before or self._reported_elsewhere():
             return None
         network = self._build(memories)
         self._warn_unused(network)
         self._check_limits(network)
-        return dataclasses.replace(network, warnings=tuple(self.report.warnings))  # a new IR, not a mutated one
+        own = self.report.warnings[self.warnings_before :]
+        return dataclasses.replace(network, warnings=tuple(own))  # a new IR, not a mutated one
+
+    def _reported_elsewhere(self) -> bool:
+        """Whether the network is broken by an error reported before this checker began: a size that names no
+        size of its network (left as written), or a `use` whose sizes could not be given (reported with the
+        declarations, by `sizes.check_declaration`). It is not built then, as after an error of its own."""
+        unbound = any(d.stmt.size is not None and not isinstance(d.stmt.size, float) for d in self.defs.values())
+        return unbound or any(e.failed for e in self.exports.values())
 
     # ---- definitions -------------------------------------------------------------------------
 
-    def _check_own_names(self) -> None:
+    def check_own_names(self) -> None:
+        """The names the network's own statements define (a generic network's are checked only here)."""
         for st in self.net.body:
             name = getattr(st, "name", "")
             if isinstance(st, (s.Output, s.Init)):
@@ -251,6 +267,8 @@ class _Checker:
     def _size_literal(self, st: s.Input | s.Param | s.Layer | s.Assign | Alias) -> int | None:
         raw = st.size
         what = "vocabulary size" if getattr(st, "kind", "") == "tokens" else "size"
+        if raw is not None and not isinstance(raw, float):
+            return None  # a size expression left unbound: reported by `sizes`
         if raw is None or raw != int(raw) or raw < 1:
             self.report.error(f"{what} of `{st.name}` must be a positive whole number, not {raw:g}", st.span)
             return None
@@ -599,7 +617,7 @@ class _Checker:
                     self.report.error(f"block input `{st.name}` needs {want}; `{st.target}` is not", st.span)
                 elif size is not None and d.size is not None and size != d.size:
                     self.report.error(
-                        f"block input `{st.name}` has size {d.size} but `{st.target}` has size {size}"
+                        f"block input `{st.name}` has size {d.size}{st.note} but `{st.target}` has size {size}"
                         f"{self._origin(st.target)}",
                         st.span,
                         project(st.target, d.size),

@@ -6,7 +6,8 @@ decoder to the output `h` of the earlier instance `enc`, which must be one value
 `output h last`, or a static node); `dec = Speaker(enc = enc.h)` binds a memory input to an output at
 every step (`output h`), which the decoder attends to, masked by the encoder's lengths. Inputs nobody
 binds are the model's inputs; the outputs of instances nobody reads are its outputs. Both keep their own
-names, which must not collide.
+names, which must not collide. A model runs networks whose sizes are fixed: a generic network
+(`network Cell(H)`) is refused, with how to fix its sizes.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def check_models(program: s.Program, networks: list[Network], report: Reporter) 
 
     by_name = {n.name: n for n in networks}
     declared = {n.name for n in program.networks}
+    generic = {n.name: n for n in program.networks if n.generic}
     models = []
     seen: dict[str, Span] = {n.name: n.span for n in program.networks}
     for decl in program.models:
@@ -79,15 +81,23 @@ def check_models(program: s.Program, networks: list[Network], report: Reporter) 
             continue
         seen[decl.name] = decl.span
         check_name(decl.name, decl.name_span, report)
-        model = _Composer(decl, by_name, declared, report).run()
+        model = _Composer(decl, by_name, declared, report, generic).run()
         if model is not None:
             models.append(model)
     return models
 
 
 class _Composer:
-    def __init__(self, decl: s.ModelDecl, networks: dict[str, Network], declared: set[str], report: Reporter) -> None:
+    def __init__(
+        self,
+        decl: s.ModelDecl,
+        networks: dict[str, Network],
+        declared: set[str],
+        report: Reporter,
+        generic: dict[str, s.NetworkDecl] | None = None,
+    ) -> None:
         self.decl, self.networks, self.declared, self.report = decl, networks, declared, report
+        self.generic = generic or {}
         self.errors_before = len(report.errors)
 
     def run(self) -> Model | None:
@@ -123,6 +133,9 @@ class _Composer:
             return None
         check_name(st.name, st.name_span, self.report)  # reported; bindings that read it are checked as usual
         network = self.networks.get(st.network)
+        if network is None and st.network in self.generic:
+            self._refuse_generic(st, self.generic[st.network])
+            return None
         if network is None:
             if st.network not in self.declared:  # a declared network with errors is reported already
                 self.report.error(
@@ -153,8 +166,10 @@ class _Composer:
                 self.report.error(
                     f"`{target}` has size {src_node.size} but memory `{name}` of `{network.name}` has size {node.size}",
                     span,
-                    f"declare `input {name}: {src_node.size} memory`, or project the memory inside "
-                    f"`{network.name}` with `layer k: N <- {name}`",
+                    f"add a layer to network `{src_inst.network.name}` to project it, `layer "
+                    f"{src_node.name.replace('.', '_')}_{node.size}: {node.size} <- {src_node.name}` and `output "
+                    f"{src_node.name.replace('.', '_')}_{node.size}`, and bind `{name} = {src_inst.name}."
+                    f"{src_node.name.replace('.', '_')}_{node.size}`; or declare `input {name}: {src_node.size} memory`",
                 )
             elif node.input_kind == "memory":
                 bindings.append((name, src_inst.name, src_node.name))
@@ -177,6 +192,18 @@ class _Composer:
             else:
                 bindings.append((name, src_inst.name, src_node.name))
         return Instance(st.name, network, tuple(bindings), st.span)
+
+    def _refuse_generic(self, st: s.Instance, decl: s.NetworkDecl) -> None:
+        """A model's instances run networks as they are; a generic one has no sizes until a `use` gives them."""
+        from rnndsl.frontend.sizes import example_use
+
+        names = ", ".join(n for n, _ in decl.sizes)
+        self.report.error(
+            f"network `{decl.name}` is generic ({names}): a model runs networks whose sizes are fixed",
+            st.network_span,
+            f"write a network that uses it with its sizes, `{example_use(decl)}`, outputs what the model "
+            "needs, and run that one",
+        )
 
     def _source(
         self, target: str, span: Span, earlier: list[Instance], every_step: bool = False

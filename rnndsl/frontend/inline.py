@@ -3,6 +3,8 @@
 `use b = Block(x = e)` copies Block's statements under the prefix `b.`; Block's input `x` becomes the
 node `b.x = e` (or, when `e` is a plain reference, every `b.x[t+k]` is rewritten to read that name
 directly, which keeps token inputs usable). Outside the block only Block's outputs may be read, as `b.h`.
+A generic block (`network Cell(H)`) is first bound to the sizes its `use` gives (`sizes.bind`), so each
+use at other sizes is its own expansion.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from rnndsl.frontend import sizes
 from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import Reporter, Span
 
@@ -40,7 +43,7 @@ def inline(program: s.Program, net: s.NetworkDecl, report: Reporter) -> list[s.S
             _Exports(st.name, st.network, frozenset(), st.span, failed=True) if isinstance(st, s.Use) else st
             for st in net.body
         ]
-    return _expand(net, decls, report, (net.name,), {})
+    return _expand(sizes.bind(net, {}, report), decls, report, (net.name,), {})
 
 
 def _expanded_size(name: str, decls: dict[str, s.NetworkDecl], memo: dict[str, int], stack: tuple[str, ...]) -> int:
@@ -60,7 +63,7 @@ def _expand(
     decls: dict[str, s.NetworkDecl],
     report: Reporter,
     stack: tuple[str, ...],
-    memo: dict[str, list[s.Stmt | Alias | Exports]],
+    memo: dict[tuple[str, tuple[tuple[str, int], ...]], list[s.Stmt | Alias | Exports]],
 ) -> list[s.Stmt | Alias | Exports]:
     out: list[s.Stmt | Alias | Exports] = []
     instances: dict[str, Span] = {}
@@ -77,10 +80,17 @@ def _expand(
             continue
         instances[stmt.name] = stmt.span
         block = _block(stmt, decls, report, stack)
-        if block is None:  # reported; mark the use as failed, so that reading `b.h` is not reported again
+        given = None if block is None or not block.generic else sizes.given(stmt, block, dict(net.given), report)
+        if block is None or (block.generic and given is None):
+            # reported; mark the use as failed, so that reading `b.h` is not reported again
             out.append(_Exports(stmt.name, stmt.network, frozenset(), stmt.span, failed=True))
-        else:
-            out.extend(_instantiate(stmt, _expand_block(block, decls, report, stack, memo), report))
+            continue
+        notes: dict[str, str] = {}
+        if given is not None:  # the sizes are not inputs: the block is bound to them instead
+            notes = {st.name: sizes.explain(st.size, given) for st in block.body if isinstance(st, s.Input)}
+            stmt = dataclasses.replace(stmt, args=tuple(a for a in stmt.args if a[0] not in given))
+        bound = sizes.bind(block, given or {}, report)
+        out.extend(_instantiate(stmt, _expand_block(bound, decls, report, stack, memo), report, notes))
     return out
 
 
@@ -89,16 +99,17 @@ def _expand_block(
     decls: dict[str, s.NetworkDecl],
     report: Reporter,
     stack: tuple[str, ...],
-    memo: dict[str, list[s.Stmt | Alias | Exports]],
+    memo: dict[tuple[str, tuple[tuple[str, int], ...]], list[s.Stmt | Alias | Exports]],
 ) -> list[s.Stmt | Alias | Exports]:
-    """A block's expanded body, computed once per network: a block used n times is expanded once, not n times
-    at every level. A body with errors is not kept (its messages depend on the chain of uses)."""
-    if block.name in memo:
-        return memo[block.name]
+    """A block's expanded body, computed once per network and sizes: a block used n times is expanded once,
+    not n times at every level. A body with errors is not kept (its messages depend on the chain of uses)."""
+    key = (block.name, block.given)
+    if key in memo:
+        return memo[key]
     before = len(report.errors)
     body = _expand(block, decls, report, (*stack, block.name), memo)
     if len(report.errors) == before:
-        memo[block.name] = body
+        memo[key] = body
     return body
 
 
@@ -129,7 +140,12 @@ def _block(
     return None
 
 
-def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Reporter) -> list[s.Stmt | Alias | Exports]:
+def _instantiate(
+    use: s.Use, body: list[s.Stmt | Alias | Exports], report: Reporter, notes: dict[str, str] | None = None
+) -> list[s.Stmt | Alias | Exports]:
+    """The block's statements under the use's prefix, its inputs bound to the arguments; `notes` says how a
+    generic block's input sizes came about (` (H = 128)`), for the message of an argument of another size."""
+    notes = notes or {}
     prefix = use.name + "."
     inputs = {st.name: st for st in body if isinstance(st, s.Input)}
     args: dict[str, tuple[s.Expr, Span]] = {}
@@ -175,7 +191,7 @@ def _instantiate(use: s.Use, body: list[s.Stmt | Alias | Exports], report: Repor
                     )
                 out.append(s.Assign(prefix + st.name, arg[0], st.size, arg[1]))
             elif arg is not None and isinstance(arg[0], s.Ref):
-                out.append(_Alias(prefix + st.name, arg[0], st.kind, st.size, arg[1]))
+                out.append(_Alias(prefix + st.name, arg[0], st.kind, st.size, arg[1], notes.get(st.name, "")))
             else:  # not given (reported above): keep it defined, so the block's reads of it are not reported too
                 out.append(dataclasses.replace(st, name=prefix + st.name))
         elif not isinstance(st, s.Output):
@@ -191,8 +207,9 @@ class _Alias:
     name: str
     target: s.Ref
     kind: str
-    size: float
+    size: s.Size
     span: Span
+    note: str = ""  # how a generic block's size came about: ` (H = 128)`
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,24 @@ from collections.abc import Iterable
 
 from rnndsl.lang.errors import Reporter, Span
 
-__all__ = ["check_name", "did_you_mean"]
+__all__ = ["RESERVED", "check_name", "did_you_mean"]
+
+# Keywords of the language: they cannot name a node or a size.
+RESERVED = {
+    "network",
+    "input",
+    "param",
+    "layer",
+    "init",
+    "output",
+    "use",
+    "static",
+    "memory",
+    "tokens",
+    "last",
+    "zeros",
+    "learned",
+}
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

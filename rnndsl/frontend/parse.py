@@ -65,6 +65,11 @@ def _number(token: Token) -> float:
     return value
 
 
+def _size(size: s.Expr) -> s.Size:
+    """A size as the statements hold it: a plain number as a float (`64`, `(64)`), anything else as written."""
+    return size.value if isinstance(size, s.Num) else size
+
+
 @v_args(meta=True)
 class _ToSyntax(Transformer):
     """Shapes Lark's tree into `syntax` nodes; the grammar does the rest."""
@@ -88,26 +93,29 @@ class _ToSyntax(Transformer):
         return str(items[0]), str(items[1]), _span(meta)
 
     def network(self, meta: Any, items: list[Any]) -> s.NetworkDecl:
-        name, *body = items
+        name, sizes, *body = items
         stmts = tuple(b for b in body if not isinstance(b, Token))
-        return s.NetworkDecl(str(name), stmts, _span(meta), _tok_span(name))
+        return s.NetworkDecl(str(name), stmts, _span(meta), _tok_span(name), sizes or ())
+
+    def sizes(self, meta: Any, items: list[Token]) -> tuple[tuple[str, Span], ...]:
+        return tuple((str(t), _tok_span(t)) for t in items)
 
     def input_vector(self, meta: Any, items: list[Any]) -> s.Input:
         name, size, kind, feed = items
-        return s.Input(str(name), str(kind) if kind else "seq", _number(size), _span(meta), feed)
+        return s.Input(str(name), str(kind) if kind else "seq", _size(size), _span(meta), feed)
 
     def input_tokens(self, meta: Any, items: list[Any]) -> s.Input:
         name, size, feed = items
-        return s.Input(str(name), "tokens", _number(size), _span(meta), feed)
+        return s.Input(str(name), "tokens", _size(size), _span(meta), feed)
 
     def param_stmt(self, meta: Any, items: list[Any]) -> s.Param:
         name, size, init = items
         span = _span(meta)
         if init is None:
-            return s.Param(str(name), _number(size), "zeros", span, span)
+            return s.Param(str(name), _size(size), "zeros", span, span)
         at = _tok_span(init) if isinstance(init, Token) else span
         value = _number(init) if isinstance(init, Token) and init.type == "NUMBER" else init
-        return s.Param(str(name), _number(size), value if isinstance(value, float) else str(value), span, at)
+        return s.Param(str(name), _size(size), value if isinstance(value, float) else str(value), span, at)
 
     def feed(self, meta: Any, items: list[Any]) -> s.Expr:
         return items[0]
@@ -117,7 +125,7 @@ class _ToSyntax(Transformer):
         options = tuple(o for o in rest if isinstance(o, tuple))
         sources = tuple(e for e in rest if not isinstance(e, tuple))
         act_name, act_span = ("identity", _span(meta)) if act is None else act
-        return s.Layer(str(name), _number(size), act_name, sources, options, _span(meta), act_span)
+        return s.Layer(str(name), _size(size), act_name, sources, options, _span(meta), act_span)
 
     def activation(self, meta: Any, items: list[Token]) -> tuple[str, Span]:
         return str(items[0]), _tok_span(items[0])
@@ -128,12 +136,15 @@ class _ToSyntax(Transformer):
             value = _number(value) if value.type == "NUMBER" else str(value)
         return str(key), value, _span(meta)
 
+    def init_key(self, meta: Any, items: list[Token]) -> str:
+        return "init"
+
     def negative(self, meta: Any, items: list[Token]) -> float:
         return -_number(items[0])
 
     def assign_stmt(self, meta: Any, items: list[Any]) -> s.Assign:
         name, size, expr = items
-        return s.Assign(str(name), expr, None if size is None else _number(size), _span(meta))
+        return s.Assign(str(name), expr, None if size is None else _size(size), _span(meta))
 
     def init_stmt(self, meta: Any, items: list[Any]) -> s.Init:
         name, expr = items
@@ -197,12 +208,10 @@ _EXAMPLES: dict[str, list[str]] = {
     "a layer needs a size: `layer h: 64 tanh <- x`": [
         "network N { layer h tanh <- x }",
         "network N { layer h <- x }",
-        "network N { layer h: tanh <- x }",
     ],
     "an input needs a size: `input x: 16`, `input s: 4 static` or `input w: tokens(100)`": [
         "network N { input x }",
         "network N { input x: }",
-        "network N { input x: foo }",
         "network N { input x 16 }",
     ],
     "a delayed reference is written `name[t-K]` (the past) or `name[t+K]` (the future)": [
@@ -238,6 +247,16 @@ _EXAMPLES: dict[str, list[str]] = {
         "network N { output x last 3 }",
         "network N { use b = B() 3 }",
         "network N { ; 3 }",
+    ],
+    "a generic network's sizes are names: `network Cell(H, X) { ... }` (a network without sizes has no parentheses)": [
+        "network N() { }",
+        "network N(H,) { }",
+        "network N(H { }",
+        "network N(2) { }",
+    ],
+    "a model binds inputs, not sizes: `dec = Speaker(context = enc.h)`; sizes are given in a `use`": [
+        "network N { } model M { a = N(H = 1) }",
+        "network N { } model M { a = N(H = ) }",
     ],
     "a network is written `network NAME { ... }`": [
         "network { }",
@@ -513,11 +532,13 @@ def parse(text: str, name: str = "<string>") -> s.Program:
 
 
 def _deep_exprs(program: s.Program) -> list[tuple[s.Expr, int]]:
-    """Expressions nested deeper than MAX_EXPR_DEPTH (`x + x + ... + x` nests once per `+`)."""
+    """Expressions nested deeper than MAX_EXPR_DEPTH (`x + x + ... + x` nests once per `+`); sizes written as
+    expressions (`H + H + ... + H`) too."""
     out = []
     for net in program.networks:
         for st in net.body:
-            for expr in s.exprs(st):
+            size = getattr(st, "size", None)
+            for expr in (*s.exprs(st), *((size,) if size is not None and not isinstance(size, float) else ())):
                 depth = s.depth(expr)
                 if depth > MAX_EXPR_DEPTH:
                     out.append((expr, depth))

@@ -1,7 +1,8 @@
 """The syntax tree: small frozen dataclasses, each carrying the span it was parsed from.
 
 Takes nothing (it is data), gives the types `parse` produces and `check` consumes.
-Expressions are `Num`, `Ref`, `Call`, `BinOp` and `Neg`; statements are the rest.
+Expressions are `Num`, `Ref`, `Call`, `BinOp` and `Neg`; statements are the rest. A size is a number, or in
+a generic network (`network Cell(H) { ... }`) an expression of its size parameters (`H`, `2 * H`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "BinOp",
     "Neg",
     "Expr",
+    "Size",
     "Input",
     "Param",
     "Layer",
@@ -107,6 +109,10 @@ class Neg:
 
 Expr = Union[Num, Ref, Call, BinOp, Neg]
 
+# A size as written: a number (`64`) is a float; a size that names a size parameter (`H`, `2 * H + 1`) is
+# an expression of `Ref`s, `Num`s and `BinOp`s (+ - *), until `frontend.sizes` binds it to a number.
+Size = Union[float, Expr]
+
 
 @dataclass(frozen=True)
 class Input:
@@ -115,7 +121,7 @@ class Input:
 
     name: str
     kind: str  # "seq" | "static" | "memory" | "tokens"
-    size: float
+    size: Size
     span: Span = field(default=NOWHERE, compare=False)
     feed: Expr | None = None
 
@@ -126,7 +132,7 @@ class Param:
     "uniform" or a number."""
 
     name: str
-    size: float
+    size: Size
     init: str | float = "zeros"
     span: Span = field(default=NOWHERE, compare=False)
     init_span: Span = field(default=NOWHERE, compare=False)
@@ -137,7 +143,7 @@ class Layer:
     """`layer h: 64 tanh dropout=0.1 <- x, h[t-1]`: one weight per source, one bias."""
 
     name: str
-    size: float
+    size: Size
     activation: str
     sources: tuple[Expr, ...]
     options: tuple[tuple[str, str | float, Span], ...] = ()
@@ -151,7 +157,7 @@ class Assign:
 
     name: str
     expr: Expr
-    size: float | None = None
+    size: Size | None = None
     span: Span = field(default=NOWHERE, compare=False)
 
 
@@ -176,7 +182,8 @@ class Output:
 
 @dataclass(frozen=True)
 class Use:
-    """`use enc = Encoder(x = x)`: inline another network; its outputs read as `enc.h`."""
+    """`use enc = Encoder(x = x)`: inline another network; its outputs read as `enc.h`. A generic network's
+    sizes are given among the arguments, by name: `use l1 = Cell(H = 128, x = e)`."""
 
     name: str
     network: str
@@ -190,10 +197,20 @@ Stmt = Union[Input, Param, Layer, Assign, Init, Output, Use]
 
 @dataclass(frozen=True)
 class NetworkDecl:
+    """`network Cell(H) { ... }`. `sizes` are the size parameters a generic network declares, each with its
+    span; `given` the values a `use` bound them to (`frontend.sizes.bind`), which leaves `sizes` empty."""
+
     name: str
     body: tuple[Stmt, ...]
     span: Span = field(default=NOWHERE, compare=False)
     name_span: Span = field(default=NOWHERE, compare=False)
+    sizes: tuple[tuple[str, Span], ...] = ()
+    given: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def generic(self) -> bool:
+        """Whether the network has sizes still to be given (`network Cell(H)`)."""
+        return bool(self.sizes)
 
 
 @dataclass(frozen=True)
