@@ -20,6 +20,7 @@ __all__ = [
     "drop_mask",
     "embed",
     "embed_rows",
+    "every",
     "fused",
     "future",
     "last",
@@ -30,6 +31,7 @@ __all__ = [
     "past",
     "reverse",
     "sequence",
+    "steps",
     "sum_to",
     "valid_mask",
     "vjp",
@@ -84,6 +86,17 @@ def one_hot(ids: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
 def layer_norm(x: torch.Tensor) -> torch.Tensor:
     """`layer_norm(v)`: over the vector (the last axis), eps 1e-5, no gain or bias (the spec writes them)."""
     return F.layer_norm(x, x.shape[-1:], eps=1e-5)
+
+
+def steps(batch: int, count: int, like: torch.Tensor) -> torch.Tensor:
+    """(batch, time, 1): the step index t = 0, 1, ... in the dtype of `like` (what `every` reads). Whole
+    numbers are exact in it up to 2^24 steps in float32, 2^53 in float64."""
+    return torch.arange(count, dtype=like.dtype, device=like.device).view(1, count, 1).expand(batch, count, 1)
+
+
+def every(t: torch.Tensor, k: float) -> torch.Tensor:
+    """`every(k)`: 1 where the step index `t` is a multiple of k, else 0, in t's dtype."""
+    return (torch.remainder(t, k) == 0).to(t.dtype)
 
 
 def cat(*xs: torch.Tensor) -> torch.Tensor:

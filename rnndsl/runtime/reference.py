@@ -19,7 +19,7 @@ from rnndsl.backend.names import param_key
 from rnndsl.graphs.unroll import unroll
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
-from rnndsl.lang.ops import ACTIVATIONS
+from rnndsl.lang.ops import ACTIVATIONS, CLOCK
 from rnndsl.runtime.network import CompiledNetwork
 from rnndsl.runtime.validate import validate
 from rnndsl.runtime.values import Outputs, State
@@ -141,6 +141,9 @@ class _Sequence:
             return self.net.param(node.name).unsqueeze(0)  # one sequence at a time
 
         def lookup(ref: s.Ref) -> torch.Tensor:
+            if ref == CLOCK:  # the step index, for `every(k)`: this step's, counted from 0 in this sequence
+                assert t is not None
+                return self.like.new_full((1, 1), float(t))
             return self._at(ref.name, None if t is None else t - ref.delay)
 
         sizes = {n.name: n.size for n in self.ir.nodes if n.is_tokens}
