@@ -53,7 +53,15 @@ POOLED = """network Pool {
     output h
 }"""
 
-SPECS = {"additive": ADDITIVE, "general": GENERAL, "backward": BACKWARD, "pooled": POOLED}
+CLOCKED = """network Dec {
+    input  enc: 4 memory
+    input  x: 3
+    layer  h: 4 tanh <- x, c, h[t-1]
+    c = attend(dot(enc, h[t-1]) * every(2) + every(3), enc * every(2) + tanh(enc))
+    output h
+}"""
+
+SPECS = {"clocked": CLOCKED, "additive": ADDITIVE, "general": GENERAL, "backward": BACKWARD, "pooled": POOLED}
 
 
 def inputs(net: rnndsl.CompiledNetwork, seed: int = 0) -> dict[str, torch.Tensor]:

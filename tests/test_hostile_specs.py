@@ -230,7 +230,7 @@ MODULES = {"torch": torch, "F": F, "K": kernels, "math": math}
 BUILTINS = {"range", "float"}
 ARGUMENTS = {"P", "X", "I", "H", "B", "T", "lengths", "train", "watch", "feed"}
 FEED_METHODS = {"plan", "pick", "whole", "sample", "sample_logits", "record"}  # rnndsl.feed.Feed's, for free runs
-FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s"}
+FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s", "_t", "_s_t"}  # _t: the step index
 FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "rnn_relu"}
 # a loop with a generated backward (rnndsl.loop_backward): its two functions, their context and temporaries
 LOOP_FUNCTION = re.compile(r"_L\d+_(forward|backward)")
@@ -430,6 +430,8 @@ PYTHON_NAMES = [
     "min",
     "max",
     "one_hot",
+    "every",
+    "layer_norm",
     "match",
     "case",
     "self_",
@@ -454,8 +456,8 @@ MODULE_ATTRIBUTES = [
 
 
 def shapes_of(name: str) -> dict[str, str]:
-    """The name as an input, a layer (read two steps back) and an expression node (read one step back, from a
-    learned initial value)."""
+    """The name as an input, a layer (read two steps back), an expression node (read one step back, from a
+    learned initial value), a param, and a node read beside the clock `every(k)` inside a loop."""
     return {
         "input": f"network N {{ input {name}: 3\n layer h: 4 tanh <- {name}, h[t-1]\n init h = learned\n"
         f" output h\n output {name} }}",
@@ -468,6 +470,9 @@ def shapes_of(name: str) -> dict[str, str]:
         f" c = attend(dot(k, tanh(x + h[t-1])), {name})\n layer h: 3 tanh <- x, c\n output h }}",
         "attention": f"network N {{ input m: 3 memory\n input x: 3\n {name} = attend(dot(m, h[t-1]), m)\n"
         f" layer h: 3 tanh <- x, {name}\n output h }}",
+        # beside the clock: read at each step of a loop that reads the step index too (`_s_t`)
+        "clocked": f"network N {{ input x: 3\n {name} = x * every(3)\n layer h: 3 tanh <- x, g[t-1]\n"
+        f" g = h * every(2) + {name} * (1 - every(2))\n output g }}",
     }
 
 

@@ -34,9 +34,13 @@ def sample(name: str) -> torch.Tensor:
 @pytest.mark.parametrize("name", sorted(n for n, op in OPS.items() if not op.memory))
 def test_code_and_callable_agree(name: str) -> None:
     op = OPS[name]
-    args = [sample(name), sample(name).flip(0)][: 2 if op.arity != 1 else 1]
+    args: list[object] = [sample(name), sample(name).flip(0)][: 2 if op.arity != 1 else 1]
+    if op.literal:  # a whole number written in the spec, not a value
+        args = [3.0]
     names = {f"a{i}": a for i, a in enumerate(args)}
-    torch.testing.assert_close(run(op.lower(list(names)), **names), op.apply(args), rtol=0, atol=0)
+    step = K.steps(2, 7, torch.zeros((), dtype=torch.float64)) if op.step else None  # the step index, (B, T, 1)
+    code = op.lower(list(names), step="t")
+    torch.testing.assert_close(run(code, **names, t=step), op.apply(args, step=step), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, op in OPS.items() if op.memory))

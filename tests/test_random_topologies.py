@@ -6,8 +6,9 @@ A network has a forward part `f0..fn` and, in some cases, a backward part `b0..b
 - backward nodes read inputs and forward nodes at any offset in [t-3, t+3], earlier backward nodes at the
   same step or ahead, any backward node 1..3 steps ahead; forward nodes never read backward ones, so no
   loop mixes the past and the future.
-Layers get random activations and 1..3 sources (references, token embeddings, small expressions);
-`=` nodes are elementwise expressions over every op family (layer_norm and the reductions to size 1
+Layers get random activations and 1..3 sources (references, token embeddings, small expressions, the clock
+`every(k)` alone or gating a reference); `=` nodes are elementwise expressions over every op family
+(layer_norm, the reductions to size 1 and clock-gated updates `every(k) * a + (1 - every(k)) * b`
 included), or concatenations; a learned vector (`param p`) is read like the static input. Delayed nodes get a
 random init (zeros, learned, a number, an expression of the static input). Calls get random lengths,
 and networks without the future are also continued from their own state.
@@ -254,7 +255,7 @@ class Builder:
 
     def _source(self, options: list[tuple[str, int]], varying: bool | None = None) -> tuple[str, bool]:
         """A layer source: a reference, a token input (an embedding) or a small expression."""
-        choice = self.pick(["ref", "ref", "tokens", "expr", "concat"])
+        choice = self.pick(["ref", "ref", "tokens", "expr", "concat", "clock"])
         if choice == "tokens" and varying is not False:
             ref = self._ref([o for o in options if o[0] == "w"], tokens=True)
             if ref is not None:
@@ -269,7 +270,13 @@ class Builder:
             other = self._ref(options)
             assert other is not None
             return f"concat({ref.text}, {other.text})", ref.varying or other.varying
+        if choice == "clock":  # the step's clock: size 1 alone, or masking a reference (static ones too)
+            clock = self._clock()
+            return (clock, True) if self.flag(0.3) else (f"{clock} * {ref.text}", True)
         return ref.text, ref.varying
+
+    def _clock(self) -> str:
+        return f"every({self.pick([2, 3, 1])})"
 
     def _expr(self, first: Ref, options: list[tuple[str, int]], size: int, depth: int) -> str:
         """An elementwise expression of size `size` that reads `first`."""
@@ -277,7 +284,9 @@ class Builder:
         if depth == 0:
             return leaf
         other = self._leaf(options, size)
-        form = self.pick(["unary", "add", "sub", "mul", "div", "minmax", "neg", "scale", "leaf", "norm", "reduce"])
+        form = self.pick(
+            ["unary", "add", "sub", "mul", "div", "minmax", "neg", "scale", "leaf", "norm", "reduce", "clock"]
+        )
         inner = self._expr(first, options, size, depth - 1)
         if form == "unary":
             return f"{self.pick(UNARY)}({inner})"
@@ -294,6 +303,9 @@ class Builder:
         if form == "reduce":  # size 1, broadcast back
             reduce = self.pick([f"mean({leaf})", f"sum({leaf}) * 0.25", f"dot({leaf}, {leaf}) * 0.25"])
             return f"({inner} - {reduce})" if self.flag(0.5) else f"{inner} / (1 + {reduce} * {reduce})"
+        if form == "clock":  # a clock-gated update: the new value when it ticks, `other` in between
+            clock = self._clock()
+            return f"({clock} * {inner} + (1 - {clock}) * {other})"
         if form == "scale":
             return f"{self.pick(['0.5', '2', '1.25'])} * {inner} + {self.pick(['1', '0.25'])}"
         return inner

@@ -32,7 +32,7 @@ from rnndsl.backend.plan import Group, LoopPlan, groups_of, rings_of, step_order
 from rnndsl.graphs.schedule import Stage, schedule
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
-from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, ROW_WISE
+from rnndsl.lang.ops import ACTIVATIONS, CLOCK, FEED_FUNCTIONS, OPS, ROW_WISE, constant, reads_step
 
 __all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
 
@@ -106,6 +106,7 @@ class _Emitter:
         self.params: list[str] = []
         self.indent = 1
         self._loop_at: int | None = None  # the index of the `for t` line of the loop being written
+        self.clocked = False  # whether some stage reads the step index `_t` (`every(k)`)
 
     # ---- standard cells ----------------------------------------------------------------------
 
@@ -142,7 +143,7 @@ class _Emitter:
             for e in cell.sources
         ]
         x = srcs[0] if len(srcs) == 1 else f"K.cat({', '.join(srcs)})"
-        if all(self.net[r.name].static for e in cell.sources for r in s.refs(e)):
+        if all(self._static(e) for e in cell.sources):
             x = f"K.sequence({x}, T)"
         ih = [self.net[g] for g in cell.gates] + ([self.net[cell.nx]] if cell.nx else [])
         # where each gate reads h[t-1]: that weight is the hidden-side one, the others the input side
@@ -205,6 +206,8 @@ class _Emitter:
         ]
         if self.with_lengths:
             head.append("    valid = K.valid_mask(lengths, T)")
+        if self.clocked:
+            head.append(f"    {CLOCK.name} = K.steps(B, T, {self._like()})")
         return Generated(
             "\n".join([*head, *body]) + "\n" + "".join("\n\n" + f for f in self.functions),
             self.params,
@@ -233,7 +236,11 @@ class _Emitter:
     # ---- references --------------------------------------------------------------------------
 
     def seq_ref(self, ref: s.Ref, before_loop: bool = False) -> str:
-        """A finished node read over all steps (shifted by its delay), as a variable."""
+        """A finished node read over all steps (shifted by its delay), as a variable; `CLOCK`, the step
+        index over all steps, (B, T, 1)."""
+        if ref == CLOCK:
+            self.clocked = True
+            return CLOCK.name
         node, v = self.net[ref.name], var(ref.name)
         if node.static:
             return f"{v}.unsqueeze(1)"
@@ -264,8 +271,9 @@ class _Emitter:
         return f"feed.sample({self.expr(inner, ref)}, {name!r}, {step})"
 
     def expr(self, e: s.Expr, ref: object) -> str:
-        """Code of an expression; `ref` turns a reference into code (batched, static or per step)."""
-        if isinstance(e, s.Num) or not s.refs(e):
+        """Code of an expression; `ref` turns a reference into code (batched, static or per step), and
+        `CLOCK` into the step index there, for the ops that read it."""
+        if isinstance(e, s.Num) or constant(e):
             value = e.value if isinstance(e, s.Num) else _fold(e)
             return repr(value) if math.isfinite(value) else f"float({str(value)!r})"
         if isinstance(e, s.Ref):
@@ -287,7 +295,8 @@ class _Emitter:
         if op.size == "concat" and (ref == self.seq_ref or self.memory_of(e)):
             return f"K.cat({', '.join(args)})"
         keep = keep_name(self.memory_of(e.args[1])) if op.memory else "None"
-        return op.lower(args, [not s.refs(a) for a in e.args], keep)
+        step = ref(CLOCK) if op.step else None  # type: ignore[operator]
+        return op.lower(args, [constant(a) for a in e.args], step, keep)
 
     def memory_of(self, e: s.Expr) -> str:
         """The memory whose positions an expression's value runs over ("" for none): one vector per position,
@@ -297,7 +306,7 @@ class _Emitter:
 
         def step(x: s.Expr, kids: list[str]) -> str:
             if isinstance(x, s.Ref):
-                return self.net[x.name].memory
+                return "" if x == CLOCK else self.net[x.name].memory
             if isinstance(x, s.Call) and x.fn in OPS and OPS[x.fn].memory:
                 return ""
             return next((k for k in kids if k), "")
@@ -311,14 +320,19 @@ class _Emitter:
         if not self.memory_of(e):
             return codes
         return [
-            c if self.memory_of(a) or not s.refs(a) else f"{c}.unsqueeze(-2)" for a, c in zip(args, codes, strict=True)
+            c if self.memory_of(a) or constant(a) else f"{c}.unsqueeze(-2)" for a, c in zip(args, codes, strict=True)
         ]
 
     def _like(self) -> str:
         return "I['__like__']"
 
     def _static_ref(self, ref: s.Ref) -> str:
+        assert ref != CLOCK, "the step index read where every step is the same"
         return var(ref.name)
+
+    def _static(self, e: s.Expr) -> bool:
+        """Whether an expression is the same at every step: it reads only static nodes, and not the step."""
+        return not reads_step(e) and all(self.net[r.name].static for r in s.refs(e))
 
     # ---- batched stages ----------------------------------------------------------------------
 
@@ -532,7 +546,7 @@ class _Emitter:
         outer = [j for j in range(len(node.sources)) if j not in g.internal[node.name]]
         if not outer:
             return "bias", self._bias(node)
-        static = all(self.net[r.name].static for j in outer for r in s.refs(node.sources[j]))
+        static = all(self._static(node.sources[j]) for j in outer)
         ref = self._static_ref if static else self.seq_ref
         terms = [self._projection(node, j, ref, bias=i == 0) for i, j in enumerate(outer)]
         return ("static" if static else "seq"), " + ".join(terms)
@@ -573,11 +587,14 @@ class _Emitter:
                 self.emit(f"if train: {var(node.name)} = {var(node.name)} * _D_{var(node.name)}")
 
     def _step_ref(self, ref: s.Ref, members: set[str], steps: dict[str, str]) -> str:
-        node, v = self.net[ref.name], var(ref.name)
-        if node.static:
-            return v
-        if ref.name in members:
-            return v if ref.delay == 0 else f"_r{abs(ref.delay)}_{v}"
+        """A reference read at step t of a loop: a member's value or ring, a static value, or the step of
+        an outside sequence (the step index `CLOCK` is one), split into steps before the loop."""
+        if ref != CLOCK:
+            node, v = self.net[ref.name], var(ref.name)
+            if node.static:
+                return v
+            if ref.name in members:
+                return v if ref.delay == 0 else f"_r{abs(ref.delay)}_{v}"
         seq = self.seq_ref(ref, before_loop=True)
         listed = f"_s{seq}" if seq.startswith("_") else f"_s_{seq}"
         if listed not in steps:

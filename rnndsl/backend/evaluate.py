@@ -12,7 +12,7 @@ import torch
 
 from rnndsl.backend import kernels
 from rnndsl.lang import syntax as s
-from rnndsl.lang.ops import OPS
+from rnndsl.lang.ops import CLOCK, OPS, constant
 
 __all__ = ["evaluate"]
 
@@ -20,7 +20,8 @@ __all__ = ["evaluate"]
 def evaluate(
     expr: s.Expr, lookup: Callable[[s.Ref], torch.Tensor], like: torch.Tensor, token_sizes: dict[str, int] | None = None
 ) -> torch.Tensor:
-    """The value of `expr`; numbers become tensors of `like`'s dtype and device."""
+    """The value of `expr`; numbers become tensors of `like`'s dtype and device. An op that reads the step
+    asks `lookup(CLOCK)` for the step index."""
     if isinstance(expr, s.Num):
         return like.new_tensor(expr.value)
     if isinstance(expr, s.Ref):
@@ -36,9 +37,11 @@ def evaluate(
         assert isinstance(arg, s.Ref) and token_sizes is not None
         return kernels.one_hot(lookup(arg), token_sizes[arg.name], like)
     args = [evaluate(a, lookup, like, token_sizes) for a in expr.args]
-    if OPS[expr.fn].size == "concat":
+    op = OPS[expr.fn]
+    if op.size == "concat":
         return kernels.cat(*args)
-    return OPS[expr.fn].apply(args, [not s.refs(a) for a in expr.args])  # a number bound: a clamp, as generated
+    step = lookup(CLOCK) if op.step else None
+    return op.apply(args, [constant(a) for a in expr.args], step)  # a number bound: a clamp, as generated
 
 
 _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

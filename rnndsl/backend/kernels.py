@@ -22,6 +22,7 @@ __all__ = [
     "drop_mask",
     "embed",
     "embed_rows",
+    "every",
     "fused",
     "future",
     "last",
@@ -32,6 +33,7 @@ __all__ = [
     "past",
     "reverse",
     "sequence",
+    "steps",
     "sum_to",
     "valid_mask",
     "vjp",
@@ -114,6 +116,17 @@ def attend_grad(
     g = grad.unsqueeze(-2)  # (..., 1, H)
     dw = (values * g).sum(-1, keepdim=True)  # (..., S, 1)
     return w * (dw - (w * dw).sum(-2, keepdim=True)), w * g
+
+
+def steps(batch: int, count: int, like: torch.Tensor) -> torch.Tensor:
+    """(batch, time, 1): the step index t = 0, 1, ... in the dtype of `like` (what `every` reads). Whole
+    numbers are exact in it up to 2^24 steps in float32, 2^53 in float64."""
+    return torch.arange(count, dtype=like.dtype, device=like.device).view(1, count, 1).expand(batch, count, 1)
+
+
+def every(t: torch.Tensor, k: float) -> torch.Tensor:
+    """`every(k)`: 1 where the step index `t` is a multiple of k, else 0, in t's dtype."""
+    return (torch.remainder(t, k) == 0).to(t.dtype)
 
 
 def cat(*xs: torch.Tensor) -> torch.Tensor:

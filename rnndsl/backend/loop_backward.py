@@ -18,7 +18,8 @@ and slots `_g0_<node>` .. `_gk_<node>` (the value this step, 1 .. k steps back) 
 up to k steps away, shifted down after every step; the first contribution in a step assigns, later ones
 add, so no zeros are made. Inputs are the hoisted addends (`_P_<group>` whole, or a constant one), the
 joined weights `_WT<j>_<group>`, the rings' start values, the outside sequences and static values
-the step reads, and dropout masks.
+the step reads, the step index `_t` where the step reads it (`every(k)`; it gets no gradient), and
+dropout masks.
 
 A backward-running loop with lengths holds the init in its rings past each sequence's end: there the
 ring values (`_M_<node>`) are kept apart from the node's, and the gradient a ring value gets is split
@@ -37,7 +38,7 @@ from rnndsl.backend.names import attention_name, keep_name, var
 from rnndsl.backend.plan import Group, LoopPlan, LoopWriter
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
-from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS
+from rnndsl.lang.ops import ACTIVATIONS, CLOCK, FEED_FUNCTIONS, OPS, constant, reads_step
 
 if TYPE_CHECKING:
     from rnndsl.graphs.schedule import Stage
@@ -82,6 +83,7 @@ class LoopFunction:
         self.fname = f"_L{len(em.functions)}"
         self.seqs: list[str] = []  # outside sequences the step reads, as the forward names them
         self.statics: list[str] = []  # static values the step reads
+        self.clock: list[str] = []  # the step index, where the step reads it (`every(k)`): no gradient
         self.masks = [f"_D_{var(n)}" for n in plan.stage.nodes if self.net[n].op == "layer" and self.net[n].dropout]
         self.masked = plan.stage.direction < 0 and em.with_lengths  # rings hold the init past each sequence's end
         # each attention's memory's keep mask (an input without a gradient), and its weights (an output without)
@@ -106,6 +108,8 @@ class LoopFunction:
                 else [e for e in node.sources if any(r.name in self.members for r in s.refs(e))]
             )
             for e in exprs:
+                if reads_step(e) and not self.clock:
+                    self.clock.append(self.em.seq_ref(CLOCK))
                 for r in s.refs(e):
                     if r.name in self.members:
                         continue
@@ -143,7 +147,14 @@ class LoopFunction:
                 em.emit(f"_I_{var(n)} = I[{n!r}]")
                 em.defined.add(f"_I_{var(n)}")
         inputs = (
-            self._pres() + self._weights() + self._ring_inputs() + self.seqs + self.statics + self.masks + self.keeps
+            self._pres()
+            + self._weights()
+            + self._ring_inputs()
+            + self.seqs
+            + self.clock
+            + self.statics
+            + self.masks
+            + self.keeps
         )
         outputs = self._outputs() + self.weights
         em.emit(
@@ -195,7 +206,8 @@ class LoopFunction:
     def _kept(self) -> list[str]:
         """The node's inputs its backward reads (saved with `save_for_backward`, so in-place changes are caught)."""
         consts = [f"_pre_{g.name}" for g in self.groups if g.name in self.em.constant_addend]
-        kept = self._weights() + consts + self.seqs + self.statics + self.masks + (["valid"] if self.masked else [])
+        kept = self._weights() + consts + self.seqs + self.clock + self.statics + self.masks
+        kept += ["valid"] if self.masked else []
         return kept + [k for k in self.keeps if k not in kept]
 
     # ---- the backward ------------------------------------------------------------------------
@@ -218,6 +230,8 @@ class LoopFunction:
         for seq in self.seqs:
             w(f"{_listed(seq)} = {seq}.unbind(1)")
             w(f"_G{_listed(seq)} = [None] * T")
+        for clock in self.clock:
+            w(f"{_listed(clock)} = {clock}.unbind(1)")
         for v in self.statics:
             w(f"_gS_{v} = torch.zeros_like({v})")
         if self.masked:
@@ -306,6 +320,7 @@ class LoopFunction:
         if self.masked:
             out += [f"_gI_{var(n)}" for n in self.rings] + ["None"]
         out += [f"torch.stack(_G{_listed(seq)}, 1)" for seq in self.seqs]
+        out += ["None"] * len(self.clock)
         out += [f"_gS_{v}" for v in self.statics]
         out += ["None"] * (len(self.masks) + len(self.keeps))
         w(f"return {', '.join(out)},")
@@ -351,16 +366,17 @@ class LoopFunction:
         return name
 
     def _ref(self, r: s.Ref) -> str:
-        node, v = self.net[r.name], var(r.name)
-        if node.static:
-            return v
-        if r.name in self.members:
-            return v if r.delay == 0 else f"_r{abs(r.delay)}_{v}"
+        if r != CLOCK:  # the step index is read like an outside sequence
+            node, v = self.net[r.name], var(r.name)
+            if node.static:
+                return v
+            if r.name in self.members:
+                return v if r.delay == 0 else f"_r{abs(r.delay)}_{v}"
         return f"{_listed(self.em.seq_ref(r))}[t]"
 
     def _val(self, e: s.Expr) -> str:
         """A forward value this step, recomputed from the kept node values (once per step)."""
-        if isinstance(e, s.Ref) or not s.refs(e):
+        if isinstance(e, s.Ref) or constant(e):
             return self.em.expr(e, self._ref)
         code = self.em.expr(e, self._ref)
         if code not in self.memo:
@@ -369,7 +385,7 @@ class LoopFunction:
 
     def _back(self, e: s.Expr, g: str) -> None:
         """Add an expression's contribution to the gradients of what it reads, given its gradient `g`."""
-        if not s.refs(e):
+        if not s.refs(e):  # a number, or a function of the step only (`every(2)`): nothing to differentiate
             return
         if isinstance(e, s.Ref):
             if e.name in self.members:
@@ -421,7 +437,7 @@ class LoopFunction:
         """A side's forward value as it meets the other side in `e`: given a positions axis where `e` runs
         over a memory's positions and the side does not."""
         value = self._val(side)
-        if s.refs(side) and self.em.memory_of(e) and not self.em.memory_of(side):
+        if not constant(side) and self.em.memory_of(e) and not self.em.memory_of(side):
             return f"{value}.unsqueeze(-2)"
         return value
 
@@ -444,13 +460,13 @@ class LoopFunction:
             return
         if e.fn in ("min", "max"):
             a, b = e.args
-            if s.refs(a) and s.refs(b):
+            if not constant(a) and not constant(b):  # `min(h, every(2))` too: as forward, no clamp
                 fn = "torch.minimum" if e.fn == "min" else "torch.maximum"
                 both = self._tmp(f"K.vjp(lambda _a, _b: {fn}(_a, _b), {g}, {self._val(a)}, {self._val(b)})")
                 self._back(a, self._tmp(f"{both}[0]"))
                 self._back(b, self._tmp(f"{both}[1]"))
                 return
-            x, bound = (a, b) if s.refs(a) else (b, a)
+            x, bound = (a, b) if not constant(a) else (b, a)
             clamp = OPS[e.fn].lower(["_x", self.em.expr(bound, self._ref)], [False, True])
             self._back(x, self._tmp(f"K.vjp(lambda _x: {clamp}, {g}, {self._val(x)})[0]"))
             return
@@ -479,7 +495,7 @@ class LoopFunction:
                 return self.net[x.name].size
             if isinstance(x, s.Call) and OPS[x.fn].size == "concat":
                 return sum(kids)
-            if isinstance(x, s.Call) and OPS[x.fn].size == "reduce":
+            if isinstance(x, s.Call) and OPS[x.fn].size in ("reduce", "one"):
                 return 1
             return max(kids, default=0)
 

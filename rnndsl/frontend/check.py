@@ -27,7 +27,7 @@ from rnndsl.lang.ir import InitPolicy, Network, Node, OutputSpec
 
 if TYPE_CHECKING:
     from rnndsl.frontend.compose import Model
-from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, POSITIVE, TOKEN_FUNCTIONS
+from rnndsl.lang.ops import ACTIVATIONS, FEED_FUNCTIONS, OPS, POSITIVE, STEP, TOKEN_FUNCTIONS, reads_step
 
 __all__ = [
     "check",
@@ -381,6 +381,13 @@ class _Checker:
                     did_you_mean(expr.fn, [*OPS, *TOKEN_FUNCTIONS])
                     or "see docs/language.md for the functions the language knows",
                 )
+            elif OPS[expr.fn].literal and not expr.args:
+                end = Span(expr.span.end_line, max(1, expr.span.end_column - 1))  # the `)`, where it goes
+                self.report.error(
+                    f"`{expr.fn}` needs its {OPS[expr.fn].literal}, a whole number of steps",
+                    end,
+                    f"write `{expr.fn}(2)` for every other step",
+                )
             elif OPS[expr.fn].arity > 0 and len(expr.args) != OPS[expr.fn].arity:
                 n = OPS[expr.fn].arity
                 self.report.error(
@@ -388,8 +395,30 @@ class _Checker:
                 )
             elif not expr.args:
                 self.report.error(f"`{expr.fn}` needs at least one argument", expr.span)
+            elif OPS[expr.fn].literal:
+                self._check_literal(expr)
         for child in s.children(expr):
             self._check_calls(child)
+
+    def _check_literal(self, call: s.Call) -> None:
+        """The argument of `every(k)` is a whole number of steps >= 1 written in the spec: `k` is fixed
+        when the network is built (it sets which steps tick), never a value computed at run time."""
+        what, (arg,) = OPS[call.fn].literal, call.args
+        value = arg.value if isinstance(arg, s.Num) else None
+        if isinstance(arg, s.Neg) and isinstance(arg.operand, s.Num):
+            value = -arg.operand.value
+        if value is None:
+            self.report.error(
+                f"the {what} of `{call.fn}` must be a whole number written in the spec, not `{s.show(arg)}`",
+                arg.span,
+                f"write the number of steps, as in `{call.fn}(2)`: the period is fixed when the network is built",
+            )
+        elif value != int(value) or value < 1:
+            self.report.error(
+                f"the {what} of `{call.fn}` must be a whole number of steps, at least 1, not {value:g}",
+                arg.span,
+                f"write `{call.fn}({max(1, round(abs(value)))})`",
+            )
 
     # ---- sizes -------------------------------------------------------------------------------
 
@@ -494,6 +523,8 @@ class _Checker:
         if op.size == "attend":
             sizes = [self._size(a, quiet) for a in call.args]
             return sizes[1] if len(sizes) == 2 else None
+        if op.size == "one":
+            return 1
         if op.size == "reduce":
             if any(isinstance(a, s.Num) for a in call.args) and not quiet:
                 self.report.error(f"`{call.fn}` reduces vectors; a plain number has no entries to reduce", call.span)
@@ -807,6 +838,12 @@ class _Checker:
                         ref.span,
                         "declare a vector input as `input NAME: SIZE static`",
                     )
+            for clock in (e for e in s.walk(st.expr) if isinstance(e, s.Call) and e.fn in STEP):
+                self.report.error(
+                    f"`init {name}` is the value before the first step, and `{s.show(clock)}` changes with the step",
+                    clock.span,
+                    f"write a number or an expression of static inputs; read the clock in `{name}` itself",
+                )
             self._check_calls(st.expr)
 
     def _check_token_init(self, name: str, st: s.Init) -> None:
@@ -1017,6 +1054,7 @@ class _Checker:
                 isinstance(d.stmt, (s.Input, s.Param))
                 or not refs
                 or any(r.offset != 0 or r.name not in self.defs for r in refs)
+                or any(reads_step(e) for e in _node_exprs(d.stmt))  # `s * every(2)` changes with the step
             ):
                 continue
             read = {r.name for r in refs}

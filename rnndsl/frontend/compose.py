@@ -162,14 +162,14 @@ class _Composer:
             if source is None:
                 continue
             src_inst, src_node = source
+            projected = f"{src_node.name.replace('.', '_')}_{node.size}"
             if node.input_kind == "memory" and src_node.size != node.size:
                 self.report.error(
                     f"`{target}` has size {src_node.size} but memory `{name}` of `{network.name}` has size {node.size}",
                     span,
-                    f"add a layer to network `{src_inst.network.name}` to project it, `layer "
-                    f"{src_node.name.replace('.', '_')}_{node.size}: {node.size} <- {src_node.name}` and `output "
-                    f"{src_node.name.replace('.', '_')}_{node.size}`, and bind `{name} = {src_inst.name}."
-                    f"{src_node.name.replace('.', '_')}_{node.size}`; or declare `input {name}: {src_node.size} memory`",
+                    f"add a layer to network `{src_inst.network.name}` to project it, `layer {projected}: "
+                    f"{node.size} <- {src_node.name}` and `output {projected}`, and bind `{name} = "
+                    f"{src_inst.name}.{projected}`; or declare `input {name}: {src_node.size} memory`",
                 )
             elif node.input_kind == "memory":
                 bindings.append((name, src_inst.name, src_node.name))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import NOWHERE, Diagnostic, Source, Span
+from rnndsl.lang.ops import reads_step
 
 __all__ = ["InitPolicy", "Node", "OutputSpec", "Network"]
 
@@ -122,6 +123,12 @@ class Network:
     @property
     def reads_future(self) -> bool:
         return any(f > 0 for _, f in self.delays.values())
+
+    @property
+    def reads_step(self) -> bool:
+        """Whether some node's value (or a self-fed input's feed) reads the step index: `every(k)`."""
+        exprs = [e for n in self.nodes for e in (*n.sources, n.expr, n.feed) if e is not None]
+        return any(reads_step(e) for e in exprs)
 
     def parameter_count(self) -> int:
         total = 0

@@ -5,7 +5,15 @@ stage asks of an op (in the manner of JAX's primitives and PyTorch's derivatives
 size rule (the checker), its torch code (the generated forward, through `Op.lower`), its callable (the
 reference executor and `evaluate`, through `Op.apply`), its derivative (the generated backward; without
 one, autograd on that one function), and its properties: `row_wise` (it mixes a vector's entries),
-`positive` (every entry > 0, so `sample` may draw from it), `bound` (a number argument makes it a clamp).
+`positive` (every entry > 0, so `sample` may draw from it), `bound` (a number argument makes it a clamp),
+`step` (it reads the step index: `every(k)`, the clock) and `literal` (its argument is a whole number
+written in the spec, not a value).
+
+The step index reaches an op that reads it the way a value reaches any op: every stage that evaluates
+expressions looks up `CLOCK`, a reference no node can have, as it looks up references to nodes (the
+generated code reads it as a sequence `_t`, the reference executor as the step it is at). `constant`
+tells an expression that is the same number everywhere (folded once) from one that has no references but
+changes with the step.
 
 Adding an op is one entry here plus its line in docs/language.md; gradcheck, the checker and every
 code path pick it up from the table.
@@ -18,7 +26,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ACTIVATIONS", "FEED_FUNCTIONS", "OPS", "POSITIVE", "ROW_WISE", "TOKEN_FUNCTIONS", "Op"]
+from rnndsl.lang import syntax as s
+
+__all__ = [
+    "ACTIVATIONS",
+    "CLOCK",
+    "FEED_FUNCTIONS",
+    "OPS",
+    "POSITIVE",
+    "ROW_WISE",
+    "STEP",
+    "TOKEN_FUNCTIONS",
+    "Op",
+    "constant",
+    "reads_step",
+]
 
 
 class _Deferred:
@@ -51,12 +73,15 @@ class Op:
     """One function: how many arguments, how its size follows from theirs, how torch computes it and its
     derivative.
 
-    `code` is a format string over the argument expressions `{0}`, `{1}` (or `{args}` for variadic ops);
-    `fn` computes the same thing on tensors. `derivative` is the gradient of a one-argument op written from
-    its output `{y}` and the incoming gradient `{g}`, and `into` the same written into an existing tensor
-    `{out}` (a slice of the generated backward's dZ buffer); None: the backward asks autograd. `vjp` is
-    the same for an op of several arguments: the tuple of every argument's gradient, from `{g}` and the
-    arguments `{0}`, `{1}`.
+    `code` is a format string over the argument expressions `{0}`, `{1}` (or `{args}` for variadic ops)
+    and, for an op that reads the step, the step index `{t}`; `fn` computes the same thing on tensors (the
+    step index as its keyword `t`). `derivative` is the gradient of a one-argument op written from its
+    output `{y}` and the incoming gradient `{g}`, and `into` the same written into an existing tensor
+    `{out}` (a slice of the generated backward's dZ buffer); None: the backward asks autograd. An op whose
+    only argument is a `literal` has no derivative to write: nothing it reads can change, so no gradient
+    goes through it (it is zero).
+    `vjp` is the same for an op of several arguments: the tuple of every argument's gradient, from `{g}`
+    and the arguments `{0}`, `{1}`.
 
     `memory`: the op reads one memory's positions (`attend`): its code takes the memory's keep mask
     `{keep}` and gives the weights beside the value, `(value, weights)`; `fn` gives the value alone.
@@ -64,8 +89,9 @@ class Op:
 
     name: str
     arity: int  # -1: one or more
-    size: str  # "same": all sizes equal (size 1 broadcasts); "concat": sizes add up; "reduce": size 1;
-    # "attend": the size of the second argument (the values), over a memory's positions
+    size: str  # "same": all sizes equal (size 1 broadcasts); "concat": sizes add up; "reduce": size 1 of
+    # vectors; "one": size 1 whatever the (literal) arguments; "attend": the size of the second argument
+    # (the values), over a memory's positions
     code: str
     fn: Callable[..., Any]
     doc: str
@@ -74,28 +100,34 @@ class Op:
     row_wise: bool = False
     positive: bool = False
     bound: str | None = None  # min/max: with a number argument, torch.clamp's keyword for it
+    step: bool = False  # reads the step index t (looked up as `CLOCK`): never constant, never static
+    literal: str | None = None  # what its argument is when it must be a whole number > 0 written in the spec
     vjp: str | None = None
     memory: bool = False
 
-    def lower(self, args: Sequence[str], numbers: Sequence[bool] = (), keep: str = "None") -> str:
-        """The torch code of a call on the argument codes `args`; `numbers[i]` marks a plain number, which
-        makes min/max a clamp (torch.minimum needs two tensors, and a clamp gives all of the gradient to
-        the value where it meets the bound)."""
+    def lower(
+        self, args: Sequence[str], numbers: Sequence[bool] = (), step: str | None = None, keep: str = "None"
+    ) -> str:
+        """The torch code of a call on the argument codes `args` (and `step`, the code of the step index,
+        for an op that reads it; `keep`, a memory's keep mask, for one that reads a memory); `numbers[i]`
+        marks a plain number, which makes min/max a clamp (torch.minimum needs two tensors, and a clamp
+        gives all of the gradient to the value where it meets the bound)."""
         clamp = self._clamp(list(args), numbers)
         if clamp is not None:
             x, bound = clamp
             return f"torch.clamp({x}, {self.bound}={bound})"
         if self.arity < 0:
-            return self.code.format(args=", ".join(args))
-        return self.code.format(*args, keep=keep)
+            return self.code.format(args=", ".join(args), t=step)
+        return self.code.format(*args, t=step, keep=keep)
 
-    def apply(self, args: Sequence[Any], numbers: Sequence[bool] = ()) -> Any:
-        """The value of a call on tensors: what `lower`'s code computes."""
+    def apply(self, args: Sequence[Any], numbers: Sequence[bool] = (), step: Any = None) -> Any:
+        """The value of a call on tensors (and `step`, the step index, for an op that reads it): what
+        `lower`'s code computes."""
         clamp = self._clamp(list(args), numbers)
         if clamp is not None:
             x, bound = clamp
             return torch.clamp(x, max=bound) if self.bound == "max" else torch.clamp(x, min=bound)
-        return self.fn(*args)
+        return self.fn(*args, t=step) if self.step else self.fn(*args)
 
     def _clamp(self, args: list[Any], numbers: Sequence[bool]) -> tuple[Any, Any] | None:
         """(value, bound) when this is a clamp: a bounded op with a plain number among its arguments."""
@@ -235,6 +267,18 @@ OPS["attend"] = Op(
 OPS["concat"] = Op(
     "concat", -1, "concat", "torch.cat(({args},), -1)", lambda *xs: torch.cat(xs, -1), "vectors joined end to end"
 )
+# The clock: 1 at the steps t = 0, k, 2k, ... and 0 at the others (t counted from 0 in every direction).
+# `t` holds the step index in the network's dtype, so the value comes out in it too.
+OPS["every"] = Op(
+    "every",
+    1,
+    "one",
+    "K.every({t}, {0})",
+    lambda k, t: (torch.remainder(t, k) == 0).to(t.dtype),
+    "1 at the steps t = 0, k, 2k, ... and 0 at the others (size 1)",
+    step=True,
+    literal="period",
+)
 
 # Activations of a layer are the unary ops (`layer h: 8 tanh <- x`); no word means identity.
 ACTIVATIONS: dict[str, Op] = {op.name: op for op in _UNARY}
@@ -245,6 +289,33 @@ ROW_WISE = frozenset(op.name for op in OPS.values() if op.row_wise)
 
 # Functions whose every entry is > 0: `sample` may draw from them.
 POSITIVE = frozenset(op.name for op in OPS.values() if op.positive)
+
+# Functions that read the step index: their value changes from step to step though they read no node.
+STEP = frozenset(op.name for op in OPS.values() if op.step)
+
+# What a function that reads the step looks up for it, as other expressions look up the nodes they read:
+# the step index, (B, T, 1) over all steps or (B, 1) at one. No node can be called `_t`.
+CLOCK = s.Ref("_t")
+
+
+def reads_step(expr: s.Expr) -> bool:
+    """Whether an expression calls a function that reads the step (`every(2) * h` does).
+
+    >>> reads_step(s.BinOp("*", s.Call("every", (s.Num(2.0),)), s.Ref("h")))
+    True
+    """
+    return any(isinstance(e, s.Call) and e.fn in STEP for e in s.walk(expr))
+
+
+def constant(expr: s.Expr) -> bool:
+    """Whether an expression is the same number at every step of every sequence: no references and no
+    function of the step (`every(2)` reads no node, but is not constant).
+
+    >>> constant(s.Call("sin", (s.Num(0.5),))), constant(s.Call("every", (s.Num(2.0),)))
+    (True, False)
+    """
+    return not any(isinstance(e, s.Ref) or (isinstance(e, s.Call) and e.fn in STEP) for e in s.walk(expr))
+
 
 # Functions that take a token input rather than a vector.
 TOKEN_FUNCTIONS = {"one_hot": "one-hot vector of a token input: `one_hot(w)` has size N for `tokens(N)`"}

@@ -142,6 +142,11 @@ def beam_search(
         raise ValueError(f"beam: expected a whole number >= 1, got {beam!r}")
     if net.network.reads_future:
         raise ValueError(f"network `{net.network.name}` reads the future ([t+k]); beam search runs step by step")
+    if net.network.reads_step:
+        raise ValueError(
+            f"network `{net.network.name}` reads the step (every(k)), which each call counts from 0; beam search "
+            f"runs one step per call: sample instead (one call), with `greedy=True` for the most likely tokens"
+        )
     _only_static(net, node, inputs)
     call = validate(net, (), inputs, None, None, 1, batch, memory_lengths)
     B, K, device = call.batch, beam, net.like.device  # noqa: N806

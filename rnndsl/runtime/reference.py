@@ -20,7 +20,7 @@ from rnndsl.backend.names import param_key
 from rnndsl.graphs.unroll import unroll
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
-from rnndsl.lang.ops import ACTIVATIONS, OPS
+from rnndsl.lang.ops import ACTIVATIONS, CLOCK, OPS
 from rnndsl.runtime.network import CompiledNetwork
 from rnndsl.runtime.validate import Call, validate
 from rnndsl.runtime.values import Outputs, State
@@ -105,7 +105,7 @@ class _Sequence:
         """An attention's weights at every step, (steps, positions): zero past the sequence's end and past
         its memory's length."""
         assert isinstance(node.expr, s.Call)
-        memory = next(r.name for r in s.refs(node.expr.args[1]) if self.ir[r.name].memory)
+        memory = next(r.name for r in s.refs(node.expr.args[1]) if r != CLOCK and self.ir[r.name].memory)
         memory = self.ir[memory].memory
         positions = inputs[memory].shape[1]
         out = self.like.new_zeros(self.steps, positions)
@@ -161,6 +161,9 @@ class _Sequence:
             return self.net.param(node.name).unsqueeze(0)  # one sequence at a time
 
         def lookup(ref: s.Ref) -> torch.Tensor:
+            if ref == CLOCK:  # the step index, for `every(k)`: this step's, counted from 0 in this sequence
+                assert t is not None
+                return self.like.new_full((1, 1), float(t))
             return self._at(ref.name, None if t is None else t - ref.delay)
 
         sizes = {n.name: n.size for n in self.ir.nodes if n.is_tokens}
