@@ -22,6 +22,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.cases import CASES, SIZES, build
+from rnndsl.graphs.schedule import schedule
 from rnndsl.lang import syntax as s
 
 __all__ = ["products"]
@@ -33,13 +34,15 @@ def products(case: str, size: str) -> list[tuple[str, Callable[[], object]]]:
     net, _ = build(CASES[case], sz, "cpu")
     b, t = sz.batch, sz.steps
     out: list[tuple[str, Callable[[], object]]] = []
+    loop_of = {n: stage.nodes for stage in schedule(net.network) if stage.is_loop for n in stage.nodes}
     for node in net.network.nodes:
         if node.op != "layer":
             continue
         for j, src in enumerate(node.sources):
             n_in = net.weight(node.name, j).shape[1]
             w = torch.randn(n_in, node.size)
-            loop = any(isinstance(r, s.Ref) and r.name != "x" for r in s.refs(src))
+            # per step when the source reads the layer's own loop; else hoisted (all steps at once)
+            loop = any(isinstance(r, s.Ref) and r.name in loop_of.get(node.name, ()) for r in s.refs(src))
             if loop:  # per step: the forward product and the input gradient; once: the weight gradient
                 a, z = torch.randn(b, n_in), torch.randn(b, node.size)
                 big_a, big_z = torch.randn(t * b, n_in), torch.randn(t * b, node.size)

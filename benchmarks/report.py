@@ -389,11 +389,14 @@ def _method(data: dict) -> list[str]:
         "- **torch.nn**: `nn.RNN` / `nn.LSTM` / `nn.GRU` (`num_layers=2` or `bidirectional=True` for those "
         "cases) with the spec's weights copied in; standard cells only.",
         "- **plain loop** (benchmarks/loops.py `plain_*`): `x[:, t]` each step, one `F.linear` per layer source per "
-        "step on the spec's own parameters, `torch.stack` at the end.",
+        "step on the spec's own parameters (layer norms as `F.layer_norm` with their gain and bias, as "
+        "`nn.LayerNorm`), `torch.stack` at the end.",
         "- **hand-optimised** (`fast_*`): input projections of all gates for all steps in one matmul before the "
         "loop; steps by `unbind`; recurrent matmuls of all gates fused into one `addmm` a step (peephole: 3 a "
         "step, the fewest possible; top-down and skip-2: the delayed sources joined with `torch.cat` into one "
-        "matmul per layer); one activation call per gate group; own fused weight copies. "
+        "matmul per layer); one activation call per gate group (layer-norm LSTM: one `layer_norm` over the four "
+        "gates, their gains and biases in one `addcmul`; IndRNN: layer by layer, one `addcmul` and one relu a "
+        "step); own fused weight copies. "
         "**hand-optimised TorchScript**: the same functions under `torch.jit.script`.",
         "- **torch.compile**: `torch.compile` (inductor, default mode) of the plain loop; see above for where it "
         "ran and its compile times.",
