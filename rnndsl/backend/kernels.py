@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 __all__ = [
     "layer_norm",
+    "layer_norm_backward",
     "cat",
     "drop_mask",
     "embed",
@@ -84,6 +85,16 @@ def one_hot(ids: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
 def layer_norm(x: torch.Tensor) -> torch.Tensor:
     """`layer_norm(v)`: over the vector (the last axis), eps 1e-5, no gain or bias (the spec writes them)."""
     return F.layer_norm(x, x.shape[-1:], eps=1e-5)
+
+
+def layer_norm_backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The gradient of `layer_norm(x)` for the output gradient `grad`: torch's own backward kernel (what
+    autograd runs), its mean and 1/std recomputed from `x` by the forward kernel. Two calls, where autograd
+    on the one function (`vjp`) records a graph and runs the engine each step."""
+    x = x.contiguous()  # a column slice of a group's matmul: copied once, not by each kernel
+    shape = x.shape[-1:]
+    _, mean, rstd = torch.ops.aten.native_layer_norm(x, shape, None, None, 1e-5)
+    return torch.ops.aten.native_layer_norm_backward(grad, x, shape, mean, rstd, None, None, [True, False, False])[0]
 
 
 def cat(*xs: torch.Tensor) -> torch.Tensor:

@@ -52,8 +52,9 @@ class Op:
 
     `code` is a format string over the argument expressions `{0}`, `{1}` (or `{args}` for variadic ops);
     `fn` computes the same thing on tensors. `derivative` is the gradient of a one-argument op written from
-    its output `{y}` and the incoming gradient `{g}`, and `into` the same written into an existing tensor
-    `{out}` (a slice of the generated backward's dZ buffer); None: the backward asks autograd.
+    its output `{y}` (or its argument `{x}`, where the output does not determine it) and the incoming
+    gradient `{g}`, and `into` the same written into an existing tensor `{out}` (a slice of the generated
+    backward's dZ buffer; activations only, from `{y}`); None: the backward asks autograd.
     """
 
     name: str
@@ -209,6 +210,7 @@ OPS["layer_norm"] = Op(
     "K.layer_norm({0})",
     lambda x: F.layer_norm(x, x.shape[-1:], eps=1e-5),
     "the vector normalised to mean 0 and variance 1 (eps 1e-5, no gain or bias: write them as `g * layer_norm(a) + b`)",
+    derivative="K.layer_norm_backward({g}, {x})",  # from the argument: 1/std does not follow from the output
     row_wise=True,
 )
 OPS["concat"] = Op(
