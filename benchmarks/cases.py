@@ -8,7 +8,9 @@ torch.compile of the plain loop (built by `bench`, which time-boxes its compilat
 Standard cells (Elman, LSTM and torch's GRU) come in three shapes: one layer, two layers (the second
 reads the first's h) and bidirectional (a forward and a backward layer on the input, joined with
 `concat`). The custom topologies are ones no library cell covers: an LSTM with (full-matrix)
-peepholes, a Jordan network, two layers with top-down feedback, a delay-2 skip connection.
+peepholes, a Jordan network, two layers with top-down feedback, a delay-2 skip connection; and the
+custom cells of examples/: the layer-normalised LSTM and the two-layer IndRNN (learned `param`
+vectors, `layer_norm`, elementwise recurrence).
 """
 
 from __future__ import annotations
@@ -56,21 +58,27 @@ class Impl:
 
 @dataclass
 class Weights:
-    """The compiled network's parameters by (layer, source index) and by layer (biases)."""
+    """The compiled network's parameters by (layer, source index), by layer (biases) and by `param` node."""
 
     w: dict[tuple[str, int], Tensor]
     b: dict[str, Tensor]
+    p: dict[str, Tensor] = field(default_factory=dict)
 
     @classmethod
     def of(cls, net: rnndsl.CompiledNetwork) -> Weights:
         layers = [n for n in net.network.nodes if n.op == "layer"]
         w = {(n.name, j): net.weight(n.name, j) for n in layers for j in range(len(n.sources))}
         b = {n.name: bias for n in layers if (bias := net.bias(n.name)) is not None}
-        return cls(w, b)
+        p = {n.name: net.param(n.name) for n in net.network.nodes if n.op == "param"}
+        return cls(w, b, p)
 
     def fused(self, parts: list[Tensor], dim: int = 0) -> Tensor:
         """A new leaf parameter: the given weights joined (a hand-optimised loop owns its fused copy)."""
         return torch.cat([p.detach() for p in parts], dim).clone().requires_grad_()
+
+    def stacked(self, parts: list[Tensor]) -> Tensor:
+        """A new leaf parameter: the given vectors as the rows of one matrix."""
+        return torch.stack([p.detach() for p in parts]).clone().requires_grad_()
 
 
 # ---- specs ------------------------------------------------------------------------------------
@@ -164,6 +172,39 @@ def _skip2_spec(i: int, h: int) -> str:
     input x: {i}
     layer h: {h} tanh <- x, h[t-1], h[t-2]   # a skip connection two steps back
     output h
+}}
+"""
+
+
+def _layernorm_lstm_spec(i: int, h: int) -> str:
+    """examples/layernorm_lstm.rnn at the given sizes."""
+    gates = "".join(f"    layer  a{g}: {h} <- x, h[t-1]\n" for g in "ifgo")
+    params = "".join(f"    param  g{g}: {h} = ones\n" for g in "ifgoc")
+    params += "".join(f"    param  b{g}: {h}{' = 1' if g == 'f' else ''}\n" for g in "ifgoc")
+    return f"""network LayerNormLSTM {{
+    input  x: {i}
+{gates}{params}    i = sigmoid(gi * layer_norm(ai) + bi)
+    f = sigmoid(gf * layer_norm(af) + bf)
+    g = tanh(gg * layer_norm(ag) + bg)
+    o = sigmoid(go * layer_norm(ao) + bo)
+    c = f * c[t-1] + i * g
+    h = o * tanh(gc * layer_norm(c) + bc)
+    output h
+}}
+"""
+
+
+def _indrnn_spec(i: int, h: int) -> str:
+    """examples/indrnn.rnn at the given sizes."""
+    return f"""network IndRNN {{
+    input  x: {i}
+    param  u1: {h} = uniform
+    param  u2: {h} = uniform
+    layer  a1: {h} <- x
+    h1 = relu(a1 + u1 * h1[t-1])
+    layer  a2: {h} <- h1
+    h2 = relu(a2 + u2 * h2[t-1])
+    output h2
 }}
 """
 
@@ -286,8 +327,32 @@ def _skip2_fast(wb: Weights) -> list[Tensor]:
     return [wb.fused([w["h", 0]]), wb.fused([b["h"]]), wb.fused([w["h", 1], w["h", 2]], 1)]
 
 
+def _layernorm_lstm_fast(wb: Weights) -> list[Tensor]:
+    w, b, p = wb.w, wb.b, wb.p
+    gates = ["ai", "af", "ao", "ag"]  # (i, f, o, g): one sigmoid over the first three
+    return [
+        wb.fused([w[g, 0] for g in gates]),
+        wb.fused([b[g] for g in gates]),
+        wb.fused([w[g, 1] for g in gates]),
+        wb.stacked([p["g" + g[1]] for g in gates]),
+        wb.stacked([p["b" + g[1]] for g in gates]),
+        wb.fused([p["gc"]]),
+        wb.fused([p["bc"]]),
+    ]
+
+
+def _indrnn_fast(wb: Weights) -> list[Tensor]:
+    w, b, p = wb.w, wb.b, wb.p
+    return [wb.fused([t]) for t in (w["a1", 0], b["a1"], p["u1"], w["a2", 0], b["a2"], p["u2"])]
+
+
 def _custom_plain(fn: Callable[[Tensor, dict, dict], Tensor]) -> Callable[[Weights], Fn]:
     return lambda wb: lambda x: fn(x, wb.w, wb.b)
+
+
+def _param_plain(fn: Callable[[Tensor, dict, dict, dict], Tensor]) -> Callable[[Weights], Fn]:
+    """A plain loop that also reads the `param` vectors."""
+    return lambda wb: lambda x: fn(x, wb.w, wb.b, wb.p)
 
 
 def _custom_fast(name: str, weights: Callable[[Weights], list[Tensor]]) -> Callable[[Weights, bool], Impl]:
@@ -345,6 +410,16 @@ CASES: dict[str, Case] = {
         "topdown", True, _topdown_spec, _custom_plain(loops.plain_topdown), _custom_fast("topdown", _topdown_fast)
     ),
     "skip2": Case("skip2", True, _skip2_spec, _custom_plain(loops.plain_skip2), _custom_fast("skip2", _skip2_fast)),
+    "layernorm_lstm": Case(
+        "layernorm_lstm",
+        True,
+        _layernorm_lstm_spec,
+        _param_plain(loops.plain_layernorm_lstm),
+        _custom_fast("layernorm_lstm", _layernorm_lstm_fast),
+    ),
+    "indrnn": Case(
+        "indrnn", True, _indrnn_spec, _param_plain(loops.plain_indrnn), _custom_fast("indrnn", _indrnn_fast)
+    ),
 }
 
 

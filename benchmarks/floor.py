@@ -6,7 +6,8 @@
 For each custom case, the products the generated code runs (read off the compiled network's loop: per
 step, one product per delayed source of each matmul group, forward; in backward, one input-gradient
 product per source a step and one weight-gradient product per source over all steps; the hoisted
-projection's forward and its two gradients), timed alone on random tensors of the same shapes, beside
+projection's forward and its weight's gradient, and its source's gradient where the source is not the
+benchmark's input, which needs none), timed alone on random tensors of the same shapes, beside
 rnndsl's and the plain loop's forward+backward in the same process. The floor is what any
 implementation doing those products pays on this machine; `floor / plain loop` is the best ratio to
 the plain loop that removing everything else could give.
@@ -22,6 +23,7 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.cases import CASES, SIZES, build
+from rnndsl.graphs.schedule import schedule
 from rnndsl.lang import syntax as s
 
 __all__ = ["products"]
@@ -33,13 +35,15 @@ def products(case: str, size: str) -> list[tuple[str, Callable[[], object]]]:
     net, _ = build(CASES[case], sz, "cpu")
     b, t = sz.batch, sz.steps
     out: list[tuple[str, Callable[[], object]]] = []
+    loop_of = {n: stage.nodes for stage in schedule(net.network) if stage.is_loop for n in stage.nodes}
     for node in net.network.nodes:
         if node.op != "layer":
             continue
         for j, src in enumerate(node.sources):
             n_in = net.weight(node.name, j).shape[1]
             w = torch.randn(n_in, node.size)
-            loop = any(isinstance(r, s.Ref) and r.name != "x" for r in s.refs(src))
+            # per step when the source reads the layer's own loop; else hoisted (all steps at once)
+            loop = any(isinstance(r, s.Ref) and r.name in loop_of.get(node.name, ()) for r in s.refs(src))
             if loop:  # per step: the forward product and the input gradient; once: the weight gradient
                 a, z = torch.randn(b, n_in), torch.randn(b, node.size)
                 big_a, big_z = torch.randn(t * b, n_in), torch.randn(t * b, node.size)
@@ -51,12 +55,14 @@ def products(case: str, size: str) -> list[tuple[str, Callable[[], object]]]:
                     torch.mm(big_a.t(), big_z)
 
                 out.append((f"{node.name} <- {j} per step", run))
-            else:  # hoisted: all steps at once, forward and both gradients
+            else:  # hoisted: all steps at once, forward, the weight's gradient and the source's (not the data's)
                 big_a, big_z = torch.randn(t * b, n_in), torch.randn(t * b, node.size)
+                data = all(net.network[r.name].op == "input" for r in s.refs(src))
 
-                def run(w=w, big_a=big_a, big_z=big_z) -> None:
+                def run(w=w, big_a=big_a, big_z=big_z, data=data) -> None:
                     torch.mm(big_a, w)
-                    torch.mm(big_z, w.t())
+                    if not data:  # the benchmark's input needs no gradient
+                        torch.mm(big_z, w.t())
                     torch.mm(big_a.t(), big_z)
 
                 out.append((f"{node.name} <- {j} hoisted", run))

@@ -29,6 +29,8 @@ __all__ = [
     "plain_jordan",
     "plain_topdown",
     "plain_skip2",
+    "plain_layernorm_lstm",
+    "plain_indrnn",
     "fast_elman",
     "fast_lstm",
     "fast_gru",
@@ -36,12 +38,15 @@ __all__ = [
     "fast_jordan",
     "fast_topdown",
     "fast_skip2",
+    "fast_layernorm_lstm",
+    "fast_indrnn",
     "FAST",
     "scripted",
 ]
 
 # ---- plain loops: the spec's weights, one F.linear per source per step --------------------------
-# `w` maps (layer, source index) to the weight and `b` a layer to its bias, as rnndsl holds them.
+# `w` maps (layer, source index) to the weight and `b` a layer to its bias, as rnndsl holds them; `p`
+# a `param` node to its learned vector.
 
 
 def _steps(steps: int, reverse: bool) -> range:
@@ -130,6 +135,41 @@ def plain_skip2(x: Tensor, w: dict, b: dict) -> Tensor:
         h = torch.tanh(F.linear(x[:, t], w["h", 0], b["h"]) + F.linear(h1, w["h", 1]) + F.linear(h2, w["h", 2]))
         h1, h2 = h, h1
         out.append(h)
+    return torch.stack(out, 1)
+
+
+def plain_layernorm_lstm(x: Tensor, w: dict, b: dict, p: dict) -> Tensor:
+    """Each gate's pre-activation and the cell layer-normalised, the gain and bias in `F.layer_norm`
+    (what `nn.LayerNorm` does)."""
+    hidden = w["ai", 1].shape[0]
+    h = c = x.new_zeros(x.shape[0], hidden)
+    out = []
+
+    def gate(name: str, xt: Tensor, gain: str, bias: str) -> Tensor:
+        a = F.linear(xt, w[name, 0], b[name]) + F.linear(h, w[name, 1])
+        return F.layer_norm(a, (hidden,), p[gain], p[bias])
+
+    for t in range(x.shape[1]):
+        xt = x[:, t]
+        i = torch.sigmoid(gate("ai", xt, "gi", "bi"))
+        f = torch.sigmoid(gate("af", xt, "gf", "bf"))
+        g = torch.tanh(gate("ag", xt, "gg", "bg"))
+        o = torch.sigmoid(gate("ao", xt, "go", "bo"))
+        c = f * c + i * g
+        h = o * torch.tanh(F.layer_norm(c, (hidden,), p["gc"], p["bc"]))
+        out.append(h)
+    return torch.stack(out, 1)
+
+
+def plain_indrnn(x: Tensor, w: dict, b: dict, p: dict) -> Tensor:
+    """Both layers in one loop over the steps (the second reads the first's h this step)."""
+    h1 = x.new_zeros(x.shape[0], w["a1", 0].shape[0])
+    h2 = x.new_zeros(x.shape[0], w["a2", 0].shape[0])
+    out = []
+    for t in range(x.shape[1]):
+        h1 = torch.relu(F.linear(x[:, t], w["a1", 0], b["a1"]) + p["u1"] * h1)
+        h2 = torch.relu(F.linear(h1, w["a2", 0], b["a2"]) + p["u2"] * h2)
+        out.append(h2)
     return torch.stack(out, 1)
 
 
@@ -252,6 +292,45 @@ def fast_skip2(x: Tensor, w_x: Tensor, b: Tensor, w_12: Tensor) -> Tensor:
     return torch.stack(out, 1)
 
 
+def fast_layernorm_lstm(
+    x: Tensor, w_x: Tensor, b: Tensor, w_h: Tensor, gains: Tensor, biases: Tensor, g_c: Tensor, b_c: Tensor
+) -> Tensor:
+    """Gates laid out (i, f, o, g); `gains` and `biases` (4, H) those of the gates' layer norms, `g_c` and
+    `b_c` (H,) the cell's. One addmm a step for the four gates, one `layer_norm` over all four (viewed
+    (B, 4, H)) with its gains and biases in one `addcmul`, one sigmoid over i, f, o."""
+    pre = F.linear(x, w_x, b).unbind(1)
+    wh = w_h.t()
+    hidden = w_h.shape[1]
+    batch = x.shape[0]
+    h = x.new_zeros(batch, hidden)
+    c = h
+    out: list[Tensor] = []
+    for p in pre:
+        z = F.layer_norm(torch.addmm(p, h, wh).view(batch, 4, hidden), (hidden,))
+        z = torch.addcmul(biases, z, gains)
+        ifo = torch.sigmoid(z[:, :3])
+        c = torch.addcmul(ifo[:, 1] * c, ifo[:, 0], torch.tanh(z[:, 3]))
+        h = ifo[:, 2] * torch.tanh(F.layer_norm(c, (hidden,), g_c, b_c))
+        out.append(h)
+    return torch.stack(out, 1)
+
+
+def _indrnn_layer(pre: Tensor, u: Tensor) -> Tensor:
+    h = pre.new_zeros(pre.shape[0], pre.shape[2])
+    out: list[Tensor] = []
+    for p in pre.unbind(1):
+        h = torch.relu(torch.addcmul(p, u, h))
+        out.append(h)
+    return torch.stack(out, 1)
+
+
+def fast_indrnn(x: Tensor, w_1: Tensor, b_1: Tensor, u_1: Tensor, w_2: Tensor, b_2: Tensor, u_2: Tensor) -> Tensor:
+    """Layer by layer: each layer's input projection for all steps in one matmul (the second's over the
+    first's whole output), then its loop, one addcmul and one relu a step."""
+    h = _indrnn_layer(F.linear(x, w_1, b_1), u_1)
+    return _indrnn_layer(F.linear(h, w_2, b_2), u_2)
+
+
 FAST = {
     "elman": fast_elman,
     "lstm": fast_lstm,
@@ -260,6 +339,8 @@ FAST = {
     "jordan": fast_jordan,
     "topdown": fast_topdown,
     "skip2": fast_skip2,
+    "layernorm_lstm": fast_layernorm_lstm,
+    "indrnn": fast_indrnn,
 }
 
 

@@ -60,11 +60,19 @@ REASONS = {
         "spends ~300 ms above its products (0.61 of the plain loop) in elementwise work, about 25 small ops a "
         "step forward and backward. What would close that: fusing a step's elementwise ops and their "
         "derivatives into one kernel (compiling the generated step function with inductor, or a Triton/C++ "
-        "kernel per cell), and on a GPU, CUDA graphs over the loop."
+        "kernel per cell), and on a GPU, CUDA graphs over the loop. The layer-norm LSTM (0.98-0.99 at the "
+        "standard size, one thread) runs the same products as the plain loop, whose `F.layer_norm` takes the "
+        "gain and bias into its kernel forward and backward, where rnndsl writes `g * layer_norm(a) + b` as "
+        "three ops and their derivatives: ~700 ms above its products (0.70-0.74 of the plain loop; "
+        "`benchmarks.floor`, one thread). IndRNN (0.76-0.80) is within ~5-10% of its products (0.69-0.76 of the "
+        "plain loop): there 0.75 is about what the products alone cost. What would close the layer-norm LSTM's: "
+        "`g * layer_norm(a) + b` with param vectors lowered to one `F.layer_norm(a, (H,), g, b)`, its backward "
+        "kernel giving the gain's and bias's gradients too."
     ),
     "hand": (
-        "Forward+backward is below the hand-optimised loops at every size (the generated backward). The misses "
-        "are forward only: rnndsl issues one matmul per delayed source and one op per node a step; the hand "
+        "For the four custom topologies forward+backward is below the hand-optimised loops at every size (the "
+        "generated backward) and the misses are forward only: rnndsl issues one matmul per delayed source and "
+        "one op per node a step; the hand "
         "loops join a layer's delayed sources with a per-step `torch.cat` (top-down, skip-2) and compute the "
         "peephole LSTM's h[t-1] product for all gates at once, and their TorchScript versions fuse a step's "
         "elementwise ops. Both joins were generated and measured: the per-step cat slowed forward+backward at "
@@ -73,7 +81,13 @@ REASONS = {
         "peephole and 1.10x top-down at 512, 1.05x both at 32; forward+backward 0.97-1.03x): the strided "
         "slices cost more than the launches saved. So neither is generated. What would close it: compiling the "
         "generated step function (TorchScript or inductor) so a step's elementwise ops fuse, within the compile "
-        "budget; per-step joins chosen by measured size on the target device."
+        "budget; per-step joins chosen by measured size on the target device. The custom cells: the layer-norm "
+        "LSTM misses both modes at 32 and 128 hidden (1.4-1.7x; ~1.0 at 512, where the products dominate): "
+        "the hand loop normalises the four gates in one `layer_norm` over a (B, 4, H) view and applies their "
+        "gains and biases in one `addcmul`, ~12 ops a step against rnndsl's ~26 forward and ~55 backward. IndRNN "
+        "misses forward (1.1-1.4x at 32 and 128 hidden): `relu(a + u * h)` is three ops a step where the hand "
+        "loop writes `relu(addcmul(a, u, h))`. What would close them: the layer-norm lowering above, `a + u * h` "
+        "lowered to `addcmul`, and a group's layer-normalised members normalised in one call."
     ),
     "compile": (
         "Code generation itself (`generate`, timed directly on a fresh module) takes 0.8-4.2 ms for every "
@@ -389,11 +403,14 @@ def _method(data: dict) -> list[str]:
         "- **torch.nn**: `nn.RNN` / `nn.LSTM` / `nn.GRU` (`num_layers=2` or `bidirectional=True` for those "
         "cases) with the spec's weights copied in; standard cells only.",
         "- **plain loop** (benchmarks/loops.py `plain_*`): `x[:, t]` each step, one `F.linear` per layer source per "
-        "step on the spec's own parameters, `torch.stack` at the end.",
+        "step on the spec's own parameters (layer norms as `F.layer_norm` with their gain and bias, as "
+        "`nn.LayerNorm`), `torch.stack` at the end.",
         "- **hand-optimised** (`fast_*`): input projections of all gates for all steps in one matmul before the "
         "loop; steps by `unbind`; recurrent matmuls of all gates fused into one `addmm` a step (peephole: 3 a "
         "step, the fewest possible; top-down and skip-2: the delayed sources joined with `torch.cat` into one "
-        "matmul per layer); one activation call per gate group; own fused weight copies. "
+        "matmul per layer); one activation call per gate group (layer-norm LSTM: one `layer_norm` over the four "
+        "gates, their gains and biases in one `addcmul`; IndRNN: layer by layer, one `addcmul` and one relu a "
+        "step); own fused weight copies. "
         "**hand-optimised TorchScript**: the same functions under `torch.jit.script`.",
         "- **torch.compile**: `torch.compile` (inductor, default mode) of the plain loop; see above for where it "
         "ran and its compile times.",

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `benchmarks` is a folder of the checkout, not an installed package
     sys.path.insert(0, str(ROOT))
 
+import rnndsl  # noqa: E402
 from benchmarks import bench, floor, memory  # noqa: E402
 from benchmarks.cases import CASES  # noqa: E402
 
@@ -89,3 +90,11 @@ def test_floor_counts_each_loop_source_once_a_step(capsys: object) -> None:
     assert kinds.count(["per", "step"]) == 4 and kinds.count(["0", "hoisted"]) == 1
     assert floor.main(["--size", "tiny", "--case", "topdown", "--repeat", "1"]) == 0
     assert "| topdown |" in capsys.readouterr().out  # type: ignore[attr-defined]
+
+
+def test_custom_cell_cases_are_the_example_specs() -> None:
+    """The layer-norm LSTM and IndRNN cases are examples/ at the examples' sizes (32 in, 128 hidden)."""
+    for name, example in (("layernorm_lstm", "layernorm_lstm.rnn"), ("indrnn", "indrnn.rnn")):
+        ours = rnndsl.compile(CASES[name].spec(32, 128))
+        theirs = rnndsl.compile(ROOT / "examples" / example)
+        assert ours.code(grad=True) == theirs.code(grad=True), name

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -92,6 +93,38 @@ def test_each_written_derivative_is_autograds(name: str) -> None:
     torch.testing.assert_close(out, expected)
 
 
+@pytest.mark.parametrize(
+    "name", sorted(n for n, op in OPS.items() if op.derivative is not None and n not in ACTIVATIONS)
+)
+def test_each_written_derivative_of_a_function_is_autograds(name: str) -> None:
+    """Functions (not activations) may write their derivative from the argument `{x}` too (layer_norm:
+    1/std does not follow from the output); float64, on a non-contiguous argument (a column slice, as a
+    group's matmul gives), and gradcheck through the written derivative."""
+    op = OPS[name]
+    assert op.derivative is not None and op.into is None
+    wide = torch.randn(4, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 3 + 1
+    x = wide[:, 2:9].requires_grad_()
+    y = op.fn(x)
+    g = torch.randn_like(y)
+    (expected,) = torch.autograd.grad(y, x, g)
+    got = run(op.derivative.format(g="g", y="y", x="x"), g=g, y=y.detach(), x=x.detach())
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+    class Written(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, v: torch.Tensor) -> torch.Tensor:
+            out = op.fn(v)
+            ctx.save_for_backward(v, out)
+            return out
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+            v, out = ctx.saved_tensors
+            return run(op.derivative.format(g="grad", y="out", x="v"), grad=grad, out=out, v=v)
+
+    assert torch.autograd.gradcheck(Written.apply, (x.detach().clone().requires_grad_(),))
+
+
 def test_the_language_reference_lists_exactly_the_table() -> None:
     text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     table = text[text.index("## Functions") :].split("\n## ")[0]
@@ -142,6 +175,7 @@ def test_reductions_layer_norm_and_size_one_broadcasting_in_a_loop() -> None:
 
     net = rnndsl.compile(NORMED).double()
     assert "K.loop(" in net.code(grad=True) and "K.layer_norm(" in net.code()
+    assert "K.layer_norm_backward(" in net.code(grad=True)  # the table's derivative, not autograd
     x = torch.randn(3, 9, 3, dtype=torch.float64)
     lengths = torch.tensor([9, 5, 1])
     out = net(x, lengths=lengths)

@@ -269,6 +269,9 @@ class LoopFunction:
                 w(f"_g0_{v} = torch.where(_valid_s[t], _g0_{v}, 0.0)", 2)
         for n in self.collect:
             self._add(self._target(n, 0), f"{by_output[var(n)]}[t]")
+        for item in self.plan.order:  # a node's whole expression is its kept value: read, not recomputed
+            if isinstance(item, Node) and item.expr is not None and not isinstance(item.expr, s.Ref):
+                self.memo.setdefault(self.em.expr(item.expr, self._ref), var(item.name))
         for item in reversed(self.plan.order):
             if isinstance(item, Node):
                 assert item.expr is not None
@@ -473,7 +476,8 @@ class LoopFunction:
         derivative = OPS[e.fn].derivative
         if derivative is not None:
             (arg,) = e.args
-            code = derivative.format(g=g, y=self._val(e))
+            y = self._val(e) if "{y}" in derivative else ""  # each value recomputed only where it is read
+            code = derivative.format(g=g, y=y, x=self._val(arg) if "{x}" in derivative else "")
             self._back(arg, g if code == g else self._tmp(code))
             return
         if len(e.args) == 1:  # no written derivative: autograd on this one function

@@ -76,12 +76,12 @@ class Op:
     `code` is a format string over the argument expressions `{0}`, `{1}` (or `{args}` for variadic ops)
     and, for an op that reads the step, the step index `{t}`; `fn` computes the same thing on tensors (the
     step index as its keyword `t`). `derivative` is the gradient of a one-argument op written from its
-    output `{y}` and the incoming gradient `{g}`, and `into` the same written into an existing tensor
-    `{out}` (a slice of the generated backward's dZ buffer); None: the backward asks autograd. An op whose
-    only argument is a `literal` has no derivative to write: nothing it reads can change, so no gradient
-    goes through it (it is zero).
-    `vjp` is the same for an op of several arguments: the tuple of every argument's gradient, from `{g}`
-    and the arguments `{0}`, `{1}`.
+    output `{y}` (or its argument `{x}`, where the output does not determine it) and the incoming gradient
+    `{g}`, and `into` the same written into an existing tensor `{out}` (a slice of the generated backward's
+    dZ buffer; activations only, from `{y}`); None: the backward asks autograd. An op whose only argument
+    is a `literal` has no derivative to write: nothing it reads can change, so no gradient goes through it
+    (it is zero). `vjp` is the same for an op of several arguments: the tuple of every argument's
+    gradient, from `{g}` and the arguments `{0}`, `{1}`.
 
     `memory`: the op reads one memory's positions (`attend`): its code takes the memory's keep mask
     `{keep}` and gives the weights beside the value, `(value, weights)`; `fn` gives the value alone.
@@ -250,6 +250,7 @@ OPS["layer_norm"] = Op(
     "K.layer_norm({0})",
     lambda x: F.layer_norm(x, x.shape[-1:], eps=1e-5),
     "the vector normalised to mean 0 and variance 1 (eps 1e-5, no gain or bias: write them as `g * layer_norm(a) + b`)",
+    derivative="K.layer_norm_backward({g}, {x})",  # from the argument: 1/std does not follow from the output
     row_wise=True,
 )
 # Attention: the weighted sum of a memory's positions, the weights a softmax of the scores over them.
