@@ -792,8 +792,9 @@ def test_g2p_reaches_30_percent_phoneme_error(tmp_path: Path) -> None:
 
 @pytest.mark.train
 def test_g2p_attention_beats_the_plain_encoder_decoder(tmp_path: Path) -> None:
-    """About 3 minutes on 2 threads (3 min 7 s here): g2p_attention.rnn for 1000 steps. Its constant-rate run (the spec's header)
-    had 12.9% validation phoneme error and 46.9% word error at step 1000; g2p_gru.rnn had about 20% and 60%."""
+    """About 3 minutes on 2 threads (3 min 7 s here): g2p_attention.rnn for 1000 steps. Its constant-rate run
+    (the spec's header) had 12.9% validation phoneme error and 46.9% word error at step 1000; g2p_gru.rnn had
+    about 20% and 60%."""
     from rnndsl.tasks import G2P
 
     torch.set_num_threads(2)
