@@ -100,7 +100,7 @@ class _Emitter:
         self.skip = {c.nx for c in self.cells.values() if c.nx and self._only_reader(c.nx, c)}
         self.stage_of = {n: st for st in self.stages for n in st.nodes}
         self.memories = [n.name for n in network.inputs if n.input_kind == "memory"]
-        self.attends = [n.name for n in network.nodes if _attends(n)]
+        self.attends = [n.name for n in network.nodes if n.attention]
         self.lines: list[str] = []
         self.defined: set[str] = set()
         self.params: list[str] = []
@@ -345,7 +345,7 @@ class _Emitter:
             self.emit(f"feed.record({node.name!r}, {v})")
         elif node.op == "expr":
             assert node.expr is not None
-            if _attends(node):  # the weights beside the value: (B, T, S), or (B, S) when static
+            if node.attention:  # the weights beside the value: (B, T, S), or (B, S) when static
                 self.emit(f"{v}, {attention_name(node.name)} = {self.expr(node.expr, ref)}")
             else:
                 self.emit(f"{v} = {self.expr(node.expr, ref)}")
@@ -669,11 +669,6 @@ class _Emitter:
                     value = f"K.last_k(H[{node.name!r}], {v}, {lengths}, {k})"
                 self.emit(f"state[{node.name!r}] = {value}")
         self.emit("return values, state")
-
-
-def _attends(node: Node) -> bool:
-    """Whether a node's value is an attention (`c = attend(score, values)`), which also gives weights."""
-    return isinstance(node.expr, s.Call) and node.expr.fn in OPS and OPS[node.expr.fn].memory
 
 
 def _runs(nodes: list[Node]) -> list[tuple[str, list[Node]]]:

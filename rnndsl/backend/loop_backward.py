@@ -87,7 +87,7 @@ class LoopFunction:
         self.masks = [f"_D_{var(n)}" for n in plan.stage.nodes if self.net[n].op == "layer" and self.net[n].dropout]
         self.masked = plan.stage.direction < 0 and em.with_lengths  # rings hold the init past each sequence's end
         # each attention's memory's keep mask (an input without a gradient), and its weights (an output without)
-        self.keeps = list(dict.fromkeys(keep_name(em.memory_of(_attended(self.net[n]))) for n in plan.attends))
+        self.keeps = list(dict.fromkeys(keep_name(em.memory_of(self._weighed(n))) for n in plan.attends))
         self.weights = [attention_name(n) for n in plan.attends]
         self.lines: list[str] = []
         self.assigned: set[str] = set()
@@ -97,6 +97,12 @@ class LoopFunction:
         self._loop_at = 0  # the index of the backward's `for _s` line, once written
 
     # ---- what crosses the node ---------------------------------------------------------------
+
+    def _weighed(self, name: str) -> s.Expr:
+        """What an attention node (`c = attend(score, values)`) weighs: its values."""
+        call = self.net[name].attention
+        assert call is not None
+        return call.args[1]
 
     def _scan_reads(self) -> None:
         """The outside values the step reads, computed (sequences shifted) in the forward, before the call."""
@@ -545,12 +551,6 @@ class LoopFunction:
                 self._loop_at += 1
             w(f"{listed}[_s] = {self._val(e)}", 2)
             self._back(e, self._tmp(f"torch.mm({dz}, {wt})"))
-
-
-def _attended(node: Node) -> s.Expr:
-    """What an attention node (`c = attend(score, values)`) weighs: its values."""
-    assert isinstance(node.expr, s.Call)
-    return node.expr.args[1]
 
 
 def _listed(seq: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import NOWHERE, Diagnostic, Source, Span
-from rnndsl.lang.ops import reads_step
+from rnndsl.lang.ops import OPS, reads_step
 
 __all__ = ["InitPolicy", "Node", "OutputSpec", "Network"]
 
@@ -59,6 +59,12 @@ class Node:
     @property
     def is_tokens(self) -> bool:
         return self.input_kind == "tokens"
+
+    @property
+    def attention(self) -> s.Call | None:
+        """The call `attend(score, values)` when this node's value is one (it gives weights too), else None."""
+        e = self.expr
+        return e if isinstance(e, s.Call) and e.fn in OPS and OPS[e.fn].memory else None
 
     def refs(self) -> list[s.Ref]:
         """Every reference this node's value reads (its init expression excluded)."""

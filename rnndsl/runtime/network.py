@@ -46,6 +46,7 @@ class Layout:
     names: tuple[str, ...]  # the inputs' names, in definition order
     sequences: tuple[str, ...]  # inputs with a time axis (sequence or tokens)
     memories: tuple[str, ...]  # memory inputs: (batch, positions, size), the same at every step
+    attends: tuple[str, ...]  # nodes `c = attend(...)`: the code gives their weights as values["attention:c"]
     fed: frozenset[str]  # self-fed inputs: the network feeds them when they are not given
     delayed: tuple[Node, ...]  # nodes read with a delay: each needs a boundary value
     past: tuple[tuple[Node, int], ...]  # nodes read at [t-k], with the deepest k: each needs a history
@@ -61,6 +62,7 @@ class Layout:
             tuple(n.name for n in inputs),
             tuple(n.name for n in inputs if n.input_kind not in ("static", "memory")),
             tuple(n.name for n in inputs if n.input_kind == "memory"),
+            tuple(n.name for n in network.nodes if n.attention),
             frozenset(n.name for n in network.self_fed),
             tuple(n for n in network.nodes if delays[n.name] != (0, 0)),
             tuple((n, delays[n.name][0]) for n in network.nodes if delays[n.name][0]),
@@ -283,7 +285,7 @@ class CompiledNetwork(nn.Module):
         if watch is not None:
             watch.raise_first()
         state_out = None if self.layout.reads_future else State(new_state, self.signature)
-        attention = {k[len("attention:") :]: values.pop(k) for k in [k for k in values if k.startswith("attention:")]}
+        attention = {name: values.pop("attention:" + name) for name in self.layout.attends}
         return Outputs(values, state_out, feed.fed if feed else None, attention)
 
     def generate(self, steps: int, *, beam: int | None = None, **options: Any) -> Generation:

@@ -20,7 +20,7 @@ from rnndsl.backend.names import param_key
 from rnndsl.graphs.unroll import unroll
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
-from rnndsl.lang.ops import ACTIVATIONS, CLOCK, OPS
+from rnndsl.lang.ops import ACTIVATIONS, CLOCK
 from rnndsl.runtime.network import CompiledNetwork
 from rnndsl.runtime.validate import Call, validate
 from rnndsl.runtime.values import Outputs, State
@@ -61,16 +61,12 @@ def reference(
     attention = {
         n.name: torch.stack([seq.attention(n, call.inputs) for seq in sequences])
         for n in net.network.nodes
-        if _attends(n)
+        if n.attention
     }
     if net.network.reads_future:
         return Outputs(values, None, None, attention)
     new_state = {k: torch.stack([p[1][k] for p in per_seq]) for k in per_seq[0][1]}
     return Outputs(values, State(new_state, net.signature), None, attention)
-
-
-def _attends(node: Node) -> bool:
-    return isinstance(node.expr, s.Call) and OPS[node.expr.fn].memory if node.expr is not None else False
 
 
 class _Sequence:
@@ -104,8 +100,8 @@ class _Sequence:
     def attention(self, node: Node, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """An attention's weights at every step, (steps, positions): zero past the sequence's end and past
         its memory's length."""
-        assert isinstance(node.expr, s.Call)
-        memory = next(r.name for r in s.refs(node.expr.args[1]) if r != CLOCK and self.ir[r.name].memory)
+        assert node.attention is not None
+        memory = next(r.name for r in s.refs(node.attention.args[1]) if r != CLOCK and self.ir[r.name].memory)
         memory = self.ir[memory].memory
         positions = inputs[memory].shape[1]
         out = self.like.new_zeros(self.steps, positions)
@@ -169,9 +165,8 @@ class _Sequence:
         sizes = {n.name: n.size for n in self.ir.nodes if n.is_tokens}
         if node.op == "expr":
             assert node.expr is not None
-            if _attends(node):  # evaluated by hand, for its weights: (1, S, 1) scores, (1, S, H) values
-                assert isinstance(node.expr, s.Call)
-                score, values = (evaluate(a, lookup, self.like, sizes) for a in node.expr.args)
+            if node.attention:  # evaluated by hand, for its weights: (1, S, 1) scores, (1, S, H) values
+                score, values = (evaluate(a, lookup, self.like, sizes) for a in node.attention.args)
                 context, self.weights[node.name, t] = kernels.attend(score, values, None)
                 return context
             return evaluate(node.expr, lookup, self.like, sizes)

@@ -20,9 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import Diagnostic
-from rnndsl.lang.ops import OPS
 from rnndsl.tasks.base import Batch, Binding, Task, TaskMismatchError, check_split, epoch_batch
 from rnndsl.tasks.cmudict import LETTERS, PHONEMES, Pair, decode_phonemes, encode_letters, pad_pairs, split_pairs
 from rnndsl.tasks.metrics import cross_entropy, phoneme_error_rate, word_error_rate
@@ -217,9 +215,7 @@ class G2P(Task):
         decoder = self.bind(net.model)
         assert isinstance(decoder, EncoderDecoderBinding)
         network = next(i.network for i in net.model.instances if i.name == decoder.decoder)
-        return [
-            n.name for n in network.nodes if isinstance(n.expr, s.Call) and n.expr.fn in OPS and OPS[n.expr.fn].memory
-        ]
+        return [n.name for n in network.nodes if n.attention]
 
 
 def _padded(rows: list[list[int]]) -> torch.Tensor:
