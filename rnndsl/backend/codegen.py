@@ -22,11 +22,9 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import torch
-
 from rnndsl.backend import loop_backward
 from rnndsl.backend.cells import Cell, match_cell, recurrent_index
-from rnndsl.backend.evaluate import evaluate
+from rnndsl.backend.evaluate import fold
 from rnndsl.backend.names import attention_name, bias_name, keep_name, learned_name, var, weight_name
 from rnndsl.backend.plan import Group, LoopPlan, groups_of, rings_of, step_order
 from rnndsl.graphs.schedule import Stage, schedule
@@ -274,7 +272,7 @@ class _Emitter:
         """Code of an expression; `ref` turns a reference into code (batched, static or per step), and
         `CLOCK` into the step index there, for the ops that read it."""
         if isinstance(e, s.Num) or constant(e):
-            value = e.value if isinstance(e, s.Num) else _fold(e)
+            value = e.value if isinstance(e, s.Num) else fold(e)
             return repr(value) if math.isfinite(value) else f"float({str(value)!r})"
         if isinstance(e, s.Ref):
             return ref(e)  # type: ignore[operator]
@@ -680,9 +678,3 @@ def _runs(nodes: list[Node]) -> list[tuple[str, list[Node]]]:
         else:
             out.append((n.activation, [n]))
     return out
-
-
-def _fold(e: s.Expr) -> float:
-    """The value of an expression of numbers only (`sin(0.5)`), computed once here, in float64."""
-    like = torch.zeros((), dtype=torch.float64)
-    return float(evaluate(e, lambda r: like, like))

@@ -61,6 +61,13 @@ class Node:
         return self.input_kind == "tokens"
 
     @property
+    def token_start(self) -> int:
+        """The id a token input reads before the first step (and a self-fed one starts from): its
+        `init NAME = ID`, or -1, "no token" (a zero vector)."""
+        expr = self.init.expr
+        return int(expr.value) if isinstance(expr, s.Num) else -1
+
+    @property
     def attention(self) -> s.Call | None:
         """The call `attend(score, values)` when this node's value is one (it gives weights too), else None."""
         e = self.expr
