@@ -148,3 +148,108 @@ def test_what_cannot_be_exported_is_refused_with_its_line() -> None:
 @given(networks(max_nodes=5))
 def test_random_topologies_run_in_onnxruntime_as_in_torch_long(text: str) -> None:
     test_random_topologies_run_in_onnxruntime_as_in_torch.hypothesis.inner_test(text)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("spec", ["g2p_gru.rnn", "g2p_attention.rnn"])
+def test_an_encoder_decoder_model_exports_as_one_graph(spec: str, tmp_path: Path) -> None:
+    model = rnndsl.compile(EXAMPLES / "tasks" / spec).double().eval()
+    for i, p in enumerate(model.parameters()):
+        p.data.normal_(0, 0.3, generator=torch.Generator().manual_seed(i))
+    sess = ort.InferenceSession(str(model.to_onnx(tmp_path / "m.onnx", lengths=True)))
+    assert [i.name for i in sess.get_inputs()] == ["letters", "lengths.enc", "phone", "lengths.dec"]
+    for batch, letters, phones in [(4, 9, 11), (2, 5, 13)]:
+        gen = torch.Generator().manual_seed(letters)
+        x, y = (
+            torch.randint(1, 27, (batch, letters), generator=gen),
+            torch.randint(1, 40, (batch, phones), generator=gen),
+        )
+        nx, ny = (
+            torch.randint(1, letters + 1, (batch,), generator=gen),
+            torch.randint(1, phones + 1, (batch,), generator=gen),
+        )
+        nx[0], ny[0] = letters, phones
+        with torch.no_grad():
+            expected = model(letters=x, phone=y, lengths={"enc": nx, "dec": ny}).y
+        feeds = {"letters": x.numpy(), "phone": y.numpy(), "lengths.enc": nx.numpy(), "lengths.dec": ny.numpy()}
+        np.testing.assert_allclose(sess.run(None, feeds)[0], expected.numpy(), atol=1e-9, rtol=1e-7)
+
+
+def test_greedy_generation_exports_as_a_loop(tmp_path: Path) -> None:
+    net = randomize(rnndsl.compile(EXAMPLES / "tasks" / "names_gen.rnn").eval(), seed=2, scale=0.4)
+    sex = torch.eye(2)[[0, 1, 1, 0, 1]]
+    with torch.no_grad():
+        stop = int(net.generate(12, sex=sex, greedy=True).tokens[1, 3])  # a token some row says: rows stop
+    sess = ort.InferenceSession(str(net.to_onnx(tmp_path / "g.onnx", greedy=True, stop=stop)))
+    assert [i.name for i in sess.get_inputs()] == ["steps", "sex"]
+    assert [o.name for o in sess.get_outputs()] == ["tokens", "lengths"]
+    for steps in (3, 12):
+        with torch.no_grad():
+            expected = net.generate(steps, sex=sex, greedy=True, stop=stop)
+        tokens, lengths = sess.run(None, {"sex": sex.numpy(), "steps": np.array(steps)})
+        assert tokens.tolist() == expected.tokens.tolist() and lengths.tolist() == expected.lengths.tolist()
+    assert expected.lengths.min() < 12  # the cut at the stop token was exercised
+
+
+def test_rnndsl_generate_and_onnxruntime_say_the_same(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A trained g2p checkpoint, exported with `rnndsl export --greedy`, pronounces words in onnxruntime
+    alone as `rnndsl generate` does."""
+    from test_train import SMALL_G2P
+
+    from rnndsl.cli import main
+    from rnndsl.tasks.cmudict import PHONEMES, encode_letters
+
+    spec = tmp_path / "g2p.rnn"
+    spec.write_text(SMALL_G2P, encoding="utf-8")
+    args = ["--task-arg", "validation_size=8", "--task-arg", "test_size=8", "--steps", "30", "--batch", "16"]
+    assert (
+        main(["train", str(spec), "--task", "g2p", *args, "--lr", "0.02", "--out", str(tmp_path / "run"), "--quiet"])
+        == 0
+    )
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    words = ["cat", "phonetic", "rnn"]
+    capsys.readouterr()
+    assert main(["generate", checkpoint, *words]) == 0
+    said = [line.split()[1:] for line in capsys.readouterr().out.splitlines()]
+    assert main(["export", checkpoint, "-o", str(tmp_path / "g2p.onnx"), "--greedy", "--stop", "0", "--lengths"]) == 0
+    assert capsys.readouterr().err == ""  # a checkpoint: trained weights, no warning
+    sess = ort.InferenceSession(str(tmp_path / "g2p.onnx"))
+    letters = [encode_letters(w) for w in words]
+    x = np.array([ids + [0] * (8 - len(ids)) for ids in letters])
+    steps = np.array(max(map(len, letters)) + 10)  # what `rnndsl generate` gives each word
+    tokens, lengths = sess.run(None, {"letters": x, "lengths.enc": np.array([len(i) for i in letters]), "steps": steps})
+    spoken = [
+        [PHONEMES[i] for i in row[:n] if i != 0] for row, n in zip(tokens.tolist(), lengths.tolist(), strict=True)
+    ]
+    assert spoken == said
+
+
+def test_rnndsl_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rnndsl.cli import main
+
+    out = tmp_path / "stacked.onnx"
+    assert main(["export", str(EXAMPLES / "stacked.rnn"), "-o", str(out), "--network", "Stacked", "--lengths"]) == 0
+    io = capsys.readouterr()
+    assert io.out == f"wrote {out}\n" and "freshly initialised weights" in io.err
+    assert [i.name for i in ort.InferenceSession(str(out)).get_inputs()] == ["x", "lengths"]
+    for argv, message in [
+        (
+            ["export", str(EXAMPLES / "stacked.rnn"), "-o", str(out)],
+            "holds several networks (Cell, Stacked); pick one with --network NAME",
+        ),
+        (
+            ["export", str(EXAMPLES / "jordan.rnn"), "-o", str(out), "--greedy"],
+            "greedy generation: it needs one network that feeds itself a token",
+        ),
+        (
+            ["export", str(EXAMPLES / "jordan.rnn"), "-o", str(out), "--stop", "0"],
+            "--stop ends greedy generation: give --greedy too",
+        ),
+        (
+            ["export", str(EXAMPLES / "jordan.rnn"), "-o", str(tmp_path / "no" / "j.onnx")],
+            f"{tmp_path / 'no'}: no such folder",
+        ),
+        (["export", str(tmp_path / "nothing.pt"), "-o", str(out)], "no checkpoint at"),
+    ]:
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err

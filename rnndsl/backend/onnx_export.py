@@ -56,12 +56,16 @@ Weights = Callable[[str, str], np.ndarray]
 
 @dataclass
 class NetworkGraph:
-    """What the writer gives: the ONNX value of each output (and of each attention node's weights, and of
-    each state, when asked), all in the builder's graph."""
+    """What the writer gives, all values of the builder's graph: each output's (batch-first, masked past each
+    length), each node's as computed (every step, or static), each attention node's weights, the state when
+    asked; and the length and lengths it ran with."""
 
     outputs: dict[str, str]
+    values: dict[str, str]
     attention: dict[str, str] = field(default_factory=dict)
     state: dict[str, str] = field(default_factory=dict)
+    steps: str = ""
+    lengths: str | None = None
 
 
 def write_network(
@@ -74,16 +78,14 @@ def write_network(
     lengths: str | None = None,
     memory_lengths: Mapping[str, str] | None = None,
     state: Mapping[str, str] | None = None,
-    greedy: frozenset[str] = frozenset(),
 ) -> NetworkGraph:
     """Write one network into `g`: its inputs are the ONNX values `inputs` (by spec name: sequences
     (B, T, S), tokens (B, T) int64, static (B, S), memories (B, M, S)); `batch` and `steps` are int64 values
     of shape (1,), B and T; `lengths` (B,) int64 or None; `memory_lengths` by memory; `state` by node read
-    with a delay, (B, k, S), or None for the inits (then the state at the end is given too). `greedy`:
-    self-fed inputs that run free, each step fed the argmax of its feed (the network must have been made
-    to run them free, `Network.running_free`)."""
+    with a delay, (B, k, S), or None for the inits (given, the state at the end is given too). A self-fed
+    input that runs free (`Network.running_free`) takes its start at step 0, then the argmax of its feed:
+    greedy decoding."""
     writer = _Writer(g, network, weights, dict(inputs), batch, steps, lengths, dict(memory_lengths or {}), state)
-    writer.greedy = greedy
     return writer.run()
 
 
@@ -104,7 +106,6 @@ class _Writer:
         self.values: dict[str, str] = dict(inputs)  # node -> ONNX value: (B, T, ...) or, static, (B, ...)
         self.batch, self.steps, self.lengths = batch, steps, lengths
         self.state_in = state
-        self.greedy: frozenset[str] = frozenset()
         self.attention: dict[str, str] = {}
         self._cache: dict[Any, str] = {}
         self.memory_keep = {m: self._memory_keep(m, n) for m, n in memory_lengths.items()}
@@ -427,7 +428,7 @@ class _Writer:
         g, members = self.g, set(stage.nodes)
         rings = rings_of(self.net, stage)
         outer = {n: self._outer(self.net[n], members) for n in stage.nodes if self.net[n].op == "layer"}
-        state = self.state_in is not None or not self.net.reads_future
+        state = self.state_in is not None
         collect = [n for n in stage.nodes if self._collected(n, stage, state)]
         starts = [
             self._ring_start(self.net[n], k, i, stage.direction) for n, k in rings.items() for i in range(k, 0, -1)
@@ -565,8 +566,9 @@ class _Writer:
         return self._activate(node, self._sum(terms))
 
     def _collected(self, name: str, stage: Stage, state: bool) -> bool:
-        """Whether every step of a loop node leaves the loop: an output, read outside, or in the state."""
-        if any(o.name == name for o in self.net.outputs):
+        """Whether every step of a loop node leaves the loop: an output, what a self-fed input was fed, read
+        outside, or in the state."""
+        if any(o.name == name for o in self.net.outputs) or self.net[name].feed is not None:
             return True
         if any(r.name == name for n in self.net.nodes if n.name not in stage.nodes for r in n.refs()):
             return True
@@ -595,7 +597,7 @@ class _Writer:
                     v = g.op("Expand", g.op("Unsqueeze", v, g.ints([1])), whole)
                 value = v if self.lengths is None else self._masked(v)
             outputs[out.name] = value
-        return NetworkGraph(outputs, self.attention, self._state())
+        return NetworkGraph(outputs, self.values, self.attention, self._state(), self.steps, self.lengths)
 
     def _masked(self, seq: str) -> str:
         return str(self.g.op("Where", self._valid(), seq, self.g.const(0.0)))
@@ -620,8 +622,8 @@ class _Writer:
 
     def _state(self) -> dict[str, str]:
         """The last k values of each node read k steps back, oldest first (as `kernels.last_k`): the
-        history and the steps joined, cut at each sequence's end. None for a network reading the future."""
-        if self.net.reads_future and self.state_in is None:
+        history and the steps joined, cut at each sequence's end; written where the state was given."""
+        if self.state_in is None:
             return {}
         g, out = self.g, {}
         for node in self.net.nodes:
