@@ -86,13 +86,30 @@ def test_every_example_runs_in_onnxruntime_as_in_torch(path: Path, network: str,
 
 
 @pytest.mark.parametrize(
-    "spec", ["examples/lstm.rnn", "examples/topdown.rnn", "examples/bidirectional.rnn", "examples/tokens.rnn"]
+    ("spec", "operator"),
+    [
+        ("lstm.rnn", "LSTM"),
+        ("gru.rnn", "GRU"),
+        ("elman.rnn", "RNN"),
+        ("bilstm.rnn", "LSTM"),  # a forward and a reverse cell, each sequence reversed within its length
+        ("tasks/names_gen.rnn", "GRU"),  # token ids one-hot and a static input beside them
+        ("topdown.rnn", "Loop"),
+        ("bidirectional.rnn", "RNN"),  # two Elman cells, one reversed within each length
+        ("tokens.rnn", "Loop"),
+    ],
 )
-def test_float32_exports_agree_to_1e5(spec: str, tmp_path: Path) -> None:
-    net = rnndsl.compile(ROOT / spec).eval()  # the weights a user starts from
+def test_float32_exports_agree_to_1e5(spec: str, operator: str, tmp_path: Path) -> None:
+    """In float32 a standard cell becomes ONNX's own LSTM, GRU or RNN operator with the spec's weights; a
+    custom loop an ONNX Loop."""
+    net = rnndsl.compile(EXAMPLES / spec).eval()  # the weights a user starts from
     sess = session(net, tmp_path, lengths=True)
-    torch.manual_seed(0)
-    assert_runs_alike(net, sess, padded_call(net, 4, 23, torch.float32, True), atol=1e-5, rtol=1e-5)
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / f"{net.network.name}.onnx")).graph.node}
+    assert operator in ops
+    for steps in (9, 23):
+        torch.manual_seed(steps)
+        assert_runs_alike(net, sess, padded_call(net, 4, steps, torch.float32, True), atol=1e-5, rtol=1e-5)
 
 
 def test_the_state_goes_in_and_out(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto, helper
 
+from rnndsl.backend.cells import Cell, match_cell, recurrent_index
+from rnndsl.backend.codegen import MAX_ONE_HOT
 from rnndsl.backend.evaluate import fold
 from rnndsl.backend.onnx_graph import Builder, value_info
 from rnndsl.backend.plan import rings_of
@@ -117,7 +119,10 @@ class _Writer:
             if node.op == "param":  # one row per sequence, as the generated code reads it
                 self.values[node.name] = self._expand(self._weight("param", node.name), node.size)
         for stage in schedule(self.net):
-            if stage.is_loop:
+            cell = self._cell(stage)
+            if cell is not None:
+                self._cell_loop(stage, cell)
+            elif stage.is_loop:
                 self._loop(stage)
             else:
                 for name in stage.nodes:
@@ -421,6 +426,83 @@ class _Writer:
             value = self._activate(node, self._sum(terms))
         self.values[node.name] = value
 
+    # ---- standard cells -----------------------------------------------------------------------------
+
+    def _cell(self, stage: Stage) -> Cell | None:
+        """The standard cell a loop is, when ONNX's own operator can run it: in float32, not where the state is
+        asked for (the operators give an LSTM's c at the end only) nor for a token source of a wide vocabulary."""
+        cell = match_cell(self.net, stage) if self.state_in is None else None
+        if cell is None or self.g.np_dtype != np.float32:
+            return None  # onnxruntime runs these operators in float32 only
+        wide = any(
+            isinstance(e, s.Ref) and self.net[e.name].is_tokens and self.net[e.name].size > MAX_ONE_HOT
+            for e in cell.sources
+        )
+        return None if wide else cell
+
+    def _cell_loop(self, stage: Stage, cell: Cell) -> None:
+        """A standard cell as ONNX's LSTM, GRU or RNN operator, with the spec's weights in its gate order
+        (LSTM i o f c, GRU z r h with the reset applied after the hidden matmul, as torch's)."""
+        g, d = self.g, stage.direction
+        sources = [
+            self._one_hot(self.seq_ref(e), self.net[e.name].size)
+            if isinstance(e, s.Ref) and self.net[e.name].is_tokens
+            else self.expr(e, self.seq_ref)
+            for e in cell.sources
+        ]
+        parts = self._broadcast(sources) if len(sources) > 1 else sources
+        x = g.op("Concat", *parts, axis=-1) if len(parts) > 1 else parts[0]
+        if all(self._static(e) for e in cell.sources):  # the same at every step: (B, 1, I) to (B, T, I)
+            x = g.op("Expand", x, g.op("Concat", self.batch, self.steps, g.ints([1]), axis=0))
+        order = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}.get(cell.kind, [0])  # torch's gates to ONNX's
+        ih = [self.net[n] for n in cell.gates] + ([self.net[cell.nx]] if cell.nx else [])
+        rec = {n: recurrent_index(self.net[n], cell.h, d) or 0 for n in cell.gates}
+        hh = [(n, rec[n]) for n in cell.gates]
+        if cell.nx:
+            hh.append((next(n for n in stage.nodes if self.net[n].op == "layer" and n not in cell.gates), 0))
+        w = np.concatenate([self._input_weight(ih[i], rec.get(ih[i].name)) for i in order])
+        r = np.concatenate([self._array(f"weight{hh[i][1]}", hh[i][0]) for i in order])
+        size = self.net[cell.h].size
+        wb = [self._bias_array(ih[i]) for i in order]
+        rb = [self._bias_array(self.net[hh[i][0]]) if cell.nx and i == 2 else np.zeros(size) for i in order]
+        bias = np.concatenate(wb + rb).astype(self.g.np_dtype)
+        lengths = "" if self.lengths is None else g.op("Cast", self.lengths, to=int(TensorProto.INT32))
+        starts = [g.op("Unsqueeze", self._ring_start(self.net[n], 1, d), g.ints([0])) for n in (cell.h, cell.c) if n]
+        kinds: dict[str, tuple[str, dict[str, Any]]] = {
+            "lstm": ("LSTM", {}),
+            "gru": ("GRU", {"linear_before_reset": 1}),
+            "rnn_tanh": ("RNN", {"activations": ["Tanh"]}),
+            "rnn_relu": ("RNN", {"activations": ["Relu"]}),
+        }
+        op, extra = kinds[cell.kind]
+        y = g.op(
+            op,
+            g.op("Transpose", x, perm=[1, 0, 2]),
+            g.tensor(w[None], f"{cell.h}.W"),
+            g.tensor(r[None], f"{cell.h}.R"),
+            g.tensor(bias[None], f"{cell.h}.B"),
+            lengths,
+            *starts,
+            hidden_size=size,
+            direction="forward" if d > 0 else "reverse",
+            outputs=1,
+            hint=cell.kind,
+            **extra,
+        )
+        seq = g.op("Transpose", g.op("Squeeze", y, g.ints([1])), perm=[1, 0, 2])  # (T, 1, B, H) to (B, T, H)
+        self.values[cell.h] = seq
+
+    def _array(self, kind: str, node: str) -> np.ndarray:
+        return np.asarray(self.weights(kind, node), dtype=self.g.np_dtype)
+
+    def _input_weight(self, node: Node, recurrent: int | None) -> np.ndarray:
+        """A gate's weights of the cell's outside sources, joined along the input axis (out, I)."""
+        outer = [j for j in range(len(node.sources)) if recurrent is None or j != recurrent]
+        return np.concatenate([self._array(f"weight{j}", node.name) for j in outer], axis=1)
+
+    def _bias_array(self, node: Node) -> np.ndarray:
+        return self._array("bias", node.name) if node.bias else np.zeros(node.size, dtype=self.g.np_dtype)
+
     # ---- loops ------------------------------------------------------------------------------------
 
     def _loop(self, stage: Stage) -> None:
@@ -430,9 +512,7 @@ class _Writer:
         outer = {n: self._outer(self.net[n], members) for n in stage.nodes if self.net[n].op == "layer"}
         state = self.state_in is not None
         collect = [n for n in stage.nodes if self._collected(n, stage, state)]
-        starts = [
-            self._ring_start(self.net[n], k, i, stage.direction) for n, k in rings.items() for i in range(k, 0, -1)
-        ]
+        starts = [self._ring_start(self.net[n], i, stage.direction) for n, k in rings.items() for i in range(k, 0, -1)]
         with g.body() as nodes:
             it, cond = g.fresh("iteration"), g.fresh("cond")
             slots = {
@@ -514,7 +594,7 @@ class _Writer:
             seq = g.op("Slice", seq, g.ints([-1]), g.ints([-INT64_MAX]), g.ints([0]), g.ints([-1]))
         return str(g.op("Transpose", seq, perm=[1, 0, *range(2, rank)]))
 
-    def _ring_start(self, node: Node, k: int, i: int, direction: int) -> str:
+    def _ring_start(self, node: Node, i: int, direction: int) -> str:
         """The start of ring slot i (i steps away): the history's value i steps before step 0 going
         forward, the init going backward."""
         if direction < 0:
