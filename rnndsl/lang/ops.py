@@ -4,10 +4,10 @@ Takes nothing (it is a table), gives `OPS` (name -> `Op`) and `ACTIVATIONS`. An 
 stage asks of an op (in the manner of JAX's primitives and PyTorch's derivatives.yaml): its arity and
 size rule (the checker), its torch code (the generated forward, through `Op.lower`), its callable (the
 reference executor and `evaluate`, through `Op.apply`), its derivative (the generated backward; without
-one, autograd on that one function), and its properties: `row_wise` (it mixes a vector's entries),
-`positive` (every entry > 0, so `sample` may draw from it), `bound` (a number argument makes it a clamp),
-`step` (it reads the step index: `every(k)`, the clock) and `literal` (its argument is a whole number
-written in the spec, not a value).
+one, autograd on that one function), its ONNX form (the exporter, through `Op.to_onnx`), and its
+properties: `row_wise` (it mixes a vector's entries), `positive` (every entry > 0, so `sample` may draw
+from it), `bound` (a number argument makes it a clamp), `step` (it reads the step index: `every(k)`, the
+clock) and `literal` (its argument is a whole number written in the spec, not a value).
 
 The step index reaches an op that reads it the way a value reaches any op: every stage that evaluates
 expressions looks up `CLOCK`, a reference no node can have, as it looks up references to nodes (the
@@ -85,6 +85,9 @@ class Op:
 
     `memory`: the op reads one memory's positions (`attend`): its code takes the memory's keep mask
     `{keep}` and gives the weights beside the value, `(value, weights)`; `fn` gives the value alone.
+
+    `onnx`: its ONNX form for the exporter: an operator's name for a one-to-one op (`"Tanh"`), or a function
+    of the graph builder and the argument values that writes the nodes and gives the value (`to_onnx`).
     """
 
     name: str
