@@ -112,3 +112,12 @@ def test_deploy_benchmark_writes_its_section_and_bench_keeps_it(tmp_path: Path) 
     assert deploy.kept_section(perf) == "\n" + text[text.index(deploy.MARK) :]
     deploy.write_section(perf, ["## again"])  # a second run replaces the section, not the text before it
     assert perf.read_text(encoding="utf-8") == f"# Performance\n\nbench's own text\n\n{deploy.MARK}\n## again\n"
+
+
+def test_attention_benchmark_checks_and_times(capsys: object) -> None:
+    """The hand-written decoder equals rnndsl's (checked inside) and both modes are timed."""
+    from benchmarks import attention
+
+    assert attention.main(["--batch", "3", "--letters", "4", "--phonemes", "3", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "| forward |" in out and "| forward+backward |" in out
