@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- |")
     for backward in (False, True):
         times: dict[str, list[float]] = {name: [] for name in impls}
-        for name, fn in impls.items():  # warm-up
+        for fn in impls.values():  # warm-up
             sample(fn, backward)
             net.zero_grad(set_to_none=True)
         for _ in range(args.repeat):
