@@ -67,6 +67,7 @@ def generate(
     guard: bool = False,
     differentiate: bool = False,
     device: str = "cpu",
+    scan: bool = False,
 ) -> Generated:
     """Python source of the forward function for a network (with or without per-sequence lengths).
 
@@ -76,11 +77,14 @@ def generate(
     With `guard`, every node's value passes through `watch(value, name, step)` (no fused cells then).
     With `differentiate` (the variant run when autograd records), a loop becomes one autograd node whose
     backward is generated too (`loop_backward`), where it can.
+    With `scan` (the variant `torch.export` traces), each loop is torch's `scan` over a step function rather
+    than a Python loop, so an exported program keeps the length dynamic (a loop feeding itself samples
+    stays a Python loop).
     """
     kinds = FUSED_KINDS.get(device, ALL_KINDS) if fuse_cells is True else frozenset(fuse_cells or ())
-    if guard:
+    if guard or scan:  # the guard needs every step; torch's fused kernels fix T when traced
         kinds = frozenset()
-    return _Emitter(network, with_lengths, kinds, guard, differentiate).run()
+    return _Emitter(network, with_lengths, kinds, guard, differentiate, scan).run()
 
 
 class _Emitter:
@@ -91,8 +95,12 @@ class _Emitter:
         kinds: frozenset[str],
         guard: bool = False,
         differentiate: bool = False,
+        scan: bool = False,
     ) -> None:
         self.net = network
+        self.scan = scan and not guard
+        self._xs: list[str] = []  # in a scan: the per-step values the step function takes, in order
+        self._scanning = False  # whether the loop being written is a scan
         self.with_lengths = with_lengths
         self.guard = guard
         self.differentiate = differentiate
@@ -382,6 +390,8 @@ class _Emitter:
             f"# loop over time ({'forward' if stage.direction > 0 else 'backward'}): "
             f"{', '.join(stage.nodes)}" + (": one autograd node, its backward generated" if plan.function else "")
         )
+        self._scanning = self.scan and not plan.function and not any(self.net[n].feed for n in stage.nodes)
+        self._xs = []
         for g in plan.groups:
             self._hoist(g, split=not plan.function)
         for n, k in plan.rings.items():
@@ -396,8 +406,11 @@ class _Emitter:
                 )
         if plan.function:
             loop_backward.LoopFunction(self, plan).emit()
+        elif self._scanning:
+            self._scan_steps(plan)
         else:
             self.loop_steps(plan)
+        self._scanning = False
         self.ring_state.update({n: k for n, k in plan.rings.items() if n not in plan.collect})
 
     def _plan(self, stage: Stage) -> LoopPlan:
@@ -491,6 +504,49 @@ class _Emitter:
             if self.net[n].feed is not None:
                 self.emit(f"feed.record({n!r}, {var(n)})")
 
+    def _scan_steps(self, plan: LoopPlan) -> None:
+        """The loop as `K.scan(step, rings, per-step values, dim=1)`: the step function is the loop's body, its
+        carry the rings, what it gives back each step the collected values, stacked on the time axis by the
+        scan (a backward loop scans in reverse, its values in time order). What the step reads of outside
+        sequences is known once the body is written: its unpacking line goes in after."""
+        stage, rings, collect = plan.stage, plan.rings, plan.collect
+        members = set(stage.nodes)
+        steps: dict[str, str] = {}
+        carry = [f"_r{i}_{var(n)}" for n, k in rings.items() for i in range(k, 0, -1)]
+        fn = f"_step{len(self.functions)}_{var(stage.nodes[0])}"
+        self._loop_at = start = len(self.lines)
+        self.emit(f"def {fn}(_carry, _xs):")
+        self.indent += 1
+        self.emit(f"({', '.join(carry)},) = _carry")
+        unpack = len(self.lines)
+        step_ref = lambda r: self._step_ref(r, members, steps)  # noqa: E731
+        for item in plan.order:
+            if isinstance(item, Group):
+                self._group_step(item, step_ref)
+            elif item.name in plan.attends:
+                assert item.expr is not None
+                self.emit(f"{var(item.name)}, {attention_name(item.name)} = {self.expr(item.expr, step_ref)}")
+            else:
+                assert item.expr is not None
+                self.emit(f"{var(item.name)} = {self.expr(item.expr, step_ref)}")
+        self._ring_update(stage, rings, collect)
+        if not self._xs:  # nothing read step by step: the clock gives the scan its length
+            self.emit_before_loop(self.split_steps("_xs_t", f"K.steps(B, T, {self._like()})"))
+        moved = self._loop_at - start  # lines put before the step function since `unpack` was counted
+        self.lines.insert(unpack + moved, "    " * self.indent + f"({', '.join(self._xs)},) = _xs")
+        outs = [var(n) for n in collect] + [attention_name(n) for n in plan.attends]
+        # scan refuses aliases among what a step gives back (a ring passes a slot on; h is carried and kept)
+        cloned = lambda names: "".join(f"{n}.clone(), " for n in names)  # noqa: E731
+        self.emit(f"return ({cloned(carry)}), ({cloned(outs)})")
+        self.indent -= 1
+        self._loop_at = None
+        targets = "".join(o + ", " for o in outs)
+        self.emit(
+            f"({', '.join(carry)},), ({targets}) = K.scan({fn}, ({', '.join(carry)},), "
+            f"({', '.join(self._xs)},), dim=1, reverse={stage.direction < 0})"
+        )
+        self.defined.update(var(n) for n in collect)
+
     def _hoist(self, g: Group, split: bool = True) -> None:
         """Before the loop: each member's projections of outside values, with its bias, for all steps.
 
@@ -501,7 +557,7 @@ class _Emitter:
         """
 
         def steps(code: str) -> str:
-            return f"_pre_{g.name} = {code}.unbind(1)" if split else f"_P_{g.name} = {code}"
+            return self.split_steps(f"_pre_{g.name}", code) if split else f"_P_{g.name} = {code}"
 
         # One matmul a step per loop-reading source. Joining a layer's several delayed sources with a per-step
         # torch.cat into one matmul (what the hand-optimised loops do) measured 5-20% slower forward+backward
@@ -562,7 +618,7 @@ class _Emitter:
         """One step of a group: its matmuls, then each member's activation (and dropout). With `save`, a group
         whose backward needs its members' inputs (`loop_backward.keeps_sum`) keeps them in `_A_<group>`."""
         const = g.name in self.constant_addend
-        acc = f"_pre_{g.name}" if const else f"_pre_{g.name}[t]"
+        acc = f"_pre_{g.name}" if const else self.at_t(f"_pre_{g.name}")
         node0 = g.members[0]
         z = acc
         for j, jj in enumerate(g.internal[node0.name]):
@@ -605,9 +661,22 @@ class _Emitter:
         seq = self.seq_ref(ref, before_loop=True)
         listed = steps_name(seq)
         if listed not in steps:
-            self.emit_before_loop(f"{listed} = {seq}.unbind(1)")
+            self.emit_before_loop(self.split_steps(listed, seq))
             steps[listed] = listed
-        return f"{listed}[t]"
+        return self.at_t(listed)
+
+    def split_steps(self, name: str, code: str) -> str:
+        """The line that makes a (B, T, ...) value readable step by step as `at_t(name)`: its steps as a list
+        (`unbind`), or in a scan the value whole, which the scan slices and hands the step function."""
+        if not self._scanning:
+            return f"{name} = {code}.unbind(1)"
+        self._xs.append(name)
+        return f"{name} = {code}"
+
+    def at_t(self, name: str) -> str:
+        """A value split by `split_steps`, read at step t: `name[t]`, or in a scan the step function's
+        argument of the same name."""
+        return name if self._scanning else f"{name}[t]"
 
     def emit_before_loop(self, line: str) -> None:
         """Insert a line just before the `for t` line of the loop being written."""
@@ -625,13 +694,13 @@ class _Emitter:
         return past > 0 and (self.with_lengths or past > rings_of(self.net, stage).get(name, 0))
 
     def _ring_update(self, stage: Stage, rings: dict[str, int], collect: list[str]) -> None:
-        for n in collect:
+        for n in collect if not self._scanning else ():
             self.emit(f"{collected_name(var(n))}.append({var(n)})")
         for n, k in rings.items():
             v = var(n)
             new = v
             if stage.direction < 0 and self.with_lengths:
-                self.emit(f"_m_{v} = torch.where(_valid_s[t], {v}, _I_{v})")
+                self.emit(f"_m_{v} = torch.where({self.at_t('_valid_s')}, {v}, _I_{v})")
                 if f"_I_{v}" not in self.defined:  # a loop with a generated backward takes it as an input
                     self.emit_before_loop(f"_I_{v} = I[{n!r}]")
                 new = f"_m_{v}"
@@ -639,7 +708,7 @@ class _Emitter:
             news = [f"_r{i}_{v}" for i in range(k - 1, 0, -1)] + [new]
             self.emit(f"{', '.join(olds)} = {', '.join(news)}")
         if stage.direction < 0 and self.with_lengths and rings and "_valid_s" not in self.defined:
-            self.emit_before_loop("_valid_s = valid.unbind(1)")
+            self.emit_before_loop(self.split_steps("_valid_s", "valid"))
             self.defined.add("_valid_s")
 
     # ---- results -----------------------------------------------------------------------------

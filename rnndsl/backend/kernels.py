@@ -33,6 +33,7 @@ __all__ = [
     "one_hot",
     "past",
     "reverse",
+    "scan",
     "sequence",
     "steps",
     "sum_to",
@@ -76,7 +77,8 @@ def embed(ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def embed_rows(ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Rows of a (vocabulary, out) table for ids of any shape; id -1 gives zeros."""
-    if ids.device.type == "cpu" and bool((ids >= 0).all()):  # on a GPU, asking would wait for it: mask always
+    # on a GPU asking would wait for it, and a tracer cannot ask at all: mask always
+    if ids.device.type == "cpu" and not torch.compiler.is_compiling() and bool((ids >= 0).all()):
         return F.embedding(ids, table)
     return F.embedding(ids.clamp(min=0), table) * (ids >= 0).unsqueeze(-1).to(table.dtype)
 
@@ -230,6 +232,19 @@ def fused(
     if backward:
         out = reverse(out, lengths)
     return out, final[0][0], final[1][0] if len(final) > 1 else None
+
+
+def scan(step: Any, init: Any, xs: Any, dim: int, reverse: bool) -> Any:
+    """torch's `scan` (`torch._higher_order_ops.scan`): what the code traced by `torch.export` runs a loop
+    with, so the exported program keeps its length dynamic (a Python loop is unrolled at the example's)."""
+    from torch._higher_order_ops.scan import scan as torch_scan
+
+    # Each start value a tensor of its own, laid out as a step's results are: scan wants a step's carry in the
+    # layout of its start (an init expanded over the batch is not), and torch 2.13's export mixes up a start
+    # that is also read inside the step (a ring starting from the init that a backward loop reads past each
+    # end): it read the carry as the init at every step.
+    init = tuple(x.clone(memory_format=torch.contiguous_format) for x in init)
+    return torch_scan(step, init, xs, dim=dim, reverse=reverse)
 
 
 def sequence(x: torch.Tensor, steps: int) -> torch.Tensor:

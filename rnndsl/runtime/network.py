@@ -139,7 +139,7 @@ class CompiledNetwork(nn.Module):
             for n in network.nodes
             if n.op == "layer"
         ]
-        self._code: dict[tuple[bool, bool, frozenset[str], bool, str], Any] = {}
+        self._code: dict[tuple[bool, bool, frozenset[str], bool, str, bool], Any] = {}
         # While autograd records, loops run as one autograd node with a generated backward (`loop_backward`);
         # False keeps them on autograd (the same numbers up to rounding, slower).
         self.generated_backward = True
@@ -279,6 +279,7 @@ class CompiledNetwork(nn.Module):
             check_finite,
             frozenset(feed.given) if feed else frozenset(),
             self.generated_backward and _records(),
+            _exporting(),
         )
         inputs = call.code_inputs() if call.memories else call.inputs
         values, new_state = fn(
@@ -424,27 +425,33 @@ class CompiledNetwork(nn.Module):
         return out
 
     def _compiled(
-        self, with_lengths: bool, guard: bool = False, free: frozenset[str] = frozenset(), differentiate: bool = False
+        self,
+        with_lengths: bool,
+        guard: bool = False,
+        free: frozenset[str] = frozenset(),
+        differentiate: bool = False,
+        scan: bool = False,
     ) -> Any:
         """The generated forward for one variant: with lengths or not, guarded or not, which self-fed
-        inputs run free, and whether loops carry their own generated backward (when autograd records)."""
+        inputs run free, whether loops carry their own generated backward (when autograd records), and
+        whether they run as torch's `scan` (what torch.export traces, so the length stays dynamic)."""
         device = self.like.device.type  # which cells run on torch's fused kernels depends on it
-        key = (with_lengths, guard, free, differentiate, device)
+        key = (with_lengths, guard, free, differentiate, device, scan)
         fn = self._code.get(key)
         if fn is None:
             # The recording variant comes with the plain one: torch.compile traces a call with the plain one,
             # and must find it made (generating code inside a traced call would break the graph).
             network = self.network.running_free(free) if free else self.network
             for diff in (False, True) if differentiate else (False,):
-                generated = generate(network, with_lengths, self.fuse_cells, guard, diff, device)
+                generated = generate(network, with_lengths, self.fuse_cells, guard, diff, device, scan)
                 if diff and not generated.loops:  # no loop has a generated backward: the same code
-                    self._code[with_lengths, guard, free, diff, device] = self._code[
-                        with_lengths, guard, free, False, device
+                    self._code[with_lengths, guard, free, diff, device, scan] = self._code[
+                        with_lengths, guard, free, False, device, scan
                     ]
                     continue
                 namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
                 exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
-                self._code[with_lengths, guard, free, diff, device] = namespace["forward"]
+                self._code[with_lengths, guard, free, diff, device, scan] = namespace["forward"]
             fn = self._code[key]
         return fn
 
@@ -465,6 +472,13 @@ def _records() -> bool:
     """Whether this call runs the variant whose loops carry their own generated backward: autograd records,
     and no tracer (torch.compile, export, jit.trace) is looking, which sees the plain variant's tensor ops."""
     return torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+
+
+def _exporting() -> bool:
+    """Whether torch.export traces this call without dynamo (non-strict, its default): then loops run as
+    torch's `scan`, and the exported program keeps the length dynamic. Strict export traces through dynamo,
+    which cannot trace the code generator, so it gets the variants an eager call made: one length."""
+    return torch.compiler.is_exporting() and not torch.compiler.is_dynamo_compiling()
 
 
 def _text(expr: s.Expr) -> str:

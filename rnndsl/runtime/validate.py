@@ -109,7 +109,7 @@ def _memory_lengths(
                 f"memory_lengths[{name!r}]: expected (batch,) = ({batch},) integers, got {n.dtype} of shape "
                 f"{tuple(n.shape)}"
             )
-        low, high = (int(n.min()), int(n.max())) if n.numel() else (1, 1)
+        low, high = _range(n)
         if low < 1 or high > positions:
             raise ValueError(
                 f"memory_lengths[{name!r}]: every length must lie in [1, {positions}] (the positions of memory "
@@ -175,7 +175,8 @@ def _shapes(layout: Layout, inputs: dict[str, torch.Tensor], like: torch.Tensor)
         if node.input_kind == "tokens":
             _expect(node.name, x, 2, "(batch, time) integer token ids", integer=True)
             x = inputs[node.name] = x.long()  # any integer dtype will do; the kernels take int64
-            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= node.size):
+            # torch.export traces with no values to look at: an exported program takes the ids as they come
+            if not torch.compiler.is_exporting() and x.numel() and (int(x.min()) < 0 or int(x.max()) >= node.size):
                 raise ValueError(
                     f"input `{node.name}`: token ids must lie in [0, {node.size}), got values from "
                     f"{int(x.min())} to {int(x.max())}"
@@ -241,7 +242,7 @@ def _lengths(lengths: Any, batch: int, time: int, device: torch.device) -> torch
         raise ValueError(
             f"lengths: expected (batch,) = ({batch},) integers, got {lengths.dtype} of shape {tuple(lengths.shape)}"
         )
-    low, high = (int(lengths.min()), int(lengths.max())) if lengths.numel() else (1, 1)
+    low, high = _range(lengths)
     if low < 1 or high > time:
         raise ValueError(
             f"lengths: every length must lie in [1, {time}] (the time axis), got values from {low} to {high}"
@@ -282,3 +283,11 @@ def _state(net: CompiledNetwork, state: Any, batch: int, like: torch.Tensor) -> 
         if value.dtype != dtype or value.device != like.device:
             raise ValueError(f"state `{name}`: expected {dtype} on {like.device}, got {value.dtype} on {value.device}")
     return state
+
+
+def _range(lengths: torch.Tensor) -> tuple[int, int]:
+    """The smallest and largest length, for the checks; (1, 1) when torch.export traces the call (it has no
+    values to look at: an exported program takes lengths as they come) or there are none."""
+    if torch.compiler.is_exporting() or not lengths.numel():
+        return 1, 1
+    return int(lengths.min()), int(lengths.max())
