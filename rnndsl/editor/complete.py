@@ -67,7 +67,7 @@ def _declarations(text: str) -> list[_Decl]:
     """Each `network NAME` / `model NAME` and its text up to the next one."""
     found = list(_DECL.finditer(text))
     out = []
-    for m, after in zip(found, [*found[1:], None], strict=True):
+    for m, after in zip(found, [*found[1:], None][: len(found)], strict=True):
         body = text[m.end() : after.start() if after else len(text)]
         sizes = tuple(n.strip() for n in (m.group(3) or "").split(",") if n.strip())
         out.append(_Decl(m.group(1), m.group(2), sizes, body))
@@ -192,7 +192,7 @@ def _ports(decl: _Decl) -> str:
 
 
 def _in_model(before: str, model: _Decl, networks: dict[str, _Decl]) -> list[Item]:
-    m = re.search(rf"({_N})[ \t]*\([^)]*?(?:,|\()[ \t]*\w*$", before)
+    m = re.search(rf"({_N})[ \t]*\((?:[^)]*,)?[ \t]*\w*$", before)
     if m:
         block = networks.get(m.group(1))
         inputs = _INPUT.findall(block.body) if block else []
