@@ -261,9 +261,12 @@ def cmd_play(args: argparse.Namespace) -> int:
             webbrowser.open(url)
 
     threading.Thread(target=announce, daemon=True).start()
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has closed the server already
+    # Ctrl-C: uvicorn has closed the server already; SystemExit: uvicorn could not start (it said why)
+    with contextlib.suppress(KeyboardInterrupt, SystemExit):
         server.run()
     if not server.started:
-        print(f"rnndsl play: error: could not listen on {HOST}:{args.port}", file=sys.stderr)
+        print(
+            f"rnndsl play: error: could not listen on {HOST}:{args.port} (--port 0 picks a free port)", file=sys.stderr
+        )
         return 1
     return 0
