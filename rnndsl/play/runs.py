@@ -64,27 +64,21 @@ class Slot:
         self._free.set()
 
     def take(self, wait: float = 0.0) -> threading.Event | None:
-        """A stop event for a new run; waits up to `wait` seconds for a run that was asked to stop."""
-        deadline = time.monotonic() + wait
-        while True:
-            with self._lock:
-                if self._stop is None:
-                    self._stop = threading.Event()
-                    self._free.clear()
-                    return self._stop
-                stopping = self._stop.is_set()
-            if not stopping or time.monotonic() >= deadline:
+        """A stop event for a new run, waiting up to `wait` seconds for the slot: a page that stops its run
+        and starts another at once is here before the server has seen the first request close."""
+        if not self._free.wait(wait):
+            return None
+        with self._lock:
+            if self._stop is not None:  # another request took it first
                 return None
-            self._free.wait(max(0.0, deadline - time.monotonic()))
+            self._stop = threading.Event()
+            self._free.clear()
+            return self._stop
 
     def give_back(self) -> None:
         with self._lock:
             self._stop = None
             self._free.set()
-
-    @property
-    def busy(self) -> bool:
-        return self._stop is not None
 
 
 def _task(name: str, net: Network) -> Any:

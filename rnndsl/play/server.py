@@ -161,7 +161,7 @@ async def train(request: Request) -> Response:
     if problems:
         raise RequestError(400, "; ".join(problems))
     slot: runs.Slot = request.app.state.slot
-    stop = await asyncio.to_thread(slot.take, 3.0)
+    stop = await asyncio.to_thread(slot.take, 2.0)
     if stop is None:
         raise RequestError(409, "a run is going already: stop it first (one run at a time)")
     return StreamingResponse(_events(request, options, stop, slot), media_type="text/event-stream")
@@ -185,12 +185,13 @@ async def _events(request: Request, options: runs.Options, stop: threading.Event
     threading.Thread(target=work, name="rnndsl-play-run", daemon=True).start()
     try:
         while True:
+            # asked before every event: uvicorn drops what is sent to a closed connection without a word
+            if await request.is_disconnected():
+                return
             try:
                 kind, data = await asyncio.wait_for(queue.get(), 0.25)
             except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    return
-                yield ": still here\n\n"  # a comment line: keeps the connection and notices a closed one
+                yield ": still here\n\n"  # a comment line: keeps a quiet connection (loading torch) alive
                 continue
             if kind == "end":
                 return
