@@ -189,6 +189,23 @@ def _exported(args: argparse.Namespace) -> tuple[Any, bool]:
     return build(Path(path), network), False
 
 
+def _optional(module: str, name: str, extra: str) -> Callable[[argparse.Namespace], int]:
+    """A command whose module needs an optional extra (pygls; starlette and uvicorn), imported when it runs:
+    without the extra, one line says what to install."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        try:
+            command: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), name)
+        except ImportError as err:
+            print(f"rnndsl {args.command}: error: needs {err.name}: pip install 'rnndsl[{extra}]'", file=sys.stderr)
+            return 1
+        return command(args)
+
+    return run
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check,
     "draw": cmd_draw,
@@ -196,6 +213,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": _training("cmd_train"),
     "compare": _training("cmd_compare"),
     "generate": _training("cmd_generate"),
+    "lsp": _optional("rnndsl.editor.lsp", "cmd_lsp", "editor"),
+    "play": _optional("rnndsl.play.server", "cmd_play", "play"),
 }
 
 
@@ -272,6 +291,33 @@ def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands that live in their own modules register here."""
     add_training_commands(sub)  # train, compare, generate (rnndsl/training/options.py and commands.py)
     _add_export_command(sub)
+    _add_editor_commands(sub)
+
+
+def _add_editor_commands(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser(
+        "lsp",
+        help="run the language server (LSP on stdin and stdout) for editors",
+        description="Run the .rnn language server on stdin and stdout until the editor ends it: the "
+        "checker's errors and warnings as you type, hover (a node's kind, size, parameters, loop and "
+        "delays; a use's inputs and outputs), go to definition (into blocks too), completion, document "
+        "symbols and rename of a node. Point an editor's LSP client at the command `rnndsl lsp`; "
+        "editors/vscode/README.md shows VS Code. Needs pip install 'rnndsl[editor]'.",
+    )
+    p = sub.add_parser(
+        "play",
+        help="open the playground: edit a spec, see its graphs, train it a little, in the browser",
+        description="Serve the playground on 127.0.0.1 (this machine only) and open it in the browser: an "
+        "editor with the checker's messages as you type, the folded graph and the unrolled DAG, the "
+        "parameter count, the examples, and a Train button that trains the spec on a built-in task "
+        "(digits, names) for a few hundred steps with its loss drawn live. The spec and the options are "
+        "kept in the page's address, so a link reproduces it. Ctrl-C stops the server. "
+        "Needs pip install 'rnndsl[play]'.",
+    )
+    p.add_argument(
+        "--port", type=int, default=8765, metavar="P", help="the port on 127.0.0.1 (default 8765; 0: any free one)"
+    )
+    p.add_argument("--no-browser", action="store_true", help="only print the address; open no browser")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@
     figure(g)                      a matplotlib Figure, laid out here (matplotlib: `rnndsl[plot]`)
     draw(net, path, unroll=None)   the folded graph, or the DAG unrolled over `unroll` steps, to a
                                    .dot, .svg or .png file chosen by the path's suffix
+    to_svg(net, unroll=None)       the same picture as SVG text (for a page: the playground)
 
 The folded graph is laid out in layers, left to right, by its same-step (delay 0) edges, which form a
 DAG in a checked network; a same-step edge that skips layers runs through their free space. Feedback
@@ -20,10 +21,11 @@ marks a value read in the next.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["MAX_DRAW_STEPS", "FORMATS", "to_dot", "figure", "draw", "delay_text"]
+__all__ = ["MAX_DRAW_STEPS", "FORMATS", "to_dot", "to_svg", "figure", "draw", "delay_text"]
 
 MAX_DRAW_STEPS = 200  # beyond this a picture is a grey smear; the pattern repeats every step anyway
 
@@ -1035,13 +1037,13 @@ def _write_dot(g: nx.MultiDiGraph | nx.DiGraph, path: Path) -> None:
     path.write_text(to_dot(g), encoding="utf-8")
 
 
-def _write_picture(g: nx.MultiDiGraph | nx.DiGraph, path: Path) -> None:
+def _write_picture(g: nx.MultiDiGraph | nx.DiGraph, path: Path | IO[bytes], fmt: str = "") -> None:
     fig = figure(g)  # first: it says how to install matplotlib when it is missing
     import matplotlib
 
     w, h = fig.get_size_inches()
     dpi = min(110.0, 60000.0 / max(w, h))  # very wide drawings stay under Agg's limit of 65536 pixels
-    fmt = path.suffix.lower()[1:]
+    fmt = fmt or Path(str(path)).suffix.lower()[1:]
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "rnndsl"}):
         fig.savefig(
             path,
@@ -1052,6 +1054,14 @@ def _write_picture(g: nx.MultiDiGraph | nx.DiGraph, path: Path) -> None:
             facecolor="white",
             metadata={"Date": None} if fmt == "svg" else None,
         )
+
+
+def to_svg(network: Any, unroll: int | None = None) -> str:
+    """SVG text of a network's folded graph (or its DAG unrolled over `unroll` steps), as `draw` writes to a
+    .svg file, for a page to show inline (the playground)."""
+    buffer = io.BytesIO()
+    _write_picture(_view(network, unroll), buffer, "svg")
+    return buffer.getvalue().decode("utf-8")
 
 
 FORMATS: dict[str, Callable[[Any, Path], None]] = {".dot": _write_dot, ".svg": _write_picture, ".png": _write_picture}

@@ -32,6 +32,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_holds_every_package_of_the_source_tree(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "rnndsl/grammars/rnn.lark" in names and "rnndsl/py.typed" in names
+    # the playground works offline from the wheel: its page and the example specs ship inside
+    assert {"rnndsl/play/static/index.html", "rnndsl/play/static/play.js", "rnndsl/play/static/play.css"} <= names
+    examples = {
+        f"rnndsl/examples/{p.relative_to(ROOT / 'examples').as_posix()}" for p in (ROOT / "examples").rglob("*.rnn")
+    }
+    assert examples <= names, "example specs missing from the wheel"
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "rnndsl").rglob("*.py")}
     assert modules - names == set(), "modules of the source tree missing from the wheel"
 

@@ -76,6 +76,17 @@ class Node:
         e = self.expr
         return e if isinstance(e, s.Call) and e.fn in OPS and OPS[e.fn].memory else None
 
+    def parameter_count(self) -> int:
+        """The learned numbers this node owns: a layer's weights and bias, a param's vector, a learned
+        initial value or the projection of an init expression of another size."""
+        total = self.size * sum(self.source_sizes) + (self.size if self.bias else 0) if self.op == "layer" else 0
+        total += self.size if self.op == "param" else 0
+        if self.init.kind == "learned":
+            total += self.size
+        elif self.init.kind == "expr" and self.init.size != self.size:
+            total += self.size * (self.init.size + 1)
+        return total
+
     def refs(self) -> list[s.Ref]:
         """Every reference this node's value reads (its init expression excluded)."""
         if self.expr is not None:
@@ -158,14 +169,4 @@ def read_delays(nodes: Iterable[Node]) -> dict[str, tuple[int, int]]:
 
 def count_parameters(nodes: Iterable[Node]) -> int:
     """`Network.parameter_count()` of these nodes (the checker holds it to its limit before building)."""
-    total = 0
-    for n in nodes:
-        if n.op == "layer":
-            total += n.size * sum(n.source_sizes) + (n.size if n.bias else 0)
-        if n.op == "param":
-            total += n.size
-        if n.init.kind == "learned":
-            total += n.size
-        elif n.init.kind == "expr" and n.init.size != n.size:
-            total += n.size * (n.init.size + 1)
-    return total
+    return sum(n.parameter_count() for n in nodes)
