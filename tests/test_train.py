@@ -518,7 +518,9 @@ def test_cli_errors_are_one_message(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["train", str(tiny), "--resume", str(tmp_path / "none.pt")]) == 1
     assert capsys.readouterr().err == f"rnndsl train: error: no checkpoint at {tmp_path / 'none.pt'}\n"
     assert main(["train", str(tiny)]) == 1
-    assert f"give the task with --task ({', '.join(TASKS)})" in capsys.readouterr().err
+    assert f"give the task with --task NAME ({', '.join(TASKS)}) or your own sequences with --data FILE" in (
+        capsys.readouterr().err
+    )
     assert main(["train", str(tiny), "--task", "adding", "--task-arg", "length=x"]) == 1
     assert "task option `length` takes an integer, got `x`" in capsys.readouterr().err
     assert main(["train", str(tiny), "--task", "digits", "--batch", "0"]) == 1

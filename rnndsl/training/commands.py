@@ -17,7 +17,8 @@ import torch
 
 from rnndsl.frontend.load import read_spec
 from rnndsl.lang.errors import SpecError
-from rnndsl.tasks import TASKS, Task, make_task, parse_options
+from rnndsl.tasks import FILE_TASK, TASKS, Task, make_task, parse_options, task_class
+from rnndsl.tasks.arrays import ArrayTask
 from rnndsl.training.checkpoint import atomic_write, read_checkpoint
 from rnndsl.training.config import TrainConfig
 from rnndsl.training.distributed import World
@@ -46,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.out
             else Path(args.resume).parent
             if args.resume
-            else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.name])
+            else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.label])
         )
         claim(out, args.resume, args.force)
         require_matplotlib()
@@ -72,7 +73,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         refs = [spec_ref(spec, args.network) for spec in args.specs]
         task, config = _task(args, None), _config(args, None)
-        out = Path(args.out or f"runs/compare-{task.name}")
+        out = Path(args.out or f"runs/compare-{task.label}")
         labels = _labels(refs)
         for label in labels:
             claim(out / label, None, args.force)
@@ -152,11 +153,46 @@ def claim(out: Path, resume: str | None, force: bool) -> None:
 
 
 def _task(args: argparse.Namespace, saved: dict[str, Any] | None) -> Task:
-    name = args.task or (saved["task"]["name"] if saved else None)
+    """The task of --task or --data with their options, else the checkpoint's; its data checked now."""
+    if args.data and args.task:
+        raise ValueError("give --task NAME or --data FILE, not both")
+    name = FILE_TASK if args.data else args.task or (saved["task"]["name"] if saved else None)
     if name is None:
-        raise ValueError("give the task with --task (" + ", ".join(TASKS) + ")")
+        raise ValueError(
+            "give the task with --task NAME (" + ", ".join(TASKS) + ") or your own sequences with --data FILE"
+        )
     options = {k: v for k, v in saved["task"].items() if k != "name"} if saved and saved["task"]["name"] == name else {}
-    return make_task(name, **{**options, **parse_options(name, args.task_arg)})
+    given = {**parse_options(name, args.task_arg), **_data_options(args, name)}
+    task = make_task(name, **{**options, **given})
+    return task.check() if isinstance(task, ArrayTask) else task
+
+
+def _data_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """--data, --loss and --split as the options of a task over arrays."""
+    out: dict[str, Any] = {"path": args.data} if args.data else {}
+    if args.loss is None and args.split is None:
+        return out
+    if not issubclass(task_class(name), ArrayTask):
+        raise ValueError(f"--loss and --split are for --data (or a task over arrays); task `{name}` has its own")
+    if args.loss is not None:
+        out["criterion"] = args.loss
+    if args.split is not None:
+        out.update(_split(args.split))
+    return out
+
+
+def _split(text: str) -> dict[str, float]:
+    """`0.8,0.1,0.1` -> the validation and test fractions; three fractions in (0, 1) that sum to 1."""
+    try:
+        fractions = [float(part) for part in text.split(",")]
+    except ValueError:
+        fractions = []
+    if len(fractions) != 3 or not all(0 < f < 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(
+            f"--split takes three fractions TRAIN,VALIDATION,TEST, each between 0 and 1, summing to 1 (such as "
+            f"0.8,0.1,0.1); got `{text}`"
+        )
+    return {"validation": fractions[1], "test": fractions[2]}
 
 
 def _config(args: argparse.Namespace, saved: dict[str, Any] | None) -> TrainConfig:

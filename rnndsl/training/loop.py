@@ -123,7 +123,7 @@ def train(
 
 def _check_resume(saved: dict[str, Any], task: Task, config: TrainConfig, path: str) -> None:
     problems = []
-    if saved["task"] != task.config():
+    if _task_identity(saved["task"]) != _task_identity(task.config()):
         problems.append(f"task: {_show(saved['task'])} in the checkpoint, {_show(task.config())} here")
     for key in RESUME_MUST_MATCH:
         before = saved["train"].get(
@@ -136,6 +136,12 @@ def _check_resume(saved: dict[str, Any], task: Task, config: TrainConfig, path: 
             f"cannot resume from {path}: the run would not continue the same way:\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
+
+
+def _task_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What a resumed run's task must share with its checkpoint's: every option, but a data file's path when
+    its sha256 says which bytes it holds (a moved file is the same data)."""
+    return {k: v for k, v in config.items() if not (k == "path" and config.get("sha256"))}
 
 
 def _show(options: dict[str, Any]) -> str:

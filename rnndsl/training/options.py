@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from rnndsl.tasks import TASKS
 from rnndsl.training.config import LR_DECAYS, TrainConfig
 
 __all__ = ["THREADS", "add_commands"]
@@ -93,15 +92,43 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
 
 
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="train on your own sequences instead of a --task: an .npz with arrays x ((N, T, S) floats or "
+        "(N, T) token ids), y ((N,) class ids: one class per sequence; (N, T) ids: one per step; (N, K) or "
+        "(N, T, K) floats: regression) and optionally lengths ((N,)); or a .jsonl file, one sequence a line "
+        '({"x": [...], "y": ...})',
+    )
+    p.add_argument(
+        "--loss",
+        choices=("cross_entropy", "mse"),
+        help="the loss of --data (default: cross_entropy for whole-number y, mse for floats)",
+    )
+    p.add_argument(
+        "--split",
+        metavar="TRAIN,VALIDATION,TEST",
+        help="the fractions of --data's sequences in each split, summing to 1 (default 0.8,0.1,0.1), drawn "
+        "with the task's seed (--task-arg seed=S)",
+    )
+
+
 def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
-    p.add_argument("--task", choices=list(TASKS), help="the task: " + ", ".join(TASKS))
+    p.add_argument(
+        "--task",
+        metavar="NAME",
+        help="the task: digits, adding, copy, names, g2p, or one that an installed package declares in the "
+        "`rnndsl.tasks` entry-point group",
+    )
     p.add_argument(
         "--task-arg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a task option, e.g. length=50 for adding (repeatable)",
+        help="a task option, e.g. length=50 for adding, seed=S for the split of --data (repeatable)",
     )
+    _add_data_options(p)
     p.add_argument("--network", "-n", metavar="NAME", help="the network to train, when a file holds several")
     p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
     p.add_argument(
@@ -125,7 +152,7 @@ def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
         "--out",
         metavar="DIR",
         help="where to write (default runs/SPEC-TASK, runs/SPEC-NETWORK-TASK "
-        "when a network is named, or runs/compare-TASK)",
+        "when a network is named, or runs/compare-TASK; TASK is the file's name for --data)",
     )
     p.add_argument(
         "--force",
