@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +23,23 @@ from rnndsl.tasks.arrays import ArrayTask
 from rnndsl.training.checkpoint import atomic_write, read_checkpoint
 from rnndsl.training.config import TrainConfig
 from rnndsl.training.distributed import World
+from rnndsl.training.events import FOLDER, require_tensorboard
 from rnndsl.training.loop import train
 from rnndsl.training.progress import duration
-from rnndsl.training.report import Alignment, markdown_table, plot_alignments, plot_curves, require_matplotlib
+from rnndsl.training.report import (
+    Alignment,
+    Group,
+    markdown_table,
+    plot_alignments,
+    plot_curves,
+    plot_seed_curves,
+    require_matplotlib,
+    seeds_summary,
+    seeds_table,
+)
 from rnndsl.training.result import Result
+from rnndsl.training.seeds import Job, run_all, seeds, with_seed
+from rnndsl.training.stats import require_scipy
 
 if TYPE_CHECKING:
     from rnndsl.tasks.g2p import Pronunciation
@@ -36,9 +50,12 @@ _OPTIONS = ("steps", "batch", "lr", "lr_decay", "clip", "seed", "eval_every")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train one spec; print its final metrics."""
+    """Train one spec; print its final metrics (with --seeds N, each metric's mean, sd and interval)."""
+    if args.seeds != 1:
+        return _train_seeds(args)
     out = None
     try:
+        _check_counts(args)
         spec, network = spec_ref(args.spec, args.network)
         saved = read_checkpoint(args.resume) if args.resume else None
         task, config = _task(args, saved), _config(args, saved)
@@ -51,11 +68,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         claim(out, args.resume, args.force)
         require_matplotlib()
+        if args.tensorboard:
+            require_tensorboard()
         speaks = World.from_environment().main  # under torchrun, rank 0 alone prints and writes
         if saved is not None and saved["step"] >= config.steps and not args.quiet and speaks:
             print(f"the checkpoint is at step {saved['step']}; give --steps above it to train on", file=sys.stderr)
         _threads(args)
-        result = train(Path(spec), task, config, network=network, out=out, resume=args.resume, quiet=args.quiet)
+        result = train(
+            Path(spec),
+            task,
+            config,
+            network=network,
+            out=out,
+            resume=args.resume,
+            quiet=args.quiet,
+            tensorboard=args.tensorboard,
+        )
     except KeyboardInterrupt:
         return _interrupted("train", out)
     except Exception as err:  # the boundary: user mistakes become one message
@@ -63,12 +91,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not speaks:
         return 0
     print(_summary(result))
-    print("wrote " + ", ".join(str(out / name) for name in RUN_FILES if (out / name).exists()))
+    names = [*RUN_FILES, *([FOLDER + "/"] if args.tensorboard else [])]
+    print("wrote " + ", ".join(str(out / name) for name in names if (out / name).exists()))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Train each spec with the same task and options; overlay the curves and print a table."""
+    """Train each spec with the same task and options; overlay the curves and print a table (with --seeds N
+    or --jobs J, the seeded comparison: `_compare_seeds`)."""
+    if args.seeds != 1 or args.jobs != 1:
+        return _compare_seeds(args)
     out = None
     try:
         refs = [spec_ref(spec, args.network) for spec in args.specs]
@@ -78,6 +110,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for label in labels:
             claim(out / label, None, args.force)
         require_matplotlib()
+        if args.tensorboard:
+            require_tensorboard()
         _check_all(refs, task)
         _threads(args)
         world = World.from_environment()
@@ -87,7 +121,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         table = markdown_table(results, args.specs)
         if world.main:
             plot_curves(results, out / "compare.png", labels)
-            heading = f"# Task {task.name} ({_options(task)}); training: {_config_text(config)}\n\n"
+            heading = f"# Task {_task_text(task)}; training: {_config_text(config)}\n\n"
             atomic_write(out / "compare.md", lambda f: f.write((heading + table).encode("utf-8")))
     except KeyboardInterrupt:
         return _interrupted("compare", out)
@@ -113,8 +147,128 @@ def _train_each(
     for i, ((spec, network), label, given) in enumerate(zip(refs, labels, args.specs, strict=True)):
         if not args.quiet and main:
             print(f"[{i + 1}/{len(labels)}] {given}", file=sys.stderr)
-        results.append(train(Path(spec), task, config, network=network, out=out / label, quiet=args.quiet))
+        results.append(
+            train(
+                Path(spec),
+                task,
+                config,
+                network=network,
+                out=out / label,
+                quiet=args.quiet,
+                tensorboard=args.tensorboard,
+            )
+        )
     return results
+
+
+def _train_seeds(args: argparse.Namespace) -> int:
+    """`train --seeds N`: the spec trained with N parameter seeds, in DIR/seed-S; DIR/seeds.md, seeds.json
+    and curves.png summarise them."""
+    out = None
+    try:
+        _check_counts(args)
+        if args.resume:
+            raise ValueError(
+                "--resume continues one run: resume each seed's run on its own (--resume DIR/seed-S/checkpoint.pt)"
+            )
+        spec, network = spec_ref(args.spec, args.network)
+        task, config = _task(args, None), _config(args, None)
+        out = (
+            Path(args.out)
+            if args.out
+            else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.label])
+        )
+        groups = _run_seeds(args, [(spec, network)], [args.spec], [out], task, config)
+        summary = seeds_summary(groups)
+        table = seeds_table(summary)
+        plot_seed_curves(groups, out / "curves.png")
+        _write_summary(
+            out / "seeds", summary, f"# {args.spec} on {_task_text(task)}; training: {_config_text(config)}\n\n" + table
+        )
+    except KeyboardInterrupt:
+        return _interrupted("train", None)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("train", err)
+    print(table, end="")
+    print(f"wrote {out / 'seeds.md'}, {out / 'seeds.json'}, {out / 'curves.png'}")
+    return 0
+
+
+def _compare_seeds(args: argparse.Namespace) -> int:
+    """`compare --seeds N` (or --jobs J): every spec trained with N parameter seeds (in DIR/NAME/seed-S, or
+    DIR/NAME for one seed), J runs at a time; DIR/compare.md, compare.json and compare.png summarise them,
+    with Welch's t-test between the specs."""
+    out = None
+    try:
+        _check_counts(args)
+        refs = [spec_ref(spec, args.network) for spec in args.specs]
+        task, config = _task(args, None), _config(args, None)
+        out = Path(args.out or f"runs/compare-{task.label}")
+        labels = _labels(refs)
+        groups = _run_seeds(args, refs, args.specs, [out / label for label in labels], task, config)
+        summary = seeds_summary(groups)
+        table = seeds_table(summary)
+        plot_seed_curves(groups, out / "compare.png")
+        heading = f"# Task {_task_text(task)}; training: {_config_text(config)}\n\n"
+        _write_summary(out / "compare", summary, heading + table)
+    except KeyboardInterrupt:
+        return _interrupted("compare", None)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("compare", err)
+    print(table, end="")
+    print(f"wrote {out / 'compare.png'}, {out / 'compare.md'}, {out / 'compare.json'}")
+    return 0
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
+        if value < 1:
+            raise ValueError(f"{flag} takes a whole number >= 1, got {value}")
+
+
+def _run_seeds(
+    args: argparse.Namespace,
+    refs: list[tuple[str, str | None]],
+    shown: list[str],
+    folders: list[Path],
+    task: Task,
+    config: TrainConfig,
+) -> list[Group]:
+    """Each spec's runs over the seeds, in its folder (seed-S inside it for several seeds), every folder
+    claimed and every spec checked against the task before the first run starts."""
+    if World.from_environment().size > 1:
+        raise ValueError("--seeds and --jobs start processes of their own: run them without torchrun")
+    jobs = []
+    for (spec, network), folder in zip(refs, folders, strict=True):
+        for seed in seeds(config, args.seeds):
+            run = folder / f"seed-{seed}" if args.seeds > 1 else folder
+            claim(run, None, args.force)
+            jobs.append(
+                Job(spec, network, task.config(), with_seed(config, seed), str(run), args.threads, args.tensorboard)
+            )
+    require_matplotlib()
+    require_scipy()
+    if args.tensorboard:
+        require_tensorboard()
+    _check_all(refs, task)
+
+    def done(i: int, record: dict[str, Any]) -> None:
+        if not args.quiet:
+            job, primary = jobs[i], record["primary_metric"]
+            print(
+                f"[{i + 1}/{len(jobs)}] {shown[i // args.seeds]} seed {job.config.seed}: test {primary} "
+                f"{record['metrics']['test'][primary]:.4f} ({duration(record['elapsed_s'])})",
+                file=sys.stderr,
+            )
+
+    records = run_all(jobs, args.jobs, done)
+    return [Group(label, records[i * args.seeds : (i + 1) * args.seeds]) for i, label in enumerate(shown)]
+
+
+def _write_summary(stem: Path, summary: dict[str, Any], markdown: str) -> None:
+    text = json.dumps(summary, indent=1, allow_nan=True) + "\n"
+    atomic_write(stem.with_suffix(".json"), lambda f: f.write(text.encode("utf-8")))
+    atomic_write(stem.with_suffix(".md"), lambda f: f.write(markdown.encode("utf-8")))
 
 
 def spec_ref(text: str, network: str | None = None) -> tuple[str, str | None]:
@@ -235,8 +389,9 @@ def _summary(result: Result) -> str:
     return "\n".join(lines)
 
 
-def _options(task: Task) -> str:
-    return ", ".join(f"{k}={v}" for k, v in task.config().items() if k != "name") or "default options"
+def _task_text(task: Task) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in task.config().items() if k != "name") or "default options"
+    return f"{task.name} ({options})"
 
 
 def _config_text(config: TrainConfig) -> str:

@@ -161,3 +161,26 @@ def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
     )
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no evaluation lines")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each spec N times, with parameter seeds --seed, --seed+1, ... (in DIR/seed-S): the table "
+        "gives each metric as mean ± standard deviation with its 95%% interval, and compare tests the "
+        "differences between specs (Welch's t-test); the plot shows mean curves with bands (default 1)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="J",
+        help="train J runs at a time, in J processes of --threads threads each (default 1); the numbers are "
+        "the same as with one",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to DIR/tensorboard (train/loss, validation/METRIC, "
+        "test/METRIC; needs the tensorboard package: pip install 'rnndsl[experiments]')",
+    )
