@@ -150,6 +150,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "draw": cmd_draw,
     "train": _training("cmd_train"),
     "compare": _training("cmd_compare"),
+    "tune": _training("cmd_tune"),
     "generate": _training("cmd_generate"),
 }
 
@@ -195,7 +196,7 @@ def _add_draw_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands that live in their own modules register here."""
-    add_training_commands(sub)  # train, compare, generate (rnndsl/training/options.py and commands.py)
+    add_training_commands(sub)  # train, compare, tune, generate (rnndsl/training/options.py and commands.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""`rnndsl train`, `compare` and `generate`: takes parsed arguments, gives trained runs, printed metrics,
+"""`rnndsl train`, `compare`, `tune` and `generate`: takes parsed arguments, gives trained runs (over seeds, in
+parallel, at tuned options), searches, printed metrics,
 generated samples (and a g2p model's attention heatmap) and exit codes.
 
 Every user mistake (a missing file, a spec that does not fit the task, a checkpoint of another spec, a
@@ -11,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,11 +42,12 @@ from rnndsl.training.report import (
 from rnndsl.training.result import Result
 from rnndsl.training.seeds import Job, run_all, seeds, with_seed
 from rnndsl.training.stats import require_scipy
+from rnndsl.training.tune import Search, Trial, best_config, parse_params, report, require_optuna, search, storage_url
 
 if TYPE_CHECKING:
     from rnndsl.tasks.g2p import Pronunciation
 
-__all__ = ["RUN_FILES", "claim", "cmd_compare", "cmd_generate", "cmd_train", "spec_ref"]
+__all__ = ["RUN_FILES", "claim", "cmd_compare", "cmd_generate", "cmd_train", "cmd_tune", "spec_ref"]
 
 _OPTIONS = ("steps", "batch", "lr", "lr_decay", "clip", "seed", "eval_every")
 
@@ -99,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Train each spec with the same task and options; overlay the curves and print a table (with --seeds N
     or --jobs J, the seeded comparison: `_compare_seeds`)."""
-    if args.seeds != 1 or args.jobs != 1:
+    if args.seeds != 1 or args.jobs != 1 or args.tune:
         return _compare_seeds(args)
     out = None
     try:
@@ -178,7 +181,8 @@ def _train_seeds(args: argparse.Namespace) -> int:
             if args.out
             else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.label])
         )
-        groups = _run_seeds(args, [(spec, network)], [args.spec], [out], task, config)
+        _prepare(args, [(spec, network)], [out], task)
+        groups = _run_seeds(args, [(spec, network)], [args.spec], [out], task, [config])
         summary = seeds_summary(groups)
         table = seeds_table(summary)
         plot_seed_curves(groups, out / "curves.png")
@@ -195,22 +199,40 @@ def _train_seeds(args: argparse.Namespace) -> int:
 
 
 def _compare_seeds(args: argparse.Namespace) -> int:
-    """`compare --seeds N` (or --jobs J): every spec trained with N parameter seeds (in DIR/NAME/seed-S, or
-    DIR/NAME for one seed), J runs at a time; DIR/compare.md, compare.json and compare.png summarise them,
-    with Welch's t-test between the specs."""
+    """`compare --seeds N` (or --jobs J, --tune OPTIONS): every spec trained with N parameter seeds (in
+    DIR/NAME/seed-S, or DIR/NAME for one seed), J runs at a time, each spec at its own best options when
+    tuned; DIR/compare.md, compare.json and compare.png summarise them, with Welch's t-test between specs."""
     out = None
     try:
         _check_counts(args)
         refs = [spec_ref(spec, args.network) for spec in args.specs]
         task, config = _task(args, None), _config(args, None)
+        params = parse_params(args.tune) if args.tune else ()
         out = Path(args.out or f"runs/compare-{task.label}")
         labels = _labels(refs)
-        groups = _run_seeds(args, refs, args.specs, [out / label for label in labels], task, config)
+        folders = [out / label for label in labels]
+        _prepare(args, refs, folders, task, tuning=bool(params))
+        tuned = (
+            [
+                _tune_one(args, ref, label, folder, task, config, params)
+                for ref, label, folder in zip(refs, labels, folders, strict=True)
+            ]
+            if params
+            else []
+        )
+        configs = [c for c, _ in tuned] or [config] * len(refs)
+        groups = _run_seeds(args, refs, args.specs, folders, task, configs)
         summary = seeds_summary(groups)
         table = seeds_table(summary)
+        if tuned:
+            summary["tuned"] = {
+                g.label: {"trial": b.number, "value": b.value, "params": b.params}
+                for g, (_, b) in zip(groups, tuned, strict=True)
+            }
+            table += _tuned_text(args, summary, task)
         plot_seed_curves(groups, out / "compare.png")
-        heading = f"# Task {_task_text(task)}; training: {_config_text(config)}\n\n"
-        _write_summary(out / "compare", summary, heading + table)
+        training = _config_text(config) + (f"; {', '.join(params)} tuned for each spec" if params else "")
+        _write_summary(out / "compare", summary, f"# Task {_task_text(task)}; training: {training}\n\n" + table)
     except KeyboardInterrupt:
         return _interrupted("compare", None)
     except Exception as err:  # the boundary: user mistakes become one message
@@ -220,10 +242,147 @@ def _compare_seeds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tuned_text(args: argparse.Namespace, summary: dict[str, Any], task: Task) -> str:
+    lines = [
+        f"- `{label}`: "
+        + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        + f" (trial {t['trial']}, validation {task.primary} {t['value']:.4f})"
+        for label, t in summary["tuned"].items()
+    ]
+    return (
+        "\nEach spec trained at its own best options, searched with Optuna (TPE sampler, median pruner; "
+        f"{args.trials} trials of {args.steps or TrainConfig().steps} steps each, on the validation "
+        f"{task.primary}):\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def _tune_one(
+    args: argparse.Namespace,
+    ref: tuple[str, str | None],
+    label: str,
+    folder: Path,
+    task: Task,
+    config: TrainConfig,
+    params: tuple[str, ...],
+) -> tuple[TrainConfig, Trial]:
+    """One spec's search (its study in folder/study.db, or in --storage as LABEL-TASK); its best options."""
+    spec, network = ref
+    folder.mkdir(parents=True, exist_ok=True)
+    s = Search(
+        spec,
+        network,
+        task,
+        config,
+        params,
+        args.storage or storage_url(folder),
+        f"{label}-{task.label}",
+        args.trials,
+        config.seed,
+    )
+    if not args.quiet:
+        print(f"tuning {label}: {args.trials} trials", file=sys.stderr)
+    study = search(s, read_spec(Path(spec))[0], on_trial=None if args.quiet else _trial_line(params, task))
+    return best_config(study, s)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Search one spec's training options with Optuna; write tune.md and best.json, print the best."""
+    try:
+        if args.trials < 1:
+            raise ValueError(f"--trials takes a whole number >= 1, got {args.trials}")
+        spec, network = spec_ref(args.spec, args.network)
+        task, config = _task(args, None), _config(args, None)
+        params = parse_params(args.tune)
+        stem = "-".join([Path(spec).stem, *([network] if network else []), task.label])
+        out = Path(args.out or f"runs/tune-{stem}")
+        require_optuna()
+        if World.from_environment().size > 1:
+            raise ValueError(
+                "tune runs its trials in this process: run it without torchrun (several tune processes share a study)"
+            )
+        _check_all([(spec, network)], task)
+        _threads(args)
+        out.mkdir(parents=True, exist_ok=True)
+        s = Search(
+            spec,
+            network,
+            task,
+            config,
+            params,
+            args.storage or storage_url(out),
+            args.study or stem,
+            args.trials,
+            config.seed,
+        )
+        study = search(s, read_spec(Path(spec))[0], on_trial=None if args.quiet else _trial_line(params, task))
+        text, summary = report(study, s)
+        summary["command"] = _train_command(args, summary["train"])
+        atomic_write(out / "tune.md", lambda f: f.write(text.encode("utf-8")))
+        atomic_write(out / "best.json", lambda f: f.write((json.dumps(summary, indent=1) + "\n").encode("utf-8")))
+    except KeyboardInterrupt:
+        return _interrupted("tune", None)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("tune", err)
+    best = summary["best"]
+    print(
+        f"best of {sum(summary['trials'].values())} trials in study `{s.study}`: trial {best['trial']}, "
+        f"validation {task.primary} {best['value']:.4f}, " + ", ".join(f"{k}={v}" for k, v in best["params"].items())
+    )
+    print(f"train with it: {summary['command']}")
+    print(f"wrote {out / 'tune.md'}, {out / 'best.json'}")
+    return 0
+
+
+def _trial_line(params: tuple[str, ...], task: Task) -> Callable[[Trial], None]:
+    def line(t: Trial) -> None:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        how = {
+            "COMPLETE": f"validation {task.primary} {t.value:.4f}" if t.value is not None else "",
+            "PRUNED": f"pruned at step {t.step}",
+            "FAIL": "failed (the loss diverged)",
+        }.get(t.state, t.state.lower())
+        print(f"trial {t.number}: {shown}: {how}", file=sys.stderr)
+
+    return line
+
+
+def _train_command(args: argparse.Namespace, train: dict[str, Any]) -> str:
+    """`rnndsl train SPEC --task T ... --lr X`: the options that differ from the defaults, the best ones among them."""
+    defaults = dataclasses.asdict(TrainConfig())
+    source = [f"--data {args.data}"] if args.data else [f"--task {args.task}"]
+    source += [f"--task-arg {a}" for a in args.task_arg]
+    source += [f"--loss {args.loss}"] * bool(args.loss) + [f"--split {args.split}"] * bool(args.split)
+    options = [f"--{k.replace('_', '-')} {v}" for k, v in train.items() if k != "eval_batch" and v != defaults[k]]
+    return " ".join(["rnndsl train", args.spec, *source, *options])
+
+
 def _check_counts(args: argparse.Namespace) -> None:
     for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
         if value < 1:
             raise ValueError(f"{flag} takes a whole number >= 1, got {value}")
+
+
+def _prepare(
+    args: argparse.Namespace,
+    refs: list[tuple[str, str | None]],
+    folders: list[Path],
+    task: Task,
+    tuning: bool = False,
+) -> None:
+    """Before the first run: every folder claimed, every library there, every spec checked against the task."""
+    if World.from_environment().size > 1:
+        raise ValueError("--seeds, --jobs and --tune start processes of their own: run them without torchrun")
+    for folder in folders:
+        for seed in seeds(TrainConfig(seed=args.seed or 0), args.seeds):
+            claim(folder / f"seed-{seed}" if args.seeds > 1 else folder, None, args.force)
+    require_matplotlib()
+    require_scipy()
+    if tuning:
+        require_optuna()
+    if args.tensorboard:
+        require_tensorboard()
+    _check_all(refs, task)
+    _threads(args)
 
 
 def _run_seeds(
@@ -232,25 +391,16 @@ def _run_seeds(
     shown: list[str],
     folders: list[Path],
     task: Task,
-    config: TrainConfig,
+    configs: list[TrainConfig],
 ) -> list[Group]:
-    """Each spec's runs over the seeds, in its folder (seed-S inside it for several seeds), every folder
-    claimed and every spec checked against the task before the first run starts."""
-    if World.from_environment().size > 1:
-        raise ValueError("--seeds and --jobs start processes of their own: run them without torchrun")
+    """Each spec's runs over the seeds at its options, in its folder (seed-S inside it for several seeds)."""
     jobs = []
-    for (spec, network), folder in zip(refs, folders, strict=True):
+    for (spec, network), folder, config in zip(refs, folders, configs, strict=True):
         for seed in seeds(config, args.seeds):
             run = folder / f"seed-{seed}" if args.seeds > 1 else folder
-            claim(run, None, args.force)
             jobs.append(
                 Job(spec, network, task.config(), with_seed(config, seed), str(run), args.threads, args.tensorboard)
             )
-    require_matplotlib()
-    require_scipy()
-    if args.tensorboard:
-        require_tensorboard()
-    _check_all(refs, task)
 
     def done(i: int, record: dict[str, Any]) -> None:
         if not args.quiet:
