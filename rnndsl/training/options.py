@@ -51,7 +51,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         description="Train each SPEC on the same task with the same options (each in DIR/NAME), "
         "then write DIR/compare.png (overlaid curves) and DIR/compare.md (a markdown "
         "table, also printed). With --seeds N each spec is trained N times (DIR/NAME/seed-S), --jobs J at "
-        "a time, and the table gives each metric's mean ± sd with its 95%% interval and Welch's t-test "
+        "a time, and the table gives each metric's mean ± sd with its 95% interval and Welch's t-test "
         "between the specs (also DIR/compare.json); with --tune each spec is first tuned with Optuna and "
         "trained at its own best options. Exit 1 on errors.",
     )
