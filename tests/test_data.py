@@ -78,10 +78,11 @@ def test_each_kind_of_target_trains_from_an_npz(
     np.savez(tmp_path / "d.npz", x=x, y=y, lengths=lengths)
     out_size = {"class": 2, "tags": 3, "values": 2, "steps": 1}[kind]
     spec = _spec(tmp_path, 3, out_size, last=kind in ("class", "values"))
-    status, _, err = _run(
+    status, printed, err = _run(
         ["train", str(spec), "--data", str(tmp_path / "d.npz"), *QUICK, "--out", str(tmp_path / "r")], capsys
     )
     assert status == 0, err
+    assert printed.startswith("Net on data (d.npz): 4 steps in ")
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     assert set(results["metrics"]["test"]) == metrics
     assert results["primary_metric"] == ("accuracy" if kind in ("class", "tags") else "mse")

@@ -116,6 +116,10 @@ def test_seed_options_are_checked(
     for flag in ("--seeds", "--jobs"):
         assert main(["compare", str(a), "--data", str(data), flag, "0"]) == 1
         assert f"{flag} takes a whole number >= 1, got 0" in capsys.readouterr().err
+    assert main(["train", str(a), "--data", str(data), "--jobs", "2"]) == 1
+    assert "--jobs J trains several runs at once: give --seeds N for several runs of the spec" in (
+        capsys.readouterr().err
+    )
     assert main(["train", str(a), "--data", str(data), "--seeds", "2", "--resume", "x.pt"]) == 1
     assert "--resume continues one run: resume each seed's run on its own" in capsys.readouterr().err
     out = tmp_path / "r"

@@ -59,6 +59,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = None
     try:
         _check_counts(args)
+        if args.jobs != 1:
+            raise ValueError("--jobs J trains several runs at once: give --seeds N for several runs of the spec")
         spec, network = spec_ref(args.spec, args.network)
         saved = read_checkpoint(args.resume) if args.resume else None
         task, config = _task(args, saved), _config(args, saved)
@@ -527,11 +529,16 @@ def _check_all(refs: list[tuple[str, str | None]], task: Task) -> None:
         task.bind(compile_spec(text, name, network).ir)
 
 
+def _task_name(config: dict[str, Any]) -> str:
+    """`digits`, or `data (seqs.npz)` for a data file."""
+    return config["name"] + (f" ({Path(config['path']).name})" if config["name"] == FILE_TASK else "")
+
+
 def _summary(result: Result) -> str:
     steps = len(result.losses)
     rate = f" ({steps / result.elapsed:.1f} steps/s)" if result.elapsed else ""
     lines = [
-        f"{result.network} on {result.task['name']}: {steps} steps in {duration(result.elapsed)}{rate}, "
+        f"{result.network} on {_task_name(result.task)}: {steps} steps in {duration(result.elapsed)}{rate}, "
         f"{result.parameters:,} parameters"
     ]
     for split, metrics in (("validation", result.validation), ("test", result.test)):
