@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import compile_time, memory, report
+from benchmarks import compile_time, deploy, memory, report
 from benchmarks.cases import CASES, SIZES, Case, Impl, build
 from benchmarks.timing import compile_plain, time_impls
 
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".md").write_text(text, encoding="utf-8")
+    Path(args.out + ".md").write_text(text + deploy.kept_section(Path(args.out + ".md")), encoding="utf-8")
     Path(args.out + ".json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     _log(f"wrote {args.out}.md and {args.out}.json in {data['elapsed_s']:.0f} s")
     return 0

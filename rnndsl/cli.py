@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rnndsl.draw import MAX_DRAW_STEPS, draw
 from rnndsl.frontend import sizes
@@ -145,9 +146,53 @@ def _training(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a spec's network (or model), or a checkpoint's trained one, as an ONNX file."""
+    try:
+        net, trained = _exported(args)
+        options = {"lengths": args.lengths, "greedy": args.greedy, "stop": args.stop}
+        if args.state:
+            options["state"] = True
+        path = net.to_onnx(args.output, **options)
+        if not trained:
+            print(
+                f"rnndsl export: warning: {args.source} is a spec: the file holds freshly initialised weights "
+                "(export a checkpoint of `rnndsl train` for trained ones)",
+                file=sys.stderr,
+            )
+    except SpecError as err:
+        print(err, file=sys.stderr)
+        return 1
+    except (OSError, ValueError, ImportError, TypeError) as err:
+        text = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
+        print(f"rnndsl export: error: {text.replace('network=NAME', '--network NAME')}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+def _exported(args: argparse.Namespace) -> tuple[Any, bool]:
+    """The module to export and whether its weights are trained: a checkpoint's (a file ending in .pt), or
+    the spec's network (FILE or FILE:NETWORK) with fresh ones."""
+    if args.stop is not None and not args.greedy:
+        raise ValueError("--stop ends greedy generation: give --greedy too")
+    if args.state and args.greedy:
+        raise ValueError("--state is for the network's own graph, not for --greedy generation")
+    if Path(args.source).suffix == ".pt":
+        from rnndsl.training.checkpoint import load_model
+
+        return load_model(args.source, network=args.network), True
+    from rnndsl.runtime.build import compile as build
+    from rnndsl.training.commands import spec_ref
+
+    path, network = spec_ref(args.source, args.network)
+    return build(Path(path), network), False
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": cmd_check,
     "draw": cmd_draw,
+    "export": cmd_export,
     "train": _training("cmd_train"),
     "compare": _training("cmd_compare"),
     "tune": _training("cmd_tune"),
@@ -194,9 +239,40 @@ def _add_draw_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write: .dot, .svg or .png")
 
 
+def _add_export_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a network (or model) as an ONNX file that onnxruntime runs at any length",
+        description="Write one network or model as ONNX: its inputs and outputs named as the spec's, batch and "
+        "time dynamic, each loop an ONNX Loop over time. SOURCE is a training checkpoint (a file ending in "
+        ".pt: its trained weights) or a spec (FILE or FILE:NETWORK: freshly initialised weights, with a "
+        "warning). Needs the onnx package (pip install 'rnndsl[onnx]'). Exit 1 on errors.",
+    )
+    p.add_argument("source", metavar="SPEC|CHECKPOINT", help="a spec file (or FILE:NETWORK), or a checkpoint .pt")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the file to write")
+    p.add_argument("--network", "-n", metavar="NAME", help="the network or model to export, when SPEC holds several")
+    p.add_argument(
+        "--lengths",
+        action="store_true",
+        help="add a lengths input (batch,) int64 for padded batches (a model: lengths.INSTANCE; a memory: "
+        "lengths.MEMORY)",
+    )
+    p.add_argument(
+        "--state", action="store_true", help="add the state: inputs state_in.NAME and outputs state_out.NAME"
+    )
+    p.add_argument(
+        "--greedy",
+        action="store_true",
+        help="export greedy generation instead: the self-fed token input fed the argmax of its feed for `steps` "
+        "(an input) tokens; outputs tokens (batch, steps) and lengths (batch,)",
+    )
+    p.add_argument("--stop", type=int, metavar="ID", help="with --greedy: the token that ends a row (0 for names, g2p)")
+
+
 def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands that live in their own modules register here."""
     add_training_commands(sub)  # train, compare, tune, generate (rnndsl/training/options.py and commands.py)
+    _add_export_command(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

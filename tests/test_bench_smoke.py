@@ -98,3 +98,26 @@ def test_custom_cell_cases_are_the_example_specs() -> None:
         ours = rnndsl.compile(CASES[name].spec(32, 128))
         theirs = rnndsl.compile(ROOT / "examples" / example)
         assert ours.code(grad=True) == theirs.code(grad=True), name
+
+
+def test_deploy_benchmark_writes_its_section_and_bench_keeps_it(tmp_path: Path) -> None:
+    from benchmarks import deploy
+
+    perf = tmp_path / "perf.md"
+    perf.write_text("# Performance\n\nbench's own text\n", encoding="utf-8")
+    assert deploy.main(["--size", "tiny", "--case", "jordan", "--repeat", "1", "--write", str(perf)]) == 0
+    text = perf.read_text(encoding="utf-8")
+    assert text.startswith("# Performance\n\nbench's own text\n") and deploy.MARK in text
+    assert "| jordan | tiny (4, 6, 8, 8) |" in text
+    assert deploy.kept_section(perf) == "\n" + text[text.index(deploy.MARK) :]
+    deploy.write_section(perf, ["## again"])  # a second run replaces the section, not the text before it
+    assert perf.read_text(encoding="utf-8") == f"# Performance\n\nbench's own text\n\n{deploy.MARK}\n## again\n"
+
+
+def test_attention_benchmark_checks_and_times(capsys: object) -> None:
+    """The hand-written decoder equals rnndsl's (checked inside) and both modes are timed."""
+    from benchmarks import attention
+
+    assert attention.main(["--batch", "3", "--letters", "4", "--phonemes", "3", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    assert "| forward |" in out and "| forward+backward |" in out

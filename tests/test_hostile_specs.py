@@ -230,7 +230,8 @@ MODULES = {"torch": torch, "F": F, "K": kernels, "math": math}
 BUILTINS = {"range", "float"}
 ARGUMENTS = {"P", "X", "I", "H", "B", "T", "lengths", "train", "watch", "feed"}
 FEED_METHODS = {"plan", "pick", "whole", "sample", "sample_logits", "record"}  # rnndsl.feed.Feed's, for free runs
-FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s", "_t", "_s_t"}  # _t: the step index
+# _t: the step index, _s__t: its steps in a loop
+FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s", "_t", "_s__t"}
 FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "rnn_relu"}
 # a loop with a generated backward (rnndsl.loop_backward): its two functions, their context and temporaries
 LOOP_FUNCTION = re.compile(r"_L\d+_(forward|backward)")
@@ -275,7 +276,8 @@ NODE_TYPES = {
     ast.GtE,
     ast.Eq,
 }
-PREFIXES = re.compile(r"(?:_[A-Za-z]+\d*)+")  # `_r1_h`, `_s_tm1_h`, `_W0_h`: the compiler's temporaries
+# `_r1_h`, `_W0_h`, `_s__tm1_h` (the steps of `_tm1_h`): the compiler's temporaries
+PREFIXES = re.compile(r"(?:__?[A-Za-z]+\d*)+")
 COMMENT = re.compile(r"#[ -~]*")  # printable ASCII: network and node names, the compiler's words
 
 
@@ -470,7 +472,7 @@ def shapes_of(name: str) -> dict[str, str]:
         f" c = attend(dot(k, tanh(x + h[t-1])), {name})\n layer h: 3 tanh <- x, c\n output h }}",
         "attention": f"network N {{ input m: 3 memory\n input x: 3\n {name} = attend(dot(m, h[t-1]), m)\n"
         f" layer h: 3 tanh <- x, {name}\n output h }}",
-        # beside the clock: read at each step of a loop that reads the step index too (`_s_t`)
+        # beside the clock: read at each step of a loop that reads the step index too (`_s__t`)
         "clocked": f"network N {{ input x: 3\n {name} = x * every(3)\n layer h: 3 tanh <- x, g[t-1]\n"
         f" g = h * every(2) + {name} * (1 - every(2))\n output g }}",
     }
@@ -528,6 +530,29 @@ def test_a_renamed_name_and_its_underscored_twin_stay_apart(name: str) -> None:
     ).double()
     x = torch.randn(2, 5, 3, dtype=torch.float64)
     torch.testing.assert_close(net(x).y, reference(net, x).y)
+
+
+GENERATED_TWINS = {  # a node named like a name the compiler builds from another node's, both in one loop
+    # `q[t-1]` read inside the loop is split into steps as the list of `_tm1_q`, `tm1_q` as its own list
+    "shifted": "network N { input x: 3\n layer q: 3 tanh <- x\n layer tm1_q: 3 tanh <- x\n layer a: 3 <- x\n"
+    " h = tanh(a + q[t-1] * tm1_q + h[t-1])\n output h }",
+    # the loop collects the attention weights of `q` (`_aw_q`) and the node `aw_q`, each in its own list
+    "attention": "network N { input m: 3 memory\n input x: 3\n q = attend(dot(m, h[t-1]), m)\n"
+    " aw_q = tanh(q + h[t-1])\n layer h: 3 tanh <- x, q, aw_q\n output h\n output aw_q }",
+}
+
+
+@pytest.mark.parametrize("case", GENERATED_TWINS, ids=list(GENERATED_TWINS))
+def test_a_node_named_like_a_generated_name_keeps_its_own_variable(case: str) -> None:
+    net = rnndsl.compile(GENERATED_TWINS[case]).double()
+    given = {"x": torch.randn(2, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))}
+    if "memory" in GENERATED_TWINS[case]:
+        given["m"] = torch.randn(2, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    runs_like_the_reference(net, given)
+    with torch.no_grad():  # the plain variant too (the calls above record autograd: the generated backward)
+        torch.testing.assert_close(net(**given).h, reference(net, **given).h)
+    for grad in (False, True):
+        assert_generated_code_is_safe(net.code(grad=grad), net.network)
 
 
 def test_an_input_named_self_is_refused_or_callable_by_name() -> None:

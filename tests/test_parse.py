@@ -286,6 +286,15 @@ def test_a_mistake_is_recognised_in_any_statement_not_only_the_first() -> None:
         assert "a layer lists its sources after '<-'" in info.value.diagnostics[0].message
 
 
+def test_a_name_after_empty_statements_is_a_diagnostic_not_a_crash() -> None:
+    """`network N {;_0t/}` (a fuzz draw) raised IndexError: the classifier looked for a statement before the
+    name among the `;`s."""
+    with pytest.raises(SpecError) as info:
+        parse("network N {;_0t/}")
+    d = info.value.diagnostics[0]
+    assert (d.line, d.column) == (1, 16) and d.message.startswith("unexpected '/'")
+
+
 def test_a_byte_order_mark_is_skipped() -> None:
     """Editors that save UTF-8 with a BOM gave `1:1: error: unexpected character '\\ufeff'`."""
     assert [n.name for n in parse("\ufeffnetwork N { input x: 2\n output x }").networks] == ["N"]

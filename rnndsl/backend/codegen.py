@@ -22,12 +22,19 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import torch
-
 from rnndsl.backend import loop_backward
 from rnndsl.backend.cells import Cell, match_cell, recurrent_index
-from rnndsl.backend.evaluate import evaluate
-from rnndsl.backend.names import attention_name, bias_name, keep_name, learned_name, var, weight_name
+from rnndsl.backend.evaluate import fold
+from rnndsl.backend.names import (
+    attention_name,
+    bias_name,
+    collected_name,
+    keep_name,
+    learned_name,
+    steps_name,
+    var,
+    weight_name,
+)
 from rnndsl.backend.plan import Group, LoopPlan, groups_of, rings_of, step_order
 from rnndsl.graphs.schedule import Stage, schedule
 from rnndsl.lang import syntax as s
@@ -274,7 +281,7 @@ class _Emitter:
         """Code of an expression; `ref` turns a reference into code (batched, static or per step), and
         `CLOCK` into the step index there, for the ops that read it."""
         if isinstance(e, s.Num) or constant(e):
-            value = e.value if isinstance(e, s.Num) else _fold(e)
+            value = e.value if isinstance(e, s.Num) else fold(e)
             return repr(value) if math.isfinite(value) else f"float({str(value)!r})"
         if isinstance(e, s.Ref):
             return ref(e)  # type: ignore[operator]
@@ -428,9 +435,9 @@ class _Emitter:
         members = set(stage.nodes)
         steps: dict[str, str] = {}
         for n in collect:
-            self.emit(f"_seq_{var(n)} = []")
+            self.emit(f"{collected_name(var(n))} = []")
         for n in plan.attends:
-            self.emit(f"_seq{attention_name(n)} = []")
+            self.emit(f"{collected_name(attention_name(n))} = []")
         if save:
             for n in stage.nodes:
                 k = rings.get(n, 0)
@@ -455,7 +462,7 @@ class _Emitter:
                 assert item.expr is not None
                 w = attention_name(item.name)
                 self.emit(f"{var(item.name)}, {w} = {self.expr(item.expr, step_ref)}")
-                self.emit(f"_seq{w}.append({w})")
+                self.emit(f"{collected_name(w)}.append({w})")
             else:
                 assert item.expr is not None
                 self.emit(f"{var(item.name)} = {self.expr(item.expr, step_ref)}")
@@ -474,12 +481,12 @@ class _Emitter:
         for n in plan.attends:
             w = attention_name(n)
             if stage.direction < 0:
-                self.emit(f"_seq{w}.reverse()")
-            self.emit(f"{w} = torch.stack(_seq{w}, 1)")
+                self.emit(f"{collected_name(w)}.reverse()")
+            self.emit(f"{w} = torch.stack({collected_name(w)}, 1)")
         for n in collect:
             if stage.direction < 0:
-                self.emit(f"_seq_{var(n)}.reverse()")
-            self.emit(f"{var(n)} = torch.stack(_seq_{var(n)}, 1)")
+                self.emit(f"{collected_name(var(n))}.reverse()")
+            self.emit(f"{var(n)} = torch.stack({collected_name(var(n))}, 1)")
             self.defined.add(var(n))
             if self.net[n].feed is not None:
                 self.emit(f"feed.record({n!r}, {var(n)})")
@@ -596,7 +603,7 @@ class _Emitter:
             if ref.name in members:
                 return v if ref.delay == 0 else f"_r{abs(ref.delay)}_{v}"
         seq = self.seq_ref(ref, before_loop=True)
-        listed = f"_s{seq}" if seq.startswith("_") else f"_s_{seq}"
+        listed = steps_name(seq)
         if listed not in steps:
             self.emit_before_loop(f"{listed} = {seq}.unbind(1)")
             steps[listed] = listed
@@ -619,7 +626,7 @@ class _Emitter:
 
     def _ring_update(self, stage: Stage, rings: dict[str, int], collect: list[str]) -> None:
         for n in collect:
-            self.emit(f"_seq_{var(n)}.append({var(n)})")
+            self.emit(f"{collected_name(var(n))}.append({var(n)})")
         for n, k in rings.items():
             v = var(n)
             new = v
@@ -680,9 +687,3 @@ def _runs(nodes: list[Node]) -> list[tuple[str, list[Node]]]:
         else:
             out.append((n.activation, [n]))
     return out
-
-
-def _fold(e: s.Expr) -> float:
-    """The value of an expression of numbers only (`sin(0.5)`), computed once here, in float64."""
-    like = torch.zeros((), dtype=torch.float64)
-    return float(evaluate(e, lambda r: like, like))

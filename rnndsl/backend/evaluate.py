@@ -14,7 +14,7 @@ from rnndsl.backend import kernels
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ops import CLOCK, OPS, constant
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "fold"]
 
 
 def evaluate(
@@ -42,6 +42,17 @@ def evaluate(
         return kernels.cat(*args)
     step = lookup(CLOCK) if op.step else None
     return op.apply(args, [constant(a) for a in expr.args], step)  # a number bound: a clamp, as generated
+
+
+def fold(expr: s.Expr) -> float:
+    """The value of an expression of numbers only (`sin(0.5)`), computed once, in float64: what the
+    generated code and the exported graph write as one number.
+
+    >>> fold(s.BinOp("*", s.Num(2.0), s.Num(0.25)))
+    0.5
+    """
+    like = torch.zeros((), dtype=torch.float64)
+    return float(evaluate(expr, lambda r: like, like))
 
 
 _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

@@ -34,7 +34,7 @@ from __future__ import annotations
 from itertools import count
 from typing import TYPE_CHECKING
 
-from rnndsl.backend.names import attention_name, keep_name, var
+from rnndsl.backend.names import attention_name, keep_name, steps_name, var
 from rnndsl.backend.plan import Group, LoopPlan, LoopWriter
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
@@ -234,10 +234,10 @@ class LoopFunction:
             assert g.width, "a layer of a loop reads the loop (a loop is a strongly connected component)"
             w(f"_dZ_{g.name} = _WT0_{g.name}.new_empty((T, B, {sum(n.size for n in g.members)}))")
         for seq in self.seqs:
-            w(f"{_listed(seq)} = {seq}.unbind(1)")
-            w(f"_G{_listed(seq)} = [None] * T")
+            w(f"{steps_name(seq)} = {seq}.unbind(1)")
+            w(f"_G{steps_name(seq)} = [None] * T")
         for clock in self.clock:
-            w(f"{_listed(clock)} = {clock}.unbind(1)")
+            w(f"{steps_name(clock)} = {clock}.unbind(1)")
         for v in self.statics:
             w(f"_gS_{v} = torch.zeros_like({v})")
         if self.masked:
@@ -285,7 +285,7 @@ class LoopFunction:
             else:
                 self._group_backward(item)
         for seq in self.seqs:
-            w(f"_G{_listed(seq)}[t] = {self._grad_var_of_seq(seq)}", 2)
+            w(f"_G{steps_name(seq)}[t] = {self._grad_var_of_seq(seq)}", 2)
         for n, k in self.rings.items():
             v = var(n)
             assert f"_g{k}_{v}" in self.assigned  # the step reads the ring k back: that is what k is
@@ -328,7 +328,7 @@ class LoopFunction:
             out += [f"_g{i - 1}_{var(n)}" for i in range(1, k + 1)]
         if self.masked:
             out += [f"_gI_{var(n)}" for n in self.rings] + ["None"]
-        out += [f"torch.stack(_G{_listed(seq)}, 1)" for seq in self.seqs]
+        out += [f"torch.stack(_G{steps_name(seq)}, 1)" for seq in self.seqs]
         out += ["None"] * len(self.clock)
         out += [f"_gS_{v}" for v in self.statics]
         out += ["None"] * (len(self.masks) + len(self.keeps))
@@ -360,7 +360,7 @@ class LoopFunction:
         return target
 
     def _grad_var_of_seq(self, seq: str) -> str:
-        return f"_gq{_listed(seq)}"
+        return f"_gq{steps_name(seq)}"
 
     def _add(self, target: str, code: str) -> None:
         if target in self.assigned:
@@ -381,7 +381,7 @@ class LoopFunction:
                 return v
             if r.name in self.members:
                 return v if r.delay == 0 else f"_r{abs(r.delay)}_{v}"
-        return f"{_listed(self.em.seq_ref(r))}[t]"
+        return f"{steps_name(self.em.seq_ref(r))}[t]"
 
     def _val(self, e: s.Expr) -> str:
         """A forward value this step, recomputed from the kept node values (once per step)."""
@@ -551,8 +551,3 @@ class LoopFunction:
                 self._loop_at += 1
             w(f"{listed}[_s] = {self._val(e)}", 2)
             self._back(e, self._tmp(f"torch.mm({dz}, {wt})"))
-
-
-def _listed(seq: str) -> str:
-    """The name of an outside sequence's per-step list (as `LoopWriter._step_ref` names it)."""
-    return f"_s{seq}" if seq.startswith("_") else f"_s_{seq}"

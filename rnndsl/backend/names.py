@@ -1,7 +1,10 @@
 """Generated names: every name generated code uses for a node or a parameter, and every parameter key.
 
 Node names never start with `_` nor hold `__` (the front end refuses them), so the names made here, of
-the form `_KIND_NODE` (`_r1_h`: h one step back, `_W0_h`: h's first weight), cannot meet a node's.
+the form `_KIND_NODE` (`_r1_h`: h one step back, `_W0_h`: h's first weight), cannot meet a node's. A name
+made from another generated name is `_KIND_` before it whole (`_s__tm1_h`: the steps of `_tm1_h`, h shifted
+one step), so the `_` that starts the inner name tells it from `_KIND_` before a node's (`_s_tm1_h`: the
+steps of a node named `tm1_h`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,17 @@ import keyword
 
 from torch import nn
 
-__all__ = ["attention_name", "bias_name", "keep_name", "learned_name", "param_key", "var", "weight_name"]
+__all__ = [
+    "attention_name",
+    "bias_name",
+    "collected_name",
+    "keep_name",
+    "learned_name",
+    "param_key",
+    "steps_name",
+    "var",
+    "weight_name",
+]
 
 
 # names the generated code itself uses: a node called so gets a `__` suffix
@@ -67,6 +80,17 @@ def keep_name(memory: str) -> str:
 def attention_name(node: str) -> str:
     """The variable of an attention node's weights."""
     return f"_aw_{var(node)}"
+
+
+def steps_name(value: str) -> str:
+    """The list of a sequence's steps that a loop reads it from (`_s_x`, `_s__tm1_h`, the clock's `_s__t`);
+    `value` is a node's variable or a generated name."""
+    return f"_s_{value}"
+
+
+def collected_name(value: str) -> str:
+    """The list a loop gathers a value into, one entry a step (`_seq_h`; attention weights `_seq__aw_c`)."""
+    return f"_seq_{value}"
 
 
 def param_key(name: str) -> str:

@@ -390,6 +390,8 @@ def _output_last_first(stack: list[Any], source: Source) -> Diagnostic | None:
         return None
     prev = stack[-2]
     if isinstance(prev, lark.Tree) and prev.data.startswith("__network_star"):
+        if not prev.children:  # only `;` before the name: no statement to blame
+            return None
         prev = prev.children[-1]
     if not (isinstance(prev, lark.Tree) and prev.data == "output_stmt"):
         return None

@@ -1,20 +1,23 @@
 """The checked network: the IR every later stage reads.
 
 Takes nothing (it is data), gives `Network` (nodes in definition order, outputs, the source) and
-`Node`. `check` builds it; `graph`, `unroll`, `schedule`, `codegen` and the executors read it.
+`Node`; `read_delays` and `count_parameters` of nodes not yet in a network (the checker's warnings and
+limits, read before it builds the network). `check` builds it; `graph`, `unroll`, `schedule`, `codegen`
+and the executors read it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import NOWHERE, Diagnostic, Source, Span
 from rnndsl.lang.ops import OPS, reads_step
 
-__all__ = ["InitPolicy", "Node", "OutputSpec", "Network"]
+__all__ = ["InitPolicy", "Node", "OutputSpec", "Network", "count_parameters", "read_delays"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,13 @@ class Node:
     @property
     def is_tokens(self) -> bool:
         return self.input_kind == "tokens"
+
+    @property
+    def token_start(self) -> int:
+        """The id a token input reads before the first step (and a self-fed one starts from): its
+        `init NAME = ID`, or -1, "no token" (a zero vector)."""
+        expr = self.init.expr
+        return int(expr.value) if isinstance(expr, s.Num) else -1
 
     @property
     def attention(self) -> s.Call | None:
@@ -119,12 +129,7 @@ class Network:
     def delays(self) -> dict[str, tuple[int, int]]:
         """For each node, the deepest past delay and the farthest future offset anyone reads it at
         (a self-fed input's feed included, so the state holds what it reads in either mode)."""
-        out = {n.name: (0, 0) for n in self.nodes}
-        for node in self.nodes:
-            for ref in node.refs() + ([] if node.feed is None or node.op != "input" else s.refs(node.feed)):
-                past, future = out[ref.name]
-                out[ref.name] = (max(past, ref.delay), max(future, -ref.delay))
-        return out
+        return read_delays(self.nodes)
 
     @property
     def reads_future(self) -> bool:
@@ -137,14 +142,30 @@ class Network:
         return any(reads_step(e) for e in exprs)
 
     def parameter_count(self) -> int:
-        total = 0
-        for n in self.nodes:
-            if n.op == "layer":
-                total += n.size * sum(n.source_sizes) + (n.size if n.bias else 0)
-            if n.op == "param":
-                total += n.size
-            if n.init.kind == "learned":
-                total += n.size
-            elif n.init.kind == "expr" and n.init.size != n.size:
-                total += n.size * (n.init.size + 1)
-        return total
+        return count_parameters(self.nodes)
+
+
+def read_delays(nodes: Iterable[Node]) -> dict[str, tuple[int, int]]:
+    """`Network.delays` of these nodes (the checker reads it before the network is built)."""
+    nodes = list(nodes)
+    out = {n.name: (0, 0) for n in nodes}
+    for node in nodes:
+        for ref in node.refs() + ([] if node.feed is None or node.op != "input" else s.refs(node.feed)):
+            past, future = out[ref.name]
+            out[ref.name] = (max(past, ref.delay), max(future, -ref.delay))
+    return out
+
+
+def count_parameters(nodes: Iterable[Node]) -> int:
+    """`Network.parameter_count()` of these nodes (the checker holds it to its limit before building)."""
+    total = 0
+    for n in nodes:
+        if n.op == "layer":
+            total += n.size * sum(n.source_sizes) + (n.size if n.bias else 0)
+        if n.op == "param":
+            total += n.size
+        if n.init.kind == "learned":
+            total += n.size
+        elif n.init.kind == "expr" and n.init.size != n.size:
+            total += n.size * (n.init.size + 1)
+    return total

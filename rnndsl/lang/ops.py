@@ -4,10 +4,10 @@ Takes nothing (it is a table), gives `OPS` (name -> `Op`) and `ACTIVATIONS`. An 
 stage asks of an op (in the manner of JAX's primitives and PyTorch's derivatives.yaml): its arity and
 size rule (the checker), its torch code (the generated forward, through `Op.lower`), its callable (the
 reference executor and `evaluate`, through `Op.apply`), its derivative (the generated backward; without
-one, autograd on that one function), and its properties: `row_wise` (it mixes a vector's entries),
-`positive` (every entry > 0, so `sample` may draw from it), `bound` (a number argument makes it a clamp),
-`step` (it reads the step index: `every(k)`, the clock) and `literal` (its argument is a whole number
-written in the spec, not a value).
+one, autograd on that one function), its ONNX form (the exporter, through `Op.to_onnx`), and its
+properties: `row_wise` (it mixes a vector's entries), `positive` (every entry > 0, so `sample` may draw
+from it), `bound` (a number argument makes it a clamp), `step` (it reads the step index: `every(k)`, the
+clock) and `literal` (its argument is a whole number written in the spec, not a value).
 
 The step index reaches an op that reads it the way a value reaches any op: every stage that evaluates
 expressions looks up `CLOCK`, a reference no node can have, as it looks up references to nodes (the
@@ -85,6 +85,9 @@ class Op:
 
     `memory`: the op reads one memory's positions (`attend`): its code takes the memory's keep mask
     `{keep}` and gives the weights beside the value, `(value, weights)`; `fn` gives the value alone.
+
+    `onnx`: its ONNX form for the exporter: an operator's name for a one-to-one op (`"Tanh"`), or a function
+    of the graph builder and the argument values that writes the nodes and gives the value (`to_onnx`).
     """
 
     name: str
@@ -104,6 +107,7 @@ class Op:
     literal: str | None = None  # what its argument is when it must be a whole number > 0 written in the spec
     vjp: str | None = None
     memory: bool = False
+    onnx: str | Callable[..., Any] | None = None
 
     def lower(
         self, args: Sequence[str], numbers: Sequence[bool] = (), step: str | None = None, keep: str = "None"
@@ -129,6 +133,22 @@ class Op:
             return torch.clamp(x, max=bound) if self.bound == "max" else torch.clamp(x, min=bound)
         return self.fn(*args, t=step) if self.step else self.fn(*args)
 
+    def to_onnx(self, g: Any, args: Sequence[str], step: str | None = None, keep: str | None = None) -> Any:
+        """The ONNX value of a call, written by the graph builder `g` (`backend.onnx_export`: `g.op(TYPE,
+        *inputs, **attributes)`, `g.const(number)`, `g.ints([...])`) on the argument values `args` (and `step`,
+        the step index, for an op that reads it; `keep`, a memory's keep mask or None, for one that reads a
+        memory, which gives `(value, weights)` as its code does). min/max with a number need no clamp here:
+        ONNX's Min and Max broadcast a number and give the same values."""
+        if self.onnx is None:
+            raise NotImplementedError(self.name)
+        if isinstance(self.onnx, str):
+            return str(g.op(self.onnx, *args))
+        if self.step:
+            return self.onnx(g, *args, t=step)
+        if self.memory:
+            return self.onnx(g, *args, keep=keep)
+        return self.onnx(g, *args)
+
     def _clamp(self, args: list[Any], numbers: Sequence[bool]) -> tuple[Any, Any] | None:
         """(value, bound) when this is a clamp: a bounded op with a plain number among its arguments."""
         if self.bound is None or not any(numbers):
@@ -144,7 +164,7 @@ def _unary(
 
 
 _UNARY = [
-    _unary("identity", "{0}", lambda x: x, "x", ("{g}", "{out}.copy_({g})")),
+    _unary("identity", "{0}", lambda x: x, "x", ("{g}", "{out}.copy_({g})"), onnx=lambda g, x: x),
     _unary(
         "tanh",
         "torch.tanh({0})",
@@ -154,6 +174,7 @@ _UNARY = [
             "torch.ops.aten.tanh_backward({g}, {y})",
             "torch.ops.aten.tanh_backward.grad_input({g}, {y}, grad_input={out})",
         ),
+        onnx="Tanh",
     ),
     _unary(
         "sigmoid",
@@ -165,6 +186,7 @@ _UNARY = [
             "torch.ops.aten.sigmoid_backward.grad_input({g}, {y}, grad_input={out})",
         ),
         positive=True,
+        onnx="Sigmoid",
     ),
     _unary(
         "relu",
@@ -175,6 +197,7 @@ _UNARY = [
             "torch.ops.aten.threshold_backward({g}, {y}, 0)",
             "torch.ops.aten.threshold_backward.grad_input({g}, {y}, 0, grad_input={out})",
         ),
+        onnx="Relu",
     ),
     _unary(
         "logsigmoid",
@@ -182,19 +205,44 @@ _UNARY = [
         F.logsigmoid,
         "log(sigmoid(x)), computed without overflow",
         ("({g} * -torch.expm1({y}))", "torch.mul({g}, torch.expm1({y}).neg_(), out={out})"),
+        onnx=lambda g, x: g.op("Neg", g.op("Softplus", g.op("Neg", x))),
     ),
-    _unary("gelu", "F.gelu({0})", F.gelu, "Gaussian error linear unit"),
-    _unary("silu", "F.silu({0})", F.silu, "x * sigmoid(x)"),
-    _unary("elu", "F.elu({0})", F.elu, "exponential linear unit"),
-    _unary("softplus", "F.softplus({0})", F.softplus, "log(1 + e^x)", positive=True),
-    _unary("softsign", "F.softsign({0})", F.softsign, "x / (1 + |x|)"),
-    _unary("hardtanh", "F.hardtanh({0})", F.hardtanh, "x clipped to [-1, 1]"),
-    _unary("exp", "torch.exp({0})", torch.exp, "e^x", ("({g} * {y})", "torch.mul({g}, {y}, out={out})"), positive=True),
-    _unary("log", "torch.log({0})", torch.log, "natural logarithm"),
-    _unary("sqrt", "torch.sqrt({0})", torch.sqrt, "square root"),
-    _unary("abs", "torch.abs({0})", torch.abs, "|x|"),
-    _unary("sin", "torch.sin({0})", torch.sin, "sine"),
-    _unary("cos", "torch.cos({0})", torch.cos, "cosine"),
+    _unary(  # x * Phi(x), Phi through erf (ONNX's own Gelu needs opset 20)
+        "gelu",
+        "F.gelu({0})",
+        F.gelu,
+        "Gaussian error linear unit",
+        onnx=lambda g, x: g.op(
+            "Mul",
+            g.op("Mul", x, g.const(0.5)),
+            g.op("Add", g.const(1.0), g.op("Erf", g.op("Mul", x, g.const(0.5**0.5)))),
+        ),
+    ),
+    _unary("silu", "F.silu({0})", F.silu, "x * sigmoid(x)", onnx=lambda g, x: g.op("Mul", x, g.op("Sigmoid", x))),
+    _unary("elu", "F.elu({0})", F.elu, "exponential linear unit", onnx="Elu"),
+    _unary("softplus", "F.softplus({0})", F.softplus, "log(1 + e^x)", positive=True, onnx="Softplus"),
+    _unary("softsign", "F.softsign({0})", F.softsign, "x / (1 + |x|)", onnx="Softsign"),
+    _unary(
+        "hardtanh",
+        "F.hardtanh({0})",
+        F.hardtanh,
+        "x clipped to [-1, 1]",
+        onnx=lambda g, x: g.op("Clip", x, g.const(-1.0), g.const(1.0)),
+    ),
+    _unary(
+        "exp",
+        "torch.exp({0})",
+        torch.exp,
+        "e^x",
+        ("({g} * {y})", "torch.mul({g}, {y}, out={out})"),
+        positive=True,
+        onnx="Exp",
+    ),
+    _unary("log", "torch.log({0})", torch.log, "natural logarithm", onnx="Log"),
+    _unary("sqrt", "torch.sqrt({0})", torch.sqrt, "square root", onnx="Sqrt"),
+    _unary("abs", "torch.abs({0})", torch.abs, "|x|", onnx="Abs"),
+    _unary("sin", "torch.sin({0})", torch.sin, "sine", onnx="Sin"),
+    _unary("cos", "torch.cos({0})", torch.cos, "cosine", onnx="Cos"),
     _unary(
         "softmax",
         "torch.softmax({0}, -1)",
@@ -202,6 +250,7 @@ _UNARY = [
         "softmax over the vector",
         row_wise=True,
         positive=True,
+        onnx=lambda g, x: g.op("Softmax", x, axis=-1),
     ),
     _unary(
         "log_softmax",
@@ -209,12 +258,17 @@ _UNARY = [
         lambda x: torch.log_softmax(x, -1),
         "log of softmax over the vector",
         row_wise=True,
+        onnx=lambda g, x: g.op("LogSoftmax", x, axis=-1),
     ),
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in _UNARY}
-OPS["min"] = Op("min", 2, "same", "torch.minimum({0}, {1})", torch.minimum, "elementwise minimum", bound="max")
-OPS["max"] = Op("max", 2, "same", "torch.maximum({0}, {1})", torch.maximum, "elementwise maximum", bound="min")
+OPS["min"] = Op(
+    "min", 2, "same", "torch.minimum({0}, {1})", torch.minimum, "elementwise minimum", bound="max", onnx="Min"
+)
+OPS["max"] = Op(
+    "max", 2, "same", "torch.maximum({0}, {1})", torch.maximum, "elementwise maximum", bound="min", onnx="Max"
+)
 # Reductions over the vector: size 1, which broadcasts against any size (`h / sum(h)`).
 OPS["sum"] = Op(
     "sum",
@@ -224,6 +278,7 @@ OPS["sum"] = Op(
     lambda x: torch.sum(x, -1, keepdim=True),
     "the sum of the vector's entries (size 1)",
     row_wise=True,
+    onnx=lambda g, x: g.op("ReduceSum", x, g.ints([-1])),
 )
 OPS["mean"] = Op(
     "mean",
@@ -233,6 +288,7 @@ OPS["mean"] = Op(
     lambda x: torch.mean(x, -1, keepdim=True),
     "the mean of the vector's entries (size 1)",
     row_wise=True,
+    onnx=lambda g, x: g.op("ReduceMean", x, g.ints([-1])),
 )
 OPS["dot"] = Op(
     "dot",
@@ -242,6 +298,7 @@ OPS["dot"] = Op(
     lambda a, b: torch.sum(a * b, -1, keepdim=True),
     "the dot product of two vectors of one size (size 1)",
     row_wise=True,
+    onnx=lambda g, a, b: g.op("ReduceSum", g.op("Mul", a, b), g.ints([-1])),
 )
 OPS["layer_norm"] = Op(
     "layer_norm",
@@ -252,6 +309,7 @@ OPS["layer_norm"] = Op(
     "the vector normalised to mean 0 and variance 1 (eps 1e-5, no gain or bias: write them as `g * layer_norm(a) + b`)",
     derivative="K.layer_norm_backward({g}, {x})",  # from the argument: 1/std does not follow from the output
     row_wise=True,
+    onnx=lambda g, x: _onnx_layer_norm(g, x),
 )
 # Attention: the weighted sum of a memory's positions, the weights a softmax of the scores over them.
 OPS["attend"] = Op(
@@ -264,9 +322,16 @@ OPS["attend"] = Op(
     "(size 1 at each position) over the positions inside the memory's length; the size of `values`",
     vjp="K.attend_grad({g}, {0}, {1}, {keep})",
     memory=True,
+    onnx=lambda g, score, values, keep: _onnx_attend(g, score, values, keep),
 )
 OPS["concat"] = Op(
-    "concat", -1, "concat", "torch.cat(({args},), -1)", lambda *xs: torch.cat(xs, -1), "vectors joined end to end"
+    "concat",
+    -1,
+    "concat",
+    "torch.cat(({args},), -1)",
+    lambda *xs: torch.cat(xs, -1),
+    "vectors joined end to end",
+    onnx=lambda g, *xs: g.op("Concat", *xs, axis=-1),  # the writer gives the parts one shape but the last axis
 )
 # The clock: 1 at the steps t = 0, k, 2k, ... and 0 at the others (t counted from 0 in every direction).
 # `t` holds the step index in the network's dtype, so the value comes out in it too.
@@ -279,7 +344,28 @@ OPS["every"] = Op(
     "1 at the steps t = 0, k, 2k, ... and 0 at the others (size 1)",
     step=True,
     literal="period",
+    onnx=lambda g, k, t: g.op("Cast", g.op("Equal", g.op("Mod", t, k, fmod=1), g.const(0.0)), to=g.dtype),
 )
+
+
+def _onnx_layer_norm(g: Any, x: str) -> str:
+    """`layer_norm` in ONNX operators that need no size (LayerNormalization would need a gain of the
+    vector's size): the same mean and biased variance as torch."""
+    centred = g.op("Sub", x, g.op("ReduceMean", x, g.ints([-1])))
+    variance = g.op("ReduceMean", g.op("Mul", centred, centred), g.ints([-1]))
+    return str(g.op("Div", centred, g.op("Sqrt", g.op("Add", variance, g.const(1e-5)))))
+
+
+def _onnx_attend(g: Any, score: str, values: str, keep: str | None) -> tuple[str, str]:
+    """`attend` in ONNX, as `kernels.attend`: the masked softmax of the scores over the positions (the axis
+    before the vector; `keep` shaped to broadcast against `score`, or None), and the weighted sum of the
+    values; gives the value and the weights, (..., S)."""
+    if keep is not None:
+        score = g.op("Where", keep, score, g.const(float("-inf")))
+    weights = g.op("Softmax", score, axis=-2)
+    value = g.op("ReduceSum", g.op("Mul", weights, values), g.ints([-2]), keepdims=0)
+    return value, g.op("Squeeze", weights, g.ints([-1]))
+
 
 # Activations of a layer are the unary ops (`layer h: 8 tanh <- x`); no word means identity.
 ACTIVATIONS: dict[str, Op] = {op.name: op for op in _UNARY}

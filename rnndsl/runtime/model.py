@@ -8,7 +8,9 @@ the instance with a self-fed token input generate, by sampling or beam search.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -111,6 +113,16 @@ class CompiledModel(nn.Module):
         if memories:
             options["memory_lengths"] = memories
         return self.net(gen.name).generate(steps, beam=beam, **own, **bound, **options)
+
+    def to_onnx(
+        self, path: str | os.PathLike[str], lengths: bool = False, greedy: bool = False, stop: int | None = None
+    ) -> Path:
+        """Write this model as one ONNX file: its instances in order, each bound input the output it is bound
+        to. Inputs by name as a call takes them, `lengths.INSTANCE` for each instance when `lengths=True`;
+        `greedy=True` writes greedy generation (see `CompiledNetwork.to_onnx`). Gives the path written."""
+        from rnndsl.runtime.export import model_to_onnx, save
+
+        return save(model_to_onnx(self, lengths=lengths, greedy=greedy, stop=stop), path)
 
     def _generator(self) -> Instance:
         found = [i for i in self.model.instances if any(n.is_tokens for n in i.network.self_fed)]

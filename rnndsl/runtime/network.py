@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -297,6 +299,26 @@ class CompiledNetwork(nn.Module):
         if beam is not None:
             return beam_search(self, steps, beam, **options)
         return generate(self, steps, **options)
+
+    def to_onnx(
+        self,
+        path: str | os.PathLike[str],
+        lengths: bool = False,
+        state: bool = False,
+        greedy: bool = False,
+        stop: int | None = None,
+    ) -> Path:
+        """Write this network, with its weights as they are, as an ONNX file that onnxruntime runs at any batch
+        size and length (`rnndsl.runtime.export`). Inputs and outputs are named as the spec's;
+        `lengths=True` adds a `lengths` input (batch,) int64 (and `lengths.MEMORY` for each memory);
+        `state=True` adds inputs `state_in.NAME` and outputs `state_out.NAME` (batch, k, size), as `state=` and
+        `out.state`. `greedy=True` writes greedy generation instead: an int64 input `steps`, outputs `tokens`
+        (batch, steps) and `lengths` (batch,), cut after the first `stop` token when one is given, as
+        `generate(steps, greedy=True, stop=stop)`. Needs `pip install 'rnndsl[onnx]'`. Gives the path written.
+        """
+        from rnndsl.runtime.export import network_to_onnx, save
+
+        return save(network_to_onnx(self, lengths=lengths, state=state, greedy=greedy, stop=stop), path)
 
     def _feed(
         self, call: Call, boundary: dict[str, torch.Tensor], feed_back: float, sampler: Sampler | None

@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
 
 __all__ = ["Outputs", "State", "token_start"]
@@ -94,5 +93,4 @@ _register_outputs_with_pytree()
 def token_start(node: Node) -> int:
     """The id a token input reads before the first step (and a self-fed one starts from): its
     `init NAME = ID`, or -1, "no token" (a zero vector)."""
-    expr = node.init.expr
-    return int(expr.value) if isinstance(expr, s.Num) else -1
+    return node.token_start
