@@ -432,15 +432,19 @@ def test_progress_bar_on_a_terminal_only() -> None:
     tty, log = _Terminal(), io.StringIO()
     for stream in (tty, log):
         bar = Progress(10, 0, stream, quiet=False)
+        bar.update(4, 0.75)
+        bar.message("step 4/10  validation: accuracy 0.5")
         bar.update(10, 0.5)
-        bar.message("step 10/10  validation: accuracy 0.5")
         bar.close()
-    assert "\rstep 10/10  loss 0.5000" in tty.getvalue() and "steps/s  ETA 0.0s" in tty.getvalue()
-    assert log.getvalue() == "step 10/10  validation: accuracy 0.5\n"
+    drawn = tty.getvalue()
+    assert "10/10" in drawn and "loss=0.5000" in drawn and "steps/s" in drawn  # tqdm's bar, with the loss
+    assert "step 4/10  validation: accuracy 0.5\n" in drawn  # the evaluation line, above the bar
+    assert log.getvalue() == "step 4/10  validation: accuracy 0.5\n"  # a log file gets the lines only
     quiet = _Terminal()
     bar = Progress(10, 0, quiet, quiet=True)
     bar.update(10, 0.5)
     bar.message("x")
+    bar.close()
     assert quiet.getvalue() == ""
     assert (duration(75), duration(2.46), duration(7322)) == ("1m15s", "2.5s", "2h02m")
 
@@ -518,7 +522,9 @@ def test_cli_errors_are_one_message(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["train", str(tiny), "--resume", str(tmp_path / "none.pt")]) == 1
     assert capsys.readouterr().err == f"rnndsl train: error: no checkpoint at {tmp_path / 'none.pt'}\n"
     assert main(["train", str(tiny)]) == 1
-    assert f"give the task with --task ({', '.join(TASKS)})" in capsys.readouterr().err
+    assert f"give the task with --task NAME ({', '.join(TASKS)}) or your own sequences with --data FILE" in (
+        capsys.readouterr().err
+    )
     assert main(["train", str(tiny), "--task", "adding", "--task-arg", "length=x"]) == 1
     assert "task option `length` takes an integer, got `x`" in capsys.readouterr().err
     assert main(["train", str(tiny), "--task", "digits", "--batch", "0"]) == 1

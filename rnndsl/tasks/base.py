@@ -311,6 +311,11 @@ class Task:
     def metrics(self, out: torch.Tensor, batch: Batch) -> dict[str, float]:
         raise NotImplementedError
 
+    @property
+    def label(self) -> str:
+        """The task's part of a run folder's name (`runs/SPEC-LABEL`): its name."""
+        return self.name
+
     def bind(self, network: Any) -> Binding:
         """Match a network (or model) to the task; raise TaskMismatchError saying what differs."""
         if not isinstance(network, Network):

@@ -3,8 +3,11 @@
     loop        spec, task, TrainConfig -> Result     (Adam, clipping, seeds, evaluation, resume)
     checkpoint  a run's state           -> file       (atomic; refused by another spec, saying what differs)
     distributed torchrun's environment  -> a World    (the process group, DDP, each rank's slice of a batch)
-    progress    steps and losses        -> a bar      (`\\r` updates on a terminal; nothing otherwise)
-    report      results                 -> results.json, curves.png, a markdown table
+    progress    steps and losses        -> a bar      (tqdm on a terminal; evaluation lines otherwise)
+    events      steps and metrics       -> TensorBoard event files (--tensorboard)
+    report      results                 -> results.json, curves.png, a markdown table (over seeds: mean ± sd)
+    seeds       specs, a task, N seeds  -> N runs each (--seeds N, --jobs J: spawned processes)
+    stats       values over seeds       -> means, 95% intervals, Welch's t-test (scipy)
 
 >>> from rnndsl.tasks import Digits
 >>> result = train("examples/tasks/digits_gru.rnn", Digits(), TrainConfig(steps=300), out="runs/gru")  # doctest: +SKIP

@@ -1,4 +1,5 @@
-"""`rnndsl train`, `compare` and `generate`: takes parsed arguments, gives trained runs, printed metrics,
+"""`rnndsl train`, `compare`, `tune` and `generate`: takes parsed arguments, gives trained runs (over seeds, in
+parallel, at tuned options), searches, printed metrics,
 generated samples (and a g2p model's attention heatmap) and exit codes.
 
 Every user mistake (a missing file, a spec that does not fit the task, a checkpoint of another spec, a
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,27 +20,47 @@ import torch
 
 from rnndsl.frontend.load import read_spec
 from rnndsl.lang.errors import SpecError
-from rnndsl.tasks import TASKS, Task, make_task, parse_options
+from rnndsl.tasks import FILE_TASK, TASKS, Task, make_task, parse_options, task_class
+from rnndsl.tasks.arrays import ArrayTask
 from rnndsl.training.checkpoint import atomic_write, read_checkpoint
 from rnndsl.training.config import TrainConfig
 from rnndsl.training.distributed import World
+from rnndsl.training.events import FOLDER, require_tensorboard
 from rnndsl.training.loop import train
 from rnndsl.training.progress import duration
-from rnndsl.training.report import Alignment, markdown_table, plot_alignments, plot_curves, require_matplotlib
+from rnndsl.training.report import (
+    Alignment,
+    Group,
+    markdown_table,
+    plot_alignments,
+    plot_curves,
+    plot_seed_curves,
+    require_matplotlib,
+    seeds_summary,
+    seeds_table,
+)
 from rnndsl.training.result import Result
+from rnndsl.training.seeds import Job, run_all, seeds, with_seed
+from rnndsl.training.stats import require_scipy
+from rnndsl.training.tune import Search, Trial, best_config, parse_params, report, require_optuna, search, storage_url
 
 if TYPE_CHECKING:
     from rnndsl.tasks.g2p import Pronunciation
 
-__all__ = ["RUN_FILES", "claim", "cmd_compare", "cmd_generate", "cmd_train", "spec_ref"]
+__all__ = ["RUN_FILES", "claim", "cmd_compare", "cmd_generate", "cmd_train", "cmd_tune", "spec_ref"]
 
 _OPTIONS = ("steps", "batch", "lr", "lr_decay", "clip", "seed", "eval_every")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train one spec; print its final metrics."""
+    """Train one spec; print its final metrics (with --seeds N, each metric's mean, sd and interval)."""
+    if args.seeds != 1:
+        return _train_seeds(args)
     out = None
     try:
+        _check_counts(args)
+        if args.jobs != 1:
+            raise ValueError("--jobs J trains several runs at once: give --seeds N for several runs of the spec")
         spec, network = spec_ref(args.spec, args.network)
         saved = read_checkpoint(args.resume) if args.resume else None
         task, config = _task(args, saved), _config(args, saved)
@@ -46,15 +69,26 @@ def cmd_train(args: argparse.Namespace) -> int:
             if args.out
             else Path(args.resume).parent
             if args.resume
-            else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.name])
+            else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.label])
         )
         claim(out, args.resume, args.force)
         require_matplotlib()
+        if args.tensorboard:
+            require_tensorboard()
         speaks = World.from_environment().main  # under torchrun, rank 0 alone prints and writes
         if saved is not None and saved["step"] >= config.steps and not args.quiet and speaks:
             print(f"the checkpoint is at step {saved['step']}; give --steps above it to train on", file=sys.stderr)
         _threads(args)
-        result = train(Path(spec), task, config, network=network, out=out, resume=args.resume, quiet=args.quiet)
+        result = train(
+            Path(spec),
+            task,
+            config,
+            network=network,
+            out=out,
+            resume=args.resume,
+            quiet=args.quiet,
+            tensorboard=args.tensorboard,
+        )
     except KeyboardInterrupt:
         return _interrupted("train", out)
     except Exception as err:  # the boundary: user mistakes become one message
@@ -62,21 +96,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not speaks:
         return 0
     print(_summary(result))
-    print("wrote " + ", ".join(str(out / name) for name in RUN_FILES if (out / name).exists()))
+    names = [*RUN_FILES, *([FOLDER + "/"] if args.tensorboard else [])]
+    print("wrote " + ", ".join(str(out / name) for name in names if (out / name).exists()))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Train each spec with the same task and options; overlay the curves and print a table."""
+    """Train each spec with the same task and options; overlay the curves and print a table (with --seeds N
+    or --jobs J, the seeded comparison: `_compare_seeds`)."""
+    if args.seeds != 1 or args.jobs != 1 or args.tune:
+        return _compare_seeds(args)
     out = None
     try:
         refs = [spec_ref(spec, args.network) for spec in args.specs]
         task, config = _task(args, None), _config(args, None)
-        out = Path(args.out or f"runs/compare-{task.name}")
+        out = Path(args.out or f"runs/compare-{task.label}")
         labels = _labels(refs)
         for label in labels:
             claim(out / label, None, args.force)
         require_matplotlib()
+        if args.tensorboard:
+            require_tensorboard()
         _check_all(refs, task)
         _threads(args)
         world = World.from_environment()
@@ -86,7 +126,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         table = markdown_table(results, args.specs)
         if world.main:
             plot_curves(results, out / "compare.png", labels)
-            heading = f"# Task {task.name} ({_options(task)}); training: {_config_text(config)}\n\n"
+            heading = f"# Task {_task_text(task)}; training: {_config_text(config)}\n\n"
             atomic_write(out / "compare.md", lambda f: f.write((heading + table).encode("utf-8")))
     except KeyboardInterrupt:
         return _interrupted("compare", out)
@@ -112,8 +152,275 @@ def _train_each(
     for i, ((spec, network), label, given) in enumerate(zip(refs, labels, args.specs, strict=True)):
         if not args.quiet and main:
             print(f"[{i + 1}/{len(labels)}] {given}", file=sys.stderr)
-        results.append(train(Path(spec), task, config, network=network, out=out / label, quiet=args.quiet))
+        results.append(
+            train(
+                Path(spec),
+                task,
+                config,
+                network=network,
+                out=out / label,
+                quiet=args.quiet,
+                tensorboard=args.tensorboard,
+            )
+        )
     return results
+
+
+def _train_seeds(args: argparse.Namespace) -> int:
+    """`train --seeds N`: the spec trained with N parameter seeds, in DIR/seed-S; DIR/seeds.md, seeds.json
+    and curves.png summarise them."""
+    out = None
+    try:
+        _check_counts(args)
+        if args.resume:
+            raise ValueError(
+                "--resume continues one run: resume each seed's run on its own (--resume DIR/seed-S/checkpoint.pt)"
+            )
+        spec, network = spec_ref(args.spec, args.network)
+        task, config = _task(args, None), _config(args, None)
+        out = (
+            Path(args.out)
+            if args.out
+            else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.label])
+        )
+        _prepare(args, [(spec, network)], [out], task)
+        groups = _run_seeds(args, [(spec, network)], [args.spec], [out], task, [config])
+        summary = seeds_summary(groups)
+        table = seeds_table(summary)
+        plot_seed_curves(groups, out / "curves.png")
+        _write_summary(
+            out / "seeds", summary, f"# {args.spec} on {_task_text(task)}; training: {_config_text(config)}\n\n" + table
+        )
+    except KeyboardInterrupt:
+        return _interrupted("train", None)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("train", err)
+    print(table, end="")
+    print(f"wrote {out / 'seeds.md'}, {out / 'seeds.json'}, {out / 'curves.png'}")
+    return 0
+
+
+def _compare_seeds(args: argparse.Namespace) -> int:
+    """`compare --seeds N` (or --jobs J, --tune OPTIONS): every spec trained with N parameter seeds (in
+    DIR/NAME/seed-S, or DIR/NAME for one seed), J runs at a time, each spec at its own best options when
+    tuned; DIR/compare.md, compare.json and compare.png summarise them, with Welch's t-test between specs."""
+    out = None
+    try:
+        _check_counts(args)
+        refs = [spec_ref(spec, args.network) for spec in args.specs]
+        task, config = _task(args, None), _config(args, None)
+        params = parse_params(args.tune) if args.tune else ()
+        out = Path(args.out or f"runs/compare-{task.label}")
+        labels = _labels(refs)
+        folders = [out / label for label in labels]
+        _prepare(args, refs, folders, task, tuning=bool(params))
+        tuned = (
+            [
+                _tune_one(args, ref, label, folder, task, config, params)
+                for ref, label, folder in zip(refs, labels, folders, strict=True)
+            ]
+            if params
+            else []
+        )
+        configs = [c for c, _ in tuned] or [config] * len(refs)
+        groups = _run_seeds(args, refs, args.specs, folders, task, configs)
+        summary = seeds_summary(groups)
+        table = seeds_table(summary)
+        if tuned:
+            summary["tuned"] = {
+                g.label: {"trial": b.number, "value": b.value, "params": b.params}
+                for g, (_, b) in zip(groups, tuned, strict=True)
+            }
+            table += _tuned_text(args, summary, task)
+        plot_seed_curves(groups, out / "compare.png")
+        training = _config_text(config) + (f"; {', '.join(params)} tuned for each spec" if params else "")
+        _write_summary(out / "compare", summary, f"# Task {_task_text(task)}; training: {training}\n\n" + table)
+    except KeyboardInterrupt:
+        return _interrupted("compare", None)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("compare", err)
+    print(table, end="")
+    print(f"wrote {out / 'compare.png'}, {out / 'compare.md'}, {out / 'compare.json'}")
+    return 0
+
+
+def _tuned_text(args: argparse.Namespace, summary: dict[str, Any], task: Task) -> str:
+    lines = [
+        f"- `{label}`: "
+        + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
+        + f" (trial {t['trial']}, validation {task.primary} {t['value']:.4f})"
+        for label, t in summary["tuned"].items()
+    ]
+    return (
+        "\nEach spec trained at its own best options, searched with Optuna (TPE sampler, median pruner; "
+        f"{args.trials} trials of {args.steps or TrainConfig().steps} steps each, on the validation "
+        f"{task.primary}):\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def _tune_one(
+    args: argparse.Namespace,
+    ref: tuple[str, str | None],
+    label: str,
+    folder: Path,
+    task: Task,
+    config: TrainConfig,
+    params: tuple[str, ...],
+) -> tuple[TrainConfig, Trial]:
+    """One spec's search (its study in folder/study.db, or in --storage as LABEL-TASK); its best options."""
+    spec, network = ref
+    folder.mkdir(parents=True, exist_ok=True)
+    s = Search(
+        spec,
+        network,
+        task,
+        config,
+        params,
+        args.storage or storage_url(folder),
+        f"{label}-{task.label}",
+        args.trials,
+        config.seed,
+    )
+    if not args.quiet:
+        print(f"tuning {label}: {args.trials} trials", file=sys.stderr)
+    study = search(s, read_spec(Path(spec))[0], on_trial=None if args.quiet else _trial_line(params, task))
+    return best_config(study, s)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Search one spec's training options with Optuna; write tune.md and best.json, print the best."""
+    try:
+        if args.trials < 1:
+            raise ValueError(f"--trials takes a whole number >= 1, got {args.trials}")
+        spec, network = spec_ref(args.spec, args.network)
+        task, config = _task(args, None), _config(args, None)
+        params = parse_params(args.tune)
+        stem = "-".join([Path(spec).stem, *([network] if network else []), task.label])
+        out = Path(args.out or f"runs/tune-{stem}")
+        require_optuna()
+        if World.from_environment().size > 1:
+            raise ValueError(
+                "tune runs its trials in this process: run it without torchrun (several tune processes share a study)"
+            )
+        _check_all([(spec, network)], task)
+        _threads(args)
+        out.mkdir(parents=True, exist_ok=True)
+        s = Search(
+            spec,
+            network,
+            task,
+            config,
+            params,
+            args.storage or storage_url(out),
+            args.study or stem,
+            args.trials,
+            config.seed,
+        )
+        study = search(s, read_spec(Path(spec))[0], on_trial=None if args.quiet else _trial_line(params, task))
+        text, summary = report(study, s)
+        summary["command"] = _train_command(args, summary["train"])
+        atomic_write(out / "tune.md", lambda f: f.write(text.encode("utf-8")))
+        atomic_write(out / "best.json", lambda f: f.write((json.dumps(summary, indent=1) + "\n").encode("utf-8")))
+    except KeyboardInterrupt:
+        return _interrupted("tune", None)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("tune", err)
+    best = summary["best"]
+    print(
+        f"best of {sum(summary['trials'].values())} trials in study `{s.study}`: trial {best['trial']}, "
+        f"validation {task.primary} {best['value']:.4f}, " + ", ".join(f"{k}={v}" for k, v in best["params"].items())
+    )
+    print(f"train with it: {summary['command']}")
+    print(f"wrote {out / 'tune.md'}, {out / 'best.json'}")
+    return 0
+
+
+def _trial_line(params: tuple[str, ...], task: Task) -> Callable[[Trial], None]:
+    def line(t: Trial) -> None:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        how = {
+            "COMPLETE": f"validation {task.primary} {t.value:.4f}" if t.value is not None else "",
+            "PRUNED": f"pruned at step {t.step}",
+            "FAIL": "failed (the loss diverged)",
+        }.get(t.state, t.state.lower())
+        print(f"trial {t.number}: {shown}: {how}", file=sys.stderr)
+
+    return line
+
+
+def _train_command(args: argparse.Namespace, train: dict[str, Any]) -> str:
+    """`rnndsl train SPEC --task T ... --lr X`: the options that differ from the defaults, the best ones among them."""
+    defaults = dataclasses.asdict(TrainConfig())
+    source = [f"--data {args.data}"] if args.data else [f"--task {args.task}"]
+    source += [f"--task-arg {a}" for a in args.task_arg]
+    source += [f"--loss {args.loss}"] * bool(args.loss) + [f"--split {args.split}"] * bool(args.split)
+    options = [f"--{k.replace('_', '-')} {v}" for k, v in train.items() if k != "eval_batch" and v != defaults[k]]
+    return " ".join(["rnndsl train", args.spec, *source, *options])
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
+        if value < 1:
+            raise ValueError(f"{flag} takes a whole number >= 1, got {value}")
+
+
+def _prepare(
+    args: argparse.Namespace,
+    refs: list[tuple[str, str | None]],
+    folders: list[Path],
+    task: Task,
+    tuning: bool = False,
+) -> None:
+    """Before the first run: every folder claimed, every library there, every spec checked against the task."""
+    if World.from_environment().size > 1:
+        raise ValueError("--seeds, --jobs and --tune start processes of their own: run them without torchrun")
+    for folder in folders:
+        for seed in seeds(TrainConfig(seed=args.seed or 0), args.seeds):
+            claim(folder / f"seed-{seed}" if args.seeds > 1 else folder, None, args.force)
+    require_matplotlib()
+    require_scipy()
+    if tuning:
+        require_optuna()
+    if args.tensorboard:
+        require_tensorboard()
+    _check_all(refs, task)
+    _threads(args)
+
+
+def _run_seeds(
+    args: argparse.Namespace,
+    refs: list[tuple[str, str | None]],
+    shown: list[str],
+    folders: list[Path],
+    task: Task,
+    configs: list[TrainConfig],
+) -> list[Group]:
+    """Each spec's runs over the seeds at its options, in its folder (seed-S inside it for several seeds)."""
+    jobs = []
+    for (spec, network), folder, config in zip(refs, folders, configs, strict=True):
+        for seed in seeds(config, args.seeds):
+            run = folder / f"seed-{seed}" if args.seeds > 1 else folder
+            jobs.append(
+                Job(spec, network, task.config(), with_seed(config, seed), str(run), args.threads, args.tensorboard)
+            )
+
+    def done(i: int, record: dict[str, Any]) -> None:
+        if not args.quiet:
+            job, primary = jobs[i], record["primary_metric"]
+            print(
+                f"[{i + 1}/{len(jobs)}] {shown[i // args.seeds]} seed {job.config.seed}: test {primary} "
+                f"{record['metrics']['test'][primary]:.4f} ({duration(record['elapsed_s'])})",
+                file=sys.stderr,
+            )
+
+    records = run_all(jobs, args.jobs, done)
+    return [Group(label, records[i * args.seeds : (i + 1) * args.seeds]) for i, label in enumerate(shown)]
+
+
+def _write_summary(stem: Path, summary: dict[str, Any], markdown: str) -> None:
+    text = json.dumps(summary, indent=1, allow_nan=True) + "\n"
+    atomic_write(stem.with_suffix(".json"), lambda f: f.write(text.encode("utf-8")))
+    atomic_write(stem.with_suffix(".md"), lambda f: f.write(markdown.encode("utf-8")))
 
 
 def spec_ref(text: str, network: str | None = None) -> tuple[str, str | None]:
@@ -152,11 +459,46 @@ def claim(out: Path, resume: str | None, force: bool) -> None:
 
 
 def _task(args: argparse.Namespace, saved: dict[str, Any] | None) -> Task:
-    name = args.task or (saved["task"]["name"] if saved else None)
+    """The task of --task or --data with their options, else the checkpoint's; its data checked now."""
+    if args.data and args.task:
+        raise ValueError("give --task NAME or --data FILE, not both")
+    name = FILE_TASK if args.data else args.task or (saved["task"]["name"] if saved else None)
     if name is None:
-        raise ValueError("give the task with --task (" + ", ".join(TASKS) + ")")
+        raise ValueError(
+            "give the task with --task NAME (" + ", ".join(TASKS) + ") or your own sequences with --data FILE"
+        )
     options = {k: v for k, v in saved["task"].items() if k != "name"} if saved and saved["task"]["name"] == name else {}
-    return make_task(name, **{**options, **parse_options(name, args.task_arg)})
+    given = {**parse_options(name, args.task_arg), **_data_options(args, name)}
+    task = make_task(name, **{**options, **given})
+    return task.check() if isinstance(task, ArrayTask) else task
+
+
+def _data_options(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """--data, --loss and --split as the options of a task over arrays."""
+    out: dict[str, Any] = {"path": args.data} if args.data else {}
+    if args.loss is None and args.split is None:
+        return out
+    if not issubclass(task_class(name), ArrayTask):
+        raise ValueError(f"--loss and --split are for --data (or a task over arrays); task `{name}` has its own")
+    if args.loss is not None:
+        out["criterion"] = args.loss
+    if args.split is not None:
+        out.update(_split(args.split))
+    return out
+
+
+def _split(text: str) -> dict[str, float]:
+    """`0.8,0.1,0.1` -> the validation and test fractions; three fractions in (0, 1) that sum to 1."""
+    try:
+        fractions = [float(part) for part in text.split(",")]
+    except ValueError:
+        fractions = []
+    if len(fractions) != 3 or not all(0 < f < 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(
+            f"--split takes three fractions TRAIN,VALIDATION,TEST, each between 0 and 1, summing to 1 (such as "
+            f"0.8,0.1,0.1); got `{text}`"
+        )
+    return {"validation": fractions[1], "test": fractions[2]}
 
 
 def _config(args: argparse.Namespace, saved: dict[str, Any] | None) -> TrainConfig:
@@ -187,11 +529,16 @@ def _check_all(refs: list[tuple[str, str | None]], task: Task) -> None:
         task.bind(compile_spec(text, name, network).ir)
 
 
+def _task_name(config: dict[str, Any]) -> str:
+    """`digits`, or `data (seqs.npz)` for a data file."""
+    return config["name"] + (f" ({Path(config['path']).name})" if config["name"] == FILE_TASK else "")
+
+
 def _summary(result: Result) -> str:
     steps = len(result.losses)
     rate = f" ({steps / result.elapsed:.1f} steps/s)" if result.elapsed else ""
     lines = [
-        f"{result.network} on {result.task['name']}: {steps} steps in {duration(result.elapsed)}{rate}, "
+        f"{result.network} on {_task_name(result.task)}: {steps} steps in {duration(result.elapsed)}{rate}, "
         f"{result.parameters:,} parameters"
     ]
     for split, metrics in (("validation", result.validation), ("test", result.test)):
@@ -199,8 +546,9 @@ def _summary(result: Result) -> str:
     return "\n".join(lines)
 
 
-def _options(task: Task) -> str:
-    return ", ".join(f"{k}={v}" for k, v in task.config().items() if k != "name") or "default options"
+def _task_text(task: Task) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in task.config().items() if k != "name") or "default options"
+    return f"{task.name} ({options})"
 
 
 def _config_text(config: TrainConfig) -> str:

@@ -15,6 +15,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,6 +40,7 @@ from rnndsl.training.checkpoint import (
 )
 from rnndsl.training.config import TrainConfig
 from rnndsl.training.distributed import World
+from rnndsl.training.events import Events
 from rnndsl.training.progress import Progress
 from rnndsl.training.result import Result
 
@@ -71,9 +73,13 @@ def train(
     resume: str | Path | None = None,
     quiet: bool = True,
     stream: TextIO | None = None,
+    tensorboard: bool = False,
+    on_evaluation: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Result:
     """Train a spec (a path or the text) on a task; with `out`, write checkpoint.pt there at each
     evaluation, and results.json and curves.png at the end. `resume` continues from a checkpoint.
+    `tensorboard` also writes event files to `out`/tensorboard; `on_evaluation(step, metrics)` is called
+    after each validation past step 0 (an Optuna trial reports there, and may stop the run by raising).
 
     >>> from rnndsl.tasks import Digits
     >>> result = train("examples/tasks/digits_gru.rnn", Digits(), TrainConfig(steps=20))  # doctest: +SKIP
@@ -91,14 +97,20 @@ def train(
     with world.joined(net.like.device):
         mine = Path(out) if out is not None and world.main else None  # rank 0 alone writes
         run = _Run(net, task.bind(net.ir), task, config, text, mine, world)
+        run.on_evaluation = on_evaluation
         if saved is not None:
             run.restore(saved, str(resume))
         progress = Progress(config.steps, run.step, stream or sys.stderr, quiet or not world.main)
+        run.events = Events(mine, run.step) if tensorboard and mine is not None else None
         try:
             run.loop(progress)
+            test = evaluate(net, task, run.binding, task.split("test"), config.eval_batch)
+            if run.events is not None:
+                run.events.metrics("test", run.step, test)
         finally:
             progress.close()
-        test = evaluate(net, task, run.binding, task.split("test"), config.eval_batch)
+            if run.events is not None:
+                run.events.close()
     result = Result(
         name,
         net.ir.name,
@@ -123,7 +135,7 @@ def train(
 
 def _check_resume(saved: dict[str, Any], task: Task, config: TrainConfig, path: str) -> None:
     problems = []
-    if saved["task"] != task.config():
+    if _task_identity(saved["task"]) != _task_identity(task.config()):
         problems.append(f"task: {_show(saved['task'])} in the checkpoint, {_show(task.config())} here")
     for key in RESUME_MUST_MATCH:
         before = saved["train"].get(
@@ -136,6 +148,12 @@ def _check_resume(saved: dict[str, Any], task: Task, config: TrainConfig, path: 
             f"cannot resume from {path}: the run would not continue the same way:\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
+
+
+def _task_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What a resumed run's task must share with its checkpoint's: every option, but a data file's path when
+    its sha256 says which bytes it holds (a moved file is the same data)."""
+    return {k: v for k, v in config.items() if not (k == "path" and config.get("sha256"))}
 
 
 def _show(options: dict[str, Any]) -> str:
@@ -183,6 +201,8 @@ class _Run:
         self.evals: list[dict[str, float]] = []
         self.elapsed = 0.0
         self._validation: Batch | None = None
+        self.events: Events | None = None
+        self.on_evaluation: Callable[[int, dict[str, float]], None] | None = None
 
     def restore(self, saved: dict[str, Any], path: str) -> None:
         problems = spec_differences(saved, self.spec, self.net)
@@ -208,6 +228,8 @@ class _Run:
             loss = self.train_step()
             self.elapsed = before + time.perf_counter() - began
             progress.update(self.step, loss)
+            if self.events is not None:
+                self.events.loss(self.step, loss)
             if (every and self.step % every == 0) or self.step == self.config.steps:
                 self.validate(progress, self.elapsed)
                 self.save()
@@ -241,6 +263,10 @@ class _Run:
         self.evals.append({"step": self.step, "time": round(elapsed, 3), **metrics})
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         progress.message(f"step {self.step}/{self.config.steps}  validation: {shown}")
+        if self.events is not None:
+            self.events.metrics("validation", self.step, metrics)
+        if self.on_evaluation is not None and self.step > 0:
+            self.on_evaluation(self.step, metrics)
 
     def save(self) -> None:
         if self.out is None:

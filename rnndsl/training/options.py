@@ -1,11 +1,10 @@
-"""The options of `rnndsl train`, `compare` and `generate`: the argparse definitions, which import no
+"""The options of `rnndsl train`, `compare`, `tune` and `generate`: the argparse definitions, which import no
 torch (the commands themselves, in `commands`, are imported when one of them runs)."""
 
 from __future__ import annotations
 
 import argparse
 
-from rnndsl.tasks import TASKS
 from rnndsl.training.config import LR_DECAYS, TrainConfig
 
 __all__ = ["THREADS", "add_commands"]
@@ -23,7 +22,7 @@ THREADS_HELP = (
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register `train` and `compare` on the `rnndsl` command's subparsers."""
+    """Register `train`, `compare`, `tune` and `generate` on the `rnndsl` command's subparsers."""
     defaults = TrainConfig()
     p = sub.add_parser(
         "train",
@@ -33,10 +32,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "validation and test metrics. Exit 1 on errors. Under torchrun "
         "(torchrun --nproc-per-node N -m rnndsl train ...) the N processes train one "
         "network data-parallel, each on 1/N of every batch (--batch must be a "
-        "multiple of N); rank 0 alone prints and writes.",
+        "multiple of N); rank 0 alone prints and writes. With --seeds N the spec is trained N times "
+        "(DIR/seed-S), summarised in DIR/seeds.md, seeds.json and curves.png. --data FILE trains on your "
+        "own sequences.",
     )
     p.add_argument("spec", metavar="SPEC", help="spec file, or FILE:NETWORK for one network (or model) of a file")
-    _add_options(p, defaults)
+    _add_options(p, defaults, "train")
     p.add_argument(
         "--resume",
         metavar="CKPT",
@@ -49,7 +50,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="train several specs on one task; overlay their curves and tabulate",
         description="Train each SPEC on the same task with the same options (each in DIR/NAME), "
         "then write DIR/compare.png (overlaid curves) and DIR/compare.md (a markdown "
-        "table, also printed). Exit 1 on errors.",
+        "table, also printed). With --seeds N each spec is trained N times (DIR/NAME/seed-S), --jobs J at "
+        "a time, and the table gives each metric's mean ± sd with its 95% interval and Welch's t-test "
+        "between the specs (also DIR/compare.json); with --tune each spec is first tuned with Optuna and "
+        "trained at its own best options. Exit 1 on errors.",
     )
     p.add_argument(
         "specs",
@@ -58,7 +62,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="spec files, or FILE:NETWORK for one network (or model) of a file, so that two networks "
         "of one file can be compared",
     )
-    _add_options(p, defaults)
+    _add_options(p, defaults, "compare")
+    p.add_argument(
+        "--tune",
+        metavar="OPTIONS",
+        help="first search each spec's own best setting of OPTIONS (comma-separated: "
+        + ", ".join(SPACE_NAMES)
+        + ") with Optuna, --trials trials each (a study in DIR/NAME/study.db, or --storage), then train "
+        "each spec at its best",
+    )
+    _add_search_options(p, compare=True)
+    _add_tune_command(sub, defaults)
     p = sub.add_parser(
         "generate",
         help="sample from a trained generator, or pronounce words with a trained g2p model",
@@ -93,15 +107,91 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
 
 
-def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
-    p.add_argument("--task", choices=list(TASKS), help="the task: " + ", ".join(TASKS))
+SPACE_NAMES = ("lr", "clip", "batch", "lr_decay")  # rnndsl.training.tune.SPACE, named here without importing it
+TRIALS = 20
+
+
+def _add_tune_command(sub: argparse._SubParsersAction, defaults: TrainConfig) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="search a spec's training options (learning rate, clipping, ...) with Optuna",
+        description="Search the training options of one spec on a task with Optuna: TPE proposes each trial's "
+        "options, the median pruner stops trials that fall behind at an evaluation, and a trial's "
+        "value is the validation's primary metric at its end (the test split is not used). The study is "
+        "kept in DIR/study.db (SQLite) unless --storage names a database: several `rnndsl tune` "
+        "processes, on one machine or several, given the same study search it together, each running "
+        "its --trials trials; running the command again continues the study. Writes DIR/tune.md (every "
+        "trial, best first) and DIR/best.json, and prints the best options as a train command. Options "
+        "not tuned keep their values (--steps, --batch, ...). Exit 1 on errors.",
+    )
+    p.add_argument("spec", metavar="SPEC", help="spec file, or FILE:NETWORK for one network (or model) of a file")
+    _add_options(p, defaults, "tune")
+    p.add_argument(
+        "--tune",
+        metavar="OPTIONS",
+        default="lr",
+        help="the options to search, comma-separated: lr (log-uniform in [1e-4, 3e-2]), clip (log-uniform "
+        "in [0.1, 10]), batch (16, 32, 64 or 128), lr_decay (none or cosine); default lr",
+    )
+    _add_search_options(p, compare=False)
+    p.add_argument("--study", metavar="NAME", help="the study's name in the storage (default SPEC-TASK)")
+
+
+def _add_search_options(p: argparse.ArgumentParser, compare: bool) -> None:
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=TRIALS,
+        metavar="N",
+        help=f"trials this process runs (default {TRIALS})" + (" for each spec, with --tune" if compare else ""),
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="the study's database, an SQLAlchemy URL Optuna takes (sqlite:///PATH, postgresql://...), for "
+        "processes on several machines to share one search (default: SQLite in the run folder)",
+    )
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="train on your own sequences instead of a --task: an .npz with arrays x ((N, T, S) floats or "
+        "(N, T) token ids), y ((N,) class ids: one class per sequence; (N, T) ids: one per step; (N, K) or "
+        "(N, T, K) floats: regression) and optionally lengths ((N,)); or a .jsonl file, one sequence a line "
+        '({"x": [...], "y": ...})',
+    )
+    p.add_argument(
+        "--loss",
+        choices=("cross_entropy", "mse"),
+        help="the loss of --data (default: cross_entropy for whole-number y, mse for floats)",
+    )
+    p.add_argument(
+        "--split",
+        metavar="TRAIN,VALIDATION,TEST",
+        help="the fractions of --data's sequences in each split, summing to 1 (default 0.8,0.1,0.1), drawn "
+        "with the task's seed (--task-arg seed=S)",
+    )
+
+
+def _add_options(p: argparse.ArgumentParser, d: TrainConfig, command: str = "train") -> None:
+    """The options train, compare and tune share (tune has neither --force nor --seeds, --jobs, --tensorboard:
+    its trials keep no run folders)."""
+    p.add_argument(
+        "--task",
+        metavar="NAME",
+        help="the task: digits, adding, copy, names, g2p, or one that an installed package declares in the "
+        "`rnndsl.tasks` entry-point group",
+    )
     p.add_argument(
         "--task-arg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a task option, e.g. length=50 for adding (repeatable)",
+        help="a task option, e.g. length=50 for adding, seed=S for the split of --data (repeatable)",
     )
+    _add_data_options(p)
     p.add_argument("--network", "-n", metavar="NAME", help="the network to train, when a file holds several")
     p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
     p.add_argument(
@@ -125,12 +215,42 @@ def _add_options(p: argparse.ArgumentParser, d: TrainConfig) -> None:
         "--out",
         metavar="DIR",
         help="where to write (default runs/SPEC-TASK, runs/SPEC-NETWORK-TASK "
-        "when a network is named, or runs/compare-TASK)",
+        "when a network is named, or runs/compare-TASK; TASK is the file's name for --data)"
+        if command != "tune"
+        else "where the study and its report go (default runs/tune-SPEC-TASK)",
     )
+    p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no evaluation lines")
+    if command != "tune":
+        _add_experiment_options(p)
+
+
+def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--force",
         action="store_true",
         help="write over a run already in the folder (without it, a folder that holds a run is refused)",
     )
-    p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no evaluation lines")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each spec N times, with parameter seeds --seed, --seed+1, ... (in DIR/seed-S): the table "
+        "gives each metric as mean ± standard deviation with its 95%% interval, and compare tests the "
+        "differences between specs (Welch's t-test); the plot shows mean curves with bands (default 1)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="J",
+        help="train J runs at a time, in J processes of --threads threads each (default 1); the numbers are "
+        "the same as with one",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to DIR/tensorboard (train/loss, validation/METRIC, "
+        "test/METRIC; needs the tensorboard package: pip install 'rnndsl[experiments]')",
+    )

@@ -1,13 +1,15 @@
-"""Progress: takes steps and losses as training goes, gives a one-line bar on a terminal (`\\r` updates).
+"""Progress: takes steps and losses as training goes, gives a tqdm bar on a terminal and evaluation lines.
 
-Nothing is drawn when the stream is not a terminal or the run is quiet; evaluation lines are still
-printed unless quiet, so a log file gets one line per evaluation instead of a bar.
+The bar (tqdm: steps, rate, time left, the last loss) is drawn only when the stream is a terminal and the
+run is not quiet; evaluation lines are printed unless quiet, above the bar, so a log file gets one line
+per evaluation instead of a bar.
 """
 
 from __future__ import annotations
 
-import time
 from typing import TextIO
+
+from tqdm import tqdm
 
 __all__ = ["Progress", "duration"]
 
@@ -23,38 +25,44 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    """`step k/N loss L  R steps/s  ETA T`, redrawn at most ten times a second."""
+    """`step  40%|████      | 400/1000 [00:03<00:05, 118.2 steps/s, loss=0.4312]`, redrawn by tqdm at
+    most ten times a second."""
 
     def __init__(self, total: int, start: int, stream: TextIO, quiet: bool) -> None:
-        self.total, self.start, self.stream, self.quiet = total, start, stream, quiet
-        self.bar = not quiet and stream.isatty()
-        self.began = self.last_draw = time.perf_counter()
-        self.width = 0
+        self.stream, self.quiet = stream, quiet
+        self.bar = (
+            None
+            if quiet or not stream.isatty()
+            else tqdm(
+                total=total,
+                initial=start,
+                file=stream,
+                desc="step",
+                unit=" steps",
+                mininterval=0.1,
+                dynamic_ncols=True,
+                leave=False,
+            )
+        )
 
     def update(self, step: int, loss: float) -> None:
-        now = time.perf_counter()
-        if not self.bar or (now - self.last_draw < 0.1 and step < self.total):
+        if self.bar is None:
             return
-        self.last_draw = now
-        rate = (step - self.start) / max(now - self.began, 1e-9)
-        eta = duration((self.total - step) / rate) if rate > 0 else "?"
-        text = f"step {step}/{self.total}  loss {loss:.4f}  {rate:.1f} steps/s  ETA {eta}"
-        self.stream.write("\r" + text.ljust(self.width))
-        self.stream.flush()
-        self.width = len(text)
+        self.bar.set_postfix_str(f"loss={loss:.4f}", refresh=False)
+        self.bar.update(step - self.bar.n)
+        if step >= (self.bar.total or 0):  # the last step is drawn, however soon after the one before
+            self.bar.refresh()
 
     def message(self, text: str) -> None:
         """A line of its own (an evaluation), above the bar."""
         if self.quiet:
             return
-        self._clear()
-        self.stream.write(text + "\n")
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
 
     def close(self) -> None:
-        self._clear()
-
-    def _clear(self) -> None:
-        if self.bar and self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
-            self.width = 0
+        if self.bar is not None:
+            self.bar.close()

@@ -1,4 +1,5 @@
-"""Reports: takes finished runs, gives results.json, learning-curve PNGs and a markdown comparison table;
+"""Reports: takes finished runs, gives results.json, learning-curve PNGs and a markdown comparison table
+(over seeds: each metric's mean ± sd with its 95% interval, the tests between specs, mean curves with bands);
 takes attention weights, gives an alignment heatmap PNG (`rnndsl generate` on a g2p model with attention).
 
 Plots use matplotlib's Agg backend (no display needed); every file is written atomically.
@@ -6,6 +7,7 @@ Plots use matplotlib's Agg backend (no display needed); every file is written at
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -17,7 +19,18 @@ from typing import Any
 from rnndsl.training.checkpoint import atomic_write
 from rnndsl.training.result import Result
 
-__all__ = ["Alignment", "markdown_table", "plot_alignments", "plot_curves", "require_matplotlib", "write_run"]
+__all__ = [
+    "Alignment",
+    "Group",
+    "markdown_table",
+    "plot_alignments",
+    "plot_curves",
+    "plot_seed_curves",
+    "require_matplotlib",
+    "seeds_summary",
+    "seeds_table",
+    "write_run",
+]
 
 
 def write_run(result: Result, out: Path) -> None:
@@ -180,3 +193,170 @@ def markdown_table(results: Sequence[Result], labels: Sequence[str] | None = Non
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+# ---- several seeds ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """The runs of one spec over seeds: its label and each run's results.json record, in seed order."""
+
+    label: str
+    runs: Sequence[dict[str, Any]]
+
+    @property
+    def first(self) -> dict[str, Any]:
+        return self.runs[0]
+
+    def values(self, split: str, metric: str) -> list[float]:
+        return [float(run["metrics"][split][metric]) for run in self.runs if metric in run["metrics"][split]]
+
+
+def seeds_summary(groups: Sequence[Group]) -> dict[str, Any]:
+    """Every run's metrics, each spec's summaries (mean, sd, 95% interval) and the tests between specs:
+    what seeds.json / compare.json hold, and what `seeds_table` shows."""
+    from rnndsl.training.stats import TEST_NAME, differences, summarize
+
+    first = groups[0].first
+    primary = first["primary_metric"]
+    specs = []
+    for group in groups:
+        summaries = {
+            split: {m: dataclasses.asdict(summarize(group.values(split, m))) for m in group.first["metrics"][split]}
+            for split in ("validation", "test")
+        }
+        runs = [
+            {"seed": r["train"]["seed"], "out": r.get("out"), **{s: r["metrics"][s] for s in ("validation", "test")}}
+            for r in group.runs
+        ]
+        specs.append(
+            {
+                "spec": group.label,
+                "network": group.first["network"],
+                "parameters": group.first["parameters"],
+                "runs": runs,
+                "summary": summaries,
+                "elapsed_s": [r["elapsed_s"] for r in group.runs],
+            }
+        )
+    tests = differences([(g.label, g.values("test", primary)) for g in groups]) if len(groups) > 1 else []
+    return {
+        "task": first["task"],
+        "train": {k: v for k, v in first["train"].items() if k != "seed"},
+        "seeds": [r["train"]["seed"] for r in groups[0].runs],
+        "primary_metric": primary,
+        "higher_is_better": first["higher_is_better"],
+        "specs": specs,
+        "test": TEST_NAME,
+        "differences": [{"metric": f"test {primary}", **dataclasses.asdict(d)} for d in tests],
+    }
+
+
+def seeds_table(summary: dict[str, Any]) -> str:
+    """Markdown: one row per spec, each metric as mean ± standard deviation [95% interval] over the seeds;
+    then, for several specs, the test between each pair on the primary test metric."""
+    from rnndsl.training.stats import ALPHA, Summary
+
+    primary, specs = summary["primary_metric"], summary["specs"]
+    metrics = list(dict.fromkeys(m for s in specs for m in s["summary"]["test"]))
+    head = ["spec", "network", "parameters", "runs", f"validation {primary}", *(f"test {m}" for m in metrics), "time"]
+    rows = [head, ["---"] * len(head)]
+    for spec in specs:
+        shown = {
+            (split, m): Summary(**v).show()
+            for split in ("validation", "test")
+            for m, v in spec["summary"][split].items()
+        }
+        times = spec["elapsed_s"]
+        rows.append(
+            [
+                f"`{spec['spec']}`",
+                spec["network"],
+                f"{spec['parameters']:,}",
+                str(len(spec["runs"])),
+                shown.get(("validation", primary), "-"),
+                *(shown.get(("test", m), "-") for m in metrics),
+                f"{sum(times) / len(times):.1f} s",
+            ]
+        )
+    seeds = summary["seeds"]
+    text = _rows(rows) + (
+        f"\nEach metric: mean ± standard deviation over {len(seeds)} runs (parameter seeds "
+        f"{seeds[0]}..{seeds[-1]}) [95% interval of the mean, Student's t]; time: the mean per run.\n"
+        if len(seeds) > 1
+        else f"\nOne run of each spec (parameter seed {seeds[0]}): give --seeds N for intervals and tests.\n"
+    )
+    if not summary["differences"]:
+        return text
+    pairs = [["spec", "against", f"difference in test {primary}", "p", "Holm-adjusted p", f"significant (< {ALPHA})"]]
+    pairs.append(["---"] * len(pairs[0]))
+    for d in summary["differences"]:
+        pairs.append(
+            [
+                f"`{d['a']}`",
+                f"`{d['b']}`",
+                f"{d['difference']:+.4f}",
+                _p(d["p"]),
+                _p(d["adjusted"]),
+                "-" if math.isnan(d["adjusted"]) else "yes" if d["adjusted"] < ALPHA else "no",
+            ]
+        )
+    return (
+        text + f"\n{summary['test']} between the specs on the test {primary} (p-values adjusted over the "
+        f"{_pairs(len(summary['differences']))} by Holm's method; - where a test needs two runs a side and some "
+        "spread):\n\n" + _rows(pairs)
+    )
+
+
+def _pairs(count: int) -> str:
+    return "1 pair" if count == 1 else f"{count} pairs"
+
+
+def _rows(rows: list[list[str]]) -> str:
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
+def _p(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
+
+
+def plot_seed_curves(groups: Sequence[Group], path: Path) -> Path:
+    """Training loss (left) and the validation's primary metric (right) over steps: one mean curve per spec
+    with a band of ± one standard deviation over its seeds."""
+    matplotlib = require_matplotlib()
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    primary = groups[0].first["primary_metric"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for group in groups:
+        losses = np.array([_smooth(r["history"]["loss"]) for r in group.runs])
+        steps = np.arange(1, losses.shape[1] + 1)
+        label = f"{group.label} ({len(group.runs)} runs)"
+        (line,) = left.plot(steps, losses.mean(0), label=label, linewidth=1.2)
+        left.fill_between(steps, *_band(losses), color=line.get_color(), alpha=0.2, linewidth=0)
+        evals = [[e for e in r["history"]["validation"] if primary in e] for r in group.runs]
+        at = [e["step"] for e in evals[0]]
+        values = np.array([[e[primary] for e in run] for run in evals])
+        right.plot(at, values.mean(0), marker=".", label=label, color=line.get_color())
+        right.fill_between(at, *_band(values), color=line.get_color(), alpha=0.2, linewidth=0)
+    left.set(xlabel="step", ylabel="training loss", title="training loss (smoothed): mean ± sd over seeds")
+    right.set(xlabel="step", ylabel=primary, title=f"validation {primary}: mean ± sd over seeds")
+    if all(min(r["history"]["loss"], default=1.0) > 0 for g in groups for r in g.runs):
+        left.set_yscale("log")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _band(values: Any) -> tuple[Any, Any]:
+    """mean - sd and mean + sd over the runs (axis 0); the mean alone for one run."""
+    mean = values.mean(0)
+    sd = values.std(0, ddof=1) if len(values) > 1 else 0 * mean
+    return mean - sd, mean + sd

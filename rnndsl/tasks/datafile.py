@@ -1,0 +1,142 @@
+"""Your own data: takes a file of sequences (.npz, or .jsonl), gives the `data` task (`rnndsl train --data`).
+
+An .npz holds the arrays `x`, `y` and optionally `lengths` (see `rnndsl.tasks.arrays` for their shapes and
+what kind of task each `y` makes). A .jsonl file holds one sequence per line, `{"x": [...], "y": ...}`:
+`x` a list of steps, each a list of S numbers (or a token id), `y` a class id, a list of K values, or one
+of those per step; sequences may differ in length (they are padded, and `lengths` kept).
+
+The task records the file's absolute path and the sha256 of its bytes (`task.config()`, so checkpoints
+and results.json carry them): a resumed run refuses a file whose bytes changed, and finds a moved file
+given again with `--data`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from rnndsl.lang.ir import Network
+from rnndsl.tasks.arrays import ArrayTask, DataError
+from rnndsl.tasks.base import Binding, bind
+
+__all__ = ["Data", "read_arrays"]
+
+SUFFIXES = (".npz", ".jsonl")
+
+
+def read_arrays(path: Path, raw: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a data file's bytes, by its suffix; a `DataError` when they cannot be read."""
+    if path.suffix == ".npz":
+        return _read_npz(path, raw)
+    if path.suffix == ".jsonl":
+        return _read_jsonl(path, raw)
+    raise DataError(f"{path}: a data file is .npz (arrays x, y, lengths) or .jsonl (one sequence a line)")
+
+
+def _read_npz(path: Path, raw: bytes) -> dict[str, np.ndarray]:
+    if not raw.startswith(b"PK"):  # an .npz is a zip archive; numpy would try to unpickle anything else
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive; write it with numpy.savez)")
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as held:
+            arrays = {key: held[key] for key in held.files}
+    except ValueError:  # an object array: loading it needs pickle, which would run code from the file
+        raise DataError(f"{path}: an array holds Python objects; store arrays of numbers only") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    for key in ("x", "y"):
+        if key not in arrays:
+            held_names = ", ".join(f"`{k}`" for k in arrays) or "none"
+            raise DataError(
+                f"{path}: no array `{key}` (it holds {held_names}); the arrays are `x` (sequences), `y` "
+                "(targets) and optionally `lengths`"
+            )
+    return arrays
+
+
+def _read_jsonl(path: Path, raw: bytes) -> dict[str, np.ndarray]:
+    xs, ys = [], []
+    for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            x, y = np.asarray(record["x"]), np.asarray(record["y"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            what = f"no key {err}" if isinstance(err, KeyError) else str(err)
+            raise DataError(f'{path}:{number}: expected an object {{"x": [...], "y": ...}}, {what}') from None
+        if x.ndim not in (1, 2) or not len(x):
+            raise DataError(f"{path}:{number}: `x` is a non-empty list of steps (numbers, or lists of numbers)")
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise DataError(f"{path}: no sequence in the file")
+    lengths = np.array([len(x) for x in xs])
+    per_step = all(y.ndim >= 1 and len(y) == len(x) for x, y in zip(xs, ys, strict=True)) and len(set(lengths)) > 1
+    return {"x": _pad(xs), "y": _pad(ys) if per_step else np.stack(ys), "lengths": lengths}
+
+
+def _pad(rows: list[np.ndarray]) -> np.ndarray:
+    longest = max(len(r) for r in rows)
+    out = np.zeros((len(rows), longest, *rows[0].shape[1:]), dtype=np.result_type(*rows))
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+@dataclass(frozen=True)
+class Data(ArrayTask):
+    """The sequences of a file; `path` and `sha256` are filled in from the file when left empty, and a
+    `sha256` given (a resumed run's) must be the file's.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> np.savez(d / "d.npz", x=np.zeros((10, 5, 3)), y=np.arange(10) % 2)
+    >>> task = Data(path=str(d / "d.npz"))
+    >>> task.kind, task.needs.input_size, len(task.split("test")), len(task.sha256)
+    ('class', 3, 1, 64)
+    """
+
+    name: ClassVar[str] = "data"
+    path: str = ""
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise DataError("the data task reads a file: give it with --data FILE")
+        path = Path(self.path).expanduser().resolve()
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise DataError(f"cannot read the data file {self.path}: {err.strerror or err}") from None
+        digest = hashlib.sha256(raw).hexdigest()
+        if self.sha256 and self.sha256 != digest:
+            raise DataError(
+                f"{path} changed since the run began (sha256 {self.sha256[:12]} then, {digest[:12]} now); "
+                "give the file it was trained on with --data FILE"
+            )
+        object.__setattr__(self, "path", str(path))
+        object.__setattr__(self, "sha256", digest)
+        object.__setattr__(self, "_raw", raw)
+
+    def arrays(self) -> dict[str, Any]:
+        return read_arrays(Path(self.path), self._raw)  # type: ignore[attr-defined]
+
+    def source(self) -> str:
+        return self.path
+
+    @property
+    def label(self) -> str:
+        """The run folder's part for the task: the file's name without its suffix."""
+        return Path(self.path).stem
+
+    def bind(self, network: Any) -> Binding:
+        """As any task, the task named by its file in the message."""
+        if not isinstance(network, Network):
+            return super().bind(network)  # refuses a model
+        return bind(network, f"data ({Path(self.path).name})", self.needs)

@@ -1,0 +1,172 @@
+"""Tuning: `rnndsl tune` (an Optuna study in SQLite in the run folder, continued by a second command, shared by
+two processes at once, refused to another spec), `compare --tune` (each spec trained at its own best), and
+the hook that lets a trial be pruned."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnndsl.cli import main
+from rnndsl.tasks import Data
+from rnndsl.training import TrainConfig, train
+from rnndsl.training.options import SPACE_NAMES
+from rnndsl.training.tune import SPACE
+
+optuna = pytest.importorskip("optuna")
+pytest.importorskip("matplotlib")
+
+SPEC = "network Tiny {\n input x: 3\n layer h: %d tanh <- x, h[t-1]\n layer y: 2 <- h\n output y last\n}\n"
+QUICK = ["--steps", "6", "--batch", "8", "--eval-every", "3", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
+    g = np.random.default_rng(0)
+    x = g.normal(size=(60, 5, 3)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=(x[:, :, 0].sum(1) > 0).astype(np.int64))
+    a, b = tmp_path / "a.rnn", tmp_path / "b.rnn"
+    a.write_text(SPEC % 8)
+    b.write_text(SPEC % 3)
+    return tmp_path / "d.npz", a, b
+
+
+def _study(path: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{path}")
+
+
+def test_tune_keeps_its_study_in_the_run_folder_and_continues_it(
+    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, a, b = setup
+    out = tmp_path / "tune"
+    command = ["tune", str(a), "--data", str(data), *QUICK, "--trials", "3", "--tune", "lr,clip", "--out", str(out)]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} == {"study.db", "tune.md", "best.json"}
+    study = _study(out / "study.db", "a-d")
+    assert len(study.trials) == 3 and study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best = json.loads((out / "best.json").read_text())
+    assert best["best"]["value"] == max(t.value for t in study.trials if t.value is not None)
+    assert best["best"]["params"] == study.best_trial.params and set(best["best"]["params"]) == {"lr", "clip"}
+    assert best["train"]["lr"] == study.best_trial.params["lr"] and best["train"]["steps"] == 6
+    for t in study.trials:  # within the search space
+        assert 1e-4 <= t.params["lr"] <= 3e-2 and 0.1 <= t.params["clip"] <= 10
+    assert f"best of 3 trials in study `a-d`: trial {best['best']['trial']}, validation accuracy " in printed
+    assert f"train with it: rnndsl train {a} --data {data} --steps 6 --batch 8 --lr " in printed
+    assert "| trial | state | lr | clip | validation accuracy | last step | worker |" in (out / "tune.md").read_text()
+    # the trial's value is a training run's: the same options give the same validation accuracy
+    config = TrainConfig(**best["train"])
+    again = train(a, Data(path=str(data)), config)
+    assert again.validation["accuracy"] == pytest.approx(best["best"]["value"])
+    # alone, a search proposes the same options every time
+    assert main([*command[:-2], "--out", str(tmp_path / "again")]) == 0
+    repeated = _study(tmp_path / "again" / "study.db", "a-d")
+    assert [t.params for t in repeated.trials] == [t.params for t in study.trials]
+    assert [t.value for t in repeated.trials] == [t.value for t in study.trials]
+    # the same command again continues the study; another spec is refused it
+    assert main([*command[:-2], "--trials", "2", "--out", str(out)]) == 0
+    assert len(_study(out / "study.db", "a-d").trials) == 5
+    capsys.readouterr()
+    assert main(["tune", str(b), "--data", str(data), *QUICK, "--out", str(out), "--study", "a-d"]) == 1
+    err = capsys.readouterr().err
+    assert "study `a-d` (sqlite:///" in err and "searches for another run, so its trials are not comparable" in err
+    assert "spec_sha256: " in err and "give another --study NAME or --out DIR" in err
+
+
+def test_two_processes_search_one_sqlite_study(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, a, _ = setup
+    db = tmp_path / "shared.db"
+    command = [
+        sys.executable, "-m", "rnndsl", "tune", str(a), "--data", str(data), *QUICK, "--trials", "3",
+        "--storage", f"sqlite:///{db}", "--study", "shared",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [
+        subprocess.Popen(
+            [*command, "--out", str(tmp_path / f"w{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        for i in range(2)
+    ]
+    for w in workers:
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err.decode()
+    study = _study(db, "shared")
+    assert sorted(t.number for t in study.trials) == list(range(6))  # each process ran its 3, numbered as one
+    assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"}
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    assert len({t.params["lr"] for t in study.trials}) == 6  # no process repeated the other's proposals
+    for i in range(2):  # each report shows the whole study
+        assert json.loads((tmp_path / f"w{i}" / "best.json").read_text())["trials"]["complete"] <= 6
+
+
+def test_compare_tune_trains_each_spec_at_its_own_best(
+    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, a, b = setup
+    out = tmp_path / "cmp"
+    command = ["compare", str(a), str(b), "--data", str(data), *QUICK, "--tune", "lr", "--trials", "2"]
+    assert main([*command, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "compare.json").read_text())
+    for label, spec in (("a", a), ("b", b)):
+        study = _study(out / label / "study.db", f"{label}-d")
+        assert len(study.trials) == 2
+        assert summary["tuned"][str(spec)]["params"] == study.best_trial.params
+        run = json.loads((out / label / "results.json").read_text())
+        assert run["train"]["lr"] == study.best_trial.params["lr"]
+        assert f"- `{spec}`: lr={study.best_trial.params['lr']:.4g} (trial {study.best_trial.number}" in printed
+    assert (
+        "Each spec trained at its own best options, searched with Optuna (TPE sampler, median pruner; 2 trials"
+        in printed
+    )
+
+
+def test_a_trial_stops_where_the_pruner_says(setup: tuple[Path, Path, Path]) -> None:
+    """The hook a trial reports through: called after each evaluation past step 0; raising there ends the run."""
+    data, a, _ = setup
+    seen: list[int] = []
+
+    def report(step: int, metrics: dict[str, float]) -> None:
+        seen.append(step)
+        assert set(metrics) == {"accuracy", "loss"}
+        if step == 4:
+            raise optuna.TrialPruned()
+
+    with pytest.raises(optuna.TrialPruned):
+        train(a, Data(path=str(data)), TrainConfig(steps=10, batch=8, eval_every=2), on_evaluation=report)
+    assert seen == [2, 4]
+
+
+def test_tune_options_are_checked(
+    setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, a, _ = setup
+    assert tuple(SPACE) == SPACE_NAMES  # the command line names the search space without importing it
+    assert main(["tune", str(a), "--data", str(data), "--tune", "lr,momentum"]) == 1
+    assert "--tune takes options to search, comma-separated, among: lr (log-uniform in [1e-4, 3e-2]);" in (
+        capsys.readouterr().err
+    )
+    assert main(["tune", str(a), "--data", str(data), "--trials", "0"]) == 1
+    assert "--trials takes a whole number >= 1, got 0" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    assert main(["tune", str(a), "--data", str(data)]) == 1
+    assert (
+        capsys.readouterr().err
+        == "rnndsl tune: error: tuning searches with Optuna: pip install 'rnndsl[experiments]'\n"
+    )
