@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -17,3 +21,27 @@ def device(request: pytest.FixtureRequest) -> torch.device:
     if request.param == "cuda" and not torch.cuda.is_available():
         pytest.skip("CUDA is not available")
     return torch.device(request.param)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread, as the training commands use by default (several processes may run at once)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """An .npz of 60 sequences (5 steps of 3, a class each) and two specs of different widths (`TINY_SPEC`)."""
+    g = np.random.default_rng(0)
+    x = g.normal(size=(60, 5, 3)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=(x[:, :, 0].sum(1) > 0).astype(np.int64))
+    a, b = tmp_path / "a.rnn", tmp_path / "b.rnn"
+    a.write_text(TINY_SPEC % 8)
+    b.write_text(TINY_SPEC % 3)
+    return tmp_path / "d.npz", a, b
+
+
+TINY_SPEC = "network Tiny {\n input x: 3\n layer h: %d tanh <- x, h[t-1]\n layer y: 2 <- h\n output y last\n}\n"

@@ -17,17 +17,11 @@ from rnndsl.cli import main
 from rnndsl.tasks import ArrayTask, Data, DataError, make_task
 from rnndsl.training import read_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # as the commands run: one thread
+
 pytest.importorskip("matplotlib")
 
 QUICK = ["--steps", "4", "--batch", "8", "--eval-every", "2", "--quiet"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _spec(tmp_path: Path, size: int, out: int, last: bool, tokens: int = 0, name: str = "net.rnn") -> Path:

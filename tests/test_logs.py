@@ -11,21 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rnndsl.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # as the commands run: one thread
 
 pytest.importorskip("matplotlib")
 
 SPEC = "network Tiny {\n input x: 3\n layer h: 6 tanh <- x, h[t-1]\n layer y: 2 <- h\n output y last\n}\n"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _setup(tmp_path: Path) -> list[str]:

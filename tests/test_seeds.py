@@ -12,35 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rnndsl.cli import main
 from rnndsl.training.stats import _holm, differences, summarize
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # as the commands run: one thread
+
 scipy_stats = pytest.importorskip("scipy.stats")
 pytest.importorskip("matplotlib")
 
-SPEC = "network Tiny {\n input x: 3\n layer h: %d tanh <- x, h[t-1]\n layer y: 2 <- h\n output y last\n}\n"
 QUICK = ["--steps", "6", "--batch", "8", "--eval-every", "3", "--lr", "0.02", "--quiet"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
-    g = np.random.default_rng(0)
-    x = g.normal(size=(60, 5, 3)).astype(np.float32)
-    np.savez(tmp_path / "d.npz", x=x, y=(x[:, :, 0].sum(1) > 0).astype(np.int64))
-    a, b = tmp_path / "a.rnn", tmp_path / "b.rnn"
-    a.write_text(SPEC % 8)
-    b.write_text(SPEC % 3)
-    return tmp_path / "d.npz", a, b
 
 
 def _metrics(summary: dict) -> list:
@@ -50,9 +31,9 @@ def _metrics(summary: dict) -> list:
 
 
 def test_train_seeds_summarises_its_runs(
-    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, a, _ = setup
+    data, a, _ = tiny_data
     out = tmp_path / "runs"
     assert main(["train", str(a), "--data", str(data), *QUICK, "--seeds", "3", "--seed", "5", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -79,9 +60,9 @@ def test_train_seeds_summarises_its_runs(
 
 
 def test_compare_seeds_the_same_numbers_with_one_process_or_two(
-    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, a, b = setup
+    data, a, b = tiny_data
     command = ["compare", str(a), str(b), "--data", str(data), *QUICK, "--seeds", "2"]
     assert main([*command, "--out", str(tmp_path / "one")]) == 0  # in this process, one run after another
     printed = capsys.readouterr().out
@@ -102,9 +83,9 @@ def test_compare_seeds_the_same_numbers_with_one_process_or_two(
 
 
 def test_compare_jobs_with_one_seed_keeps_each_run_in_its_folder(
-    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, a, _ = setup
+    data, a, _ = tiny_data
     out = tmp_path / "c"
     assert main(["compare", str(a), "--data", str(data), *QUICK, "--jobs", "2", "--out", str(out)]) == 0
     assert (out / "a" / "checkpoint.pt").exists() and (out / "a" / "results.json").exists()
@@ -113,9 +94,9 @@ def test_compare_jobs_with_one_seed_keeps_each_run_in_its_folder(
 
 
 def test_seed_options_are_checked(
-    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, a, _ = setup
+    data, a, _ = tiny_data
     for flag in ("--seeds", "--jobs"):
         assert main(["compare", str(a), "--data", str(data), flag, "0"]) == 1
         assert f"{flag} takes a whole number >= 1, got 0" in capsys.readouterr().err
@@ -132,9 +113,12 @@ def test_seed_options_are_checked(
 
 
 def test_without_scipy_the_extra_is_named_before_anything_runs(
-    setup: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    data, a, b = setup
+    data, a, b = tiny_data
     monkeypatch.setitem(sys.modules, "scipy", None)  # what an environment without scipy gives: ImportError
     out = tmp_path / "c"
     assert main(["compare", str(a), str(b), "--data", str(data), *QUICK, "--seeds", "2", "--out", str(out)]) == 1

@@ -10,9 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from rnndsl.cli import main
 from rnndsl.tasks import Data
@@ -20,30 +18,12 @@ from rnndsl.training import TrainConfig, train
 from rnndsl.training.options import SPACE_NAMES
 from rnndsl.training.tune import SPACE
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # as the commands run: one thread
+
 optuna = pytest.importorskip("optuna")
 pytest.importorskip("matplotlib")
 
-SPEC = "network Tiny {\n input x: 3\n layer h: %d tanh <- x, h[t-1]\n layer y: 2 <- h\n output y last\n}\n"
 QUICK = ["--steps", "6", "--batch", "8", "--eval-every", "3", "--quiet"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
-    g = np.random.default_rng(0)
-    x = g.normal(size=(60, 5, 3)).astype(np.float32)
-    np.savez(tmp_path / "d.npz", x=x, y=(x[:, :, 0].sum(1) > 0).astype(np.int64))
-    a, b = tmp_path / "a.rnn", tmp_path / "b.rnn"
-    a.write_text(SPEC % 8)
-    b.write_text(SPEC % 3)
-    return tmp_path / "d.npz", a, b
 
 
 def _study(path: Path, name: str) -> optuna.Study:
@@ -51,9 +31,9 @@ def _study(path: Path, name: str) -> optuna.Study:
 
 
 def test_tune_keeps_its_study_in_the_run_folder_and_continues_it(
-    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, a, b = setup
+    data, a, b = tiny_data
     out = tmp_path / "tune"
     command = ["tune", str(a), "--data", str(data), *QUICK, "--trials", "3", "--tune", "lr,clip", "--out", str(out)]
     assert main(command) == 0
@@ -89,8 +69,8 @@ def test_tune_keeps_its_study_in_the_run_folder_and_continues_it(
     assert "spec_sha256: " in err and "give another --study NAME or --out DIR" in err
 
 
-def test_two_processes_search_one_sqlite_study(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
-    data, a, _ = setup
+def test_two_processes_search_one_sqlite_study(tiny_data: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, a, _ = tiny_data
     db = tmp_path / "shared.db"
     command = [
         sys.executable, "-m", "rnndsl", "tune", str(a), "--data", str(data), *QUICK, "--trials", "3",
@@ -116,9 +96,9 @@ def test_two_processes_search_one_sqlite_study(setup: tuple[Path, Path, Path], t
 
 
 def test_compare_tune_trains_each_spec_at_its_own_best(
-    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, a, b = setup
+    data, a, b = tiny_data
     out = tmp_path / "cmp"
     command = ["compare", str(a), str(b), "--data", str(data), *QUICK, "--tune", "lr", "--trials", "2"]
     assert main([*command, "--out", str(out)]) == 0
@@ -137,9 +117,9 @@ def test_compare_tune_trains_each_spec_at_its_own_best(
     )
 
 
-def test_a_trial_stops_where_the_pruner_says(setup: tuple[Path, Path, Path]) -> None:
+def test_a_trial_stops_where_the_pruner_says(tiny_data: tuple[Path, Path, Path]) -> None:
     """The hook a trial reports through: called after each evaluation past step 0; raising there ends the run."""
-    data, a, _ = setup
+    data, a, _ = tiny_data
     seen: list[int] = []
 
     def report(step: int, metrics: dict[str, float]) -> None:
@@ -154,9 +134,9 @@ def test_a_trial_stops_where_the_pruner_says(setup: tuple[Path, Path, Path]) -> 
 
 
 def test_tune_options_are_checked(
-    setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_data: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, a, _ = setup
+    data, a, _ = tiny_data
     assert tuple(SPACE) == SPACE_NAMES  # the command line names the search space without importing it
     assert main(["tune", str(a), "--data", str(data), "--tune", "lr,momentum"]) == 1
     assert "--tune takes options to search, comma-separated, among: lr (log-uniform in [1e-4, 3e-2]);" in (

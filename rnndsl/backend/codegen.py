@@ -316,17 +316,7 @@ class _Emitter:
     def memory_of(self, e: s.Expr) -> str:
         """The memory whose positions an expression's value runs over ("" for none): one vector per position,
         on the axis before the vector's (`attend` sums them up)."""
-        if not self.memories:
-            return ""
-
-        def step(x: s.Expr, kids: list[str]) -> str:
-            if isinstance(x, s.Ref):
-                return "" if x == CLOCK else self.net[x.name].memory
-            if isinstance(x, s.Call) and x.fn in OPS and OPS[x.fn].memory:
-                return ""
-            return next((k for k in kids if k), "")
-
-        return s.fold(e, step)
+        return self.net.memory_of(e) if self.memories else ""
 
     def at_positions(self, e: s.Expr, args: list[s.Expr], ref: object) -> list[str]:
         """The code of an expression's operands, those of one vector given a positions axis of 1 (so they

@@ -325,16 +325,7 @@ class _Writer:
         return op.to_onnx(g, args, step=step)
 
     def memory_of(self, e: s.Expr) -> str:
-        """The memory whose positions an expression runs over, or "" (as `codegen.memory_of`)."""
-
-        def step(x: s.Expr, kids: list[str]) -> str:
-            if isinstance(x, s.Ref):
-                return "" if x == CLOCK else self.net[x.name].memory
-            if isinstance(x, s.Call) and x.fn in OPS and OPS[x.fn].memory:
-                return ""
-            return next((k for k in kids if k), "")
-
-        return s.fold(e, step)
+        return self.net.memory_of(e)
 
     def at_positions(self, e: s.Expr, args: list[s.Expr], ref: Callable[[s.Ref], str]) -> list[str]:
         """Operand values; over a memory's positions, those of one vector get a positions axis of 1."""

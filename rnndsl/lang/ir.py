@@ -155,6 +155,19 @@ class Network:
     def parameter_count(self) -> int:
         return count_parameters(self.nodes)
 
+    def memory_of(self, expr: s.Expr) -> str:
+        """The memory whose positions an expression's value runs over ("" for none): one vector per position,
+        on the axis before the vector's (`attend` sums them up, so its value runs over none)."""
+
+        def step(x: s.Expr, kids: list[str]) -> str:
+            if isinstance(x, s.Ref):
+                return self.by_name[x.name].memory if x.name in self.by_name else ""  # "" for the clock
+            if isinstance(x, s.Call) and x.fn in OPS and OPS[x.fn].memory:
+                return ""
+            return next((k for k in kids if k), "")
+
+        return s.fold(expr, step)
+
 
 def read_delays(nodes: Iterable[Node]) -> dict[str, tuple[int, int]]:
     """`Network.delays` of these nodes (the checker reads it before the network is built)."""
