@@ -91,10 +91,10 @@ def test_every_example_runs_in_onnxruntime_as_in_torch(path: Path, network: str,
         ("lstm.rnn", "LSTM"),
         ("gru.rnn", "GRU"),
         ("elman.rnn", "RNN"),
-        ("bilstm.rnn", "LSTM"),  # a forward and a reverse cell, each sequence reversed within its length
+        ("bilstm.rnn", "LSTM"),  # a forward and a reverse cell (one operator), each reversed within its length
         ("tasks/names_gen.rnn", "GRU"),  # token ids one-hot and a static input beside them
         ("topdown.rnn", "Loop"),
-        ("bidirectional.rnn", "RNN"),  # two Elman cells, one reversed within each length
+        ("bidirectional.rnn", "RNN"),  # two Elman cells as one bidirectional operator
         ("tokens.rnn", "Loop"),
     ],
 )
@@ -105,8 +105,14 @@ def test_float32_exports_agree_to_1e5(spec: str, operator: str, tmp_path: Path) 
     sess = session(net, tmp_path, lengths=True)
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(tmp_path / f"{net.network.name}.onnx")).graph.node}
-    assert operator in ops
+    nodes = onnx.load(str(tmp_path / f"{net.network.name}.onnx")).graph.node
+    assert operator in {n.op_type for n in nodes}
+    if "bi" in spec:  # a forward and a reverse cell of one kind and size: one bidirectional operator
+        (cell,) = [n for n in nodes if n.op_type == operator]
+        assert (
+            onnx.helper.get_attribute_value(next(a for a in cell.attribute if a.name == "direction"))
+            == b"bidirectional"
+        )
     for steps in (9, 23):
         torch.manual_seed(steps)
         assert_runs_alike(net, sess, padded_call(net, 4, steps, torch.float32, True), atol=1e-5, rtol=1e-5)

@@ -118,10 +118,17 @@ class _Writer:
         for node in self.net.nodes:
             if node.op == "param":  # one row per sequence, as the generated code reads it
                 self.values[node.name] = self._expand(self._weight("param", node.name), node.size)
-        for stage in schedule(self.net):
-            cell = self._cell(stage)
-            if cell is not None:
-                self._cell_loop(stage, cell)
+        stages = schedule(self.net)
+        cells = {st: cell for st in stages if (cell := self._cell(st)) is not None}
+        partner = _bidirectional_pairs(cells, lambda c: self.net[c.h].size)
+        written: set[Stage] = set()
+        for stage in stages:
+            if stage in written:
+                continue  # written with its twin, as one bidirectional operator
+            if stage in cells:
+                pair = sorted([stage, *([partner[stage]] if stage in partner else [])], key=lambda st: -st.direction)
+                self._cell_loop([(st, cells[st]) for st in pair])  # forward first, as ONNX's directions
+                written.update(pair)
             elif stage.is_loop:
                 self._loop(stage)
             else:
@@ -431,10 +438,11 @@ class _Writer:
         )
         return None if wide else cell
 
-    def _cell_loop(self, stage: Stage, cell: Cell) -> None:
+    def _cell_loop(self, cells: list[tuple[Stage, Cell]]) -> None:
         """A standard cell as ONNX's LSTM, GRU or RNN operator, with the spec's weights in its gate order
-        (LSTM i o f c, GRU z r h with the reset applied after the hidden matmul, as torch's)."""
-        g, d = self.g, stage.direction
+        (LSTM i o f c, GRU z r h with the reset applied after the hidden matmul, as torch's); a forward and a
+        reverse cell of the same kind, size and sources as one operator of direction "bidirectional"."""
+        g, (stage, cell) = self.g, cells[0]
         sources = [
             self._one_hot(self.seq_ref(e), self.net[e.name].size)
             if isinstance(e, s.Ref) and self.net[e.name].is_tokens
@@ -445,9 +453,46 @@ class _Writer:
         x = g.op("Concat", *parts, axis=-1) if len(parts) > 1 else parts[0]
         if all(self._static(e) for e in cell.sources):  # the same at every step: (B, 1, I) to (B, T, I)
             x = g.op("Expand", x, g.op("Concat", self.batch, self.steps, g.ints([1]), axis=0))
+        w, r, bias = (np.stack(arrays) for arrays in zip(*(self._cell_weights(st, c) for st, c in cells), strict=True))
+        starts = [
+            g.op(
+                "Concat",
+                *(g.op("Unsqueeze", self._ring_start(self.net[n], 1, st.direction), g.ints([0])) for st, n in ns),
+                axis=0,
+            )
+            for ns in zip(*([(st, n) for n in (c.h, c.c) if n] for st, c in cells), strict=True)
+        ]
+        kinds: dict[str, tuple[str, dict[str, Any]]] = {
+            "lstm": ("LSTM", {}),
+            "gru": ("GRU", {"linear_before_reset": 1}),
+            "rnn_tanh": ("RNN", {"activations": ["Tanh"] * len(cells)}),
+            "rnn_relu": ("RNN", {"activations": ["Relu"] * len(cells)}),
+        }
+        op, extra = kinds[cell.kind]
+        direction = "bidirectional" if len(cells) == 2 else "forward" if stage.direction > 0 else "reverse"
+        y = g.op(
+            op,
+            g.op("Transpose", x, perm=[1, 0, 2]),
+            g.tensor(w, f"{cell.h}.W"),
+            g.tensor(r, f"{cell.h}.R"),
+            g.tensor(bias, f"{cell.h}.B"),
+            "" if self.lengths is None else g.op("Cast", self.lengths, to=int(TensorProto.INT32)),
+            *starts,
+            hidden_size=self.net[cell.h].size,
+            direction=direction,
+            outputs=1,
+            hint=cell.kind,
+            **extra,
+        )
+        for i, (_, c) in enumerate(cells):  # (T, directions, B, H): each direction's (B, T, H)
+            one = g.op("Squeeze", g.op("Slice", y, g.ints([i]), g.ints([i + 1]), g.ints([1])), g.ints([1]))
+            self.values[c.h] = g.op("Transpose", one, perm=[1, 0, 2])
+
+    def _cell_weights(self, stage: Stage, cell: Cell) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One direction's W (gates x H, I), R (gates x H, H) and B (Wb then Rb) in ONNX's gate order."""
         order = {"lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}.get(cell.kind, [0])  # torch's gates to ONNX's
         ih = [self.net[n] for n in cell.gates] + ([self.net[cell.nx]] if cell.nx else [])
-        rec = {n: recurrent_index(self.net[n], cell.h, d) or 0 for n in cell.gates}
+        rec = {n: recurrent_index(self.net[n], cell.h, stage.direction) or 0 for n in cell.gates}
         hh = [(n, rec[n]) for n in cell.gates]
         if cell.nx:
             hh.append((next(n for n in stage.nodes if self.net[n].op == "layer" and n not in cell.gates), 0))
@@ -456,32 +501,7 @@ class _Writer:
         size = self.net[cell.h].size
         wb = [self._bias_array(ih[i]) for i in order]
         rb = [self._bias_array(self.net[hh[i][0]]) if cell.nx and i == 2 else np.zeros(size) for i in order]
-        bias = np.concatenate(wb + rb).astype(self.g.np_dtype)
-        lengths = "" if self.lengths is None else g.op("Cast", self.lengths, to=int(TensorProto.INT32))
-        starts = [g.op("Unsqueeze", self._ring_start(self.net[n], 1, d), g.ints([0])) for n in (cell.h, cell.c) if n]
-        kinds: dict[str, tuple[str, dict[str, Any]]] = {
-            "lstm": ("LSTM", {}),
-            "gru": ("GRU", {"linear_before_reset": 1}),
-            "rnn_tanh": ("RNN", {"activations": ["Tanh"]}),
-            "rnn_relu": ("RNN", {"activations": ["Relu"]}),
-        }
-        op, extra = kinds[cell.kind]
-        y = g.op(
-            op,
-            g.op("Transpose", x, perm=[1, 0, 2]),
-            g.tensor(w[None], f"{cell.h}.W"),
-            g.tensor(r[None], f"{cell.h}.R"),
-            g.tensor(bias[None], f"{cell.h}.B"),
-            lengths,
-            *starts,
-            hidden_size=size,
-            direction="forward" if d > 0 else "reverse",
-            outputs=1,
-            hint=cell.kind,
-            **extra,
-        )
-        seq = g.op("Transpose", g.op("Squeeze", y, g.ints([1])), perm=[1, 0, 2])  # (T, 1, B, H) to (B, T, H)
-        self.values[cell.h] = seq
+        return w, r, np.concatenate(wb + rb).astype(self.g.np_dtype)
 
     def _array(self, kind: str, node: str) -> np.ndarray:
         return np.asarray(self.weights(kind, node), dtype=self.g.np_dtype)
@@ -711,3 +731,15 @@ class _Writer:
                 index = g.op("Expand", g.op("Unsqueeze", index, g.ints([2])), self._shape(k, node.size))
             out[node.name] = g.op("GatherElements", joined, index, axis=1)
         return out
+
+
+def _bidirectional_pairs(cells: dict[Stage, Cell], size: Callable[[Cell], int]) -> dict[Stage, Stage]:
+    """Forward and reverse cells that one bidirectional operator can run: the same kind and size, reading the
+    same sources. Each stage of a pair maps to the other."""
+    pairs: dict[Stage, Stage] = {}
+    for fwd, a in cells.items():
+        for bwd, b in cells.items():
+            if fwd.direction > 0 > bwd.direction and fwd not in pairs and bwd not in pairs:
+                if (a.kind, a.sources, size(a)) == (b.kind, b.sources, size(b)):
+                    pairs[fwd], pairs[bwd] = bwd, fwd
+    return pairs
