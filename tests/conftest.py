@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,3 +48,21 @@ def tiny_data(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 TINY_SPEC = "network Tiny {\n input x: 3\n layer h: %d tanh <- x, h[t-1]\n layer y: 2 <- h\n output y last\n}\n"
+
+
+def serving_playground() -> Iterator[str]:
+    """The address of a playground started as a user starts it, `rnndsl play --port 0 --no-browser`, until the
+    generator is closed (the body of the play tests' module-scoped `url` fixtures)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rnndsl", "play", "--port", "0", "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
+    assert found, line + proc.stdout.read()
+    yield found.group(1)
+    proc.terminate()
+    proc.wait(10)

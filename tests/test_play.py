@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import serving_playground
 
 from rnndsl.editor.analysis import analyse
 from rnndsl.play.server import MAX_BODY, MAX_SPEC, STATIC
@@ -33,19 +32,7 @@ ELMAN = """network DigitsElman {
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
     """The address of a playground started as a user starts it: `rnndsl play --port 0 --no-browser`."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rnndsl", "play", "--port", "0", "--no-browser"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
-    assert found, line + proc.stdout.read()
-    yield found.group(1)
-    proc.terminate()
-    proc.wait(10)
+    yield from serving_playground()
 
 
 def events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from conftest import serving_playground
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,19 +44,7 @@ sync_api.expect.set_options(timeout=20_000)  # the first run imports torch and l
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rnndsl", "play", "--port", "0", "--no-browser"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
-    assert found, line + proc.stdout.read()
-    yield found.group(1)
-    proc.terminate()
-    proc.wait(10)
+    yield from serving_playground()
 
 
 @pytest.fixture(scope="module")

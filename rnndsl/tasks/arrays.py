@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from rnndsl.tasks.base import IGNORE, Batch, Needs, Task, check_split, epoch_batch, split_indices
+from rnndsl.tasks.base import IGNORE, Batch, Needs, SplitTask, split_indices
 from rnndsl.tasks.metrics import accuracy, cross_entropy, mse
 
 __all__ = ["CRITERIA", "ArrayTask", "Arrays", "DataError", "check_arrays"]
@@ -201,7 +201,7 @@ def _convert_y(y: np.ndarray, kind: str, keep: np.ndarray, source: str) -> np.nd
 
 
 @dataclass(frozen=True)
-class ArrayTask(Task):
+class ArrayTask(SplitTask):
     """A task over arrays that `arrays()` gives ({"x": ..., "y": ..., "lengths": ...}, numpy or anything
     numpy reads); subclasses are frozen dataclasses whose fields are their options, besides these:
 
@@ -295,14 +295,6 @@ class ArrayTask(Task):
             torch.from_numpy(np.ascontiguousarray(y)),
             None if lengths is None else torch.from_numpy(lengths),
         )
-
-    def train_batch(self, step: int, size: int) -> Batch:
-        train = self._splits["train"]
-        return self._batch(train[epoch_batch(len(train), step, size, self.seed)])
-
-    def split(self, name: str) -> Batch:
-        check_split(name)
-        return self._batch(self._splits[name])
 
     def loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         if self.data.classification:

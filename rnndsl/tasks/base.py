@@ -17,7 +17,18 @@ from rnndsl.lang import syntax as s
 from rnndsl.lang.errors import Diagnostic, Span
 from rnndsl.lang.ir import Network, Node, OutputSpec
 
-__all__ = ["IGNORE", "Batch", "Binding", "Needs", "Task", "TaskMismatchError", "bind", "epoch_batch", "rng"]
+__all__ = [
+    "IGNORE",
+    "Batch",
+    "Binding",
+    "Needs",
+    "SplitTask",
+    "Task",
+    "TaskMismatchError",
+    "bind",
+    "epoch_batch",
+    "rng",
+]
 
 IGNORE = -100  # target of a padded position; F.cross_entropy's default ignore_index
 
@@ -345,6 +356,27 @@ class Task:
     def config(self) -> dict[str, Any]:
         """The task's name and options: enough to build it again (`make_task(**config)`)."""
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self)}}  # type: ignore[arg-type]
+
+
+class SplitTask(Task):
+    """A task over a fixed set of examples cut into seeded splits (digits, your own arrays): a subclass gives
+    `_splits` (split name -> example indices) and `_batch(indices)`; training batches are seeded epochs over
+    the train split (`epoch_batch`)."""
+
+    @property
+    def _splits(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _batch(self, indices: np.ndarray) -> Batch:
+        raise NotImplementedError
+
+    def train_batch(self, step: int, size: int) -> Batch:
+        train = self._splits["train"]
+        return self._batch(train[epoch_batch(len(train), step, size, self.seed)])
+
+    def split(self, name: str) -> Batch:
+        check_split(name)
+        return self._batch(self._splits[name])
 
 
 def check_split(name: str) -> None:

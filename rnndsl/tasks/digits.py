@@ -19,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from rnndsl.tasks.base import Batch, Needs, Task, check_split, epoch_batch, split_indices
+from rnndsl.tasks.base import Batch, Needs, SplitTask, split_indices
 from rnndsl.tasks.metrics import accuracy, cross_entropy
 
 __all__ = ["Digits", "load_images"]
@@ -37,7 +37,7 @@ def load_images() -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class Digits(Task):
+class Digits(SplitTask):
     """8x8 digits, one row per step; many-to-one classification.
 
     >>> task = Digits(seed=0)
@@ -62,14 +62,6 @@ class Digits(Task):
     def _batch(self, indices: np.ndarray) -> Batch:
         images, labels = load_images()
         return Batch(torch.from_numpy(images[indices]), torch.from_numpy(labels[indices]))
-
-    def train_batch(self, step: int, size: int) -> Batch:
-        train = self._splits["train"]
-        return self._batch(train[epoch_batch(len(train), step, size, self.seed)])
-
-    def split(self, name: str) -> Batch:
-        check_split(name)
-        return self._batch(self._splits[name])
 
     def loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         return cross_entropy(out, batch.y)
