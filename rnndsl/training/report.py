@@ -79,13 +79,7 @@ def plot_curves(results: Sequence[Result], path: Path, labels: Sequence[str] | N
     values = [e[metric] for r in results for e in r.evals if metric in e]
     if results and not results[0].higher_is_better and values and min(values) > 0:
         right.set_yscale("log")  # errors fall by orders of magnitude (mse); the first one would flatten the rest
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return _save_panels(fig, (left, right), path)
 
 
 @dataclass(frozen=True)
@@ -346,13 +340,7 @@ def plot_seed_curves(groups: Sequence[Group], path: Path) -> Path:
     right.set(xlabel="step", ylabel=primary, title=f"validation {primary}: mean ± sd over seeds")
     if all(min(r["history"]["loss"], default=1.0) > 0 for g in groups for r in g.runs):
         left.set_yscale("log")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return _save_panels(fig, (left, right), path)
 
 
 def _band(values: Any) -> tuple[Any, Any]:
@@ -360,3 +348,16 @@ def _band(values: Any) -> tuple[Any, Any]:
     mean = values.mean(0)
     sd = values.std(0, ddof=1) if len(values) > 1 else 0 * mean
     return mean - sd, mean + sd
+
+
+def _save_panels(fig: Any, axes: tuple[Any, ...], path: Path) -> Path:
+    """Grid and legend on each panel, then the figure as a PNG written atomically (a reader never sees half)."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
