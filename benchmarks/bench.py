@@ -23,6 +23,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 from benchmarks import compile_time, deploy, memory, report
 from benchmarks.cases import CASES, SIZES, Case, Impl, build
 from benchmarks.timing import compile_plain, time_impls
+from rnndsl.backend import native
 
 __all__ = ["main", "measure_case"]
 
@@ -295,7 +297,9 @@ def _settings(args: argparse.Namespace, rows: list[dict]) -> dict:
 
 
 def _extras(args: argparse.Namespace, data: dict) -> None:
-    """The example specs' compile times and the training-memory comparison."""
+    """The example specs' compile times, the training-memory comparison and the linear-scan kernel's first build."""
+    if any(CASES[name].linear for name in args.case or CASES):
+        data["linear_kernel_build_s"] = _first_build()
     if args.spec_steps:
         _log("compile time of the example specs")
         data["spec_compile"] = compile_time.spec_compile_times(args.spec_steps, args.device)
@@ -305,6 +309,23 @@ def _extras(args: argparse.Namespace, data: dict) -> None:
         _log(f"training-step memory at {args.memory_size}, each implementation in a fresh process")
         rows = memory.measure(args.memory_size, args.device, args.threads)
         data["memory"] = {"size": args.memory_size, "rows": rows, "method": memory.METHOD[args.device.split(":")[0]]}
+
+
+def _first_build() -> float | None:
+    """Seconds to build the linear-scan kernel into an empty cache (None where it cannot be built)."""
+    saved = os.environ.get("RNNDSL_CACHE")
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["RNNDSL_CACHE"] = cache
+        native.scan_kernel.cache_clear()
+        start = time.perf_counter()
+        built = native.scan_kernel() is not None
+        seconds = time.perf_counter() - start
+    if saved is None:
+        del os.environ["RNNDSL_CACHE"]
+    else:
+        os.environ["RNNDSL_CACHE"] = saved
+    native.scan_kernel.cache_clear()
+    return seconds if built else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,9 @@ from torch import Tensor, nn
 import rnndsl
 from benchmarks import loops
 
-__all__ = ["CASES", "SIZES", "Case", "Impl", "Size", "Weights", "build"]
+__all__ = ["CASES", "GENERATED_LOOP", "SIZES", "Case", "Impl", "Size", "Weights", "build"]
+
+GENERATED_LOOP = "rnndsl generated loop"
 
 Fn = Callable[[Tensor], Tensor]
 
@@ -209,6 +211,35 @@ def _indrnn_spec(i: int, h: int) -> str:
 """
 
 
+def _qrnn_spec(i: int, h: int) -> str:
+    """examples/qrnn.rnn at the given sizes: a loop linear in its past (one kernel call over time)."""
+    gates = "".join(
+        f"    layer  {g}: {h} {act} <- x, x[t-1]\n" for g, act in (("z", "tanh"), ("f", "sigmoid"), ("o", "sigmoid"))
+    )
+    return f"""network QRNN {{
+    input  x: {i}
+{gates}    c = f * c[t-1] + (1 - f) * z
+    h = o * c
+    output h
+}}
+"""
+
+
+def _mingru_spec(i: int, h: int) -> str:
+    """examples/mingru.rnn at the given sizes: two loops linear in their past."""
+    return f"""network MinGRU {{
+    input  x: {i}
+    layer  z1: {h} sigmoid <- x
+    layer  n1: {h} <- x
+    h1 = (1 - z1) * h1[t-1] + z1 * n1
+    layer  z2: {h} sigmoid <- h1
+    layer  n2: {h} <- h1
+    h2 = (1 - z2) * h2[t-1] + z2 * n2
+    output h2
+}}
+"""
+
+
 # ---- baselines for the standard cells ----------------------------------------------------------
 
 _PLAIN_CELL = {"elman": loops.plain_elman, "lstm": loops.plain_lstm, "gru": loops.plain_gru}
@@ -346,6 +377,20 @@ def _indrnn_fast(wb: Weights) -> list[Tensor]:
     return [wb.fused([t]) for t in (w["a1", 0], b["a1"], p["u1"], w["a2", 0], b["a2"], p["u2"])]
 
 
+def _qrnn_fast(wb: Weights) -> list[Tensor]:
+    w, b = wb.w, wb.b
+    return [wb.fused([torch.cat([w[g, 0], w[g, 1]], 1) for g in "zfo"]), wb.fused([b[g] for g in "zfo"])]
+
+
+def _mingru_fast(wb: Weights) -> list[Tensor]:
+    w, b = wb.w, wb.b
+    return [
+        wb.fused([w[n, 0] for n in names]) if i == 0 else wb.fused([b[n] for n in names])
+        for names in (("z1", "n1"), ("z2", "n2"))
+        for i in (0, 1)
+    ]
+
+
 def _custom_plain(fn: Callable[[Tensor, dict, dict], Tensor]) -> Callable[[Weights], Fn]:
     return lambda wb: lambda x: fn(x, wb.w, wb.b)
 
@@ -377,6 +422,7 @@ class Case:
     plain: Callable[[Weights], Fn]
     fast: Callable[[Weights, bool], Impl]
     torch_nn: Callable[[Weights, int, int], nn.Module] | None = None
+    linear: bool = False  # has loops linear in their past: the generated per-step loop is timed beside the kernel
 
 
 def _cell_cases() -> dict[str, Case]:
@@ -420,6 +466,17 @@ CASES: dict[str, Case] = {
     "indrnn": Case(
         "indrnn", True, _indrnn_spec, _param_plain(loops.plain_indrnn), _custom_fast("indrnn", _indrnn_fast)
     ),
+    "qrnn": Case(
+        "qrnn", True, _qrnn_spec, _custom_plain(loops.plain_qrnn), _custom_fast("qrnn", _qrnn_fast), linear=True
+    ),
+    "mingru": Case(
+        "mingru",
+        True,
+        _mingru_spec,
+        _custom_plain(loops.plain_mingru),
+        _custom_fast("mingru", _mingru_fast),
+        linear=True,
+    ),
 }
 
 
@@ -433,6 +490,10 @@ def build(case: Case, size: Size, device: str) -> tuple[rnndsl.CompiledNetwork, 
     wb = Weights.of(net)
     params = list(net.parameters())
     impls = [Impl("rnndsl", lambda x: net(x)[out], params)]
+    if case.linear:  # the same module on the generated per-step loop: what the linear-scan kernel replaces
+        loop = rnndsl.compile(case.spec(size.inputs, size.hidden), fuse_cells=False).to(device)
+        loop.load_state_dict(net.state_dict())
+        impls.append(Impl(GENERATED_LOOP, lambda x: loop(x)[out], list(loop.parameters())))
     if case.torch_nn is not None:
         mod = case.torch_nn(wb, size.inputs, size.hidden)
         impls.append(Impl("torch.nn", lambda x: mod(x)[0], list(mod.parameters())))

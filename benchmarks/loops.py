@@ -31,6 +31,8 @@ __all__ = [
     "plain_skip2",
     "plain_layernorm_lstm",
     "plain_indrnn",
+    "plain_qrnn",
+    "plain_mingru",
     "fast_elman",
     "fast_lstm",
     "fast_gru",
@@ -40,6 +42,8 @@ __all__ = [
     "fast_skip2",
     "fast_layernorm_lstm",
     "fast_indrnn",
+    "fast_qrnn",
+    "fast_mingru",
     "FAST",
     "scripted",
 ]
@@ -169,6 +173,34 @@ def plain_indrnn(x: Tensor, w: dict, b: dict, p: dict) -> Tensor:
     for t in range(x.shape[1]):
         h1 = torch.relu(F.linear(x[:, t], w["a1", 0], b["a1"]) + p["u1"] * h1)
         h2 = torch.relu(F.linear(h1, w["a2", 0], b["a2"]) + p["u2"] * h2)
+        out.append(h2)
+    return torch.stack(out, 1)
+
+
+def plain_qrnn(x: Tensor, w: dict, b: dict) -> Tensor:
+    """Each gate's width-2 convolution step by step (this step's input and the last's)."""
+    c = x.new_zeros(x.shape[0], w["z", 0].shape[0])
+    last = x.new_zeros(x.shape[0], x.shape[2])
+    out = []
+    for t in range(x.shape[1]):
+        z, f, o = (F.linear(x[:, t], w[g, 0], b[g]) + F.linear(last, w[g, 1]) for g in "zfo")
+        z, f, o = torch.tanh(z), torch.sigmoid(f), torch.sigmoid(o)
+        c = f * c + (1 - f) * z
+        out.append(o * c)
+        last = x[:, t]
+    return torch.stack(out, 1)
+
+
+def plain_mingru(x: Tensor, w: dict, b: dict) -> Tensor:
+    """Both layers in one loop over the steps."""
+    h1 = x.new_zeros(x.shape[0], w["z1", 0].shape[0])
+    h2 = x.new_zeros(x.shape[0], w["z2", 0].shape[0])
+    out = []
+    for t in range(x.shape[1]):
+        z1, n1 = torch.sigmoid(F.linear(x[:, t], w["z1", 0], b["z1"])), F.linear(x[:, t], w["n1", 0], b["n1"])
+        h1 = (1 - z1) * h1 + z1 * n1
+        z2, n2 = torch.sigmoid(F.linear(h1, w["z2", 0], b["z2"])), F.linear(h1, w["n2", 0], b["n2"])
+        h2 = (1 - z2) * h2 + z2 * n2
         out.append(h2)
     return torch.stack(out, 1)
 
@@ -331,6 +363,37 @@ def fast_indrnn(x: Tensor, w_1: Tensor, b_1: Tensor, u_1: Tensor, w_2: Tensor, b
     return _indrnn_layer(F.linear(h, w_2, b_2), u_2)
 
 
+def _linear_loop(a: Tensor, b: Tensor) -> Tensor:
+    """c = a * c[t-1] + b over the steps, a and b computed for all steps: one addcmul a step."""
+    c = a.new_zeros(a.shape[0], a.shape[2])
+    out: list[Tensor] = []
+    a_steps, b_steps = a.unbind(1), b.unbind(1)
+    for t in range(len(a_steps)):  # TorchScript has no zip(strict=)
+        c = torch.addcmul(b_steps[t], a_steps[t], c)
+        out.append(c)
+    return torch.stack(out, 1)
+
+
+def fast_qrnn(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """The three gates' convolutions in one matmul over [x_t, x_t-1] for all steps (gates laid out z, f, o),
+    then the fo-pooling loop, one addcmul a step."""
+    last = torch.cat([x.new_zeros(x.shape[0], 1, x.shape[2]), x[:, :-1]], 1)
+    z, f, o = F.linear(torch.cat([x, last], 2), w, b).chunk(3, 2)
+    f = torch.sigmoid(f)
+    return torch.sigmoid(o) * _linear_loop(f, (1 - f) * torch.tanh(z))
+
+
+def fast_mingru(x: Tensor, w_1: Tensor, b_1: Tensor, w_2: Tensor, b_2: Tensor) -> Tensor:
+    """Layer by layer: gate and candidate in one matmul for all steps (laid out z, n), then the loop,
+    h = (1 - z) * h[t-1] + z * n, one addcmul a step."""
+    z, n = F.linear(x, w_1, b_1).chunk(2, 2)
+    z = torch.sigmoid(z)
+    h = _linear_loop(1 - z, z * n)
+    z, n = F.linear(h, w_2, b_2).chunk(2, 2)
+    z = torch.sigmoid(z)
+    return _linear_loop(1 - z, z * n)
+
+
 FAST = {
     "elman": fast_elman,
     "lstm": fast_lstm,
@@ -341,6 +404,8 @@ FAST = {
     "skip2": fast_skip2,
     "layernorm_lstm": fast_layernorm_lstm,
     "indrnn": fast_indrnn,
+    "qrnn": fast_qrnn,
+    "mingru": fast_mingru,
 }
 
 

@@ -48,6 +48,8 @@ def test_bench_writes_every_case(tmp_path: Path) -> None:
         expected = {"rnndsl", "plain loop", "hand-optimised", "hand-optimised TorchScript"}
         if not CASES[name].custom:
             expected.add("torch.nn")
+        if CASES[name].linear:
+            expected.add("rnndsl generated loop")
         assert set(row["impls"]) == expected, name
         for impl, times in row["impls"].items():
             assert times["forward_ms"] > 0 and times["train_ms"] > 0, (name, impl)
@@ -57,7 +59,8 @@ def test_bench_writes_every_case(tmp_path: Path) -> None:
     examples = sorted(p.name for p in (ROOT / "examples").glob("*.rnn"))
     assert sorted({r["spec"] for r in data["spec_compile"]}) == examples
     assert {r["steps"] for r in data["spec_compile"]} == {10, 20}
-    assert [t["key"] for t in data["targets"]] == ["cells", "plain", "hand", "compile", "memory"]
+    assert [t["key"] for t in data["targets"]] == ["cells", "plain", "hand", "linear", "compile", "memory"]
+    assert data["linear_kernel_build_s"] is None or 0 < data["linear_kernel_build_s"] < 120
     for heading in (
         "## Targets",
         "## Time ratios, tiny",

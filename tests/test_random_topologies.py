@@ -200,6 +200,9 @@ class Builder:
         fixed = name in self.read  # read at a delay by an earlier node: keep the size drawn for it
         if "m" in self.spec.sizes and self.flag(0.35) and self._attention(name, options, fixed):
             return
+        if self.flag(0.1):  # linear in its own past: one kernel call over time (backend.linear)
+            self._linear(name, size, [o for o in options if o[0] != name])
+            return
         if not self.flag(0.45) or (fixed and self._ref(options, varying=True, size=size, draw=False) is None):
             self._layer(name, size, options)
             return
@@ -221,6 +224,15 @@ class Builder:
             self.spec.sizes[name] = size = first.size
         # sized: a node that reads only itself at a delay has no size the checker could infer
         self.spec.lines.append(f"{name}: {size} = {self._expr(first, options, size, depth=2)}")
+
+    def _linear(self, name: str, size: int, others: list[tuple[str, int]]) -> None:
+        """`name = a * name[t-1] + b` (`[t+1]` in a backward node), a and b read anything but `name`."""
+        past = self._at(name, -1 if name.startswith("b") else 1).text
+        r, q = self._leaf(others, size), self._leaf(others, size)
+        a = self.pick(["0.5", "sigmoid({q})", "(1 - sigmoid({q}))", "{clock}", "tanh({q}) * 0.5"])
+        b = self.pick(["{r}", "(1 - sigmoid({q})) * {r}", "{r} * {clock}", "{r} / 4 - {q}"])
+        a, b = (x.format(q=q, r=r, clock=self._clock()) for x in (a, b))
+        self.spec.lines.append(f"{name}: {size} = " + self.pick([f"{a} * {past} + {b}", f"{b} + {past} * {a}"]))
 
     def _attention(self, name: str, options: list[tuple[str, int]], fixed: bool) -> bool:
         """`name = attend(score, values)`: scores over the memory's positions from a value of this step (or a

@@ -32,8 +32,12 @@ SPECS = {
     "lstm": "network L { input x: 4\n layer i: 5 sigmoid <- x, h[t-1]\n layer f: 5 sigmoid <- x, h[t-1]\n"
     " layer g: 5 tanh <- x, h[t-1]\n layer o: 5 sigmoid <- x, h[t-1]\n c = f * c[t-1] + i * g\n"
     " h = o * tanh(c)\n output h }",
+    # a QRNN: its loop, linear in c's past, is one call of the linear-scan kernel (a C call a tracer cannot see:
+    # traced, it runs as tensor ops)
+    "qrnn": "network Q { input x: 4\n layer z: 5 tanh <- x, x[t-1]\n layer f: 5 sigmoid <- x, x[t-1]\n"
+    " c = f * c[t-1] + (1 - f) * z\n h = tanh(c)\n output h }",
 }
-OUT = {"jordan": "y", "lstm": "h"}
+OUT = {"jordan": "y", "lstm": "h", "qrnn": "h"}
 B, T = 3, 3
 
 # Expected noise: torch.jit is deprecated in this torch, tracing turns shape checks into constants, and

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from rnndsl.backend import loop_backward
 from rnndsl.backend.cells import Cell, match_cell, recurrent_index
 from rnndsl.backend.evaluate import fold
+from rnndsl.backend.linear import Linear, match_linear
 from rnndsl.backend.names import (
     attention_name,
     bias_name,
@@ -56,8 +57,9 @@ class Generated:
 # Cells run on torch's fused kernels, by device type. On a CPU, an Elman cell does not: torch's `rnn_tanh` there
 # is an ATen loop that does not hoist the input projection, and the generated loop (with its generated backward)
 # measured 0.94x forward and 0.64x forward+backward of nn.RNN at 32 hidden, 1.06x and 0.81x at 512.
-FUSED_KINDS = {"cpu": frozenset({"lstm", "gru"})}
-ALL_KINDS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu"})
+# "linear": a loop linear in its own past (`backend.linear`) runs as one kernel call over time, on every device.
+FUSED_KINDS = {"cpu": frozenset({"lstm", "gru", "linear"})}
+ALL_KINDS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu", "linear"})
 
 
 def generate(
@@ -72,8 +74,9 @@ def generate(
     """Python source of the forward function for a network (with or without per-sequence lengths).
 
     With `fuse_cells`, loops that are exactly an Elman, LSTM or GRU cell run on torch's fused kernels,
-    where they are the fastest on the `device` type (`FUSED_KINDS`); a set of kinds ("lstm", "gru",
-    "rnn_tanh", "rnn_relu") fuses exactly those.
+    where they are the fastest on the `device` type (`FUSED_KINDS`), and loops linear in their own past
+    (`backend.linear`) run as one `K.linear_scan` call; a set of kinds ("lstm", "gru", "rnn_tanh", "rnn_relu",
+    "linear") fuses exactly those.
     With `guard`, every node's value passes through `watch(value, name, step)` (no fused cells then).
     With `differentiate` (the variant run when autograd records), a loop becomes one autograd node whose
     backward is generated too (`loop_backward`), where it can.
@@ -108,6 +111,9 @@ class _Emitter:
         self.stages = schedule(network)
         self.kinds = kinds  # the cell kinds that run on torch's fused kernels
         self.cells = {st: cell for st in self.stages if (cell := self._cell(st)) is not None}
+        self.linears = {
+            st: lin for st in self.stages if "linear" in kinds and (lin := match_linear(network, st)) is not None
+        }
         self.state_code: dict[str, str] = {}  # how the state of a node is read, where not from its steps
         self.ring_state: dict[str, int] = {}  # loop nodes whose state is their ring of the last k values
         self.constant_addend: set[str] = set()  # groups whose hoisted addend is the same at every step
@@ -186,6 +192,21 @@ class _Emitter:
         if cell.c:
             self.state_code[cell.c] = f"_cn_{v}.unsqueeze(1)"
 
+    def _linear_loop(self, stage: Stage, lin: Linear) -> None:
+        """A loop linear in its own past: its coefficients over all steps, then one kernel call over time."""
+        n, v, forward = lin.node, var(lin.node), stage.direction > 0
+        past = f"{n}[t{'-' if forward else '+'}1]"
+        self.emit(
+            f"# loop over time ({'forward' if forward else 'backward'}): {n} = a * {past} + b, "
+            f"linear in its past: one kernel call"
+        )
+        a = self.expr(lin.a, self.seq_ref)
+        b = "0.0" if lin.b is None else self.expr(lin.b, self.seq_ref)
+        start = f"H[{n!r}][:, -1]" if forward else f"I[{n!r}]"
+        keep = "valid" if self.with_lengths and not forward else "None"
+        self.emit(f"{v} = K.linear_scan({a}, {b}, {start}, {keep}, {not forward}, T)")
+        self.defined.add(v)
+
     def _gru_nh(self, stage: Stage, cell: Cell) -> str:
         return next(n for n in stage.nodes if self.net[n].op == "layer" and n not in cell.gates)
 
@@ -207,6 +228,8 @@ class _Emitter:
         for stage in self.stages:
             if stage in self.cells:
                 self._fused_loop(stage, self.cells[stage])
+            elif stage in self.linears:
+                self._linear_loop(stage, self.linears[stage])
             elif stage.is_loop:
                 self._loop(stage)
             else:

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from rnndsl.backend import native
+
 __all__ = [
     "attend",
     "attend_grad",
@@ -28,6 +30,7 @@ __all__ = [
     "future",
     "last",
     "last_k",
+    "linear_scan",
     "loop",
     "masked",
     "one_hot",
@@ -45,7 +48,8 @@ __all__ = [
 def past(seq: torch.Tensor, hist: torch.Tensor, d: int) -> torch.Tensor:
     """`seq[t-d]` for every t: the first d steps read the end of `hist`."""
     k, steps = hist.shape[1], seq.shape[1]
-    return torch.cat([hist[:, k - d :], seq[:, : max(steps - d, 0)]], 1)[:, :steps]
+    # all of seq, not seq[:, :T - d]: torch.export would guard on T - d (and fix T = d + 1 for a dynamic T)
+    return torch.cat([hist[:, k - d :], seq], 1)[:, :steps]
 
 
 def future(seq: torch.Tensor, bound: torch.Tensor, d: int, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -287,3 +291,95 @@ def vjp(fn: Any, grad: torch.Tensor, *xs: torch.Tensor) -> tuple[torch.Tensor, .
 def sum_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """`grad` summed down to the shape of `like`, which was broadcast to it (a bias (H,) over (B, H))."""
     return grad.sum(0) if grad.dim() > like.dim() else grad
+
+
+# ---- loops linear in their own past (`backend.linear`) ----------------------------------------------
+
+
+def linear_scan(
+    a: torch.Tensor | float,
+    b: torch.Tensor | float,
+    start: torch.Tensor,
+    keep: torch.Tensor | None,
+    reverse: bool,
+    steps: int,
+) -> torch.Tensor:
+    """Every step of `h = a * h[t-1] + b` (`h[t+1]` with `reverse`), (B, T, H), as one autograd node.
+
+    `a` and `b` are numbers or tensors broadcasting to (B, T, H); `start` (B, H) is what the first step reads.
+    With `keep` ((B, T, 1) bool, a backward loop with lengths), a step past a sequence's end passes `start`
+    on instead of its value, as the generated loop's ring does: folded into `a` and `b` here, so the scan
+    itself is never masked (`where` keeps each branch's numbers exact).
+    """
+    shape = (start.shape[0], steps, start.shape[-1])
+    a_, b_ = (x.expand(shape) if isinstance(x, torch.Tensor) else start.new_full(shape, x) for x in (a, b))
+    if keep is not None:
+        kept = torch.cat([keep[:, 1:], torch.ones_like(keep[:, :1])], 1)  # whether step t + 1's value is passed on
+        b_ = torch.where(kept, b_, torch.addcmul(b_, a_, start.unsqueeze(1)))
+        a_ = torch.where(kept, a_, 0.0)
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # a tracer sees tensor ops, not a C call
+        return _traced_scan(a_, b_, start, reverse)
+    return _LinearScan.apply(a_, b_, start, reverse)
+
+
+class _LinearScan(torch.autograd.Function):
+    """h_t = a_t h_{t-1} + b_t over time in one call; its backward is the same recurrence run the other way:
+    g_t = dL/dh_t + a_{t+1} g_{t+1}, then da_t = g_t h_{t-1}, db_t = g_t, d start = a_first g_first."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, start: torch.Tensor, reverse: bool) -> torch.Tensor:
+        a, b, start = a.contiguous(), b.contiguous(), start.contiguous()
+        out = _scan(a, b, start, reverse)
+        ctx.reverse = reverse
+        ctx.save_for_backward(a, start, out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        a, start, out = ctx.saved_tensors
+        lib = _native(a)
+        if lib is not None:  # one pass: g, da and d start together
+            grad, g, da, d_start = grad.contiguous(), torch.empty_like(a), torch.empty_like(a), torch.empty_like(start)
+            fn = getattr(lib, f"rnndsl_linear_scan_backward_{_C_TYPES[a.dtype]}")
+            fn(*(x.data_ptr() for x in (a, start, out, grad, g, da, d_start)), *a.shape, int(ctx.reverse))
+            return da, g, d_start, None
+        # in loop order, each step's successor's coefficient (0 after the last) and predecessor's value
+        zero, first = a.new_zeros(()).expand_as(a[:, :1]), start.unsqueeze(1)
+        if ctx.reverse:
+            a_next, h_prev = torch.cat([zero, a[:, :-1]], 1), torch.cat([out[:, 1:], first], 1)
+        else:
+            a_next, h_prev = torch.cat([a[:, 1:], zero], 1), torch.cat([first, out[:, :-1]], 1)
+        g = _scan(a_next, grad.contiguous(), torch.zeros_like(start), not ctx.reverse)
+        at_first = -1 if ctx.reverse else 0
+        return g * h_prev, g, a[:, at_first] * g[:, at_first], None
+
+
+def _native(x: torch.Tensor) -> Any:
+    """The C kernels' library, where they take `x` (CPU, float32 or float64) and can be built; else None."""
+    return native.scan_kernel() if x.device.type == "cpu" and x.dtype in _C_TYPES else None
+
+
+def _scan(a: torch.Tensor, b: torch.Tensor, start: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """The recurrence over contiguous (B, T, H) tensors: the C kernel on a CPU, else a multiply and an add a step."""
+    out = torch.empty_like(b)
+    lib = _native(a)
+    if lib is not None:
+        fn = getattr(lib, f"rnndsl_linear_scan_{_C_TYPES[a.dtype]}")
+        fn(*(x.data_ptr() for x in (a, b, start, out)), *b.shape, int(reverse))
+        return out
+    h = start
+    for t in range(b.shape[1] - 1, -1, -1) if reverse else range(b.shape[1]):
+        h = torch.mul(a[:, t], h, out=out[:, t]).add_(b[:, t])  # two roundings, as the C kernel and the loop
+    return out
+
+
+_C_TYPES = {torch.float32: "float", torch.float64: "double"}
+
+
+def _traced_scan(a: torch.Tensor, b: torch.Tensor, start: torch.Tensor, reverse: bool) -> torch.Tensor:
+    h, steps = start, []
+    for t in range(b.shape[1] - 1, -1, -1) if reverse else range(b.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        steps.append(h)
+    return torch.stack(steps[::-1] if reverse else steps, 1)

@@ -1,0 +1,134 @@
+"""Native kernels: takes C source of a kernel, gives it compiled and loaded (ctypes), or None where it cannot be.
+
+A loop that is linear in its own past, `h = a * h[t-1] + b` with `a` and `b` computed before the loop, is one
+pass over time whose step is one multiply-add per element: per-step Python (a dispatch or two each step, forward
+and backward) costs far more than the arithmetic. The kernel here runs the whole pass in C. It is plain C over
+raw pointers, built by the system's C compiler (`$CC`, else `cc`) into a shared library cached by the hash of
+its source and flags (`$RNNDSL_CACHE`, else `$XDG_CACHE_HOME/rnndsl`, else `~/.cache/rnndsl`), and called through
+ctypes: no torch headers, so a first build takes well under a second (a torch C++ extension, which includes
+torch's headers, takes about 45 s). `-ffp-contract=off` keeps `a * h + b` two roundings, as torch computes it,
+so the kernel gives the same numbers as the generated loop.
+
+Where no compiler is found, the build fails, or `RNNDSL_NATIVE=0` is set, `scan_kernel()` is None and the
+caller takes its pure-PyTorch path; `why_not()` says which.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+__all__ = ["SOURCE", "cache_dir", "scan_kernel", "why_not"]
+
+FLAGS = ("-std=c99", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
+
+# Over (B, T, H) contiguous arrays, t in loop order (`reverse`: from T - 1 down), the step before the first
+# reading start[i]: the forward out[i, t] = a[i, t] * out[i, t - 1] + b[i, t]; the backward, given dL/dout,
+# g[i, t] = dL/dout[i, t] + a[i, t + 1] * g[i, t + 1] (the same recurrence the other way), da[i, t] =
+# g[i, t] * out[i, t - 1] and dstart[i] = a[i, first] * g[i, first], in one pass. Each row of H is one
+# vectorisable loop.
+SOURCE = r"""
+#define KERNELS(T_)                                                                                  \
+    static void step_##T_(T_ *restrict out, const T_ *restrict a, const T_ *restrict h,              \
+                          const T_ *restrict b, long n) {                                            \
+        for (long j = 0; j < n; j++) out[j] = a[j] * h[j] + b[j];                                    \
+    }                                                                                                \
+    void rnndsl_linear_scan_##T_(const T_ *a, const T_ *b, const T_ *start, T_ *out, long B, long T, \
+                                  long H, int reverse) {                                             \
+        for (long i = 0; i < B; i++) {                                                               \
+            const T_ *h = start + i * H;                                                             \
+            for (long k = 0; k < T; k++) {                                                           \
+                long at = (i * T + (reverse ? T - 1 - k : k)) * H;                                   \
+                step_##T_(out + at, a + at, h, b + at, H);                                           \
+                h = out + at;                                                                        \
+            }                                                                                        \
+        }                                                                                            \
+    }                                                                                                \
+    static void back_##T_(T_ *restrict g, T_ *restrict da, T_ *restrict carry, const T_ *restrict a, \
+                          const T_ *restrict grad, const T_ *restrict prev, long n) {                \
+        for (long j = 0; j < n; j++) {                                                               \
+            g[j] = grad[j] + carry[j];                                                               \
+            da[j] = g[j] * prev[j];                                                                  \
+            carry[j] = a[j] * g[j];                                                                  \
+        }                                                                                            \
+    }                                                                                                \
+    void rnndsl_linear_scan_backward_##T_(const T_ *a, const T_ *start, const T_ *out, const T_ *grad, \
+                                           T_ *g, T_ *da, T_ *dstart, long B, long T, long H,        \
+                                           int reverse) {                                            \
+        for (long i = 0; i < B; i++) {                                                               \
+            T_ *carry = dstart + i * H;                                                              \
+            for (long j = 0; j < H; j++) carry[j] = 0;                                               \
+            for (long k = T - 1; k >= 0; k--) {                                                      \
+                long t = reverse ? T - 1 - k : k;                                                    \
+                long at = (i * T + t) * H;                                                           \
+                const T_ *prev = k == 0 ? start + i * H : out + at + (reverse ? H : -H);             \
+                back_##T_(g + at, da + at, carry, a + at, grad + at, prev, H);                       \
+            }                                                                                        \
+        }                                                                                            \
+    }
+KERNELS(float)
+KERNELS(double)
+"""
+
+_reason = ""
+
+
+def cache_dir() -> Path:
+    """Where built kernels are kept."""
+    if os.environ.get("RNNDSL_CACHE"):
+        return Path(os.environ["RNNDSL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rnndsl"
+
+
+def why_not() -> str:
+    """Why `scan_kernel()` is None ("" when it is not, or has not been asked for yet)."""
+    return _reason
+
+
+@functools.cache
+def scan_kernel() -> ctypes.CDLL | None:
+    """The linear-scan library (built on first use, then loaded from the cache), or None."""
+    global _reason
+    if os.environ.get("RNNDSL_NATIVE", "1") == "0":
+        _reason = "RNNDSL_NATIVE=0"
+        return None
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None:
+        _reason = f"no C compiler ({os.environ.get('CC', 'cc')}) on PATH"
+        return None
+    key = hashlib.sha256("\0".join([SOURCE, *FLAGS, compiler]).encode()).hexdigest()[:16]
+    path = cache_dir() / f"linear_scan-{key}.so"
+    try:
+        if not path.exists():
+            _build(compiler, path)
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError) as err:
+        _reason = f"building the kernel failed: {err}"
+        return None
+    sizes = [ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_int]
+    for c_type in ("float", "double"):
+        for name, pointers in (("rnndsl_linear_scan_", 4), ("rnndsl_linear_scan_backward_", 7)):
+            fn = getattr(lib, name + c_type)
+            fn.argtypes = [*[ctypes.c_void_p] * pointers, *sizes]
+            fn.restype = None
+    return lib
+
+
+def _build(compiler: str, path: Path) -> None:
+    """Compile the source to `path`, atomically: processes building at once each write their own file and the
+    last rename wins, so no process loads a half-written library."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        src, lib = Path(tmp) / "kernel.c", Path(tmp) / "kernel.so"
+        src.write_text(SOURCE)
+        done = subprocess.run([compiler, *FLAGS, "-o", str(lib), str(src)], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise OSError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+        os.replace(lib, path)
