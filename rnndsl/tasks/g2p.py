@@ -7,7 +7,9 @@ input of 27 and a decoder with a self-fed token input of 40 (`= sample(softmax(y
 `init ... = 0`, the boundary as its start) and an every-step output of 40 logits. Training is teacher-
 forced; the metrics decode each held-out word greedily (or with `beam` > 1) until the boundary and
 report the phoneme error rate (`per`: edit distance over reference length, primary), the word error rate
-(`wer`) and the teacher-forced cross-entropy. `G2P.pronounce` gives each word's `Pronunciation`: the phonemes
+(`wer`), both also against the closest of the word's pronunciations in the dictionary (`per_any`,
+`wer_any`: how the published CMUdict results count a word such as `read`), and the teacher-forced
+cross-entropy. `G2P.pronounce` gives each word's `Pronunciation`: the phonemes
 said and, for a decoder with attention (`c = attend(score, values)`), what each phoneme's step weighed of
 each letter (`rnndsl generate` draws it as a heatmap).
 """
@@ -22,8 +24,18 @@ import torch
 
 from rnndsl.lang.errors import Diagnostic
 from rnndsl.tasks.base import Batch, Binding, Task, TaskMismatchError, check_split, epoch_batch
-from rnndsl.tasks.cmudict import LETTERS, PHONEMES, Pair, decode_phonemes, encode_letters, pad_pairs, split_pairs
-from rnndsl.tasks.metrics import cross_entropy, phoneme_error_rate, word_error_rate
+from rnndsl.tasks.cmudict import (
+    LETTERS,
+    PHONEMES,
+    Pair,
+    decode_phonemes,
+    encode_letters,
+    encode_phonemes,
+    load_variants,
+    pad_pairs,
+    split_pairs,
+)
+from rnndsl.tasks.metrics import closest, cross_entropy, phoneme_error_rate, word_error_rate
 
 if TYPE_CHECKING:
     from rnndsl.runtime.generation import Generation
@@ -136,9 +148,16 @@ class G2P(Task):
         for i in range(0, len(batch), chunk):
             hypotheses += binding.decode(net, batch.slice(i, i + chunk), steps, self.beam)
         references = [[int(p) for p in row if p > 0] for row in batch.y.tolist()]  # no end symbol, no padding
+        variants = load_variants()
+        assert batch.lengths is not None  # words of several lengths: `_batch` pads them
+        spelt = zip(batch.x.tolist(), batch.lengths.tolist(), strict=True)
+        words = ["".join(LETTERS[i] for i in row[:n]) for row, n in spelt]
+        nearest = closest(hypotheses, [[encode_phonemes(v) for v in variants[w]] for w in words])
         return {
             "per": phoneme_error_rate(hypotheses, references),
             "wer": word_error_rate(hypotheses, references),
+            "per_any": phoneme_error_rate(hypotheses, nearest),  # the closest of the word's pronunciations
+            "wer_any": word_error_rate(hypotheses, nearest),
             **found,
         }
 

@@ -17,6 +17,7 @@ from rnndsl.tasks.base import IGNORE
 __all__ = [
     "accuracy",
     "bits_per_char",
+    "closest",
     "cross_entropy",
     "edit_distance",
     "mse",
@@ -119,6 +120,22 @@ def word_error_rate(hypotheses: Sequence[Sequence[int]], references: Sequence[Se
     if not references:
         return math.nan
     return sum(list(h) != list(r) for h, r in zip(hypotheses, references, strict=True)) / len(references)
+
+
+def closest(hypotheses: Sequence[Sequence[int]], alternatives: Sequence[Sequence[Sequence[int]]]) -> list[list[int]]:
+    """For each hypothesis, the reference among its alternatives at the smallest edit distance (the first of
+    equals): what the error rates are computed against when a word has several right answers.
+
+    >>> closest([[1, 2], [3]], [[[1, 3], [1, 2]], [[4], [5]]])
+    [[1, 2], [4]]
+    """
+    if len(hypotheses) != len(alternatives):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(alternatives)} sets of references")
+    out: list[list[int]] = []
+    for h, refs in zip(hypotheses, alternatives, strict=True):
+        distances = [edit_distance(h, r) for r in refs]
+        out.append(list(refs[distances.index(min(distances))]))
+    return out
 
 
 def _check_pairs(hypotheses: Sequence[Sequence[int]], references: Sequence[Sequence[int]]) -> None:
