@@ -214,6 +214,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "compare": _training("cmd_compare"),
     "tune": _training("cmd_tune"),
     "generate": _training("cmd_generate"),
+    "evaluate": _training("cmd_evaluate"),
     "lsp": _optional("rnndsl.editor.lsp", "cmd_lsp", "editor"),
     "play": _optional("rnndsl.play.server", "cmd_play", "play"),
 }
@@ -290,7 +291,7 @@ def _add_export_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_more_commands(sub: argparse._SubParsersAction) -> None:
     """Subcommands that live in their own modules register here."""
-    add_training_commands(sub)  # train, compare, tune, generate (rnndsl/training/options.py and commands.py)
+    add_training_commands(sub)  # train, compare, tune, generate, evaluate (rnndsl/training/options.py and commands.py)
     _add_export_command(sub)
     _add_editor_commands(sub)
 

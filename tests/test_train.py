@@ -743,6 +743,23 @@ def test_cli_generate_names_and_pronunciations(tmp_path: Path, capsys: pytest.Ca
     assert "rnndsl generate: error: `c4t`: the model reads words of letters a-z" in capsys.readouterr().err
     assert main(["generate", str(tmp_path / "nothing.pt")]) == 1
     assert "rnndsl generate: error: no checkpoint at" in capsys.readouterr().err
+    # evaluate: the test metrics the run printed, again; beam search as an evaluation option; the data fixed
+    checkpoint = str(tmp_path / "g2p" / "checkpoint.pt")
+    results = json.loads((tmp_path / "g2p" / "results.json").read_text())
+    assert main(["evaluate", checkpoint]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("test of g2p(seed=0, validation_size=8, test_size=8, beam=1), step 2 (")
+    shown = dict(zip(*[iter(line.split("): ")[1].split())] * 2, strict=True))
+    assert shown.keys() == {"per", "wer", "per_any", "wer_any", "cross_entropy"}
+    for key in ("per", "wer", "cross_entropy"):
+        assert float(shown[key]) == pytest.approx(results["metrics"]["test"][key], abs=1e-4)
+    assert main(["evaluate", checkpoint, "--task-arg", "beam=2", "--split", "validation"]) == 0
+    assert "validation of g2p(seed=0, validation_size=8, test_size=8, beam=2)" in capsys.readouterr().out
+    assert main(["evaluate", checkpoint, "--task-arg", "test_size=9"]) == 1
+    assert capsys.readouterr().err == (
+        "rnndsl evaluate: error: --task-arg test_size: it would change the data the checkpoint was trained and "
+        "measured on; evaluate sets only beam of task `g2p`\n"
+    )
 
 
 def test_cli_generate_beam_on_a_names_checkpoint_searches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -304,6 +304,9 @@ class Task:
     name: ClassVar[str]
     primary: ClassVar[str]
     higher_is_better: ClassVar[bool]
+    # options that change how a trained network is evaluated but not the data (g2p's `beam`): the ones
+    # `rnndsl evaluate --task-arg` may set on a checkpoint's task
+    evaluation_options: ClassVar[tuple[str, ...]] = ()
     seed: int
 
     @property

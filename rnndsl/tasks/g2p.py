@@ -112,6 +112,7 @@ class G2P(Task):
     name: ClassVar[str] = "g2p"
     primary: ClassVar[str] = "per"
     higher_is_better: ClassVar[bool] = False
+    evaluation_options: ClassVar[tuple[str, ...]] = ("beam",)
     seed: int = 0
     validation_size: int = 1000
     test_size: int = 1000

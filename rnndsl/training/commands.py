@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from rnndsl.training.checkpoint import atomic_write, read_checkpoint
 from rnndsl.training.config import TrainConfig
 from rnndsl.training.distributed import World
 from rnndsl.training.events import FOLDER, require_tensorboard
-from rnndsl.training.loop import train
+from rnndsl.training.loop import show_options, train
 from rnndsl.training.progress import duration
 from rnndsl.training.report import (
     Alignment,
@@ -598,6 +599,42 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     if heatmap is not None:
         print(f"wrote {heatmap}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Load a checkpoint and print its task's metrics on a held-out split (with evaluation options changed)."""
+    from rnndsl.training.checkpoint import load_model
+    from rnndsl.training.loop import evaluate
+
+    try:
+        _threads(args)
+        saved = read_checkpoint(args.checkpoint)
+        options = dict(saved["task"])
+        name = options.pop("name")
+        changes = parse_options(name, args.task_arg)
+        allowed = task_class(name).evaluation_options
+        for key in changes:
+            if key not in allowed:
+                raise ValueError(
+                    f"--task-arg {key}: it would change the data the checkpoint was trained and measured on; "
+                    + (
+                        f"evaluate sets only {', '.join(allowed)} of task `{name}`"
+                        if allowed
+                        else f"task `{name}` has no evaluation options"
+                    )
+                )
+        task = make_task(name, **{**options, **changes})
+        net = load_model(args.checkpoint)
+        start = time.perf_counter()
+        metrics = evaluate(net, task, task.bind(net.ir), task.split(args.split), TrainConfig().eval_batch)
+        seconds = time.perf_counter() - start
+    except KeyboardInterrupt:
+        return _interrupted("evaluate", None)
+    except Exception as err:  # the boundary: user mistakes become one message
+        return _error("evaluate", err)
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    print(f"{args.split} of {show_options(task.config())}, step {saved['step']} ({seconds:.1f} s): {shown}")
     return 0
 
 

@@ -136,7 +136,7 @@ def train(
 def _check_resume(saved: dict[str, Any], task: Task, config: TrainConfig, path: str) -> None:
     problems = []
     if _task_identity(saved["task"]) != _task_identity(task.config()):
-        problems.append(f"task: {_show(saved['task'])} in the checkpoint, {_show(task.config())} here")
+        problems.append(f"task: {show_options(saved['task'])} in the checkpoint, {show_options(task.config())} here")
     for key in RESUME_MUST_MATCH:
         before = saved["train"].get(
             key, getattr(TrainConfig(), key)
@@ -156,7 +156,8 @@ def _task_identity(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if not (k == "path" and config.get("sha256"))}
 
 
-def _show(options: dict[str, Any]) -> str:
+def show_options(options: dict[str, Any]) -> str:
+    """A task's options as `name(key=value, ...)`."""
     return f"{options.get('name')}(" + ", ".join(f"{k}={v}" for k, v in options.items() if k != "name") + ")"
 
 

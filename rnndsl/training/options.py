@@ -22,7 +22,7 @@ THREADS_HELP = (
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register `train`, `compare`, `tune` and `generate` on the `rnndsl` command's subparsers."""
+    """Register `train`, `compare`, `tune`, `generate` and `evaluate` on the `rnndsl` command's subparsers."""
     defaults = TrainConfig()
     p = sub.add_parser(
         "train",
@@ -104,6 +104,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="where a g2p model with attention writes its alignment heatmap, a PNG of letters against "
         "the phonemes said, one panel per word (default: attention.png beside the checkpoint)",
     )
+    p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a checkpoint on its task's test (or validation) split",
+        description="Load a checkpoint of `rnndsl train` and print its task's metrics on the held-out split, "
+        "as `rnndsl train` prints them at its end; --task-arg sets the options that change how it is "
+        "evaluated but not the data (g2p: beam=K, beam search of width K). Exit 1 on errors.",
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint.pt written by rnndsl train")
+    p.add_argument("--split", choices=["test", "validation"], default="test", help="the split (default test)")
+    p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. beam=4 (repeatable)")
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
 
 
