@@ -16,7 +16,7 @@ from rnndsl.cli import main
 from rnndsl.tasks import Data
 from rnndsl.training import TrainConfig, train
 from rnndsl.training.options import SPACE_NAMES
-from rnndsl.training.tune import SPACE
+from rnndsl.training.tune import SPACE, startup_trials
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # as the commands run: one thread
 
@@ -150,3 +150,8 @@ def test_tune_options_are_checked(
         capsys.readouterr().err
         == "rnndsl tune: error: tuning searches with Optuna: pip install 'rnndsl[experiments]'\n"
     )
+
+
+def test_tpe_models_the_results_after_half_the_trials() -> None:
+    """A short search is not all random start-up (Optuna's default is 10 random trials)."""
+    assert [startup_trials(n) for n in (1, 4, 6, 12, 20, 40)] == [3, 3, 3, 6, 10, 10]
