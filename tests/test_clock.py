@@ -41,11 +41,16 @@ def expected_counts(lengths: list[int], steps: int) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("grad", [False, True], ids=["plain", "generated-backward"])
 @pytest.mark.parametrize("lengths", [None, [7, 4, 1]], ids=["full", "lengths"])
-def test_every_ticks_at_multiples_of_its_period_from_step_zero(lengths: list[int] | None, grad: bool) -> None:
+@pytest.mark.parametrize("fuse", [False, True], ids=["generated-loop", "linear-kernel"])
+def test_every_ticks_at_multiples_of_its_period_from_step_zero(
+    lengths: list[int] | None, grad: bool, fuse: bool
+) -> None:
     """Exactly the hand-counted values, from the generated code (forward and backward loops, and with autograd
-    recording, the loops with their generated backward) and from the reference executor."""
-    net = rnndsl.compile(COUNTS).double()
-    assert ("K.loop(" in net.code(lengths is not None, grad=True)) and "K.every(" in net.code()
+    recording, the loops with their generated backward; or, both loops being linear in their past, the
+    linear-scan kernel) and from the reference executor."""
+    net = rnndsl.compile(COUNTS, fuse_cells=fuse).double()
+    kernel = "K.linear_scan(" if fuse else "K.loop("
+    assert kernel in net.code(lengths is not None, grad=True) and "K.every(" in net.code()
     x = torch.ones(3, 7, 1, dtype=torch.float64, requires_grad=grad)
     call = {} if lengths is None else {"lengths": torch.tensor(lengths)}
     want = expected_counts(lengths or [7, 7, 7], 7)

@@ -680,7 +680,7 @@ def test_an_encoder_decoder_model_trains_and_resumes(tmp_path: Path) -> None:
     task = G2P(validation_size=20, test_size=20)
     config = TrainConfig(steps=8, batch=16, lr=1e-2, eval_every=4)
     straight = train(SMALL_G2P, task, config, out=tmp_path / "a")
-    assert straight.network == "G2P" and set(straight.test) == {"per", "wer", "cross_entropy"}
+    assert straight.network == "G2P" and set(straight.test) == {"per", "wer", "per_any", "wer_any", "cross_entropy"}
     assert straight.losses[-1] < straight.losses[0]
     train(SMALL_G2P, task, TrainConfig(**{**config.__dict__, "steps": 4}), out=tmp_path / "b")
     resumed = train(SMALL_G2P, task, config, out=tmp_path / "c", resume=tmp_path / "b" / "checkpoint.pt")
