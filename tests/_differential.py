@@ -9,7 +9,7 @@ import torch
 from rnndsl.runtime.network import CompiledNetwork, Outputs
 from rnndsl.runtime.reference import reference
 
-__all__ = ["compare", "randomize", "random_inputs"]
+__all__ = ["compare", "gradients_of_a_loss", "randomize", "random_inputs"]
 
 
 def randomize(net: CompiledNetwork, seed: int = 0, scale: float = 0.5) -> CompiledNetwork:
@@ -101,3 +101,15 @@ def _grads(y: torch.Tensor, wrt: list[torch.Tensor]) -> tuple[torch.Tensor | Non
     if not y.requires_grad:
         return (None,) * len(wrt)
     return torch.autograd.grad(y, wrt, allow_unused=True)
+
+
+def gradients_of_a_loss(net: CompiledNetwork, call: dict[str, Any]) -> tuple[Outputs, list[torch.Tensor | None]]:
+    """`net(**call)`, and its outputs (detached) then the gradients of a fixed loss of its outputs and state in
+    every input, state value and parameter that requires one (None where the loss does not read it)."""
+    out = net(**call)
+    loss: Any = sum((v * torch.linspace(-1, 1, v.numel(), dtype=v.dtype).view_as(v)).sum() for v in out.values())
+    if out.state is not None:
+        loss = loss + sum(v.sin().sum() for v in out.state.values())
+    wrt = [v for v in call.values() if isinstance(v, torch.Tensor) and v.requires_grad]
+    wrt += list(call.get("state", {}).values()) + list(net.parameters())
+    return out, [*(v.detach() for v in out.values()), *torch.autograd.grad(loss, wrt, allow_unused=True)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _differential import compare, random_inputs, randomize
+from _differential import compare, gradients_of_a_loss, random_inputs, randomize
 
 import rnndsl
 from rnndsl.backend import kernels as K
@@ -92,15 +92,7 @@ def test_the_kernel_equals_the_generated_loop(name: str) -> None:
         first = fast(**random_inputs(fast, "cpu", batch=3, steps=2, grad=False))
         assert first.state is not None
         call["state"] = {k: v.detach().clone().requires_grad_() for k, v in first.state.items()}
-    results = []
-    for net in (fast, loop):
-        out = net(**call)
-        loss = sum((v * torch.linspace(-1, 1, v.numel(), dtype=v.dtype).view_as(v)).sum() for v in out.values())
-        if out.state is not None:
-            loss = loss + sum(v.sin().sum() for v in out.state.values())
-        wrt = [v for v in call.values() if isinstance(v, torch.Tensor) and v.requires_grad]
-        wrt += list(call.get("state", {}).values()) + list(net.parameters())
-        results.append([*(v.detach() for v in out.values()), *torch.autograd.grad(loss, wrt, allow_unused=True)])
+    results = [gradients_of_a_loss(net, call)[1] for net in (fast, loop)]
     for a, b in zip(*results, strict=True):
         if a is None or b is None:
             assert a is None and b is None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from _differential import compare, random_inputs, randomize
+from _differential import compare, gradients_of_a_loss, random_inputs, randomize
 from torch.func import functional_call
 
 import rnndsl
@@ -113,17 +113,10 @@ def test_generated_backward_equals_autograd(name: str) -> None:
     results = []
     for generated in (True, False):
         net.generated_backward = generated
-        out = net(**call)
+        out, values = gradients_of_a_loss(net, call)
         assert _uses_loop_node(next(iter(out.values()))) == generated
-        loss = sum((v * torch.linspace(-1, 1, v.numel(), dtype=v.dtype).view_as(v)).sum() for v in out.values())
-        if out.state is not None:
-            loss = loss + sum(v.sin().sum() for v in out.state.values())
-        wrt = [v for v in call.values() if isinstance(v, torch.Tensor) and v.requires_grad]
-        wrt += list(call.get("state", {}).values()) + list(net.parameters())
-        grads = torch.autograd.grad(loss, wrt, allow_unused=True)
-        results.append(([v.detach() for v in out.values()], grads))
-    (outs_a, grads_a), (outs_b, grads_b) = results
-    for a, b in zip(outs_a + list(grads_a), outs_b + list(grads_b), strict=True):
+        results.append(values)
+    for a, b in zip(*results, strict=True):
         if a is None or b is None:
             assert (a is None and b is None) or float((a if a is not None else b).abs().max()) == 0
             continue
