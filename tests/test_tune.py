@@ -117,6 +117,21 @@ def test_compare_tune_trains_each_spec_at_its_own_best(
     )
 
 
+def test_compare_tunes_the_specs_in_parallel_with_the_same_results(
+    tiny_data: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """--jobs 2 searches the two specs' studies in two processes at once: the same trials, the same best."""
+    data, a, b = tiny_data
+    command = ["compare", str(a), str(b), "--data", str(data), *QUICK, "--tune", "lr", "--trials", "3"]
+    found = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        assert main([*command, "--jobs", jobs, "--out", str(out)]) == 0
+        studies = [_study(out / label / "study.db", f"{label}-d") for label in ("a", "b")]
+        found.append([[(t.params, t.value) for t in s.trials] for s in studies])
+    assert found[0] == found[1]
+
+
 def test_a_trial_stops_where_the_pruner_says(tiny_data: tuple[Path, Path, Path]) -> None:
     """The hook a trial reports through: called after each evaluation past step 0; raising there ends the run."""
     data, a, _ = tiny_data

@@ -215,14 +215,15 @@ def _compare_seeds(args: argparse.Namespace) -> int:
         labels = _labels(refs)
         folders = [out / label for label in labels]
         _prepare(args, refs, folders, task, tuning=bool(params))
-        tuned = (
-            [
-                _tune_one(args, ref, label, folder, task, config, params)
-                for ref, label, folder in zip(refs, labels, folders, strict=True)
-            ]
-            if params
-            else []
-        )
+        searches = [
+            _search(args, ref, label, folder, task, config, params)
+            for ref, label, folder in zip(refs, labels, folders, strict=True)
+        ]
+        if params and not args.quiet:
+            print(f"tuning {len(searches)} specs, {args.trials} trials each, {args.jobs} at a time", file=sys.stderr)
+        # each spec's search is its own study: searched J at a time in J processes, with the same results
+        jobs = [(s, args.quiet, args.threads) for s in searches]
+        tuned = run_all(jobs, args.jobs, lambda i, r: None, _tune) if params else []
         configs = [c for c, _ in tuned] or [config] * len(refs)
         groups = _run_seeds(args, refs, args.specs, folders, task, configs)
         summary = seeds_summary(groups)
@@ -259,7 +260,7 @@ def _tuned_text(args: argparse.Namespace, summary: dict[str, Any], task: Task) -
     )
 
 
-def _tune_one(
+def _search(
     args: argparse.Namespace,
     ref: tuple[str, str | None],
     label: str,
@@ -267,24 +268,20 @@ def _tune_one(
     task: Task,
     config: TrainConfig,
     params: tuple[str, ...],
-) -> tuple[TrainConfig, Trial]:
-    """One spec's search (its study in folder/study.db, or in --storage as LABEL-TASK); its best options."""
+) -> Search:
+    """One spec's search: its study in folder/study.db, or in --storage as LABEL-TASK."""
     spec, network = ref
     folder.mkdir(parents=True, exist_ok=True)
-    s = Search(
-        spec,
-        network,
-        task,
-        config,
-        params,
-        args.storage or storage_url(folder),
-        f"{label}-{task.label}",
-        args.trials,
-        config.seed,
-    )
-    if not args.quiet:
-        print(f"tuning {label}: {args.trials} trials", file=sys.stderr)
-    study = search(s, read_spec(Path(spec))[0], on_trial=None if args.quiet else _trial_line(params, task))
+    storage = args.storage or storage_url(folder)
+    return Search(spec, network, task, config, params, storage, f"{label}-{task.label}", args.trials, config.seed)
+
+
+def _tune(job: tuple[Search, bool, int]) -> tuple[TrainConfig, Trial]:
+    """Run one spec's search (here or in a worker process); its best options. A line per trial unless quiet."""
+    s, quiet, threads = job
+    torch.set_num_threads(threads)
+    line = _trial_line(s.params, s.task, prefix=f"{s.study}: ")
+    study = search(s, read_spec(Path(s.spec))[0], on_trial=None if quiet else line)
     return best_config(study, s)
 
 
@@ -336,7 +333,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trial_line(params: tuple[str, ...], task: Task) -> Callable[[Trial], None]:
+def _trial_line(params: tuple[str, ...], task: Task, prefix: str = "") -> Callable[[Trial], None]:
     def line(t: Trial) -> None:
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
         how = {
@@ -344,7 +341,7 @@ def _trial_line(params: tuple[str, ...], task: Task) -> Callable[[Trial], None]:
             "PRUNED": f"pruned at step {t.step}",
             "FAIL": "failed (the loss diverged)",
         }.get(t.state, t.state.lower())
-        print(f"trial {t.number}: {shown}: {how}", file=sys.stderr)
+        print(f"{prefix}trial {t.number}: {shown}: {how}", file=sys.stderr)
 
     return line
 

@@ -256,8 +256,8 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="J",
-        help="train J runs at a time, in J processes of --threads threads each (default 1); the numbers are "
-        "the same as with one",
+        help="train J runs at a time, in J processes of --threads threads each (and with compare --tune, search "
+        "J specs' studies at a time) (default 1); the numbers are the same as with one",
     )
     p.add_argument(
         "--tensorboard",

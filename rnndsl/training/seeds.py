@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -67,19 +67,29 @@ def run_one(job: Job) -> dict[str, Any]:
     return {**result.to_json(), "out": job.out}
 
 
-def run_all(jobs: Sequence[Job], workers: int, done: Callable[[int, dict[str, Any]], None]) -> list[dict[str, Any]]:
-    """Every job's record, in the jobs' order; `done(i, record)` as each one finishes. With `workers` > 1,
-    that many processes train at once; the first failure cancels the jobs not yet started and is raised."""
+J = TypeVar("J")
+R = TypeVar("R")
+
+
+def run_all(
+    jobs: Sequence[J],
+    workers: int,
+    done: Callable[[int, R], None],
+    work: Callable[[J], R] = run_one,  # type: ignore[assignment]
+) -> list[R]:
+    """`work(job)` of every job (a run's record by default), in the jobs' order; `done(i, result)` as each one
+    finishes. With `workers` > 1, that many processes work at once (`work` a module-level function, the jobs
+    plain values); the first failure cancels the jobs not yet started and is raised."""
     if workers <= 1 or len(jobs) <= 1:
         records = []
         for i, job in enumerate(jobs):
-            records.append(run_one(job))
+            records.append(work(job))
             done(i, records[-1])
         return records
-    found: dict[int, dict[str, Any]] = {}
+    found: dict[int, R] = {}
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        pending: dict[Future[dict[str, Any]], int] = {pool.submit(run_one, job): i for i, job in enumerate(jobs)}
+        pending: dict[Future[R], int] = {pool.submit(work, job): i for i, job in enumerate(jobs)}
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
