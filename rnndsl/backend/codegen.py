@@ -319,6 +319,9 @@ class _Emitter:
         if isinstance(e, s.Neg):
             return f"(-{self.expr(e.operand, ref)})"
         if isinstance(e, s.BinOp):
+            fused = self._lerp(e, ref) or self._addcmul(e, ref)
+            if fused:
+                return fused
             left, right = self.at_positions(e, [e.left, e.right], ref)
             return f"({left} {e.op} {right})"
         if e.fn in FEED_FUNCTIONS:
@@ -335,6 +338,41 @@ class _Emitter:
         keep = keep_name(self.memory_of(e.args[1])) if op.memory else "None"
         step = ref(CLOCK) if op.step else None  # type: ignore[operator]
         return op.lower(args, [constant(a) for a in e.args], step, keep)
+
+    def _addcmul(self, e: s.BinOp, ref: object) -> str:
+        """In a loop's step, `x + a * b` (or `x - a * b`, or `a * b + x`) as one `torch.addcmul`, where all three
+        are tensors and the expression does not run over a memory's positions; else "". One op a step instead
+        of two, as hand-written loops do (`relu(a + u * h)`, `f * c + i * g`, a peephole's `a + p * c`); over
+        all steps at once (a batched stage) the dispatch saved is nothing, and separate ops keep the values
+        bitwise those of the reference executor (addcmul may round once, as a fused multiply-add)."""
+        if e.op not in "+-" or self.memory_of(e) or ref in (self.seq_ref, self._static_ref):
+            return ""
+        pairs = [(e.left, e.right)] + ([(e.right, e.left)] if e.op == "+" else [])
+        for x, product in pairs:
+            if (
+                isinstance(product, s.BinOp)
+                and product.op == "*"
+                and not any(constant(v) for v in (x, product.left, product.right))
+            ):
+                value = ", value=-1" if e.op == "-" else ""
+                args = ", ".join(self.expr(v, ref) for v in (x, product.left, product.right))
+                return f"torch.addcmul({args}{value})"
+        return ""
+
+    def _lerp(self, e: s.BinOp, ref: object) -> str:
+        """In a loop's step, `(1 - z) * a + z * b` (the factors in either order, the terms too) as one
+        `torch.lerp(a, b, z)`: a GRU's update, a clock's hold, where the step writes four ops; else ""."""
+        if e.op != "+" or self.memory_of(e) or ref in (self.seq_ref, self._static_ref):
+            return ""
+        for p, q in ((e.left, e.right), (e.right, e.left)):
+            for held, a in _factors(p):
+                z = _one_minus(held)
+                if z is None or constant(z):
+                    continue
+                for z2, b in _factors(q):
+                    if z2 == z and not constant(a) and not constant(b):
+                        return f"torch.lerp({', '.join(self.expr(v, ref) for v in (a, b, z))})"
+        return ""
 
     def memory_of(self, e: s.Expr) -> str:
         """The memory whose positions an expression's value runs over ("" for none): one vector per position,
@@ -758,6 +796,18 @@ class _Emitter:
                     value = f"K.last_k(H[{node.name!r}], {v}, {lengths}, {k})"
                 self.emit(f"state[{node.name!r}] = {value}")
         self.emit("return values, state")
+
+
+def _factors(e: s.Expr) -> list[tuple[s.Expr, s.Expr]]:
+    """A product's two factors, both ways round; none for anything else."""
+    return [(e.left, e.right), (e.right, e.left)] if isinstance(e, s.BinOp) and e.op == "*" else []
+
+
+def _one_minus(e: s.Expr) -> s.Expr | None:
+    """z where `e` is `1 - z`."""
+    if isinstance(e, s.BinOp) and e.op == "-" and isinstance(e.left, s.Num) and e.left.value == 1:
+        return e.right
+    return None
 
 
 def _runs(nodes: list[Node]) -> list[tuple[str, list[Node]]]:
