@@ -124,3 +124,11 @@ def test_attention_benchmark_checks_and_times(capsys: object) -> None:
     assert attention.main(["--batch", "3", "--letters", "4", "--phonemes", "3", "--repeat", "1"]) == 0
     out = capsys.readouterr().out  # type: ignore[attr-defined]
     assert "| forward |" in out and "| forward+backward |" in out
+
+
+def test_every_target_has_its_reason_for_a_miss() -> None:
+    """A missed target prints its reason (`report.REASONS`); a target without one crashed a 17-minute run."""
+    from benchmarks import report
+
+    keys = {t["key"] for t in report.targets({"cases": []})}
+    assert keys <= set(report.REASONS), keys - set(report.REASONS)
