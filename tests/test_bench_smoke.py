@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `benchmarks` is a folder of the checkout, not an installed package
@@ -132,3 +133,10 @@ def test_every_target_has_its_reason_for_a_miss() -> None:
 
     keys = {t["key"] for t in report.targets({"cases": []})}
     assert keys <= set(report.REASONS), keys - set(report.REASONS)
+
+
+def test_linear_scan_benchmark_runs(capsys: Any) -> None:
+    from benchmarks import linear_scan
+
+    assert linear_scan.main(["--batch", "2", "--steps", "5", "--hidden", "3", "--repeat", "1"]) == 0
+    assert "linear_scan:" in capsys.readouterr().out
