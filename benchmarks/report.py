@@ -101,10 +101,11 @@ REASONS = {
         "(their matrix products over all steps, sigmoid and tanh, `(1 - f) * z`) are the same batched work in both "
         "implementations, and at the long size (one thread) it is most of the time. The recurrence alone, "
         "`h = a * h[t-1] + b` at B=16, T=1000, H=128 against a per-step loop on autograd (`unbind`, one addcmul a "
-        "step; `python -m benchmarks.linear_scan`), measured 7.4x faster forward and 4.4x forward+backward, the backward bound by memory traffic (five "
-        "(B, T, H) arrays a pass). What would close it: the gates' elementwise work inside the kernel (pre-"
-        "activations in, sigmoid/tanh, the recurrence and their derivatives in one pass over the arrays, forward "
-        "and backward), which is the per-step fusion of custom cells carried one level up."
+        "step; `python -m benchmarks.linear_scan`), measured 7.4x faster forward and 4.4x forward+backward, the "
+        "backward bound by memory traffic (five (B, T, H) arrays a pass). What would close it: the gates' "
+        "elementwise work inside the kernel (pre-activations in, sigmoid/tanh, the recurrence and their "
+        "derivatives in one pass over the arrays, forward and backward), which is the per-step fusion of custom "
+        "cells carried one level up."
     ),
     "compile": (
         "Code generation itself (`generate`, timed directly on a fresh module) takes 0.8-4.2 ms for every "
