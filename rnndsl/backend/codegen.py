@@ -345,7 +345,7 @@ class _Emitter:
         of two, as hand-written loops do (`relu(a + u * h)`, `f * c + i * g`, a peephole's `a + p * c`); over
         all steps at once (a batched stage) the dispatch saved is nothing, and separate ops keep the values
         bitwise those of the reference executor (addcmul may round once, as a fused multiply-add)."""
-        if e.op not in "+-" or self.memory_of(e) or ref in (self.seq_ref, self._static_ref):
+        if e.op not in "+-" or not self._in_step(e, ref):
             return ""
         pairs = [(e.left, e.right)] + ([(e.right, e.left)] if e.op == "+" else [])
         for x, product in pairs:
@@ -359,10 +359,15 @@ class _Emitter:
                 return f"torch.addcmul({args}{value})"
         return ""
 
+    def _in_step(self, e: s.Expr, ref: object) -> bool:
+        """Whether `e` is written for one step of a loop (not over all steps, nor over a memory's positions):
+        where a fused elementwise op saves a dispatch a step."""
+        return not self.memory_of(e) and ref not in (self.seq_ref, self._static_ref)
+
     def _lerp(self, e: s.BinOp, ref: object) -> str:
         """In a loop's step, `(1 - z) * a + z * b` (the factors in either order, the terms too) as one
         `torch.lerp(a, b, z)`: a GRU's update, a clock's hold, where the step writes four ops; else ""."""
-        if e.op != "+" or self.memory_of(e) or ref in (self.seq_ref, self._static_ref):
+        if e.op != "+" or not self._in_step(e, ref):
             return ""
         for p, q in ((e.left, e.right), (e.right, e.left)):
             for held, a in _factors(p):
