@@ -59,7 +59,7 @@ class Generated:
 # measured 0.94x forward and 0.64x forward+backward of nn.RNN at 32 hidden, 1.06x and 0.81x at 512.
 # "linear": a loop linear in its own past (`backend.linear`) runs as one kernel call over time, on every device.
 FUSED_KINDS = {"cpu": frozenset({"lstm", "gru", "linear"})}
-ALL_KINDS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu", "linear"})
+ALL_KINDS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu", "linear", "step"})
 
 
 def generate(
@@ -108,6 +108,7 @@ class _Emitter:
         self.guard = guard
         self.differentiate = differentiate
         self.functions: list[str] = []  # module-level functions after `forward`: loops' forward and backward
+        self.loops = 0  # loops with a generated backward
         self.stages = schedule(network)
         self.kinds = kinds  # the cell kinds that run on torch's fused kernels
         self.cells = {st: cell for st in self.stages if (cell := self._cell(st)) is not None}
@@ -249,7 +250,7 @@ class _Emitter:
         return Generated(
             "\n".join([*head, *body]) + "\n" + "".join("\n\n" + f for f in self.functions),
             self.params,
-            len(self.functions) // 2,
+            self.loops,
         )
 
     def emit(self, line: str) -> None:

@@ -6,6 +6,7 @@ first; token ids are int64 with -1 meaning "no token" (before the first step or 
 
 from __future__ import annotations
 
+import ctypes
 import warnings
 from typing import Any
 
@@ -35,9 +36,12 @@ __all__ = [
     "masked",
     "one_hot",
     "past",
+    "pointers",
     "reverse",
     "scan",
     "sequence",
+    "step_library",
+    "step_ready",
     "steps",
     "sum_to",
     "valid_mask",
@@ -278,6 +282,34 @@ class _Loop(torch.autograd.Function):
 def loop(forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool, *inputs: torch.Tensor | None) -> Any:
     """Run a generated loop as one autograd node (its outputs, a tuple)."""
     return _Loop.apply(forward_fn, backward_fn, steps, batch, train, *inputs)
+
+
+# ---- native steps (`native_step`): a loop's elementwise work in generated C --------------------------
+
+
+def step_ready(source: str, like: torch.Tensor) -> bool:
+    """Whether a loop's native steps run for this call: a CPU tensor of float32 or float64, no tracer looking,
+    and the library built (once per source, then cached)."""
+    if like.device.type != "cpu" or like.dtype not in _STEP_TYPES:
+        return False
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return native.step_library(source) is not None
+
+
+def step_library(source: str, like: torch.Tensor) -> tuple[Any, str]:
+    """A loop's native step library and the suffix of its functions for `like`'s dtype."""
+    return native.step_library(source), _STEP_TYPES[like.dtype]
+
+
+def pointers(*tensors: torch.Tensor | None) -> tuple[Any, int]:
+    """A C table of the tensors' data pointers (0 for None), and its address, for a step function; the table
+    must be kept alive while it is used."""
+    table = (ctypes.c_void_p * len(tensors))(*(0 if t is None else t.data_ptr() for t in tensors))
+    return table, ctypes.addressof(table)
+
+
+_STEP_TYPES = {torch.float32: "f32", torch.float64: "f64"}
 
 
 def vjp(fn: Any, grad: torch.Tensor, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:

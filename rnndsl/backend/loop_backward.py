@@ -34,6 +34,7 @@ from __future__ import annotations
 from itertools import count
 from typing import TYPE_CHECKING
 
+from rnndsl.backend import native_step
 from rnndsl.backend.names import attention_name, keep_name, steps_name, var
 from rnndsl.backend.plan import Group, LoopPlan, LoopWriter
 from rnndsl.lang import syntax as s
@@ -163,14 +164,23 @@ class LoopFunction:
             + self.keeps
         )
         outputs = self._outputs() + self.weights
-        em.emit(
-            f"{', '.join(outputs)}, = K.loop({self.fname}_forward, {self.fname}_backward, T, B, train, "
-            f"{', '.join(inputs)})"
-        )
+        fns = f"{self.fname}_forward, {self.fname}_backward"
+        native = None
+        if "step" in em.kinds and native_step.refusal(em, self.plan) is None:
+            native = native_step.NativeLoop(self, self.fname[2:])
+            em.emit(
+                f"_fns = ({native.fname}_forward, {native.fname}_backward) "
+                f"if K.step_ready({native.source_name}, {inputs[0]}) else ({fns})"
+            )
+            fns = "*_fns"
+        em.emit(f"{', '.join(outputs)}, = K.loop({fns}, T, B, train, {', '.join(inputs)})")
         for n in self.collect:
             em.defined.add(var(n))
+        em.loops += 1
         em.functions.append(self._forward(inputs, outputs))
         em.functions.append(self._backward(inputs, outputs))
+        if native is not None:
+            em.functions.extend(native.functions(inputs, outputs))
 
     def _forward(self, inputs: list[str], outputs: list[str]) -> str:
         em = self.em

@@ -106,6 +106,8 @@ class LoopWriter(Protocol):
     """What the backward writer asks of the forward writer."""
 
     net: Network
+    kinds: frozenset[str]
+    loops: int
     guard: bool
     with_lengths: bool
     defined: set[str]

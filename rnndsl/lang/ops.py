@@ -86,6 +86,11 @@ class Op:
     `memory`: the op reads one memory's positions (`attend`): its code takes the memory's keep mask
     `{keep}` and gives the weights beside the value, `(value, weights)`; `fn` gives the value alone.
 
+    `c`: its C form over one element, `{0}` (a local or a literal of type `real`, float or double; libm's
+    functions through the macros EXP, TANH, LOG, SQRT, SIN, COS, FABS), and `c_grad` its derivative from `{g}`,
+    `{y}` and `{x}` as `derivative` has it: what the native step kernels (`backend.native_step`) write. An op
+    without them keeps a loop on torch's ops.
+
     `onnx`: its ONNX form for the exporter: an operator's name for a one-to-one op (`"Tanh"`), or a function
     of the graph builder and the argument values that writes the nodes and gives the value (`to_onnx`).
     """
@@ -108,6 +113,8 @@ class Op:
     vjp: str | None = None
     memory: bool = False
     onnx: str | Callable[..., Any] | None = None
+    c: str | None = None
+    c_grad: str | None = None
 
     def lower(
         self, args: Sequence[str], numbers: Sequence[bool] = (), step: str | None = None, keep: str = "None"
@@ -164,7 +171,9 @@ def _unary(
 
 
 _UNARY = [
-    _unary("identity", "{0}", lambda x: x, "x", ("{g}", "{out}.copy_({g})"), onnx=lambda g, x: x),
+    _unary(
+        "identity", "{0}", lambda x: x, "x", ("{g}", "{out}.copy_({g})"), onnx=lambda g, x: x, c="{0}", c_grad="{g}"
+    ),
     _unary(
         "tanh",
         "torch.tanh({0})",
@@ -175,6 +184,8 @@ _UNARY = [
             "torch.ops.aten.tanh_backward.grad_input({g}, {y}, grad_input={out})",
         ),
         onnx="Tanh",
+        c="TANH({0})",
+        c_grad="{g} * (1 - {y} * {y})",
     ),
     _unary(
         "sigmoid",
@@ -187,6 +198,8 @@ _UNARY = [
         ),
         positive=True,
         onnx="Sigmoid",
+        c="1 / (1 + EXP(-{0}))",
+        c_grad="{g} * {y} * (1 - {y})",
     ),
     _unary(
         "relu",
@@ -198,6 +211,8 @@ _UNARY = [
             "torch.ops.aten.threshold_backward.grad_input({g}, {y}, 0, grad_input={out})",
         ),
         onnx="Relu",
+        c="({0} < 0 ? 0 : {0})",  # NaN passes, as in torch
+        c_grad="({y} > 0 ? {g} : 0)",
     ),
     _unary(
         "logsigmoid",
@@ -237,12 +252,16 @@ _UNARY = [
         ("({g} * {y})", "torch.mul({g}, {y}, out={out})"),
         positive=True,
         onnx="Exp",
+        c="EXP({0})",
+        c_grad="{g} * {y}",
     ),
-    _unary("log", "torch.log({0})", torch.log, "natural logarithm", onnx="Log"),
-    _unary("sqrt", "torch.sqrt({0})", torch.sqrt, "square root", onnx="Sqrt"),
-    _unary("abs", "torch.abs({0})", torch.abs, "|x|", onnx="Abs"),
-    _unary("sin", "torch.sin({0})", torch.sin, "sine", onnx="Sin"),
-    _unary("cos", "torch.cos({0})", torch.cos, "cosine", onnx="Cos"),
+    _unary("log", "torch.log({0})", torch.log, "natural logarithm", onnx="Log", c="LOG({0})", c_grad="{g} / {x}"),
+    _unary("sqrt", "torch.sqrt({0})", torch.sqrt, "square root", onnx="Sqrt", c="SQRT({0})", c_grad="{g} / (2 * {y})"),
+    _unary(
+        "abs", "torch.abs({0})", torch.abs, "|x|", onnx="Abs", c="FABS({0})", c_grad="{g} * (({x} > 0) - ({x} < 0))"
+    ),
+    _unary("sin", "torch.sin({0})", torch.sin, "sine", onnx="Sin", c="SIN({0})", c_grad="{g} * COS({x})"),
+    _unary("cos", "torch.cos({0})", torch.cos, "cosine", onnx="Cos", c="COS({0})", c_grad="-{g} * SIN({x})"),
     _unary(
         "softmax",
         "torch.softmax({0}, -1)",
@@ -344,6 +363,7 @@ OPS["every"] = Op(
     "1 at the steps t = 0, k, 2k, ... and 0 at the others (size 1)",
     step=True,
     literal="period",
+    c="(t % (long){0} == 0)",
     onnx=lambda g, k, t: g.op("Cast", g.op("Equal", g.op("Mod", t, k, fmod=1), g.const(0.0)), to=g.dtype),
 )
 

@@ -1,0 +1,525 @@
+"""Native steps: a custom loop's elementwise work, forward and backward, as generated C, one call a step.
+
+Takes a loop the generated backward covers (`loop_backward.LoopFunction`, already planned), gives a second
+forward and backward for it whose steps run their elementwise work in C, and the C. A step of a custom cell
+is one matrix product per group (torch's, as before) and then a dozen or more small elementwise ops, each a
+dispatch of a few microseconds, and as many again in its backward: at 32 or 128 hidden that dispatch is most
+of the time. Here each stretch of elementwise work between two matrix products is one C function over the
+(batch, unit) grid, written from the same expression trees the torch code is (each op's C form and derivative
+are its `c` and `c_grad` entries in the op table), built by `native.step_library` with the host's vector
+instructions and glibc's vector exp/tanh, and called through ctypes with a table of pointers.
+
+What the two functions keep: every node's value at every step in one (k + T, B, H) buffer (`_V_<node>`, the
+ring's k start values first, steps in loop order); a group's summed inputs in one (B, W) scratch; in the
+backward, each node's gradient in k + 1 slots (`_G_<node>`, the slot of step u is u mod (k + 1), so reading
+a value k steps back needs no shifting), a group's dZ in one (T, B, W) buffer as `LoopFunction` has it, and the
+per-step products `dZ @ W` added in place into the slots by torch. Weight gradients are one product over all
+steps at the end, from the value buffers themselves (no stacking).
+
+Which loops: one size H for every node of the loop; values read in the step are the loop's own (any delay)
+and static values of size H; ops with a C form (`+ - * /`, negation, numbers, and the unary functions whose
+table entry has one); layer activations whose derivative follows from their output. Not (they keep the torch
+loop): outside sequences or the clock read in the step, dropout, attention, reductions and row-wise ops,
+size-1 values, a backward loop with lengths. The call site picks at run time (`kernels.step_ready`): the C on
+a CPU, for float32 and float64, where the library builds; torch's loop elsewhere and under tracers.
+
+The numbers are those of the torch loop up to rounding (vector exp and tanh are within a few ulps of torch's),
+not bitwise: the tests compare both with the reference executor (1e-10 in float64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rnndsl.backend.evaluate import fold
+from rnndsl.backend.names import var
+from rnndsl.backend.plan import Group
+from rnndsl.lang import syntax as s
+from rnndsl.lang.ir import Node
+from rnndsl.lang.ops import ACTIVATIONS, OPS, constant
+
+if TYPE_CHECKING:
+    from rnndsl.backend.loop_backward import LoopFunction
+    from rnndsl.backend.plan import LoopPlan, LoopWriter
+
+__all__ = ["NativeLoop", "refusal"]
+
+# Each C type: its name, the suffix of its functions, and its libm functions. The `declare simd` lines tell the
+# compiler glibc's libmvec has vector versions of them (what <math.h> says only under -ffast-math).
+_TYPES = {
+    "f32": ("float", {"EXP": "expf", "TANH": "tanhf", "LOG": "logf", "SIN": "sinf", "COS": "cosf", "SQRT": "sqrtf"}),
+    "f64": ("double", {"EXP": "exp", "TANH": "tanh", "LOG": "log", "SIN": "sin", "COS": "cos", "SQRT": "sqrt"}),
+}
+_VECTOR_MATHS = ("EXP", "TANH", "LOG", "SIN", "COS")
+
+
+def refusal(em: LoopWriter, plan: LoopPlan) -> str | None:
+    """Why a loop cannot have native steps (None: it can)."""
+    if em.guard or not plan.function:
+        return "no generated backward"
+    if plan.attends:
+        return "attention"
+    if plan.stage.direction < 0 and em.with_lengths:
+        return "a backward loop with lengths"
+    net, members = em.net, set(plan.stage.nodes)
+    if any(net[n].size == 1 for n in members):
+        return "a node of size 1"
+    for g in plan.groups:
+        for node in g.members:
+            if node.dropout:
+                return "dropout"
+            act = ACTIVATIONS[node.activation]
+            if act.c is None or act.c_grad is None or "{x}" in act.c_grad:
+                return f"the activation {node.activation}"
+            for j in g.internal[node.name]:
+                e = node.sources[j]
+                if not (isinstance(e, s.Ref) and e.name in members):
+                    return "a layer source that is an expression of the loop"
+    for name in plan.stage.nodes:
+        node = net[name]
+        if node.op != "expr":
+            continue
+        assert node.expr is not None
+        for e in s.walk(node.expr):
+            if constant(e):
+                continue
+            if isinstance(e, s.Call):
+                op = OPS[e.fn]
+                if op.c is None or (op.c_grad is None and not op.step) or len(e.args) != 1:
+                    return f"the function {e.fn}"
+            if isinstance(e, s.Ref) and net[e.name].size != node.size:
+                return "a value of another size than the node's"
+    return None
+
+
+def _reads(g: Group) -> list[s.Ref]:
+    """What a group's products read of its loop, in the order of its weights `_WT<j>`: references (`refusal`
+    keeps the loops where they are not)."""
+    refs = [g.members[0].sources[j] for j in g.internal[g.members[0].name]]
+    assert all(isinstance(r, s.Ref) for r in refs)
+    return refs  # type: ignore[return-value]
+
+
+@dataclass
+class _Body:
+    """A loop over the units j of one size, in a loop over the rows b: its lines, and the row pointers it needs
+    (declared before it). A step function is one or more of these, one per run of nodes of one size."""
+
+    size: int
+    pointers: dict[str, str] = field(default_factory=dict)  # C name -> its address expression for row b
+    lines: list[str] = field(default_factory=list)
+    loaded: dict[str, str] = field(default_factory=dict)  # what a value is called once loaded or computed
+    memo: dict[str, str] = field(default_factory=dict)  # a subexpression's C -> the temporary holding it
+    temps: int = 0
+    kept: bool = False  # a backward's: every node's value this step is kept, read rather than recomputed
+
+
+@dataclass
+class _Block:
+    """What a step runs between matrix products: the groups whose products start it, then the items."""
+
+    groups: list[Group]
+    items: list[Group | Node]
+
+
+class NativeLoop:
+    """Writes the native forward and backward of one loop beside its `LoopFunction`."""
+
+    def __init__(self, lf: LoopFunction, index: str) -> None:
+        self.lf, self.em, self.plan, self.net = lf, lf.em, lf.plan, lf.net
+        self.fname = f"_N{index}"
+        self.source_name = f"_S{index}"
+        self.nodes = list(self.plan.stage.nodes)
+        self.rings = self.plan.rings
+        self.forward_loop = self.plan.stage.direction > 0
+        self.blocks = self._blocks()
+        self.kept = {  # each expression node's expression -> the node (its value, kept at every step)
+            node.expr: node.name
+            for node in (self.net[n] for n in self.nodes)
+            if node.expr is not None and not isinstance(node.expr, s.Ref)
+        }
+        # the pointer table: every buffer a step reads or writes, by name, in one order for all C functions
+        self.table: list[str] = []
+
+    # ---- the shape of a step -------------------------------------------------------------------
+
+    def _blocks(self) -> list[_Block]:
+        """The step's order cut before each group whose product reads a value computed in the stretch since
+        the last cut (its product must wait for that value)."""
+        blocks: list[_Block] = [_Block([], [])]
+        for item in self.plan.order:
+            if isinstance(item, Group):
+                pending = {m.name for i in blocks[-1].items for m in (i.members if isinstance(i, Group) else [i])}
+                reads = {r.name for r in _reads(item) if r.delay == 0}
+                if reads & pending:
+                    blocks.append(_Block([], []))
+                blocks[-1].groups.append(item)
+            blocks[-1].items.append(item)
+        return blocks
+
+    def k(self, name: str) -> int:
+        return self.rings.get(name, 0)
+
+    def slot(self, name: str, delay: int) -> str:
+        """The C index of the gradient slot of a node's value `delay` steps before step s."""
+        n = self.k(name) + 1
+        return "0" if n == 1 else f"(((s - {delay}) % {n} + {n}) % {n})"
+
+    def at(self, buffer: str) -> str:
+        if buffer not in self.table:
+            self.table.append(buffer)
+        return f"p[{self.table.index(buffer)}]"
+
+    # ---- C -------------------------------------------------------------------------------------
+
+    def source(self) -> str:
+        """The C of every step function, for float and double."""
+        bodies = [(f"fw{i}", self._forward_bodies(b)) for i, b in enumerate(self.blocks)]
+        bodies += [(f"bw{i}", self._backward_bodies(b)) for i, b in enumerate(self.blocks)]
+        out = [f"/* loop {', '.join(self.nodes)}: native steps (rnndsl.backend.native_step) */", "#include <math.h>"]
+        for suffix, (ctype, maths) in _TYPES.items():
+            out.append("")
+            for macro in _VECTOR_MATHS:
+                out += ["#pragma omp declare simd notinbranch", f"extern {ctype} {maths[macro]}({ctype});"]
+            out.append(f"#define real {ctype}")
+            out += [f"#define {m} {fn}" for m, fn in maths.items()]
+            out.append(f"#define FABS(x) __builtin_fabs{'f' if ctype == 'float' else ''}(x)")
+            for name, nests in bodies:
+                # each loop over units is a function of its row pointers: `restrict` on parameters is what
+                # lets the compiler vectorise it (on pointers computed in the loop over rows it does not)
+                fn = f"{self.fname}_{name}_{suffix}"
+                for i, body in enumerate(nests):
+                    params = ", ".join(f"real *restrict {c}" for c in body.pointers)
+                    out.append(f"static void {fn}_{i}({params}) {{")
+                    out.append(f"    for (long j = 0; j < {body.size}; j++) {{")
+                    out += [f"        {line}" for line in body.lines]
+                    out += ["    }", "}"]
+                out.append(f"// export {fn}")
+                out.append(f"void {fn}(long s, long T, long B, real *const *p) {{")
+                out.append("    long t = s;" if self.forward_loop else "    long t = T - 1 - s;")
+                out.append("    for (long b = 0; b < B; b++) {")
+                for i, body in enumerate(nests):
+                    out.append(f"        {fn}_{i}({', '.join(body.pointers.values())});")
+                out += ["    }", "}"]
+            out += [f"#undef {m}" for m in ["real", *maths, "FABS"]]
+        return "\n".join(out) + "\n"
+
+    def _value_ptr(self, body: _Body, name: str, delay: int) -> str:
+        """A pointer to row b of a node's value `delay` steps before step s."""
+        c = f"p_v{delay}_{var(name)}"
+        if c not in body.pointers:
+            size = self.net[name].size
+            body.pointers[c] = f"{self.at('_V_' + var(name))} + (({self.k(name)} + s - {delay}) * B + b) * {size}"
+        return c
+
+    def _load(self, body: _Body, e: s.Ref) -> str:
+        """A value read in the step, as a C local (loaded once per j)."""
+        if self.net[e.name].static or e.name not in self.plan.members:
+            key = self._outside(e)
+            if key not in body.loaded:
+                body.pointers[f"p_{key}"] = self._outside_row(e, key[0].upper())
+                body.lines.append(f"real {key} = p_{key}[j];")
+                body.loaded[key] = key
+            return body.loaded[key]
+        key = f"x{abs(e.delay)}_{var(e.name)}"
+        if key not in body.loaded:
+            ptr = self._value_ptr(body, e.name, abs(e.delay))
+            body.lines.append(f"real {key} = {ptr}[j];")
+            body.loaded[key] = key
+        return body.loaded[key]
+
+    def _outside(self, e: s.Ref) -> str:
+        """The C name of a value from outside the loop: a static value (`s_`) or a sequence's step (`q_`)."""
+        return f"s_{var(e.name)}" if self.net[e.name].static else f"q_{self.em.seq_ref(e)}"
+
+    def _outside_row(self, e: s.Ref, kind: str) -> str:
+        """The address of row b of an outside value (`kind` "S"/"Q") or its gradient ("gS"/"gQ") this step."""
+        name, size = self._outside(e)[2:], self.net[e.name].size
+        row = "b" if self.net[e.name].static else "(b * T + t)"
+        return f"{self.at(f'_{kind}_{name}')} + {row} * {size}"
+
+    def _tmp(self, body: _Body, code: str) -> str:
+        name = f"t{body.temps}"
+        body.temps += 1
+        body.lines.append(f"real {name} = {code};")
+        return name
+
+    def _val(self, body: _Body, e: s.Expr) -> str:
+        """C of an expression's value this step (a local or a literal), computed once per body."""
+        if isinstance(e, s.Num) or constant(e):
+            value = e.value if isinstance(e, s.Num) else fold(e)
+            return f"((real){value!r})"
+        if isinstance(e, s.Ref):
+            return self._load(body, e)
+        if body.kept and e in self.kept:  # in the backward, a node's whole expression is its kept value
+            return self._load(body, s.Ref(self.kept[e], 0))
+        if isinstance(e, s.Neg):
+            code = f"-{self._val(body, e.operand)}"
+        elif isinstance(e, s.BinOp):
+            code = f"{self._val(body, e.left)} {e.op} {self._val(body, e.right)}"
+        else:
+            assert isinstance(e, s.Call)
+            c = OPS[e.fn].c
+            assert c is not None
+            code = c.format(self._val(body, e.args[0]), t="t")
+        if code not in body.memo:
+            body.memo[code] = self._tmp(body, code)
+        return body.memo[code]
+
+    @staticmethod
+    def _nest(nests: list[_Body], size: int, kept: bool = False) -> _Body:
+        """The loop over units of this size: the last one where it is of that size, else a new one."""
+        if not nests or nests[-1].size != size:
+            nests.append(_Body(size, kept=kept))
+        return nests[-1]
+
+    def _forward_bodies(self, block: _Block) -> list[_Body]:
+        nests: list[_Body] = []
+        for item in block.items:
+            if isinstance(item, Group):
+                width, lo = sum(m.size for m in item.members), 0
+                for node in item.members:
+                    body = self._nest(nests, node.size)
+                    z = f"p_z_{var(node.name)}"
+                    body.pointers[z] = f"{self.at('_Z_' + item.name)} + b * {width} + {lo}"
+                    act = ACTIVATIONS[node.activation].c
+                    assert act is not None
+                    self._store(body, node.name, self._tmp(body, act.format(f"{z}[j]")))
+                    lo += node.size
+            else:
+                assert item.expr is not None
+                body = self._nest(nests, item.size)
+                self._store(body, item.name, self._val(body, item.expr))
+        return nests
+
+    def _store(self, body: _Body, name: str, value: str) -> None:
+        ptr = self._value_ptr(body, name, 0)
+        body.lines.append(f"{ptr}[j] = {value};")
+        body.loaded[f"x0_{var(name)}"] = value
+
+    # ---- C: the backward -------------------------------------------------------------------------
+
+    def _grad_ptr(self, body: _Body, name: str, delay: int) -> str:
+        c = f"p_g{delay}_{var(name)}"
+        if c not in body.pointers:
+            size = self.net[name].size
+            body.pointers[c] = f"{self.at('_G_' + var(name))} + ({self.slot(name, delay)} * B + b) * {size}"
+        return c
+
+    def _take_grad(self, body: _Body, name: str) -> str:
+        """A node's whole gradient this step (every reader is done): read from its slot, which is cleared for
+        the step that reuses it, plus the output's gradient where the node's steps are collected."""
+        ptr = self._grad_ptr(body, name, 0)
+        code = f"{ptr}[j]"
+        if name in self.plan.collect:
+            go = f"p_go_{var(name)}"
+            body.pointers[go] = f"{self.at('_GO_' + var(name))} + (s * B + b) * {self.net[name].size}"
+            code += f" + {go}[j]"
+        g = self._tmp(body, code)
+        body.lines.append(f"{ptr}[j] = 0;")
+        return g
+
+    def _add(self, body: _Body, e: s.Ref, g: str) -> None:
+        if self.net[e.name].static or e.name not in self.plan.members:
+            ptr = f"p_g{self._outside(e)}"
+            body.pointers[ptr] = self._outside_row(e, "g" + self._outside(e)[0].upper())
+        else:
+            ptr = self._grad_ptr(body, e.name, abs(e.delay))
+        body.lines.append(f"{ptr}[j] += {g};")
+
+    def _back(self, body: _Body, e: s.Expr, g: str) -> None:
+        """Reverse mode over one expression, per element: add its contribution to what it reads."""
+        if not s.refs(e):  # a number, or a function of the step only (`every(2)`)
+            return
+        if isinstance(e, s.Ref):
+            self._add(body, e, g)
+        elif isinstance(e, s.Neg):
+            self._back(body, e.operand, self._tmp(body, f"-{g}"))
+        elif isinstance(e, s.BinOp):
+            left, right = e.left, e.right
+            if e.op == "+":
+                self._back(body, left, g)
+                self._back(body, right, g)
+            elif e.op == "-":
+                self._back(body, left, g)
+                if s.refs(right):
+                    self._back(body, right, self._tmp(body, f"-{g}"))
+            elif e.op == "*":
+                if s.refs(left):
+                    self._back(body, left, self._tmp(body, f"{g} * {self._val(body, right)}"))
+                if s.refs(right):
+                    self._back(body, right, self._tmp(body, f"{g} * {self._val(body, left)}"))
+            else:
+                if s.refs(left):
+                    self._back(body, left, self._tmp(body, f"{g} / {self._val(body, right)}"))
+                if s.refs(right):
+                    code = f"-{g} * {self._val(body, e)} / {self._val(body, right)}"
+                    self._back(body, right, self._tmp(body, code))
+        else:
+            assert isinstance(e, s.Call)
+            rule = OPS[e.fn].c_grad
+            assert rule is not None
+            (arg,) = e.args
+            y = self._val(body, e) if "{y}" in rule else ""
+            x = self._val(body, arg) if "{x}" in rule else ""
+            self._back(body, arg, self._tmp(body, rule.format(g=g, y=y, x=x)))
+
+    def _backward_bodies(self, block: _Block) -> list[_Body]:
+        nests: list[_Body] = []
+        for item in reversed(block.items):
+            if isinstance(item, Group):
+                width, lo = sum(m.size for m in item.members), sum(m.size for m in item.members)
+                for node in reversed(item.members):
+                    lo -= node.size
+                    body = self._nest(nests, node.size, kept=True)
+                    dz = f"p_dz_{var(node.name)}"
+                    body.pointers[dz] = f"{self.at('_dZ_' + item.name)} + (s * B + b) * {width} + {lo}"
+                    rule = ACTIVATIONS[node.activation].c_grad
+                    assert rule is not None
+                    g = self._take_grad(body, node.name)
+                    y = self._load(body, s.Ref(node.name, 0)) if "{y}" in rule else ""
+                    body.lines.append(f"{dz}[j] = {rule.format(g=g, y=y)};")
+            else:
+                assert item.expr is not None
+                body = self._nest(nests, item.size, kept=True)
+                self._back(body, item.expr, self._take_grad(body, item.name))
+        return nests
+
+    # ---- Python: the two functions -----------------------------------------------------------------
+
+    def functions(self, inputs: list[str], outputs: list[str]) -> tuple[str, str]:
+        """The C source's assignment with the native forward, and the native backward (Python source)."""
+        c = self.source()  # fills the pointer table
+        forward = f'{self.source_name} = r"""\n{c}"""\n\n\n' + self._forward(inputs, outputs)
+        return forward, self._backward(inputs, outputs)
+
+    def _lib(self, lines: list[str], like: str, names: list[str]) -> None:
+        lines.append(f"_lib, _sfx = K.step_library({self.source_name}, {like})")
+        for n in names:
+            lines.append(f"_{n} = getattr(_lib, '{self.fname}_{n}_' + _sfx)")
+
+    def _sources(self) -> set[str]:
+        """The nodes some group's product reads (their steps are taken one by one, as views)."""
+        return {r.name for g in self.plan.groups for r in _reads(g)}
+
+    def _kept(self) -> list[str]:
+        """What the native forward keeps for its backward besides the weights and constant addends."""
+        lf = self.lf
+        return [f"_V_{var(n)}" for n in self.nodes] + [f"_Q_{q}" for q in lf.seqs] + [f"_S_{st}" for st in lf.statics]
+
+    def _forward(self, inputs: list[str], outputs: list[str]) -> str:
+        lf = self.lf
+        like = inputs[0]
+        lines: list[str] = []
+        self._lib(lines, like, [f"fw{i}" for i in range(len(self.blocks))])
+        for n in self.nodes:
+            v, k = var(n), self.k(n)
+            lines.append(f"_V_{v} = {like}.new_empty(({k} + T, B, {self.net[n].size}))")
+            for i in range(1, k + 1):
+                lines.append(f"_V_{v}[{k - i}].copy_(_r{i}_{v})")
+            if n in self._sources():
+                lines.append(f"_Vs_{v} = _V_{v}.unbind(0)")
+        for g in self.plan.groups:
+            lines.append(f"_Z_{g.name} = {like}.new_empty((B, {sum(m.size for m in g.members)}))")
+            if g.name not in self.em.constant_addend:
+                lines.append(f"_pre_{g.name} = _P_{g.name}.unbind(1)")
+        for st in lf.statics:
+            lines.append(f"_S_{st} = {st}.expand(B, -1).contiguous()")
+        for q in lf.seqs:
+            lines.append(f"_Q_{q} = {q}.contiguous()")
+        have = ("_V_", "_Z_", "_S_", "_Q_")  # the forward's buffers; the backward's are not made yet
+        lines.append(f"_tab, _at = K.pointers({', '.join(b if b.startswith(have) else 'None' for b in self.table)})")
+        lines.append("for s in range(T):")
+        lines.append("    t = s" if self.forward_loop else "    t = T - 1 - s")
+        for i, block in enumerate(self.blocks):
+            for g in block.groups:
+                pre = f"_pre_{g.name}" if g.name in self.em.constant_addend else f"_pre_{g.name}[t]"
+                for j, src in enumerate(_reads(g)):
+                    x = f"_Vs_{var(src.name)}[{self.k(src.name) - abs(src.delay)} + s]"
+                    if j == 0:
+                        lines.append(f"    torch.addmm({pre}, {x}, _WT0_{g.name}, out=_Z_{g.name})")
+                    else:
+                        lines.append(f"    _Z_{g.name}.addmm_({x}, _WT{j}_{g.name})")
+            lines.append(f"    _fw{i}(s, T, B, _at)")
+        kept = lf._weights() + [f"_pre_{g.name}" for g in self.plan.groups if g.name in self.em.constant_addend]
+        kept += self._kept()
+        lines.append(f"ctx.save_for_backward({', '.join(kept)})")
+        lines.append("ctx.meta = (T, B, train)")
+        results = {}  # each output's code: a node's steps in time order, or one of its last values (a state)
+        for n in self.nodes:
+            v, k = var(n), self.k(n)
+            seq = f"_V_{v}[{k}:]" if self.forward_loop else f"_V_{v}[{k}:].flip(0)"
+            results[v] = f"{seq}.transpose(0, 1).contiguous()"
+            results.update({f"_r{i}_{v}": f"_V_{v}[{k} + T - {i}].clone()" for i in range(1, k + 1)})
+        outs = [results[o] for o in outputs]
+        lines.append(f"return {', '.join(outs)},")
+        head = f"def {self.fname}_forward(ctx, T, B, train, {', '.join(inputs)}):"
+        return "\n".join([head, *("    " + line for line in lines)]) + "\n"
+
+    def _backward(self, inputs: list[str], outputs: list[str]) -> str:
+        lf = self.lf
+        grads = [f"_go{i}" for i in range(len(outputs))]
+        by_output = dict(zip(outputs, grads, strict=True))
+        consts = [f"_pre_{g.name}" for g in self.plan.groups if g.name in self.em.constant_addend]
+        kept = lf._weights() + consts + self._kept()
+        lines = ["T, B, train = ctx.meta", f"{', '.join(kept)}, = ctx.saved_tensors"]
+        like = f"_V_{var(self.nodes[0])}"
+        self._lib(lines, like, [f"bw{i}" for i in range(len(self.blocks))])
+        for n in self.nodes:
+            v, k = var(n), self.k(n)
+            lines.append(f"_G_{v} = {like}.new_zeros(({k + 1}, B, {self.net[n].size}))")
+            for i in range(1, k + 1):  # the last values' gradients, where they are outputs (a state)
+                if f"_r{i}_{v}" in by_output:
+                    lines.append(f"_G_{v}[(T - {i}) % {k + 1}].copy_({by_output[f'_r{i}_{v}']})")
+            if n in self.plan.collect:
+                go = by_output[v] if self.forward_loop else f"{by_output[v]}.flip(1)"
+                lines.append(f"_GO_{v} = {go}.transpose(0, 1).contiguous()")
+            if n in self._sources():
+                lines.append(f"_Gs_{v} = _G_{v}.unbind(0)")
+        for g in self.plan.groups:
+            width = sum(m.size for m in g.members)
+            lines.append(f"_dZ_{g.name} = {like}.new_empty((T, B, {width}))")
+            lines.append(f"_dZs_{g.name} = _dZ_{g.name}.unbind(0)")
+            for j in range(g.width):
+                lines.append(f"_WTt{j}_{g.name} = _WT{j}_{g.name}.t()")
+        for st in lf.statics:
+            lines.append(f"_gS_{st} = torch.zeros_like(_S_{st})")
+        for q in lf.seqs:
+            lines.append(f"_gQ_{q} = torch.zeros_like(_Q_{q})")
+        lines.append(f"_tab, _at = K.pointers({', '.join('None' if b.startswith('_Z_') else b for b in self.table)})")
+        lines.append("for s in range(T - 1, -1, -1):")
+        for i, block in reversed(list(enumerate(self.blocks))):
+            lines.append(f"    _bw{i}(s, T, B, _at)")
+            for g in block.groups:
+                for j, src in enumerate(_reads(g)):
+                    slots = self.k(src.name) + 1
+                    slot = "0" if slots == 1 else f"(s - {abs(src.delay)}) % {slots}"
+                    lines.append(f"    _Gs_{var(src.name)}[{slot}].addmm_(_dZs_{g.name}[s], _WTt{j}_{g.name})")
+        at = {name: i + 5 for i, name in enumerate(inputs)}
+        out: list[str] = []
+        for g in self.plan.groups:
+            if g.name in self.em.constant_addend:
+                name, value = f"_pre_{g.name}", f"K.sum_to(_dZ_{g.name}.sum(0), _pre_{g.name})"
+            else:
+                name = f"_P_{g.name}"
+                order = "" if self.forward_loop else ".flip(0)"  # dZ is in loop order
+                value = f"_dZ_{g.name}{order}.transpose(0, 1)"
+            lines.append(f"_d{name} = {value} if ctx.needs_input_grad[{at[name]}] else None")
+            out.append(f"_d{name}")
+        for g in self.plan.groups:
+            for j, src in enumerate(_reads(g)):
+                lo = self.k(src.name) - abs(src.delay)
+                xs = f"_V_{var(src.name)}[{lo}:{lo} + T].flatten(0, 1)"
+                name = f"_WT{j}_{g.name}"
+                lines.append(
+                    f"_d{name} = torch.mm({xs}.t(), _dZ_{g.name}.flatten(0, 1)) "
+                    f"if ctx.needs_input_grad[{at[name]}] else None"
+                )
+                out.append(f"_d{name}")
+        for n, k in self.rings.items():
+            out += [f"_G_{var(n)}[(-{i}) % {k + 1}].clone()" for i in range(1, k + 1)]
+        out += [f"_gQ_{q}" for q in lf.seqs] + ["None"] * len(lf.clock) + [f"_gS_{st}" for st in lf.statics]
+        lines.append(f"return {', '.join(out)},")
+        head = f"def {self.fname}_backward(ctx, {', '.join(grads)}):"
+        return "\n".join([head, *("    " + line for line in lines)]) + "\n"
