@@ -84,10 +84,15 @@ def generate(
     than a Python loop, so an exported program keeps the length dynamic (a loop feeding itself samples
     stays a Python loop).
     """
-    kinds = FUSED_KINDS.get(device, ALL_KINDS) if fuse_cells is True else frozenset(fuse_cells or ())
+    kinds = fused_kinds(fuse_cells, device)
     if guard or scan:  # the guard needs every step; torch's fused kernels fix T when traced
         kinds = frozenset()
     return _Emitter(network, with_lengths, kinds, guard, differentiate, scan).run()
+
+
+def fused_kinds(fuse_cells: bool | Collection[str], device: str) -> frozenset[str]:
+    """The kinds of loop that `fuse_cells` fuses on a device type (`True`: the fastest there)."""
+    return FUSED_KINDS.get(device, ALL_KINDS) if fuse_cells is True else frozenset(fuse_cells or ())
 
 
 class _Emitter:

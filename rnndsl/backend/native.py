@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["SOURCE", "cache_dir", "library", "scan_kernel", "step_library", "why_not"]
+__all__ = ["SOURCE", "available", "cache_dir", "library", "scan_kernel", "step_library", "why_not"]
 
 FLAGS = ("-std=c99", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
 
@@ -132,6 +132,16 @@ def step_library(source: str) -> ctypes.CDLL | None:
 def _functions(source: str) -> list[str]:
     """The names of the functions a step kernel's source exports: its lines `// export NAME`."""
     return [line.split()[-1] for line in source.splitlines() if line.startswith("// export ")]
+
+
+def available() -> bool:
+    """Whether native kernels may be built here at all: not switched off, and a C compiler found."""
+    return os.environ.get("RNNDSL_NATIVE", "1") != "0" and _which(os.environ.get("CC", "cc")) is not None
+
+
+@functools.cache
+def _which(compiler: str) -> str | None:
+    return shutil.which(compiler)
 
 
 def library(tag: str, source: str, flags: tuple[str, ...] = (), libs: tuple[str, ...] = ()) -> ctypes.CDLL | None:

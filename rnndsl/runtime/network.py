@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnndsl.backend import kernels
-from rnndsl.backend.codegen import generate
+from rnndsl.backend import kernels, native
+from rnndsl.backend.codegen import fused_kinds, generate
 from rnndsl.backend.evaluate import evaluate
 from rnndsl.backend.names import bias_name, learned_name, param_key, weight_name
 from rnndsl.graphs.folded import folded
@@ -278,7 +278,7 @@ class CompiledNetwork(nn.Module):
             call.lengths is not None,
             check_finite,
             frozenset(feed.given) if feed else frozenset(),
-            self.generated_backward and _records(),
+            self.generated_backward and (_records() or self._native_inference()),
             _exporting(),
         )
         inputs = call.code_inputs() if call.memories else call.inputs
@@ -454,6 +454,13 @@ class CompiledNetwork(nn.Module):
                 self._code[with_lengths, guard, free, diff, device, scan] = namespace["forward"]
             fn = self._code[key]
         return fn
+
+    def _native_inference(self) -> bool:
+        """Whether a call autograd does not record takes the variant with loop functions all the same: there,
+        loops with native steps (`backend.native_step`) run them, faster than the plain loop forward too."""
+        if torch.compiler.is_compiling() or torch.jit.is_tracing() or _exporting():
+            return False
+        return "step" in fused_kinds(self.fuse_cells, self.like.device.type) and native.available()
 
     def __getstate__(self) -> dict[str, Any]:
         # Generated functions cannot be pickled; they, and what calls cache, are rebuilt on first use.

@@ -1,0 +1,141 @@
+"""Native steps (`backend.native_step`): a custom loop's elementwise work as generated C, forward and backward.
+
+Each spec runs in float64 with its loops' native steps against the reference executor (outputs, state and every
+gradient to 1e-10), with and without lengths, with autograd recording and without; the torch loop the call site
+falls back to gives the generated loop's numbers exactly; loops the C cannot express keep the torch loop.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from _differential import compare, gradients_of_a_loss, random_inputs, randomize
+
+import rnndsl
+from rnndsl.backend import kernels, native
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+NATIVE = {
+    name: (EXAMPLES / f"{name}.rnn").read_text()
+    for name in ("peephole_lstm", "indrnn", "topdown", "skip2", "clockwork", "bidirectional", "elman", "sru")
+}
+NATIVE |= {
+    # a second product inside the step: o reads the c of this step, so the step is two C calls around it
+    "two blocks": """network N {
+        input x: 3
+        layer a: 5 tanh <- x, h[t-1]
+        c = 0.5 * a + c[t-1] * 0.5
+        layer o: 5 sigmoid <- c
+        h = o * tanh(c)
+        output h
+    }""",
+    # backward in time, a static input and a param read in the step, every op with a C form
+    "functions": """network N {
+        input x: 4
+        input s: 4 static
+        param p: 4 = uniform
+        layer a: 4 <- x, h[t+1]
+        u = exp(-abs(a)) + sqrt(1 + a * a) - log(2 + sin(a)) / (3 - cos(s))
+        h = relu(u) * p - -tanh(h[t+1]) / 2
+        output h
+    }""",
+    # a layer of relu and one of exp, several sizes, a delay of three steps
+    "sizes": """network N {
+        input x: 2
+        layer a: 6 relu <- x, b[t-3]
+        layer b: 3 exp <- a
+        d = 0.1 * b
+        output d
+    }""",
+}
+
+REFUSED = {
+    "layer_norm (row-wise)": (EXAMPLES / "layernorm_lstm.rnn").read_text(),
+    "softmax activation": (EXAMPLES / "jordan.rnn").read_text(),
+    "dropout": "network N { input x: 3\n layer h: 4 tanh dropout=0.5 <- x, h[t-1]\n output h }",
+    "a node of size 1": "network N { input x: 3\n layer h: 1 tanh <- x, h[t-1]\n output h }",
+    "an activation without a C form": "network N { input x: 3\n layer h: 4 gelu <- x, h[t-1]\n output h }",
+}
+
+
+def _net(spec: str, kinds: set[str] | bool = frozenset({"step"})) -> rnndsl.CompiledNetwork:  # type: ignore[assignment]
+    return randomize(rnndsl.compile(spec, fuse_cells=kinds).double(), seed=3)
+
+
+def _sources(net: rnndsl.CompiledNetwork) -> list[str]:
+    """The C source of each loop with native steps, as the generated code holds it."""
+    return re.findall(r'_S\d+ = r"""\n(.*?)"""', net.code(grad=True), re.S)
+
+
+@pytest.fixture
+def built() -> None:
+    if not native.available():
+        pytest.skip("no C compiler here")
+
+
+@pytest.mark.parametrize("name", list(NATIVE))
+@pytest.mark.parametrize("lengths", [False, True])
+def test_native_steps_equal_the_reference(name: str, lengths: bool, built: None) -> None:
+    net = _net(NATIVE[name])
+    sources = _sources(net)
+    assert sources and all(native.step_library(c) is not None for c in sources), native.why_not("step")
+    call = random_inputs(net, "cpu", batch=3, steps=7)
+    if lengths:
+        call["lengths"] = torch.tensor([7, 2, 5])
+    compare(net, **call)
+    with torch.no_grad():  # autograd not recording: the native forward runs too
+        compare(net, **random_inputs(net, "cpu", batch=2, steps=5, grad=False))
+
+
+@pytest.mark.parametrize("name", ["peephole_lstm", "two blocks", "functions"])
+def test_float32_is_close_to_the_torch_loop(name: str, built: None) -> None:
+    fast, loop = (rnndsl.compile(NATIVE[name], fuse_cells=k) for k in ({"step"}, False))
+    randomize(fast, seed=5)
+    loop.load_state_dict(fast.state_dict())
+    call = random_inputs(fast, "cpu", batch=4, steps=9, dtype=torch.float32)
+    for a, b in zip(*(gradients_of_a_loss(net, call)[1] for net in (fast, loop)), strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)  # float32 rounding over 9 steps
+
+
+@pytest.mark.parametrize("name", ["peephole_lstm", "two blocks", "skip2"])
+def test_where_the_c_cannot_run_the_torch_loop_gives_the_same_numbers(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The call site's other choice is the generated loop itself: equal to `fuse_cells=False` exactly."""
+    monkeypatch.setattr(kernels, "step_ready", lambda source, like: False)
+    fast, loop = _net(NATIVE[name]), _net(NATIVE[name], kinds=False)
+    call = random_inputs(fast, "cpu", batch=3, steps=6)
+    for a, b in zip(*(gradients_of_a_loss(net, call)[1] for net in (fast, loop)), strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.equal(a, b)
+
+
+def test_gradcheck(built: None) -> None:
+    net = _net(NATIVE["two blocks"])
+    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: net(x=x)["h"], (x,))
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_what_the_c_cannot_express_keeps_the_torch_loop(name: str) -> None:
+    assert "K.step_ready(" not in rnndsl.compile(REFUSED[name], fuse_cells={"step"}).code(grad=True)
+
+
+def test_a_backward_loop_with_lengths_keeps_the_torch_loop() -> None:
+    net = rnndsl.compile(NATIVE["functions"], fuse_cells={"step"})
+    assert "K.step_ready(" in net.code(grad=True)
+    assert "K.step_ready(" not in net.code(lengths=True, grad=True)
+
+
+def test_the_kinds_choose_native_steps() -> None:
+    spec = NATIVE["peephole_lstm"]
+    assert "K.step_ready(" not in rnndsl.compile(spec, fuse_cells=False).code(grad=True)
+    assert "K.step_ready(" not in rnndsl.compile(spec, fuse_cells={"lstm"}).code(grad=True)
+    assert "K.step_ready(" in rnndsl.compile(spec, fuse_cells={"step"}).code(grad=True)
