@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+import rnndsl
 from benchmarks import compile_time, deploy, memory, report
 from benchmarks.cases import CASES, SIZES, Case, Impl, build
 from benchmarks.timing import compile_plain, time_impls
@@ -300,6 +301,8 @@ def _extras(args: argparse.Namespace, data: dict) -> None:
     """The example specs' compile times, the training-memory comparison and the linear-scan kernel's first build."""
     if any(CASES[name].linear for name in args.case or CASES):
         data["linear_kernel_build_s"] = _first_build()
+    if any(CASES[name].custom for name in args.case or CASES) and args.device == "cpu":
+        data["step_kernel_build_s"] = _first_step_build()
     if args.spec_steps:
         _log("compile time of the example specs")
         data["spec_compile"] = compile_time.spec_compile_times(args.spec_steps, args.device)
@@ -326,6 +329,30 @@ def _first_build() -> float | None:
         os.environ["RNNDSL_CACHE"] = saved
     native.scan_kernel.cache_clear()
     return seconds if built else None
+
+
+def _first_step_build() -> float | None:
+    """Seconds the first call of the peephole LSTM (standard size) takes into an empty kernel cache, less what a
+    second fresh module's first call takes (the library then built): building its C steps. None where they
+    cannot be built."""
+    saved = os.environ.get("RNNDSL_CACHE")
+    spec, x = CASES["lstm_peephole"].spec(64, 64), torch.randn(2, 3, 64)
+    firsts = []
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["RNNDSL_CACHE"] = cache
+        native.step_library.cache_clear()
+        for _ in range(2):
+            net = rnndsl.compile(spec)
+            start = time.perf_counter()
+            net(x)[net.network.outputs[0].name].sum().backward()
+            firsts.append(time.perf_counter() - start)
+        built = native.available() and any(Path(cache).glob("step-*.so"))
+    if saved is None:
+        del os.environ["RNNDSL_CACHE"]
+    else:
+        os.environ["RNNDSL_CACHE"] = saved
+    native.step_library.cache_clear()
+    return firsts[0] - firsts[1] if built else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -490,7 +490,7 @@ def build(case: Case, size: Size, device: str) -> tuple[rnndsl.CompiledNetwork, 
     wb = Weights.of(net)
     params = list(net.parameters())
     impls = [Impl("rnndsl", lambda x: net(x)[out], params)]
-    if case.linear:  # the same module on the generated per-step loop: what the linear-scan kernel replaces
+    if case.custom:  # the same module on the generated torch loop: what the kernels (linear scan, C steps) replace
         loop = rnndsl.compile(case.spec(size.inputs, size.hidden), fuse_cells=False).to(device)
         loop.load_state_dict(net.state_dict())
         impls.append(Impl(GENERATED_LOOP, lambda x: loop(x)[out], list(loop.parameters())))

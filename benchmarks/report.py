@@ -400,6 +400,8 @@ def markdown(data: dict) -> str:
         "",
         *_linear_build_section(data),
         "",
+        *_step_build_section(data),
+        "",
         *_method(data),
         "",
     ]
@@ -416,6 +418,20 @@ def _linear_build_section(data: dict) -> list[str]:
         f"The C kernel that runs loops linear in their past (`rnndsl/backend/native.py`) was built from an empty "
         f"cache in {build:.2f} s (the system's C compiler; cached by source hash, then loaded in milliseconds). "
         "The times above are with it built.",
+    ]
+
+
+def _step_build_section(data: dict) -> list[str]:
+    build = data.get("step_kernel_build_s")
+    if build is None:
+        return []
+    return [
+        "## A loop's C steps: their first build",
+        "",
+        f"The C that runs a custom loop's elementwise work (`rnndsl/backend/native_step.py`) is built at the loop's "
+        f"first call: for the peephole LSTM, {build:.2f} s from an empty cache (a fresh module's first call, less a "
+        "second fresh module's, which loads the built library). Cached by source hash. The times above are with "
+        "it built.",
     ]
 
 

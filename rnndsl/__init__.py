@@ -74,9 +74,10 @@ def compile(spec: str | Path, network: str | None = None, fuse_cells: bool | Col
 
     Loops that are exactly an LSTM or GRU cell run on torch's fused kernels, and an Elman cell too except
     on a CPU, where the generated loop is faster; a loop linear in its own past (`c = f * c[t-1] + b`: QRNN,
-    minGRU) runs as one kernel call over time. `fuse_cells=False` keeps every loop on the generated code
-    (the same numbers, slower); a set of kinds ({"lstm", "gru", "rnn_tanh", "rnn_relu", "linear"}) fuses
-    exactly those.
+    minGRU) runs as one kernel call over time; on a CPU, other loops run each step's elementwise work as
+    generated C ("step", built by the system's C compiler at the first call and cached). `fuse_cells=False`
+    keeps every loop on the generated torch code (the same numbers up to rounding, slower); a set of kinds
+    ({"lstm", "gru", "rnn_tanh", "rnn_relu", "linear", "step"}) fuses exactly those.
 
     >>> import torch
     >>> net = compile("network E { input x: 2\\n layer h: 3 tanh <- x, h[t-1]\\n output h }")

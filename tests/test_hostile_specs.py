@@ -234,8 +234,9 @@ FEED_METHODS = {"plan", "pick", "whole", "sample", "sample_logits", "record"}  #
 FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s", "_t", "_s__t"}
 FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "rnn_relu"}
 # a loop with a generated backward (rnndsl.loop_backward): its two functions, their context and temporaries
-LOOP_FUNCTION = re.compile(r"_L\d+_(forward|backward)")
-TEMPORARY = re.compile(r"_L\d+_(forward|backward)|_(b|go|Xs|a)\d+|_s|ctx")
+LOOP_FUNCTION = re.compile(r"_[LN]\d+_(forward|backward)")
+# ... and a loop with native steps (rnndsl.native_step): the C source `_S<n>`, the step functions, their table
+TEMPORARY = re.compile(r"_[LN]\d+_(forward|backward)|_S\d+|_(b|go|Xs|a)\d+|_s|ctx|_fns|_fw|_bw|_tab|_at")
 LAMBDA_ARGUMENTS = {"_x", "_a", "_b"}  # `K.vjp(lambda _x: F.gelu(_x), ...)`: ops differentiated by autograd
 CTX_ATTRIBUTES = {"lists", "meta", "saved_tensors", "save_for_backward", "needs_input_grad", "mark_non_differentiable"}
 NODE_TYPES = {
@@ -275,6 +276,7 @@ NODE_TYPES = {
     ast.Lt,
     ast.GtE,
     ast.Eq,
+    ast.Mod,
 }
 # `_r1_h`, `_W0_h`, `_s__tm1_h` (the steps of `_tm1_h`): the compiler's temporaries
 PREFIXES = re.compile(r"(?:__?[A-Za-z]+\d*)+")
@@ -311,9 +313,19 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
     names = {n.name for n in network.nodes}
     nodes = sanitised(names)
     tree = ast.parse(source)
-    assert all(type(f) is ast.FunctionDef for f in tree.body) and tree.body[0].name == "forward"  # type: ignore[attr-defined]
-    assert all(LOOP_FUNCTION.fullmatch(f.name) for f in tree.body[1:])  # type: ignore[attr-defined]
+    c_sources = [f for f in tree.body if isinstance(f, ast.Assign)]  # `_S0 = "..."`: a loop's C steps
+    for c in c_sources:
+        (target,) = c.targets
+        assert isinstance(target, ast.Name) and re.fullmatch(r"_S\d+", target.id), ast.dump(c)
+        assert isinstance(c.value, ast.Constant) and isinstance(c.value.value, str), ast.dump(c)
+        assert_c_source_is_safe(c.value.value, nodes)
+    functions = [f for f in tree.body if f not in c_sources]
+    assert all(type(f) is ast.FunctionDef for f in functions) and functions[0].name == "forward"  # type: ignore[attr-defined]
+    assert all(LOOP_FUNCTION.fullmatch(f.name) for f in functions[1:])  # type: ignore[attr-defined]
+    checked = {id(c.value) for c in c_sources}
     for node in ast.walk(tree):
+        if id(node) in checked:
+            continue
         assert type(node) in NODE_TYPES, f"unexpected {type(node).__name__} in:\n{source}"
         if isinstance(node, ast.Name):
             ok = node.id in MODULES or node.id in BUILTINS or node.id in ARGUMENTS or node.id in FIXED_LOCALS
@@ -354,6 +366,38 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
             assert COMMENT.fullmatch(tok.string), tok.string
+
+
+# The C of a loop's native steps: C's words and the compiler's, names built on sanitised node names, numbers
+C_WORDS = {
+    "include", "math", "h", "pragma", "omp", "declare", "simd", "notinbranch", "extern", "float", "double",
+    "define", "undef", "real", "void", "static", "long", "for", "restrict", "const", "s", "t", "T", "B", "b", "j",
+    "p", "x", "expf", "tanhf", "logf", "sinf", "cosf", "sqrtf", "exp", "tanh", "log", "sin", "cos", "sqrt",
+    "EXP", "TANH", "LOG", "SIN", "COS", "SQRT", "FABS", "__builtin_fabs", "__builtin_fabsf", "export",
+}  # fmt: skip
+C_NAME = re.compile(r"_N\d+_(fw|bw)\d+_f(32|64)(_\d+)?|t\d+|p_[a-z]+\d*_(?P<a>\w+)|x\d+_(?P<b>\w+)|[sq]_(?P<c>\w+)")
+C_TOKEN = re.compile(r"\s+|[A-Za-z_]\w*|\d+(\.\d*)?([eE][-+]?\d+)?|[-+*/%=<>!?:;,()\[\]{}#.&|]+")
+
+
+def assert_c_source_is_safe(source: str, nodes: set[str]) -> None:
+    """A C source holds C's and the compiler's words, names built on node names, numbers and punctuation;
+    its comments are the compiler's (`/* loop a, b: ... */`, `// export NAME`)."""
+    for comment in re.findall(r"/\*.*?\*/|//[^\n]*", source, re.S):
+        assert re.fullmatch(
+            r"/\* loop [\w, ]+: native steps \(rnndsl\.backend\.native_step\) \*/|// export \w+", comment
+        )
+    code = re.sub(r"/\*.*?\*/|//[^\n]*", " ", source, flags=re.S)
+    at = 0
+    while at < len(code):
+        token = C_TOKEN.match(code, at)
+        assert token is not None, f"unexpected text {code[at : at + 20]!r} in:\n{source}"
+        word = token.group()
+        if word[0].isalpha() or word[0] == "_":
+            named = C_NAME.fullmatch(word)
+            node = named and (named.group("a") or named.group("b") or named.group("c"))
+            ok = word in C_WORDS or (named is not None and (not node or is_node_local(node, nodes)))
+            assert ok, f"C word `{word}` in:\n{source}"
+        at = token.end()
 
 
 def example_networks() -> list[tuple[Path, str]]:

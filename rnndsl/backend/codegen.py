@@ -58,7 +58,9 @@ class Generated:
 # is an ATen loop that does not hoist the input projection, and the generated loop (with its generated backward)
 # measured 0.94x forward and 0.64x forward+backward of nn.RNN at 32 hidden, 1.06x and 0.81x at 512.
 # "linear": a loop linear in its own past (`backend.linear`) runs as one kernel call over time, on every device.
-FUSED_KINDS = {"cpu": frozenset({"lstm", "gru", "linear"})}
+# "step": the other loops with a generated backward run their elementwise work as generated C between the matrix
+# products (`backend.native_step`), on a CPU.
+FUSED_KINDS = {"cpu": frozenset({"lstm", "gru", "linear", "step"})}
 ALL_KINDS = frozenset({"lstm", "gru", "rnn_tanh", "rnn_relu", "linear", "step"})
 
 
@@ -92,7 +94,9 @@ def generate(
 
 def fused_kinds(fuse_cells: bool | Collection[str], device: str) -> frozenset[str]:
     """The kinds of loop that `fuse_cells` fuses on a device type (`True`: the fastest there)."""
-    return FUSED_KINDS.get(device, ALL_KINDS) if fuse_cells is True else frozenset(fuse_cells or ())
+    if fuse_cells is not True:
+        return frozenset(fuse_cells or ())
+    return FUSED_KINDS.get(device, ALL_KINDS - {"step"})  # a GPU: every cell kind; C steps run on a CPU only
 
 
 class _Emitter:

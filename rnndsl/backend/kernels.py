@@ -7,6 +7,7 @@ first; token ids are int64 with -1 meaning "no token" (before the first step or 
 from __future__ import annotations
 
 import ctypes
+import functools
 import warnings
 from typing import Any
 
@@ -40,7 +41,7 @@ __all__ = [
     "reverse",
     "scan",
     "sequence",
-    "step_library",
+    "step_functions",
     "step_ready",
     "steps",
     "sum_to",
@@ -297,9 +298,16 @@ def step_ready(source: str, like: torch.Tensor) -> bool:
     return native.step_library(source) is not None
 
 
-def step_library(source: str, like: torch.Tensor) -> tuple[Any, str]:
-    """A loop's native step library and the suffix of its functions for `like`'s dtype."""
-    return native.step_library(source), _STEP_TYPES[like.dtype]
+def step_functions(source: str, like: torch.Tensor, backward: bool) -> list[Any]:
+    """A loop's native step functions for `like`'s dtype, forward or backward, in step order: each takes
+    (step, T, B, pointer table)."""
+    return _step_functions(source, _STEP_TYPES[like.dtype], backward)
+
+
+@functools.cache
+def _step_functions(source: str, suffix: str, backward: bool) -> list[Any]:
+    lib, kind = native.step_library(source), "_bw" if backward else "_fw"
+    return [getattr(lib, n) for n in native.exported(source) if n.endswith("_" + suffix) and kind in n]
 
 
 def pointers(*tensors: torch.Tensor | None) -> tuple[Any, int]:

@@ -172,7 +172,7 @@ class LoopFunction:
                 f"_fns = ({native.fname}_forward, {native.fname}_backward) "
                 f"if K.step_ready({native.source_name}, {inputs[0]}) else ({fns})"
             )
-            fns = "*_fns"
+            fns = "_fns[0], _fns[1]"
         em.emit(f"{', '.join(outputs)}, = K.loop({fns}, T, B, train, {', '.join(inputs)})")
         for n in self.collect:
             em.defined.add(var(n))

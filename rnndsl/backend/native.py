@@ -25,7 +25,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["SOURCE", "available", "cache_dir", "library", "scan_kernel", "step_library", "why_not"]
+__all__ = ["SOURCE", "available", "cache_dir", "exported", "library", "scan_kernel", "step_library", "why_not"]
 
 FLAGS = ("-std=c99", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
 
@@ -122,15 +122,15 @@ def step_library(source: str) -> ctypes.CDLL | None:
     lib = library("step", source, STEP_FLAGS, STEP_LIBS)
     if lib is None:
         return None
-    for name in _functions(source):
+    for name in exported(source):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
         fn.restype = None
     return lib
 
 
-def _functions(source: str) -> list[str]:
-    """The names of the functions a step kernel's source exports: its lines `// export NAME`."""
+def exported(source: str) -> list[str]:
+    """The names of the functions a step kernel's source exports, in order: its lines `// export NAME`."""
     return [line.split()[-1] for line in source.splitlines() if line.startswith("// export ")]
 
 

@@ -177,7 +177,8 @@ class NativeLoop:
         """The C of every step function, for float and double."""
         bodies = [(f"fw{i}", self._forward_bodies(b)) for i, b in enumerate(self.blocks)]
         bodies += [(f"bw{i}", self._backward_bodies(b)) for i, b in enumerate(self.blocks)]
-        out = [f"/* loop {', '.join(self.nodes)}: native steps (rnndsl.backend.native_step) */", "#include <math.h>"]
+        out = [f"/* loop {', '.join(map(var, self.nodes))}: native steps (rnndsl.backend.native_step) */"]
+        out.append("#include <math.h>")
         for suffix, (ctype, maths) in _TYPES.items():
             out.append("")
             for macro in _VECTOR_MATHS:
@@ -394,11 +395,6 @@ class NativeLoop:
         forward = f'{self.source_name} = r"""\n{c}"""\n\n\n' + self._forward(inputs, outputs)
         return forward, self._backward(inputs, outputs)
 
-    def _lib(self, lines: list[str], like: str, names: list[str]) -> None:
-        lines.append(f"_lib, _sfx = K.step_library({self.source_name}, {like})")
-        for n in names:
-            lines.append(f"_{n} = getattr(_lib, '{self.fname}_{n}_' + _sfx)")
-
     def _sources(self) -> set[str]:
         """The nodes some group's product reads (their steps are taken one by one, as views)."""
         return {r.name for g in self.plan.groups for r in _reads(g)}
@@ -412,7 +408,7 @@ class NativeLoop:
         lf = self.lf
         like = inputs[0]
         lines: list[str] = []
-        self._lib(lines, like, [f"fw{i}" for i in range(len(self.blocks))])
+        lines.append(f"_fw = K.step_functions({self.source_name}, {like}, False)")
         for n in self.nodes:
             v, k = var(n), self.k(n)
             lines.append(f"_V_{v} = {like}.new_empty(({k} + T, B, {self.net[n].size}))")
@@ -430,18 +426,18 @@ class NativeLoop:
             lines.append(f"_Q_{q} = {q}.contiguous()")
         have = ("_V_", "_Z_", "_S_", "_Q_")  # the forward's buffers; the backward's are not made yet
         lines.append(f"_tab, _at = K.pointers({', '.join(b if b.startswith(have) else 'None' for b in self.table)})")
-        lines.append("for s in range(T):")
-        lines.append("    t = s" if self.forward_loop else "    t = T - 1 - s")
+        lines.append("for _s in range(T):")
+        lines.append("    t = _s" if self.forward_loop else "    t = T - 1 - _s")
         for i, block in enumerate(self.blocks):
             for g in block.groups:
                 pre = f"_pre_{g.name}" if g.name in self.em.constant_addend else f"_pre_{g.name}[t]"
                 for j, src in enumerate(_reads(g)):
-                    x = f"_Vs_{var(src.name)}[{self.k(src.name) - abs(src.delay)} + s]"
+                    x = f"_Vs_{var(src.name)}[{self.k(src.name) - abs(src.delay)} + _s]"
                     if j == 0:
                         lines.append(f"    torch.addmm({pre}, {x}, _WT0_{g.name}, out=_Z_{g.name})")
                     else:
                         lines.append(f"    _Z_{g.name}.addmm_({x}, _WT{j}_{g.name})")
-            lines.append(f"    _fw{i}(s, T, B, _at)")
+            lines.append(f"    _fw[{i}](_s, T, B, _at)")
         kept = lf._weights() + [f"_pre_{g.name}" for g in self.plan.groups if g.name in self.em.constant_addend]
         kept += self._kept()
         lines.append(f"ctx.save_for_backward({', '.join(kept)})")
@@ -465,7 +461,7 @@ class NativeLoop:
         kept = lf._weights() + consts + self._kept()
         lines = ["T, B, train = ctx.meta", f"{', '.join(kept)}, = ctx.saved_tensors"]
         like = f"_V_{var(self.nodes[0])}"
-        self._lib(lines, like, [f"bw{i}" for i in range(len(self.blocks))])
+        lines.append(f"_bw = K.step_functions({self.source_name}, {like}, True)")
         for n in self.nodes:
             v, k = var(n), self.k(n)
             lines.append(f"_G_{v} = {like}.new_zeros(({k + 1}, B, {self.net[n].size}))")
@@ -488,14 +484,14 @@ class NativeLoop:
         for q in lf.seqs:
             lines.append(f"_gQ_{q} = torch.zeros_like(_Q_{q})")
         lines.append(f"_tab, _at = K.pointers({', '.join('None' if b.startswith('_Z_') else b for b in self.table)})")
-        lines.append("for s in range(T - 1, -1, -1):")
+        lines.append("for _s in range(T - 1, -1, -1):")
         for i, block in reversed(list(enumerate(self.blocks))):
-            lines.append(f"    _bw{i}(s, T, B, _at)")
+            lines.append(f"    _bw[{i}](_s, T, B, _at)")
             for g in block.groups:
                 for j, src in enumerate(_reads(g)):
                     slots = self.k(src.name) + 1
-                    slot = "0" if slots == 1 else f"(s - {abs(src.delay)}) % {slots}"
-                    lines.append(f"    _Gs_{var(src.name)}[{slot}].addmm_(_dZs_{g.name}[s], _WTt{j}_{g.name})")
+                    slot = "0" if slots == 1 else f"(_s - {abs(src.delay)}) % {slots}"
+                    lines.append(f"    _Gs_{var(src.name)}[{slot}].addmm_(_dZs_{g.name}[_s], _WTt{j}_{g.name})")
         at = {name: i + 5 for i, name in enumerate(inputs)}
         out: list[str] = []
         for g in self.plan.groups:

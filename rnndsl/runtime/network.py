@@ -460,7 +460,8 @@ class CompiledNetwork(nn.Module):
         loops with native steps (`backend.native_step`) run them, faster than the plain loop forward too."""
         if torch.compiler.is_compiling() or torch.jit.is_tracing() or _exporting():
             return False
-        return "step" in fused_kinds(self.fuse_cells, self.like.device.type) and native.available()
+        device = self.like.device.type
+        return device == "cpu" and "step" in fused_kinds(self.fuse_cells, device) and native.available()
 
     def __getstate__(self) -> dict[str, Any]:
         # Generated functions cannot be pickled; they, and what calls cache, are rebuilt on first use.
