@@ -374,8 +374,10 @@ C_WORDS = {
     "define", "undef", "real", "void", "static", "long", "for", "restrict", "const", "s", "t", "T", "B", "b", "j",
     "p", "x", "expf", "tanhf", "logf", "sinf", "cosf", "sqrtf", "exp", "tanh", "log", "sin", "cos", "sqrt",
     "EXP", "TANH", "LOG", "SIN", "COS", "SQRT", "FABS", "__builtin_fabs", "__builtin_fabsf", "export",
+    "INFINITY", "NAN",
 }  # fmt: skip
 C_NAME = re.compile(r"_N\d+_(fw|bw)\d+_f(32|64)(_\d+)?|t\d+|p_[a-z]+\d*_(?P<a>\w+)|x\d+_(?P<b>\w+)|[sq]_(?P<c>\w+)")
+C_COMMENT = re.compile(r"/\* loop [\w, ]+: native steps \(rnndsl\.backend\.native_step\) \*/|// export \w+")
 C_TOKEN = re.compile(r"\s+|[A-Za-z_]\w*|\d+(\.\d*)?([eE][-+]?\d+)?|[-+*/%=<>!?:;,()\[\]{}#.&|]+")
 
 
@@ -383,9 +385,7 @@ def assert_c_source_is_safe(source: str, nodes: set[str]) -> None:
     """A C source holds C's and the compiler's words, names built on node names, numbers and punctuation;
     its comments are the compiler's (`/* loop a, b: ... */`, `// export NAME`)."""
     for comment in re.findall(r"/\*.*?\*/|//[^\n]*", source, re.S):
-        assert re.fullmatch(
-            r"/\* loop [\w, ]+: native steps \(rnndsl\.backend\.native_step\) \*/|// export \w+", comment
-        )
+        assert C_COMMENT.fullmatch(comment), comment
     code = re.sub(r"/\*.*?\*/|//[^\n]*", " ", source, flags=re.S)
     at = 0
     while at < len(code):

@@ -9,19 +9,21 @@ of the time. Here each stretch of elementwise work between two matrix products i
 are its `c` and `c_grad` entries in the op table), built by `native.step_library` with the host's vector
 instructions and glibc's vector exp/tanh, and called through ctypes with a table of pointers.
 
-What the two functions keep: every node's value at every step in one (k + T, B, H) buffer (`_V_<node>`, the
+What the two functions keep: every node's value at every step in one (k + T, B, size) buffer (`_V_<node>`, the
 ring's k start values first, steps in loop order); a group's summed inputs in one (B, W) scratch; in the
-backward, each node's gradient in k + 1 slots (`_G_<node>`, the slot of step u is u mod (k + 1), so reading
-a value k steps back needs no shifting), a group's dZ in one (T, B, W) buffer as `LoopFunction` has it, and the
+backward, each node's gradient in k + 1 slots (`_G_<node>`, the slot of step u is u mod (k + 1), so reading a
+value k steps back needs no shifting), a group's dZ in one (T, B, W) buffer as `LoopFunction` has it, and the
 per-step products `dZ @ W` added in place into the slots by torch. Weight gradients are one product over all
-steps at the end, from the value buffers themselves (no stacking).
+steps at the end, from the value buffers themselves (no stacking). A stretch of nodes of several sizes is one
+loop over units per run of one size.
 
-Which loops: one size H for every node of the loop; values read in the step are the loop's own (any delay)
-and static values of size H; ops with a C form (`+ - * /`, negation, numbers, and the unary functions whose
-table entry has one); layer activations whose derivative follows from their output. Not (they keep the torch
-loop): outside sequences or the clock read in the step, dropout, attention, reductions and row-wise ops,
-size-1 values, a backward loop with lengths. The call site picks at run time (`kernels.step_ready`): the C on
-a CPU, for float32 and float64, where the library builds; torch's loop elsewhere and under tracers.
+Which loops (`refusal` says why not): those with a generated backward whose layers read the loop through plain
+references, whose expressions read the loop's own values (any delay), static values and outside sequences of
+the node's size, and the step index, through ops with a C form (`+ - * /`, negation, numbers, and the functions
+whose table entry has `c`), and whose activations' derivatives follow from their output. Not: row-wise ops
+(layer_norm, softmax, the reductions), attention, dropout, size-1 nodes, a backward loop with lengths. The call
+site picks at run time (`kernels.step_ready`): the C on a CPU, for float32 and float64, where the library
+builds; torch's loop elsewhere and under tracers.
 
 The numbers are those of the torch loop up to rounding (vector exp and tanh are within a few ulps of torch's),
 not bitwise: the tests compare both with the reference executor (1e-10 in float64).
@@ -29,6 +31,7 @@ not bitwise: the tests compare both with the reference executor (1e-10 in float6
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -250,6 +253,8 @@ class NativeLoop:
         """C of an expression's value this step (a local or a literal), computed once per body."""
         if isinstance(e, s.Num) or constant(e):
             value = e.value if isinstance(e, s.Num) else fold(e)
+            if not math.isfinite(value):
+                return "((real)NAN)" if math.isnan(value) else f"({'-' if value < 0 else ''}(real)INFINITY)"
             return f"((real){value!r})"
         if isinstance(e, s.Ref):
             return self._load(body, e)
