@@ -91,6 +91,16 @@ def test_native_steps_equal_the_reference(name: str, lengths: bool, built: None)
         compare(net, **random_inputs(net, "cpu", batch=2, steps=5, grad=False))
 
 
+@pytest.mark.parametrize("name", ["peephole_lstm", "skip2", "sizes"])
+def test_a_given_state_gets_its_gradient(name: str, built: None) -> None:
+    net = _net(NATIVE[name])
+    first = net(**random_inputs(net, "cpu", batch=3, steps=4, grad=False))
+    assert first.state is not None
+    call = random_inputs(net, "cpu", batch=3, steps=5)
+    call["state"] = {k: v.detach().clone().requires_grad_() for k, v in first.state.items()}
+    compare(net, **call)
+
+
 @pytest.mark.parametrize("name", ["peephole_lstm", "two blocks", "functions"])
 def test_float32_is_close_to_the_torch_loop(name: str, built: None) -> None:
     fast, loop = (rnndsl.compile(NATIVE[name], fuse_cells=k) for k in ({"step"}, False))
