@@ -398,41 +398,35 @@ def markdown(data: dict) -> str:
         "",
         *_memory_section(data),
         "",
-        *_linear_build_section(data),
-        "",
-        *_step_build_section(data),
-        "",
+        *_build_sections(data),
         *_method(data),
         "",
     ]
     return "\n".join(out)
 
 
-def _linear_build_section(data: dict) -> list[str]:
-    build = data.get("linear_kernel_build_s")
-    if build is None:
-        return []
-    return [
-        "## The linear-scan kernel's first build",
-        "",
-        f"The C kernel that runs loops linear in their past (`rnndsl/backend/native.py`) was built from an empty "
-        f"cache in {build:.2f} s (the system's C compiler; cached by source hash, then loaded in milliseconds). "
-        "The times above are with it built.",
-    ]
+# The native kernels' first builds: the key in the data, the section's title, its text around the seconds
+BUILDS = {
+    "linear_kernel_build_s": (
+        "The linear-scan kernel's first build",
+        "The C kernel that runs loops linear in their past (`rnndsl/backend/native.py`) was built from an empty "
+        "cache in {:.2f} s (the system's C compiler; cached by source hash, then loaded in milliseconds).",
+    ),
+    "step_kernel_build_s": (
+        "A loop's C steps: their first build",
+        "The C that runs a custom loop's elementwise work (`rnndsl/backend/native_step.py`) is built at the loop's "
+        "first call: for the peephole LSTM, {:.2f} s from an empty cache (a fresh module's first call, less a "
+        "second fresh module's, which loads the built library). Cached by source hash.",
+    ),
+}
 
 
-def _step_build_section(data: dict) -> list[str]:
-    build = data.get("step_kernel_build_s")
-    if build is None:
-        return []
-    return [
-        "## A loop's C steps: their first build",
-        "",
-        f"The C that runs a custom loop's elementwise work (`rnndsl/backend/native_step.py`) is built at the loop's "
-        f"first call: for the peephole LSTM, {build:.2f} s from an empty cache (a fresh module's first call, less a "
-        "second fresh module's, which loads the built library). Cached by source hash. The times above are with "
-        "it built.",
-    ]
+def _build_sections(data: dict) -> list[str]:
+    out: list[str] = []
+    for key, (title, text) in BUILDS.items():
+        if data.get(key) is not None:
+            out += [f"## {title}", "", text.format(data[key]) + " The times above are with it built.", ""]
+    return out
 
 
 def _method(data: dict) -> list[str]:

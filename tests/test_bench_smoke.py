@@ -49,7 +49,7 @@ def test_bench_writes_every_case(tmp_path: Path) -> None:
         expected = {"rnndsl", "plain loop", "hand-optimised", "hand-optimised TorchScript"}
         if not CASES[name].custom:
             expected.add("torch.nn")
-        if CASES[name].linear:
+        if CASES[name].custom:  # the generated torch loop beside the kernels (linear scan, C steps)
             expected.add("rnndsl generated loop")
         assert set(row["impls"]) == expected, name
         for impl, times in row["impls"].items():
@@ -62,6 +62,7 @@ def test_bench_writes_every_case(tmp_path: Path) -> None:
     assert {r["steps"] for r in data["spec_compile"]} == {10, 20}
     assert [t["key"] for t in data["targets"]] == ["cells", "plain", "hand", "linear", "compile", "memory"]
     assert data["linear_kernel_build_s"] is None or 0 < data["linear_kernel_build_s"] < 120
+    assert data["step_kernel_build_s"] is None or 0 < data["step_kernel_build_s"] < 120
     for heading in (
         "## Targets",
         "## Time ratios, tiny",

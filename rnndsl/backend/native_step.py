@@ -211,10 +211,18 @@ class NativeLoop:
 
     def _value_ptr(self, body: _Body, name: str, delay: int) -> str:
         """A pointer to row b of a node's value `delay` steps before step s."""
-        c = f"p_v{delay}_{var(name)}"
+        return self._row(body, "v", name, delay, f"({self.k(name)} + s - {delay})")
+
+    def _grad_ptr(self, body: _Body, name: str, delay: int) -> str:
+        """A pointer to row b of the gradient slot of a node's value `delay` steps before step s."""
+        return self._row(body, "g", name, delay, self.slot(name, delay))
+
+    def _row(self, body: _Body, kind: str, name: str, delay: int, index: str) -> str:
+        """Row b of a node's values (`kind` "v") or gradient slots ("g") at `index`, as a pointer `body` takes."""
+        c = f"p_{kind}{delay}_{var(name)}"
         if c not in body.pointers:
-            size = self.net[name].size
-            body.pointers[c] = f"{self.at('_V_' + var(name))} + (({self.k(name)} + s - {delay}) * B + b) * {size}"
+            buffer = ("_V_" if kind == "v" else "_G_") + var(name)
+            body.pointers[c] = f"{self.at(buffer)} + ({index} * B + b) * {self.net[name].size}"
         return c
 
     def _load(self, body: _Body, e: s.Ref) -> str:
@@ -305,13 +313,6 @@ class NativeLoop:
         body.loaded[f"x0_{var(name)}"] = value
 
     # ---- C: the backward -------------------------------------------------------------------------
-
-    def _grad_ptr(self, body: _Body, name: str, delay: int) -> str:
-        c = f"p_g{delay}_{var(name)}"
-        if c not in body.pointers:
-            size = self.net[name].size
-            body.pointers[c] = f"{self.at('_G_' + var(name))} + ({self.slot(name, delay)} * B + b) * {size}"
-        return c
 
     def _take_grad(self, body: _Body, name: str) -> str:
         """A node's whole gradient this step (every reader is done): read from its slot, which is cleared for
