@@ -19,10 +19,9 @@ from rnndsl.backend import kernels, native
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
-NATIVE = {
-    name: (EXAMPLES / f"{name}.rnn").read_text()
-    for name in ("peephole_lstm", "indrnn", "topdown", "skip2", "clockwork", "bidirectional", "elman", "sru")
-}
+CELLS = ["peephole_lstm", "indrnn", "topdown", "skip2", "clockwork", "bidirectional", "elman", "sru"]
+CELLS += ["layernorm_lstm", "layernorm_gru"]
+NATIVE = {name: (EXAMPLES / f"{name}.rnn").read_text() for name in CELLS}
 NATIVE |= {
     # a second product inside the step: o reads the c of this step, so the step is two C calls around it
     "two blocks": """network N {
@@ -43,6 +42,14 @@ NATIVE |= {
         h = relu(u) * p - -tanh(h[t+1]) / 2
         output h
     }""",
+    # layer_norm of a value computed in the same step, of a delayed one and of an outside sequence, read twice
+    "norms": """network N {
+        input x: 4
+        layer a: 4 <- x, h[t-1]
+        c = 0.5 * c[t-1] + tanh(a)
+        h = layer_norm(c) * layer_norm(h[t-1]) + layer_norm(x) + 0.1 * layer_norm(c)
+        output h
+    }""",
     # a layer of relu and one of exp, several sizes, a delay of three steps
     "sizes": """network N {
         input x: 2
@@ -54,7 +61,7 @@ NATIVE |= {
 }
 
 REFUSED = {
-    "layer_norm (row-wise)": (EXAMPLES / "layernorm_lstm.rnn").read_text(),
+    "layer_norm of an expression": "network N { input x: 3\n h = tanh(layer_norm(x + h[t-1]))\n output h }",
     "softmax activation": (EXAMPLES / "jordan.rnn").read_text(),
     "dropout": "network N { input x: 3\n layer h: 4 tanh dropout=0.5 <- x, h[t-1]\n output h }",
     "a node of size 1": "network N { input x: 3\n layer h: 1 tanh <- x, h[t-1]\n output h }",

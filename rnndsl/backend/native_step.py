@@ -56,6 +56,30 @@ _TYPES = {
 }
 _VECTOR_MATHS = ("EXP", "TANH", "LOG", "SIN", "COS")
 
+# What a row-wise op (layer_norm) needs of whole rows: the mean and 1/std of its argument's row (two passes, as
+# torch's biased variance, eps 1e-5), and for its derivative the means of the gradient's row and of the gradient
+# times the normalised value. Written once per type (SUFFIX), called by the loop over rows.
+_ROW_HELPERS = r"""
+static void row_stats_SUFFIX(const real *x, long n, real *mean, real *rstd) {
+    real m = 0, v = 0;
+    for (long i = 0; i < n; i++) m += x[i];
+    m /= n;
+    for (long i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+    *mean = m;
+    *rstd = 1 / SQRT(v / n + (real)1e-5);
+}
+static void row_grad_stats_SUFFIX(const real *g, const real *x, long n, real mean, real rstd, real *mg, real *mgy) {
+    real a = 0, c = 0;
+    for (long i = 0; i < n; i++) {
+        a += g[i];
+        c += g[i] * ((x[i] - mean) * rstd);
+    }
+    *mg = a / n;
+    *mgy = c / n;
+}
+#define ROW_STATS row_stats_SUFFIX
+#define ROW_GRAD_STATS row_grad_stats_SUFFIX""".splitlines()
+
 
 def refusal(em: LoopWriter, plan: LoopPlan) -> str | None:
     """Why a loop cannot have native steps (None: it can)."""
@@ -91,9 +115,16 @@ def refusal(em: LoopWriter, plan: LoopPlan) -> str | None:
                 op = OPS[e.fn]
                 if op.c is None or (op.c_grad is None and not op.step) or len(e.args) != 1:
                     return f"the function {e.fn}"
+                if op.row_wise and not isinstance(e.args[0], s.Ref):
+                    return f"{e.fn} of an expression (its row's statistics are taken from a node's values)"
             if isinstance(e, s.Ref) and net[e.name].size != node.size:
                 return "a value of another size than the node's"
     return None
+
+
+def _row_wise(e: s.Expr) -> bool:
+    """Whether an expression calls a row-wise op (which needs whole rows of its argument)."""
+    return any(isinstance(x, s.Call) and OPS[x.fn].row_wise for x in s.walk(e))
 
 
 def _reads(g: Group) -> list[s.Ref]:
@@ -116,6 +147,9 @@ class _Body:
     memo: dict[str, str] = field(default_factory=dict)  # a subexpression's C -> the temporary holding it
     temps: int = 0
     kept: bool = False  # a backward's: every node's value this step is kept, read rather than recomputed
+    pre: list[str] = field(default_factory=list)  # what the loop over rows computes before calling it
+    scalars: list[str] = field(default_factory=list)  # row statistics it takes (from `pre` or earlier)
+    closed: bool = False  # later items start a loop of their own
 
 
 @dataclass
@@ -137,6 +171,9 @@ class NativeLoop:
         self.rings = self.plan.rings
         self.forward_loop = self.plan.stage.direction > 0
         self.blocks = self._blocks()
+        self._stats: dict[tuple[str, int], tuple[str, str]] = {}  # a row's statistics in the function written
+        self._pending: list[_Body] = []  # loops over units a row-wise op's derivative adds after the current one
+        self._scratch = 0
         self.kept = {  # each expression node's expression -> the node (its value, kept at every step)
             node.expr: node.name
             for node in (self.net[n] for n in self.nodes)
@@ -189,12 +226,16 @@ class NativeLoop:
             out.append(f"#define real {ctype}")
             out += [f"#define {m} {fn}" for m, fn in maths.items()]
             out.append(f"#define FABS(x) __builtin_fabs{'f' if ctype == 'float' else ''}(x)")
+            if any(body.pre for _, nests in bodies for body in nests):  # a row-wise op's statistics
+                out += [line.replace("SUFFIX", suffix) for line in _ROW_HELPERS]
             for name, nests in bodies:
                 # each loop over units is a function of its row pointers: `restrict` on parameters is what
                 # lets the compiler vectorise it (on pointers computed in the loop over rows it does not)
                 fn = f"{self.fname}_{name}_{suffix}"
                 for i, body in enumerate(nests):
-                    params = ", ".join(f"real *restrict {c}" for c in body.pointers)
+                    params = ", ".join(
+                        [*(f"real *restrict {c}" for c in body.pointers), *map("real {}".format, body.scalars)]
+                    )
                     out.append(f"static void {fn}_{i}({params}) {{")
                     out.append(f"    for (long j = 0; j < {body.size}; j++) {{")
                     out += [f"        {line}" for line in body.lines]
@@ -204,9 +245,12 @@ class NativeLoop:
                 out.append("    long t = s;" if self.forward_loop else "    long t = T - 1 - s;")
                 out.append("    for (long b = 0; b < B; b++) {")
                 for i, body in enumerate(nests):
-                    out.append(f"        {fn}_{i}({', '.join(body.pointers.values())});")
+                    out += [f"        {line}" for line in body.pre]
+                    out.append(f"        {fn}_{i}({', '.join([*body.pointers.values(), *body.scalars])});")
                 out += ["    }", "}"]
             out += [f"#undef {m}" for m in ["real", *maths, "FABS"]]
+            if any(body.pre for _, nests in bodies for body in nests):
+                out += ["#undef ROW_STATS", "#undef ROW_GRAD_STATS"]
         return "\n".join(out) + "\n"
 
     def _value_ptr(self, body: _Body, name: str, delay: int) -> str:
@@ -224,6 +268,27 @@ class NativeLoop:
             buffer = ("_V_" if kind == "v" else "_G_") + var(name)
             body.pointers[c] = f"{self.at(buffer)} + ({index} * B + b) * {self.net[name].size}"
         return c
+
+    def _address(self, e: s.Ref) -> str:
+        """The address of row b of a value read in the step (what a row-wise op takes its statistics of)."""
+        if self.net[e.name].static or e.name not in self.plan.members:
+            return self._outside_row(e, self._outside(e)[0].upper())
+        d = abs(e.delay)
+        return f"{self.at('_V_' + var(e.name))} + (({self.k(e.name)} + s - {d}) * B + b) * {self.net[e.name].size}"
+
+    def _row_stats(self, body: _Body, e: s.Ref) -> tuple[str, str]:
+        """The mean and 1/std of a value's row (layer_norm's, eps 1e-5), computed once per row by the loop over
+        rows before the first loop over units that needs them, and passed to each that does."""
+        key = (e.name, abs(e.delay))
+        if key not in self._stats:
+            mu, rs = f"mu{len(self._stats)}", f"rs{len(self._stats)}"
+            self._stats[key] = (mu, rs)
+            n = self.net[e.name].size
+            body.pre.append(f"real {mu}, {rs}; ROW_STATS({self._address(e)}, {n}, &{mu}, &{rs});")
+        for name in self._stats[key]:
+            if name not in body.scalars:
+                body.scalars.append(name)
+        return self._stats[key]
 
     def _load(self, body: _Body, e: s.Ref) -> str:
         """A value read in the step, as a C local (loaded once per j)."""
@@ -276,20 +341,28 @@ class NativeLoop:
             assert isinstance(e, s.Call)
             c = OPS[e.fn].c
             assert c is not None
-            code = c.format(self._val(body, e.args[0]), t="t")
+            if OPS[e.fn].row_wise:  # layer_norm: its argument's row statistics, then elementwise
+                (arg,) = e.args
+                assert isinstance(arg, s.Ref)
+                mean, rstd = self._row_stats(body, arg)
+                code = c.format(self._val(body, arg), mean=mean, rstd=rstd)
+            else:
+                code = c.format(self._val(body, e.args[0]), t="t")
         if code not in body.memo:
             body.memo[code] = self._tmp(body, code)
         return body.memo[code]
 
     @staticmethod
-    def _nest(nests: list[_Body], size: int, kept: bool = False) -> _Body:
-        """The loop over units of this size: the last one where it is of that size, else a new one."""
-        if not nests or nests[-1].size != size:
+    def _nest(nests: list[_Body], size: int, kept: bool = False, fresh: bool = False) -> _Body:
+        """The loop over units of this size: the last one where it is of that size and open, else a new one
+        (`fresh`: a new one, for an item whose row-wise op needs whole rows computed before it)."""
+        if fresh or not nests or nests[-1].size != size or nests[-1].closed:
             nests.append(_Body(size, kept=kept))
         return nests[-1]
 
     def _forward_bodies(self, block: _Block) -> list[_Body]:
         nests: list[_Body] = []
+        self._stats = {}
         for item in block.items:
             if isinstance(item, Group):
                 width, lo = sum(m.size for m in item.members), 0
@@ -303,7 +376,7 @@ class NativeLoop:
                     lo += node.size
             else:
                 assert item.expr is not None
-                body = self._nest(nests, item.size)
+                body = self._nest(nests, item.size, fresh=_row_wise(item.expr))
                 self._store(body, item.name, self._val(body, item.expr))
         return nests
 
@@ -363,6 +436,8 @@ class NativeLoop:
                 if s.refs(right):
                     code = f"-{g} * {self._val(body, e)} / {self._val(body, right)}"
                     self._back(body, right, self._tmp(body, code))
+        elif isinstance(e, s.Call) and OPS[e.fn].row_wise:
+            self._back_row(body, e, g)
         else:
             assert isinstance(e, s.Call)
             rule = OPS[e.fn].c_grad
@@ -372,8 +447,35 @@ class NativeLoop:
             x = self._val(body, arg) if "{x}" in rule else ""
             self._back(body, arg, self._tmp(body, rule.format(g=g, y=y, x=x)))
 
+    def _back_row(self, body: _Body, e: s.Call, g: str) -> None:
+        """A row-wise op's reverse (layer_norm): its output's gradient kept in a row `scr<i>`, then, in a loop
+        over units of its own after this one, the derivative from the row's means of it (`c_grad`'s `{mean_g}`
+        and `{mean_gy}`) into what it reads."""
+        (arg,) = e.args
+        rule = OPS[e.fn].c_grad
+        assert isinstance(arg, s.Ref) and rule is not None
+        n, i = self.net[arg.name].size, self._scratch
+        self._scratch += 1
+        scratch, mg, my = f"scr{i}", f"mg{i}", f"my{i}"
+        body.pre.append(f"real {scratch}[{n}];")
+        body.pointers[scratch] = scratch
+        body.lines.append(f"{scratch}[j] = {g};")
+        self._row_stats(body, arg)  # declared before this loop's call: its other derivatives may read them too
+        then = _Body(n, kept=True, closed=True)
+        then.pointers[scratch] = scratch
+        mean, rstd = self._row_stats(then, arg)
+        then.pre.append(
+            f"real {mg}, {my}; ROW_GRAD_STATS({scratch}, {self._address(arg)}, {n}, {mean}, {rstd}, &{mg}, &{my});"
+        )
+        then.scalars += [mg, my]
+        y = self._val(then, e)
+        code = rule.format(g=f"{scratch}[j]", y=y, rstd=rstd, mean_g=mg, mean_gy=my)
+        self._back(then, arg, self._tmp(then, code))
+        self._pending.append(then)
+
     def _backward_bodies(self, block: _Block) -> list[_Body]:
         nests: list[_Body] = []
+        self._stats = {}
         for item in reversed(block.items):
             if isinstance(item, Group):
                 width, lo = sum(m.size for m in item.members), sum(m.size for m in item.members)
@@ -391,6 +493,10 @@ class NativeLoop:
                 assert item.expr is not None
                 body = self._nest(nests, item.size, kept=True)
                 self._back(body, item.expr, self._take_grad(body, item.name))
+                if self._pending:  # a row-wise op's derivative: after this loop, before what it reads
+                    body.closed = True
+                    nests += self._pending
+                    self._pending = []
         return nests
 
     # ---- Python: the two functions -----------------------------------------------------------------
