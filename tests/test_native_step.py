@@ -20,7 +20,7 @@ from rnndsl.backend import kernels, native
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 CELLS = ["peephole_lstm", "indrnn", "topdown", "skip2", "clockwork", "bidirectional", "elman", "sru"]
-CELLS += ["layernorm_lstm", "layernorm_gru"]
+CELLS += ["layernorm_lstm", "layernorm_gru", "jordan"]
 NATIVE = {name: (EXAMPLES / f"{name}.rnn").read_text() for name in CELLS}
 NATIVE |= {
     # a second product inside the step: o reads the c of this step, so the step is two C calls around it
@@ -50,6 +50,15 @@ NATIVE |= {
         h = layer_norm(c) * layer_norm(h[t-1]) + layer_norm(x) + 0.1 * layer_norm(c)
         output h
     }""",
+    # a softmax layer in a group beside a tanh one, read two steps back and by the next step's expression
+    "softmax": """network N {
+        input x: 3
+        layer p: 5 softmax <- x, p[t-2], q[t-1]
+        layer q: 5 tanh <- x, p[t-2], q[t-1]
+        r = p * q + 0.5 * r[t-1]
+        output r
+        output p
+    }""",
     # a layer of relu and one of exp, several sizes, a delay of three steps
     "sizes": """network N {
         input x: 2
@@ -62,7 +71,7 @@ NATIVE |= {
 
 REFUSED = {
     "layer_norm of an expression": "network N { input x: 3\n h = tanh(layer_norm(x + h[t-1]))\n output h }",
-    "softmax activation": (EXAMPLES / "jordan.rnn").read_text(),
+    "softmax in an expression": "network N { input x: 3\n layer a: 3 <- x, h[t-1]\n h = softmax(a) * a\n output h }",
     "dropout": "network N { input x: 3\n layer h: 4 tanh dropout=0.5 <- x, h[t-1]\n output h }",
     "a node of size 1": "network N { input x: 3\n layer h: 1 tanh <- x, h[t-1]\n output h }",
     "an activation without a C form": "network N { input x: 3\n layer h: 4 gelu <- x, h[t-1]\n output h }",

@@ -77,8 +77,22 @@ static void row_grad_stats_SUFFIX(const real *g, const real *x, long n, real mea
     *mg = a / n;
     *mgy = c / n;
 }
+static void row_softmax_SUFFIX(const real *z, long n, real *mx, real *se) {
+    real m = z[0], a = 0;
+    for (long i = 1; i < n; i++) m = z[i] > m ? z[i] : m;
+    for (long i = 0; i < n; i++) a += EXP(z[i] - m);
+    *mx = m;
+    *se = a;
+}
+static real row_softmax_grad_SUFFIX(const real *g, const real *go, const real *y, long n) {
+    real a = 0;
+    for (long i = 0; i < n; i++) a += (go ? g[i] + go[i] : g[i]) * y[i];
+    return a;
+}
 #define ROW_STATS row_stats_SUFFIX
-#define ROW_GRAD_STATS row_grad_stats_SUFFIX""".splitlines()
+#define ROW_GRAD_STATS row_grad_stats_SUFFIX
+#define ROW_SOFTMAX row_softmax_SUFFIX
+#define ROW_SOFTMAX_GRAD row_softmax_grad_SUFFIX""".splitlines()
 
 
 def refusal(em: LoopWriter, plan: LoopPlan) -> str | None:
@@ -115,6 +129,8 @@ def refusal(em: LoopWriter, plan: LoopPlan) -> str | None:
                 op = OPS[e.fn]
                 if op.c is None or (op.c_grad is None and not op.step) or len(e.args) != 1:
                     return f"the function {e.fn}"
+                if op.row_wise and op.c_row != "norm":
+                    return f"the function {e.fn} in an expression (row-wise)"
                 if op.row_wise and not isinstance(e.args[0], s.Ref):
                     return f"{e.fn} of an expression (its row's statistics are taken from a node's values)"
             if isinstance(e, s.Ref) and net[e.name].size != node.size:
@@ -250,7 +266,7 @@ class NativeLoop:
                 out += ["    }", "}"]
             out += [f"#undef {m}" for m in ["real", *maths, "FABS"]]
             if any(body.pre for _, nests in bodies for body in nests):
-                out += ["#undef ROW_STATS", "#undef ROW_GRAD_STATS"]
+                out += [f"#undef {m}" for m in ("ROW_STATS", "ROW_GRAD_STATS", "ROW_SOFTMAX", "ROW_SOFTMAX_GRAD")]
         return "\n".join(out) + "\n"
 
     def _value_ptr(self, body: _Body, name: str, delay: int) -> str:
@@ -372,7 +388,14 @@ class NativeLoop:
                     body.pointers[z] = f"{self.at('_Z_' + item.name)} + b * {width} + {lo}"
                     act = ACTIVATIONS[node.activation].c
                     assert act is not None
-                    self._store(body, node.name, self._tmp(body, act.format(f"{z}[j]")))
+                    row: dict[str, str] = {}
+                    if ACTIVATIONS[node.activation].c_row == "softmax":  # the row's max and sum of exponentials
+                        i = self._counter()
+                        row = {"max": f"mx{i}", "sum": f"se{i}"}
+                        address = f"{self.at('_Z_' + item.name)} + b * {width} + {lo}"
+                        body.pre.append(f"real mx{i}, se{i}; ROW_SOFTMAX({address}, {node.size}, &mx{i}, &se{i});")
+                        body.scalars += [f"mx{i}", f"se{i}"]
+                    self._store(body, node.name, self._tmp(body, act.format(f"{z}[j]", **row)))
                     lo += node.size
             else:
                 assert item.expr is not None
@@ -447,6 +470,22 @@ class NativeLoop:
             x = self._val(body, arg) if "{x}" in rule else ""
             self._back(body, arg, self._tmp(body, rule.format(g=g, y=y, x=x)))
 
+    def _counter(self) -> int:
+        """A fresh number for the names of a row's statistics and scratch rows."""
+        self._scratch += 1
+        return self._scratch - 1
+
+    def _softmax_grad_sum(self, body: _Body, name: str) -> str:
+        """The sum over a softmax layer's row of its gradient (slot and output's) times its value, computed by
+        the loop over rows before `body`'s loop, which starts with the layer's reverse."""
+        i, size = self._counter(), self.net[name].size
+        grad = f"{self.at('_G_' + var(name))} + ({self.slot(name, 0)} * B + b) * {size}"
+        out = f"{self.at('_GO_' + var(name))} + (s * B + b) * {size}" if name in self.plan.collect else "0"
+        value = f"{self.at('_V_' + var(name))} + (({self.k(name)} + s) * B + b) * {size}"
+        body.pre.append(f"real sg{i} = ROW_SOFTMAX_GRAD({grad}, {out}, {value}, {size});")
+        body.scalars.append(f"sg{i}")
+        return f"sg{i}"
+
     def _back_row(self, body: _Body, e: s.Call, g: str) -> None:
         """A row-wise op's reverse (layer_norm): its output's gradient kept in a row `scr<i>`, then, in a loop
         over units of its own after this one, the derivative from the row's means of it (`c_grad`'s `{mean_g}`
@@ -454,8 +493,7 @@ class NativeLoop:
         (arg,) = e.args
         rule = OPS[e.fn].c_grad
         assert isinstance(arg, s.Ref) and rule is not None
-        n, i = self.net[arg.name].size, self._scratch
-        self._scratch += 1
+        n, i = self.net[arg.name].size, self._counter()
         scratch, mg, my = f"scr{i}", f"mg{i}", f"my{i}"
         body.pre.append(f"real {scratch}[{n}];")
         body.pointers[scratch] = scratch
@@ -481,14 +519,17 @@ class NativeLoop:
                 width, lo = sum(m.size for m in item.members), sum(m.size for m in item.members)
                 for node in reversed(item.members):
                     lo -= node.size
-                    body = self._nest(nests, node.size, kept=True)
+                    softmax = ACTIVATIONS[node.activation].c_row == "softmax"
+                    # softmax's derivative reads its gradient's whole row: every reader done before its loop
+                    body = self._nest(nests, node.size, kept=True, fresh=softmax)
                     dz = f"p_dz_{var(node.name)}"
                     body.pointers[dz] = f"{self.at('_dZ_' + item.name)} + (s * B + b) * {width} + {lo}"
                     rule = ACTIVATIONS[node.activation].c_grad
                     assert rule is not None
+                    row = {"sum_gy": self._softmax_grad_sum(body, node.name)} if softmax else {}
                     g = self._take_grad(body, node.name)
                     y = self._load(body, s.Ref(node.name, 0)) if "{y}" in rule else ""
-                    body.lines.append(f"{dz}[j] = {rule.format(g=g, y=y)};")
+                    body.lines.append(f"{dz}[j] = {rule.format(g=g, y=y, **row)};")
             else:
                 assert item.expr is not None
                 body = self._nest(nests, item.size, kept=True)

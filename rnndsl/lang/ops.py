@@ -89,9 +89,11 @@ class Op:
     `c`: its C form over one element, `{0}` (a local or a literal of type `real`, float or double; libm's
     functions through the macros EXP, TANH, LOG, SQRT, SIN, COS, FABS), and `c_grad` its derivative from `{g}`,
     `{y}` and `{x}` as `derivative` has it: what the native step kernels (`backend.native_step`) write. A
-    row-wise op's (layer_norm) reads its argument row's `{mean}` and `{rstd}`, and its derivative the means of
-    the gradient's row `{mean_g}` and of the gradient times the output `{mean_gy}`. An op without them keeps a
-    loop on torch's ops.
+    row-wise op's reads its row's statistics, named by `c_row`: "norm" (layer_norm, in an expression) its
+    argument row's `{mean}` and `{rstd}`, and its derivative the means of the gradient's row `{mean_g}` and of
+    the gradient times the output `{mean_gy}`; "softmax" (an activation) its argument row's `{max}` and `{sum}`
+    of exponentials, and its derivative the row's sum of the gradient times the output `{sum_gy}`. An op
+    without them keeps a loop on torch's ops.
 
     `onnx`: its ONNX form for the exporter: an operator's name for a one-to-one op (`"Tanh"`), or a function
     of the graph builder and the argument values that writes the nodes and gives the value (`to_onnx`).
@@ -117,6 +119,7 @@ class Op:
     onnx: str | Callable[..., Any] | None = None
     c: str | None = None
     c_grad: str | None = None
+    c_row: str | None = None  # a row-wise op's statistics in C: "norm" (layer_norm's) or "softmax"
 
     def lower(
         self, args: Sequence[str], numbers: Sequence[bool] = (), step: str | None = None, keep: str = "None"
@@ -271,6 +274,9 @@ _UNARY = [
         "softmax over the vector",
         row_wise=True,
         positive=True,
+        c="EXP({0} - {max}) / {sum}",
+        c_grad="{y} * ({g} - {sum_gy})",
+        c_row="softmax",
         onnx=lambda g, x: g.op("Softmax", x, axis=-1),
     ),
     _unary(
@@ -330,8 +336,9 @@ OPS["layer_norm"] = Op(
     "the vector normalised to mean 0 and variance 1 (eps 1e-5, no gain or bias: write them as `g * layer_norm(a) + b`)",
     derivative="K.layer_norm_backward({g}, {x})",  # from the argument: 1/std does not follow from the output
     row_wise=True,
-    c="({0} - {mean}) * {rstd}",  # the argument's row statistics: computed by the native step before its loop
-    c_grad="{rstd} * ({g} - {mean_g} - {y} * {mean_gy})",  # and the means of the gradient's row, g * y's
+    c="({0} - {mean}) * {rstd}",
+    c_grad="{rstd} * ({g} - {mean_g} - {y} * {mean_gy})",
+    c_row="norm",
     onnx=lambda g, x: _onnx_layer_norm(g, x),
 )
 # Attention: the weighted sum of a memory's positions, the weights a softmax of the scores over them.
