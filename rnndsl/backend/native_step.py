@@ -20,8 +20,12 @@ loop over units per run of one size.
 Which loops (`refusal` says why not): those with a generated backward whose layers read the loop through plain
 references, whose expressions read the loop's own values (any delay), static values and outside sequences of
 the node's size, and the step index, through ops with a C form (`+ - * /`, negation, numbers, and the functions
-whose table entry has `c`), and whose activations' derivatives follow from their output. Not: row-wise ops
-(layer_norm, softmax, the reductions), attention, dropout, size-1 nodes, a backward loop with lengths. The call
+whose table entry has `c`), and whose activations' derivatives follow from their output. Row-wise ops with a
+`c_row`: layer_norm of a value (its row's mean and 1/std computed by the loop over rows before the loop over
+units that reads them; its derivative needs the means of its gradient's row, so it keeps that row and finishes in
+a loop of its own after), a softmax layer (the row's max and sum of exponentials; its derivative the row's sum
+of gradient times value). Not: the reductions, other row-wise functions, attention, dropout, size-1 nodes, a
+backward loop with lengths. The call
 site picks at run time (`kernels.step_ready`): the C on a CPU, for float32 and float64, where the library
 builds; torch's loop elsewhere and under tracers.
 
