@@ -375,7 +375,8 @@ C_WORDS = {
     "p", "x", "expf", "tanhf", "logf", "sinf", "cosf", "sqrtf", "exp", "tanh", "log", "sin", "cos", "sqrt",
     "EXP", "TANH", "LOG", "SIN", "COS", "SQRT", "FABS", "__builtin_fabs", "__builtin_fabsf", "export",
     "INFINITY", "NAN", "ROW_STATS", "ROW_GRAD_STATS", "n", "i", "m", "v", "a", "c", "g", "mean", "rstd", "mg", "mgy",
-    "ROW_SOFTMAX", "ROW_SOFTMAX_GRAD", "z", "y", "go", "mx", "se", "return",
+    "ROW_SOFTMAX", "ROW_SOFTMAX_GRAD", "z", "y", "go", "mx", "se", "return", "ifdef", "endif", "RNNDSL_F32",
+    "RNNDSL_F64",
 }  # fmt: skip
 C_NAME = re.compile(
     r"_N\d+_(fw|bw)\d+_f(32|64)(_\d+)?|row_(grad_stats|stats|softmax|softmax_grad)_f(32|64)|(mu|rs|mg|my|scr|mx|se|sg)\d+|t\d+"

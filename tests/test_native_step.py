@@ -98,7 +98,7 @@ def built() -> None:
 def test_native_steps_equal_the_reference(name: str, lengths: bool, built: None) -> None:
     net = _net(NATIVE[name])
     sources = _sources(net)
-    assert sources and all(native.step_library(c) is not None for c in sources), native.why_not("step")
+    assert sources and all(native.step_library(c, "f64") is not None for c in sources), native.why_not("step")
     call = random_inputs(net, "cpu", batch=3, steps=7)
     if lengths:
         call["lengths"] = torch.tensor([7, 2, 5])

@@ -295,7 +295,7 @@ def step_ready(source: str, like: torch.Tensor) -> bool:
         return False
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
-    return native.step_library(source) is not None
+    return native.step_library(source, _STEP_TYPES[like.dtype]) is not None
 
 
 def step_functions(source: str, like: torch.Tensor, backward: bool) -> list[Any]:
@@ -306,7 +306,7 @@ def step_functions(source: str, like: torch.Tensor, backward: bool) -> list[Any]
 
 @functools.cache
 def _step_functions(source: str, suffix: str, backward: bool) -> list[Any]:
-    lib, kind = native.step_library(source), "_bw" if backward else "_fw"
+    lib, kind = native.step_library(source, suffix), "_bw" if backward else "_fw"
     return [getattr(lib, n) for n in native.exported(source) if n.endswith("_" + suffix) and kind in n]
 
 

@@ -116,16 +116,18 @@ def scan_kernel() -> ctypes.CDLL | None:
 
 
 @functools.cache
-def step_library(source: str) -> ctypes.CDLL | None:
-    """A loop's step kernels (`backend.native_step`), built from their source on first use (then loaded from
-    the cache), or None (`why_not("step")` says why). Every function takes (step, T, B, pointer table)."""
-    lib = library("step", source, STEP_FLAGS, STEP_LIBS)
+def step_library(source: str, suffix: str) -> ctypes.CDLL | None:
+    """A loop's step kernels (`backend.native_step`) for one C type ("f32" or "f64": the source's part under
+    `#ifdef RNNDSL_F32`...), built on first use (then loaded from the cache), or None (`why_not("step")` says
+    why). Every function takes (step, T, B, pointer table)."""
+    lib = library("step", source, (*STEP_FLAGS, f"-DRNNDSL_{suffix.upper()}"), STEP_LIBS)
     if lib is None:
         return None
     for name in exported(source):
-        fn = getattr(lib, name)
-        fn.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
-        fn.restype = None
+        if name.endswith("_" + suffix):
+            fn = getattr(lib, name)
+            fn.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p]
+            fn.restype = None
     return lib
 
 

@@ -240,7 +240,7 @@ class NativeLoop:
         out = [f"/* loop {', '.join(map(var, self.nodes))}: native steps (rnndsl.backend.native_step) */"]
         out.append("#include <math.h>")
         for suffix, (ctype, maths) in _TYPES.items():
-            out.append("")
+            out += ["", f"#ifdef RNNDSL_{suffix.upper()}"]  # each type's part built only where it is called
             for macro in _VECTOR_MATHS:
                 out += ["#pragma omp declare simd notinbranch", f"extern {ctype} {maths[macro]}({ctype});"]
             out.append(f"#define real {ctype}")
@@ -271,6 +271,7 @@ class NativeLoop:
             out += [f"#undef {m}" for m in ["real", *maths, "FABS"]]
             if any(body.pre for _, nests in bodies for body in nests):
                 out += [f"#undef {m}" for m in ("ROW_STATS", "ROW_GRAD_STATS", "ROW_SOFTMAX", "ROW_SOFTMAX_GRAD")]
+            out.append("#endif")
         return "\n".join(out) + "\n"
 
     def _value_ptr(self, body: _Body, name: str, delay: int) -> str:
