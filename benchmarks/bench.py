@@ -140,6 +140,7 @@ def measure_case(case: Case, size_name: str, args: argparse.Namespace) -> dict:
         "case": case.name,
         "size": size_name,
         "custom": case.custom,
+        "linear": case.linear,
         "max_abs_diff": diffs,
         "impls": {
             name: {
