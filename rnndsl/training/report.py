@@ -340,6 +340,9 @@ def plot_seed_curves(groups: Sequence[Group], path: Path) -> Path:
     right.set(xlabel="step", ylabel=primary, title=f"validation {primary}: mean ± sd over seeds")
     if all(min(r["history"]["loss"], default=1.0) > 0 for g in groups for r in g.runs):
         left.set_yscale("log")
+    scores = [e[primary] for g in groups for r in g.runs for e in r["history"]["validation"] if primary in e]
+    if scores and min(scores) > 0 and max(scores) > 100 * min(scores):  # an mse from 1e-4 to 1: a log scale
+        right.set_yscale("log")
     return _save_panels(fig, (left, right), path)
 
 
