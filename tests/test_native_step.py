@@ -16,6 +16,7 @@ from _differential import compare, gradients_of_a_loss, random_inputs, randomize
 
 import rnndsl
 from rnndsl.backend import kernels, native
+from rnndsl.lang.ops import ACTIVATIONS, OPS
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
@@ -110,6 +111,32 @@ def test_native_steps_equal_the_reference(name: str, lengths: bool, built: None)
     compare(net, **call)
     with torch.no_grad():  # autograd not recording: the native forward runs too
         compare(net, **random_inputs(net, "cpu", batch=2, steps=5, grad=False))
+
+
+ELEMENTWISE = [op.name for op in OPS.values() if op.c is not None and not op.row_wise and not op.step]
+# as a layer's activation, a C form whose derivative follows from the output (the others keep torch's loop),
+# defined for every input (sqrt is not: a negative pre-activation gives NaN on both sides)
+C_ACTIVATIONS = [
+    a.name
+    for a in ACTIVATIONS.values()
+    if a.c is not None and "{x}" not in (a.c_grad or "{x}") and torch.isfinite(a.apply([-torch.ones(3)])).all()
+]
+
+
+@pytest.mark.parametrize("fn", ELEMENTWISE)
+def test_every_function_with_a_c_form_equals_the_reference(fn: str, built: None) -> None:
+    """Each op's `c` and `c_grad`, in a loop, on a positive argument (log, sqrt)."""
+    step = f"h = 0.5 * {fn}(0.5 + 0.25 * a * a) + 0.1 * h[t-1]"
+    net = _net(f"network N {{ input x: 3\n layer a: 3 <- x, h[t-1]\n {step}\n output h }}")
+    assert _sources(net)
+    compare(net, **random_inputs(net, "cpu", batch=2, steps=4))
+
+
+@pytest.mark.parametrize("act", C_ACTIVATIONS)
+def test_every_activation_with_a_c_form_equals_the_reference(act: str, built: None) -> None:
+    net = _net(f"network N {{ input x: 3\n layer h: 4 {act} <- x, h[t-1]\n output h }}")
+    assert _sources(net)
+    compare(net, **random_inputs(net, "cpu", batch=2, steps=4))
 
 
 @pytest.mark.parametrize("name", ["peephole_lstm", "skip2", "sizes"])
