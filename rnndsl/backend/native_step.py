@@ -36,6 +36,7 @@ not bitwise: the tests compare both with the reference executor (1e-10 in float6
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -201,6 +202,13 @@ class NativeLoop:
         }
         # the pointer table: every buffer a step reads or writes, by name, in one order for all C functions
         self.table: list[str] = []
+        self.uses = Counter(  # how often the step reads each outside value (`s_`/`q_` names)
+            self._outside(r)
+            for n in self.nodes
+            if self.net[n].expr is not None
+            for r in s.refs(self.net[n].expr)  # type: ignore[arg-type]
+            if self.net[r.name].static or r.name not in self.plan.members
+        )
 
     # ---- the shape of a step -------------------------------------------------------------------
 
@@ -422,7 +430,7 @@ class NativeLoop:
         code = f"{ptr}[j]"
         if name in self.plan.collect:
             go = f"p_go_{var(name)}"
-            body.pointers[go] = f"{self.at('_GO_' + var(name))} + (s * B + b) * {self.net[name].size}"
+            body.pointers[go] = f"{self.at('_GO_' + var(name))} + (b * T + t) * {self.net[name].size}"
             code += f" + {go}[j]"
         g = self._tmp(body, code)
         body.lines.append(f"{ptr}[j] = 0;")
@@ -430,8 +438,12 @@ class NativeLoop:
 
     def _add(self, body: _Body, e: s.Ref, g: str) -> None:
         if self.net[e.name].static or e.name not in self.plan.members:
-            ptr = f"p_g{self._outside(e)}"
-            body.pointers[ptr] = self._outside_row(e, "g" + self._outside(e)[0].upper())
+            key = self._outside(e)
+            ptr = f"p_g{key}"
+            body.pointers[ptr] = self._outside_row(e, "g" + key[0].upper())
+            if key.startswith("q_") and self.uses[key] == 1:  # the step's one read of a sequence's value
+                body.lines.append(f"{ptr}[j] = {g};")
+                return
         else:
             ptr = self._grad_ptr(body, e.name, abs(e.delay))
         body.lines.append(f"{ptr}[j] += {g};")
@@ -485,7 +497,7 @@ class NativeLoop:
         the loop over rows before `body`'s loop, which starts with the layer's reverse."""
         i, size = self._counter(), self.net[name].size
         grad = f"{self.at('_G_' + var(name))} + ({self.slot(name, 0)} * B + b) * {size}"
-        out = f"{self.at('_GO_' + var(name))} + (s * B + b) * {size}" if name in self.plan.collect else "0"
+        out = f"{self.at('_GO_' + var(name))} + (b * T + t) * {size}" if name in self.plan.collect else "0"
         value = f"{self.at('_V_' + var(name))} + (({self.k(name)} + s) * B + b) * {size}"
         body.pre.append(f"real sg{i} = ROW_SOFTMAX_GRAD({grad}, {out}, {value}, {size});")
         body.scalars.append(f"sg{i}")
@@ -626,9 +638,8 @@ class NativeLoop:
             for i in range(1, k + 1):  # the last values' gradients, where they are outputs (a state)
                 if f"_r{i}_{v}" in by_output:
                     lines.append(f"_G_{v}[(T - {i}) % {k + 1}].copy_({by_output[f'_r{i}_{v}']})")
-            if n in self.plan.collect:
-                go = by_output[v] if self.forward_loop else f"{by_output[v]}.flip(1)"
-                lines.append(f"_GO_{v} = {go}.transpose(0, 1).contiguous()")
+            if n in self.plan.collect:  # (B, T, H), read at each step's time
+                lines.append(f"_GO_{v} = {by_output[v]}.contiguous()")
             if n in self._sources():
                 lines.append(f"_Gs_{v} = _G_{v}.unbind(0)")
         for g in self.plan.groups:
@@ -639,8 +650,8 @@ class NativeLoop:
                 lines.append(f"_WTt{j}_{g.name} = _WT{j}_{g.name}.t()")
         for st in lf.statics:
             lines.append(f"_gS_{st} = torch.zeros_like(_S_{st})")
-        for q in lf.seqs:
-            lines.append(f"_gQ_{q} = torch.zeros_like(_Q_{q})")
+        for q in lf.seqs:  # read once a step: each of its values gets one gradient, written, not added
+            lines.append(f"_gQ_{q} = torch.{'empty' if self.uses[f'q_{q}'] == 1 else 'zeros'}_like(_Q_{q})")
         lines.append(f"_tab, _at = K.pointers({', '.join('None' if b.startswith('_Z_') else b for b in self.table)})")
         lines.append("for _s in range(T - 1, -1, -1):")
         for i, block in reversed(list(enumerate(self.blocks))):
