@@ -68,10 +68,11 @@ REASONS = {
         "peephole LSTM misses it by 0.01. IndRNN's loops are elementwise only (every product is hoisted out "
         "of them): there the C runs on one thread where torch's elementwise ops at 64 x 512 use both, and the "
         "C steps measured 1.23x the torch loop forward+backward at this size (0.57-0.69 at 32 and 128 "
-        "hidden). What would close it: the loop over rows of a C step split across the cores (ctypes releases "
-        "the GIL, so two Python threads can each run half the rows) where a step's elementwise work is large "
-        "enough; for the layer-norm LSTM, whose plain loop normalises with `F.layer_norm` taking the gain and "
-        "bias into its kernel, the rest is in its products."
+        "hidden). Splitting a C step's rows over two Python threads (ctypes releases the GIL) was built and "
+        "measured 0.98-1.10x of one thread at this size: torch's OpenMP workers spin on the other core after "
+        "each product. What would close it: the C step run inside torch's own thread pool (`at::parallel_for` "
+        "in a C++ extension) rather than beside it; for the layer-norm LSTM, whose plain loop normalises with "
+        "`F.layer_norm` taking the gain and bias into its kernel, the rest is in its products."
     ),
     "hand": (
         "With the C steps, every custom cell is below the hand-optimised loops and their TorchScript versions "
@@ -82,7 +83,7 @@ REASONS = {
         "The misses at 512 hidden are IndRNN (the one-thread C above), QRNN and minGRU (the linear-scan "
         "kernel beside batched gate work that is the same in both; see the linear target) and the layer-norm "
         "LSTM's forward against TorchScript (1.12), which fuses the normalisation with its gain and bias. "
-        "What would close them: the C steps over both cores at large sizes; per-step joins of delayed sources "
+        "What would close them: the C steps in torch's thread pool at large sizes; per-step joins of delayed sources "
         "chosen by measured size."
     ),
     "linear": (
