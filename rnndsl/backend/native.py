@@ -9,8 +9,12 @@ ctypes: no torch headers, so a first build takes well under a second (a torch C+
 torch's headers, takes about 45 s). `-ffp-contract=off` keeps `a * h + b` two roundings, as torch computes it,
 so the kernel gives the same numbers as the generated loop.
 
-Where no compiler is found, the build fails, or `RNNDSL_NATIVE=0` is set, `scan_kernel()` is None and the
-caller takes its pure-PyTorch path; `why_not()` says which.
+The same builder (`library`) makes each loop's step kernels (`backend.native_step`: `step_library`, one per
+source and C type), with the host's vector instructions and glibc's vector maths on top (`STEP_FLAGS`,
+`STEP_LIBS`).
+
+Where no compiler is found, the build fails, or `RNNDSL_NATIVE=0` is set, `scan_kernel()` (`step_library`) is
+None and the caller takes its pure-PyTorch path; `why_not()` (`why_not("step")`) says which.
 """
 
 from __future__ import annotations
