@@ -7,7 +7,10 @@ falls back to gives the generated loop's numbers exactly; loops the C cannot exp
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -204,3 +207,58 @@ def test_the_kinds_choose_native_steps() -> None:
     assert "K.step_ready(" not in rnndsl.compile(spec, fuse_cells=False).code(grad=True)
     assert "K.step_ready(" not in rnndsl.compile(spec, fuse_cells={"lstm"}).code(grad=True)
     assert "K.step_ready(" in rnndsl.compile(spec, fuse_cells={"step"}).code(grad=True)
+
+
+def _gcc() -> str | None:
+    """The C compiler native kernels are built with, where it is gcc (whose reports the test below reads)."""
+    compiler = shutil.which(os.environ.get("CC", "cc"))
+    if compiler is None or not native.available():
+        return None
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    return compiler if "Free Software Foundation" in version else None
+
+
+_UNIT_LOOP = re.compile(r"for \(long j = 0; j < (\d+); j\+\+\)")
+_DONE = re.compile(r":(\d+):\d+: optimized: (loop vectorized|Loop \d+ distributed: split to 0 loops)")
+VECTORISED = {f"function {fn}": f"h = 0.5 * {fn}(0.5 + 0.25 * a * a) + 0.1 * h[t-1]" for fn in ELEMENTWISE}
+VECTORISED |= {f"activation {act}": f"layer h: 32 {act} <- x, h[t-1]" for act in C_ACTIVATIONS}
+
+
+@pytest.mark.parametrize("name", [*VECTORISED, "indrnn", "peephole_lstm", "layernorm_lstm", "sru"])
+def test_every_loop_over_units_vectorises(name: str, tmp_path: Path) -> None:
+    """Each loop over units, forward and backward, in both C types, is vectorised by gcc (or is a copy it
+    makes a library call; gcc is told not to merge equal functions, whose copies it reports nothing of): what
+    the C steps' speed rests on. A select in a derivative (relu's) once kept its loop scalar under gcc's
+    default trapping maths, 4x slower than the vectorised one; `-fno-trapping-math` lifted it."""
+    compiler = _gcc()
+    if compiler is None:
+        pytest.skip("the vectorisation report read here is gcc's")
+    if name in VECTORISED:
+        step = VECTORISED[name]
+        spec = f"network N {{ input x: 3\n layer a: 32 <- x, h[t-1]\n {step}\n output h }}"
+        if name.startswith("activation"):
+            spec = f"network N {{ input x: 3\n {step}\n output h }}"
+    else:
+        spec = NATIVE[name]
+    sources = _sources(rnndsl.compile(spec, fuse_cells={"step"}))
+    assert sources, "no native steps"
+    for n, source in enumerate(sources):
+        path = tmp_path / f"kernel{n}.c"
+        path.write_text(source)
+        lines = source.splitlines()
+        for c_type in ("F32", "F64"):
+            flags = [*native.FLAGS, *native.STEP_FLAGS, f"-DRNNDSL_{c_type}", "-c", "-o", str(tmp_path / "k.o")]
+            report = subprocess.run(
+                [compiler, *flags, "-fno-ipa-icf", "-fopt-info-vec-optimized", "-fopt-info-loop-optimized", str(path)],
+                capture_output=True,
+                text=True,
+            )
+            assert report.returncode == 0, report.stderr
+            done = {int(m.group(1)) for m in _DONE.finditer(report.stderr)}
+            start = lines.index(f"#ifdef RNNDSL_{c_type}")
+            end = lines.index("#endif", start)
+            loops = [i + 1 for i in range(start, end) if (m := _UNIT_LOOP.search(lines[i])) and int(m.group(1)) >= 16]
+            scalar = [i for i in loops if i not in done]
+            assert loops and not scalar, f"{c_type}: loops kept scalar:\n" + "\n\n".join(
+                "\n".join(lines[i - 2 : i + 8]) for i in scalar
+            )
