@@ -67,14 +67,17 @@ _VECTOR_MATHS = ("EXP", "TANH", "LOG", "SIN", "COS")
 _ROW_HELPERS = r"""
 static void row_stats_SUFFIX(const real *x, long n, real *mean, real *rstd) {
     real m = 0, v = 0;
+#pragma omp simd reduction(+ : m)
     for (long i = 0; i < n; i++) m += x[i];
     m /= n;
+#pragma omp simd reduction(+ : v)
     for (long i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
     *mean = m;
     *rstd = 1 / SQRT(v / n + (real)1e-5);
 }
 static void row_grad_stats_SUFFIX(const real *g, const real *x, long n, real mean, real rstd, real *mg, real *mgy) {
     real a = 0, c = 0;
+#pragma omp simd reduction(+ : a, c)
     for (long i = 0; i < n; i++) {
         a += g[i];
         c += g[i] * ((x[i] - mean) * rstd);
@@ -84,13 +87,16 @@ static void row_grad_stats_SUFFIX(const real *g, const real *x, long n, real mea
 }
 static void row_softmax_SUFFIX(const real *z, long n, real *mx, real *se) {
     real m = z[0], a = 0;
+#pragma omp simd reduction(max : m)
     for (long i = 1; i < n; i++) m = z[i] > m ? z[i] : m;
+#pragma omp simd reduction(+ : a)
     for (long i = 0; i < n; i++) a += EXP(z[i] - m);
     *mx = m;
     *se = a;
 }
 static real row_softmax_grad_SUFFIX(const real *g, const real *go, const real *y, long n) {
     real a = 0;
+#pragma omp simd reduction(+ : a)
     for (long i = 0; i < n; i++) a += (go ? g[i] + go[i] : g[i]) * y[i];
     return a;
 }
