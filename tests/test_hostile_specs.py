@@ -376,10 +376,10 @@ C_WORDS = {
     "EXP", "TANH", "LOG", "SIN", "COS", "SQRT", "FABS", "__builtin_fabs", "__builtin_fabsf", "export",
     "INFINITY", "NAN", "ROW_STATS", "ROW_GRAD_STATS", "n", "i", "m", "v", "a", "c", "g", "mean", "rstd", "mg", "mgy",
     "ROW_SOFTMAX", "ROW_SOFTMAX_GRAD", "z", "y", "go", "mx", "se", "return", "ifdef", "endif", "RNNDSL_F32",
-    "RNNDSL_F64",
+    "RNNDSL_F64", "reduction", "max",
 }  # fmt: skip
 C_NAME = re.compile(
-    r"_N\d+_(fw|bw)\d+_f(32|64)(_\d+)?|row_(grad_stats|stats|softmax|softmax_grad)_f(32|64)|(mu|rs|mg|my|scr|mx|se|sg)\d+|t\d+"
+    r"_N\d+_(fw|bw)(\d+|all)_f(32|64)(_\d+)?|row_(grad_stats|stats|softmax|softmax_grad)_f(32|64)|(mu|rs|mg|my|scr|mx|se|sg)\d+|t\d+"
     r"|p_[a-z]+\d*_(?P<a>\w+)|x\d+_(?P<b>\w+)|[sq]_(?P<c>\w+)"
 )
 C_COMMENT = re.compile(r"/\* loop [\w, ]+: native steps \(rnndsl\.backend\.native_step\) \*/|// export \w+")

@@ -24,7 +24,7 @@ from rnndsl.lang.ops import ACTIVATIONS, OPS
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 CELLS = ["peephole_lstm", "indrnn", "topdown", "skip2", "clockwork", "bidirectional", "elman", "sru"]
-CELLS += ["layernorm_lstm", "layernorm_gru", "jordan"]
+CELLS += ["layernorm_lstm", "layernorm_gru", "jordan", "qrnn", "mingru"]
 NATIVE = {name: (EXAMPLES / f"{name}.rnn").read_text() for name in CELLS}
 NATIVE |= {
     # a second product inside the step: o reads the c of this step, so the step is two C calls around it
@@ -62,6 +62,13 @@ NATIVE |= {
         r = p * q + 0.5 * r[t-1]
         output r
         output p
+    }""",
+    # no product in the step, backward in time: the whole run is one C call
+    "whole, backward": """network N {
+        input x: 3
+        param u: 3 = uniform
+        c = relu(x + u * c[t+1]) - 0.5 * c[t+2]
+        output c
     }""",
     # a layer of relu and one of exp, several sizes, a delay of three steps
     "sizes": """network N {
@@ -200,6 +207,17 @@ def test_a_backward_loop_with_lengths_keeps_the_torch_loop() -> None:
     net = rnndsl.compile(NATIVE["functions"], fuse_cells={"step"})
     assert "K.step_ready(" in net.code(grad=True)
     assert "K.step_ready(" not in net.code(lengths=True, grad=True)
+
+
+@pytest.mark.parametrize("name", ["indrnn", "sru", "qrnn", "mingru", "whole, backward"])
+def test_a_loop_with_no_product_runs_whole_in_one_call(name: str) -> None:
+    """No matrix product in the step: one C call a direction (and on a CPU a loop linear in its past takes it
+    over the linear scan); a step with products is one call a step."""
+    code = rnndsl.compile(NATIVE[name]).code(grad=True)
+    assert "K.run_whole(" in code and "K.linear_scan(" not in code and "K.step_functions(" not in code
+    assert "K.run_whole(" not in rnndsl.compile(NATIVE["peephole_lstm"]).code(grad=True)
+    if name in ("qrnn", "mingru"):  # where the C is not the kinds' choice, the linear scan runs
+        assert "K.linear_scan(" in rnndsl.compile(NATIVE[name], fuse_cells={"linear"}).code(grad=True)
 
 
 def test_the_kinds_choose_native_steps() -> None:

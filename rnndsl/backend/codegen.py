@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from rnndsl.backend import loop_backward
+from rnndsl.backend import loop_backward, native_step
 from rnndsl.backend.cells import Cell, match_cell, recurrent_index
 from rnndsl.backend.evaluate import fold
 from rnndsl.backend.linear import Linear, match_linear
@@ -238,7 +238,7 @@ class _Emitter:
         for stage in self.stages:
             if stage in self.cells:
                 self._fused_loop(stage, self.cells[stage])
-            elif stage in self.linears:
+            elif stage in self.linears and not self._native_whole(stage):
                 self._linear_loop(stage, self.linears[stage])
             elif stage.is_loop:
                 self._loop(stage)
@@ -478,6 +478,12 @@ class _Emitter:
             self.loop_steps(plan)
         self._scanning = False
         self.ring_state.update({n: k for n, k in plan.rings.items() if n not in plan.collect})
+
+    def _native_whole(self, stage: Stage) -> bool:
+        """Whether a loop runs whole in one C call a direction (native steps, no matrix product in its step):
+        on a CPU that beats the linear scan of a loop linear in its past, whose coefficients it need not make."""
+        plan = self._plan(stage)
+        return "step" in self.kinds and plan.function and not plan.groups and native_step.refusal(self, plan) is None
 
     def _plan(self, stage: Stage) -> LoopPlan:
         """What both loop writers read of one loop, worked out once."""

@@ -39,6 +39,7 @@ __all__ = [
     "past",
     "pointers",
     "reverse",
+    "run_whole",
     "scan",
     "sequence",
     "step_functions",
@@ -306,8 +307,21 @@ def step_functions(source: str, like: torch.Tensor, backward: bool) -> list[Any]
 
 @functools.cache
 def _step_functions(source: str, suffix: str, backward: bool) -> list[Any]:
-    lib, kind = native.step_library(source, suffix), "_bw" if backward else "_fw"
-    return [getattr(lib, n) for n in native.exported(source) if n.endswith("_" + suffix) and kind in n]
+    lib, kind = native.step_library(source, suffix), "bw" if backward else "fw"
+    names = [n for n in native.exported(source) if n.endswith("_" + suffix)]
+    return [getattr(lib, n) for n in names if n.rsplit("_", 2)[-2] in {kind + str(i) for i in range(len(names))}]
+
+
+def run_whole(source: str, like: torch.Tensor, backward: bool, steps: int, batch: int, table: int) -> None:
+    """A loop with no matrix product in its step run over all its steps by one C call (`_fwall`, `_bwall`)."""
+    _whole_function(source, _STEP_TYPES[like.dtype], backward)(steps, batch, table)
+
+
+@functools.cache
+def _whole_function(source: str, suffix: str, backward: bool) -> Any:
+    lib, end = native.step_library(source, suffix), f"_{'bw' if backward else 'fw'}all_{suffix}"
+    (name,) = [n for n in native.exported(source) if n.endswith(end)]
+    return getattr(lib, name)
 
 
 def pointers(*tensors: torch.Tensor | None) -> tuple[Any, int]:

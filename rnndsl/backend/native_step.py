@@ -29,6 +29,10 @@ backward loop with lengths. The call
 site picks at run time (`kernels.step_ready`): the C on a CPU, for float32 and float64, where the library
 builds; torch's loop elsewhere and under tracers.
 
+A loop with no matrix product in its step (every product hoisted: IndRNN, SRU, QRNN, minGRU) also exports its
+whole run over time, one C call a direction (`_fwall`, `_bwall`, called by `kernels.run_whole`): no Python or
+ctypes call a step. On a CPU that beats the linear scan of a loop linear in its past (`codegen` prefers it).
+
 The numbers are those of the torch loop up to rounding (vector exp and tanh are within a few ulps of torch's),
 not bitwise: the tests compare both with the reference executor (1e-10 in float64).
 """
@@ -198,6 +202,8 @@ class NativeLoop:
         self.rings = self.plan.rings
         self.forward_loop = self.plan.stage.direction > 0
         self.blocks = self._blocks()
+        # no matrix product in a step: the whole loop is one C call over time (per share of the rows)
+        self.whole = not self.plan.groups
         self._stats: dict[tuple[str, int], tuple[str, str]] = {}  # a row's statistics in the function written
         self._pending: list[_Body] = []  # loops over units a row-wise op's derivative adds after the current one
         self._scratch = 0
@@ -282,6 +288,12 @@ class NativeLoop:
                     out += [f"        {line}" for line in body.pre]
                     out.append(f"        {fn}_{i}({', '.join([*body.pointers.values(), *body.scalars])});")
                 out += ["    }", "}"]
+                if self.whole:  # no matrix product in the step: the whole run over time is one call too
+                    steps = "long s = 0; s < T; s++" if name.startswith("fw") else "long s = T - 1; s >= 0; s--"
+                    out.append(f"// export {self.fname}_{name[:2]}all_{suffix}")
+                    out.append(f"void {self.fname}_{name[:2]}all_{suffix}(long T, long B, real *const *p) {{")
+                    out.append(f"    for ({steps}) {fn}(s, T, B, p);")
+                    out.append("}")
             out += [f"#undef {m}" for m in ["real", *maths, "FABS"]]
             if any(body.pre for _, nests in bodies for body in nests):
                 out += [f"#undef {m}" for m in ("ROW_STATS", "ROW_GRAD_STATS", "ROW_SOFTMAX", "ROW_SOFTMAX_GRAD")]
@@ -584,7 +596,8 @@ class NativeLoop:
         lf = self.lf
         like = inputs[0]
         lines: list[str] = []
-        lines.append(f"_fw = K.step_functions({self.source_name}, {like}, False)")
+        if not self.whole:
+            lines.append(f"_fw = K.step_functions({self.source_name}, {like}, False)")
         for n in self.nodes:
             v, k = var(n), self.k(n)
             lines.append(f"_V_{v} = {like}.new_empty(({k} + T, B, {self.net[n].size}))")
@@ -602,9 +615,12 @@ class NativeLoop:
             lines.append(f"_Q_{q} = {q}.contiguous()")
         have = ("_V_", "_Z_", "_S_", "_Q_")  # the forward's buffers; the backward's are not made yet
         lines.append(f"_tab, _at = K.pointers({', '.join(b if b.startswith(have) else 'None' for b in self.table)})")
-        lines.append("for _s in range(T):")
-        lines.append("    t = _s" if self.forward_loop else "    t = T - 1 - _s")
-        for i, block in enumerate(self.blocks):
+        if self.whole:
+            lines.append(f"K.run_whole({self.source_name}, {like}, False, T, B, _at)")
+        else:
+            lines.append("for _s in range(T):")
+            lines.append("    t = _s" if self.forward_loop else "    t = T - 1 - _s")
+        for i, block in enumerate([] if self.whole else self.blocks):
             for g in block.groups:
                 pre = f"_pre_{g.name}" if g.name in self.em.constant_addend else f"_pre_{g.name}[t]"
                 for j, src in enumerate(_reads(g)):
@@ -637,7 +653,8 @@ class NativeLoop:
         kept = lf._weights() + consts + self._kept()
         lines = ["T, B, train = ctx.meta", f"{', '.join(kept)}, = ctx.saved_tensors"]
         like = f"_V_{var(self.nodes[0])}"
-        lines.append(f"_bw = K.step_functions({self.source_name}, {like}, True)")
+        if not self.whole:
+            lines.append(f"_bw = K.step_functions({self.source_name}, {like}, True)")
         for n in self.nodes:
             v, k = var(n), self.k(n)
             lines.append(f"_G_{v} = {like}.new_zeros(({k + 1}, B, {self.net[n].size}))")
@@ -659,8 +676,11 @@ class NativeLoop:
         for q in lf.seqs:  # read once a step: each of its values gets one gradient, written, not added
             lines.append(f"_gQ_{q} = torch.{'empty' if self.uses[f'q_{q}'] == 1 else 'zeros'}_like(_Q_{q})")
         lines.append(f"_tab, _at = K.pointers({', '.join('None' if b.startswith('_Z_') else b for b in self.table)})")
-        lines.append("for _s in range(T - 1, -1, -1):")
-        for i, block in reversed(list(enumerate(self.blocks))):
+        if self.whole:
+            lines.append(f"K.run_whole({self.source_name}, {like}, True, T, B, _at)")
+        else:
+            lines.append("for _s in range(T - 1, -1, -1):")
+        for i, block in reversed(list(enumerate([] if self.whole else self.blocks))):
             lines.append(f"    _bw[{i}](_s, T, B, _at)")
             for g in block.groups:
                 for j, src in enumerate(_reads(g)):
