@@ -236,9 +236,17 @@ FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "r
 # a loop with a generated backward (rnndsl.loop_backward): its two functions, their context and temporaries
 LOOP_FUNCTION = re.compile(r"_[LN]\d+_(forward|backward)")
 # ... and a loop with native steps (rnndsl.native_step): the C source `_S<n>`, the step functions, their table
-TEMPORARY = re.compile(r"_[LN]\d+_(forward|backward)|_S\d+|_(b|go|Xs|a)\d+|_s|ctx|_fns|_fw|_bw|_tab|_at")
+TEMPORARY = re.compile(r"_[LN]\d+_(forward|backward)|_S\d+|_(b|go|Xs|a)\d+|_s|ctx|_fns|_fw|_bw|_tab|_at|_R_")
 LAMBDA_ARGUMENTS = {"_x", "_a", "_b"}  # `K.vjp(lambda _x: F.gelu(_x), ...)`: ops differentiated by autograd
-CTX_ATTRIBUTES = {"lists", "meta", "saved_tensors", "save_for_backward", "needs_input_grad", "mark_non_differentiable"}
+CTX_ATTRIBUTES = {
+    "lists",
+    "meta",
+    "records",
+    "saved_tensors",
+    "save_for_backward",
+    "needs_input_grad",
+    "mark_non_differentiable",
+}
 NODE_TYPES = {
     ast.Lambda,
     ast.BoolOp,
@@ -376,7 +384,7 @@ C_WORDS = {
     "EXP", "TANH", "LOG", "SIN", "COS", "SQRT", "FABS", "__builtin_fabs", "__builtin_fabsf", "export",
     "INFINITY", "NAN", "ROW_STATS", "ROW_GRAD_STATS", "n", "i", "m", "v", "a", "c", "g", "mean", "rstd", "mg", "mgy",
     "ROW_SOFTMAX", "ROW_SOFTMAX_GRAD", "z", "y", "go", "mx", "se", "return", "ifdef", "endif", "RNNDSL_F32",
-    "RNNDSL_F64", "reduction", "max",
+    "RNNDSL_F64", "reduction", "max", "ROWS",
 }  # fmt: skip
 C_NAME = re.compile(
     r"_N\d+_(fw|bw)(\d+|all)_f(32|64)(_\d+)?|row_(grad_stats|stats|softmax|softmax_grad)_f(32|64)|(mu|rs|mg|my|scr|mx|se|sg)\d+|t\d+"

@@ -70,6 +70,14 @@ NATIVE |= {
         c = relu(x + u * c[t+1]) - 0.5 * c[t+2]
         output c
     }""",
+    # no product in the step, a node that is not an output (inference keeps a ring of it)
+    "whole, ringed": """network N {
+        input x: 3
+        param u: 3 = uniform
+        a = tanh(x + u * c[t-1])
+        c = 0.5 * c[t-2] + a * c[t-1]
+        output c
+    }""",
     # a layer of relu and one of exp, several sizes, a delay of three steps
     "sizes": """network N {
         input x: 2
@@ -125,8 +133,11 @@ def test_native_steps_equal_the_reference(name: str, lengths: bool, built: None)
     if lengths:
         call["lengths"] = torch.tensor([7, 2, 5])
     compare(net, **call)
-    with torch.no_grad():  # autograd not recording: the native forward runs too
-        compare(net, **random_inputs(net, "cpu", batch=2, steps=5, grad=False))
+    quiet = random_inputs(net, "cpu", batch=3, steps=7, grad=False)
+    if lengths:
+        quiet["lengths"] = call["lengths"]
+    with torch.no_grad():  # autograd not recording: the native forward runs too, keeping rings only
+        compare(net, **quiet)
 
 
 ELEMENTWISE = [op.name for op in OPS.values() if op.c is not None and not op.row_wise and not op.step]
@@ -209,7 +220,7 @@ def test_a_backward_loop_with_lengths_keeps_the_torch_loop() -> None:
     assert "K.step_ready(" not in net.code(lengths=True, grad=True)
 
 
-@pytest.mark.parametrize("name", ["indrnn", "sru", "qrnn", "mingru", "whole, backward"])
+@pytest.mark.parametrize("name", ["indrnn", "sru", "qrnn", "mingru", "whole, backward", "whole, ringed"])
 def test_a_loop_with_no_product_runs_whole_in_one_call(name: str) -> None:
     """No matrix product in the step: one C call a direction (and on a CPU a loop linear in its past takes it
     over the linear scan); a step with products is one call a step."""
@@ -218,6 +229,25 @@ def test_a_loop_with_no_product_runs_whole_in_one_call(name: str) -> None:
     assert "K.run_whole(" not in rnndsl.compile(NATIVE["peephole_lstm"]).code(grad=True)
     if name in ("qrnn", "mingru"):  # where the C is not the kinds' choice, the linear scan runs
         assert "K.linear_scan(" in rnndsl.compile(NATIVE[name], fuse_cells={"linear"}).code(grad=True)
+
+
+@pytest.mark.parametrize("name", ["layernorm_lstm", "sizes", "whole, ringed"])
+def test_a_call_autograd_does_not_record_keeps_rings(name: str, built: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a backward to come, a node whose steps are not an output keeps its last k + 1 values, not all T
+    (inference on a long sequence needs no buffer of T steps per node); while autograd records, every step."""
+    net = _net(NATIVE[name])
+    steps, seen = 50, []
+    buffers = kernels.pointers
+    monkeypatch.setattr(kernels, "pointers", lambda *ts: seen.append(ts) or buffers(*ts))
+    call = random_inputs(net, "cpu", batch=7, steps=steps, grad=False)
+    for records in (False, True):
+        seen.clear()
+        with torch.set_grad_enabled(records):
+            net(**call)
+        # the first loop's value buffers (k + T or k + 1, B, H): not its outside sequences (B, T, H)
+        rows = sorted({t.shape[0] for t in seen[0] if t is not None and t.dim() == 3 and t.shape[0] != 7})
+        assert rows[-1] > steps  # the outputs' buffers: every step
+        assert (rows[0] <= 4) != records  # the others: a ring of k + 1 (k <= 3 here), or every step
 
 
 def test_the_kinds_choose_native_steps() -> None:

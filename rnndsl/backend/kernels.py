@@ -270,20 +270,29 @@ class _Loop(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool, *inputs: torch.Tensor | None
+        ctx: Any,
+        forward_fn: Any,
+        backward_fn: Any,
+        steps: int,
+        batch: int,
+        train: bool,
+        records: bool,
+        *inputs: torch.Tensor | None,
     ) -> Any:
         ctx.backward_fn = backward_fn
+        ctx.records = records  # whether a backward may follow (a native forward keeps every step then)
         return forward_fn(ctx, steps, batch, train, *inputs)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor) -> Any:
-        return (None, None, None, None, None, *ctx.backward_fn(ctx, *grads))
+        return (None, None, None, None, None, None, *ctx.backward_fn(ctx, *grads))
 
 
 def loop(forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool, *inputs: torch.Tensor | None) -> Any:
     """Run a generated loop as one autograd node (its outputs, a tuple)."""
-    return _Loop.apply(forward_fn, backward_fn, steps, batch, train, *inputs)
+    records = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs)
+    return _Loop.apply(forward_fn, backward_fn, steps, batch, train, records, *inputs)
 
 
 # ---- native steps (`native_step`): a loop's elementwise work in generated C --------------------------

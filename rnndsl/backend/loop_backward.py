@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from rnndsl.backend import native_step
 from rnndsl.backend.names import attention_name, keep_name, steps_name, var
-from rnndsl.backend.plan import Group, LoopPlan, LoopWriter
+from rnndsl.backend.plan import LEADING, Group, LoopPlan, LoopWriter
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
 from rnndsl.lang.ops import ACTIVATIONS, CLOCK, FEED_FUNCTIONS, OPS, constant, reads_step
@@ -306,7 +306,7 @@ class LoopFunction:
     def _results(self, inputs: list[str], grads: list[str]) -> str:
         w = self.w
         out: list[str] = []
-        at = {name: i + 5 for i, name in enumerate(inputs)}  # ctx.needs_input_grad: (fns..., T, B, train) first
+        at = {name: i + LEADING for i, name in enumerate(inputs)}  # in ctx.needs_input_grad
         for g in self.groups:
             name = f"_pre_{g.name}" if g.name in self.em.constant_addend else f"_P_{g.name}"
             if g.name in self.em.constant_addend:

@@ -15,7 +15,10 @@ backward, each node's gradient in k + 1 slots (`_G_<node>`, the slot of step u i
 value k steps back needs no shifting), a group's dZ in one (T, B, W) buffer as `LoopFunction` has it, and the
 per-step products `dZ @ W` added in place into the slots by torch. Weight gradients are one product over all
 steps at the end, from the value buffers themselves (no stacking). A stretch of nodes of several sizes is one
-loop over units per run of one size.
+loop over units per run of one size. Where no backward will follow (autograd not recording: inference), a node
+whose steps are not an output keeps only its last k + 1 values, its buffer a ring indexed by step mod (k + 1)
+(`ROWS(i)` in the C gives each such node's rows: k + T while recording, k + 1 where not), so a long sequence
+needs no buffer of T steps per node.
 
 Which loops (`refusal` says why not): those with a generated backward whose layers read the loop through plain
 references, whose expressions read the loop's own values (any delay), static values and outside sequences of
@@ -46,7 +49,7 @@ from typing import TYPE_CHECKING
 
 from rnndsl.backend.evaluate import fold
 from rnndsl.backend.names import var
-from rnndsl.backend.plan import Group
+from rnndsl.backend.plan import LEADING, Group
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Node
 from rnndsl.lang.ops import ACTIVATIONS, OPS, constant
@@ -204,6 +207,9 @@ class NativeLoop:
         self.blocks = self._blocks()
         # no matrix product in a step: the whole loop is one C call over time (per share of the rows)
         self.whole = not self.plan.groups
+        # nodes whose steps are not outputs: a call autograd does not record keeps only their last k + 1 values
+        # (a ring; `ROWS(i)` in the C, `_n_<node>` in Python: k + T rows while recording, k + 1 where not)
+        self.ringed = [n for n in self.nodes if n not in self.plan.collect]
         self._stats: dict[tuple[str, int], tuple[str, str]] = {}  # a row's statistics in the function written
         self._pending: list[_Body] = []  # loops over units a row-wise op's derivative adds after the current one
         self._scratch = 0
@@ -255,10 +261,14 @@ class NativeLoop:
 
     def source(self) -> str:
         """The C of every step function, for float and double."""
+        if self.ringed:
+            self.at("_R_")  # the table's first entry: each ringed node's rows (C longs)
         bodies = [(f"fw{i}", self._forward_bodies(b)) for i, b in enumerate(self.blocks)]
         bodies += [(f"bw{i}", self._backward_bodies(b)) for i, b in enumerate(self.blocks)]
         out = [f"/* loop {', '.join(map(var, self.nodes))}: native steps (rnndsl.backend.native_step) */"]
         out.append("#include <math.h>")
+        if self.ringed:
+            out.append("#define ROWS(i) (((const long *)p[0])[i])")
         for suffix, (ctype, maths) in _TYPES.items():
             out += ["", f"#ifdef RNNDSL_{suffix.upper()}"]  # each type's part built only where it is called
             for macro in _VECTOR_MATHS:
@@ -300,9 +310,14 @@ class NativeLoop:
             out.append("#endif")
         return "\n".join(out) + "\n"
 
+    def _step(self, name: str, delay: int) -> str:
+        """The C index in a node's value buffer of its value `delay` steps before step s."""
+        index = f"({self.k(name)} + s - {delay})"
+        return f"({index} % ROWS({self.ringed.index(name)}))" if name in self.ringed else index
+
     def _value_ptr(self, body: _Body, name: str, delay: int) -> str:
         """A pointer to row b of a node's value `delay` steps before step s."""
-        return self._row(body, "v", name, delay, f"({self.k(name)} + s - {delay})")
+        return self._row(body, "v", name, delay, self._step(name, delay))
 
     def _grad_ptr(self, body: _Body, name: str, delay: int) -> str:
         """A pointer to row b of the gradient slot of a node's value `delay` steps before step s."""
@@ -320,8 +335,8 @@ class NativeLoop:
         """The address of row b of a value read in the step (what a row-wise op takes its statistics of)."""
         if self.net[e.name].static or e.name not in self.plan.members:
             return self._outside_row(e, self._outside(e)[0].upper())
-        d = abs(e.delay)
-        return f"{self.at('_V_' + var(e.name))} + (({self.k(e.name)} + s - {d}) * B + b) * {self.net[e.name].size}"
+        index = self._step(e.name, abs(e.delay))
+        return f"{self.at('_V_' + var(e.name))} + ({index} * B + b) * {self.net[e.name].size}"
 
     def _row_stats(self, body: _Body, e: s.Ref) -> tuple[str, str]:
         """The mean and 1/std of a value's row (layer_norm's, eps 1e-5), computed once per row by the loop over
@@ -516,7 +531,7 @@ class NativeLoop:
         i, size = self._counter(), self.net[name].size
         grad = f"{self.at('_G_' + var(name))} + ({self.slot(name, 0)} * B + b) * {size}"
         out = f"{self.at('_GO_' + var(name))} + (b * T + t) * {size}" if name in self.plan.collect else "0"
-        value = f"{self.at('_V_' + var(name))} + (({self.k(name)} + s) * B + b) * {size}"
+        value = f"{self.at('_V_' + var(name))} + ({self._step(name, 0)} * B + b) * {size}"
         body.pre.append(f"real sg{i} = ROW_SOFTMAX_GRAD({grad}, {out}, {value}, {size});")
         body.scalars.append(f"sg{i}")
         return f"sg{i}"
@@ -592,6 +607,10 @@ class NativeLoop:
         lf = self.lf
         return [f"_V_{var(n)}" for n in self.nodes] + [f"_Q_{q}" for q in lf.seqs] + [f"_S_{st}" for st in lf.statics]
 
+    def _row_of(self, name: str, index: str) -> str:
+        """Python: the row of a node's value buffer at `index` (k + step), wrapped where it may be a ring."""
+        return f"({index}) % _n_{var(name)}" if name in self.ringed else index
+
     def _forward(self, inputs: list[str], outputs: list[str]) -> str:
         lf = self.lf
         like = inputs[0]
@@ -600,11 +619,17 @@ class NativeLoop:
             lines.append(f"_fw = K.step_functions({self.source_name}, {like}, False)")
         for n in self.nodes:
             v, k = var(n), self.k(n)
-            lines.append(f"_V_{v} = {like}.new_empty(({k} + T, B, {self.net[n].size}))")
+            rows = f"{k} + T"
+            if n in self.ringed:  # its last k + 1 values only, where no backward will read them
+                lines.append(f"_n_{v} = {k} + (T if ctx.records else 1)")
+                rows = f"_n_{v}"
+            lines.append(f"_V_{v} = {like}.new_empty(({rows}, B, {self.net[n].size}))")
             for i in range(1, k + 1):
                 lines.append(f"_V_{v}[{k - i}].copy_(_r{i}_{v})")
             if n in self._sources():
                 lines.append(f"_Vs_{v} = _V_{v}.unbind(0)")
+        if self.ringed:
+            lines.append(f"_R_ = torch.tensor([{', '.join(f'_n_{var(n)}' for n in self.ringed)}], dtype=torch.long)")
         for g in self.plan.groups:
             lines.append(f"_Z_{g.name} = {like}.new_empty((B, {sum(m.size for m in g.members)}))")
             if g.name not in self.em.constant_addend:
@@ -613,7 +638,7 @@ class NativeLoop:
             lines.append(f"_S_{st} = {st}.expand(B, -1).contiguous()")
         for q in lf.seqs:
             lines.append(f"_Q_{q} = {q}.contiguous()")
-        have = ("_V_", "_Z_", "_S_", "_Q_")  # the forward's buffers; the backward's are not made yet
+        have = ("_R_", "_V_", "_Z_", "_S_", "_Q_")  # the forward's buffers; the backward's are not made yet
         lines.append(f"_tab, _at = K.pointers({', '.join(b if b.startswith(have) else 'None' for b in self.table)})")
         if self.whole:
             lines.append(f"K.run_whole({self.source_name}, {like}, False, T, B, _at)")
@@ -624,7 +649,7 @@ class NativeLoop:
             for g in block.groups:
                 pre = f"_pre_{g.name}" if g.name in self.em.constant_addend else f"_pre_{g.name}[t]"
                 for j, src in enumerate(_reads(g)):
-                    x = f"_Vs_{var(src.name)}[{self.k(src.name) - abs(src.delay)} + _s]"
+                    x = f"_Vs_{var(src.name)}[{self._row_of(src.name, f'{self.k(src.name) - abs(src.delay)} + _s')}]"
                     if j == 0:
                         lines.append(f"    torch.addmm({pre}, {x}, _WT0_{g.name}, out=_Z_{g.name})")
                     else:
@@ -639,7 +664,9 @@ class NativeLoop:
             v, k = var(n), self.k(n)
             seq = f"_V_{v}[{k}:]" if self.forward_loop else f"_V_{v}[{k}:].flip(0)"
             results[v] = f"{seq}.transpose(0, 1).contiguous()"
-            results.update({f"_r{i}_{v}": f"_V_{v}[{k} + T - {i}].clone()" for i in range(1, k + 1)})
+            results.update(
+                {f"_r{i}_{v}": f"_V_{v}[{self._row_of(n, f'{k} + T - {i}')}].clone()" for i in range(1, k + 1)}
+            )
         outs = [results[o] for o in outputs]
         lines.append(f"return {', '.join(outs)},")
         head = f"def {self.fname}_forward(ctx, T, B, train, {', '.join(inputs)}):"
@@ -675,6 +702,9 @@ class NativeLoop:
             lines.append(f"_gS_{st} = torch.zeros_like(_S_{st})")
         for q in lf.seqs:  # read once a step: each of its values gets one gradient, written, not added
             lines.append(f"_gQ_{q} = torch.{'empty' if self.uses[f'q_{q}'] == 1 else 'zeros'}_like(_Q_{q})")
+        if self.ringed:  # every step kept (the forward recorded)
+            rows = ", ".join(f"{self.k(n)} + T" for n in self.ringed)
+            lines.append(f"_R_ = torch.tensor([{rows}], dtype=torch.long)")
         lines.append(f"_tab, _at = K.pointers({', '.join('None' if b.startswith('_Z_') else b for b in self.table)})")
         if self.whole:
             lines.append(f"K.run_whole({self.source_name}, {like}, True, T, B, _at)")
@@ -687,7 +717,7 @@ class NativeLoop:
                     slots = self.k(src.name) + 1
                     slot = "0" if slots == 1 else f"(_s - {abs(src.delay)}) % {slots}"
                     lines.append(f"    _Gs_{var(src.name)}[{slot}].addmm_(_dZs_{g.name}[_s], _WTt{j}_{g.name})")
-        at = {name: i + 5 for i, name in enumerate(inputs)}
+        at = {name: i + LEADING for i, name in enumerate(inputs)}  # in ctx.needs_input_grad
         out: list[str] = []
         for g in self.plan.groups:
             if g.name in self.em.constant_addend:

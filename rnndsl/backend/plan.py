@@ -17,7 +17,11 @@ from rnndsl.graphs.schedule import Stage
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
 
-__all__ = ["Group", "LoopPlan", "LoopWriter"]
+__all__ = ["LEADING", "Group", "LoopPlan", "LoopWriter"]
+
+# `kernels.loop`'s arguments before a loop's inputs (forward_fn, backward_fn, T, B, train, records): where a
+# generated backward finds an input in `ctx.needs_input_grad`
+LEADING = 6
 
 
 @dataclass
