@@ -141,3 +141,17 @@ def test_linear_scan_benchmark_runs(capsys: Any) -> None:
 
     assert linear_scan.main(["--batch", "2", "--steps", "5", "--hidden", "3", "--repeat", "1"]) == 0
     assert "linear_scan:" in capsys.readouterr().out
+
+
+def test_native_ab_runs_each_choice(capsys: Any) -> None:
+    """`python -m benchmarks.native_ab`: both variants of each choice run (their code is what the choice says)."""
+    from benchmarks import native_ab
+
+    for choice, case in (("whole", "indrnn"), ("rings", "layernorm_lstm"), ("scan", "qrnn")):
+        argv = [choice, "--case", case, "--size", "tiny", "--threads", "1", "--repeat", "1"]
+        assert native_ab.main(argv) == 0
+        assert f"{case:15} tiny" in capsys.readouterr().out
+    spec = CASES["indrnn"].spec(3, 4)
+    with native_ab._per_step():
+        assert "K.run_whole(" not in rnndsl.compile(spec).code(grad=True)
+    assert "K.run_whole(" in rnndsl.compile(spec).code(grad=True)
