@@ -73,8 +73,9 @@ REASONS = {
         "loop's own time moved by 13% between the two processes (1217 and 1381 ms for the layer-norm LSTM): "
         "the misses are within run-to-run variation. What is above the products: the C on one thread (the "
         "layer-norm LSTM normalises five rows a step), the per-step product dispatch, and the first touch of "
-        "the (T, B, H) value buffers a training call allocates (page faults: with transparent huge pages the "
-        "layer-norm LSTM's C forward took 61-63 ms instead of 101-133 ms). What would close it: value buffers "
+        "the (T, B, H) value buffers a training call allocates (page faults: with transparent huge pages, "
+        "torch's `THP_MEM_ALLOC_ENABLE=1`, the layer-norm LSTM's C forward took 61-63 ms instead of 101-133 "
+        "ms, timed around its C calls). What would close it: value buffers "
         "reused between calls of the same shape (a per-module workspace, handed back when the backward is "
         "done) or backed by huge pages."
     ),
