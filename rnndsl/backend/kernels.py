@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import re
 import warnings
 from typing import Any
 
@@ -316,9 +317,9 @@ def step_functions(source: str, like: torch.Tensor, backward: bool) -> list[Any]
 
 @functools.cache
 def _step_functions(source: str, suffix: str, backward: bool) -> list[Any]:
-    lib, kind = native.step_library(source, suffix), "bw" if backward else "fw"
+    lib, step = native.step_library(source, suffix), re.compile(("bw" if backward else "fw") + r"\d+")
     names = [n for n in native.exported(source) if n.endswith("_" + suffix)]
-    return [getattr(lib, n) for n in names if n.rsplit("_", 2)[-2] in {kind + str(i) for i in range(len(names))}]
+    return [getattr(lib, n) for n in names if step.fullmatch(n.rsplit("_", 2)[-2])]  # _N0_fw1_f32: fw1
 
 
 def run_whole(source: str, like: torch.Tensor, backward: bool, steps: int, batch: int, table: int) -> None:

@@ -205,7 +205,7 @@ class NativeLoop:
         self.rings = self.plan.rings
         self.forward_loop = self.plan.stage.direction > 0
         self.blocks = self._blocks()
-        # no matrix product in a step: the whole loop is one C call over time (per share of the rows)
+        # no matrix product in a step: the whole loop is one C call a direction (`_fwall`, `_bwall`)
         self.whole = not self.plan.groups
         # nodes whose steps are not outputs: a call autograd does not record keeps only their last k + 1 values
         # (a ring; `ROWS(i)` in the C, `_n_<node>` in Python: k + T rows while recording, k + 1 where not)
