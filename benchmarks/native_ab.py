@@ -7,6 +7,8 @@
                                                                            # or every step kept (A)
     python -m benchmarks.native_ab scan --case qrnn --case mingru         # a loop linear in its past: the native
                                                                            # whole run (B), or the linear scan (A)
+    python -m benchmarks.native_ab workspace --case layernorm_lstm        # value buffers kept between calls (B),
+                                                                           # or fresh ones every call (A)
 
 Prints one line per case and size: A's and B's ms and B / A (below 1: B is faster).
 """
@@ -19,7 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -32,7 +34,9 @@ CHOICES = {
     "whole": ("one C call a step", "one C call a direction"),
     "rings": ("every step kept", "rings of k + 1"),
     "scan": ("linear scan", "native whole run"),
+    "workspace": ("fresh buffers a call", "buffers kept between calls"),
 }
+SAME_MODULE = ("rings", "workspace")  # A is B's module with a patch around its calls
 
 
 @contextmanager
@@ -52,15 +56,32 @@ def _per_step() -> Iterator[None]:
 
 
 @contextmanager
-def _keep_every_step(on: bool) -> Iterator[None]:
+def _keep_every_step() -> Iterator[None]:
     """Loops told a backward may follow (`records`), so a native forward keeps every step of every node."""
     apply = kernels._Loop.apply
-    if on:
-        kernels._Loop.apply = lambda *a: apply(*a[:5], True, *a[6:])  # type: ignore[method-assign]
+    kernels._Loop.apply = lambda *a: apply(*a[:5], True, *a[6:])  # type: ignore[method-assign]
     try:
         yield
     finally:
         kernels._Loop.apply = apply  # type: ignore[method-assign]
+
+
+@contextmanager
+def _fresh_buffers() -> Iterator[None]:
+    """Native forwards given new value buffers at every call, as before `kernels.Workspace`."""
+    empty = kernels.Workspace.empty
+    kernels.Workspace.empty = lambda self, slot, shape, like: like.new_empty(shape)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        kernels.Workspace.empty = empty  # type: ignore[method-assign]
+
+
+def _patch(choice: str, on: bool) -> AbstractContextManager[None]:
+    """What makes a call variant A where A is B's module patched."""
+    if not on:
+        return nullcontext()
+    return _keep_every_step() if choice == "rings" else _fresh_buffers()
 
 
 def variants(choice: str, spec: str, x: torch.Tensor) -> dict[str, tuple[Any, bool]]:
@@ -69,7 +90,7 @@ def variants(choice: str, spec: str, x: torch.Tensor) -> dict[str, tuple[Any, bo
     b = rnndsl.compile(spec)  # the default on a CPU is each choice's B
     a = (
         b
-        if choice == "rings"
+        if choice in SAME_MODULE
         else rnndsl.compile(spec, fuse_cells={"lstm", "gru", "linear"} if choice == "scan" else True)
     )
     if a is not b:
@@ -79,7 +100,7 @@ def variants(choice: str, spec: str, x: torch.Tensor) -> dict[str, tuple[Any, bo
             _call(a, x, True)
     for net in (a, b):
         _call(net, x, True)
-    return {a_name: (a, choice == "rings"), b_name: (b, False)}
+    return {a_name: (a, choice in SAME_MODULE), b_name: (b, False)}
 
 
 def _call(net: Any, x: torch.Tensor, backward: bool) -> None:
@@ -100,7 +121,7 @@ def measure(choice: str, case: str, size: str, repeat: int) -> dict[str, tuple[f
     for mode in (0,) if choice == "rings" else (0, 1):  # one mode after the other, as the benchmark times them
         for _ in range(repeat):
             for name, (net, patched) in nets.items():
-                with _keep_every_step(patched):
+                with _patch(choice, patched):
                     t0 = time.perf_counter()
                     _call(net, x, backward=mode == 1)
                     times[name][mode].append(time.perf_counter() - t0)

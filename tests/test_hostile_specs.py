@@ -235,8 +235,9 @@ FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s", 
 FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "rnn_relu"}
 # a loop with a generated backward (rnndsl.loop_backward): its two functions, their context and temporaries
 LOOP_FUNCTION = re.compile(r"_[LN]\d+_(forward|backward)")
-# ... and a loop with native steps (rnndsl.native_step): the C source `_S<n>`, the step functions, their table
-TEMPORARY = re.compile(r"_[LN]\d+_(forward|backward)|_S\d+|_(b|go|Xs|a)\d+|_s|ctx|_fns|_fw|_bw|_tab|_at|_R_")
+# ... and a loop with native steps (rnndsl.native_step): the C source `_S<n>`, its value buffers `_ws<n>`, the step
+# functions, their table
+TEMPORARY = re.compile(r"_[LN]\d+_(forward|backward)|_S\d+|_ws\d+|_(b|go|Xs|a)\d+|_s|ctx|_fns|_fw|_bw|_tab|_at|_R_")
 LAMBDA_ARGUMENTS = {"_x", "_a", "_b"}  # `K.vjp(lambda _x: F.gelu(_x), ...)`: ops differentiated by autograd
 CTX_ATTRIBUTES = {
     "lists",
@@ -321,16 +322,18 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
     names = {n.name for n in network.nodes}
     nodes = sanitised(names)
     tree = ast.parse(source)
-    c_sources = [f for f in tree.body if isinstance(f, ast.Assign)]  # `_S0 = "..."`: a loop's C steps
+    assigns = [f for f in tree.body if isinstance(f, ast.Assign)]
+    workspaces = [f for f in assigns if re.fullmatch(r"_ws\d+ = K\.Workspace\(\)", ast.unparse(f))]
+    c_sources = [f for f in assigns if f not in workspaces]  # `_S0 = "..."`: a loop's C steps
     for c in c_sources:
         (target,) = c.targets
         assert isinstance(target, ast.Name) and re.fullmatch(r"_S\d+", target.id), ast.dump(c)
         assert isinstance(c.value, ast.Constant) and isinstance(c.value.value, str), ast.dump(c)
         assert_c_source_is_safe(c.value.value, nodes)
-    functions = [f for f in tree.body if f not in c_sources]
+    functions = [f for f in tree.body if f not in assigns]
     assert all(type(f) is ast.FunctionDef for f in functions) and functions[0].name == "forward"  # type: ignore[attr-defined]
     assert all(LOOP_FUNCTION.fullmatch(f.name) for f in functions[1:])  # type: ignore[attr-defined]
-    checked = {id(c.value) for c in c_sources}
+    checked = {id(c.value) for c in c_sources} | {id(n) for w in workspaces for n in ast.walk(w)}
     for node in ast.walk(tree):
         if id(node) in checked:
             continue
@@ -356,6 +359,8 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
                 assert node.attr in FEED_METHODS and hasattr(Feed, node.attr), f"feed.{node.attr} in:\n{source}"
             elif isinstance(node.value, ast.Attribute) and _chain(node.value)[0] in MODULES:
                 pass  # an inner link of a module's chain, checked whole where it ends
+            elif isinstance(node.value, ast.Name) and re.fullmatch(r"_ws\d+", node.value.id):
+                assert node.attr == "empty", f"{node.value.id}.{node.attr} in:\n{source}"  # K.Workspace's one method
             else:  # a method of a tensor or of the list of steps
                 assert hasattr(torch.Tensor, node.attr) or node.attr in ("append", "reverse"), node.attr
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):

@@ -250,6 +250,67 @@ def test_a_call_autograd_does_not_record_keeps_rings(name: str, built: None, mon
         assert (rows[0] <= 4) != records  # the others: a ring of k + 1 (k <= 3 here), or every step
 
 
+def test_a_workspace_hands_out_a_buffer_again_only_when_nothing_holds_it() -> None:
+    ws, like = kernels.Workspace(), torch.zeros((), dtype=torch.float64)
+    first = ws.empty("h", (3, 2, 4), like)
+    ptr = first.data_ptr()
+    held = ws.empty("h", (3, 2, 4), like)  # the first still lives: another buffer
+    assert held.data_ptr() != ptr
+    del first
+    again = ws.empty("h", (3, 2, 4), like)
+    assert again.data_ptr() == ptr and again.shape == (3, 2, 4) and again.dtype == torch.float64
+    del again, held
+    assert ws.empty("c", (3, 2, 4), like).data_ptr() not in (ptr,)  # a slot of its own
+    assert ws.empty("h", (3, 2, 4), torch.zeros(())).dtype == torch.float32  # another dtype: another buffer
+    # a view kept by a graph for its backward holds the buffer until the backward has run
+    x = torch.randn(3, 2, 4, dtype=torch.float64, requires_grad=True)
+    buf = ws.empty("h", (3, 2, 4), like)
+    ptr = buf.data_ptr()
+    y = buf.copy_(x.detach()).mul(x)  # mul keeps both of its inputs
+    del buf
+    other = ws.empty("h", (3, 2, 4), like)
+    assert other.data_ptr() != ptr
+    y.sum().backward()
+    del y
+    assert ws.empty("h", (3, 2, 4), like).data_ptr() == ptr  # (`other` still held)
+    # shapes a slot keeps: the last SHAPES of them
+    for rows in range(5, 5 + kernels.Workspace.SHAPES + 1):
+        ws.empty("h", (rows, 2, 4), like)
+    assert [t.shape[0] for t in ws._kept["h"]] == list(range(4 + kernels.Workspace.SHAPES + 1, 5, -1))
+
+
+@pytest.mark.parametrize("name", ["layernorm_lstm", "indrnn", "sizes"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_buffers_kept_between_calls_leave_earlier_results_alone(name: str, batch: int, built: None) -> None:
+    """Calls that reuse a loop's value buffers give what fresh buffers give, and an earlier call's outputs, state
+    and gradients stay as they were (at batch 1 an output's transpose is contiguous: it could have been a view
+    of a buffer)."""
+    net = _net(NATIVE[name])
+    calls = [random_inputs(net, "cpu", batch=batch, steps=6, grad=True) for _ in range(3)]
+
+    def run(call: dict) -> list[torch.Tensor | None]:
+        out, values = gradients_of_a_loss(net, call)
+        return values + [v.detach() for v in (out.state or {}).values()]
+
+    results, kept = [], []
+    for call in calls:
+        results.append(run(call))
+        kept.append([None if v is None else v.clone() for v in results[-1]])
+    for call, r in zip(calls, results, strict=True):  # again: each call now on buffers an earlier call used
+        torch.testing.assert_close(run(call), r, rtol=0, atol=0)
+    torch.testing.assert_close(results, kept, rtol=0, atol=0)
+    # graphs alive together (each keeps its buffers until its backward): the same outputs and gradients
+    outs = [net(**call) for call in calls]
+    for out, k in zip(outs, kept, strict=True):
+        values = list(out.values())
+        torch.testing.assert_close([v.detach() for v in values], k[: len(values)], rtol=0, atol=0)
+    params = list(net.parameters())
+    for call, out in reversed(list(zip(calls, outs, strict=True))):
+        grads = torch.autograd.grad(sum(v.sum() for v in out.values()), params)
+        alone = torch.autograd.grad(sum(v.sum() for v in net(**call).values()), params)
+        torch.testing.assert_close(grads, alone, rtol=0, atol=0)
+
+
 def test_the_kinds_choose_native_steps() -> None:
     spec = NATIVE["peephole_lstm"]
     assert "K.step_ready(" not in rnndsl.compile(spec, fuse_cells=False).code(grad=True)

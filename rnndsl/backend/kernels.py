@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import re
+import threading
 import warnings
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "sum_to",
     "valid_mask",
     "vjp",
+    "Workspace",
 ]
 
 
@@ -342,6 +344,48 @@ def pointers(*tensors: torch.Tensor | None) -> tuple[Any, int]:
 
 
 _STEP_TYPES = {torch.float32: "f32", torch.float64: "f64"}
+
+
+class Workspace:
+    """The value buffers of one loop's native forward, kept between calls: a training call's buffers are
+    (k + T, B, H) per node, and fresh ones cost their first touch (a page fault per 4 KiB page) on every call.
+
+    `empty(slot, shape, like)` hands out a view of a buffer kept for that slot, dtype and shape, where nothing
+    else holds the buffer any more (its storage's use count: the backward that read it has run, or the
+    graph that kept it is gone); else a new buffer, which it keeps. Up to `SHAPES` shapes a slot (training
+    calls and inference calls differ, so do the last batch's). Its buffers are freed with the module.
+    """
+
+    SHAPES = 2
+
+    def __init__(self) -> None:
+        self._kept: dict[str, list[torch.Tensor]] = {}
+        self._lock = threading.Lock()  # replicas of a module called from threads share their generated code
+
+    def empty(self, slot: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        with self._lock:
+            kept = self._kept.setdefault(slot, [])
+            for i, buf in enumerate(kept):
+                if buf.shape == shape and buf.dtype == like.dtype and buf.device == like.device and _unshared(buf):
+                    kept.insert(0, kept.pop(i))
+                    return buf.view(shape)  # a view: while it lives, the buffer counts as held
+            buf = like.new_empty(shape)
+            kept.insert(0, buf)
+            del kept[self.SHAPES :]
+            return buf.view(shape)
+
+
+def _unshared(buf: torch.Tensor) -> bool:
+    """Whether only `buf` itself holds its storage (no view, no saved tensor of a graph)."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None:  # a torch without it: never reuse
+        return False
+    return bool(use_count(buf.untyped_storage()._cdata) <= _ALONE)
+
+
+# The use count of a tensor's storage held by that tensor alone, as `_unshared` reads it: the tensor's own
+# reference and that of the Python storage object `untyped_storage()` makes to read it.
+_ALONE = 2
 
 
 def vjp(fn: Any, grad: torch.Tensor, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:

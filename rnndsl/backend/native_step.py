@@ -201,6 +201,7 @@ class NativeLoop:
         self.lf, self.em, self.plan, self.net = lf, lf.em, lf.plan, lf.net
         self.fname = f"_N{index}"
         self.source_name = f"_S{index}"
+        self.workspace = f"_ws{index}"  # its forward's value buffers, kept between calls (`K.Workspace`)
         self.nodes = list(self.plan.stage.nodes)
         self.rings = self.plan.rings
         self.forward_loop = self.plan.stage.direction > 0
@@ -595,7 +596,9 @@ class NativeLoop:
     def functions(self, inputs: list[str], outputs: list[str]) -> tuple[str, str]:
         """The C source's assignment with the native forward, and the native backward (Python source)."""
         c = self.source()  # fills the pointer table
-        forward = f'{self.source_name} = r"""\n{c}"""\n\n\n' + self._forward(inputs, outputs)
+        forward = f'{self.source_name} = r"""\n{c}"""\n{self.workspace} = K.Workspace()\n\n\n' + self._forward(
+            inputs, outputs
+        )
         return forward, self._backward(inputs, outputs)
 
     def _sources(self) -> set[str]:
@@ -623,7 +626,7 @@ class NativeLoop:
             if n in self.ringed:  # its last k + 1 values only, where no backward will read them
                 lines.append(f"_n_{v} = {k} + (T if ctx.records else 1)")
                 rows = f"_n_{v}"
-            lines.append(f"_V_{v} = {like}.new_empty(({rows}, B, {self.net[n].size}))")
+            lines.append(f"_V_{v} = {self.workspace}.empty({v!r}, ({rows}, B, {self.net[n].size}), {like})")
             for i in range(1, k + 1):
                 lines.append(f"_V_{v}[{k - i}].copy_(_r{i}_{v})")
             if n in self._sources():
