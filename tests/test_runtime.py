@@ -541,6 +541,47 @@ def test_a_call_reads_parameters_replaced_after_the_first_call() -> None:
     assert torch.equal(net(x).y, torch.zeros(2, 5, 2))
 
 
+def test_zero_start_values_are_kept_until_something_writes_into_them() -> None:
+    """A call's zero starts and their histories are the last call's tensors (no new ones a call); one written
+    into, resized, or of another dtype is made again; each delayed node has its own."""
+    net = rnndsl.compile(LSTM)  # h and c: two delayed nodes of one size
+    first = net.boundary_values({}, 2)
+    again = net.boundary_values({}, 2)
+    assert again["h"] is first["h"] and again["c"] is first["c"] and first["h"] is not first["c"]
+    assert net.histories(again, None, 2)["h"] is net.histories(again, None, 2)["h"]
+    net.histories(again, None, 2)["c"].select(1, 0).add_(1)  # written through a view
+    fresh = net.boundary_values({}, 2)
+    assert fresh["c"] is not first["c"] and not fresh["c"].any() and fresh["h"] is first["h"]
+    assert net.boundary_values({}, 3)["h"].shape == (3, 4)
+    assert net.double().boundary_values({}, 3)["h"].dtype == torch.float64
+
+
+def test_results_written_into_leave_the_next_call_alone() -> None:
+    """Outputs and state written into in place (a user's `add_`) change nothing a later call computes."""
+    for spec in (LSTM, ELMAN, (EXAMPLES / "peephole_lstm.rnn").read_text()):
+        net = rnndsl.compile(spec)
+        x = torch.randn(2, 5, net.network.inputs[0].size)
+        with torch.no_grad():
+            expected = {k: v.clone() for k, v in net(x).items()}
+            for _ in range(2):
+                out = net(x)
+                for v in [*out.values(), *(out.state or {}).values()]:
+                    v.add_(1)
+            again = net(x)
+        for k, v in expected.items():
+            torch.testing.assert_close(again[k], v, rtol=0, atol=0)
+
+
+def test_kept_zero_vectors_are_made_again_once_written_into() -> None:
+    from rnndsl.backend import kernels
+
+    like = torch.zeros((), dtype=torch.float64)
+    z = kernels.zeros(7, like)
+    assert kernels.zeros(7, like) is z and z.dtype == torch.float64 and kernels.zeros(7, torch.zeros(())) is not z
+    z.add_(1)
+    assert not kernels.zeros(7, like).any()
+
+
 def test_a_node_named_like_a_module_attribute_gets_its_own_key() -> None:
     """`training` is an attribute of every nn.Module instance (not of the class): it crashed as a key."""
     net = rnndsl.compile(

@@ -224,7 +224,7 @@ class _Emitter:
         return self.param(bias_name(node.name)) if node.bias else self._zeros(node.size)
 
     def _zeros(self, size: int) -> str:
-        return f"{self._like()}.new_zeros({size})"
+        return f"K.zeros({size}, {self._like()})"
 
     @staticmethod
     def _joined(parts: list[str], dim: int) -> str:

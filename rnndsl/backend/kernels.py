@@ -50,6 +50,7 @@ __all__ = [
     "sum_to",
     "valid_mask",
     "vjp",
+    "zeros",
     "Workspace",
 ]
 
@@ -181,6 +182,21 @@ def last_k(hist: torch.Tensor, seq: torch.Tensor, lengths: torch.Tensor | None, 
     from_seq = seq.gather(1, index.clamp(min=0).view(*index.shape, *trail).expand(shape))
     from_hist = hist.gather(1, (index + k).clamp(max=k - 1).view(*index.shape, *trail).expand(shape))
     return torch.where((index >= 0).view(*index.shape, *trail), from_seq, from_hist)
+
+
+def zeros(size: int, like: torch.Tensor) -> torch.Tensor:
+    """A zero vector of `like`'s dtype and device (a bias a layer does not have, a fused cell's hidden-side
+    bias), kept between calls while nothing writes into it; a new one where a tracer looks."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        return like.new_zeros(size)
+    key = (size, like.dtype, like.device)
+    kept = _ZEROS.get(key)
+    if kept is None or kept._version:  # its version counter: 0 until something writes into it
+        kept = _ZEROS[key] = like.new_zeros(size)
+    return kept
+
+
+_ZEROS: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
 
 def masked(seq: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:

@@ -392,11 +392,25 @@ class CompiledNetwork(nn.Module):
     def boundary_values(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
         """What each delayed node reads before the first step and past the last: its `init`."""
         out: dict[str, torch.Tensor] = {"__like__": self.like}
+        kept = self._kept_starts()
         for node in self.layout.delayed:
-            out[node.name] = self.init_value(node, inputs, batch)
+            out[node.name] = self.init_value(node, inputs, batch, kept)
         return out
 
-    def init_value(self, node: Node, inputs: Mapping[str, torch.Tensor], batch: int) -> torch.Tensor:
+    def _kept_starts(self) -> dict[str, Any] | None:
+        """The zero start values and histories kept between calls (None while a tracer looks: torch.compile,
+        torch.export and jit.trace see fresh tensors). A call's per-call work at small sizes is most of its time,
+        and these are 2-3 tensor ops a delayed node; kept per node, so no two nodes share one."""
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+            return None
+        kept = self.__dict__.get("_starts")
+        if kept is None or kept["like"] is not self.like:  # .to() and .double() give a new `like`
+            kept = self.__dict__["_starts"] = {"like": self.like}
+        return kept
+
+    def init_value(
+        self, node: Node, inputs: Mapping[str, torch.Tensor], batch: int, kept: dict[str, Any] | None = None
+    ) -> torch.Tensor:
         like = self.like
         if node.is_tokens:
             return torch.tensor(token_start(node), device=like.device)
@@ -408,7 +422,13 @@ class CompiledNetwork(nn.Module):
             if node.init.size != node.size:
                 value = self.init_projection[param_key(node.name)](value)
             return value
-        return like.new_zeros(batch, node.size)
+        if kept is None:
+            return like.new_zeros(batch, node.size)
+        zeros = kept.get(node.name)
+        # kept while nothing wrote into it (its version counter, which its views share, is still 0)
+        if zeros is None or zeros.shape[0] != batch or zeros._version:
+            zeros = kept[node.name] = like.new_zeros(batch, node.size)
+        return zeros
 
     def histories(
         self, boundary: dict[str, torch.Tensor], state: Mapping[str, torch.Tensor] | None, batch: int
@@ -421,8 +441,18 @@ class CompiledNetwork(nn.Module):
             elif node.is_tokens:
                 out[node.name] = torch.full((batch, k), token_start(node), dtype=torch.long, device=self.like.device)
             else:
-                out[node.name] = boundary[node.name].unsqueeze(1).expand(-1, k, -1)
+                out[node.name] = self._history(node.name, boundary[node.name], k)
         return out
+
+    def _history(self, name: str, start: torch.Tensor, k: int) -> torch.Tensor:
+        """k copies of a start value (a view, (B, k, S)); kept with a kept zero start value."""
+        kept = self.__dict__.get("_starts")
+        if kept is None or kept.get(name) is not start:
+            return start.unsqueeze(1).expand(-1, k, -1)
+        view = kept.get("history:" + name)
+        if view is None or view._base is not start or view.shape[1] != k:
+            view = kept["history:" + name] = start.unsqueeze(1).expand(-1, k, -1)
+        return view
 
     def _compiled(
         self,
@@ -468,6 +498,7 @@ class CompiledNetwork(nn.Module):
         state = self.__dict__.copy()
         state["_code"] = {}
         state.pop("_layout", None)
+        state.pop("_starts", None)
         return state
 
     def extra_repr(self) -> str:
