@@ -140,6 +140,8 @@ class CompiledNetwork(nn.Module):
             if n.op == "layer"
         ]
         self._code: dict[tuple[bool, bool, frozenset[str], bool, str, bool], Any] = {}
+        # variants (with lengths, guarded, free, device, scan) whose loops all run without a generated backward
+        self._loopless: set[tuple[bool, bool, frozenset[str], str, bool]] = set()
         # While autograd records, loops run as one autograd node with a generated backward (`loop_backward`);
         # False keeps them on autograd (the same numbers up to rounding, slower).
         self.generated_backward = True
@@ -274,13 +276,16 @@ class CompiledNetwork(nn.Module):
         check_finite = watch is not None
         history = self.histories(boundary, call.state, call.batch)
         params = self.parameter_table()
-        fn = self._compiled(
+        with_lengths, free, scan = (
             call.lengths is not None,
-            check_finite,
             frozenset(feed.given) if feed else frozenset(),
-            self.generated_backward and (_records() or self._native_inference()),
             _exporting(),
         )
+        variant = (with_lengths, check_finite, free, self.like.device.type, scan)
+        differentiate = self.generated_backward and (
+            _records() or (variant not in self._loopless and self._native_inference())
+        )
+        fn = self._compiled(with_lengths, check_finite, free, differentiate, scan)
         inputs = call.code_inputs() if call.memories else call.inputs
         values, new_state = fn(
             params, inputs, boundary, history, call.batch, call.steps, call.lengths, self.training, watch, feed
@@ -391,16 +396,19 @@ class CompiledNetwork(nn.Module):
 
     def boundary_values(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
         """What each delayed node reads before the first step and past the last: its `init`."""
-        out: dict[str, torch.Tensor] = {"__like__": self.like}
+        out: dict[str, Any] = {"__like__": self.like}
         kept = self._kept_starts()
+        if kept is not None:
+            out["__kept__"] = kept  # what generated code keeps between calls (`K.joined`)
         for node in self.layout.delayed:
             out[node.name] = self.init_value(node, inputs, batch, kept)
         return out
 
     def _kept_starts(self) -> dict[str, Any] | None:
-        """The zero start values and histories kept between calls (None while a tracer looks: torch.compile,
-        torch.export and jit.trace see fresh tensors). A call's per-call work at small sizes is most of its time,
-        and these are 2-3 tensor ops a delayed node; kept per node, so no two nodes share one."""
+        """What calls keep between them (None while a tracer looks: torch.compile, torch.export and jit.trace see
+        fresh tensors): zero start values and their histories, kept per node (no two nodes share one), and the
+        joined weights of fused cells where autograd does not record (`K.joined`). At small sizes a call's
+        per-call work is much of its time, and each of these is a tensor op or two a call."""
         if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
             return None
         kept = self.__dict__.get("_starts")
@@ -478,6 +486,7 @@ class CompiledNetwork(nn.Module):
                     self._code[with_lengths, guard, free, diff, device, scan] = self._code[
                         with_lengths, guard, free, False, device, scan
                     ]
+                    self._loopless.add((with_lengths, guard, free, device, scan))  # a call needs not choose
                     continue
                 namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
                 exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
@@ -497,9 +506,14 @@ class CompiledNetwork(nn.Module):
         # Generated functions cannot be pickled; they, and what calls cache, are rebuilt on first use.
         state = self.__dict__.copy()
         state["_code"] = {}
+        state["_loopless"] = set()
         state.pop("_layout", None)
         state.pop("_starts", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_loopless", set())  # pickled before it was kept
+        super().__setstate__(state)
 
     def extra_repr(self) -> str:
         ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" for n in self.network.inputs)
