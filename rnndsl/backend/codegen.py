@@ -183,13 +183,13 @@ class _Emitter:
         v = var(h)
         outer = {n.name: [j for j in range(len(n.sources)) if n.name not in rec or j != rec[n.name]] for n in ih}
         rows = [self._joined([self.param(weight_name(n.name, j)) for j in outer[n.name]], 1) for n in ih]
-        self.emit(f"_Wih_{v} = {self._kept_join(f'_Wih_{v}', rows)}")
-        self.emit(f"_Whh_{v} = {self._kept_join(f'_Whh_{v}', [self.param(weight_name(g, j)) for g, j in hh])}")
-        self.emit(f"_bih_{v} = {self._kept_join(f'_bih_{v}', [self._bias(n) for n in ih])}")
+        self.emit(f"_Wih_{v} = {self._joined(rows, 0)}")
+        self.emit(f"_Whh_{v} = {self._joined([self.param(weight_name(g, j)) for g, j in hh], 0)}")
+        self.emit(f"_bih_{v} = {self._joined([self._bias(n) for n in ih], 0)}")
         # the hidden-side bias is zero but for a GRU's candidate, which torch applies inside r * (W h + b)
         if cell.nx:
             hh_bias = [self._zeros(self.net[g].size) for g in cell.gates] + [self._bias(self.net[hh[-1][0]])]
-            self.emit(f"_bhh_{v} = {self._kept_join(f'_bhh_{v}', hh_bias)}")
+            self.emit(f"_bhh_{v} = {self._joined(hh_bias, 0)}")
         else:
             self.emit(f"_bhh_{v} = {self._zeros(sum(self.net[g].size for g in cell.gates))}")
         start = [f"H[{n!r}][:, -1]" if stage.direction > 0 else f"I[{n!r}]" for n in (h, cell.c) if n]
@@ -225,13 +225,6 @@ class _Emitter:
 
     def _zeros(self, size: int) -> str:
         return f"K.zeros({size}, {self._like()})"
-
-    def _kept_join(self, name: str, parts: list[str]) -> str:
-        """A fused cell's weights joined along dim 0, kept between calls that autograd does not record
-        (`K.joined`) where every part is a plain name; else a `torch.cat` a call."""
-        if len(parts) == 1 or not all(p.isidentifier() or p.startswith("K.zeros(") for p in parts):
-            return self._joined(parts, 0)
-        return f"K.joined(I, {name!r}, 0, {', '.join(parts)})"
 
     @staticmethod
     def _joined(parts: list[str], dim: int) -> str:

@@ -32,7 +32,6 @@ __all__ = [
     "every",
     "fused",
     "future",
-    "joined",
     "last",
     "last_k",
     "linear_scan",
@@ -183,30 +182,6 @@ def last_k(hist: torch.Tensor, seq: torch.Tensor, lengths: torch.Tensor | None, 
     from_seq = seq.gather(1, index.clamp(min=0).view(*index.shape, *trail).expand(shape))
     from_hist = hist.gather(1, (index + k).clamp(max=k - 1).view(*index.shape, *trail).expand(shape))
     return torch.where((index >= 0).view(*index.shape, *trail), from_seq, from_hist)
-
-
-def joined(boundary: dict[str, Any], name: str, dim: int, *parts: torch.Tensor) -> torch.Tensor:
-    """`torch.cat(parts, dim)`: a fused cell's weights joined as its kernel takes them. Where autograd does not
-    record, the last call's join (kept in `boundary["__kept__"]`, the module's) is taken again while its parts
-    are the same tensors at the same versions (an optimizer's step, `load_state_dict`, any write bumps them)
-    and nothing wrote into it; kept only while small (`KEEP_JOINED` elements), where the cat's dispatch is
-    most of what it costs: a large one is made again (its copy is small next to the kernel's work, and
-    keeping it would hold the weights twice)."""
-    kept = boundary.get("__kept__")
-    if kept is None or torch.is_grad_enabled():
-        return torch.cat(parts, dim)
-    last = kept.get(name)
-    # the parts kept beside it hold their ids: no other tensor can take one while they are held
-    stamp = [id(p) for p in parts] + [p._version for p in parts]
-    if last is not None and last[1] == stamp and not last[0]._version:
-        return last[0]
-    out = torch.cat(parts, dim)
-    if out.numel() <= KEEP_JOINED:
-        kept[name] = (out, stamp, parts)
-    return out
-
-
-KEEP_JOINED = 1 << 20
 
 
 def zeros(size: int, like: torch.Tensor) -> torch.Tensor:

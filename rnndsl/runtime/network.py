@@ -396,19 +396,16 @@ class CompiledNetwork(nn.Module):
 
     def boundary_values(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
         """What each delayed node reads before the first step and past the last: its `init`."""
-        out: dict[str, Any] = {"__like__": self.like}
+        out: dict[str, torch.Tensor] = {"__like__": self.like}
         kept = self._kept_starts()
-        if kept is not None:
-            out["__kept__"] = kept  # what generated code keeps between calls (`K.joined`)
         for node in self.layout.delayed:
             out[node.name] = self.init_value(node, inputs, batch, kept)
         return out
 
     def _kept_starts(self) -> dict[str, Any] | None:
-        """What calls keep between them (None while a tracer looks: torch.compile, torch.export and jit.trace see
-        fresh tensors): zero start values and their histories, kept per node (no two nodes share one), and the
-        joined weights of fused cells where autograd does not record (`K.joined`). At small sizes a call's
-        per-call work is much of its time, and each of these is a tensor op or two a call."""
+        """The zero start values and histories kept between calls, per node (no two nodes share one); None while
+        a tracer looks (torch.compile, torch.export and jit.trace see fresh tensors). At small sizes a call's
+        per-call work is much of its time, and these are a tensor op or two a delayed node."""
         if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
             return None
         kept = self.__dict__.get("_starts")
