@@ -280,13 +280,13 @@ def test_a_workspace_hands_out_a_buffer_again_only_when_nothing_holds_it() -> No
 
 
 @pytest.mark.parametrize("name", ["layernorm_lstm", "indrnn", "sizes"])
-@pytest.mark.parametrize("batch", [1, 3])
-def test_buffers_kept_between_calls_leave_earlier_results_alone(name: str, batch: int, built: None) -> None:
+@pytest.mark.parametrize(("batch", "steps"), [(1, 6), (3, 6), (3, 1)])
+def test_buffers_kept_between_calls_leave_earlier_results_alone(name: str, batch: int, steps: int, built: None) -> None:
     """Calls that reuse a loop's value buffers give what fresh buffers give, and an earlier call's outputs, state
-    and gradients stay as they were (at batch 1 an output's transpose is contiguous: it could have been a view
-    of a buffer)."""
+    and gradients stay as they were (at batch 1 or one step an output's transpose is contiguous: it could have
+    been a view of a buffer)."""
     net = _net(NATIVE[name])
-    calls = [random_inputs(net, "cpu", batch=batch, steps=6, grad=True) for _ in range(3)]
+    calls = [random_inputs(net, "cpu", batch=batch, steps=steps, grad=True) for _ in range(3)]
 
     def run(call: dict) -> list[torch.Tensor | None]:
         out, values = gradients_of_a_loss(net, call)
@@ -309,6 +309,29 @@ def test_buffers_kept_between_calls_leave_earlier_results_alone(name: str, batch
         grads = torch.autograd.grad(sum(v.sum() for v in out.values()), params)
         alone = torch.autograd.grad(sum(v.sum() for v in net(**call).values()), params)
         torch.testing.assert_close(grads, alone, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["layernorm_lstm", "indrnn"])
+def test_inference_mode_calls_keep_nothing_for_training_calls(name: str, built: None) -> None:
+    """A validation pass under `torch.inference_mode` (whose tensors cannot be written outside it, nor saved for
+    a backward) between training calls: the training calls after it run on buffers of their own."""
+    net = _net(NATIVE[name])
+    call = random_inputs(net, "cpu", batch=3, steps=5, grad=True)
+    with torch.inference_mode():  # first, as a trainer's sanity check of the validation step runs
+        values = net(**{k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in call.items()})
+        values = [v.clone() for v in values.values()]
+    after = gradients_of_a_loss(net, call)[1]
+    torch.testing.assert_close(values, after[: len(values)], rtol=0, atol=0)
+    torch.testing.assert_close(gradients_of_a_loss(net, call)[1], after, rtol=0, atol=0)
+
+
+def test_a_module_moved_drops_its_kept_buffers(built: None) -> None:
+    net = _net(NATIVE["indrnn"])
+    net(**random_inputs(net, "cpu", batch=3, steps=5, grad=True))
+    workspaces = [w for fn in net._code.values() for w in fn.__globals__.values() if isinstance(w, kernels.Workspace)]
+    assert workspaces and any(w._kept for w in workspaces)
+    net.float()
+    assert not any(w._kept for w in workspaces) and "_starts" not in net.__dict__
 
 
 def test_the_kinds_choose_native_steps() -> None:

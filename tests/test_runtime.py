@@ -572,6 +572,21 @@ def test_results_written_into_leave_the_next_call_alone() -> None:
             torch.testing.assert_close(again[k], v, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("example", ["lstm", "bilstm", "skip2"])
+def test_inference_mode_calls_keep_nothing(example: str) -> None:
+    """Tensors made under `torch.inference_mode` (no version counter; not writable nor savable outside it) are
+    not kept: calls after it, training or not, run as before it."""
+    net = rnndsl.compile((EXAMPLES / f"{example}.rnn").read_text())
+    x = torch.randn(2, 5, net.network.inputs[0].size)
+    with torch.inference_mode():  # first, as a trainer's sanity check of the validation step runs
+        before = {k: v.clone() for k, v in net(x).items()}
+        net(x)
+    with torch.no_grad():
+        for k, v in net(x).items():
+            torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    sum(v.sum() for v in net(x).values()).backward()
+
+
 def test_kept_zero_vectors_are_made_again_once_written_into() -> None:
     from rnndsl.backend import kernels
 

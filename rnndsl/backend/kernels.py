@@ -32,6 +32,8 @@ __all__ = [
     "every",
     "fused",
     "future",
+    "keepable",
+    "keeping",
     "last",
     "last_k",
     "linear_scan",
@@ -184,15 +186,34 @@ def last_k(hist: torch.Tensor, seq: torch.Tensor, lengths: torch.Tensor | None, 
     return torch.where((index >= 0).view(*index.shape, *trail), from_seq, from_hist)
 
 
+def keeping() -> bool:
+    """Whether a call may keep tensors for the next ones, or take those kept: not while a tracer looks
+    (torch.compile, torch.export, jit.trace see fresh tensors), nor under `inference_mode` (its tensors have
+    no version counter and cannot be written outside it), nor inside a torch.func transform."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        return False
+    return not torch.is_inference_mode_enabled() and _transform() is None
+
+
+_transform = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)
+
+
+def keepable(t: torch.Tensor) -> bool:
+    """Whether a tensor made for keeping is a plain one (not a fake tensor of a dispatch mode, a subclass)."""
+    return type(t) is torch.Tensor
+
+
 def zeros(size: int, like: torch.Tensor) -> torch.Tensor:
     """A zero vector of `like`'s dtype and device (a bias a layer does not have, a fused cell's hidden-side
-    bias), kept between calls while nothing writes into it; a new one where a tracer looks."""
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+    bias), kept between calls while nothing writes into it (`keeping`)."""
+    if not keeping():
         return like.new_zeros(size)
     key = (size, like.dtype, like.device)
     kept = _ZEROS.get(key)
     if kept is None or kept._version:  # its version counter: 0 until something writes into it
-        kept = _ZEROS[key] = like.new_zeros(size)
+        kept = like.new_zeros(size)
+        if keepable(kept):
+            _ZEROS[key] = kept
     return kept
 
 
@@ -379,6 +400,8 @@ class Workspace:
         self._lock = threading.Lock()  # replicas of a module called from threads share their generated code
 
     def empty(self, slot: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        if _ALONE is None or not keeping():
+            return like.new_empty(shape)
         with self._lock:
             kept = self._kept.setdefault(slot, [])
             for i, buf in enumerate(kept):
@@ -386,22 +409,39 @@ class Workspace:
                     kept.insert(0, kept.pop(i))
                     return buf.view(shape)  # a view: while it lives, the buffer counts as held
             buf = like.new_empty(shape)
-            kept.insert(0, buf)
-            del kept[self.SHAPES :]
+            if keepable(buf):
+                kept.insert(0, buf)
+                del kept[self.SHAPES :]
             return buf.view(shape)
+
+    def clear(self) -> None:
+        """Drop every kept buffer (the module moved to another device or dtype: they would not be used)."""
+        with self._lock:
+            self._kept.clear()
 
 
 def _unshared(buf: torch.Tensor) -> bool:
     """Whether only `buf` itself holds its storage (no view, no saved tensor of a graph)."""
-    use_count = getattr(torch._C, "_storage_Use_Count", None)
-    if use_count is None:  # a torch without it: never reuse
-        return False
-    return bool(use_count(buf.untyped_storage()._cdata) <= _ALONE)
+    assert _USE_COUNT is not None and _ALONE is not None  # `empty` keeps nothing otherwise
+    return bool(_USE_COUNT(buf.untyped_storage()._cdata) <= _ALONE)
 
 
-# The use count of a tensor's storage held by that tensor alone, as `_unshared` reads it: the tensor's own
-# reference and that of the Python storage object `untyped_storage()` makes to read it.
-_ALONE = 2
+def _alone() -> int | None:
+    """The use count of a storage that one tensor alone holds, read as `_unshared` reads it (the tensor's own
+    reference and that of the Python storage object `untyped_storage()` makes to read it); None where this
+    torch cannot tell (no `_storage_Use_Count`, or a view is not counted): then no buffer is kept."""
+    if _USE_COUNT is None:
+        return None
+    t = torch.empty(1)
+    alone = _USE_COUNT(t.untyped_storage()._cdata)
+    view = t.view(1)
+    viewed = _USE_COUNT(t.untyped_storage()._cdata)
+    del view
+    return int(alone) if viewed > alone else None
+
+
+_USE_COUNT: Any = getattr(torch._C, "_storage_Use_Count", None)
+_ALONE = _alone()
 
 
 def vjp(fn: Any, grad: torch.Tensor, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:

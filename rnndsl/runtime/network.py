@@ -406,7 +406,7 @@ class CompiledNetwork(nn.Module):
         """The zero start values and histories kept between calls, per node (no two nodes share one); None while
         a tracer looks (torch.compile, torch.export and jit.trace see fresh tensors). At small sizes a call's
         per-call work is much of its time, and these are a tensor op or two a delayed node."""
-        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        if not kernels.keeping():
             return None
         kept = self.__dict__.get("_starts")
         if kept is None or kept["like"] is not self.like:  # .to() and .double() give a new `like`
@@ -432,7 +432,9 @@ class CompiledNetwork(nn.Module):
         zeros = kept.get(node.name)
         # kept while nothing wrote into it (its version counter, which its views share, is still 0)
         if zeros is None or zeros.shape[0] != batch or zeros._version:
-            zeros = kept[node.name] = like.new_zeros(batch, node.size)
+            zeros = like.new_zeros(batch, node.size)
+            if kernels.keepable(zeros):
+                kept[node.name] = zeros
         return zeros
 
     def histories(
@@ -440,18 +442,18 @@ class CompiledNetwork(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """For each node read at `[t-k]`: the k values before the first step, from `state` or from init."""
         out = {}
+        kept = self._kept_starts() if state is None else None
         for node, k in self.layout.past:
             if state is not None:
                 out[node.name] = state[node.name]
             elif node.is_tokens:
                 out[node.name] = torch.full((batch, k), token_start(node), dtype=torch.long, device=self.like.device)
             else:
-                out[node.name] = self._history(node.name, boundary[node.name], k)
+                out[node.name] = self._history(node.name, boundary[node.name], k, kept)
         return out
 
-    def _history(self, name: str, start: torch.Tensor, k: int) -> torch.Tensor:
+    def _history(self, name: str, start: torch.Tensor, k: int, kept: dict[str, Any] | None) -> torch.Tensor:
         """k copies of a start value (a view, (B, k, S)); kept with a kept zero start value."""
-        kept = self.__dict__.get("_starts")
         if kept is None or kept.get(name) is not start:
             return start.unsqueeze(1).expand(-1, k, -1)
         view = kept.get("history:" + name)
@@ -507,6 +509,15 @@ class CompiledNetwork(nn.Module):
         state.pop("_layout", None)
         state.pop("_starts", None)
         return state
+
+    def _apply(self, fn: Any, recurse: bool = True) -> CompiledNetwork:
+        # .to(), .double(), .cuda(): what calls kept is of the old device or dtype, and would only hold memory
+        for code in self._code.values():
+            for value in list(getattr(code, "__globals__", {}).values()):
+                if isinstance(value, kernels.Workspace):
+                    value.clear()
+        self.__dict__.pop("_starts", None)
+        return super()._apply(fn, recurse)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_loopless", set())  # pickled before it was kept
