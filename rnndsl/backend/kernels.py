@@ -390,7 +390,8 @@ class Workspace:
     `empty(slot, shape, like)` hands out a view of a buffer kept for that slot, dtype and shape, where nothing
     else holds the buffer any more (its storage's use count: the backward that read it has run, or the
     graph that kept it is gone); else a new buffer, which it keeps. Up to `SHAPES` shapes a slot (training
-    calls and inference calls differ, so do the last batch's). Its buffers are freed with the module.
+    calls and inference calls differ, so do the last batch's). Its buffers are freed with the module, or
+    dropped when the module moves (`clear`); none is kept where calls keep nothing (`keeping`).
     """
 
     SHAPES = 2

@@ -403,9 +403,9 @@ class CompiledNetwork(nn.Module):
         return out
 
     def _kept_starts(self) -> dict[str, Any] | None:
-        """The zero start values and histories kept between calls, per node (no two nodes share one); None while
-        a tracer looks (torch.compile, torch.export and jit.trace see fresh tensors). At small sizes a call's
-        per-call work is much of its time, and these are a tensor op or two a delayed node."""
+        """The zero start values and histories kept between calls, per node (no two nodes share one); None where
+        calls keep nothing (`kernels.keeping`: a tracer looking, `inference_mode`, a torch.func transform). At
+        small sizes a call's per-call work is much of its time, and these are a tensor op or two a node."""
         if not kernels.keeping():
             return None
         kept = self.__dict__.get("_starts")
