@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -323,6 +324,27 @@ def test_inference_mode_calls_keep_nothing_for_training_calls(name: str, built: 
     after = gradients_of_a_loss(net, call)[1]
     torch.testing.assert_close(values, after[: len(values)], rtol=0, atol=0)
     torch.testing.assert_close(gradients_of_a_loss(net, call)[1], after, rtol=0, atol=0)
+
+
+def test_calls_from_threads_get_buffers_of_their_own(built: None) -> None:
+    """One module called from several threads at once (its C runs without the GIL): each call gets buffers no
+    other call holds, so each gives what it gives alone."""
+    net = _net(NATIVE["layernorm_lstm"])
+    calls = [random_inputs(net, "cpu", batch=4, steps=40, grad=True) for _ in range(4)]
+    alone = [gradients_of_a_loss(net, call)[1] for call in calls]
+    got: dict[int, list] = {}
+
+    def run(i: int) -> None:
+        for _ in range(3):
+            got[i] = gradients_of_a_loss(net, calls[i])[1]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, expected in enumerate(alone):
+        torch.testing.assert_close(got[i], expected, rtol=0, atol=0)
 
 
 def test_a_module_moved_drops_its_kept_buffers(built: None) -> None:
