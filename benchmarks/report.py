@@ -57,7 +57,7 @@ REASONS = {
         "forward of an LSTM, GRU and 2-layer LSTM: 0.82-0.89x and 0.87-0.92x; forward+backward unchanged), "
         "and re-measured with `--size small --case lstm --case gru --case gru_2layer --case lstm_bidir "
         "--repeat 15`: 1.05 / 1.11, 0.95 / 0.96, 1.05 / 0.99, 1.07 / 1.00. Keeping the joined weights too "
-        "measured 0.88-0.91x more under no_grad but is not done: a write through `.data` (an EMA's, a "
+        "measured 0.87-0.91x more under no_grad but is not done: a write through `.data` (an EMA's, a "
         "hand-written step's) changes a parameter without its version counter, so a kept join could serve "
         "old weights. One `torch.lstm` call for a bidirectional pair measured no faster than two on this CPU "
         "(1.00x forward, 1.16x forward+backward at 64 x 100 x 128 -> 32; 1.04x / 1.03x at 16 x 1000 x 64 -> "
