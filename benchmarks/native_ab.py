@@ -20,9 +20,10 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+from unittest.mock import patch
 
 import torch
 
@@ -39,8 +40,7 @@ CHOICES = {
 SAME_MODULE = ("rings", "workspace")  # A is B's module with a patch around its calls
 
 
-@contextmanager
-def _per_step() -> Iterator[None]:
+def _per_step() -> AbstractContextManager[Any]:
     """Native loops written as while they had a matrix product: one C call a step."""
     init = native_step.NativeLoop.__init__
 
@@ -48,36 +48,21 @@ def _per_step() -> Iterator[None]:
         init(self, *args)
         self.whole = False
 
-    native_step.NativeLoop.__init__ = patched  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        native_step.NativeLoop.__init__ = init  # type: ignore[method-assign]
+    return patch.object(native_step.NativeLoop, "__init__", patched)
 
 
-@contextmanager
-def _keep_every_step() -> Iterator[None]:
+def _keep_every_step() -> AbstractContextManager[Any]:
     """Loops told a backward may follow (`records`), so a native forward keeps every step of every node."""
     apply = kernels._Loop.apply
-    kernels._Loop.apply = lambda *a: apply(*a[:5], True, *a[6:])  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        kernels._Loop.apply = apply  # type: ignore[method-assign]
+    return patch.object(kernels._Loop, "apply", lambda *a: apply(*a[:5], True, *a[6:]))
 
 
-@contextmanager
-def _fresh_buffers() -> Iterator[None]:
+def _fresh_buffers() -> AbstractContextManager[Any]:
     """Native forwards given new value buffers at every call, as before `kernels.Workspace`."""
-    empty = kernels.Workspace.empty
-    kernels.Workspace.empty = lambda self, slot, shape, like: like.new_empty(shape)  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        kernels.Workspace.empty = empty  # type: ignore[method-assign]
+    return patch.object(kernels.Workspace, "empty", lambda self, slot, shape, like: like.new_empty(shape))
 
 
-def _patch(choice: str, on: bool) -> AbstractContextManager[None]:
+def _patch(choice: str, on: bool) -> AbstractContextManager[Any]:
     """What makes a call variant A where A is B's module patched."""
     if not on:
         return nullcontext()
