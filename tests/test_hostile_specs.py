@@ -231,7 +231,8 @@ BUILTINS = {"range", "float"}
 ARGUMENTS = {"P", "X", "I", "H", "B", "T", "lengths", "train", "watch", "feed"}
 FEED_METHODS = {"plan", "pick", "whole", "sample", "sample_logits", "record"}  # rnndsl.feed.Feed's, for free runs
 # _t: the step index, _s__t: its steps in a loop
-FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s", "_t", "_s__t"}
+# _J: what the module puts beside the code, each fused cell's weights as views of one buffer (`K.flat`)
+FIXED_LOCALS = {"forward", "t", "values", "state", "valid", "_acc", "_valid_s", "_t", "_s__t", "_J"}
 FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "rnn_relu"}
 # a loop with a generated backward (rnndsl.loop_backward): its two functions, their context and temporaries
 LOOP_FUNCTION = re.compile(r"_[LN]\d+_(forward|backward)")
@@ -359,6 +360,8 @@ def assert_generated_code_is_safe(source: str, network: rnndsl.Network) -> None:
                 assert node.attr in FEED_METHODS and hasattr(Feed, node.attr), f"feed.{node.attr} in:\n{source}"
             elif isinstance(node.value, ast.Attribute) and _chain(node.value)[0] in MODULES:
                 pass  # an inner link of a module's chain, checked whole where it ends
+            elif isinstance(node.value, ast.Name) and node.value.id == "_J":
+                assert node.attr == "get", f"_J.{node.attr} in:\n{source}"  # a dict, read by key
             elif isinstance(node.value, ast.Name) and re.fullmatch(r"_ws\d+", node.value.id):
                 assert node.attr == "empty", f"{node.value.id}.{node.attr} in:\n{source}"  # K.Workspace's one method
             else:  # a method of a tensor or of the list of steps

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rnndsl.backend.names import bias_name, weight_name
 from rnndsl.graphs.schedule import Stage
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
 
-__all__ = ["Cell", "match_cell"]
+__all__ = ["Cell", "CellWeights", "cell_weights", "match_cell"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,61 @@ class Cell:
     c: str = ""
     nx: str = ""
     sources: tuple[s.Expr, ...] = ()
+
+
+@dataclass(frozen=True)
+class CellWeights:
+    """A cell's four weight tensors as torch's fused kernels take them, (w_ih, w_hh, b_ih, b_hh), each its parts
+    joined along the first dimension in torch's gate order: a parameter's generated name (`_W0_i`), or a number
+    of zeros (a gate without a bias; the hidden-side bias is zero but for a GRU's candidate's). A row of `w_ih`
+    joins one gate's weights of the cell's outside sources along the second dimension.
+    """
+
+    key: str  # the generated name of the cell's h
+    w_ih: tuple[tuple[str, ...], ...]
+    w_hh: tuple[str, ...]
+    b_ih: tuple[str | int, ...]
+    b_hh: tuple[str | int, ...]
+
+    @property
+    def flat(self) -> bool:
+        """Whether every parameter can be a view of one buffer that holds the four one after another, as the
+        kernel takes them: each a block of whole rows, so not where a cell reads several outside sources."""
+        return all(len(row) == 1 for row in self.w_ih)
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameters in the order they lie in that buffer."""
+        biases = tuple(p for p in self.b_ih + self.b_hh if isinstance(p, str))
+        return tuple(name for row in self.w_ih for name in row) + self.w_hh + biases
+
+
+def cell_weights(network: Network, stage: Stage, cell: Cell, key: str) -> CellWeights:
+    """Which parameters make up each of a cell's four weight tensors, in order."""
+    d = stage.direction
+    ih = [network[g] for g in cell.gates] + ([network[cell.nx]] if cell.nx else [])
+    # where each gate reads h[t-1]: that weight is the hidden-side one, the others the input side
+    rec = {g: recurrent_index(network[g], cell.h, d) or 0 for g in cell.gates}
+    hh = [(g, rec[g]) for g in cell.gates] + ([(gru_candidate_hidden(stage, cell, network), 0)] if cell.nx else [])
+    rows = tuple(
+        tuple(weight_name(n.name, j) for j in range(len(n.sources)) if n.name not in rec or j != rec[n.name])
+        for n in ih
+    )
+    b_ih = tuple(_bias(n) for n in ih)
+    if cell.nx:
+        b_hh: tuple[str | int, ...] = (*(network[g].size for g in cell.gates), _bias(network[hh[-1][0]]))
+    else:
+        b_hh = (sum(network[g].size for g in cell.gates),)
+    return CellWeights(key, rows, tuple(weight_name(g, j) for g, j in hh), b_ih, b_hh)
+
+
+def gru_candidate_hidden(stage: Stage, cell: Cell, network: Network) -> str:
+    """A GRU cell's layer of the candidate's hidden side (`nh`, torch's `W_hn h + b_hn`)."""
+    return next(n for n in stage.nodes if network[n].op == "layer" and n not in cell.gates)
+
+
+def _bias(node: Node) -> str | int:
+    return bias_name(node.name) if node.bias else node.size
 
 
 def match_cell(network: Network, stage: Stage) -> Cell | None:

@@ -12,7 +12,8 @@ Signature of the generated function:
 P: parameters by generated name; X: inputs; I: boundary value (B, S) of every node read with a delay;
 H: past history (B, k, S) of every node read at `[t-k]`; lengths: (B,) or None; watch: a `guard.Watch`
 (the guarded variant); feed: a `feed.Feed` for a network whose self-fed inputs run free: it holds the
-steps the caller gives, draws the samples and records what was fed.
+steps the caller gives, draws the samples and records what was fed. The module-level `_J` the runtime puts
+beside the code: each fused cell's weights as views of one buffer (`flat_cells`, `K.flat`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rnndsl.backend import loop_backward, native_step
-from rnndsl.backend.cells import Cell, match_cell, recurrent_index
+from rnndsl.backend.cells import Cell, CellWeights, cell_weights, match_cell
 from rnndsl.backend.evaluate import fold
 from rnndsl.backend.linear import Linear, match_linear
 from rnndsl.backend.names import (
@@ -42,7 +43,7 @@ from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
 from rnndsl.lang.ops import ACTIVATIONS, CLOCK, FEED_FUNCTIONS, OPS, ROW_WISE, constant, reads_step
 
-__all__ = ["generate", "var", "weight_name", "bias_name", "Generated"]
+__all__ = ["generate", "flat_cells", "var", "weight_name", "bias_name", "Generated"]
 
 MAX_ONE_HOT = 1024  # token inputs of vocabularies up to this size go one-hot into torch's fused cells
 
@@ -99,6 +100,28 @@ def fused_kinds(fuse_cells: bool | Collection[str], device: str) -> frozenset[st
     return FUSED_KINDS.get(device, ALL_KINDS - {"step"})  # a GPU: every cell kind; C steps run on a CPU only
 
 
+def flat_cells(network: Network, fuse_cells: bool | Collection[str] = True, device: str = "cpu") -> list[CellWeights]:
+    """The weights of each loop that runs on torch's fused kernels on a device type, where each parameter can
+    be a view of one buffer laid out as the kernel takes them: the generated code finds the buffer's views in
+    `_J` under the cell's key (`K.flat`), and joins the parameters itself where they are not so."""
+    kinds = fused_kinds(fuse_cells, device)
+    cells = ((st, _fused_cell(network, st, kinds)) for st in schedule(network))
+    weights = (cell_weights(network, st, cell, var(cell.h)) for st, cell in cells if cell is not None)
+    return [w for w in weights if w.flat]
+
+
+def _fused_cell(network: Network, stage: Stage, kinds: frozenset[str]) -> Cell | None:
+    """The standard cell a loop stage is, where it runs on torch's fused kernel (its kind is in `kinds`)."""
+    cell = match_cell(network, stage)
+    if cell is None or cell.kind not in kinds:
+        return None
+    # a token source goes in one-hot (its weight columns are the embedding): cheap for small vocabularies
+    wide = any(
+        isinstance(e, s.Ref) and network[e.name].is_tokens and network[e.name].size > MAX_ONE_HOT for e in cell.sources
+    )
+    return None if wide else cell
+
+
 class _Emitter:
     def __init__(
         self,
@@ -120,7 +143,7 @@ class _Emitter:
         self.loops = 0  # loops with a generated backward
         self.stages = schedule(network)
         self.kinds = kinds  # the cell kinds that run on torch's fused kernels
-        self.cells = {st: cell for st in self.stages if (cell := self._cell(st)) is not None}
+        self.cells = {st: cell for st in self.stages if (cell := _fused_cell(network, st, kinds)) is not None}
         self.linears = {
             st: lin for st in self.stages if "linear" in kinds and (lin := match_linear(network, st)) is not None
         }
@@ -140,17 +163,6 @@ class _Emitter:
         self.clocked = False  # whether some stage reads the step index `_t` (`every(k)`)
 
     # ---- standard cells ----------------------------------------------------------------------
-
-    def _cell(self, stage: Stage) -> Cell | None:
-        cell = match_cell(self.net, stage)
-        if cell is None or cell.kind not in self.kinds:
-            return None
-        # a token source goes in one-hot (its weight columns are the embedding): cheap for small vocabularies
-        wide = any(
-            isinstance(e, s.Ref) and self.net[e.name].is_tokens and self.net[e.name].size > MAX_ONE_HOT
-            for e in cell.sources
-        )
-        return None if wide else cell
 
     def _only_reader(self, name: str, cell: Cell) -> bool:
         """Whether only the cell's loop reads `name` (then the fused kernel computes it instead)."""
@@ -176,22 +188,25 @@ class _Emitter:
         x = srcs[0] if len(srcs) == 1 else f"K.cat({', '.join(srcs)})"
         if all(self._static(e) for e in cell.sources):
             x = f"K.sequence({x}, T)"
-        ih = [self.net[g] for g in cell.gates] + ([self.net[cell.nx]] if cell.nx else [])
-        # where each gate reads h[t-1]: that weight is the hidden-side one, the others the input side
-        rec = {g: recurrent_index(self.net[g], h, stage.direction) or 0 for g in cell.gates}
-        hh = [(g, rec[g]) for g in cell.gates] + ([(self._gru_nh(stage, cell), 0)] if cell.nx else [])
         v = var(h)
-        outer = {n.name: [j for j in range(len(n.sources)) if n.name not in rec or j != rec[n.name]] for n in ih}
-        rows = [self._joined([self.param(weight_name(n.name, j)) for j in outer[n.name]], 1) for n in ih]
-        self.emit(f"_Wih_{v} = {self._joined(rows, 0)}")
-        self.emit(f"_Whh_{v} = {self._joined([self.param(weight_name(g, j)) for g, j in hh], 0)}")
-        self.emit(f"_bih_{v} = {self._joined([self._bias(n) for n in ih], 0)}")
-        # the hidden-side bias is zero but for a GRU's candidate, which torch applies inside r * (W h + b)
-        if cell.nx:
-            hh_bias = [self._zeros(self.net[g].size) for g in cell.gates] + [self._bias(self.net[hh[-1][0]])]
-            self.emit(f"_bhh_{v} = {self._joined(hh_bias, 0)}")
+        weights = cell_weights(self.net, stage, cell, v)
+        for name in weights.params:
+            self.param(name)
+        part = lambda p: p if isinstance(p, str) else self._zeros(p)  # noqa: E731
+        joined = [
+            self._joined([self._joined(list(row), 1) for row in weights.w_ih], 0),
+            self._joined(list(weights.w_hh), 0),
+            self._joined([part(p) for p in weights.b_ih], 0),
+            self._joined([part(p) for p in weights.b_hh], 0),
+        ]
+        names = [f"_Wih_{v}", f"_Whh_{v}", f"_bih_{v}", f"_bhh_{v}"]
+        if weights.flat:
+            # the module keeps the cell's parameters as views of one buffer (`_J`, runtime.network): no copy
+            self.emit(f"_w_{v} = K.flat(_J.get({v!r}), ({', '.join(weights.params)},))")
+            self.emit(f"{', '.join(names)} = _w_{v} or ({', '.join(joined)})")
         else:
-            self.emit(f"_bhh_{v} = {self._zeros(sum(self.net[g].size for g in cell.gates))}")
+            for name, code in zip(names, joined, strict=True):
+                self.emit(f"{name} = {code}")
         start = [f"H[{n!r}][:, -1]" if stage.direction > 0 else f"I[{n!r}]" for n in (h, cell.c) if n]
         lengths = "lengths" if self.with_lengths else "None"
         self.emit(
@@ -216,9 +231,6 @@ class _Emitter:
         keep = "valid" if self.with_lengths and not forward else "None"
         self.emit(f"{v} = K.linear_scan({a}, {b}, {start}, {keep}, {not forward}, T)")
         self.defined.add(v)
-
-    def _gru_nh(self, stage: Stage, cell: Cell) -> str:
-        return next(n for n in stage.nodes if self.net[n].op == "layer" and n not in cell.gates)
 
     def _bias(self, node: Node) -> str:
         return self.param(bias_name(node.name)) if node.bias else self._zeros(node.size)

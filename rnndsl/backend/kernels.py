@@ -30,6 +30,7 @@ __all__ = [
     "embed",
     "embed_rows",
     "every",
+    "flat",
     "fused",
     "future",
     "keepable",
@@ -53,6 +54,7 @@ __all__ = [
     "valid_mask",
     "vjp",
     "zeros",
+    "Flat",
     "Workspace",
 ]
 
@@ -190,9 +192,14 @@ def keeping() -> bool:
     """Whether a call may keep tensors for the next ones, or take those kept: not while a tracer looks
     (torch.compile, torch.export, jit.trace see fresh tensors), nor under `inference_mode` (its tensors have
     no version counter and cannot be written outside it), nor inside a torch.func transform."""
+    return _untraced() and not torch.is_inference_mode_enabled()
+
+
+def _untraced() -> bool:
+    """Not inside torch.compile, torch.export, jit.trace, nor a torch.func transform."""
     if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
         return False
-    return not torch.is_inference_mode_enabled() and _transform() is None
+    return _transform() is None
 
 
 _transform = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)
@@ -218,6 +225,61 @@ def zeros(size: int, like: torch.Tensor) -> torch.Tensor:
 
 
 _ZEROS: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+class Flat:
+    """A fused cell's weights in one buffer laid out as the kernel takes them, (w_ih, w_hh, b_ih, b_hh) one after
+    another (what `nn.RNNBase.flatten_parameters` makes for cuDNN): `views` the four, `ptrs` where each parameter
+    starts in it (the parameters are views of it), `rows` (which of the four, first row, end row) of each.
+    """
+
+    __slots__ = ("ptrs", "rows", "views")
+
+    def __init__(self, views: tuple[torch.Tensor, ...], rows: tuple[tuple[int, int, int], ...]) -> None:
+        self.views = views
+        self.rows = rows
+        self.ptrs = tuple(views[j][lo].data_ptr() for j, lo, _ in rows)
+
+
+def flat(record: Flat | None, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
+    """A fused cell's four weight tensors without a copy: the views of its buffer, where every parameter is still
+    the view of it that the module made (a parameter replaced, moved or swapped in by `functional_call` is not);
+    else None, and the generated code joins the parameters with `torch.cat`.
+
+    While autograd records, the views go through `_Flat`, whose backward hands each parameter its rows of the
+    gradient, on CUDA (cuDNN takes such a buffer as it is, and repacks separate weights at every call). On a
+    CPU the `cat`s are the faster there (their copy costs less than a Python autograd node at small sizes)."""
+    if record is None or not _untraced():
+        return None
+    for p, ptr in zip(params, record.ptrs, strict=True):
+        if p.data_ptr() != ptr:
+            return None
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        return _Flat.apply(record, *params) if record.views[0].is_cuda or _FLAT_AUTOGRAD else None
+    return record.views
+
+
+_FLAT_AUTOGRAD = False  # tests set it: the autograd path of `flat` on a CPU
+
+
+class _Flat(torch.autograd.Function):
+    """A cell's four weight tensors, views of the buffer its parameters are views of, as one autograd node."""
+
+    @staticmethod
+    def forward(ctx: Any, record: Flat, *params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.rows = record.rows
+        ctx.save_for_backward(*params)  # so a parameter written into before backward is an error, as with torch.nn
+        return tuple(v.view_as(v) for v in record.views)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:
+        ctx.saved_tensors  # noqa: B018 (unpacking checks their versions)
+        out = [
+            g[lo:hi] if need and (g := grads[j]) is not None else None
+            for (j, lo, hi), need in zip(ctx.rows, ctx.needs_input_grad[1:], strict=True)
+        ]
+        return (None, *out)
 
 
 def masked(seq: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:

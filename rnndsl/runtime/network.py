@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnndsl.backend import kernels, native
-from rnndsl.backend.codegen import fused_kinds, generate
+from rnndsl.backend.cells import CellWeights
+from rnndsl.backend.codegen import flat_cells, fused_kinds, generate
 from rnndsl.backend.evaluate import evaluate
 from rnndsl.backend.names import bias_name, learned_name, param_key, weight_name
 from rnndsl.graphs.folded import folded
@@ -145,6 +146,11 @@ class CompiledNetwork(nn.Module):
         # While autograd records, loops run as one autograd node with a generated backward (`loop_backward`);
         # False keeps them on autograd (the same numbers up to rounding, slower).
         self.generated_backward = True
+        # Each fused cell's parameters are views of one buffer laid out as the kernel takes them (`_flatten`).
+        self._flats: dict[str, kernels.Flat] = {}  # the generated code reads it as `_J`
+        self._flat_cells: dict[str, list[CellWeights]] = {}  # by device type
+        self.register_load_state_dict_post_hook(_flatten_after_load)
+        self._flatten()
 
     # ---- introspection -----------------------------------------------------------------------
 
@@ -487,11 +493,34 @@ class CompiledNetwork(nn.Module):
                     ]
                     self._loopless.add((with_lengths, guard, free, device, scan))  # a call needs not choose
                     continue
-                namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math}
+                namespace: dict[str, Any] = {"torch": torch, "F": F, "K": kernels, "math": math, "_J": self._flats}
                 exec(compile(generated.source, f"<rnndsl {self.network.name}>", "exec"), namespace)
                 self._code[with_lengths, guard, free, diff, device, scan] = namespace["forward"]
             fn = self._code[key]
         return fn
+
+    def _flatten(self) -> None:
+        """Lay each fused cell's parameters out in one buffer as torch's kernel takes them, (w_ih, w_hh, b_ih, b_hh)
+        one after another, the parameters views of it (what `nn.RNNBase.flatten_parameters` does): a call then
+        passes the kernel the buffer's views, with no `cat` of the gates' weights (`kernels.flat`), and cuDNN
+        takes them without repacking. Run when the module is made, moved or converted (each parameter gets a
+        tensor of its own then), loaded with `assign=True`, copied or unpickled; a cell still laid out is left
+        as it is, and one whose parameters were moved together (`share_memory`) keeps their storage."""
+        device = self.like.device.type
+        cells = self._flat_cells.get(device)
+        if cells is None:
+            cells = self._flat_cells[device] = flat_cells(self.network, self.fuse_cells, device)
+        table = self.parameter_table()
+        flats = {}
+        for cell in cells:
+            params = [table[name] for name in cell.params]
+            kept = self._flats.get(cell.key)
+            if kept is not None and all(p.data_ptr() == ptr for p, ptr in zip(params, kept.ptrs, strict=True)):
+                flats[cell.key] = kept
+            elif len({(p.dtype, p.device) for p in params}) == 1:
+                flats[cell.key] = _lay_out(cell, params)
+        self._flats.clear()
+        self._flats.update(flats)
 
     def _native_inference(self) -> bool:
         """Whether a call autograd does not record takes the variant with loop functions all the same: there,
@@ -508,6 +537,7 @@ class CompiledNetwork(nn.Module):
         state["_loopless"] = set()
         state.pop("_layout", None)
         state.pop("_starts", None)
+        state["_flats"] = {}  # laid out again by `__setstate__`: a copy's parameters are tensors of their own
         return state
 
     def _apply(self, fn: Any, recurse: bool = True) -> CompiledNetwork:
@@ -517,16 +547,64 @@ class CompiledNetwork(nn.Module):
                 if isinstance(value, kernels.Workspace):
                     value.clear()
         self.__dict__.pop("_starts", None)
-        return super()._apply(fn, recurse)
+        out = super()._apply(fn, recurse)
+        self._flatten()
+        return out
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("_loopless", set())  # pickled before it was kept
+        state.setdefault("_loopless", set())  # pickled before these were kept
+        state.setdefault("_flats", {})
+        state.setdefault("_flat_cells", {})
         super().__setstate__(state)
+        self._flatten()
 
     def extra_repr(self) -> str:
         ins = ", ".join(f"{n.name}: {n.input_kind} {n.size}" for n in self.network.inputs)
         outs = ", ".join(o.name + (" last" if o.last else "") for o in self.network.outputs)
         return f"network={self.network.name}, inputs=({ins}), outputs=({outs})"
+
+
+def _lay_out(cell: CellWeights, params: list[torch.Tensor]) -> kernels.Flat:
+    """One cell's buffer and its four views; each parameter becomes a view of it (its `.data`), keeping its value.
+    Where the parameters already lie in one storage as the buffer would (moved there together), that storage is
+    the buffer."""
+    first = params[0]
+    shapes = dict(zip(cell.params, (p.shape for p in params), strict=True))
+    rows: list[tuple[int, int, int]] = []  # each parameter's (tensor, first row, end row)
+    views_at: list[tuple[int, tuple[int, ...]]] = []  # each tensor's offset and shape
+    offset = 0
+    for j, parts in enumerate((tuple(r[0] for r in cell.w_ih), cell.w_hh, cell.b_ih, cell.b_hh)):
+        count = 0
+        for part in parts:
+            n = part if isinstance(part, int) else shapes[part][0]
+            if not isinstance(part, int):
+                rows.append((j, count, count + n))
+            count += n
+        shape = (count, *shapes[parts[0]][1:]) if isinstance(parts[0], str) else (count,)
+        views_at.append((offset, shape))
+        offset += math.prod(shape)
+    storage = first.untyped_storage()
+    row_size = [math.prod(shape[1:]) for _, shape in views_at]
+    laid_out = storage.nbytes() >= offset * first.element_size() and all(
+        p.untyped_storage().data_ptr() == storage.data_ptr()
+        and p.is_contiguous()
+        and p.storage_offset() == views_at[j][0] + lo * row_size[j]
+        for p, (j, lo, _) in zip(params, rows, strict=True)
+    )
+    buffer = first.new_empty(0).set_(storage, 0, (offset,), (1,)) if laid_out else first.new_zeros(offset)
+    views = tuple(buffer[at : at + math.prod(shape)].view(shape) for at, shape in views_at)
+    with torch.no_grad():
+        for p, (j, lo, hi) in zip(params, rows, strict=True):
+            block = views[j][lo:hi]
+            if not laid_out:
+                block.copy_(p)
+            p.data = block
+    return kernels.Flat(views, tuple(rows))
+
+
+def _flatten_after_load(module: CompiledNetwork, keys: Any) -> None:
+    """After `load_state_dict`: `assign=True` puts new tensors in place of the parameters."""
+    module._flatten()
 
 
 def _records() -> bool:

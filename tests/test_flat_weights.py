@@ -1,0 +1,216 @@
+"""A fused cell's parameters as views of one buffer laid out as torch's kernel takes them (`kernels.Flat`): a call
+passes the buffer without joining the gates' weights, and every way of moving, converting, loading, copying or
+replacing the parameters leaves calls computing with the parameters as they are."""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+from typing import Any
+from unittest import mock
+
+import pytest
+import torch
+from torch.func import functional_call
+
+import rnndsl
+from rnndsl.backend import kernels
+from rnndsl.runtime.network import CompiledNetwork
+
+LSTM = """network LSTM {
+    input  x: 3
+    layer  i: 4 sigmoid <- x, h[t-1]
+    layer  f: 4 sigmoid <- x, h[t-1]
+    layer  g: 4 tanh    <- x, h[t-1]
+    layer  o: 4 sigmoid <- x, h[t-1]
+    c = f * c[t-1] + i * g
+    h = o * tanh(c)
+    output h
+}"""
+GRU = """network GRU {
+    input  x: 3
+    layer  r: 4 sigmoid <- x, h[t-1]
+    layer  z: 4 sigmoid <- x, h[t-1]
+    layer  nx: 4 <- x
+    layer  nh: 4 <- h[t-1]
+    n = tanh(nx + r * nh)
+    h = (1 - z) * n + z * h[t-1]
+    output h
+}"""
+TWO_SOURCES = LSTM.replace("input  x: 3", "input  x: 3\n    input  y: 2").replace("<- x,", "<- x, y,")
+
+
+def _net(spec: str) -> CompiledNetwork:
+    torch.manual_seed(0)
+    return rnndsl.compile(spec).double()
+
+
+def _x(net: CompiledNetwork) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return {n.name: torch.randn(2, 5, n.size, generator=gen, dtype=torch.float64) for n in net.network.inputs}
+
+
+def _joined(net: CompiledNetwork, **inputs: torch.Tensor) -> torch.Tensor:
+    """The same call on the generated loop (no fused cell, nothing laid out) with the module's parameters as they
+    are now."""
+    plain = CompiledNetwork(net.network, fuse_cells=False).to(net.like.dtype)
+    plain.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        return plain(**inputs)["h"]
+
+
+def _flat_now(net: CompiledNetwork) -> bool:
+    """Whether the next call finds every fused cell's parameters laid out in its buffer."""
+    table = net.parameter_table()
+    return bool(net._flats) and all(
+        all(table[name].data_ptr() == ptr for name, ptr in zip(cell.params, net._flats[cell.key].ptrs, strict=True))
+        for cell in net._flat_cells[net.like.device.type]
+    )
+
+
+@pytest.mark.parametrize("spec", [LSTM, GRU], ids=["lstm", "gru"])
+def test_a_fused_cells_parameters_are_views_of_one_buffer_as_the_kernel_takes_them(spec: str) -> None:
+    """w_ih, w_hh, b_ih, b_hh one after another from the buffer's start (what cuDNN takes without repacking),
+    each the gates' parameters in torch's order, a GRU's hidden-side bias zero but for its candidate's."""
+    net = _net(spec)
+    (flat,) = net._flats.values()
+    w_ih, w_hh, b_ih, b_hh = flat.views
+    assert w_ih.storage_offset() == 0
+    for a, b in zip(flat.views, flat.views[1:], strict=False):
+        assert b.data_ptr() == a.data_ptr() + a.numel() * a.element_size()
+    gates = ("i", "f", "g", "o") if spec is LSTM else ("r", "z", "nx")
+    assert torch.equal(w_ih, torch.cat([net.weight(g, "x") for g in gates]))
+    assert torch.equal(b_ih, torch.cat([net.bias(g) for g in gates]))
+    if spec is LSTM:
+        assert torch.equal(w_hh, torch.cat([net.weight(g, "h[t-1]") for g in gates]))
+        assert not b_hh.any()
+    else:
+        assert torch.equal(w_hh, torch.cat([net.weight("r", "h[t-1]"), net.weight("z", "h[t-1]"), net.weight("nh", 0)]))
+        assert torch.equal(b_hh, torch.cat([torch.zeros(8, dtype=torch.float64), net.bias("nh")]))
+    for p in net.parameters():
+        assert p.untyped_storage().data_ptr() == w_ih.untyped_storage().data_ptr()
+
+
+def test_a_cell_reading_several_outside_sources_keeps_separate_parameters() -> None:
+    """Its w_ih joins each gate's weights side by side: no parameter could be a block of whole rows."""
+    net = _net(TWO_SOURCES)
+    assert net._flats == {} and "K.flat" not in net.code()
+    assert torch.allclose(net(**_x(net)).h, _joined(net, **_x(net)), atol=1e-12)
+
+
+@pytest.mark.parametrize("spec", [LSTM, GRU], ids=["lstm", "gru"])
+def test_a_call_without_autograd_passes_the_buffer_and_computes_what_joined_weights_do(spec: str) -> None:
+    net = _net(spec)
+    with torch.no_grad(), mock.patch.object(torch, "cat", wraps=torch.cat) as cat:
+        out = net(**_x(net)).h
+    assert cat.call_count == 0
+    assert torch.allclose(out, _joined(net, **_x(net)), atol=1e-12)
+    with torch.inference_mode():
+        assert torch.allclose(net(**_x(net)).h, out, atol=1e-12)
+
+
+def test_writes_into_the_parameters_are_what_the_next_call_reads() -> None:
+    """An optimizer's step, a write through `.data`: the buffer is the parameters' storage."""
+    net = _net(LSTM)
+    before = net(**_x(net)).h
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    before.sum().backward()
+    opt.step()
+    with torch.no_grad():
+        net.weight("g", "x").data.mul_(2)
+        after = net(**_x(net)).h
+    assert not torch.allclose(after, before)
+    assert torch.allclose(after, _joined(net, **_x(net)), atol=1e-12)
+
+
+def test_parameters_swapped_in_by_functional_call_are_what_the_call_reads() -> None:
+    net = _net(LSTM)
+    other = {k: v.detach() + 0.5 for k, v in net.named_parameters()}
+    with torch.no_grad():
+        got = functional_call(net, other, (), _x(net)).h
+        want = functional_call(CompiledNetwork(net.network, fuse_cells=False).double(), other, (), _x(net)).h
+    assert torch.allclose(got, want, atol=1e-12)
+    assert not torch.allclose(got, net(**_x(net)).h)
+
+
+def test_a_replaced_parameter_is_what_the_next_call_reads() -> None:
+    net = _net(LSTM)
+    net(**_x(net))
+    net.layers["g"].weight[0] = torch.nn.Parameter(torch.ones(4, 3, dtype=torch.float64))
+    assert not _flat_now(net)
+    with torch.no_grad():
+        out = net(**_x(net)).h
+    assert torch.allclose(out, _joined(net, **_x(net)), atol=1e-12)
+
+
+Convert = Any
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda n: n.float(),
+        lambda n: n.to(torch.float64),
+        lambda n: copy.deepcopy(n),
+        lambda n: pickle.loads(pickle.dumps(n)),
+        lambda n: n.share_memory(),
+    ],
+    ids=["float", "to-same", "deepcopy", "pickle", "share_memory"],
+)
+def test_a_moved_converted_or_copied_module_is_laid_out_again(convert: Convert) -> None:
+    net = _net(LSTM)
+    want = net(**_x(net)).h.detach()
+    other = convert(net)
+    assert _flat_now(other)
+    x = {k: v.to(other.like.dtype) for k, v in _x(net).items()}
+    with torch.no_grad(), mock.patch.object(torch, "cat", wraps=torch.cat) as cat:
+        got = other(**x).h
+    assert cat.call_count == 0
+    assert torch.allclose(got.double(), want, atol=1e-6)
+    if other is not net:  # the original is untouched
+        assert _flat_now(net) and torch.equal(net(**_x(net)).h, want)
+
+
+def test_share_memory_keeps_the_parameters_in_shared_memory() -> None:
+    net = _net(LSTM).share_memory()
+    assert all(p.is_shared() for p in net.parameters())
+    assert all(v.is_shared() for v in net._flats["h"].views)
+
+
+def test_a_state_dict_loaded_with_assign_is_laid_out_again() -> None:
+    net, other = _net(LSTM), _net(LSTM)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.25)
+    weights = {k: v.clone() for k, v in other.state_dict().items()}
+    net.load_state_dict(weights, assign=True)
+    assert _flat_now(net)
+    assert torch.equal(net(**_x(net)).h, other(**_x(other)).h)
+    saved = io.BytesIO()
+    torch.save(net.state_dict(), saved)
+    saved.seek(0)
+    fresh = _net(LSTM)
+    fresh.load_state_dict(torch.load(saved))
+    assert _flat_now(fresh) and torch.equal(fresh(**_x(fresh)).h, other(**_x(other)).h)
+
+
+@pytest.mark.parametrize("spec", [LSTM, GRU], ids=["lstm", "gru"])
+def test_the_buffer_through_autograd_gives_what_joined_weights_give(spec: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path a CUDA call takes while autograd records (`kernels._Flat`), run on a CPU: each parameter's gradient
+    its rows of the buffer's; a parameter written into between forward and backward is an error, as in torch.nn."""
+    net = _net(spec)
+    net(**_x(net)).h.sum().backward()
+    joined = {k: p.grad.clone() for k, p in net.named_parameters()}  # type: ignore[union-attr]
+    net.zero_grad()
+    monkeypatch.setattr(kernels, "_FLAT_AUTOGRAD", True)
+    with mock.patch.object(kernels._Flat, "apply", wraps=kernels._Flat.apply) as through:
+        net(**_x(net)).h.sum().backward()
+    assert through.call_count == 1
+    for k, p in net.named_parameters():
+        assert torch.allclose(p.grad, joined[k], atol=1e-12), k  # type: ignore[arg-type]
+    out = net(**_x(net)).h.sum()
+    with torch.no_grad():
+        next(net.parameters()).add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
