@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import io
 import pickle
+import warnings
 from typing import Any
 from unittest import mock
 
@@ -214,3 +215,28 @@ def test_the_buffer_through_autograd_gives_what_joined_weights_give(spec: str, m
         next(net.parameters()).add_(1)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         out.backward()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_cudnn_takes_a_laid_out_cell_as_it_is(grad: bool) -> None:
+    """cuDNN warns where it repacks a cell's weights at its call (separate tensors, as joined by `cat`); the buffer
+    it laid out itself (`torch._cudnn_rnn_flatten_weight`) it takes as it is, with autograd recording or not,
+    and the module computes what it computes with joined weights."""
+    torch.manual_seed(0)
+    net = rnndsl.compile(LSTM).cuda()
+    x = torch.randn(2, 5, 3, device="cuda")
+    assert _flat_now(net)
+    own = {k: v.detach().clone().requires_grad_(grad) for k, v in net.named_parameters()}
+    with warnings.catch_warnings(record=True) as caught, torch.set_grad_enabled(grad):
+        warnings.simplefilter("always")
+        joined = functional_call(net, own, (x,)).h
+        repacked = [w for w in caught if "contiguous chunk" in str(w.message)]
+        del caught[:]
+        out = net(x).h
+        if grad:
+            out.sum().backward()
+    assert repacked, "cuDNN no longer warns when it repacks: this test cannot tell the two apart"
+    assert not [w for w in caught if "contiguous chunk" in str(w.message)]
+    assert torch.allclose(out, joined, atol=1e-6)

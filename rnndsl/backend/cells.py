@@ -44,6 +44,7 @@ class CellWeights:
     """
 
     key: str  # the generated name of the cell's h
+    kind: str  # the cell's (`Cell.kind`)
     w_ih: tuple[tuple[str, ...], ...]
     w_hh: tuple[str, ...]
     b_ih: tuple[str | int, ...]
@@ -78,7 +79,7 @@ def cell_weights(network: Network, stage: Stage, cell: Cell, key: str) -> CellWe
         b_hh: tuple[str | int, ...] = (*(network[g].size for g in cell.gates), _bias(network[hh[-1][0]]))
     else:
         b_hh = (sum(network[g].size for g in cell.gates),)
-    return CellWeights(key, rows, tuple(weight_name(g, j) for g, j in hh), b_ih, b_hh)
+    return CellWeights(key, cell.kind, rows, tuple(weight_name(g, j) for g, j in hh), b_ih, b_hh)
 
 
 def gru_candidate_hidden(stage: Stage, cell: Cell, network: Network) -> str:

@@ -293,7 +293,8 @@ def drop_mask(batch: int, size: int, p: float, like: torch.Tensor) -> torch.Tens
     return torch.bernoulli(keep) / (1 - p)
 
 
-# The spec's weights are separate parameters, so cuDNN packs them on every call, as it warns.
+# A cell whose parameters are not laid out in one buffer (`flat`: one reading several outside sources, parameters
+# replaced or swapped in) has its weights joined at every call, and cuDNN packs them again, as it warns.
 warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
 
 _FUSED: dict[str, Any] = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}

@@ -279,27 +279,25 @@ class CompiledNetwork(nn.Module):
 
     def execute(self, call: Call, boundary: dict[str, torch.Tensor], feed: Feed | None, watch: Any = None) -> Outputs:
         """Run the generated code on checked inputs (`validate`), their boundary values and a feed."""
-        check_finite = watch is not None
+        check_finite, layout, device = watch is not None, self.layout, self.like.device.type
         history = self.histories(boundary, call.state, call.batch)
         params = self.parameter_table()
-        with_lengths, free, scan = (
-            call.lengths is not None,
-            frozenset(feed.given) if feed else frozenset(),
-            _exporting(),
-        )
-        variant = (with_lengths, check_finite, free, self.like.device.type, scan)
+        with_lengths, free, scan = call.lengths is not None, frozenset(feed.given) if feed else _NONE, _exporting()
         differentiate = self.generated_backward and (
-            _records() or (variant not in self._loopless and self._native_inference())
+            _records()
+            or ((with_lengths, check_finite, free, device, scan) not in self._loopless and self._native_inference())
         )
-        fn = self._compiled(with_lengths, check_finite, free, differentiate, scan)
+        fn = self._code.get((with_lengths, check_finite, free, differentiate, device, scan))
+        if fn is None:
+            fn = self._compiled(with_lengths, check_finite, free, differentiate, scan)
         inputs = call.code_inputs() if call.memories else call.inputs
         values, new_state = fn(
             params, inputs, boundary, history, call.batch, call.steps, call.lengths, self.training, watch, feed
         )
         if watch is not None:
             watch.raise_first()
-        state_out = None if self.layout.reads_future else State(new_state, self.signature)
-        attention = {name: values.pop("attention:" + name) for name in self.layout.attends}
+        state_out = None if layout.reads_future else State(new_state, self.signature)
+        attention = {name: values.pop("attention:" + name) for name in layout.attends} if layout.attends else None
         return Outputs(values, state_out, feed.fed if feed else None, attention)
 
     def generate(self, steps: int, *, beam: int | None = None, **options: Any) -> Generation:
@@ -526,7 +524,7 @@ class CompiledNetwork(nn.Module):
         """Whether a call autograd does not record takes the variant with loop functions all the same: there,
         loops with native steps (`backend.native_step`) run them, faster than the plain loop forward too."""
         if torch.compiler.is_compiling() or torch.jit.is_tracing() or _exporting():
-            return False
+            return False  # first: dynamo cannot trace what `native.available` reads
         device = self.like.device.type
         return device == "cpu" and "step" in fused_kinds(self.fuse_cells, device) and native.available()
 
@@ -566,12 +564,13 @@ class CompiledNetwork(nn.Module):
 
 def _lay_out(cell: CellWeights, params: list[torch.Tensor]) -> kernels.Flat:
     """One cell's buffer and its four views; each parameter becomes a view of it (its `.data`), keeping its value.
-    Where the parameters already lie in one storage as the buffer would (moved there together), that storage is
-    the buffer."""
+    On a CPU the four lie one after another; where the parameters already lie in one storage so (moved there
+    together), that storage is the buffer. On CUDA cuDNN lays the buffer out (`torch._cudnn_rnn_flatten_weight`,
+    as `nn.RNNBase.flatten_parameters` does), so that it takes the buffer as it is."""
     first = params[0]
     shapes = dict(zip(cell.params, (p.shape for p in params), strict=True))
     rows: list[tuple[int, int, int]] = []  # each parameter's (tensor, first row, end row)
-    views_at: list[tuple[int, tuple[int, ...]]] = []  # each tensor's offset and shape
+    joins: list[tuple[int, tuple[int, ...]]] = []  # each tensor's offset when one follows the other, and shape
     offset = 0
     for j, parts in enumerate((tuple(r[0] for r in cell.w_ih), cell.w_hh, cell.b_ih, cell.b_hh)):
         count = 0
@@ -581,18 +580,20 @@ def _lay_out(cell: CellWeights, params: list[torch.Tensor]) -> kernels.Flat:
                 rows.append((j, count, count + n))
             count += n
         shape = (count, *shapes[parts[0]][1:]) if isinstance(parts[0], str) else (count,)
-        views_at.append((offset, shape))
+        joins.append((offset, shape))
         offset += math.prod(shape)
-    storage = first.untyped_storage()
-    row_size = [math.prod(shape[1:]) for _, shape in views_at]
-    laid_out = storage.nbytes() >= offset * first.element_size() and all(
-        p.untyped_storage().data_ptr() == storage.data_ptr()
-        and p.is_contiguous()
-        and p.storage_offset() == views_at[j][0] + lo * row_size[j]
-        for p, (j, lo, _) in zip(params, rows, strict=True)
-    )
-    buffer = first.new_empty(0).set_(storage, 0, (offset,), (1,)) if laid_out else first.new_zeros(offset)
-    views = tuple(buffer[at : at + math.prod(shape)].view(shape) for at, shape in views_at)
+    laid_out = first.device.type == "cpu" and _laid_out(params, rows, joins)
+    if first.is_cuda and cell.kind in _CUDNN_MODES and torch.backends.cudnn.is_acceptable(first):
+        views = tuple(first.new_zeros(shape) for _, shape in joins)
+        input_size, hidden_size = joins[0][1][1], joins[1][1][1]
+        # `views` become views of the buffer cuDNN lays out
+        torch._cudnn_rnn_flatten_weight(
+            list(views), 4, input_size, _CUDNN_MODES[cell.kind], hidden_size, 0, 1, True, False
+        )
+    else:
+        storage = first.untyped_storage()
+        buffer = first.new_empty(0).set_(storage, 0, (offset,), (1,)) if laid_out else first.new_zeros(offset)
+        views = tuple(buffer[at : at + math.prod(shape)].view(shape) for at, shape in joins)
     with torch.no_grad():
         for p, (j, lo, hi) in zip(params, rows, strict=True):
             block = views[j][lo:hi]
@@ -602,9 +603,30 @@ def _lay_out(cell: CellWeights, params: list[torch.Tensor]) -> kernels.Flat:
     return kernels.Flat(views, tuple(rows))
 
 
+_CUDNN_MODES = {"rnn_relu": 0, "rnn_tanh": 1, "lstm": 2, "gru": 3}  # torch.backends.cudnn.rnn.get_cudnn_mode
+
+
+def _laid_out(
+    params: list[torch.Tensor], rows: list[tuple[int, int, int]], joins: list[tuple[int, tuple[int, ...]]]
+) -> bool:
+    """Whether the parameters lie in one storage, from its start, as the buffer would hold them."""
+    storage = params[0].untyped_storage()
+    row_size = [math.prod(shape[1:]) for _, shape in joins]
+    at, shape = joins[-1]
+    return storage.nbytes() >= (at + math.prod(shape)) * params[0].element_size() and all(
+        p.untyped_storage().data_ptr() == storage.data_ptr()
+        and p.is_contiguous()
+        and p.storage_offset() == joins[j][0] + lo * row_size[j]
+        for p, (j, lo, _) in zip(params, rows, strict=True)
+    )
+
+
 def _flatten_after_load(module: CompiledNetwork, keys: Any) -> None:
     """After `load_state_dict`: `assign=True` puts new tensors in place of the parameters."""
     module._flatten()
+
+
+_NONE: frozenset[str] = frozenset()  # no self-fed input runs free
 
 
 def _records() -> bool:

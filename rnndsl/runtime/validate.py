@@ -253,7 +253,8 @@ def _lengths(lengths: Any, batch: int, time: int, device: torch.device) -> torch
 def _state(net: CompiledNetwork, state: Any, batch: int, like: torch.Tensor) -> Mapping[str, torch.Tensor] | None:
     if state is None:
         return None
-    if net.network.reads_future:
+    layout = net.layout
+    if layout.reads_future:
         raise ValueError(
             f"network `{net.network.name}` reads the future ([t+k]), so it cannot continue from a "
             "state: give it whole sequences"
@@ -269,19 +270,21 @@ def _state(net: CompiledNetwork, state: Any, batch: int, like: torch.Tensor) -> 
         raise ValueError(f"state comes from another network ({other}), not `{net.network.name}`")
     if not isinstance(state, Mapping):
         raise ValueError(f"state: expected the `.state` of an earlier call, got {type(state).__name__}")
-    wanted = {n.name: n for n in net.network.nodes if net.network.delays[n.name][0]}
-    if set(state) != set(wanted):
-        raise ValueError(f"state: expected values for {', '.join(sorted(wanted))}, got {', '.join(sorted(state))}")
-    for name, node in wanted.items():
-        k = net.network.delays[name][0]
+    past = layout.past  # each node read at [t-k], with its deepest k
+    if len(state) != len(past) or any(node.name not in state for node, _ in past):
+        wanted = sorted(node.name for node, _ in past)
+        raise ValueError(f"state: expected values for {', '.join(wanted)}, got {', '.join(sorted(state))}")
+    for node, k in past:
         shape = (batch, k) if node.is_tokens else (batch, k, node.size)
-        value = state[name]
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
+        value = state[node.name]
+        if not isinstance(value, torch.Tensor) or value.shape != shape:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise ValueError(f"state `{name}`: expected shape {shape}, got {got}")
+            raise ValueError(f"state `{node.name}`: expected shape {shape}, got {got}")
         dtype = torch.long if node.is_tokens else like.dtype
         if value.dtype != dtype or value.device != like.device:
-            raise ValueError(f"state `{name}`: expected {dtype} on {like.device}, got {value.dtype} on {value.device}")
+            raise ValueError(
+                f"state `{node.name}`: expected {dtype} on {like.device}, got {value.dtype} on {value.device}"
+            )
     return state
 
 
