@@ -8,6 +8,7 @@ state, parameters) must agree. gradcheck checks the generated backward against f
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from _differential import compare, gradients_of_a_loss, random_inputs, randomize
 from torch.func import functional_call
 
 import rnndsl
+from rnndsl.backend import kernels
 
 SPECS = {
     # a group of several activations reading the same delayed sources; an Elman-like self loop two steps deep
@@ -182,3 +184,23 @@ def test_a_loop_with_a_self_fed_input_stays_on_autograd() -> None:
     """Free-running loops are not covered (their steps sample): the recording variant keeps autograd there."""
     net = rnndsl.compile("examples/generator.rnn")
     assert "K.loop(" not in net.code(free=True, grad=True)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "torch"])
+def test_a_loop_that_no_backward_can_follow_runs_without_an_autograd_node(native: bool) -> None:
+    """No gradient recorded, or none an input needs (a frozen module): the loop's forward alone, the same numbers
+    as through its autograd node; where a gradient is needed, the node."""
+    net = rnndsl.compile(SPECS["peephole"], fuse_cells=True if native else {"lstm", "gru", "linear"}).double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    through_node = net(x).h.detach()
+    with mock.patch.object(kernels._Loop, "apply", wraps=kernels._Loop.apply) as node:
+        with torch.no_grad():
+            free = net(x).h
+        net.requires_grad_(False)
+        frozen = net(x).h
+        assert node.call_count == 0
+        net.requires_grad_(True)
+        net(x).h.sum().backward()
+        assert node.call_count == 1
+    assert free.grad_fn is None and frozen.grad_fn is None
+    assert torch.allclose(free, through_node, atol=1e-12) and torch.allclose(frozen, through_node, atol=1e-12)

@@ -393,9 +393,26 @@ class _Loop(torch.autograd.Function):
 
 
 def loop(forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool, *inputs: torch.Tensor | None) -> Any:
-    """Run a generated loop as one autograd node (its outputs, a tuple)."""
-    records = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs)
-    return _Loop.apply(forward_fn, backward_fn, steps, batch, train, records, *inputs)
+    """Run a generated loop as one autograd node (its outputs, a tuple); where no backward can follow (autograd
+    does not record, or no input needs a gradient), its forward alone, without the node's cost (a Python
+    autograd node costs tens of microseconds a call: much of a short call)."""
+    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs):
+        return _Loop.apply(forward_fn, backward_fn, steps, batch, train, True, *inputs)
+    if not _untraced():  # a tracer sees the node, as it would with a backward
+        return _Loop.apply(forward_fn, backward_fn, steps, batch, train, False, *inputs)
+    return forward_fn(_NoBackward(), steps, batch, train, *inputs)
+
+
+class _NoBackward:
+    """What a loop's forward writes into its autograd context, where no backward follows."""
+
+    records = False
+
+    def save_for_backward(self, *tensors: torch.Tensor | None) -> None:
+        pass
+
+    def mark_non_differentiable(self, *tensors: torch.Tensor) -> None:
+        pass
 
 
 # ---- native steps (`native_step`): a loop's elementwise work in generated C --------------------------
