@@ -246,6 +246,11 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def _fmt_ms(x: float | None) -> str:
+    """Milliseconds to a tenth, below 1 ms to a hundredth (the step size's calls)."""
+    return _fmt(x, 2 if x is not None and x < 1 else 1)
+
+
 def _pair(row: dict, baseline: str) -> str:
     f, t = ratio(row, baseline, "forward"), ratio(row, baseline, "train")
     return "–" if f is None and t is None else f"{_fmt(f)} / {_fmt(t)}"
@@ -258,8 +263,8 @@ def _ratio_table(data: dict, size: str) -> list[str]:
     for r in rows:
         cells = [
             r["case"] + (" (custom)" if r["custom"] else ""),
-            _fmt(_ms(r, "rnndsl", "forward"), 1),
-            _fmt(_ms(r, "rnndsl", "train"), 1),
+            _fmt_ms(_ms(r, "rnndsl", "forward")),
+            _fmt_ms(_ms(r, "rnndsl", "train")),
             *(_pair(r, b) for b in BASELINES),
         ]
         out.append("| " + " | ".join(cells) + " |")
@@ -272,7 +277,7 @@ def _times_table(data: dict, size: str) -> list[str]:
     out = ["| case | " + " | ".join(impls) + " |", "|" + "---|" * (len(impls) + 1)]
     for r in rows:
         cells = [
-            f"{_fmt(_ms(r, i, 'forward'), 1)} / {_fmt(_ms(r, i, 'train'), 1)}" if i in r["impls"] else "–"
+            f"{_fmt_ms(_ms(r, i, 'forward'))} / {_fmt_ms(_ms(r, i, 'train'))}" if i in r["impls"] else "–"
             for i in impls
         ]
         out.append(f"| {r['case']} | " + " | ".join(cells) + " |")
@@ -388,7 +393,7 @@ def markdown(data: dict) -> str:
     for size in sizes:
         b = data["settings"]["size_shapes"][size]
         out += [
-            f"## Time ratios, {size}: batch {b[0]}, {b[1]} steps, {b[2]} in, {b[3]} hidden",
+            f"## Time ratios, {size}: batch {b[0]}, {b[1]} step{'s' * (b[1] != 1)}, {b[2]} in, {b[3]} hidden",
             "",
             *_ratio_table(data, size),
             "",
