@@ -1,6 +1,6 @@
 """Benchmark: rnndsl against torch.nn and hand-written loops, timed side by side in one process.
 
-    python -m benchmarks.bench                      # CPU: all cases at the standard, small and long sizes
+    python -m benchmarks.bench                      # CPU: all cases at the standard, small, long and step sizes
     python -m benchmarks.bench --size small --case jordan --out -     # one case, printed only
     python -m benchmarks.bench --device cuda --out docs/performance_cuda
     python -m benchmarks.bench --size tiny --out -   # a smoke run (memory and compile times kept tiny too)
@@ -207,7 +207,9 @@ def _compile_scope(args: argparse.Namespace, rows: list[dict]) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", action="append", choices=list(SIZES), help="repeatable; default: standard, small, long")
+    p.add_argument(
+        "--size", action="append", choices=list(SIZES), help="repeatable; default: standard, small, long, step"
+    )
     p.add_argument("--case", action="append", choices=list(CASES), help="repeatable; default: all")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument(
@@ -267,7 +269,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _defaults(args: argparse.Namespace) -> None:
     """Fill the defaults that depend on the device or on a tiny-only (smoke) run."""
-    args.size = args.size or ["standard", "small", "long"]
+    args.size = args.size or ["standard", "small", "long", "step"]
     cuda, tiny = args.device.startswith("cuda"), args.size == ["tiny"]
     if args.memory_size is None:
         args.memory_size = "tiny" if tiny else "standard"
