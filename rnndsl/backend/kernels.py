@@ -248,15 +248,19 @@ def flat(record: Flat | None, params: tuple[torch.Tensor, ...]) -> tuple[torch.T
 
     While autograd records, the views go through `_Flat`, whose backward hands each parameter its rows of the
     gradient, on CUDA (cuDNN takes such a buffer as it is, and repacks separate weights at every call). On a
-    CPU the `cat`s are the faster there (their copy costs less than a Python autograd node at small sizes)."""
+    CPU the `cat`s are the faster there (their copy costs less than a Python autograd node at small sizes).
+    Frozen weights while autograd records are joined too: a kernel saving the buffer's views would not see a
+    write into a parameter before backward (each parameter has a version counter of its own)."""
     if record is None or not _untraced():
         return None
     for p, ptr in zip(params, record.ptrs, strict=True):
         if p.data_ptr() != ptr:
             return None
-    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-        return _Flat.apply(record, *params) if record.views[0].is_cuda or _FLAT_AUTOGRAD else None
-    return record.views
+    if not torch.is_grad_enabled():
+        return record.views
+    if (record.views[0].is_cuda or _FLAT_AUTOGRAD) and any(p.requires_grad for p in params):
+        return _Flat.apply(record, *params)
+    return None
 
 
 _FLAT_AUTOGRAD = False  # tests set it: the autograd path of `flat` on a CPU
@@ -272,8 +276,7 @@ class _Flat(torch.autograd.Function):
         return tuple(v.view_as(v) for v in record.views)
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> Any:  # slices: differentiable again (double backward)
         ctx.saved_tensors  # noqa: B018 (unpacking checks their versions)
         out = [
             g[lo:hi] if need and (g := grads[j]) is not None else None

@@ -503,7 +503,9 @@ class CompiledNetwork(nn.Module):
         passes the kernel the buffer's views, with no `cat` of the gates' weights (`kernels.flat`), and cuDNN
         takes them without repacking. Run when the module is made, moved or converted (each parameter gets a
         tensor of its own then), loaded with `assign=True`, copied or unpickled; a cell still laid out is left
-        as it is, and one whose parameters were moved together (`share_memory`) keeps their storage."""
+        as it is, and one whose parameters were moved together (`share_memory`) keeps their storage. A parameter
+        given a tensor of its own otherwise (`p.data = ...`, `vector_to_parameters`) takes its cell off the
+        buffer, whose record here keeps it, one copy of the cell's weights, until the module next moves."""
         device = self.like.device.type
         cells = self._flat_cells.get(device)
         if cells is None:
@@ -586,10 +588,12 @@ def _lay_out(cell: CellWeights, params: list[torch.Tensor]) -> kernels.Flat:
     if first.is_cuda and cell.kind in _CUDNN_MODES and torch.backends.cudnn.is_acceptable(first):
         views = tuple(first.new_zeros(shape) for _, shape in joins)
         input_size, hidden_size = joins[0][1][1], joins[1][1][1]
-        # `views` become views of the buffer cuDNN lays out
-        torch._cudnn_rnn_flatten_weight(
-            list(views), 4, input_size, _CUDNN_MODES[cell.kind], hidden_size, 0, 1, True, False
-        )
+        with torch.cuda.device_of(first), torch.no_grad():
+            if torch._use_cudnn_rnn_flatten_weight():  # not on ROCm, whose `cudnn` is MIOpen
+                # `views` become views of the buffer cuDNN lays out
+                torch._cudnn_rnn_flatten_weight(
+                    list(views), 4, input_size, _CUDNN_MODES[cell.kind], hidden_size, 0, 1, True, False
+                )
     else:
         storage = first.untyped_storage()
         buffer = first.new_empty(0).set_(storage, 0, (offset,), (1,)) if laid_out else first.new_zeros(offset)
