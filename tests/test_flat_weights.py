@@ -8,6 +8,7 @@ import copy
 import io
 import pickle
 import warnings
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -19,26 +20,9 @@ import rnndsl
 from rnndsl.backend import kernels
 from rnndsl.runtime.network import CompiledNetwork
 
-LSTM = """network LSTM {
-    input  x: 3
-    layer  i: 4 sigmoid <- x, h[t-1]
-    layer  f: 4 sigmoid <- x, h[t-1]
-    layer  g: 4 tanh    <- x, h[t-1]
-    layer  o: 4 sigmoid <- x, h[t-1]
-    c = f * c[t-1] + i * g
-    h = o * tanh(c)
-    output h
-}"""
-GRU = """network GRU {
-    input  x: 3
-    layer  r: 4 sigmoid <- x, h[t-1]
-    layer  z: 4 sigmoid <- x, h[t-1]
-    layer  nx: 4 <- x
-    layer  nh: 4 <- h[t-1]
-    n = tanh(nx + r * nh)
-    h = (1 - z) * n + z * h[t-1]
-    output h
-}"""
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+LSTM = (EXAMPLES / "lstm.rnn").read_text()
+GRU = (EXAMPLES / "gru.rnn").read_text()
 BIDIRECTIONAL = """network Bi {
     input  x: 3
     layer  fi: 4 sigmoid <- x, fh[t-1]
@@ -56,7 +40,7 @@ BIDIRECTIONAL = """network Bi {
     h = concat(fh, bh)
     output h
 }"""
-TWO_SOURCES = LSTM.replace("input  x: 3", "input  x: 3\n    input  y: 2").replace("<- x,", "<- x, y,")
+TWO_SOURCES = LSTM.replace("input  x: 32", "input  x: 32\n    input  y: 2").replace("<- x,", "<- x, y,")
 
 
 def _net(spec: str) -> CompiledNetwork:
@@ -110,7 +94,7 @@ def test_a_fused_cells_parameters_are_views_of_one_buffer_as_the_kernel_takes_th
         assert not b_hh.any()
     else:
         assert torch.equal(w_hh, torch.cat([net.weight("r", "h[t-1]"), net.weight("z", "h[t-1]"), net.weight("nh", 0)]))
-        assert torch.equal(b_hh, torch.cat([torch.zeros(8, dtype=torch.float64), net.bias("nh")]))
+        assert torch.equal(b_hh, torch.cat([torch.zeros(256, dtype=torch.float64), net.bias("nh")]))
     for p in net.parameters():
         assert p.untyped_storage().data_ptr() == w_ih.untyped_storage().data_ptr()
 
@@ -161,7 +145,7 @@ def test_parameters_swapped_in_by_functional_call_are_what_the_call_reads() -> N
 def test_a_replaced_parameter_is_what_the_next_call_reads() -> None:
     net = _net(LSTM)
     net(**_x(net))
-    net.layers["g"].weight[0] = torch.nn.Parameter(torch.ones(4, 3, dtype=torch.float64))
+    net.layers["g"].weight[0] = torch.nn.Parameter(torch.ones(128, 32, dtype=torch.float64))
     assert not _flat_now(net)
     with torch.no_grad():
         out = net(**_x(net)).h
@@ -249,7 +233,7 @@ def test_cudnn_takes_a_laid_out_cell_as_it_is(grad: bool) -> None:
     and the module computes what it computes with joined weights."""
     torch.manual_seed(0)
     net = rnndsl.compile(LSTM).cuda()
-    x = torch.randn(2, 5, 3, device="cuda")
+    x = torch.randn(2, 5, 32, device="cuda")
     assert _flat_now(net)
     own = {k: v.detach().clone().requires_grad_(grad) for k, v in net.named_parameters()}
     with warnings.catch_warnings(record=True) as caught, torch.set_grad_enabled(grad):
