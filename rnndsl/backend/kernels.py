@@ -253,14 +253,15 @@ def flat(record: Flat | None, params: tuple[torch.Tensor, ...]) -> tuple[torch.T
     write into a parameter before backward (each parameter has a version counter of its own)."""
     if record is None or not _untraced():
         return None
+    recording = torch.is_grad_enabled()
+    if recording and not (record.views[0].is_cuda or _FLAT_AUTOGRAD):
+        return None  # a CPU call while autograd records: the `cat`s, without checking anything first
     for p, ptr in zip(params, record.ptrs, strict=True):
         if p.data_ptr() != ptr:
             return None
-    if not torch.is_grad_enabled():
+    if not recording:
         return record.views
-    if (record.views[0].is_cuda or _FLAT_AUTOGRAD) and any(p.requires_grad for p in params):
-        return _Flat.apply(record, *params)
-    return None
+    return _Flat.apply(record, *params) if any(p.requires_grad for p in params) else None
 
 
 _FLAT_AUTOGRAD = False  # tests set it: the autograd path of `flat` on a CPU
