@@ -137,6 +137,22 @@ def test_gradcheck_of_linear_scan(reverse: bool, masked: bool, path: str, monkey
     assert torch.autograd.gradcheck(fn, (a, b, start))
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_one_step_of_linear_scan_is_the_scans_step(reverse: bool, masked: bool) -> None:
+    """One step runs as torch's multiply and add, not the scan's node: the same numbers and gradients."""
+    a, b, start, keep = (x[:, :1].detach() if x.dim() == 3 else x for x in _operands(torch.float64))
+    a, b, start = (x.clone().requires_grad_() for x in (a, b, start))
+    one = K.linear_scan(a, b, start, keep if masked else None, reverse, 1)
+    scan = K._LinearScan.apply(a, b, start, reverse)
+    assert torch.equal(one, scan)
+    g = torch.randn_like(one)
+    assert all(
+        torch.allclose(x, y, rtol=0, atol=1e-15)
+        for x, y in zip(torch.autograd.grad(one, (a, b, start), g), torch.autograd.grad(scan, (a, b, start), g))
+    )
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_the_c_kernel_and_the_torch_steps_give_the_same_numbers(

@@ -568,6 +568,8 @@ def linear_scan(
         a_ = torch.where(kept, a_, 0.0)
     if torch.compiler.is_compiling() or torch.jit.is_tracing():  # a tracer sees tensor ops, not a C call
         return _traced_scan(a_, b_, start, reverse)
+    if steps == 1:  # one step is its one multiply-add: torch's ops, cheaper than a node and its call at this size
+        return b_ + a_ * start.unsqueeze(1)
     return _LinearScan.apply(a_, b_, start, reverse)
 
 

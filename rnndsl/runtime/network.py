@@ -283,16 +283,18 @@ class CompiledNetwork(nn.Module):
         history = self.histories(boundary, call.state, call.batch)
         params = self.parameter_table()
         with_lengths, free, scan = call.lengths is not None, frozenset(feed.given) if feed else _NONE, _exporting()
-        # A call of one step takes the plain variant where autograd does not record: a native loop's setup (the
-        # input projections split, a kept buffer, a C pointer table) does not pay off over one step. The plain one
-        # measured 1.1-1.55x faster at 1-64 x 1 with 74-2560 units in the loop (skip-2, peephole and layer-norm
-        # LSTM), within 5% either way at 64-256 x 1 x 512.
-        differentiate = self.generated_backward and (
-            _records()
-            or (
-                call.steps > 1
-                and (with_lengths, check_finite, free, device, scan) not in self._loopless
-                and self._native_inference()
+        # A call of one step takes the plain variant: a native loop's setup (the input projections split, a kept
+        # buffer, a C pointer table) and a generated backward's do not pay off over one step. Without autograd the
+        # plain one measured 1.1-1.55x faster at 1-64 x 1 with 74-2560 units in the loop (skip-2, peephole and
+        # layer-norm LSTM), within 5% either way at 64-256 x 1 x 512; forward+backward, autograd on its ops
+        # 0.55-0.91x of the generated backward's time at 1-64 x 1 (Elman, peephole, Jordan, top-down, skip-2,
+        # IndRNN, layer-norm LSTM), 1.04-1.17x for the loops linear in their past (QRNN, minGRU).
+        differentiate = (
+            self.generated_backward
+            and call.steps > 1
+            and (
+                _records()
+                or ((with_lengths, check_finite, free, device, scan) not in self._loopless and self._native_inference())
             )
         )
         fn = self._code.get((with_lengths, check_finite, free, differentiate, device, scan))
