@@ -147,10 +147,9 @@ def test_one_step_of_linear_scan_is_the_scans_step(reverse: bool, masked: bool) 
     scan = K._LinearScan.apply(a, b, start, reverse)
     assert torch.equal(one, scan)
     g = torch.randn_like(one)
-    assert all(
-        torch.allclose(x, y, rtol=0, atol=1e-15)
-        for x, y in zip(torch.autograd.grad(one, (a, b, start), g), torch.autograd.grad(scan, (a, b, start), g))
-    )
+    wrt = (a, b, start)
+    for x, y in zip(torch.autograd.grad(one, wrt, g), torch.autograd.grad(scan, wrt, g), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-15)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import pickle
 import time
 from pathlib import Path
@@ -314,6 +315,18 @@ def _roundtrips() -> dict[str, Any]:
 ROUNDTRIPS = _roundtrips()
 
 
+def test_a_module_pickled_with_its_parameter_slots_per_layer_loads() -> None:
+    """Before 2026-12, `_slots` listed each layer's parameters under the layer: such a pickle still runs."""
+    net = compile64(LSTM)
+    call = inputs(net, 2, 5)
+    expected = net(**call).h
+    per_layer: dict[str, list[tuple[str, str]]] = {}
+    for name, key, j in net._slots:
+        per_layer.setdefault(key, []).append((name, j))
+    net._slots = list(per_layer.items())  # type: ignore[arg-type]
+    assert torch.equal(pickle.loads(pickle.dumps(net))(**call).h, expected)
+
+
 @pytest.mark.parametrize("how", list(ROUNDTRIPS))
 @pytest.mark.parametrize("spec", [LSTM, JORDAN, TOKENS], ids=["lstm", "jordan", "tokens"])
 def test_roundtrip_gives_identical_outputs(spec: str, how: str) -> None:
@@ -556,11 +569,31 @@ def test_zero_start_values_are_kept_until_something_writes_into_them() -> None:
     assert net.double().boundary_values({}, 3)["h"].dtype == torch.float64
 
 
+def test_a_calls_zero_starts_are_kept_whole_with_their_histories() -> None:
+    """Where every delayed node starts from zeros, a call of the last call's batch size gets that call's start
+    values and histories as they were (no per-node work); one written into, or another batch size, makes them
+    again. A learned start is never kept (autograd must record its `expand` at every call)."""
+    net = rnndsl.compile(LSTM)
+    starts = net.boundary_values({}, 2)
+    assert net.boundary_values({}, 2) is starts
+    history = net.histories(starts, None, 2)
+    assert net.histories(starts, None, 2) is history
+    assert net.histories(dict(starts), None, 2) is not history  # another caller's start values
+    history["h"].select(1, 0).add_(1)
+    fresh = net.boundary_values({}, 2)
+    assert fresh is not starts and not fresh["h"].any() and not net.histories(fresh, None, 2)["h"].any()
+    assert net.boundary_values({}, 3) is not fresh and net.boundary_values({}, 3)["h"].shape == (3, 4)
+    learned = rnndsl.compile(LSTM.replace("output h", "init h = learned\n output h"))
+    assert not learned.layout.zero_starts
+    assert learned.boundary_values({}, 2) is not learned.boundary_values({}, 2)
+
+
 def test_results_written_into_leave_the_next_call_alone() -> None:
     """Outputs and state written into in place (a user's `add_`) change nothing a later call computes."""
-    for spec in (LSTM, ELMAN, (EXAMPLES / "peephole_lstm.rnn").read_text()):
+    specs = (LSTM, ELMAN, (EXAMPLES / "peephole_lstm.rnn").read_text())
+    for spec, steps in itertools.product(specs, (5, 1)):  # one step: the state's h is the output's h
         net = rnndsl.compile(spec)
-        x = torch.randn(2, 5, net.network.inputs[0].size)
+        x = torch.randn(2, steps, net.network.inputs[0].size)
         with torch.no_grad():
             expected = {k: v.clone() for k, v in net(x).items()}
             for _ in range(2):

@@ -207,7 +207,7 @@ class _Emitter:
         else:
             for name, code in zip(names, joined, strict=True):
                 self.emit(f"{name} = {code}")
-        start = [f"H[{n!r}][:, -1]" if stage.direction > 0 else f"I[{n!r}]" for n in (h, cell.c) if n]
+        start = [f"H[{n!r}].select(1, -1)" if stage.direction > 0 else f"I[{n!r}]" for n in (h, cell.c) if n]
         lengths = "lengths" if self.with_lengths else "None"
         self.emit(
             f"{v}, _hn_{v}, _cn_{v} = K.fused({cell.kind!r}, {x}, ({', '.join(start)},), "
@@ -215,7 +215,7 @@ class _Emitter:
         )
         self.defined.add(v)
         if cell.c:
-            self.state_code[cell.c] = f"_cn_{v}.unsqueeze(1)"
+            self.state_code[cell.c] = f"_cn_{v}.transpose(0, 1)"
 
     def _linear_loop(self, stage: Stage, lin: Linear) -> None:
         """A loop linear in its own past: its coefficients over all steps, then one kernel call over time."""
@@ -227,7 +227,7 @@ class _Emitter:
         )
         a = self.expr(lin.a, self.seq_ref)
         b = "0.0" if lin.b is None else self.expr(lin.b, self.seq_ref)
-        start = f"H[{n!r}][:, -1]" if forward else f"I[{n!r}]"
+        start = f"H[{n!r}].select(1, -1)" if forward else f"I[{n!r}]"
         keep = "valid" if self.with_lengths and not forward else "None"
         self.emit(f"{v} = K.linear_scan({a}, {b}, {start}, {keep}, {not forward}, T)")
         self.defined.add(v)

@@ -162,6 +162,9 @@ def layer_norm_backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def cat(*xs: torch.Tensor) -> torch.Tensor:
     """Join vectors along the last axis, broadcasting the leading axes (a static value meets a sequence)."""
+    lead = xs[0].shape[:-1]
+    if all(x.shape[:-1] == lead for x in xs):
+        return torch.cat(xs, -1)
     lead = torch.broadcast_shapes(*(x.shape[:-1] for x in xs))
     return torch.cat([x.expand(*lead, x.shape[-1]) for x in xs], -1)
 
@@ -178,7 +181,9 @@ def last_k(hist: torch.Tensor, seq: torch.Tensor, lengths: torch.Tensor | None, 
     """The last k values of each sequence, oldest first, where `hist` holds the k values before step 0."""
     steps = seq.shape[1]
     if lengths is None:
-        return seq[:, steps - k :] if steps >= k else torch.cat([hist[:, steps:], seq], 1)
+        if steps == k:  # the whole sequence (one step of a delay of one: a streaming call)
+            return seq
+        return seq[:, steps - k :] if steps > k else torch.cat([hist[:, steps:], seq], 1)
     # step L-k+j of a sequence of length L; a negative step reads the history (no sync on lengths)
     index = lengths.view(-1, 1) - k + torch.arange(k, device=seq.device).view(1, -1)
     shape = (*index.shape, *seq.shape[2:])
@@ -238,7 +243,7 @@ class Flat:
     def __init__(self, views: tuple[torch.Tensor, ...], rows: tuple[tuple[int, int, int], ...]) -> None:
         self.views = views
         self.rows = rows
-        self.ptrs = tuple(views[j][lo].data_ptr() for j, lo, _ in rows)
+        self.ptrs = [views[j][lo].data_ptr() for j, lo, _ in rows]
 
 
 def flat(record: Flat | None, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
@@ -256,13 +261,14 @@ def flat(record: Flat | None, params: tuple[torch.Tensor, ...]) -> tuple[torch.T
     recording = torch.is_grad_enabled()
     if recording and not (record.views[0].is_cuda or _FLAT_AUTOGRAD):
         return None  # a CPU call while autograd records: the `cat`s, without checking anything first
-    for p, ptr in zip(params, record.ptrs, strict=True):
-        if p.data_ptr() != ptr:
-            return None
+    if list(map(_data_ptr, params)) != record.ptrs:
+        return None
     if not recording:
         return record.views
     return _Flat.apply(record, *params) if any(p.requires_grad for p in params) else None
 
+
+_data_ptr = torch.Tensor.data_ptr
 
 _FLAT_AUTOGRAD = False  # tests set it: the autograd path of `flat` on a CPU
 
@@ -321,7 +327,8 @@ def fused(
     lengths: torch.Tensor | None,
     backward: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Run one standard cell on torch's fused kernel: (every step's h, final h, final c or None).
+    """Run one standard cell on torch's fused kernel: (every step's h, final h, final c or None), the finals
+    (1, B, H) as the kernel gives them (`.transpose(0, 1)` is (B, 1, H), a state's layout, with no copy).
 
     `x` (B, T, I); `hx` the initial (h,) or (h, c), each (B, H); `params` (w_ih, w_hh, b_ih, b_hh).
     With lengths, sequences are packed so the final state is each sequence's own; going backward,
@@ -330,7 +337,7 @@ def fused(
     fn = _FUSED[kind]
     if backward:
         x = reverse(x, lengths)
-    states = tuple(h.unsqueeze(0).contiguous() for h in hx)
+    states = tuple([h.unsqueeze(0).contiguous() for h in hx])
     train = torch.is_grad_enabled()  # cuDNN keeps what backward needs only in training mode
     if lengths is None or x.shape[0] == 0:
         out, *final = fn(x, states if kind == "lstm" else states[0], params, True, 1, 0.0, train, False, True)
@@ -348,7 +355,7 @@ def fused(
         final = [f.index_select(1, undo) for f in final]
     if backward:
         out = reverse(out, lengths)
-    return out, final[0][0], final[1][0] if len(final) > 1 else None
+    return out, final[0], final[1] if len(final) > 1 else None
 
 
 def scan(step: Any, init: Any, xs: Any, dim: int, reverse: bool) -> Any:

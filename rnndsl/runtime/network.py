@@ -54,6 +54,7 @@ class Layout:
     delayed: tuple[Node, ...]  # nodes read with a delay: each needs a boundary value
     past: tuple[tuple[Node, int], ...]  # nodes read at [t-k], with the deepest k: each needs a history
     reads_future: bool
+    zero_starts: bool  # every delayed node starts from zeros: a call's start values can be kept whole
 
     @classmethod
     def of(cls, network: Network) -> Layout:
@@ -70,6 +71,7 @@ class Layout:
             tuple(n for n in network.nodes if delays[n.name] != (0, 0)),
             tuple((n, delays[n.name][0]) for n in network.nodes if delays[n.name][0]),
             network.reads_future,
+            all(n.init.kind == "zeros" and not n.is_tokens for n in network.nodes if delays[n.name] != (0, 0)),
         )
 
 
@@ -130,15 +132,13 @@ class CompiledNetwork(nn.Module):
         )
         self.register_buffer("_like", torch.zeros(()), persistent=False)
         self.signature = _signature(network)
-        # (layer key, [(generated name, ParameterList index, or "" for the bias)]), fixed by the network
+        # (generated name, layer key, ParameterList index or "" for the bias), fixed by the network
         self._slots = [
-            (
-                param_key(n.name),
-                [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
-                + ([(bias_name(n.name), "")] if n.bias else []),
-            )
+            (name, param_key(n.name), j)
             for n in network.nodes
             if n.op == "layer"
+            for name, j in [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
+            + ([(bias_name(n.name), "")] if n.bias else [])
         ]
         self._code: dict[tuple[bool, bool, frozenset[str], bool, str, bool], Any] = {}
         # variants (with lengths, guarded, free, device, scan) whose loops all run without a generated backward
@@ -226,6 +226,14 @@ class CompiledNetwork(nn.Module):
         """A scalar of the network's dtype and device."""
         return self._buffers["_like"]  # type: ignore[return-value]
 
+    def _device_type(self) -> str:
+        """`self.like.device.type`, as `_flatten` read it when the module was made or moved (every call reads it,
+        and `.device.type` costs about a microsecond: a device object made, then its type); read afresh where
+        `like` is another tensor (swapped in by `torch.func.functional_call`)."""
+        like = self._buffers["_like"]
+        kept = self.__dict__.get("_device_of")
+        return kept[1] if kept is not None and kept[0] is like else like.device.type  # type: ignore[union-attr]
+
     def _layer_node(self, layer: str) -> Node:
         node = self.network.by_name.get(layer)
         if node is None or node.op != "layer":
@@ -279,7 +287,7 @@ class CompiledNetwork(nn.Module):
 
     def execute(self, call: Call, boundary: dict[str, torch.Tensor], feed: Feed | None, watch: Any = None) -> Outputs:
         """Run the generated code on checked inputs (`validate`), their boundary values and a feed."""
-        check_finite, layout, device = watch is not None, self.layout, self.like.device.type
+        check_finite, layout, device = watch is not None, self.layout, self._device_type()
         history = self.histories(boundary, call.state, call.batch)
         params = self.parameter_table()
         with_lengths, free, scan = call.lengths is not None, frozenset(feed.given) if feed else _NONE, _exporting()
@@ -396,24 +404,30 @@ class CompiledNetwork(nn.Module):
         # torch.export swaps in dicts of its own. This runs on every forward, so it avoids nn.Module
         # attribute lookups and ParameterList iteration.
         table: dict[str, torch.Tensor] = {}
-        layers = self.layers._modules
-        for key, slots in self._slots:
+        layers: dict[str, Any] = self.layers._modules
+        for name, key, j in self._slots:
             layer = layers[key]
-            assert layer is not None
-            weights = layer._modules["weight"]._parameters  # type: ignore[union-attr]
-            for name, j in slots:
-                table[name] = weights[j] if j else layer._parameters["bias"]  # type: ignore[assignment]
+            table[name] = layer._modules["weight"]._parameters[j] if j else layer._parameters["bias"]
         params = self.params._parameters
         for name, key in self._learned:
             table[name] = params[key]  # type: ignore[assignment]
         return table
 
     def boundary_values(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
-        """What each delayed node reads before the first step and past the last: its `init`."""
-        out: dict[str, torch.Tensor] = {"__like__": self.like}
+        """What each delayed node reads before the first step and past the last: its `init`. Where every one
+        starts from zeros, the values are kept whole between calls of the batch size of the last, while nothing
+        wrote into them (the values and their histories' views share a version counter); so are their histories."""
         kept = self._kept_starts()
-        for node in self.layout.delayed:
+        layout = self.layout
+        if kept is not None and layout.zero_starts:
+            starts = kept.get("call")
+            if starts is not None and starts[0] == batch and not any(v._version for v in starts[1].values()):
+                return starts[1]
+        out: dict[str, torch.Tensor] = {"__like__": self.like}
+        for node in layout.delayed:
             out[node.name] = self.init_value(node, inputs, batch, kept)
+        if kept is not None and layout.zero_starts:
+            kept["call"] = (batch, out, None)
         return out
 
     def _kept_starts(self) -> dict[str, Any] | None:
@@ -455,8 +469,13 @@ class CompiledNetwork(nn.Module):
         self, boundary: dict[str, torch.Tensor], state: Mapping[str, torch.Tensor] | None, batch: int
     ) -> dict[str, torch.Tensor]:
         """For each node read at `[t-k]`: the k values before the first step, from `state` or from init."""
-        out = {}
         kept = self._kept_starts() if state is None else None
+        starts = kept.get("call") if kept is not None else None
+        if starts is not None and starts[1] is not boundary:
+            starts = None  # not the kept start values of `boundary_values`
+        elif starts is not None and starts[2] is not None:
+            return starts[2]  # their histories, kept with them
+        out = {}
         for node, k in self.layout.past:
             if state is not None:
                 out[node.name] = state[node.name]
@@ -464,6 +483,8 @@ class CompiledNetwork(nn.Module):
                 out[node.name] = torch.full((batch, k), token_start(node), dtype=torch.long, device=self.like.device)
             else:
                 out[node.name] = self._history(node.name, boundary[node.name], k, kept)
+        if kept is not None and starts is not None:
+            kept["call"] = (batch, boundary, out)
         return out
 
     def _history(self, name: str, start: torch.Tensor, k: int, kept: dict[str, Any] | None) -> torch.Tensor:
@@ -517,6 +538,7 @@ class CompiledNetwork(nn.Module):
         given a tensor of its own otherwise (`p.data = ...`, `vector_to_parameters`) takes its cell off the
         buffer, whose record here keeps it, one copy of the cell's weights, until the module next moves."""
         device = self.like.device.type
+        self.__dict__["_device_of"] = (self.like, device)
         cells = self._flat_cells.get(device)
         if cells is None:
             cells = self._flat_cells[device] = flat_cells(self.network, self.fuse_cells, device)
@@ -537,7 +559,7 @@ class CompiledNetwork(nn.Module):
         loops with native steps (`backend.native_step`) run them, faster than the plain loop forward too."""
         if torch.compiler.is_compiling() or torch.jit.is_tracing() or _exporting():
             return False  # first: dynamo cannot trace what `native.available` reads
-        device = self.like.device.type
+        device = self._device_type()
         return device == "cpu" and "step" in fused_kinds(self.fuse_cells, device) and native.available()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -547,6 +569,7 @@ class CompiledNetwork(nn.Module):
         state["_loopless"] = set()
         state.pop("_layout", None)
         state.pop("_starts", None)
+        state.pop("_device_of", None)
         state["_flats"] = {}  # laid out again by `__setstate__`: a copy's parameters are tensors of their own
         return state
 
@@ -562,6 +585,8 @@ class CompiledNetwork(nn.Module):
         return out
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if state["_slots"] and len(state["_slots"][0]) == 2:  # pickled when slots were kept per layer
+            state["_slots"] = [(name, key, j) for key, slots in state["_slots"] for name, j in slots]
         state.setdefault("_loopless", set())  # pickled before these were kept
         state.setdefault("_flats", {})
         state.setdefault("_flat_cells", {})
