@@ -315,18 +315,6 @@ def _roundtrips() -> dict[str, Any]:
 ROUNDTRIPS = _roundtrips()
 
 
-def test_a_module_pickled_with_its_parameter_slots_per_layer_loads() -> None:
-    """Before 2026-12, `_slots` listed each layer's parameters under the layer: such a pickle still runs."""
-    net = compile64(LSTM)
-    call = inputs(net, 2, 5)
-    expected = net(**call).h
-    per_layer: dict[str, list[tuple[str, str]]] = {}
-    for name, key, j in net._slots:
-        per_layer.setdefault(key, []).append((name, j))
-    net._slots = list(per_layer.items())  # type: ignore[arg-type]
-    assert torch.equal(pickle.loads(pickle.dumps(net))(**call).h, expected)
-
-
 @pytest.mark.parametrize("how", list(ROUNDTRIPS))
 @pytest.mark.parametrize("spec", [LSTM, JORDAN, TOKENS], ids=["lstm", "jordan", "tokens"])
 def test_roundtrip_gives_identical_outputs(spec: str, how: str) -> None:

@@ -207,7 +207,7 @@ class _Emitter:
         else:
             for name, code in zip(names, joined, strict=True):
                 self.emit(f"{name} = {code}")
-        start = [f"H[{n!r}].select(1, -1)" if stage.direction > 0 else f"I[{n!r}]" for n in (h, cell.c) if n]
+        start = [self._fused_start(n, stage.direction > 0) for n in (h, cell.c) if n]
         lengths = "lengths" if self.with_lengths else "None"
         self.emit(
             f"{v}, _hn_{v}, _cn_{v} = K.fused({cell.kind!r}, {x}, ({', '.join(start)},), "
@@ -216,6 +216,15 @@ class _Emitter:
         self.defined.add(v)
         if cell.c:
             self.state_code[cell.c] = f"_cn_{v}.transpose(0, 1)"
+
+    def _fused_start(self, name: str, forward: bool) -> str:
+        """What a fused cell's kernel starts a state from, (1, B, H): the last of its history (one view of it where
+        the history is one step deep, as it is unless another node reads further back), or its init."""
+        if not forward:
+            return f"I[{name!r}].unsqueeze(0)"
+        if self.net.delays[name][0] == 1:
+            return f"H[{name!r}].transpose(0, 1)"
+        return f"H[{name!r}][:, -1:].transpose(0, 1)"
 
     def _linear_loop(self, stage: Stage, lin: Linear) -> None:
         """A loop linear in its own past: its coefficients over all steps, then one kernel call over time."""
@@ -474,7 +483,7 @@ class _Emitter:
             self._hoist(g, split=not plan.function)
         for n, k in plan.rings.items():
             for i in range(1, k + 1):
-                init = f"H[{n!r}][:, -{i}]" if stage.direction > 0 else f"I[{n!r}]"
+                init = f"H[{n!r}].select(1, -{i})" if stage.direction > 0 else f"I[{n!r}]"
                 self.emit(f"_r{i}_{var(n)} = {init}")
         for name in stage.nodes:
             node = self.net[name]

@@ -330,14 +330,14 @@ def fused(
     """Run one standard cell on torch's fused kernel: (every step's h, final h, final c or None), the finals
     (1, B, H) as the kernel gives them (`.transpose(0, 1)` is (B, 1, H), a state's layout, with no copy).
 
-    `x` (B, T, I); `hx` the initial (h,) or (h, c), each (B, H); `params` (w_ih, w_hh, b_ih, b_hh).
+    `x` (B, T, I); `hx` the initial (h,) or (h, c), each (1, B, H); `params` (w_ih, w_hh, b_ih, b_hh).
     With lengths, sequences are packed so the final state is each sequence's own; going backward,
     each sequence is reversed within its length first.
     """
     fn = _FUSED[kind]
     if backward:
         x = reverse(x, lengths)
-    states = tuple([h.unsqueeze(0).contiguous() for h in hx])
+    states = tuple([h.contiguous() for h in hx])
     train = torch.is_grad_enabled()  # cuDNN keeps what backward needs only in training mode
     if lengths is None or x.shape[0] == 0:
         out, *final = fn(x, states if kind == "lstm" else states[0], params, True, 1, 0.0, train, False, True)

@@ -132,13 +132,15 @@ class CompiledNetwork(nn.Module):
         )
         self.register_buffer("_like", torch.zeros(()), persistent=False)
         self.signature = _signature(network)
-        # (generated name, layer key, ParameterList index or "" for the bias), fixed by the network
+        # (layer key, [(generated name, ParameterList index, or "" for the bias)]), fixed by the network
         self._slots = [
-            (name, param_key(n.name), j)
+            (
+                param_key(n.name),
+                [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
+                + ([(bias_name(n.name), "")] if n.bias else []),
+            )
             for n in network.nodes
             if n.op == "layer"
-            for name, j in [(weight_name(n.name, j), str(j)) for j in range(len(n.sources))]
-            + ([(bias_name(n.name), "")] if n.bias else [])
         ]
         self._code: dict[tuple[bool, bool, frozenset[str], bool, str, bool], Any] = {}
         # variants (with lengths, guarded, free, device, scan) whose loops all run without a generated backward
@@ -402,13 +404,16 @@ class CompiledNetwork(nn.Module):
         """Every layer parameter under the name generated code reads it by (`_W0_h`, `_b_h`)."""
         # Read through the modules' parameter dicts at each call: .to() may replace the tensors, and
         # torch.export swaps in dicts of its own. This runs on every forward, so it avoids nn.Module
-        # attribute lookups and ParameterList iteration.
+        # attribute lookups (`self.layers` is `nn.Module.__getattr__`, about a microsecond) and ParameterList
+        # iteration.
         table: dict[str, torch.Tensor] = {}
-        layers: dict[str, Any] = self.layers._modules
-        for name, key, j in self._slots:
+        layers: dict[str, Any] = self._modules["layers"]._modules  # type: ignore[union-attr]
+        for key, slots in self._slots:
             layer = layers[key]
-            table[name] = layer._modules["weight"]._parameters[j] if j else layer._parameters["bias"]
-        params = self.params._parameters
+            weights = layer._modules["weight"]._parameters
+            for name, j in slots:
+                table[name] = weights[j] if j else layer._parameters["bias"]
+        params = self._modules["params"]._parameters  # type: ignore[union-attr]
         for name, key in self._learned:
             table[name] = params[key]  # type: ignore[assignment]
         return table
@@ -469,12 +474,14 @@ class CompiledNetwork(nn.Module):
         self, boundary: dict[str, torch.Tensor], state: Mapping[str, torch.Tensor] | None, batch: int
     ) -> dict[str, torch.Tensor]:
         """For each node read at `[t-k]`: the k values before the first step, from `state` or from init."""
+        if state is None:  # the kept start values of `boundary_values` come with their histories
+            starts = self.__dict__.get("_starts", {}).get("call")
+            if starts is not None and starts[1] is boundary and starts[2] is not None:
+                return starts[2]
         kept = self._kept_starts() if state is None else None
         starts = kept.get("call") if kept is not None else None
         if starts is not None and starts[1] is not boundary:
-            starts = None  # not the kept start values of `boundary_values`
-        elif starts is not None and starts[2] is not None:
-            return starts[2]  # their histories, kept with them
+            starts = None
         out = {}
         for node, k in self.layout.past:
             if state is not None:
@@ -585,8 +592,6 @@ class CompiledNetwork(nn.Module):
         return out
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        if state["_slots"] and len(state["_slots"][0]) == 2:  # pickled when slots were kept per layer
-            state["_slots"] = [(name, key, j) for key, slots in state["_slots"] for name, j in slots]
         state.setdefault("_loopless", set())  # pickled before these were kept
         state.setdefault("_flats", {})
         state.setdefault("_flat_cells", {})

@@ -182,15 +182,16 @@ def _shapes(layout: Layout, inputs: dict[str, torch.Tensor], like: torch.Tensor)
                     f"{int(x.min())} to {int(x.max())}"
                 )
         elif node.input_kind == "seq":
-            _expect(node.name, x, 3, f"(batch, time, {node.size})", like=like)
-            _size(node.name, x, node.size, f"(batch, time, {node.size})")
+            if x.dim() != 3 or x.dtype != like.dtype or x.shape[2] != node.size:  # the message only where one is due
+                _expect(node.name, x, 3, f"(batch, time, {node.size})", like=like)
+                _size(node.name, x, node.size, f"(batch, time, {node.size})")
         elif node.input_kind == "memory":
             shape = f"(batch, positions, {node.size}) (a memory)"
             _expect(node.name, x, 3, shape, like=like)
             _size(node.name, x, node.size, shape)
             if x.shape[1] == 0:
                 raise ValueError(f"memory `{node.name}` has 0 positions; attention needs at least one")
-        else:
+        elif x.dim() != 2 or x.dtype != like.dtype or x.shape[1] != node.size:
             _expect(node.name, x, 2, f"(batch, {node.size}) (a static input)", like=like)
             _size(node.name, x, node.size, f"(batch, {node.size})")
         if x.device != device:
