@@ -2,10 +2,12 @@
 
 Every implementation runs once in each mode before it is timed (TorchScript twice: its profiling
 executor optimises on the second call), then the implementations take turns, one sample each per
-round, so a slow drift of the machine touches them all alike. Each sample is bracketed by a device synchronise
-and runs with Python's garbage collector off. `forward` runs under `no_grad`; `train` clears the
-gradients (as `zero_grad(set_to_none=True)` does), runs forward and backpropagates a fixed random
-output gradient.
+round, so a slow drift of the machine touches them all alike. Each sample is bracketed by a device
+synchronise and runs with Python's garbage collector off. A call shorter than `SAMPLE_S` is sampled as
+a run of consecutive calls lasting about that long, its time divided by their number: one call of a few
+hundred microseconds (the step size) is at the mercy of the timer and of interrupts, and two runs of it
+differed by up to 20%. `forward` runs under `no_grad`; `train` clears the gradients (as
+`zero_grad(set_to_none=True)` does), runs forward and backpropagates a fixed random output gradient.
 
 torch.compile of the plain loop is built here too, its compilation time-boxed with SIGALRM.
 """
@@ -43,15 +45,19 @@ def _sync(device: str) -> Callable[[], None]:
     return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
 
-def _one(fn: Callable[[], object], sync: Callable[[], None]) -> tuple[float, object]:
-    """(seconds, what fn returned)."""
+SAMPLE_S = 0.005  # the shortest sample: shorter calls are timed in runs
+
+
+def _one(fn: Callable[[], object], sync: Callable[[], None], calls: int = 1) -> tuple[float, object]:
+    """(seconds a call, what the last call returned), timing `calls` consecutive calls."""
     sync()
     gc.disable()
     try:
         start = time.perf_counter()
-        out = fn()
+        for _ in range(calls):
+            out = fn()
         sync()
-        return time.perf_counter() - start, out
+        return (time.perf_counter() - start) / calls, out
     finally:
         gc.enable()
 
@@ -87,7 +93,7 @@ def time_impls(
     `check` sees each implementation's first forward output (the warm-up doubles as the check).
     """
     sync = _sync(device)
-    plan: dict[tuple[str, str], tuple[Callable[[], object], int]] = {}
+    plan: dict[tuple[str, str], tuple[Callable[[], object], int, int]] = {}  # (call, samples, calls a sample)
     for impl in impls:
         for mode, call in _calls(impl, x, gy).items():
             if modes is not None and mode not in modes.get(impl.name, ("forward", "train")):
@@ -96,12 +102,14 @@ def time_impls(
                 warm, y = _one(call, sync)
                 if check is not None and mode == "forward" and i == 0:
                     check(impl, y)  # type: ignore[arg-type]
-            plan[impl.name, mode] = call, max(min(min_repeat, repeat), min(repeat, int(budget_s / max(warm, 1e-9))))
+            calls = max(1, round(SAMPLE_S / max(warm, 1e-9)))
+            samples = max(min(min_repeat, repeat), min(repeat, int(budget_s / max(warm * calls, 1e-9))))
+            plan[impl.name, mode] = call, samples, calls
     out = {impl.name: Samples([], []) for impl in impls}
-    for round_ in range(max((n for _, n in plan.values()), default=0)):
-        for (name, mode), (call, n) in plan.items():
+    for round_ in range(max((n for _, n, _ in plan.values()), default=0)):
+        for (name, mode), (call, n, calls) in plan.items():
             if round_ < n:
-                getattr(out[name], mode).append(_one(call, sync)[0])
+                getattr(out[name], mode).append(_one(call, sync, calls)[0])
     return out
 
 
