@@ -471,7 +471,8 @@ def _method(data: dict) -> list[str]:
         f"{s['repeat']} samples "
         f"each, fewer (never under {s['min_repeat']}) where one run takes over 1/{s['repeat']} of "
         f"{s['budget_s']:.0f} s. The median is reported. Samples are bracketed by device synchronisation; the "
-        "garbage collector is off while a sample runs.",
+        "garbage collector is off while a sample runs. A call shorter than 5 ms is sampled as a run of "
+        "consecutive calls lasting about 5 ms, divided by their number (as a stream of one-step calls runs).",
         "- forward: under `torch.no_grad()`. forward+backward: gradients cleared (`grad = None`), forward, then "
         "`backward` of a fixed random output gradient. The input does not require grad (it is data).",
         "- Before timing, every implementation's output is checked against rnndsl's "
