@@ -140,3 +140,26 @@ def test_fused_lstm_continues_from_state() -> None:
     second = net(x[:, 4:], state=first.state)
     torch.testing.assert_close(torch.cat([first.h, second.h], 1), whole.h)
     torch.testing.assert_close(second.state["c"], whole.state["c"])
+
+
+def test_a_fused_cell_whose_h_is_read_further_back_continues_from_state() -> None:
+    """Another node reads h[t-3]: the cell's history of h is three steps deep, and the kernel starts from its last
+    step. Split into calls of 1, 2 and 4 steps carrying the state, it gives the whole call's
+    numbers, as the generated loop does."""
+    spec = LSTM.replace("output h", "layer y: 2 <- h[t-3]\n output h\n output y")
+    assert kinds(spec) == ["lstm"]
+    fused = randomize(rnndsl.compile(spec)).double()
+    loop = rnndsl.compile(spec, fuse_cells=False).double()
+    loop.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    whole = loop(x)
+    state, parts = None, []
+    for lo, hi in ((0, 1), (1, 3), (3, 7)):
+        out = fused(x[:, lo:hi], state=state)
+        state = out.state
+        parts.append(out)
+    for name in ("h", "y"):
+        torch.testing.assert_close(torch.cat([p[name] for p in parts], 1), whole[name], rtol=1e-10, atol=1e-12)
+    assert state is not None and whole.state is not None
+    for name in ("h", "c"):
+        torch.testing.assert_close(state[name], whole.state[name], rtol=1e-10, atol=1e-12)

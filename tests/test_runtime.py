@@ -576,6 +576,24 @@ def test_a_calls_zero_starts_are_kept_whole_with_their_histories() -> None:
     assert learned.boundary_values({}, 2) is not learned.boundary_values({}, 2)
 
 
+def test_kept_starts_are_plain_tensors_and_survive_an_inference_mode_move() -> None:
+    """A call under a dispatch mode (fake tensors) keeps none of its start values for a real call; a module moved
+    or converted under `inference_mode` (its `like` an inference tensor, with no version counter) runs calls
+    outside it as before."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    net = rnndsl.compile(ELMAN)
+    x = torch.randn(2, 1, 3)
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode, torch.no_grad():
+        net(mode.from_tensor(x))
+    assert type(net(x).y) is torch.Tensor
+    with torch.inference_mode():
+        net.double()
+    with torch.no_grad():
+        first, again = net(x.double()), net(x.double())
+    torch.testing.assert_close(first.y, again.y, rtol=0, atol=0)
+
+
 def test_results_written_into_leave_the_next_call_alone() -> None:
     """Outputs and state written into in place (a user's `add_`) change nothing a later call computes."""
     specs = (LSTM, ELMAN, (EXAMPLES / "peephole_lstm.rnn").read_text())

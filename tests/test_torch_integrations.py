@@ -36,8 +36,10 @@ SPECS = {
     # traced, it runs as tensor ops)
     "qrnn": "network Q { input x: 4\n layer z: 5 tanh <- x, x[t-1]\n layer f: 5 sigmoid <- x, x[t-1]\n"
     " c = f * c[t-1] + (1 - f) * z\n h = tanh(c)\n output h }",
+    # skip-2: h read two steps back, so its state is the last two steps (a history deeper than one)
+    "skip2": "network S { input x: 4\n layer h: 5 tanh <- x, h[t-1], h[t-2]\n output h }",
 }
-OUT = {"jordan": "y", "lstm": "h", "qrnn": "h"}
+OUT = {"jordan": "y", "lstm": "h", "qrnn": "h", "skip2": "h"}
 B, T = 3, 3
 
 # Expected noise: torch.jit is deprecated in this torch, tracing turns shape checks into constants, and
@@ -206,6 +208,14 @@ def test_jit_trace_works_for_the_traced_length_only(name: str) -> None:
     if name == "jordan":  # the per-step list from `unbind` has T entries, baked into the trace
         with pytest.raises(RuntimeError, match="Expected 3 elements in a list but found 6"):
             traced(inputs(6))
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_jit_trace_of_one_step(name: str) -> None:
+    """A streaming model traced at one step (the trace sees the length as a tensor)."""
+    net = network(name)
+    traced = torch.jit.trace(Tensors(net, OUT[name]), (inputs(1),), check_trace=False)
+    torch.testing.assert_close(traced(inputs(1)), net(inputs(1))[OUT[name]], rtol=1e-12, atol=1e-12)
 
 
 def test_jit_trace_check_fails_on_the_fused_cell() -> None:

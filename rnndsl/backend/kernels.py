@@ -181,9 +181,7 @@ def last_k(hist: torch.Tensor, seq: torch.Tensor, lengths: torch.Tensor | None, 
     """The last k values of each sequence, oldest first, where `hist` holds the k values before step 0."""
     steps = seq.shape[1]
     if lengths is None:
-        if steps == k:  # the whole sequence (one step of a delay of one: a streaming call)
-            return seq
-        return seq[:, steps - k :] if steps > k else torch.cat([hist[:, steps:], seq], 1)
+        return seq[:, steps - k :] if steps >= k else torch.cat([hist[:, steps:], seq], 1)
     # step L-k+j of a sequence of length L; a negative step reads the history (no sync on lengths)
     index = lengths.view(-1, 1) - k + torch.arange(k, device=seq.device).view(1, -1)
     shape = (*index.shape, *seq.shape[2:])

@@ -299,7 +299,7 @@ class CompiledNetwork(nn.Module):
         # layer-norm LSTM), within 5% either way at 64-256 x 1 x 512; forward+backward, autograd on its ops
         # 0.55-0.91x of the generated backward's time at 1-64 x 1 (Elman, peephole, Jordan, top-down, skip-2,
         # IndRNN, layer-norm LSTM), 1.04-1.17x for the loops linear in their past (QRNN, minGRU).
-        differentiate = (
+        differentiate = bool(  # jit.trace gives `steps` as a tensor
             self.generated_backward
             and call.steps > 1
             and (
@@ -425,14 +425,15 @@ class CompiledNetwork(nn.Module):
         kept = self._kept_starts()
         layout = self.layout
         if kept is not None and layout.zero_starts:
-            starts = kept.get("call")
-            if starts is not None and starts[0] == batch and not any(v._version for v in starts[1].values()):
+            starts = kept.get("call")  # (batch, start values, their histories, the zeros)
+            if starts is not None and starts[0] == batch and not any(z._version for z in starts[3]):
                 return starts[1]
         out: dict[str, torch.Tensor] = {"__like__": self.like}
         for node in layout.delayed:
             out[node.name] = self.init_value(node, inputs, batch, kept)
-        if kept is not None and layout.zero_starts:
-            kept["call"] = (batch, out, None)
+        zeros = tuple(out[node.name] for node in layout.delayed)
+        if kept is not None and layout.zero_starts and all(map(kernels.keepable, zeros)):
+            kept["call"] = (batch, out, None, zeros)  # `like` is not checked: it may be an inference tensor
         return out
 
     def _kept_starts(self) -> dict[str, Any] | None:
@@ -490,8 +491,8 @@ class CompiledNetwork(nn.Module):
                 out[node.name] = torch.full((batch, k), token_start(node), dtype=torch.long, device=self.like.device)
             else:
                 out[node.name] = self._history(node.name, boundary[node.name], k, kept)
-        if kept is not None and starts is not None:
-            kept["call"] = (batch, boundary, out)
+        if kept is not None and starts is not None and all(map(kernels.keepable, out.values())):
+            kept["call"] = (batch, boundary, out, starts[3])
         return out
 
     def _history(self, name: str, start: torch.Tensor, k: int, kept: dict[str, Any] | None) -> torch.Tensor:
