@@ -297,8 +297,9 @@ class CompiledNetwork(nn.Module):
         # buffer, a C pointer table) and a generated backward's do not pay off over one step. Without autograd the
         # plain one measured 1.1-1.55x faster at 1-64 x 1 with 74-2560 units in the loop (skip-2, peephole and
         # layer-norm LSTM), within 5% either way at 64-256 x 1 x 512; forward+backward, autograd on its ops
-        # 0.55-0.91x of the generated backward's time at 1-64 x 1 (Elman, peephole, Jordan, top-down, skip-2,
-        # IndRNN, layer-norm LSTM), 1.04-1.17x for the loops linear in their past (QRNN, minGRU).
+        # 0.54-0.91x of the generated backward's time at 1-64 x 1 (Elman, peephole, Jordan, top-down, skip-2,
+        # IndRNN, layer-norm LSTM); the loops linear in their past (QRNN, minGRU) gain once `K.linear_scan` runs
+        # one step as a multiply and an add (1.04-1.17x before it, 0.72-0.82x of the old call after).
         differentiate = bool(  # jit.trace gives `steps` as a tensor
             self.generated_backward
             and call.steps > 1
@@ -431,9 +432,10 @@ class CompiledNetwork(nn.Module):
         out: dict[str, torch.Tensor] = {"__like__": self.like}
         for node in layout.delayed:
             out[node.name] = self.init_value(node, inputs, batch, kept)
-        zeros = tuple(out[node.name] for node in layout.delayed)
-        if kept is not None and layout.zero_starts and all(map(kernels.keepable, zeros)):
-            kept["call"] = (batch, out, None, zeros)  # `like` is not checked: it may be an inference tensor
+        if kept is not None and layout.zero_starts:
+            zeros = tuple(out[node.name] for node in layout.delayed)  # not `like`: it may be an inference tensor
+            if all(map(kernels.keepable, zeros)):
+                kept["call"] = (batch, out, None, zeros)
         return out
 
     def _kept_starts(self) -> dict[str, Any] | None:
