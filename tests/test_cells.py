@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 import rnndsl
+from rnndsl.backend import kernels
 from rnndsl.backend.cells import match_cell
 from rnndsl.backend.codegen import ALL_KINDS
 from rnndsl.graphs.schedule import schedule
@@ -95,16 +97,19 @@ CASES = [
 
 @pytest.mark.parametrize(("file", "network"), CASES, ids=lambda v: str(v).split()[1] if "{" in str(v) else v)
 @pytest.mark.parametrize("with_lengths", [False, True])
-def test_fused_equals_generated_loop(file: str, network: str | None, with_lengths: bool, device: torch.device) -> None:
+@pytest.mark.parametrize("steps", [6, 1], ids=["6_steps", "1_step"])  # one step runs torch's cell functions
+def test_fused_equals_generated_loop(
+    file: str, network: str | None, with_lengths: bool, steps: int, device: torch.device
+) -> None:
     spec = file if "{" in file else EXAMPLES / file
     fused = randomize(rnndsl.compile(spec, network, fuse_cells=ALL_KINDS)).double().to(device)  # Elman too, on a CPU
     loop = rnndsl.compile(spec, network, fuse_cells=False).double().to(device)
     loop.load_state_dict(fused.state_dict())
     assert "K.fused" in fused.code() and "K.fused" not in loop.code()
     torch.manual_seed(1)
-    call = random_inputs(fused, device, batch=3, steps=6)
+    call = random_inputs(fused, device, batch=3, steps=steps)
     if with_lengths:
-        call["lengths"] = torch.tensor([6, 1, 4], device=device)
+        call["lengths"] = torch.tensor([6, 1, 4] if steps == 6 else [1, 1, 1], device=device)
     a, b = fused(**call), loop(**call)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-10, rtol=1e-10)
@@ -140,6 +145,45 @@ def test_fused_lstm_continues_from_state() -> None:
     second = net(x[:, 4:], state=first.state)
     torch.testing.assert_close(torch.cat([first.h, second.h], 1), whole.h)
     torch.testing.assert_close(second.state["c"], whole.state["c"])
+
+
+@pytest.mark.parametrize("file", ["elman.rnn", "lstm.rnn", "gru.rnn"])
+def test_fused_cells_one_step_a_call_equal_the_whole_call(file: str) -> None:
+    """Streaming one step a call (torch's cell functions, from the carried state) gives the whole call's numbers."""
+    net = randomize(rnndsl.compile(EXAMPLES / file, fuse_cells=ALL_KINDS)).double()
+    call = random_inputs(net, "cpu", batch=2, steps=5, grad=False)
+    (name, x), whole = next(iter(call.items())), net(**call)
+    state, parts = None, []
+    for t in range(x.shape[1]):
+        out = net(**{name: x[:, t : t + 1]}, state=state)
+        state = out.state
+        parts.append(out)
+    for k in whole:
+        torch.testing.assert_close(torch.cat([p[k] for p in parts], 1), whole[k], rtol=1e-10, atol=1e-12)
+    assert state is not None and whole.state is not None
+    for k in whole.state:
+        torch.testing.assert_close(state[k], whole.state[k], rtol=1e-10, atol=1e-12)
+
+
+def test_one_step_runs_the_cell_function_not_the_sequence_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU a fused cell's call of one step runs `torch.lstm_cell` (its set-up is a step's, the sequence
+    kernel's is a sequence's); two steps, or one with lengths, run `torch.lstm`."""
+    calls: list[str] = []
+
+    def counted(fn: Any, name: str) -> Any:
+        def run(*args: Any) -> Any:
+            calls.append(name)
+            return fn(*args)
+
+        return run
+
+    for table, name in ((kernels._FUSED, "sequence"), (kernels._CELL, "cell")):
+        monkeypatch.setitem(table, "lstm", counted(table["lstm"], name))
+    net = rnndsl.compile(LSTM)
+    for steps, lengths in ((1, None), (2, None), (1, torch.ones(2, dtype=torch.long))):
+        calls.clear()
+        net(torch.randn(2, steps, 3), lengths=lengths)
+        assert calls == (["cell"] if steps == 1 and lengths is None else ["sequence"]), (steps, lengths)
 
 
 def test_a_fused_cell_whose_h_is_read_further_back_continues_from_state() -> None:

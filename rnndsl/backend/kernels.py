@@ -306,6 +306,13 @@ def drop_mask(batch: int, size: int, p: float, like: torch.Tensor) -> torch.Tens
 warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
 
 _FUSED: dict[str, Any] = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}
+# One step of each, as nn.LSTMCell and its kin run it: the same maths, without the sequence kernel's set-up
+_CELL: dict[str, Any] = {
+    "lstm": torch.lstm_cell,
+    "gru": torch.gru_cell,
+    "rnn_tanh": torch.rnn_tanh_cell,
+    "rnn_relu": torch.rnn_relu_cell,
+}
 
 
 def reverse(seq: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -332,6 +339,8 @@ def fused(
     With lengths, sequences are packed so the final state is each sequence's own; going backward,
     each sequence is reversed within its length first.
     """
+    if lengths is None and (_compiled_lstm_backward(kind, x) or _one_cell_pays(kind, x, hx[0])):
+        return _cells(kind, x, hx, params, backward)
     fn = _FUSED[kind]
     if backward:
         x = reverse(x, lengths)
@@ -354,6 +363,54 @@ def fused(
     if backward:
         out = reverse(out, lengths)
     return out, final[0], final[1] if len(final) > 1 else None
+
+
+def _one_cell_pays(kind: str, x: torch.Tensor, h: torch.Tensor) -> bool:
+    """Whether a call of one step runs faster on torch's cell function than on the sequence kernel: on a CPU, not
+    traced.
+
+    oneDNN's sequence kernels set up per call what one step does not pay back. Measured over one step (this
+    project's 2-core machine, 1 and 2 threads, 1-256 x 1 x 64 -> 32-512): while autograd records, forward+backward
+    on the cell functions took 0.16-0.94x of the sequence kernels' time for the LSTM, 0.75-1.00x for the GRU and
+    0.64-0.98x for Elman (one outlier 1.12, the GRU at 256 x 128 on 1 thread, 0.94 on 2); without autograd the GRU
+    and Elman 0.63-1.03x, the LSTM 0.36-0.75x where batch x hidden <= 2048 and up to 1.45x above it, where oneDNN
+    fuses its elementwise work and the cell function does not. jit.trace sees the sequence kernel, which its trace
+    runs at any length; torch.export with a dynamic length never comes here (the length is symbolic there). Not
+    measured on CUDA (cuDNN), which keeps the sequence kernel."""
+    if type(x.shape[1]) is not int or x.shape[1] != 1 or not x.is_cpu or torch.jit.is_tracing():
+        return False
+    return kind != "lstm" or torch.is_grad_enabled() or x.shape[0] * h.shape[-1] <= 2048
+
+
+def _compiled_lstm_backward(kind: str, x: torch.Tensor) -> bool:
+    """Whether torch.compile traces an LSTM that oneDNN would run while autograd records: inductor's compiled
+    backward of oneDNN's LSTM fails in torch 2.13 ("expected Tensor() for op: torch.ops.aten.mkldnn_rnn_layer",
+    its workspace missing: pytorch/pytorch#158007), so the steps run on the cell function, unrolled as dynamo
+    unrolls the generated loops."""
+    return (
+        kind == "lstm"
+        and x.is_cpu
+        and x.dtype != torch.float64
+        and torch.is_grad_enabled()
+        and torch.compiler.is_compiling()
+    )
+
+
+def _cells(
+    kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list[torch.Tensor], backward: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`fused` without lengths as a loop of torch's cell function (`torch.lstm_cell`, ..., what nn.LSTMCell runs),
+    either way in time: the same maths as the sequence kernel."""
+    cell, lstm = _CELL[kind], kind == "lstm"
+    state = tuple(h.select(0, 0) for h in hx)
+    hs = []
+    for t in range(x.shape[1] - 1, -1, -1) if backward else range(x.shape[1]):
+        state = cell(x.select(1, t), state, *params) if lstm else (cell(x.select(1, t), state[0], *params),)
+        hs.append(state[0])
+    if backward:
+        hs.reverse()
+    out = hs[0].unsqueeze(1) if len(hs) == 1 else torch.stack(hs, 1)
+    return out, state[0].unsqueeze(0), state[1].unsqueeze(0) if lstm else None
 
 
 def scan(step: Any, init: Any, xs: Any, dim: int, reverse: bool) -> Any:
