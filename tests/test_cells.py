@@ -165,9 +165,13 @@ def test_fused_cells_one_step_a_call_equal_the_whole_call(file: str) -> None:
         torch.testing.assert_close(state[k], whole.state[k], rtol=1e-10, atol=1e-12)
 
 
-def test_one_step_runs_the_cell_function_not_the_sequence_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a CPU a fused cell's call of one step runs `torch.lstm_cell` (its set-up is a step's, the sequence
-    kernel's is a sequence's); two steps, or one with lengths, run `torch.lstm`."""
+@pytest.mark.parametrize(("file", "kind"), [("lstm.rnn", "lstm"), ("gru.rnn", "gru"), ("elman.rnn", "rnn_tanh")])
+def test_one_step_runs_the_cell_function_not_the_sequence_kernel(
+    file: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU a fused cell's call of one step runs torch's cell function (`torch.lstm_cell`, ...: its set-up is a
+    step's, the sequence kernel's is a sequence's); two steps, or one with lengths, run the sequence kernel. The LSTM
+    without autograd keeps the sequence kernel where batch x hidden > 2048 (oneDNN's fused elementwise work)."""
     calls: list[str] = []
 
     def counted(fn: Any, name: str) -> Any:
@@ -178,12 +182,23 @@ def test_one_step_runs_the_cell_function_not_the_sequence_kernel(monkeypatch: py
         return run
 
     for table, name in ((kernels._FUSED, "sequence"), (kernels._CELL, "cell")):
-        monkeypatch.setitem(table, "lstm", counted(table["lstm"], name))
-    net = rnndsl.compile(LSTM)
-    for steps, lengths in ((1, None), (2, None), (1, torch.ones(2, dtype=torch.long))):
+        monkeypatch.setitem(table, kind, counted(table[kind], name))
+    net = rnndsl.compile(EXAMPLES / file, fuse_cells=ALL_KINDS)
+    size, hidden = net.network.inputs[0].size, net.network["h"].size
+    wide = 2048 // hidden + 1  # batch x hidden > 2048
+    one = torch.ones(2, dtype=torch.long)
+    for batch, steps, lengths, grad, expected in (
+        (2, 1, None, True, "cell"),
+        (2, 1, None, False, "cell"),
+        (wide, 1, None, True, "cell"),
+        (wide, 1, None, False, "sequence" if kind == "lstm" else "cell"),
+        (2, 2, None, True, "sequence"),
+        (2, 1, one, True, "sequence"),
+    ):
         calls.clear()
-        net(torch.randn(2, steps, 3), lengths=lengths)
-        assert calls == (["cell"] if steps == 1 and lengths is None else ["sequence"]), (steps, lengths)
+        with torch.set_grad_enabled(grad):
+            net(torch.randn(batch, steps, size), lengths=lengths)
+        assert calls == [expected], (batch, steps, lengths, grad)
 
 
 def test_a_fused_cell_whose_h_is_read_further_back_continues_from_state() -> None:

@@ -9,8 +9,8 @@ network, whose loop runs in the generated Python, and an LSTM, whose loop runs o
   with T). `fullgraph=True` holds for the generated loop once the module has run once; the fused-cell
   path breaks the graph (`warnings.filterwarnings` in `kernels.fused`), and so does the first call of a
   module (code generation), and `lengths` (validation reads their values). "inductor" works too but
-  takes tens of seconds on a small CPU: marked slow. Training a float32 LSTM under dynamo traces a loop of
-  `torch.lstm_cell` (inductor cannot compile the backward of oneDNN's LSTM in torch 2.13).
+  takes tens of seconds on a small CPU: marked slow. Training a float32 LSTM on a CPU, the LSTM runs outside
+  the graphs (AOT autograd cannot compile the backward of oneDNN's LSTM in torch 2.13): a graph break.
 - torch.jit.script: not supported (forward takes **inputs; the generated function has no source).
 - torch.jit.trace / torch.export: not on the module itself (it returns `Outputs`, which neither knows);
   through a wrapper returning tensors they work for the traced sequence length only.
@@ -163,51 +163,69 @@ def test_compile_inductor(name: str) -> None:
         torch.testing.assert_close(g, e)
 
 
-def _float32_lstm() -> rnndsl.CompiledNetwork:
+def _float32_lstm(backward: bool = False) -> rnndsl.CompiledNetwork:
+    """The LSTM in float32, run once; `backward`: its loop runs backward in time (h[t+1], c[t+1])."""
     torch.manual_seed(0)
-    net = rnndsl.compile(SPECS["lstm"])
+    net = rnndsl.compile(SPECS["lstm"].replace("[t-1]", "[t+1]") if backward else SPECS["lstm"])
+    assert "K.fused('lstm'" in net.code()
     net(torch.zeros(1, 2, 4))
     return net
 
 
-def test_compiled_lstm_training_traces_the_cell_function() -> None:
-    """Inductor cannot compile the backward of oneDNN's LSTM in torch 2.13 (pytorch/pytorch#158007: float32 on a
-    CPU, while autograd records), so there a fused LSTM traces a loop of `torch.lstm_cell`; float64 and a call
-    without autograd keep `torch.lstm`."""
-    traced: list[set[str]] = []
-
-    def backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> object:
-        traced.append({getattr(n.target, "__name__", str(n.target)) for n in gm.graph.nodes})
-        return gm.forward
-
-    for net, grad, expected in (
-        (_float32_lstm(), True, "lstm_cell"),
-        (_float32_lstm(), False, "lstm"),
-        (network("lstm"), True, "lstm"),
-    ):
-        traced.clear()
-        torch._dynamo.reset()
-        x = torch.randn(B, T, 4, dtype=net.like.dtype)
-        with torch.set_grad_enabled(grad):
-            torch.testing.assert_close(torch.compile(net, backend=backend)(x).h, net(x).h)
-        other = ({"lstm", "lstm_cell"} - {expected}).pop()
-        assert traced and all(expected in ops and other not in ops for ops in traced)
-
-
-@pytest.mark.slow
-def test_compile_inductor_trains_a_float32_lstm() -> None:
-    """Slow (inductor): what the test above is for. Before the cell loop this raised "expected Tensor() for op:
-    torch.ops.aten.mkldnn_rnn_layer.default" in the compiled backward."""
-    net = _float32_lstm()
+def _assert_compiled_training_matches_eager(net: rnndsl.CompiledNetwork, backend: str) -> None:
     x = torch.randn(B, T, 4)  # not requiring grad, as a training batch does (one that does compiled before too)
     results = []
-    for model in (net, torch.compile(net, backend="inductor")):
+    for model in (net, torch.compile(net, backend=backend)):
         out = model(x).h
         results.append((out.detach(), torch.autograd.grad((out * out).sum(), list(net.parameters()))))
     (expected, expected_grads), (got, grads) = results
     torch.testing.assert_close(got, expected)
     for g, e in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(g, e)
+
+
+@pytest.mark.parametrize("backward", [False, True], ids=["forward_in_time", "backward_in_time"])
+def test_compile_aot_eager_trains_a_float32_lstm(backward: bool) -> None:
+    """Before the LSTM ran eagerly there (below) this raised "expected all tensors_saved_with_vc_check to be
+    Tensors" in AOT autograd's backward of oneDNN's LSTM (float32 on a CPU; float64 does not run oneDNN)."""
+    _assert_compiled_training_matches_eager(_float32_lstm(backward), "aot_eager")
+
+
+def test_compiled_float32_lstm_training_runs_the_lstm_eagerly() -> None:
+    """AOT autograd cannot compile the backward of oneDNN's LSTM in torch 2.13 (pytorch/pytorch#158007: float32 on
+    a CPU, while autograd records), so there the fused LSTM runs outside the compiled graphs (a graph break); float64
+    and a call without autograd keep `torch.lstm` in the graph."""
+    traced: list[set[str]] = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> object:
+        traced.append({getattr(n.target, "__name__", str(n.target)) for n in gm.graph.nodes})
+        return gm.forward
+
+    for net, grad, in_graph in (
+        (_float32_lstm(), True, False),
+        (_float32_lstm(), False, True),
+        (network("lstm"), True, True),
+    ):
+        traced.clear()
+        torch._dynamo.reset()
+        x = torch.randn(B, T, 4, dtype=net.like.dtype)
+        with torch.set_grad_enabled(grad):
+            torch.testing.assert_close(torch.compile(net, backend=backend)(x).h, net(x).h)
+        assert traced and any("lstm" in ops for ops in traced) == in_graph, (net.like.dtype, grad, traced)
+        assert not any("lstm_cell" in ops for ops in traced)
+
+
+def test_fullgraph_cannot_hold_float32_lstm_training() -> None:
+    net = _float32_lstm()
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="oneDNN's LSTM backward"):
+        torch.compile(net, backend="eager", fullgraph=True)(torch.randn(B, T, 4)).h.sum().backward()
+
+
+@pytest.mark.slow
+def test_compile_inductor_trains_a_float32_lstm() -> None:
+    """Slow (inductor). Before the LSTM ran eagerly there this raised "expected Tensor() for op:
+    torch.ops.aten.mkldnn_rnn_layer.default" in the compiled backward."""
+    _assert_compiled_training_matches_eager(_float32_lstm(), "inductor")
 
 
 # ---- torch.jit.script ------------------------------------------------------------------------------------

@@ -339,8 +339,22 @@ def fused(
     With lengths, sequences are packed so the final state is each sequence's own; going backward,
     each sequence is reversed within its length first.
     """
-    if lengths is None and (_compiled_lstm_backward(kind, x) or _one_cell_pays(kind, x, hx[0])):
-        return _cells(kind, x, hx, params, backward)
+    if _compiled_lstm_backward(kind, x):
+        return _eager_fused(kind, x, hx, params, lengths, backward)  # this function again, run eagerly
+    if lengths is None and _one_cell_pays(kind, x, hx[0]):
+        return _cell_step(kind, x, hx, params)
+    return _sequence(kind, x, hx, params, lengths, backward)
+
+
+def _sequence(
+    kind: str,
+    x: torch.Tensor,
+    hx: tuple[torch.Tensor, ...],
+    params: list[torch.Tensor],
+    lengths: torch.Tensor | None,
+    backward: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`fused` on torch's sequence kernel."""
     fn = _FUSED[kind]
     if backward:
         x = reverse(x, lengths)
@@ -367,50 +381,54 @@ def fused(
 
 def _one_cell_pays(kind: str, x: torch.Tensor, h: torch.Tensor) -> bool:
     """Whether a call of one step runs faster on torch's cell function than on the sequence kernel: on a CPU, not
-    traced.
+    traced by jit.trace (whose trace of the sequence kernel runs at any length).
 
     oneDNN's sequence kernels set up per call what one step does not pay back. Measured over one step (this
     project's 2-core machine, 1 and 2 threads, 1-256 x 1 x 64 -> 32-512): while autograd records, forward+backward
     on the cell functions took 0.16-0.94x of the sequence kernels' time for the LSTM, 0.75-1.00x for the GRU and
     0.64-0.98x for Elman (one outlier 1.12, the GRU at 256 x 128 on 1 thread, 0.94 on 2); without autograd the GRU
     and Elman 0.63-1.03x, the LSTM 0.36-0.75x where batch x hidden <= 2048 and up to 1.45x above it, where oneDNN
-    fuses its elementwise work and the cell function does not. jit.trace sees the sequence kernel, which its trace
-    runs at any length; torch.export with a dynamic length never comes here (the length is symbolic there). Not
-    measured on CUDA (cuDNN), which keeps the sequence kernel."""
+    fuses its elementwise work and the cell function does not. Not measured on CUDA (cuDNN), which keeps the
+    sequence kernel. (torch.export's non-strict trace runs the `scan` variant, which has no fused cells.)"""
     if type(x.shape[1]) is not int or x.shape[1] != 1 or not x.is_cpu or torch.jit.is_tracing():
         return False
     return kind != "lstm" or torch.is_grad_enabled() or x.shape[0] * h.shape[-1] <= 2048
 
 
 def _compiled_lstm_backward(kind: str, x: torch.Tensor) -> bool:
-    """Whether torch.compile traces an LSTM that oneDNN would run while autograd records: inductor's compiled
-    backward of oneDNN's LSTM fails in torch 2.13 ("expected Tensor() for op: torch.ops.aten.mkldnn_rnn_layer",
-    its workspace missing: pytorch/pytorch#158007), so the steps run on the cell function, unrolled as dynamo
-    unrolls the generated loops."""
+    """Whether torch.compile traces an LSTM that oneDNN would run while autograd records. AOT autograd cannot
+    compile the backward of oneDNN's LSTM in torch 2.13 (inductor: "expected Tensor() for op:
+    torch.ops.aten.mkldnn_rnn_layer"; aot_eager: "expected all tensors_saved_with_vc_check to be Tensors", its
+    workspace missing: pytorch/pytorch#158007), so that call runs eagerly, a graph break (`_eager_fused`); the rest
+    of the network compiles. Unrolling it into `torch.lstm_cell` steps instead, as dynamo unrolls the generated
+    loops, measured far slower (aot_eager, 3 x T x 4 -> 5, first call and backward, then the next: 3.7 s and
+    6.3 ms at T = 3, 59 s and 102 ms at T = 200, a graph per length, against 4.2 s and 3.2 ms, 4.7 s and 8.3 ms
+    eagerly; inductor 7.2 s and 7.7 ms at T = 200). fullgraph=True cannot hold it. torch.export (strict) is not
+    training: it keeps the kernel in its graph."""
     return (
         kind == "lstm"
         and x.is_cpu
         and x.dtype != torch.float64
         and torch.is_grad_enabled()
         and torch.compiler.is_compiling()
+        and not torch.compiler.is_exporting()
     )
 
 
-def _cells(
-    kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list[torch.Tensor], backward: bool
+_eager_fused = torch.compiler.disable(fused, reason="AOT autograd cannot compile oneDNN's LSTM backward")
+
+
+def _cell_step(
+    kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """`fused` without lengths as a loop of torch's cell function (`torch.lstm_cell`, ..., what nn.LSTMCell runs),
-    either way in time: the same maths as the sequence kernel."""
-    cell, lstm = _CELL[kind], kind == "lstm"
-    state = tuple(h.select(0, 0) for h in hx)
-    hs = []
-    for t in range(x.shape[1] - 1, -1, -1) if backward else range(x.shape[1]):
-        state = cell(x.select(1, t), state, *params) if lstm else (cell(x.select(1, t), state[0], *params),)
-        hs.append(state[0])
-    if backward:
-        hs.reverse()
-    out = hs[0].unsqueeze(1) if len(hs) == 1 else torch.stack(hs, 1)
-    return out, state[0].unsqueeze(0), state[1].unsqueeze(0) if lstm else None
+    """`fused` over one step without lengths (either way in time: one step reversed is itself) on torch's cell
+    function (`torch.lstm_cell`, ..., what nn.LSTMCell runs): the same maths as the sequence kernel."""
+    step = x.select(1, 0)
+    if kind == "lstm":
+        h, c = _CELL[kind](step, (hx[0].select(0, 0), hx[1].select(0, 0)), *params)
+        return h.unsqueeze(1), h.unsqueeze(0), c.unsqueeze(0)
+    h = _CELL[kind](step, hx[0].select(0, 0), *params)
+    return h.unsqueeze(1), h.unsqueeze(0), None
 
 
 def scan(step: Any, init: Any, xs: Any, dim: int, reverse: bool) -> Any:
