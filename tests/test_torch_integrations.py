@@ -193,17 +193,19 @@ def test_compile_aot_eager_trains_a_float32_lstm(backward: bool) -> None:
 
 def test_compiled_float32_lstm_training_runs_the_lstm_eagerly() -> None:
     """AOT autograd cannot compile the backward of oneDNN's LSTM in torch 2.13 (pytorch/pytorch#158007: float32 on
-    a CPU, while autograd records), so there the fused LSTM runs outside the compiled graphs (a graph break); float64
-    and a call without autograd keep `torch.lstm` in the graph."""
+    a CPU, while autograd records), so there the fused LSTM runs outside the compiled graphs (a graph break); float64,
+    a call without autograd and a frozen LSTM keep `torch.lstm` in the graph."""
     traced: list[set[str]] = []
 
     def backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> object:
         traced.append({getattr(n.target, "__name__", str(n.target)) for n in gm.graph.nodes})
         return gm.forward
 
+    frozen = _float32_lstm().requires_grad_(False)  # nothing to differentiate: AOT compiles the kernel
     for net, grad, in_graph in (
         (_float32_lstm(), True, False),
         (_float32_lstm(), False, True),
+        (frozen, True, True),
         (network("lstm"), True, True),
     ):
         traced.clear()
@@ -215,9 +217,24 @@ def test_compiled_float32_lstm_training_runs_the_lstm_eagerly() -> None:
         assert not any("lstm_cell" in ops for ops in traced)
 
 
+def test_a_network_run_inside_a_compile_session_runs_once() -> None:
+    """A backend may run code eagerly while dynamo compiles (`torch.compiler.is_compiling()` is true there): the LSTM
+    that leaves the graph must not try to leave it again (it recursed without end)."""
+    net, x = _float32_lstm(), torch.randn(B, T, 4)
+    expected = net(x).h
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> object:
+        torch.testing.assert_close(net(x).h, expected)
+        return gm.forward
+
+    torch.compile(lambda t: t * 2, backend=backend)(x)
+
+
 def test_fullgraph_cannot_hold_float32_lstm_training() -> None:
+    """The error points at the line of `kernels.fused` that leaves the graph (`torch.compiler.disable`, made there so
+    that importing rnndsl does not import dynamo)."""
     net = _float32_lstm()
-    with pytest.raises(torch._dynamo.exc.Unsupported, match="oneDNN's LSTM backward"):
+    with pytest.raises(torch._dynamo.exc.Unsupported, match=r"(?s)function `disable`.*torch.compiler.disable\(_eager"):
         torch.compile(net, backend="eager", fullgraph=True)(torch.randn(B, T, 4)).h.sum().backward()
 
 

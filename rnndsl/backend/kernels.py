@@ -339,8 +339,22 @@ def fused(
     With lengths, sequences are packed so the final state is each sequence's own; going backward,
     each sequence is reversed within its length first.
     """
-    if _compiled_lstm_backward(kind, x):
-        return _eager_fused(kind, x, hx, params, lengths, backward)  # this function again, run eagerly
+    if _compiled_lstm_backward(kind, x, hx, params):
+        # made here, where dynamo is loaded already (`torch.compiler.disable` imports it)
+        return torch.compiler.disable(_eager, reason=_EAGER_WHY)(kind, x, hx, params, lengths, backward)
+    return _eager(kind, x, hx, params, lengths, backward)
+
+
+def _eager(
+    kind: str,
+    x: torch.Tensor,
+    hx: tuple[torch.Tensor, ...],
+    params: list[torch.Tensor],
+    lengths: torch.Tensor | None,
+    backward: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`fused` without the torch.compile check: one step on the cell function where that pays, else the sequence
+    kernel."""
     if lengths is None and _one_cell_pays(kind, x, hx[0]):
         return _cell_step(kind, x, hx, params)
     return _sequence(kind, x, hx, params, lengths, backward)
@@ -395,11 +409,13 @@ def _one_cell_pays(kind: str, x: torch.Tensor, h: torch.Tensor) -> bool:
     return kind != "lstm" or torch.is_grad_enabled() or x.shape[0] * h.shape[-1] <= 2048
 
 
-def _compiled_lstm_backward(kind: str, x: torch.Tensor) -> bool:
-    """Whether torch.compile traces an LSTM that oneDNN would run while autograd records. AOT autograd cannot
+def _compiled_lstm_backward(
+    kind: str, x: torch.Tensor, hx: tuple[torch.Tensor, ...], params: list[torch.Tensor]
+) -> bool:
+    """Whether torch.compile traces an LSTM that oneDNN would run and autograd differentiate. AOT autograd cannot
     compile the backward of oneDNN's LSTM in torch 2.13 (inductor: "expected Tensor() for op:
     torch.ops.aten.mkldnn_rnn_layer"; aot_eager: "expected all tensors_saved_with_vc_check to be Tensors", its
-    workspace missing: pytorch/pytorch#158007), so that call runs eagerly, a graph break (`_eager_fused`); the rest
+    workspace missing: pytorch/pytorch#158007), so that call runs eagerly, a graph break (`_eager`); the rest
     of the network compiles. Unrolling it into `torch.lstm_cell` steps instead, as dynamo unrolls the generated
     loops, measured far slower (aot_eager, 3 x T x 4 -> 5, first call and backward, then the next: 3.7 s and
     6.3 ms at T = 3, 59 s and 102 ms at T = 200, a graph per length, against 4.2 s and 3.2 ms, 4.7 s and 8.3 ms
@@ -412,10 +428,11 @@ def _compiled_lstm_backward(kind: str, x: torch.Tensor) -> bool:
         and torch.is_grad_enabled()
         and torch.compiler.is_compiling()
         and not torch.compiler.is_exporting()
+        and (x.requires_grad or any(t.requires_grad for t in (*hx, *params)))  # frozen: AOT compiles it
     )
 
 
-_eager_fused = torch.compiler.disable(fused, reason="AOT autograd cannot compile oneDNN's LSTM backward")
+_EAGER_WHY = "AOT autograd cannot compile oneDNN's LSTM backward (torch 2.13, pytorch/pytorch#158007)"
 
 
 def _cell_step(
