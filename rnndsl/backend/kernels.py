@@ -357,18 +357,6 @@ def _eager(
     kernel."""
     if lengths is None and _one_cell_pays(kind, x, hx[0]):
         return _cell_step(kind, x, hx, params)
-    return _sequence(kind, x, hx, params, lengths, backward)
-
-
-def _sequence(
-    kind: str,
-    x: torch.Tensor,
-    hx: tuple[torch.Tensor, ...],
-    params: list[torch.Tensor],
-    lengths: torch.Tensor | None,
-    backward: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """`fused` on torch's sequence kernel."""
     fn = _FUSED[kind]
     if backward:
         x = reverse(x, lengths)
