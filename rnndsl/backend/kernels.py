@@ -51,6 +51,7 @@ __all__ = [
     "step_ready",
     "steps",
     "sum_to",
+    "untraced",
     "valid_mask",
     "vjp",
     "zeros",
@@ -195,10 +196,10 @@ def keeping() -> bool:
     """Whether a call may keep tensors for the next ones, or take those kept: not while a tracer looks
     (torch.compile, torch.export, jit.trace see fresh tensors), nor under `inference_mode` (its tensors have
     no version counter and cannot be written outside it), nor inside a torch.func transform."""
-    return _untraced() and not torch.is_inference_mode_enabled()
+    return untraced() and not torch.is_inference_mode_enabled()
 
 
-def _untraced() -> bool:
+def untraced() -> bool:
     """Not inside torch.compile, torch.export, jit.trace, nor a torch.func transform."""
     if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
         return False
@@ -254,7 +255,7 @@ def flat(record: Flat | None, params: tuple[torch.Tensor, ...]) -> tuple[torch.T
     CPU the `cat`s are the faster there (their copy costs less than a Python autograd node at small sizes).
     Frozen weights while autograd records are joined too: a kernel saving the buffer's views would not see a
     write into a parameter before backward (each parameter has a version counter of its own)."""
-    if record is None or not _untraced():
+    if record is None or not untraced():
         return None
     recording = torch.is_grad_enabled()
     if recording and not (record.views[0].is_cuda or _FLAT_AUTOGRAD):
@@ -487,7 +488,7 @@ def loop(forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool,
     autograd node costs tens of microseconds a call: much of a short call)."""
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in inputs):
         return _Loop.apply(forward_fn, backward_fn, steps, batch, train, True, *inputs)
-    if not _untraced():  # a tracer sees the node, as it would with a backward
+    if not untraced():  # a tracer sees the node, as it would with a backward
         return _Loop.apply(forward_fn, backward_fn, steps, batch, train, False, *inputs)
     return forward_fn(_NoBackward(), steps, batch, train, *inputs)
 

@@ -30,7 +30,7 @@ from rnndsl.graphs.folded import folded
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
 from rnndsl.runtime.feed import Feed, Sampler
-from rnndsl.runtime.validate import Call, validate
+from rnndsl.runtime.validate import Call, Signature, validate
 from rnndsl.runtime.values import Outputs, State, token_start
 
 if TYPE_CHECKING:
@@ -276,7 +276,27 @@ class CompiledNetwork(nn.Module):
         probability p (scheduled sampling). `sampler` sets how `sample(...)` draws (temperature, top-k,
         greedy, a generator).
         """
+        # A call given only inputs and perhaps a state, as streaming and beam search call step after step, skips
+        # `validate` where its inputs match the last such call's in type, shape, dtype and device (`Signature`).
+        plain = (
+            lengths is None
+            and steps is None
+            and batch is None
+            and memory_lengths is None
+            and check_finite is False
+            and type(feed_back) is float
+            and feed_back == 0.0
+            and sampler is None
+            and kernels.untraced()
+        )
+        seen: Signature | None = self.__dict__.get("_seen") if plain else None
+        call = seen.match(args, inputs, state) if seen is not None and seen.like is self._buffers["_like"] else None
+        if call is not None:
+            keeping = not torch.is_inference_mode_enabled()
+            return self.execute(call, self.boundary_values(call.inputs, call.batch, keeping), None, traced=False)
         call = validate(self, args, inputs, lengths, state, steps, batch, memory_lengths)
+        if plain:
+            self.__dict__["_seen"] = Signature.of(self, args, inputs, state, call)
         watch = None
         if check_finite:
             from rnndsl.runtime.guard import Watch, check_inputs
@@ -287,12 +307,16 @@ class CompiledNetwork(nn.Module):
         feed = self._feed(call, boundary, feed_back, sampler)
         return self.execute(call, boundary, feed, watch)
 
-    def execute(self, call: Call, boundary: dict[str, torch.Tensor], feed: Feed | None, watch: Any = None) -> Outputs:
-        """Run the generated code on checked inputs (`validate`), their boundary values and a feed."""
+    def execute(
+        self, call: Call, boundary: dict[str, torch.Tensor], feed: Feed | None, watch: Any = None, traced: bool = True
+    ) -> Outputs:
+        """Run the generated code on checked inputs (`validate`), their boundary values and a feed (`traced=False`:
+        the caller knows no tracer looks, `kernels.untraced`)."""
         check_finite, layout, device = watch is not None, self.layout, self._device_type()
         history = self.histories(boundary, call.state, call.batch)
         params = self.parameter_table()
-        with_lengths, free, scan = call.lengths is not None, frozenset(feed.given) if feed else _NONE, _exporting()
+        with_lengths, free = call.lengths is not None, frozenset(feed.given) if feed else _NONE
+        scan = traced and _exporting()
         # A call of one step takes the plain variant: a native loop's setup (the input projections split, a kept
         # buffer, a C pointer table) and a generated backward's do not pay off over one step. Without autograd the
         # plain one measured 1.1-1.55x faster at 1-64 x 1 with 74-2560 units in the loop (skip-2, peephole and
@@ -419,11 +443,14 @@ class CompiledNetwork(nn.Module):
             table[name] = params[key]  # type: ignore[assignment]
         return table
 
-    def boundary_values(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
+    def boundary_values(
+        self, inputs: dict[str, torch.Tensor], batch: int, keeping: bool | None = None
+    ) -> dict[str, torch.Tensor]:
         """What each delayed node reads before the first step and past the last: its `init`. Where every one
         starts from zeros, the values are kept whole between calls of the batch size of the last, while nothing
-        wrote into them (the values and their histories' views share a version counter); so are their histories."""
-        kept = self._kept_starts()
+        wrote into them (the values and their histories' views share a version counter); so are their histories.
+        `keeping`: `kernels.keeping()`, where the caller knows it."""
+        kept = self._kept_starts(keeping)
         layout = self.layout
         if kept is not None and layout.zero_starts:
             starts = kept.get("call")  # (batch, start values, their histories, the zeros)
@@ -438,11 +465,11 @@ class CompiledNetwork(nn.Module):
                 kept["call"] = (batch, out, None, zeros)
         return out
 
-    def _kept_starts(self) -> dict[str, Any] | None:
+    def _kept_starts(self, keeping: bool | None = None) -> dict[str, Any] | None:
         """The zero start values and histories kept between calls, per node (no two nodes share one); None where
         calls keep nothing (`kernels.keeping`: a tracer looking, `inference_mode`, a torch.func transform). At
         small sizes a call's per-call work is much of its time, and these are a tensor op or two a node."""
-        if not kernels.keeping():
+        if not (kernels.keeping() if keeping is None else keeping):
             return None
         kept = self.__dict__.get("_starts")
         if kept is None or kept["like"] is not self.like:  # .to() and .double() give a new `like`
@@ -579,6 +606,7 @@ class CompiledNetwork(nn.Module):
         state["_loopless"] = set()
         state.pop("_layout", None)
         state.pop("_starts", None)
+        state.pop("_seen", None)
         state.pop("_device_of", None)
         state["_flats"] = {}  # laid out again by `__setstate__`: a copy's parameters are tensors of their own
         return state
@@ -590,6 +618,7 @@ class CompiledNetwork(nn.Module):
                 if isinstance(value, kernels.Workspace):
                     value.clear()
         self.__dict__.pop("_starts", None)
+        self.__dict__.pop("_seen", None)
         out = super()._apply(fn, recurse)
         self._flatten()
         return out
