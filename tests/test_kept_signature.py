@@ -132,10 +132,21 @@ BAD: dict[str, Case] = {  # (a good call, a bad call that differs from it in one
         good() | {"state": _state(net)},
         good() | {"state": State(dict(_state(net)) | {"c": [0.0]}, net.signature)},
     ),
-    "no state where one was given": lambda net, other: (
+    "state from a network of the same nodes": lambda net, other: (
+        good() | {"state": _state(net)},
+        good() | {"state": State(dict(_state(net)), rnndsl.compile(MIXED.replace("network N", "network M")).signature)},
+    ),
+    "state with an extra entry": lambda net, other: (
+        good() | {"state": _state(net)},
+        good() | {"state": State(dict(_state(net)) | {"zz": torch.zeros(B, 1, 4)}, net.signature)},
+    ),
+    "a tensor for a state": lambda net, other: (
         good() | {"state": _state(net)},
         good() | {"state": torch.zeros(B, 1, 4)},
     ),
+    "batch that contradicts the inputs": lambda net, other: (good(), good() | {"batch": B + 1}),
+    "steps that contradict the inputs": lambda net, other: (good(), good() | {"steps": T + 1}),
+    "bad lengths": lambda net, other: (good(), good() | {"lengths": torch.tensor([T + 1, 1])}),
 }
 
 
@@ -214,3 +225,89 @@ def test_a_functional_call_checks_its_own_buffers() -> None:
     assert out.h.dtype == torch.float64
     with pytest.raises(ValueError, match=re.escape("expected torch.float64")):
         torch.func.functional_call(net, doubled, (x,))
+
+
+FED = """network G {
+    input x: 3
+    input w: tokens(5) = sample(softmax(y[t-1]))
+    layer h: 4 tanh <- x, w, h[t-1]
+    layer y: 5 <- h
+    output y
+}"""
+
+
+def test_self_fed_inputs_after_kept_calls() -> None:
+    """A self-fed input left out runs free at every call (nothing kept), and options that change what is fed
+    (`feed_back`) are honoured after teacher-forced calls kept a signature."""
+    net = rnndsl.compile(FED)
+    fresh = copy.deepcopy(net)
+    x, w = torch.randn(B, T, 3), torch.randint(0, 5, (B, T))
+    net(x=x, w=w), net(x=x, w=w)  # teacher-forced: kept
+    for options in ({}, {"w": w, "feed_back": 1.0}, {"w": w, "feed_back": 0.5}, {"w": w}):
+        torch.manual_seed(1)
+        out = net(x=x, **options)
+        torch.manual_seed(1)
+        expected = fresh(x=x, **options)
+        fresh.__dict__.pop("_seen", None)
+        torch.testing.assert_close(out.y, expected.y, rtol=0, atol=0)
+        assert sorted(out.fed) == sorted(expected.fed) == ([] if options == {"w": w} else ["w"])
+    free = net(x=x), net(x=x)  # free twice: fed each time
+    assert all(out.fed["w"].shape == (B, T) for out in free)
+
+
+def test_options_after_kept_calls_give_what_a_fresh_network_gives() -> None:
+    attention = """network A {
+        input  x: 3
+        input  enc: 4 memory
+        layer  q: 4 <- x
+        c = attend(dot(q, enc), enc)
+        layer  h: 4 tanh <- x, c, h[t-1]
+        output h
+    }"""
+    net = rnndsl.compile(attention)
+    fresh = copy.deepcopy(net)
+    x, enc = torch.randn(B, T, 3), torch.randn(B, 5, 4)
+    net(x=x, enc=enc), net(x=x, enc=enc)
+    for options in (
+        {"lengths": torch.tensor([T, 1])},
+        {"memory_lengths": {"enc": torch.tensor([2, 5])}},
+        {"check_finite": True},
+        {},
+    ):
+        out, expected = net(x=x, enc=enc, **options), fresh(x=x, enc=enc, **options)
+        fresh.__dict__.pop("_seen", None)
+        torch.testing.assert_close(out.h, expected.h, rtol=0, atol=0)
+        torch.testing.assert_close(out.attention["c"], expected.attention["c"], rtol=0, atol=0)
+
+
+def test_a_compiled_call_after_kept_eager_calls() -> None:
+    """torch.compile traces the full path (a kept signature is Python state a graph cannot hold)."""
+    net = rnndsl.compile(ELMAN)
+    x = torch.randn(B, T, 3)
+    expected = net(x).h
+    net(x)
+    compiled = torch.compile(net, backend="eager", fullgraph=False)
+    torch.testing.assert_close(compiled(x).h, expected)  # its loop is autograd's, not the generated backward's
+    torch.testing.assert_close(net(x).h, expected, rtol=0, atol=0)
+
+
+def test_functional_call_of_another_dtype_after_kept_calls() -> None:
+    """Kept float32 calls, then `functional_call` swapping float64 tensors in: a float32 input is refused with
+    the dtype message (the kept signature belongs to the module's own `like`)."""
+    net = rnndsl.compile(ELMAN)
+    x = torch.randn(B, T, 3)
+    net(x), net(x)
+    doubled = {k: v.double() for k, v in net.named_parameters()} | {"_like": net.like.double()}
+    with pytest.raises(ValueError, match=re.escape("expected torch.float64")):
+        torch.func.functional_call(net, doubled, (x,))
+
+
+def test_inference_mode_calls_skip_validation_and_leave_grad_calls_working(validations: list[int]) -> None:
+    net = rnndsl.compile(ELMAN)
+    x = torch.randn(B, T, 3)
+    with torch.inference_mode():
+        first = [net(x).h for _ in range(3)]
+    assert validations[0] == 1
+    out = net(x).h  # autograd records: start values made outside inference mode
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), first[0], rtol=0, atol=0)

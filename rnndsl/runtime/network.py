@@ -290,13 +290,14 @@ class CompiledNetwork(nn.Module):
             and kernels.untraced()
         )
         seen: Signature | None = self.__dict__.get("_seen") if plain else None
-        call = seen.match(args, inputs, state) if seen is not None and seen.like is self._buffers["_like"] else None
+        like = self.like  # validate's: a signature is kept with the `like` it was checked against
+        call = seen.match(args, inputs, state) if seen is not None and seen.like is like else None
         if call is not None:
             keeping = not torch.is_inference_mode_enabled()
             return self.execute(call, self.boundary_values(call.inputs, call.batch, keeping), None, traced=False)
         call = validate(self, args, inputs, lengths, state, steps, batch, memory_lengths)
         if plain:
-            self.__dict__["_seen"] = Signature.of(self, args, inputs, state, call)
+            self.__dict__["_seen"] = Signature.of(self, args, inputs, state, call, like)
         watch = None
         if check_finite:
             from rnndsl.runtime.guard import Watch, check_inputs

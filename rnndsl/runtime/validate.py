@@ -66,7 +66,13 @@ class Signature:
 
     @classmethod
     def of(
-        cls, net: CompiledNetwork, args: tuple[Any, ...], kwargs: dict[str, Any], state: Any, call: Call
+        cls,
+        net: CompiledNetwork,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        state: Any,
+        call: Call,
+        like: torch.Tensor,
     ) -> Signature | None:
         """The signature of a call `validate` passed; None where later calls cannot skip the checks: a self-fed
         input left to run free, a tensor subclass, a state that is not a `State`."""
@@ -87,7 +93,7 @@ class Signature:
             tuple(node for node in layout.inputs if node.input_kind == "tokens" and node.name in given),
             None if state is None else tuple(_tensor(node.name, state[node.name]) for node, _ in layout.past),
             net.signature,
-            net.like,
+            like,
             call.batch,
             call.steps,
             call.memories,
