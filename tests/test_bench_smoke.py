@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `benchmarks` is a folder of the checkout, not an installed package
     sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
 import rnndsl  # noqa: E402
 from benchmarks import bench, floor, memory  # noqa: E402
 from benchmarks.cases import CASES  # noqa: E402
@@ -155,3 +157,21 @@ def test_native_ab_runs_each_choice(capsys: Any) -> None:
     with native_ab._per_step():
         assert "K.run_whole(" not in rnndsl.compile(spec).code(grad=True)
     assert "K.run_whole(" in rnndsl.compile(spec).code(grad=True)
+
+
+def test_calls_ab_runs_both_variants(capsys: Any) -> None:
+    """`python -m benchmarks.calls`: A validates every call, B skips matching ones."""
+    from benchmarks import calls
+
+    net = rnndsl.compile(CASES["elman"].spec(3, 4))
+    x = torch.randn(2, 1, 3)
+    net(x)
+    with calls._validating():
+        net(x)
+        assert "_seen" in net.__dict__ and net.__dict__["_seen"] is None
+    net(x)
+    assert net.__dict__["_seen"] is not None
+    assert calls.main(["--case", "elman", "--calls", "1", "--repeat", "1"]) == 0
+    assert calls.main(["--streaming", "--example", "elman", "--steps", "2", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "elman fwd+bwd" in out and "elman.rnn 2 steps" in out and "names_gen beam" in out

@@ -101,7 +101,7 @@ class Signature:
 
     def match(self, args: tuple[Any, ...], kwargs: dict[str, Any], state: Any) -> Call | None:
         """The checked call of inputs and state that match this signature, or None (then `validate` them).
-        Written for speed: it runs before every such call (about 2 us here where `validate` takes 10)."""
+        Written for speed: it runs before every such call (1.5 us here, 3.5 with a state; `validate` 5-10)."""
         if tuple(kwargs) != self.names or len(args) != (self.positional is not None):
             return None
         inputs = dict(kwargs)
