@@ -42,7 +42,7 @@ class Call:
         return out
 
 
-Tensor = tuple[str, torch.Size, torch.dtype, torch.device]  # what a signature holds of an input or state tensor
+Described = tuple[str, torch.Size, torch.dtype, torch.device]  # what a signature holds of an input or state tensor
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,9 @@ class Signature:
 
     positional: str | None  # the input given positionally
     names: tuple[str, ...]  # the inputs given by name, in the order given
-    tensors: tuple[Tensor, ...]  # of each input given
+    tensors: tuple[Described, ...]  # of each input given
     tokens: tuple[Node, ...]  # token inputs: their range is checked at every call
-    state: tuple[Tensor, ...] | None  # of each state entry, in the network's order; None: no state given
+    state: tuple[Described, ...] | None  # of each state entry, in the network's order; None: no state given
     signature: str  # the network's state signature (`State.signature`)
     like: torch.Tensor  # the network's `like` when checked (its dtype and device); a moved network's is another
     batch: int
@@ -130,7 +130,7 @@ class Signature:
         return Call(inputs, self.batch, self.steps, None, state, {}, self.memories)
 
 
-def _tensor(name: str, x: torch.Tensor) -> Tensor:
+def _tensor(name: str, x: torch.Tensor) -> Described:
     return name, x.shape, x.dtype, x.device
 
 
