@@ -1,11 +1,13 @@
 """Timing: takes implementations of one case, gives their forward and forward+backward times.
 
 Every implementation runs once in each mode before it is timed (TorchScript twice: its profiling
-executor optimises on the second call), then the implementations take turns, one sample each per
-round, so a slow drift of the machine touches them all alike. Each sample is bracketed by a device
-synchronise and runs with Python's garbage collector off. A call shorter than `SAMPLE_S` is sampled as
-a run of consecutive calls lasting about that long, its time divided by their number: one call of a few
-hundred microseconds (the step size) is at the mercy of the timer and of interrupts, and two runs of it
+executor optimises on the second call), then once more to size its samples: a first call can build code
+(rnndsl generates a variant at its first call), and sizing on it gave one-call samples where runs were due.
+Then the implementations take turns, one sample each per round, so a slow drift of the machine touches
+them all alike. Each sample is bracketed by a device synchronise and runs with Python's garbage collector
+off. A call shorter than `SAMPLE_S` is sampled as a run of consecutive calls lasting about that long, its
+time divided by their number: one call of a few hundred microseconds (the step size) is at the mercy of the
+timer, of interrupts and of the caches the other implementations' turns left cold, and two runs of it
 differed by up to 20%. `forward` runs under `no_grad`; `train` clears the gradients (as
 `zero_grad(set_to_none=True)` does), runs forward and backpropagates a fixed random output gradient.
 
@@ -99,9 +101,10 @@ def time_impls(
             if modes is not None and mode not in modes.get(impl.name, ("forward", "train")):
                 continue
             for i in range(impl.warmup):
-                warm, y = _one(call, sync)
+                _, y = _one(call, sync)
                 if check is not None and mode == "forward" and i == 0:
                     check(impl, y)  # type: ignore[arg-type]
+            warm, _ = _one(call, sync)  # after the warm-up: a first call may have built code
             calls = max(1, round(SAMPLE_S / max(warm, 1e-9)))
             samples = max(min(min_repeat, repeat), min(repeat, int(budget_s / max(warm * calls, 1e-9))))
             plan[impl.name, mode] = call, samples, calls
