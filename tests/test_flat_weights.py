@@ -1,6 +1,7 @@
-"""A fused cell's parameters as views of one buffer laid out as torch's kernel takes them (`kernels.Flat`): a call
-passes the buffer without joining the gates' weights, and every way of moving, converting, loading, copying or
-replacing the parameters leaves calls computing with the parameters as they are."""
+"""A fused cell's parameters as views of one buffer laid out as torch's kernel takes them (`kernels.Flat`), and a
+custom loop's joined weights so (`plan.group_joins`): a call passes the buffer without joining the gates' weights,
+and every way of moving, converting, loading, copying or replacing the parameters leaves calls computing with the
+parameters as they are."""
 
 from __future__ import annotations
 
@@ -41,6 +42,17 @@ BIDIRECTIONAL = """network Bi {
     output h
 }"""
 TWO_SOURCES = LSTM.replace("input  x: 32", "input  x: 32\n    input  y: 2").replace("<- x,", "<- x, y,")
+# a custom loop: i, f read h[t-1] and c[t-1] (one group, its weights joined), o the new c; g has no bias (zero rows)
+PEEPHOLE = """network Peephole {
+    input x: 3
+    layer i: 4 sigmoid <- x, h[t-1], c[t-1]
+    layer f: 4 sigmoid bias=false <- x, h[t-1], c[t-1]
+    layer g: 4 tanh <- x, h[t-1]
+    c = f * c[t-1] + i * g
+    layer o: 4 sigmoid <- x, h[t-1], c
+    h = o * tanh(c)
+    output h
+}"""
 
 
 def _net(spec: str) -> CompiledNetwork:
@@ -54,10 +66,11 @@ def _x(net: CompiledNetwork) -> dict[str, torch.Tensor]:
 
 
 def _joined(net: CompiledNetwork, **inputs: torch.Tensor) -> torch.Tensor:
-    """The same call on the generated loop (no fused cell, nothing laid out) with the module's parameters as they
-    are now."""
+    """The same call on the generated loop (no fused cell, nothing laid out: the code joins every weight) with the
+    module's parameters as they are now."""
     plain = CompiledNetwork(net.network, fuse_cells=False).to(net.like.dtype)
     plain.load_state_dict(net.state_dict())
+    plain._flats.clear()
     with torch.no_grad():
         return plain(**inputs)["h"]
 
@@ -68,7 +81,7 @@ def _joined_parameters(cat: mock.MagicMock) -> int:
 
 
 def _flat_now(net: CompiledNetwork) -> bool:
-    """Whether the next call finds every fused cell's parameters laid out in its buffer."""
+    """Whether the next call finds every laid-out parameter (a fused cell's, a group's) in its buffer."""
     table = net.parameter_table()
     return bool(net._flats) and all(
         all(table[name].data_ptr() == ptr for name, ptr in zip(cell.params, net._flats[cell.key].ptrs, strict=True))
@@ -166,8 +179,9 @@ Convert = Any
     ],
     ids=["float", "to-same", "deepcopy", "pickle", "share_memory"],
 )
-def test_a_moved_converted_or_copied_module_is_laid_out_again(convert: Convert) -> None:
-    net = _net(LSTM)
+@pytest.mark.parametrize("spec", [LSTM, PEEPHOLE], ids=["lstm", "peephole"])
+def test_a_moved_converted_or_copied_module_is_laid_out_again(convert: Convert, spec: str) -> None:
+    net = _net(spec)
     want = net(**_x(net)).h.detach()
     other = convert(net)
     assert _flat_now(other)
@@ -178,6 +192,70 @@ def test_a_moved_converted_or_copied_module_is_laid_out_again(convert: Convert) 
     assert torch.allclose(got.double(), want, atol=1e-6)
     if other is not net:  # the original is untouched
         assert _flat_now(net) and torch.equal(net(**_x(net)).h, want)
+
+
+def test_a_custom_loops_joined_weights_are_views_of_one_buffer() -> None:
+    """The group i, f: per loop-reading source (h[t-1], c[t-1]) the members' weights, then their shared outside
+    source's weights and their biases, a layer without one zero rows; one after another in one storage."""
+    net = _net(PEEPHOLE)
+    (flat,) = net._flats.values()
+    hh, cc, xx, b = flat.views
+    assert torch.equal(hh, torch.cat([net.weight("i", "h[t-1]"), net.weight("f", "h[t-1]")]))
+    assert torch.equal(cc, torch.cat([net.weight("i", "c[t-1]"), net.weight("f", "c[t-1]")]))
+    assert torch.equal(xx, torch.cat([net.weight("i", "x"), net.weight("f", "x")]))
+    assert torch.equal(b, torch.cat([net.bias("i"), torch.zeros(4, dtype=torch.float64)]))
+    for a, later in zip(flat.views, flat.views[1:], strict=False):
+        assert later.data_ptr() == a.data_ptr() + a.numel() * a.element_size()
+    table = net.parameter_table()
+    assert {n for n, p in table.items() if p.untyped_storage().data_ptr() == hh.untyped_storage().data_ptr()} == {
+        "_W0_i",
+        "_W1_i",
+        "_W2_i",
+        "_b_i",
+        "_W0_f",
+        "_W1_f",
+        "_W2_f",
+    }
+
+
+@pytest.mark.parametrize("spec", [PEEPHOLE, LSTM], ids=["peephole", "lstm-unfused"])
+def test_a_custom_loop_without_autograd_passes_the_buffer_and_computes_what_joined_weights_do(spec: str) -> None:
+    """Every variant a call takes: one step (the plain loop), several (the loop's C steps or its generated loop),
+    check_finite (the guarded loop); while autograd records, the weights are joined (`kernels.flat`), and the
+    gradients are those of a module that joins them."""
+    torch.manual_seed(0)
+    net = CompiledNetwork(rnndsl.compile(spec).network, fuse_cells=False).double()
+    assert len(net._flats) == 1 and "K.flat(_J.get('_j_" in net.code()
+    x = _x(net)
+    for steps in (1, 5):
+        part = {k: v[:, :steps] for k, v in x.items()}
+        with torch.no_grad(), mock.patch.object(torch, "cat", wraps=torch.cat) as cat:
+            out = net(**part).h
+            guarded = net(**part, check_finite=True).h
+        assert _joined_parameters(cat) == 0
+        assert torch.allclose(out, _joined(net, **part), atol=1e-12)
+        assert torch.allclose(guarded, out, atol=1e-12)
+    net(**x).h.sum().backward()
+    plain = CompiledNetwork(net.network, fuse_cells=False).double()
+    plain.load_state_dict(net.state_dict())
+    plain._flats.clear()
+    plain(**x).h.sum().backward()
+    for (k, p), q in zip(net.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, atol=1e-12), k  # type: ignore[arg-type]
+
+
+def test_a_custom_loops_parameter_replaced_or_swapped_in_is_what_the_call_reads() -> None:
+    net = _net(PEEPHOLE)
+    other = {k: v.detach() + 0.5 for k, v in net.named_parameters()}
+    with torch.no_grad():
+        got = functional_call(net, other, (), _x(net)).h
+        fresh = _net(PEEPHOLE)
+        fresh.load_state_dict(other)
+        assert torch.allclose(got, fresh(**_x(net)).h, atol=1e-12)
+    net.layers["f"].weight[1] = torch.nn.Parameter(torch.ones(4, 4, dtype=torch.float64))
+    assert not _flat_now(net)
+    with torch.no_grad():
+        assert torch.allclose(net(**_x(net)).h, _joined(net, **_x(net)), atol=1e-12)
 
 
 def test_share_memory_keeps_the_parameters_in_shared_memory() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnndsl.backend.names import bias_name, weight_name
+from rnndsl.backend.plan import Joins
 from rnndsl.graphs.schedule import Stage
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
@@ -61,6 +62,11 @@ class CellWeights:
         """The parameters in the order they lie in that buffer."""
         biases = tuple(p for p in self.b_ih + self.b_hh if isinstance(p, str))
         return tuple(name for row in self.w_ih for name in row) + self.w_hh + biases
+
+    def joins(self) -> Joins:
+        """The four tensors as the buffer lays them out (a `flat` cell's: each row of `w_ih` is one parameter)."""
+        assert self.flat, "a row of w_ih joins several parameters side by side: no buffer of whole rows"
+        return Joins(self.key, self.kind, (tuple(row[0] for row in self.w_ih), self.w_hh, self.b_ih, self.b_hh))
 
 
 def cell_weights(network: Network, stage: Stage, cell: Cell, key: str) -> CellWeights:

@@ -13,7 +13,8 @@ P: parameters by generated name; X: inputs; I: boundary value (B, S) of every no
 H: past history (B, k, S) of every node read at `[t-k]`; lengths: (B,) or None; watch: a `guard.Watch`
 (the guarded variant); feed: a `feed.Feed` for a network whose self-fed inputs run free: it holds the
 steps the caller gives, draws the samples and records what was fed. The module-level `_J` the runtime puts
-beside the code: each fused cell's weights as views of one buffer (`flat_cells`, `K.flat`).
+beside the code: the weights a loop joins (a fused cell's, a group's) as views of one buffer (`flat_weights`,
+`K.flat`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rnndsl.backend import loop_backward, native_step
-from rnndsl.backend.cells import Cell, CellWeights, cell_weights, match_cell
+from rnndsl.backend.cells import Cell, cell_weights, match_cell
 from rnndsl.backend.evaluate import fold
 from rnndsl.backend.linear import Linear, match_linear
 from rnndsl.backend.names import (
@@ -37,13 +38,13 @@ from rnndsl.backend.names import (
     var,
     weight_name,
 )
-from rnndsl.backend.plan import Group, LoopPlan, groups_of, rings_of, step_order
+from rnndsl.backend.plan import Group, Joins, LoopPlan, group_joins, groups_of, rings_of, shared_outer, step_order
 from rnndsl.graphs.schedule import Stage, schedule
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
 from rnndsl.lang.ops import ACTIVATIONS, CLOCK, FEED_FUNCTIONS, OPS, ROW_WISE, constant, reads_step
 
-__all__ = ["generate", "flat_cells", "var", "weight_name", "bias_name", "Generated"]
+__all__ = ["generate", "flat_weights", "var", "weight_name", "bias_name", "Generated"]
 
 MAX_ONE_HOT = 1024  # token inputs of vocabularies up to this size go one-hot into torch's fused cells
 
@@ -100,14 +101,25 @@ def fused_kinds(fuse_cells: bool | Collection[str], device: str) -> frozenset[st
     return FUSED_KINDS.get(device, ALL_KINDS - {"step"})  # a GPU: every cell kind; C steps run on a CPU only
 
 
-def flat_cells(network: Network, fuse_cells: bool | Collection[str] = True, device: str = "cpu") -> list[CellWeights]:
-    """The weights of each loop that runs on torch's fused kernels on a device type, where each parameter can
-    be a view of one buffer laid out as the kernel takes them: the generated code finds the buffer's views in
-    `_J` under the cell's key (`K.flat`), and joins the parameters itself where they are not so."""
+def flat_weights(network: Network, fuse_cells: bool | Collection[str] = True, device: str = "cpu") -> list[Joins]:
+    """The weights the loops' code joins on a device type, where each parameter can be a view of one buffer laid
+    out as the code takes them: each fused cell's four tensors as torch's kernel takes them (where each is
+    whole rows of parameters), each group's joined weights in the other loops (`plan.group_joins`). The
+    generated code finds the buffer's views in `_J` under the key (`K.flat`), and joins the parameters itself
+    where they are not so."""
     kinds = fused_kinds(fuse_cells, device)
-    cells = ((st, _fused_cell(network, st, kinds)) for st in schedule(network))
-    weights = (cell_weights(network, st, cell, var(cell.h)) for st, cell in cells if cell is not None)
-    return [w for w in weights if w.flat]
+    joins: list[Joins] = []
+    for st in schedule(network):
+        if not st.is_loop:
+            continue
+        cell = _fused_cell(network, st, kinds)
+        if cell is not None:
+            weights = cell_weights(network, st, cell, var(cell.h))
+            joins += [weights.joins()] if weights.flat else []
+            continue
+        groups, _ = groups_of(network, st, var)
+        joins += [j for g in groups if (j := group_joins(network, g)) is not None]
+    return joins
 
 
 def _fused_cell(network: Network, stage: Stage, kinds: frozenset[str]) -> Cell | None:
@@ -656,12 +668,17 @@ class _Emitter:
         # torch.cat into one matmul (what the hand-optimised loops do) measured 5-20% slower forward+backward
         # at 512 hidden on CPU (top-down, skip-2), though faster at 32: the cat's copy and the strided
         # gradient slices cost more than the launch it saves.
+        joined = self._group_weights(g)
         for j in range(g.width):
-            ws = [self.param(weight_name(n.name, g.internal[n.name][j])) for n in g.members]
-            self.emit(f"_WT{j}_{g.name} = {self._joined(ws, 0)}.t()")
-        joined = self._joined_outer(g)
-        if joined is not None:
-            self.emit(steps(joined))
+            self.emit(f"_WT{j}_{g.name} = {joined[j]}.t()")
+        outer = shared_outer(self.net, g)
+        if outer is not None:
+            terms = [
+                f"F.linear({self.expr(g.members[0].sources[j], self.seq_ref)}, {joined[g.width + i]}"
+                + (f", {joined[-1]})" if i == 0 else ")")
+                for i, j in enumerate(outer[0])
+            ]
+            self.emit(steps(f"({' + '.join(terms)})" if len(terms) > 1 else terms[0]))
             return
         parts = [self._outer(node, g) for node in g.members]
         kinds = {k for k, _ in parts}
@@ -674,28 +691,19 @@ class _Emitter:
         self.emit(f"_pre_{g.name} = {self._joined([widen[k].format(c) for k, c in parts], -1)}")
         self.constant_addend.add(g.name)
 
-    def _joined_outer(self, g: Group) -> str | None:
-        """Where every member projects the same outside sequences: one `F.linear` per source with the members'
-        weights (and biases) joined, instead of one per member joined with `torch.cat`; else None."""
-        if len(g.members) == 1:
-            return None
-        outers = [tuple(n.sources[j] for j in range(len(n.sources)) if j not in g.internal[n.name]) for n in g.members]
-        first = outers[0]
-        if (
-            not first
-            or any(o != first for o in outers)
-            or any(self.net[r.name].static or self.net[r.name].is_tokens for e in first for r in s.refs(e))
-        ):
-            return None
-        terms = []
-        for i, e in enumerate(first):
-            ws = [
-                self.param(weight_name(n.name, [j for j in range(len(n.sources)) if j not in g.internal[n.name]][i]))
-                for n in g.members
-            ]
-            bias = f", {self._joined([self._bias(n) for n in g.members], 0)}" if i == 0 else ""
-            terms.append(f"F.linear({self.expr(e, self.seq_ref)}, {self._joined(ws, 0)}{bias})")
-        return f"({' + '.join(terms)})" if len(terms) > 1 else terms[0]
+    def _group_weights(self, g: Group) -> list[str]:
+        """The names of a group's joined weights (`plan.group_joins`; one layer's own parameters where it is alone):
+        the views of the module's buffer where its parameters are still those views (`K.flat`), else joined here."""
+        joins = group_joins(self.net, g)
+        if joins is None:
+            (node,) = g.members
+            return [self.param(weight_name(node.name, j)) for j in g.internal[node.name]]
+        part = lambda p: self.param(p) if isinstance(p, str) else self._zeros(p)  # noqa: E731
+        names = [f"_Wj{i}_{g.name}" for i in range(len(joins.parts))]
+        self.emit(f"_j_{g.name} = K.flat(_J.get({joins.key!r}), ({', '.join(map(self.param, joins.params))},))")
+        cats = ", ".join(self._joined([part(p) for p in join], 0) for join in joins.parts)
+        self.emit(f"{', '.join(names)}, = _j_{g.name} or ({cats},)")
+        return names
 
     def _outer(self, node: Node, g: Group) -> tuple[str, str]:
         """A member's part that does not depend on the loop: ("seq" | "static" | "bias", code)."""

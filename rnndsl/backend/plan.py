@@ -4,7 +4,9 @@ The forward writer (`codegen`) and the backward writer (`loop_backward`) never s
 they read one `LoopPlan`, worked out once per loop: the matmul groups, which of them read only delayed
 values (run first in a step), the ring of past values kept per node, the nodes whose every step is
 collected, and the order of one step (the backward runs it reversed). `LoopWriter` is what the backward
-writer needs of the forward writer, so neither imports the other.
+writer needs of the forward writer, so neither imports the other. `Joins` names the weight tensors a loop's
+code joins from its parameters (a group's, `group_joins`; a fused cell's, `cells.CellWeights.joins`), which the
+module lays out in one buffer so that a call finds them joined.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from rnndsl.backend.names import bias_name, weight_name
 from rnndsl.graphs.schedule import Stage
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
 
-__all__ = ["LEADING", "Group", "LoopPlan", "LoopWriter"]
+__all__ = ["LEADING", "Group", "Joins", "LoopPlan", "LoopWriter", "group_joins", "shared_outer"]
 
 # `kernels.loop`'s arguments before a loop's inputs (forward_fn, backward_fn, T, B, train, records): where a
 # generated backward finds an input in `ctx.needs_input_grad`
@@ -79,6 +82,59 @@ def groups_of(net: Network, stage: Stage, var: object) -> tuple[list[Group], fro
     for g in groups.values():
         g.members.sort(key=lambda n: n.activation)  # equal activations side by side: one call each
     return list(groups.values()), frozenset(early)
+
+
+@dataclass(frozen=True)
+class Joins:
+    """Weight tensors generated code joins from parameters, each its parts one after another along the first
+    dimension: a parameter's generated name (`_W0_i`), or a number of zero rows (a layer without a bias). The
+    module lays each key's tensors out in one buffer, the parameters views of it (`runtime.network._lay_out`),
+    and the code takes the buffer's views from `_J` (`K.flat`) where the parameters are still those views."""
+
+    key: str
+    kind: str  # a fused cell's (`Cell.kind`: torch's kernel takes the tensors), or "loop" (a group's products)
+    parts: tuple[tuple[str | int, ...], ...]
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The parameters in the order they lie in the buffer."""
+        return tuple(p for join in self.parts for p in join if isinstance(p, str))
+
+
+def shared_outer(net: Network, g: Group) -> list[list[int]] | None:
+    """Where a group's members (two or more) project the same outside sequences (not static, not token ids), in
+    the same order: each member's indices of those sources. Their projections are then one `F.linear` per
+    source with the members' weights and biases joined; else None."""
+    if len(g.members) == 1:
+        return None
+    outer = [[j for j in range(len(n.sources)) if j not in g.internal[n.name]] for n in g.members]
+    first = [g.members[0].sources[j] for j in outer[0]]
+    if (
+        not first
+        or any([n.sources[j] for j in js] != first for n, js in zip(g.members, outer, strict=True))
+        or any(net[r.name].static or net[r.name].is_tokens for e in first for r in s.refs(e))
+    ):
+        return None
+    return outer
+
+
+def group_joins(net: Network, g: Group) -> Joins | None:
+    """The weights a group of two or more layers joins: per loop-reading source, the members' weights (`_WT<j>`);
+    where they share their outside sources (`shared_outer`), per such source the members' weights, then their
+    biases. None for a group of one layer, which joins nothing."""
+    if len(g.members) == 1:
+        return None
+    parts: list[tuple[str | int, ...]] = [
+        tuple(weight_name(n.name, g.internal[n.name][j]) for n in g.members) for j in range(g.width)
+    ]
+    outer = shared_outer(net, g)
+    if outer is not None:
+        parts += [
+            tuple(weight_name(n.name, js[i]) for n, js in zip(g.members, outer, strict=True))
+            for i in range(len(outer[0]))
+        ]
+        parts.append(tuple(bias_name(n.name) if n.bias else n.size for n in g.members))
+    return Joins(f"_j_{g.name}", "loop", tuple(parts))
 
 
 def rings_of(net: Network, stage: Stage) -> dict[str, int]:

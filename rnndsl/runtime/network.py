@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnndsl.backend import kernels, native
-from rnndsl.backend.cells import CellWeights
-from rnndsl.backend.codegen import flat_cells, fused_kinds, generate
+from rnndsl.backend.codegen import flat_weights, fused_kinds, generate
 from rnndsl.backend.evaluate import evaluate
 from rnndsl.backend.names import bias_name, learned_name, param_key, weight_name
+from rnndsl.backend.plan import Joins
 from rnndsl.graphs.folded import folded
 from rnndsl.lang import syntax as s
 from rnndsl.lang.ir import Network, Node
@@ -150,7 +150,7 @@ class CompiledNetwork(nn.Module):
         self.generated_backward = True
         # Each fused cell's parameters are views of one buffer laid out as the kernel takes them (`_flatten`).
         self._flats: dict[str, kernels.Flat] = {}  # the generated code reads it as `_J`
-        self._flat_cells: dict[str, list[CellWeights]] = {}  # by device type
+        self._flat_cells: dict[str, list[Joins]] = {}  # by device type
         self.register_load_state_dict_post_hook(_flatten_after_load)
         self._flatten()
 
@@ -568,9 +568,10 @@ class CompiledNetwork(nn.Module):
 
     def _flatten(self) -> None:
         """Lay each fused cell's parameters out in one buffer as torch's kernel takes them, (w_ih, w_hh, b_ih, b_hh)
-        one after another, the parameters views of it (what `nn.RNNBase.flatten_parameters` does): a call then
-        passes the kernel the buffer's views, with no `cat` of the gates' weights (`kernels.flat`), and cuDNN
-        takes them without repacking. Run when the module is made, moved or converted (each parameter gets a
+        one after another, the parameters views of it (what `nn.RNNBase.flatten_parameters` does), and so each
+        group's weights in the other loops (`plan.group_joins`): a call then passes the kernel (the loop) the
+        buffer's views, with no `cat` of the gates' weights (`kernels.flat`), and cuDNN takes them without
+        repacking. Run when the module is made, moved or converted (each parameter gets a
         tensor of its own then), loaded with `assign=True`, copied or unpickled; a cell still laid out is left
         as it is, and one whose parameters were moved together (`share_memory`) keeps their storage. A parameter
         given a tensor of its own otherwise (`p.data = ...`, `vector_to_parameters`) takes its cell off the
@@ -579,7 +580,7 @@ class CompiledNetwork(nn.Module):
         self.__dict__["_device_of"] = (self.like, device)
         cells = self._flat_cells.get(device)
         if cells is None:
-            cells = self._flat_cells[device] = flat_cells(self.network, self.fuse_cells, device)
+            cells = self._flat_cells[device] = flat_weights(self.network, self.fuse_cells, device)
         table = self.parameter_table()
         flats = {}
         for cell in cells:
@@ -637,17 +638,18 @@ class CompiledNetwork(nn.Module):
         return f"network={self.network.name}, inputs=({ins}), outputs=({outs})"
 
 
-def _lay_out(cell: CellWeights, params: list[torch.Tensor]) -> kernels.Flat:
-    """One cell's buffer and its four views; each parameter becomes a view of it (its `.data`), keeping its value.
-    On a CPU the four lie one after another; where the parameters already lie in one storage so (moved there
-    together), that storage is the buffer. On CUDA cuDNN lays the buffer out (`torch._cudnn_rnn_flatten_weight`,
-    as `nn.RNNBase.flatten_parameters` does), so that it takes the buffer as it is."""
+def _lay_out(cell: Joins, params: list[torch.Tensor]) -> kernels.Flat:
+    """One buffer and its views, a fused cell's four or a group's joined weights; each parameter becomes a view
+    of it (its `.data`), keeping its value. The views lie one after another; where the parameters already lie
+    in one storage so (moved there together), that storage is the buffer. On CUDA cuDNN lays a cell's buffer
+    out (`torch._cudnn_rnn_flatten_weight`, as `nn.RNNBase.flatten_parameters` does), so that it takes the
+    buffer as it is."""
     first = params[0]
     shapes = dict(zip(cell.params, (p.shape for p in params), strict=True))
     rows: list[tuple[int, int, int]] = []  # each parameter's (tensor, first row, end row)
     joins: list[tuple[int, tuple[int, ...]]] = []  # each tensor's offset when one follows the other, and shape
     offset = 0
-    for j, parts in enumerate((tuple(r[0] for r in cell.w_ih), cell.w_hh, cell.b_ih, cell.b_hh)):
+    for j, parts in enumerate(cell.parts):
         count = 0
         for part in parts:
             n = part if isinstance(part, int) else shapes[part][0]
