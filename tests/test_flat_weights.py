@@ -225,7 +225,7 @@ def test_a_custom_loop_without_autograd_passes_the_buffer_and_computes_what_join
     gradients are those of a module that joins them."""
     torch.manual_seed(0)
     net = CompiledNetwork(rnndsl.compile(spec).network, fuse_cells=False).double()
-    assert len(net._flats) == 1 and "K.flat(_J.get('_j_" in net.code()
+    assert len(net._flats) == 1 and "K.flat(_J.get('_j" in net.code()
     x = _x(net)
     for steps in (1, 5):
         part = {k: v[:, :steps] for k, v in x.items()}
@@ -254,6 +254,56 @@ def test_a_custom_loops_parameter_replaced_or_swapped_in_is_what_the_call_reads(
         assert torch.allclose(got, fresh(**_x(net)).h, atol=1e-12)
     net.layers["f"].weight[1] = torch.nn.Parameter(torch.ones(4, 4, dtype=torch.float64))
     assert not _flat_now(net)
+    with torch.no_grad():
+        assert torch.allclose(net(**_x(net)).h, _joined(net, **_x(net)), atol=1e-12)
+
+
+def test_a_network_running_free_takes_its_own_joins() -> None:
+    """Running free, the loop reads the self-fed input `x[t-1]` too: the same parameters, in the same order, are
+    joined into two tensors where the network given `x` joins three (its shared outside source's weights and a
+    bias part of zero rows). Each takes its own record, or none: the cats."""
+    spec = """network F {
+        input  x: 4 = h[t-1]
+        layer  a: 4 sigmoid bias=false <- h[t-1], x[t-1]
+        layer  b: 4 tanh bias=false <- h[t-1], x[t-1]
+        h = a * b
+        output h
+    }"""
+    net = _net(spec)
+    with torch.no_grad():
+        free = net(steps=5, batch=2).h
+        fed = net(x=free).h
+    plain = CompiledNetwork(net.network, fuse_cells=False).double()
+    plain.load_state_dict(net.state_dict())
+    plain._flats.clear()
+    with torch.no_grad():
+        assert torch.allclose(free, plain(steps=5, batch=2).h, atol=1e-12)
+        assert torch.allclose(fed, plain(x=free).h, atol=1e-12)
+
+
+def test_an_old_pickle_is_laid_out_again() -> None:
+    """A module pickled before groups were laid out holds its cells' records (`CellWeights`) in `_flat_cells`: what
+    is laid out is worked out again from the network."""
+    net = _net(LSTM)
+    state = net.__dict__.copy()
+    state["_flat_cells"] = {"cpu": [object()]}  # not a `Joins`
+    state["_flats"] = {}
+    old = CompiledNetwork.__new__(CompiledNetwork)
+    old.__setstate__(state)
+    assert _flat_now(old) and torch.equal(old(**_x(old)).h, net(**_x(net)).h)
+
+
+def test_a_storage_adopted_keeps_the_zero_rows_zero() -> None:
+    """The parameters of a state_dict loaded with `assign=True` lie in one storage as the buffer would hold them,
+    but where a bias-less layer's zero rows go, the other spec's bias lies: that storage is not adopted."""
+    with_bias = PEEPHOLE.replace("layer f: 4 sigmoid bias=false", "layer f: 4 sigmoid")
+    other, net = _net(with_bias), _net(PEEPHOLE)
+    saved = io.BytesIO()
+    torch.save(other.state_dict(), saved)
+    saved.seek(0)
+    net.load_state_dict(torch.load(saved), strict=False, assign=True)
+    (flat,) = net._flats.values()
+    assert not flat.views[-1][4:].any()
     with torch.no_grad():
         assert torch.allclose(net(**_x(net)).h, _joined(net, **_x(net)), atol=1e-12)
 

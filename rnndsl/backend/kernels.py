@@ -232,9 +232,10 @@ _ZEROS: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
 
 class Flat:
-    """A fused cell's weights in one buffer laid out as the kernel takes them, (w_ih, w_hh, b_ih, b_hh) one after
-    another (what `nn.RNNBase.flatten_parameters` makes for cuDNN): `views` the four, `ptrs` where each parameter
-    starts in it (the parameters are views of it), `rows` (which of the four, first row, end row) of each.
+    """Weights a loop joins, in one buffer laid out as its code takes them (`plan.Joins`): a fused cell's (w_ih,
+    w_hh, b_ih, b_hh) one after another (what `nn.RNNBase.flatten_parameters` makes for cuDNN), or a group's
+    joined weights. `views` the tensors, `ptrs` where each parameter starts in it (the parameters are views of
+    it), `rows` (which tensor, first row, end row) of each.
     """
 
     __slots__ = ("ptrs", "rows", "views")
@@ -246,9 +247,9 @@ class Flat:
 
 
 def flat(record: Flat | None, params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...] | None:
-    """A fused cell's four weight tensors without a copy: the views of its buffer, where every parameter is still
-    the view of it that the module made (a parameter replaced, moved or swapped in by `functional_call` is not);
-    else None, and the generated code joins the parameters with `torch.cat`.
+    """A fused cell's four weight tensors, or a group's joined ones, without a copy: the views of its buffer, where
+    every parameter is still the view of it that the module made (a parameter replaced, moved or swapped in by
+    `functional_call` is not); else None, and the generated code joins the parameters with `torch.cat`.
 
     While autograd records, the views go through `_Flat`, whose backward hands each parameter its rows of the
     gradient, on CUDA (cuDNN takes such a buffer as it is, and repacks separate weights at every call). On a

@@ -134,7 +134,9 @@ def group_joins(net: Network, g: Group) -> Joins | None:
             for i in range(len(outer[0]))
         ]
         parts.append(tuple(bias_name(n.name) if n.bias else n.size for n in g.members))
-    return Joins(f"_j_{g.name}", "loop", tuple(parts))
+    # keyed by the count of tensors too: a network running free reads a self-fed input inside the loop, which
+    # can leave the same parameters in the same order joined into fewer tensors (no bias part of zero rows)
+    return Joins(f"_j{len(parts)}_{g.name}", "loop", tuple(parts))
 
 
 def rings_of(net: Network, stage: Stage) -> dict[str, int]:

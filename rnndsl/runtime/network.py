@@ -150,7 +150,7 @@ class CompiledNetwork(nn.Module):
         self.generated_backward = True
         # Each fused cell's parameters are views of one buffer laid out as the kernel takes them (`_flatten`).
         self._flats: dict[str, kernels.Flat] = {}  # the generated code reads it as `_J`
-        self._flat_cells: dict[str, list[Joins]] = {}  # by device type
+        self._flat_cells: dict[str, list[Joins]] = {}  # by device type: what `_flatten` lays out (cells, groups)
         self.register_load_state_dict_post_hook(_flatten_after_load)
         self._flatten()
 
@@ -611,6 +611,7 @@ class CompiledNetwork(nn.Module):
         state.pop("_seen", None)
         state.pop("_device_of", None)
         state["_flats"] = {}  # laid out again by `__setstate__`: a copy's parameters are tensors of their own
+        state["_flat_cells"] = {}  # what is laid out, worked out from the network again
         return state
 
     def _apply(self, fn: Any, recurse: bool = True) -> CompiledNetwork:
@@ -628,7 +629,7 @@ class CompiledNetwork(nn.Module):
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_loopless", set())  # pickled before these were kept
         state.setdefault("_flats", {})
-        state.setdefault("_flat_cells", {})
+        state["_flat_cells"] = {}  # worked out again: a module pickled before groups were laid out holds cells
         super().__setstate__(state)
         self._flatten()
 
@@ -647,14 +648,14 @@ def _lay_out(cell: Joins, params: list[torch.Tensor]) -> kernels.Flat:
     first = params[0]
     shapes = dict(zip(cell.params, (p.shape for p in params), strict=True))
     rows: list[tuple[int, int, int]] = []  # each parameter's (tensor, first row, end row)
+    zeros: list[tuple[int, int, int]] = []  # the rows of no parameter (a missing bias), which must read 0
     joins: list[tuple[int, tuple[int, ...]]] = []  # each tensor's offset when one follows the other, and shape
     offset = 0
     for j, parts in enumerate(cell.parts):
         count = 0
         for part in parts:
             n = part if isinstance(part, int) else shapes[part][0]
-            if not isinstance(part, int):
-                rows.append((j, count, count + n))
+            (zeros if isinstance(part, int) else rows).append((j, count, count + n))
             count += n
         shape = (count, *shapes[parts[0]][1:]) if isinstance(parts[0], str) else (count,)
         joins.append((offset, shape))
@@ -670,9 +671,16 @@ def _lay_out(cell: Joins, params: list[torch.Tensor]) -> kernels.Flat:
                     list(views), 4, input_size, _CUDNN_MODES[cell.kind], hidden_size, 0, 1, True, False
                 )
     else:
-        storage = first.untyped_storage()
-        buffer = first.new_empty(0).set_(storage, 0, (offset,), (1,)) if laid_out else first.new_zeros(offset)
-        views = tuple(buffer[at : at + math.prod(shape)].view(shape) for at, shape in joins)
+        views = ()
+        if laid_out:
+            buffer = first.new_empty(0).set_(first.untyped_storage(), 0, (offset,), (1,))
+            views = tuple(buffer[at : at + math.prod(shape)].view(shape) for at, shape in joins)
+            # the storage's other values where the zero rows go (a state_dict of another spec loaded with
+            # `assign=True`): not adopted, the parameters copied into a buffer of their own
+            laid_out = not any(views[j][lo:hi].any() for j, lo, hi in zeros)
+        if not laid_out:
+            buffer = first.new_zeros(offset)
+            views = tuple(buffer[at : at + math.prod(shape)].view(shape) for at, shape in joins)
     with torch.no_grad():
         for p, (j, lo, hi) in zip(params, rows, strict=True):
             block = views[j][lo:hi]
