@@ -258,6 +258,112 @@ def test_a_custom_loops_parameter_replaced_or_swapped_in_is_what_the_call_reads(
         assert torch.allclose(net(**_x(net)).h, _joined(net, **_x(net)), atol=1e-12)
 
 
+# groups of other shapes: a static outside source and a backward-running loop; a first member without a bias
+# and two shared outside sources; token ids and two delays (their outside projections are not joined)
+GROUPS = {
+    "static-and-backward": """network B {
+        input x: 3
+        input s: 2 static
+        layer a: 4 sigmoid <- x, s, f[t-1]
+        layer b: 4 tanh bias=false <- x, s, f[t-1]
+        f = a * b
+        layer c: 4 sigmoid bias=false <- x, g[t+1]
+        layer d: 4 tanh <- x, g[t+1]
+        g = c * d + f
+        h = concat(f, g)
+        output h
+    }""",
+    "first-without-bias": """network A {
+        input x: 3
+        input y: 2
+        layer f: 4 sigmoid bias=false <- x, h[t-1], y
+        layer i: 4 tanh <- x, h[t-1], y
+        layer g: 4 sigmoid bias=false <- x, h[t-1], y
+        h = f * g + i
+        output h
+    }""",
+    "tokens-two-delays": """network C {
+        input w: tokens(7)
+        layer a: 4 sigmoid <- w, h[t-1], h[t-2]
+        layer b: 4 tanh <- w, h[t-1], h[t-2]
+        h = a * b
+        output h
+    }""",
+    "peephole": PEEPHOLE,
+}
+
+
+def _inputs(net: CompiledNetwork, steps: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    out = {}
+    for n in net.network.inputs:
+        if n.is_tokens:
+            out[n.name] = torch.randint(0, n.size, (2, steps), generator=gen)
+        else:
+            shape = (2, n.size) if n.input_kind == "static" else (2, steps, n.size)
+            out[n.name] = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    return out
+
+
+@pytest.mark.parametrize("spec", GROUPS.values(), ids=GROUPS.keys())
+def test_a_custom_loops_buffer_computes_what_joined_weights_do_in_every_kind_of_call(spec: str) -> None:
+    """One step and five, with lengths, continued from a state (where the network reads no future), without
+    autograd (the buffer's views) against the same module joining its weights (`_flats` cleared)."""
+    net = _net(spec)
+    assert any(key.startswith("_j") for key in net._flats)
+    joined = copy.deepcopy(net)
+    joined._flats.clear()
+    for steps in (1, 5):
+        x = _inputs(net, steps)
+        lengths = torch.tensor([steps, max(1, steps - 2)])
+        with torch.no_grad(), mock.patch.object(torch, "cat", wraps=torch.cat) as cat:
+            got, ragged, first = net(**x).h, net(**x, lengths=lengths).h, net(**x)
+            again = net(**x, state=first.state).h if first.state is not None else None
+        assert _joined_parameters(cat) == 0
+        with torch.no_grad():
+            assert torch.allclose(got, joined(**x).h, atol=1e-12)
+            assert torch.allclose(ragged, joined(**x, lengths=lengths).h, atol=1e-12)
+            if again is not None:
+                assert torch.allclose(again, joined(**x, state=joined(**x).state).h, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "spec", [LSTM, GRU, BIDIRECTIONAL, *GROUPS.values()], ids=["lstm", "gru", "bidirectional", *GROUPS.keys()]
+)
+def test_laying_the_parameters_out_keeps_their_values(spec: str) -> None:
+    """The same seed with nothing laid out: the same state_dict, and the same outputs without autograd."""
+    with mock.patch("rnndsl.runtime.network.flat_weights", return_value=[]):
+        apart = _net(spec)
+    net = _net(spec)
+    assert not apart._flats and net._flats
+    want = apart.state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in net.state_dict().items()) and net.state_dict().keys() == want.keys()
+    x = _inputs(net, 5)
+    with torch.no_grad():
+        assert torch.allclose(net(**x).h, apart(**x).h, atol=1e-12)
+
+
+def test_a_groups_buffer_through_autograd_gives_what_joined_weights_give(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path a CUDA call takes while autograd records (`kernels._Flat`), run on a CPU, for a group: the
+    gradients of joined weights, and a second derivative through it (a gradient penalty)."""
+    net = _net(PEEPHOLE)
+    x = _x(net)["x"].requires_grad_(True)
+    net(x=x).h.sum().backward()
+    want = {k: p.grad.clone() for k, p in net.named_parameters()}  # type: ignore[union-attr]
+    net.zero_grad()
+    monkeypatch.setattr(kernels, "_FLAT_AUTOGRAD", True)
+    with mock.patch.object(kernels._Flat, "apply", wraps=kernels._Flat.apply) as through:
+        net(x=x).h.sum().backward()
+    assert through.call_count == 1
+    for k, p in net.named_parameters():
+        assert torch.allclose(p.grad, want[k], atol=1e-12), k  # type: ignore[arg-type]
+    net.zero_grad()
+    net.generated_backward = False  # loops on autograd: what double backward needs
+    (grad,) = torch.autograd.grad(net(x=x).h.pow(2).sum(), x, create_graph=True)
+    grad.pow(2).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+
+
 def test_a_network_running_free_takes_its_own_joins() -> None:
     """Running free, the loop reads the self-fed input `x[t-1]` too: the same parameters, in the same order, are
     joined into two tensors where the network given `x` joins three (its shared outside source's weights and a
