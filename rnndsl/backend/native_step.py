@@ -374,10 +374,17 @@ class NativeLoop:
         return f"s_{var(e.name)}" if self.net[e.name].static else f"q_{self.em.seq_ref(e)}"
 
     def _outside_row(self, e: s.Ref, kind: str) -> str:
-        """The address of row b of an outside value (`kind` "S"/"Q") or its gradient ("gS"/"gQ") this step."""
+        """The address of row b of an outside value (`kind` "S"/"Q") or its gradient ("gS"/"gQ") this step. A
+        `param`'s value is one row for the whole batch (its gradient has a row per sequence)."""
         name, size = self._outside(e)[2:], self.net[e.name].size
+        if kind == "S" and self.net[e.name].op == "param":
+            return self.at(f"_S_{name}")
         row = "b" if self.net[e.name].static else "(b * T + t)"
         return f"{self.at(f'_{kind}_{name}')} + {row} * {size}"
+
+    def _is_param(self, static: str) -> bool:
+        """Whether a static value the step reads (by its generated name) is a learned `param` vector."""
+        return any(var(n.name) == static and n.op == "param" for n in self.net.nodes)
 
     def _tmp(self, body: _Body, code: str) -> str:
         name = f"t{body.temps}"
@@ -637,8 +644,8 @@ class NativeLoop:
             lines.append(f"_Z_{g.name} = {like}.new_empty((B, {sum(m.size for m in g.members)}))")
             if g.name not in self.em.constant_addend:
                 lines.append(f"_pre_{g.name} = _P_{g.name}.unbind(1)")
-        for st in lf.statics:
-            lines.append(f"_S_{st} = {st}.expand(B, -1).contiguous()")
+        for st in lf.statics:  # a param's one row as it is (`_outside_row`), a static input's row per sequence
+            lines.append(f"_S_{st} = {st}[0]" if self._is_param(st) else f"_S_{st} = {st}.expand(B, -1).contiguous()")
         for q in lf.seqs:
             lines.append(f"_Q_{q} = {q}.contiguous()")
         have = ("_R_", "_V_", "_Z_", "_S_", "_Q_")  # the forward's buffers; the backward's are not made yet
@@ -702,7 +709,7 @@ class NativeLoop:
             for j in range(g.width):
                 lines.append(f"_WTt{j}_{g.name} = _WT{j}_{g.name}.t()")
         for st in lf.statics:
-            lines.append(f"_gS_{st} = torch.zeros_like(_S_{st})")
+            lines.append(f"_gS_{st} = {like}.new_zeros((B, _S_{st}.shape[-1]))")
         for q in lf.seqs:  # read once a step: each of its values gets one gradient, written, not added
             lines.append(f"_gQ_{q} = torch.{'empty' if self.uses[f'q_{q}'] == 1 else 'zeros'}_like(_Q_{q})")
         if self.ringed:  # every step kept (the forward recorded)
