@@ -142,6 +142,23 @@ def test_native_steps_equal_the_reference(name: str, lengths: bool, built: None)
         compare(net, **quiet)
 
 
+def test_a_param_written_into_before_backward_leaves_the_gradient_of_the_forward(built: None) -> None:
+    """The C reads a param's one row for every sequence: its own values where no backward follows, a copy where
+    one does (as the joined weights are copies), so a write into it before backward changes nothing."""
+    net = _net(NATIVE["functions"])
+    call = random_inputs(net, "cpu", batch=3, steps=7)
+    net(**call).h.sum().backward()
+    want = {k: p.grad.clone() for k, p in net.named_parameters()}  # type: ignore[union-attr]
+    net.zero_grad()
+    out = net(**call).h.sum()
+    assert _sources(net)
+    with torch.no_grad():
+        net.param("p").mul_(2)
+    out.backward()
+    for k, p in net.named_parameters():
+        assert torch.equal(p.grad, want[k]), k  # type: ignore[arg-type]
+
+
 def test_a_call_of_one_step_keeps_torchs_loop(built: None) -> None:
     """A native loop's setup, and a generated backward's, do not pay off over one step (streaming, beam search): a
     call of one step runs the plain loop, with autograd recording or not, the reference's numbers and gradients;

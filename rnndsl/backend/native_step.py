@@ -644,8 +644,10 @@ class NativeLoop:
             lines.append(f"_Z_{g.name} = {like}.new_empty((B, {sum(m.size for m in g.members)}))")
             if g.name not in self.em.constant_addend:
                 lines.append(f"_pre_{g.name} = _P_{g.name}.unbind(1)")
-        for st in lf.statics:  # a param's one row as it is (`_outside_row`), a static input's row per sequence
-            lines.append(f"_S_{st} = {st}[0]" if self._is_param(st) else f"_S_{st} = {st}.expand(B, -1).contiguous()")
+        for st in lf.statics:  # a param's one row (`_outside_row`): a copy where a backward keeps it, as the
+            # joined weights are, so that a write into the param before backward changes nothing it computes
+            param = f"_S_{st} = {st}[0].clone() if ctx.records else {st}[0]"
+            lines.append(param if self._is_param(st) else f"_S_{st} = {st}.expand(B, -1).contiguous()")
         for q in lf.seqs:
             lines.append(f"_Q_{q} = {q}.contiguous()")
         have = ("_R_", "_V_", "_Z_", "_S_", "_Q_")  # the forward's buffers; the backward's are not made yet
