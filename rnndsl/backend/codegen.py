@@ -309,10 +309,41 @@ class _Emitter:
             self.defined.add(var(node.name))
             if node.input_kind == "memory":  # (B, S, 1) bool: the positions inside each memory's length, or None
                 self.emit(f"{keep_name(node.name)} = X[{node.name + ':keep'!r}]")
+        rows = self._row_params()
         for node in self.net.nodes:  # a param: its learned vector, one row per sequence like a static input
             if node.op == "param":
-                self.emit(f"{var(node.name)} = {self.param(learned_name(node.name))}.expand(B, -1)")
+                code = self.param(learned_name(node.name))
+                self.emit(
+                    f"{var(node.name)} = {code}" if node.name in rows else f"{var(node.name)} = {code}.expand(B, -1)"
+                )
                 self.defined.add(var(node.name))
+
+    def _row_params(self) -> set[str]:
+        """The params read as their one row (H,), not expanded to (B, H): where every read of one is inside a
+        loop's step (which reads a static value as it is), in an expression that also reads a value of each
+        sequence and calls nothing that joins or reads a memory, so broadcasting gives what the expansion did.
+        Only in a variant with no loop run as one autograd node (whose backward gives a static input a (B, H)
+        gradient); there one op a param a call (at one step a call, a tenth of the layer-norm LSTM's call)."""
+        if self.differentiate or self.scan:
+            return set()
+        joining = {n for n, op in OPS.items() if op.memory or op.size == "concat"} | set(FEED_FUNCTIONS) | {"one_hot"}
+        rows = {n.name for n in self.net.nodes if n.op == "param"}
+        for node in self.net.nodes:
+            read = {r.name for r in node.refs() if r.name in rows}
+            if not read:
+                continue
+            e = node.expr
+            if (
+                node.op != "expr"
+                or e is None
+                or node.feed is not None
+                or not self.stage_of[node.name].is_loop
+                or s.calls(e) & joining
+                or self.memory_of(e)
+                or all(self.net[r.name].static for r in s.refs(e))
+            ):
+                rows -= read
+        return rows
 
     # ---- references --------------------------------------------------------------------------
 
