@@ -23,12 +23,14 @@ STEP = """network N {
     output h
 }"""
 # reads that keep the expansion: in a batched stage (q), as a layer's source, in a concat, with no sequence's value
-# beside it (r)
+# beside it (r), in a loop run as a linear scan (c)
 KEEP = {
     "batched": ("p", "param p: 4\n    q = p * x\n    layer a: 4 <- q, h[t-1]\n    h = tanh(a)"),
     "layer source": ("p", "param p: 4\n    layer a: 4 <- x, p, h[t-1]\n    h = tanh(a)"),
     "concat": ("p", "param p: 2\n    layer a: 2 <- x, h[t-1]\n    h = concat(tanh(a), p * a) * 0.5"),
     "alone": ("p", "param p: 4\n    r = p * 2\n    layer a: 4 <- x, h[t-1]\n    h = tanh(a) * r"),
+    # a loop linear in its past: its coefficients over all steps at once (found by the long fuzz run)
+    "linear scan": ("p", "param p: 4\n    c = 0.5 * c[t-1] + p\n    layer a: 4 <- x, c\n    h = tanh(a)"),
 }
 
 

@@ -337,13 +337,18 @@ class _Emitter:
                 node.op != "expr"
                 or e is None
                 or node.feed is not None
-                or not self.stage_of[node.name].is_loop
+                or not self._stepped(self.stage_of[node.name])
                 or s.calls(e) & joining
                 or self.memory_of(e)
                 or all(self.net[r.name].static for r in s.refs(e))
             ):
                 rows -= read
         return rows
+
+    def _stepped(self, stage: Stage) -> bool:
+        """Whether a stage runs step by step in this variant's code: a loop not on a fused kernel nor a linear scan
+        (which compute over all steps at once, as a batched stage does)."""
+        return stage.is_loop and stage not in self.cells and stage not in self.linears
 
     # ---- references --------------------------------------------------------------------------
 
