@@ -11,7 +11,8 @@ output gradient, fresh gradients as after `zero_grad(set_to_none=True)`):
   minus VmRSS before it. glibc is told to map every block of 64 KiB or more on its own
   (MALLOC_MMAP_THRESHOLD_), so a freed tensor leaves the RSS at once and the figure follows live
   memory rather than the allocator's free lists. It counts everything the step touches: tensors,
-  oneDNN scratch space, Python objects.
+  oneDNN scratch space, Python objects. Linux folds its RSS counts in batches, so the figures are a few
+  pages off (a tiny step's rise can read slightly below zero).
 - CUDA: `torch.cuda.max_memory_allocated()` after `reset_peak_memory_stats()`, minus what was allocated
   before the step: tensor memory, cuDNN workspace and reserve included.
 """

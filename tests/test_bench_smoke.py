@@ -76,11 +76,14 @@ def test_bench_writes_every_case(tmp_path: Path) -> None:
 
 
 def test_memory_child_reports_a_peak(capsys: object) -> None:
+    """At the tiny size the step's rise is below what the RSS figures resolve: Linux counts RSS per thread or per
+    CPU and folds the counts in batches, so VmRSS and VmHWM read a few pages off (run in this process, not a
+    fresh one, 2 of 20 runs read -8 KiB and -32 KiB)."""
     for impl in memory.IMPLS:
         assert memory.main(["--impl", impl, "--size", "tiny"]) == 0
         row = json.loads(capsys.readouterr().out)  # type: ignore[attr-defined]
         assert row["impl"] == impl and row["method"]
-        assert row["peak_bytes"] is None or row["peak_bytes"] >= 0
+        assert row["peak_bytes"] is None or row["peak_bytes"] >= -(1 << 20)
 
 
 def test_bench_prints_without_writing(tmp_path: Path, capsys: object, monkeypatch: object) -> None:
