@@ -159,6 +159,28 @@ def test_a_param_written_into_before_backward_leaves_the_gradient_of_the_forward
         assert torch.equal(p.grad, want[k]), k  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["layernorm_lstm", "functions", "whole, ringed"])
+@pytest.mark.parametrize("layout", ["strided", "expanded", "column-major"])
+def test_parameters_laid_out_otherwise_give_the_reference(name: str, layout: str, built: None) -> None:
+    """The C reads a pointer and assumes rows one after another: a param or weight that is a strided view (one
+    set through `.data`, or handed over by `functional_call`) is made contiguous first, with autograd recording
+    or not (a param read without a copy read every second unit)."""
+    net = _net(NATIVE[name])
+    gen = torch.Generator().manual_seed(7)
+    for p in net.parameters():
+        if layout == "expanded" and p.dim() == 1:  # a weight's rows all equal would leave layer_norm nothing
+            p.data = (torch.rand(1, generator=gen, dtype=p.dtype) + 0.5).expand(p.shape)
+        elif layout != "strided" and p.dim() == 2:
+            p.data = (torch.randn(tuple(reversed(p.shape)), generator=gen, dtype=p.dtype) * 0.5).T
+        else:
+            p.data = (torch.randn((*p.shape, 2), generator=gen, dtype=p.dtype) * 0.5)[..., 0]
+        assert not p.is_contiguous()
+    assert _sources(net)
+    compare(net, **random_inputs(net, "cpu", batch=3, steps=5))
+    with torch.no_grad():
+        compare(net, **random_inputs(net, "cpu", batch=3, steps=5, grad=False))
+
+
 def test_a_call_of_one_step_keeps_torchs_loop(built: None) -> None:
     """A native loop's setup, and a generated backward's, do not pay off over one step (streaming, beam search): a
     call of one step runs the plain loop, with autograd recording or not, the reference's numbers and gradients;

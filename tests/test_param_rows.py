@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 from _differential import compare, random_inputs, randomize
 
 import rnndsl
@@ -52,6 +53,12 @@ def test_one_row_gives_the_reference_numbers_and_gradients(steps: int) -> None:
     net = randomize(rnndsl.compile(STEP).double(), seed=3)
     net.generated_backward = False  # the plain variant while autograd records too
     compare(net, **random_inputs(net, "cpu", batch=3, steps=steps))
+
+
+def test_one_row_in_float32() -> None:
+    net = randomize(rnndsl.compile(STEP), seed=3)
+    net.generated_backward = False
+    compare(net, atol=1e-5, rtol=1e-4, **random_inputs(net, "cpu", batch=3, steps=4, dtype=torch.float32))
 
 
 @pytest.mark.parametrize("case", KEEP.values(), ids=KEEP.keys())

@@ -39,8 +39,12 @@ SPECS = {
     " c = f * c[t-1] + (1 - f) * z\n h = tanh(c)\n output h }",
     # skip-2: h read two steps back, so its state is the last two steps (a history deeper than one)
     "skip2": "network S { input x: 4\n layer h: 5 tanh <- x, h[t-1], h[t-2]\n output h }",
+    # params read in the step beside a sequence's value: the variants without a generated backward read each
+    # as its one row, (H,), for broadcasting (`codegen._row_params`)
+    "params": "network P { input x: 4\n param g: 5 = uniform\n param b: 5 = uniform\n layer a: 5 <- x, h[t-1]\n"
+    " h = tanh(g * layer_norm(a) + b)\n output h }",
 }
-OUT = {"jordan": "y", "lstm": "h", "qrnn": "h", "skip2": "h"}
+OUT = {"jordan": "y", "lstm": "h", "qrnn": "h", "skip2": "h", "params": "h"}
 B, T = 3, 3
 
 # Expected noise: torch.jit is deprecated in this torch, tracing turns shape checks into constants, and

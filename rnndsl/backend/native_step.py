@@ -646,7 +646,7 @@ class NativeLoop:
                 lines.append(f"_pre_{g.name} = _P_{g.name}.unbind(1)")
         for st in lf.statics:  # a param's one row (`_outside_row`): a copy where a backward keeps it, as the
             # joined weights are, so that a write into the param before backward changes nothing it computes
-            param = f"_S_{st} = {st}[0].clone() if ctx.records else {st}[0]"
+            param = f"_S_{st} = {st}[0].clone() if ctx.records else {st}[0].contiguous()"
             lines.append(param if self._is_param(st) else f"_S_{st} = {st}.expand(B, -1).contiguous()")
         for q in lf.seqs:
             lines.append(f"_Q_{q} = {q}.contiguous()")
