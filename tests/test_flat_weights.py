@@ -165,6 +165,52 @@ def test_a_replaced_parameter_is_what_the_next_call_reads() -> None:
     assert torch.allclose(out, _joined(net, **_x(net)), atol=1e-12)
 
 
+@pytest.mark.parametrize("spec", [LSTM, PEEPHOLE], ids=["lstm", "peephole"])
+@pytest.mark.parametrize("how", ["data", "functional_call"])
+def test_a_parameter_at_the_views_address_but_strided_otherwise_is_what_the_call_reads(spec: str, how: str) -> None:
+    """A square weight given its own storage transposed (`w.data = w.data.t()`) starts where the buffer's view
+    did: the address alone says "still laid out", the strides do not."""
+    net = _net(spec)
+    x = _x(net)
+    name, w = next((k, p) for k, p in net.named_parameters() if p.dim() == 2 and p.shape[0] == p.shape[1])
+    with torch.no_grad():
+        net(**x)  # the call that finds the buffer laid out
+        other = {k: v.detach() for k, v in net.named_parameters()}
+        other[name] = w.detach().t()
+        assert other[name].data_ptr() == w.data_ptr() and not other[name].is_contiguous()
+        if how == "data":
+            w.data = w.data.t()
+            got = net(**x).h
+        else:
+            got = functional_call(net, other, (), x).h
+        want = functional_call(CompiledNetwork(net.network, fuse_cells=False).double(), other, (), x).h
+    assert torch.allclose(got, want, atol=1e-12)
+
+
+class _Twice(torch.nn.Module):
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return 2 * w
+
+
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "loop"])
+@pytest.mark.parametrize("spec", [LSTM, PEEPHOLE], ids=["lstm", "peephole"])
+def test_a_parametrized_weight_is_what_the_call_reads(spec: str, fuse: bool) -> None:
+    """`torch.nn.utils.parametrize` (what weight_norm and orthogonal use) takes the weight out of its module's
+    parameters and computes it at each read: the call reads it so, and its gradient reaches the original."""
+    torch.manual_seed(0)
+    net = rnndsl.compile(spec, fuse_cells=fuse).double()
+    twin = rnndsl.compile(spec, fuse_cells=fuse).double()
+    twin.load_state_dict(net.state_dict())
+    torch.nn.utils.parametrize.register_parametrization(net.layers["g"].weight, "1", _Twice())
+    with torch.no_grad():
+        twin.layers["g"].weight[1].mul_(2)
+        assert torch.equal(net(**_x(net)).h, twin(**_x(twin)).h)
+    net(**_x(net)).h.sum().backward()
+    twin(**_x(twin)).h.sum().backward()
+    original = net.layers["g"].weight.parametrizations["1"].original
+    assert original.grad is not None and torch.allclose(original.grad, 2 * twin.layers["g"].weight[1].grad)
+
+
 Convert = Any
 
 

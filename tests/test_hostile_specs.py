@@ -238,7 +238,7 @@ FIXED_STRINGS = {"__like__", "inf", "-inf", "nan", "lstm", "gru", "rnn_tanh", "r
 LOOP_FUNCTION = re.compile(r"_[LN]\d+_(forward|backward)")
 # ... and a loop with native steps (rnndsl.native_step): the C source `_S<n>`, its value buffers `_ws<n>`, the step
 # functions, their table
-TEMPORARY = re.compile(r"_[LN]\d+_(forward|backward)|_S\d+|_ws\d+|_(b|go|Xs|a)\d+|_s|ctx|_fns|_fw|_bw|_tab|_at|_R_")
+TEMPORARY = re.compile(r"_[LN]\d+_(forward|backward)|_S\d+|_ws\d+|_(b|go|Xs|a)\d+|_s|ctx|_fns|_fw|_bw|_tab|_at|_nt|_R_")
 LAMBDA_ARGUMENTS = {"_x", "_a", "_b"}  # `K.vjp(lambda _x: F.gelu(_x), ...)`: ops differentiated by autograd
 CTX_ATTRIBUTES = {
     "lists",
@@ -392,10 +392,10 @@ C_WORDS = {
     "EXP", "TANH", "LOG", "SIN", "COS", "SQRT", "FABS", "__builtin_fabs", "__builtin_fabsf", "export",
     "INFINITY", "NAN", "ROW_STATS", "ROW_GRAD_STATS", "n", "i", "m", "v", "a", "c", "g", "mean", "rstd", "mg", "mgy",
     "ROW_SOFTMAX", "ROW_SOFTMAX_GRAD", "z", "y", "go", "mx", "se", "return", "ifdef", "endif", "RNNDSL_F32",
-    "RNNDSL_F64", "reduction", "max", "ROWS",
+    "RNNDSL_F64", "reduction", "max", "ROWS", "parallel", "num_threads", "threads", "if", "schedule",
 }  # fmt: skip
 C_NAME = re.compile(
-    r"_N\d+_(fw|bw)(\d+|all)_f(32|64)(_\d+)?|row_(grad_stats|stats|softmax|softmax_grad)_f(32|64)|(mu|rs|mg|my|scr|mx|se|sg)\d+|t\d+"
+    r"_N\d+_(fw|bw)(\d+|all)_f(32|64)(_\d+|_row)?|row_(grad_stats|stats|softmax|softmax_grad)_f(32|64)|(mu|rs|mg|my|scr|mx|se|sg)\d+|t\d+"
     r"|p_[a-z]+\d*_(?P<a>\w+)|x\d+_(?P<b>\w+)|[sq]_(?P<c>\w+)"
 )
 C_COMMENT = re.compile(r"/\* loop [\w, ]+: native steps \(rnndsl\.backend\.native_step\) \*/|// export \w+")

@@ -181,6 +181,66 @@ def test_parameters_laid_out_otherwise_give_the_reference(name: str, layout: str
         compare(net, **random_inputs(net, "cpu", batch=3, steps=5, grad=False))
 
 
+@pytest.mark.parametrize("name", ["layernorm_lstm", "softmax", "whole, ringed", "whole, backward", "qrnn"])
+def test_rows_split_among_threads_give_the_numbers_of_one_thread(
+    name: str, built: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each C call's rows split among torch's threads (every call, the grain set to 0): the reference's numbers
+    and gradients, and bitwise those of one thread (each row's arithmetic is the same wherever it runs)."""
+    net = _net(NATIVE[name])
+    call = random_inputs(net, "cpu", batch=5, steps=6)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, want = gradients_of_a_loss(net, call)
+        torch.set_num_threads(2)
+        monkeypatch.setattr(kernels, "STEP_GRAIN", 0)
+        given: list[int] = []
+        split = kernels.step_threads
+        monkeypatch.setattr(kernels, "step_threads", lambda values: given.append(split(values)) or given[-1])
+        compare(net, **call)
+        _, got = gradients_of_a_loss(net, call)
+        with torch.no_grad():
+            compare(net, **random_inputs(net, "cpu", batch=5, steps=6, grad=False))
+    finally:
+        torch.set_num_threads(threads)
+    assert len(given) >= 3 and set(given) == {2}  # forward and backward, recording and not
+    for a, b in zip(want, got, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["functions", "layernorm_lstm", "whole, ringed"])
+def test_an_empty_batch_gives_empty_outputs(name: str, built: None) -> None:
+    """No rows: nothing for the C to do (a param's row cannot be taken from its (0, H) expansion either)."""
+    net = _net(NATIVE[name])
+    call = random_inputs(net, "cpu", batch=0, steps=4)
+    out = net(**call)
+    with torch.no_grad():
+        quiet = net(**call)
+    for k, size in ((k, net.network.by_name[k].size) for k in out):
+        assert out[k].shape == quiet[k].shape == (0, 4, size)
+
+
+@pytest.mark.parametrize("name", ["functions", "peephole_lstm", "indrnn"])
+def test_an_output_of_one_sequence_is_a_tensor_of_its_own(name: str, built: None) -> None:
+    """At B = 1 the C's steps, transposed, are already contiguous: the output is a copy all the same, so an
+    in-place op on it before backward is an in-place op on a tensor of its own, not on the loop's kept buffer."""
+    net = _net(NATIVE[name])
+    call = random_inputs(net, "cpu", batch=1, steps=5)
+    assert _sources(net)
+    params = list(net.parameters())
+    out = net(**call)
+    key = next(iter(out))
+    want = torch.autograd.grad((out[key] * 2).sum(), params, allow_unused=True)
+    out = net(**call)
+    out[key].mul_(2)
+    got = torch.autograd.grad(out[key].sum(), params, allow_unused=True)
+    for a, b in zip(want, got, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
 def test_a_call_of_one_step_keeps_torchs_loop(built: None) -> None:
     """A native loop's setup, and a generated backward's, do not pay off over one step (streaming, beam search): a
     call of one step runs the plain loop, with autograd recording or not, the reference's numbers and gradients;

@@ -26,6 +26,8 @@ import torch._dynamo
 from torch import nn
 
 import rnndsl
+from rnndsl.backend import kernels
+from rnndsl.runtime.reference import reference
 
 SPECS = {
     "jordan": "network J { input x: 4\n layer h: 8 tanh <- x, y[t-1]\n layer y: 3 softmax <- h\n"
@@ -355,3 +357,76 @@ def test_export_with_a_dynamic_length_and_batch(name: str) -> None:
     for batch, steps in [(2, 3), (5, 17), (1, 40)]:
         x = torch.randn(batch, steps, inputs().shape[2], dtype=torch.float64)
         torch.testing.assert_close(program(x), net(x)[OUT[name]], rtol=1e-12, atol=1e-12)
+
+
+# ---- torch.func, and second derivatives ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_vmap_over_parameters_gives_each_sets_call(name: str, grad: bool) -> None:
+    """Two sets of parameters at once (an ensemble): a torch.func transform gets the plain variant, whose loops
+    are torch's ops (the loops' autograd.Function cannot run under vmap), also where a no_grad call of more than
+    one step would take the native steps."""
+    net = network(name)
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    stacked = {k: torch.stack([v, v * 0.5]) for k, v in params.items()}
+    x = inputs()
+    with torch.set_grad_enabled(grad):
+        both = torch.func.vmap(lambda p: torch.func.functional_call(net, p, (x,))[OUT[name]])(stacked)
+        for i in range(2):
+            one = torch.func.functional_call(net, {k: v[i] for k, v in stacked.items()}, (x,))[OUT[name]]
+            torch.testing.assert_close(both[i], one, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_func_grad_gives_autograds_gradients(name: str) -> None:
+    net = network(name)
+    x = inputs()
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    got = torch.func.grad(lambda p: torch.func.functional_call(net, p, (x,))[OUT[name]].sin().sum())(params)
+    net.zero_grad()
+    net(x)[OUT[name]].sin().sum().backward()
+    for k, p in net.named_parameters():
+        assert p.grad is not None
+        torch.testing.assert_close(got[k], p.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_a_second_derivative_through_a_generated_backward_is_refused() -> None:
+    """The generated backward is differentiable once: asked for a second derivative it says so (it came back
+    without the loop's part before); the plain variant's autograd gives the reference's."""
+    net = network("jordan")
+    x = inputs().requires_grad_()
+    with pytest.raises(RuntimeError, match=r"differentiable once\. Set `net\.generated_backward = False`"):
+        torch.autograd.grad(net(x).y.sin().sum(), x, create_graph=True)
+
+    def second(fn: object) -> torch.Tensor:
+        (g,) = torch.autograd.grad(fn(x).y.sin().sum(), x, create_graph=True)  # type: ignore[operator]
+        (gg,) = torch.autograd.grad(g.pow(2).sum(), x)
+        return gg
+
+    net.generated_backward = False
+    want = second(lambda x: reference(net, x))
+    assert want.abs().sum() > 0
+    torch.testing.assert_close(second(net), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("backward", [False, True], ids=["forward_in_time", "backward_in_time"])
+@pytest.mark.parametrize("lengths", [None, [4, 1, 3]], ids=["whole", "lengths"])
+def test_a_fused_cell_under_torch_func_runs_the_kernels_maths(kind: str, backward: bool, lengths: list | None) -> None:
+    """Under a torch.func transform a fused cell runs its maths in tensor ops (`kernels._cell_steps`): torch's
+    sequence kernel's numbers, outputs and final state, with lengths and backward in time."""
+    gen = torch.Generator().manual_seed(0)
+    gates = {"lstm": 4, "gru": 3}.get(kind, 1)
+    x = torch.randn(3, 4, 2, generator=gen, dtype=torch.float64)
+    hx = tuple(torch.randn(1, 3, 5, generator=gen, dtype=torch.float64) for _ in range(2 if kind == "lstm" else 1))
+    params = [torch.randn(gates * 5, n, generator=gen, dtype=torch.float64) for n in (2, 5)]
+    params += [torch.randn(gates * 5, generator=gen, dtype=torch.float64) for _ in range(2)]
+    lens = None if lengths is None else torch.tensor(lengths)
+    want = kernels._eager(kind, x, hx, params, lens, backward)
+    got = kernels._cell_steps(kind, x, hx, params, lens, backward)
+    for a, b in zip(got, want, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

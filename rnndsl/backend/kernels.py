@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnndsl.backend import native
@@ -48,6 +47,8 @@ __all__ = [
     "scan",
     "sequence",
     "step_functions",
+    "step_threads",
+    "transformed",
     "step_ready",
     "steps",
     "sum_to",
@@ -206,6 +207,11 @@ def untraced() -> bool:
     return _transform() is None
 
 
+def transformed() -> bool:
+    """Inside a torch.func transform (`grad`, `vmap`, `jacrev`...)."""
+    return _transform() is not None
+
+
 _transform = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)
 
 
@@ -261,14 +267,15 @@ def flat(record: Flat | None, params: tuple[torch.Tensor, ...]) -> tuple[torch.T
     recording = torch.is_grad_enabled()
     if recording and not (record.views[0].is_cuda or _FLAT_AUTOGRAD):
         return None  # a CPU call while autograd records: the `cat`s, without checking anything first
-    if list(map(_data_ptr, params)) != record.ptrs:
-        return None
+    if list(map(_data_ptr, params)) != record.ptrs or not all(map(_contiguous, params)):
+        return None  # not where the views are, or there but strided otherwise (`p.data = p.data.t()`)
     if not recording:
         return record.views
     return _Flat.apply(record, *params) if any(p.requires_grad for p in params) else None
 
 
 _data_ptr = torch.Tensor.data_ptr
+_contiguous = torch.Tensor.is_contiguous
 
 _FLAT_AUTOGRAD = False  # tests set it: the autograd path of `flat` on a CPU
 
@@ -341,6 +348,9 @@ def fused(
     With lengths, sequences are packed so the final state is each sequence's own; going backward,
     each sequence is reversed within its length first.
     """
+    if transformed() and not torch.compiler.is_compiling():  # torch.func (vmap, grad; not torch.compile's own use
+        # of functorch): the sequence kernels have no batching rule
+        return _cell_steps(kind, x, hx, params, lengths, backward)
     if _compiled_lstm_backward(kind, x, hx, params):
         # made here, where dynamo is loaded already (`torch.compiler.disable` imports it)
         return torch.compiler.disable(_eager, reason=_EAGER_WHY)(kind, x, hx, params, lengths, backward)
@@ -438,6 +448,49 @@ def _cell_step(
     return h.unsqueeze(1), h.unsqueeze(0), None
 
 
+def _cell_steps(
+    kind: str,
+    x: torch.Tensor,
+    hx: tuple[torch.Tensor, ...],
+    params: list[torch.Tensor],
+    lengths: torch.Tensor | None,
+    backward: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """`fused` step by step on the cell's maths in tensor ops, which a torch.func transform batches and
+    differentiates (torch's kernels and cell functions have no batching rule): past a sequence's length its state
+    stays and its output is 0, as the packed kernel gives them."""
+    if backward:
+        x = reverse(x, lengths)
+    h, c = hx[0].select(0, 0), (hx[1].select(0, 0) if kind == "lstm" else None)
+    w_ih, w_hh, b_ih, b_hh = params
+    outs = []
+    for t in range(x.shape[1]):
+        gi, gh = F.linear(x[:, t], w_ih, b_ih), F.linear(h, w_hh, b_hh)
+        new_c = None
+        if c is not None:  # gates (i, f, g, o), as torch's LSTM lays them out
+            i, f, g, o = (gi + gh).chunk(4, 1)
+            new_c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            new_h = torch.sigmoid(o) * torch.tanh(new_c)
+        elif kind == "gru":  # (r, z, n); n reads r times h's part
+            (ri, zi, ni), (rh, zh, nh) = gi.chunk(3, 1), gh.chunk(3, 1)
+            r, z = torch.sigmoid(ri + rh), torch.sigmoid(zi + zh)
+            new_h = (1 - z) * torch.tanh(ni + r * nh) + z * h
+        else:
+            new_h = torch.tanh(gi + gh) if kind == "rnn_tanh" else torch.relu(gi + gh)
+        if lengths is None:
+            outs.append(new_h)
+        else:
+            live = (lengths > t).unsqueeze(1)
+            new_h = torch.where(live, new_h, h)
+            new_c = None if c is None or new_c is None else torch.where(live, new_c, c)
+            outs.append(torch.where(live, new_h, 0.0))
+        h, c = new_h, new_c
+    out = torch.stack(outs, 1)
+    if backward:
+        out = reverse(out, lengths)
+    return out, h.unsqueeze(0), None if c is None else c.unsqueeze(0)
+
+
 def scan(step: Any, init: Any, xs: Any, dim: int, reverse: bool) -> Any:
     """torch's `scan` (`torch._higher_order_ops.scan`): what the code traced by `torch.export` runs a loop
     with, so the exported program keeps its length dynamic (a Python loop is unrolled at the example's)."""
@@ -478,9 +531,22 @@ class _Loop(torch.autograd.Function):
         return forward_fn(ctx, steps, batch, train, *inputs)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, *grads: torch.Tensor) -> Any:
+        once()
         return (None, None, None, None, None, None, *ctx.backward_fn(ctx, *grads))
+
+
+def once() -> None:
+    """In a backward that is differentiable once (a loop's generated one, the linear scan's C): refuse to run
+    where autograd records it (`create_graph=True`, a second derivative wanted). `once_differentiable` does not
+    do: its error node has no inputs, so autograd never runs it, and a second derivative through the loop
+    came back silently without the loop's part."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "a second derivative through a loop's generated backward (autograd.grad or backward with "
+            "create_graph=True): it is differentiable once. Set `net.generated_backward = False` before the "
+            "forward call for autograd through torch's ops, which differentiates twice"
+        )
 
 
 def loop(forward_fn: Any, backward_fn: Any, steps: int, batch: int, train: bool, *inputs: torch.Tensor | None) -> Any:
@@ -510,9 +576,10 @@ class _NoBackward:
 
 
 def step_ready(source: str, like: torch.Tensor) -> bool:
-    """Whether a loop's native steps run for this call: a CPU tensor of float32 or float64, no tracer looking,
-    and the library built (once per source, then cached)."""
-    if like.device.type != "cpu" or like.dtype not in _STEP_TYPES:
+    """Whether a loop's native steps run for this call: a CPU tensor of float32 or float64 with some values (an
+    empty batch leaves the C nothing to do, and no row to read a param from), no tracer looking, and the library
+    built (once per source, then cached)."""
+    if like.device.type != "cpu" or like.dtype not in _STEP_TYPES or like.numel() == 0:
         return False
     if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return False
@@ -521,7 +588,7 @@ def step_ready(source: str, like: torch.Tensor) -> bool:
 
 def step_functions(source: str, like: torch.Tensor, backward: bool) -> list[Any]:
     """A loop's native step functions for `like`'s dtype, forward or backward, in step order: each takes
-    (step, T, B, pointer table)."""
+    (step, T, B, threads, pointer table)."""
     return _step_functions(source, _STEP_TYPES[like.dtype], backward)
 
 
@@ -532,9 +599,11 @@ def _step_functions(source: str, suffix: str, backward: bool) -> list[Any]:
     return [getattr(lib, n) for n in names if step.fullmatch(n.rsplit("_", 2)[-2])]  # _N0_fw1_f32: fw1
 
 
-def run_whole(source: str, like: torch.Tensor, backward: bool, steps: int, batch: int, table: int) -> None:
+def run_whole(
+    source: str, like: torch.Tensor, backward: bool, steps: int, batch: int, threads: int, table: int
+) -> None:
     """A loop with no matrix product in its step run over all its steps by one C call (`_fwall`, `_bwall`)."""
-    _whole_function(source, _STEP_TYPES[like.dtype], backward)(steps, batch, table)
+    _whole_function(source, _STEP_TYPES[like.dtype], backward)(steps, batch, threads, table)
 
 
 @functools.cache
@@ -542,6 +611,21 @@ def _whole_function(source: str, suffix: str, backward: bool) -> Any:
     lib, end = native.step_library(source, suffix), f"_{'bw' if backward else 'fw'}all_{suffix}"
     (name,) = [n for n in native.exported(source) if n.endswith(end)]
     return getattr(lib, name)
+
+
+# The fewest values a native step call (batch x the loop's units) splits among threads, as torch's grain for an
+# elementwise op. Measured (2 threads, split against one thread for the C, in one process): layer-norm LSTM
+# 0.94-0.96x at 64 x 100 x 128 -> 32 (20480 values) and 16 x 1000 x 128 -> 128, 0.95-0.97x at 64 x 100 x 512;
+# peephole LSTM and IndRNN 0.96-0.99x at 512; calls below the grain unchanged.
+STEP_GRAIN = 16384
+
+
+def step_threads(values: int) -> int:
+    """How many threads share the rows of a native step call over `values` values (batch x units a row): torch's
+    intra-op thread count (`torch.set_num_threads`), or one where the call is small. The C kernels use the
+    OpenMP runtime torch loaded (the same `libgomp.so.1`), so the threads are torch's own, not a second pool."""
+    threads = torch.get_num_threads()
+    return threads if threads > 1 and values >= STEP_GRAIN else 1
 
 
 def pointers(*tensors: torch.Tensor | None) -> tuple[Any, int]:
@@ -653,7 +737,7 @@ def linear_scan(
         kept = torch.cat([keep[:, 1:], torch.ones_like(keep[:, :1])], 1)  # whether step t + 1's value is passed on
         b_ = torch.where(kept, b_, torch.addcmul(b_, a_, start.unsqueeze(1)))
         a_ = torch.where(kept, a_, 0.0)
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():  # a tracer sees tensor ops, not a C call
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or transformed():  # tensor ops, not a C call
         return _traced_scan(a_, b_, start, reverse)
     if steps == 1:  # one step is its one multiply-add: torch's ops, cheaper than a node and its call at this size
         return b_ + a_ * start.unsqueeze(1)
@@ -673,8 +757,8 @@ class _LinearScan(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> Any:
+        once()
         a, start, out = ctx.saved_tensors
         lib = _native(a)
         if lib is not None:  # one pass: g, da and d start together

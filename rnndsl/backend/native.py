@@ -125,15 +125,19 @@ def scan_kernel() -> ctypes.CDLL | None:
 def step_library(source: str, suffix: str) -> ctypes.CDLL | None:
     """A loop's step kernels (`backend.native_step`) for one C type ("f32" or "f64": the source's part under
     `#ifdef RNNDSL_F32`...), built on first use (then loaded from the cache), or None (`why_not("step")` says
-    why). A step function takes (step, T, B, pointer table); a whole run over time (`_fwall`, `_bwall`, where the
-    loop has no matrix product) takes (T, B, pointer table)."""
-    lib = library("step", source, (*STEP_FLAGS, f"-DRNNDSL_{suffix.upper()}"), STEP_LIBS)
+    why). A step function takes (step, T, B, threads, pointer table); a whole run over time (`_fwall`, `_bwall`,
+    where the loop has no matrix product) takes (T, B, threads, pointer table). Built with OpenMP (`-fopenmp`)
+    where the compiler has it, which splits a call's rows among the threads given; else without, the rows in
+    order."""
+    flags = (*STEP_FLAGS, f"-DRNNDSL_{suffix.upper()}")
+    lib = library("step", source, (*flags, "-fopenmp"), STEP_LIBS) or library("step", source, flags, STEP_LIBS)
     if lib is None:
         return None
     for name in exported(source):
         if name.endswith("_" + suffix):
             fn = getattr(lib, name)
-            longs = 2 if name.rsplit("_", 2)[-2].endswith("all") else 3  # a whole run: (T, B, table)
+            # a step: (step, T, B, threads, table); a whole run: (T, B, threads, table)
+            longs = 3 if name.rsplit("_", 2)[-2].endswith("all") else 4
             fn.argtypes = [*[ctypes.c_long] * longs, ctypes.c_void_p]
             fn.restype = None
     return lib

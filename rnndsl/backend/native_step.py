@@ -36,6 +36,10 @@ A loop with no matrix product in its step (every product hoisted: IndRNN, SRU, Q
 whole run over time, one C call a direction (`_fwall`, `_bwall`, called by `kernels.run_whole`): no Python or
 ctypes call a step. On a CPU that beats the linear scan of a loop linear in its past (`codegen` prefers it).
 
+A call's rows are independent (each reads and writes its own row of every buffer; the products between calls are
+torch's): where a call covers enough values (`kernels.step_threads`), its rows are split among torch's threads by
+OpenMP, the runtime torch itself loaded, each row's arithmetic the same as on one thread.
+
 The numbers are those of the torch loop up to rounding (vector exp and tanh are within a few ulps of torch's),
 not bitwise: the tests compare both with the reference executor (1e-10 in float64).
 """
@@ -67,6 +71,9 @@ _TYPES = {
     "f64": ("double", {"EXP": "exp", "TANH": "tanh", "LOG": "log", "SIN": "sin", "COS": "cos", "SQRT": "sqrt"}),
 }
 _VECTOR_MATHS = ("EXP", "TANH", "LOG", "SIN", "COS")
+# A step's (or a whole run's) rows split among the threads the call site gives (`kernels.step_threads`: one where
+# the work is too small to pay for waking them)
+_ROWS_PRAGMA = "#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)"
 
 # What a row-wise op (layer_norm) needs of whole rows: the mean and 1/std of its argument's row (two passes, as
 # torch's biased variance, eps 1e-5), and for its derivative the means of the gradient's row and of the gradient
@@ -291,19 +298,28 @@ class NativeLoop:
                     out.append(f"    for (long j = 0; j < {body.size}; j++) {{")
                     out += [f"        {line}" for line in body.lines]
                     out += ["    }", "}"]
-                out.append(f"// export {fn}")
-                out.append(f"void {fn}(long s, long T, long B, real *const *p) {{")
+                # one row of one step; rows are independent (each reads and writes its own row of every buffer),
+                # so the rows of a step, or of a whole run, are split among `threads` (OpenMP; where the compiler
+                # has none, the pragma is ignored and the rows run in order)
+                out.append(f"static void {fn}_row(long s, long T, long B, long b, real *const *p) {{")
                 out.append("    long t = s;" if self.forward_loop else "    long t = T - 1 - s;")
-                out.append("    for (long b = 0; b < B; b++) {")
                 for i, body in enumerate(nests):
-                    out += [f"        {line}" for line in body.pre]
-                    out.append(f"        {fn}_{i}({', '.join([*body.pointers.values(), *body.scalars])});")
-                out += ["    }", "}"]
-                if self.whole:  # no matrix product in the step: the whole run over time is one call too
+                    out += [f"    {line}" for line in body.pre]
+                    out.append(f"    {fn}_{i}({', '.join([*body.pointers.values(), *body.scalars])});")
+                out.append("}")
+                out.append(f"// export {fn}")
+                out.append(f"void {fn}(long s, long T, long B, long threads, real *const *p) {{")
+                out.append(_ROWS_PRAGMA)
+                out.append(f"    for (long b = 0; b < B; b++) {fn}_row(s, T, B, b, p);")
+                out.append("}")
+                if self.whole:  # no matrix product in the step: the whole run over time is one call too, a row's
+                    # steps one after another
                     steps = "long s = 0; s < T; s++" if name.startswith("fw") else "long s = T - 1; s >= 0; s--"
-                    out.append(f"// export {self.fname}_{name[:2]}all_{suffix}")
-                    out.append(f"void {self.fname}_{name[:2]}all_{suffix}(long T, long B, real *const *p) {{")
-                    out.append(f"    for ({steps}) {fn}(s, T, B, p);")
+                    whole = f"{self.fname}_{name[:2]}all_{suffix}"
+                    out.append(f"// export {whole}")
+                    out.append(f"void {whole}(long T, long B, long threads, real *const *p) {{")
+                    out.append(_ROWS_PRAGMA)
+                    out.append(f"    for (long b = 0; b < B; b++) for ({steps}) {fn}_row(s, T, B, b, p);")
                     out.append("}")
             out += [f"#undef {m}" for m in ["real", *maths, "FABS"]]
             if any(body.pre for _, nests in bodies for body in nests):
@@ -617,6 +633,10 @@ class NativeLoop:
         lf = self.lf
         return [f"_V_{var(n)}" for n in self.nodes] + [f"_Q_{q}" for q in lf.seqs] + [f"_S_{st}" for st in lf.statics]
 
+    def _threads(self) -> str:
+        """Python: how many threads share each C call's rows (`_nt`), from the loop's units a row and the batch."""
+        return f"_nt = K.step_threads(B * {sum(self.net[n].size for n in self.nodes)})"
+
     def _row_of(self, name: str, index: str) -> str:
         """Python: the row of a node's value buffer at `index` (k + step), wrapped where it may be a ring."""
         return f"({index}) % _n_{var(name)}" if name in self.ringed else index
@@ -652,8 +672,9 @@ class NativeLoop:
             lines.append(f"_Q_{q} = {q}.contiguous()")
         have = ("_R_", "_V_", "_Z_", "_S_", "_Q_")  # the forward's buffers; the backward's are not made yet
         lines.append(f"_tab, _at = K.pointers({', '.join(b if b.startswith(have) else 'None' for b in self.table)})")
+        lines.append(self._threads())
         if self.whole:
-            lines.append(f"K.run_whole({self.source_name}, {like}, False, T, B, _at)")
+            lines.append(f"K.run_whole({self.source_name}, {like}, False, T, B, _nt, _at)")
         else:
             lines.append("for _s in range(T):")
             lines.append("    t = _s" if self.forward_loop else "    t = T - 1 - _s")
@@ -666,7 +687,7 @@ class NativeLoop:
                         lines.append(f"    torch.addmm({pre}, {x}, _WT0_{g.name}, out=_Z_{g.name})")
                     else:
                         lines.append(f"    _Z_{g.name}.addmm_({x}, _WT{j}_{g.name})")
-            lines.append(f"    _fw[{i}](_s, T, B, _at)")
+            lines.append(f"    _fw[{i}](_s, T, B, _nt, _at)")
         kept = lf._weights() + [f"_pre_{g.name}" for g in self.plan.groups if g.name in self.em.constant_addend]
         kept += self._kept()
         lines.append(f"ctx.save_for_backward({', '.join(kept)})")
@@ -674,8 +695,11 @@ class NativeLoop:
         results = {}  # each output's code: a node's steps in time order, or one of its last values (a state)
         for n in self.nodes:
             v, k = var(n), self.k(n)
+            # (B, T, H), a tensor of its own: at B = 1 the transposed steps are already contiguous, and
+            # `.contiguous()` would hand out a view (of the kept buffer, or of the flip), on which an in-place op
+            # fails in autograd
             seq = f"_V_{v}[{k}:]" if self.forward_loop else f"_V_{v}[{k}:].flip(0)"
-            results[v] = f"{seq}.transpose(0, 1).contiguous()"
+            results[v] = f"{seq}.transpose(0, 1).clone(memory_format=torch.contiguous_format)"
             results.update(
                 {f"_r{i}_{v}": f"_V_{v}[{self._row_of(n, f'{k} + T - {i}')}].clone()" for i in range(1, k + 1)}
             )
@@ -718,12 +742,13 @@ class NativeLoop:
             rows = ", ".join(f"{self.k(n)} + T" for n in self.ringed)
             lines.append(f"_R_ = torch.tensor([{rows}], dtype=torch.long)")
         lines.append(f"_tab, _at = K.pointers({', '.join('None' if b.startswith('_Z_') else b for b in self.table)})")
+        lines.append(self._threads())
         if self.whole:
-            lines.append(f"K.run_whole({self.source_name}, {like}, True, T, B, _at)")
+            lines.append(f"K.run_whole({self.source_name}, {like}, True, T, B, _nt, _at)")
         else:
             lines.append("for _s in range(T - 1, -1, -1):")
         for i, block in reversed(list(enumerate([] if self.whole else self.blocks))):
-            lines.append(f"    _bw[{i}](_s, T, B, _at)")
+            lines.append(f"    _bw[{i}](_s, T, B, _nt, _at)")
             for g in block.groups:
                 for j, src in enumerate(_reads(g)):
                     slots = self.k(src.name) + 1

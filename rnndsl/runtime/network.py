@@ -434,14 +434,29 @@ class CompiledNetwork(nn.Module):
         # iteration.
         table: dict[str, torch.Tensor] = {}
         layers: dict[str, Any] = self._modules["layers"]._modules  # type: ignore[union-attr]
+        try:
+            for key, slots in self._slots:
+                layer = layers[key]
+                weights = layer._modules["weight"]._parameters
+                for name, j in slots:
+                    table[name] = weights[j] if j else layer._parameters["bias"]
+            params = self._modules["params"]._parameters  # type: ignore[union-attr]
+            for name, key in self._learned:
+                table[name] = params[key]  # type: ignore[assignment]
+        except KeyError:  # a parametrized tensor (`torch.nn.utils.parametrize`: weight_norm, orthogonal...) is
+            return self._parameters_as_attributes()  # no entry of its dict: computed by its module's attribute
+        return table
+
+    def _parameters_as_attributes(self) -> dict[str, torch.Tensor]:
+        """`parameter_table` through the modules' attributes, which compute a parametrized tensor."""
+        table: dict[str, torch.Tensor] = {}
+        layers: Any = self.layers
         for key, slots in self._slots:
-            layer = layers[key]
-            weights = layer._modules["weight"]._parameters
+            layer = getattr(layers, key)
             for name, j in slots:
-                table[name] = weights[j] if j else layer._parameters["bias"]
-        params = self._modules["params"]._parameters  # type: ignore[union-attr]
+                table[name] = getattr(layer.weight, j) if j else layer.bias
         for name, key in self._learned:
-            table[name] = params[key]  # type: ignore[assignment]
+            table[name] = getattr(self.params, key)
         return table
 
     def boundary_values(
@@ -586,7 +601,9 @@ class CompiledNetwork(nn.Module):
         for cell in cells:
             params = [table[name] for name in cell.params]
             kept = self._flats.get(cell.key)
-            if kept is not None and all(p.data_ptr() == ptr for p, ptr in zip(params, kept.ptrs, strict=True)):
+            if kept is not None and all(
+                p.data_ptr() == ptr and p.is_contiguous() for p, ptr in zip(params, kept.ptrs, strict=True)
+            ):
                 flats[cell.key] = kept
             elif len({(p.dtype, p.device) for p in params}) == 1:
                 flats[cell.key] = _lay_out(cell, params)
@@ -596,8 +613,9 @@ class CompiledNetwork(nn.Module):
     def _native_inference(self) -> bool:
         """Whether a call autograd does not record takes the variant with loop functions all the same: there,
         loops with native steps (`backend.native_step`) run them, faster than the plain loop forward too."""
-        if torch.compiler.is_compiling() or torch.jit.is_tracing() or _exporting():
-            return False  # first: dynamo cannot trace what `native.available` reads
+        if not kernels.untraced() or _exporting():
+            return False  # first: dynamo cannot trace what `native.available` reads; a torch.func transform (vmap)
+            # cannot run the loop's autograd.Function
         device = self._device_type()
         return device == "cpu" and "step" in fused_kinds(self.fuse_cells, device) and native.available()
 
@@ -718,8 +736,14 @@ _NONE: frozenset[str] = frozenset()  # no self-fed input runs free
 
 def _records() -> bool:
     """Whether this call runs the variant whose loops carry their own generated backward: autograd records,
-    and no tracer (torch.compile, export, jit.trace) is looking, which sees the plain variant's tensor ops."""
-    return torch.is_grad_enabled() and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+    and no tracer (torch.compile, export, jit.trace) is looking, which sees the plain variant's tensor ops,
+    nor a torch.func transform (`grad`, `vmap`), which differentiates or batches those ops itself."""
+    return (
+        torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not kernels.transformed()
+    )
 
 
 def _exporting() -> bool:
