@@ -187,6 +187,8 @@ def test_rows_split_among_threads_give_the_numbers_of_one_thread(
 ) -> None:
     """Each C call's rows split among torch's threads (every call, the grain set to 0): the reference's numbers
     and gradients, and bitwise those of one thread (each row's arithmetic is the same wherever it runs)."""
+    if not native.shared_openmp():
+        pytest.skip("torch's threads are not GNU OpenMP's here: the C keeps one thread")
     net = _net(NATIVE[name])
     call = random_inputs(net, "cpu", batch=5, steps=6)
     threads = torch.get_num_threads()

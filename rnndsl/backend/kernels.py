@@ -622,10 +622,10 @@ STEP_GRAIN = 16384
 
 def step_threads(values: int) -> int:
     """How many threads share the rows of a native step call over `values` values (batch x units a row): torch's
-    intra-op thread count (`torch.set_num_threads`), or one where the call is small. The C kernels use the
-    OpenMP runtime torch loaded (the same `libgomp.so.1`), so the threads are torch's own, not a second pool."""
+    intra-op thread count (`torch.set_num_threads`), or one where the call is small, or where torch's threads are
+    not GNU OpenMP's (`native.shared_openmp`: a second pool's threads would spin against torch's)."""
     threads = torch.get_num_threads()
-    return threads if threads > 1 and values >= STEP_GRAIN else 1
+    return threads if threads > 1 and values >= STEP_GRAIN and native.shared_openmp() else 1
 
 
 def pointers(*tensors: torch.Tensor | None) -> tuple[Any, int]:

@@ -29,7 +29,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["SOURCE", "available", "cache_dir", "exported", "library", "scan_kernel", "step_library", "why_not"]
+__all__ = [
+    "SOURCE",
+    "available",
+    "cache_dir",
+    "exported",
+    "library",
+    "scan_kernel",
+    "shared_openmp",
+    "step_library",
+    "why_not",
+]
 
 FLAGS = ("-std=c99", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
 
@@ -130,6 +140,7 @@ def step_library(source: str, suffix: str) -> ctypes.CDLL | None:
     where the compiler has it, which splits a call's rows among the threads given; else without, the rows in
     order."""
     flags = (*STEP_FLAGS, f"-DRNNDSL_{suffix.upper()}")
+    shared_openmp()  # asked before a kernel built with -fopenmp loads a libgomp of its own
     lib = library("step", source, (*flags, "-fopenmp"), STEP_LIBS) or library("step", source, flags, STEP_LIBS)
     if lib is None:
         return None
@@ -141,6 +152,19 @@ def step_library(source: str, suffix: str) -> ctypes.CDLL | None:
             fn.argtypes = [*[ctypes.c_long] * longs, ctypes.c_void_p]
             fn.restype = None
     return lib
+
+
+@functools.cache
+def shared_openmp() -> bool:
+    """Whether torch runs its threads on GNU OpenMP, whose `libgomp.so.1` importing torch loaded: a step kernel
+    built with -fopenmp then links that same library, and its threads are torch's pool. Elsewhere (Intel's
+    OpenMP, macOS, no /proc) the kernels' rows stay on one thread (`kernels.step_threads`). Asked first before
+    any step kernel loads."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("/libgomp" in line for line in maps)
+    except OSError:
+        return False
 
 
 def exported(source: str) -> list[str]:
