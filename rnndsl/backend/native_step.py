@@ -288,13 +288,15 @@ class NativeLoop:
                 out += [line.replace("SUFFIX", suffix) for line in _ROW_HELPERS]
             for name, nests in bodies:
                 # each loop over units is a function of its row pointers: `restrict` on parameters is what
-                # lets the compiler vectorise it (on pointers computed in the loop over rows it does not)
+                # lets the compiler vectorise it (on pointers computed in the loop over rows it does not); not
+                # inlined, so every row runs the same code whatever number of rows its thread takes (inlined,
+                # gcc gave one row other vector paths than several, tanh a few ulps apart; the same speed)
                 fn = f"{self.fname}_{name}_{suffix}"
                 for i, body in enumerate(nests):
                     params = ", ".join(
                         [*(f"real *restrict {c}" for c in body.pointers), *map("real {}".format, body.scalars)]
                     )
-                    out.append(f"static void {fn}_{i}({params}) {{")
+                    out.append(f"static __attribute__((noinline)) void {fn}_{i}({params}) {{")
                     out.append(f"    for (long j = 0; j < {body.size}; j++) {{")
                     out += [f"        {line}" for line in body.lines]
                     out += ["    }", "}"]
