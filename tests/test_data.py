@@ -144,7 +144,9 @@ def test_jsonl_sequences_of_different_lengths(tmp_path: Path, capsys: pytest.Cap
     )
     assert status == 0, err
     (tmp_path / "bad.jsonl").write_text('{"x": [[1, 2]], "y": 0}\n{"x": [[1, 2]]}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl:2: expected an object \{\"x\": \[...\], \"y\": ...\}, no key 'y'"):
+    with pytest.raises(
+        DataError, match=r"bad.jsonl:2: expected an object \{\"x\": \[...\], \"y\": ...\}, got an object with keys 'x'"
+    ):
         Data(path=str(tmp_path / "bad.jsonl")).check()
 
 
@@ -181,7 +183,28 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     out["text"] = (tmp_path / "text.npz", "not a readable .npz file")
     (tmp_path / "d.csv").write_text("1,2\n")
     out["suffix"] = (tmp_path / "d.csv", "a data file is .npz (arrays x, y, lengths) or .jsonl")
+    ok = '{"x": [[0.1, 0.2], [0.3, 0.4]], "y": 1}\n'
+    jsonl = {  # each names its line (numpy's and the codec's own messages did not)
+        "widths": (
+            ok + '{"x": [[0.1, 0.2, 0.3]], "y": 0}\n',
+            "widths.jsonl:2: `x` has steps of size 3, where line 1's",
+        ),
+        "ids": (ok + '{"x": [1, 2], "y": 0}\n', "ids.jsonl:2: `x` holds token ids (numbers), where line 1's has"),
+        "ys": (ok + '{"x": [[0.1, 0.2]], "y": [0, 1, 1]}\n', "ys.jsonl:2: `y` is shaped [3], line 1's []"),
+        "ragged": ('{"x": [[1, 2], [3]], "y": 1}\n', "ragged.jsonl:1: `x` is ragged"),
+        "list": ("[1, 2, 3]\n", 'list.jsonl:1: expected an object {"x": [...], "y": ...}, got a list'),
+        "words": ('{"x": [["a", "b"]], "y": 1}\n', "words.jsonl:1: `x` holds text; numbers only"),
+        "latin1": (ok + '{"x": [[1, 2]], "y": 1, "n": "\xe9"}\n', "latin1.jsonl:2: not UTF-8 text (byte 0xe9)"),
+    }
+    for name, (text, message) in jsonl.items():
+        (tmp_path / f"{name}.jsonl").write_bytes(text.encode("latin-1"))
+        out[name] = (tmp_path / f"{name}.jsonl", message)
     return out
+
+
+def test_a_jsonl_file_may_start_with_a_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "bom.jsonl").write_text('{"x": [[1, 2], [3, 4]], "y": 1}\n' * 3, encoding="utf-8-sig")
+    assert Data(path=str(tmp_path / "bom.jsonl")).data.x.shape == (3, 2, 2)
 
 
 def test_bad_files_are_one_message_naming_the_array_and_nothing_is_written(

@@ -109,6 +109,7 @@ def test_examples_are_listed_and_served_and_nothing_else(url: str) -> None:
     [
         ("api/check", b"not json", 400, "the body must be JSON"),
         ("api/check", b"[1, 2]", 400, "a JSON object"),
+        ("api/check", b"[" * 60000, 400, "nested too deeply"),  # a RecursionError in the parser: it was a 500
         ("api/check", b"{}", 400, "field 'spec'"),
         ("api/check", b'{"spec": 3}', 400, "must be str, not int"),
         ("api/check", b'{"spec": "x", "eval": "1"}', 400, "unknown field 'eval'"),

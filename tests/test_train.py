@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import random
 import shutil
 import signal
@@ -238,6 +239,19 @@ def test_unreadable_checkpoints(tmp_path: Path) -> None:
     torch.save({"a": 1}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="is not an rnndsl checkpoint"):
         read_checkpoint(tmp_path / "other.pt")
+    # text that torch's unpickler reads as opcodes (it raised KeyError: 101 through every command)
+    (tmp_path / "hello.pt").write_text("hello\n")
+    with pytest.raises(CheckpointError, match=r"hello\.pt is not a readable checkpoint \(KeyError"):
+        read_checkpoint(tmp_path / "hello.pt")
+    # a pickle of other objects: torch's advice to load it unsafely is not passed on
+    (tmp_path / "object.pt").write_bytes(pickle.dumps(Path("x")))
+    with pytest.raises(CheckpointError, match=r"is not a readable checkpoint \(Unsupported operand") as refused:
+        read_checkpoint(tmp_path / "object.pt")
+    assert "weights_only" not in str(refused.value)
+    with pytest.raises(CheckpointError, match="is a spec, not a checkpoint"):
+        read_checkpoint(EXAMPLES / "digits_lstm.rnn")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        read_checkpoint(tmp_path)
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

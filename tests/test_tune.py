@@ -159,6 +159,11 @@ def test_tune_options_are_checked(
     )
     assert main(["tune", str(a), "--data", str(data), "--trials", "0"]) == 1
     assert "--trials takes a whole number >= 1, got 0" in capsys.readouterr().err
+    for url in ("bogus://x", f"sqlite:///{tiny_data[0].parent}/no/such/folder/s.db"):  # not a traceback
+        assert main(["tune", str(a), "--data", str(data), "--trials", "1", "--storage", url, "-q"]) == 1
+        said = capsys.readouterr().err
+        assert said.startswith(f"rnndsl tune: error: --storage {url}: cannot open it as a study's database (")
+        assert said.endswith("expected a database URL such as sqlite:///study.db, in a folder that exists\n")
     monkeypatch.setitem(sys.modules, "optuna", None)
     assert main(["tune", str(a), "--data", str(data)]) == 1
     assert (

@@ -74,6 +74,8 @@ async def _body(request: Request, fields: dict[str, type]) -> dict[str, Any]:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as err:
         raise RequestError(400, f"the body must be JSON: {err}") from None
+    except RecursionError:  # `[[[...` tens of thousands deep, within the size limit
+        raise RequestError(400, "the body must be JSON of a few levels: it is nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestError(400, "the body must be a JSON object")
     for key, value in data.items():

@@ -61,25 +61,65 @@ def _read_npz(path: Path, raw: bytes) -> dict[str, np.ndarray]:
 
 
 def _read_jsonl(path: Path, raw: bytes) -> dict[str, np.ndarray]:
-    xs, ys = [], []
-    for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark is allowed, as in a spec
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x}); save the file as UTF-8") from None
+    xs, ys, lines = [], [], []
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
+        where = f"{path}:{number}"
         try:
             record = json.loads(line)
-            x, y = np.asarray(record["x"]), np.asarray(record["y"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            what = f"no key {err}" if isinstance(err, KeyError) else str(err)
-            raise DataError(f'{path}:{number}: expected an object {{"x": [...], "y": ...}}, {what}') from None
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise DataError(f"{where}: not JSON ({err}); each line is an object {_RECORD}") from None
+        if not isinstance(record, dict) or "x" not in record or "y" not in record:
+            got = (
+                f"an object with keys {', '.join(map(repr, record))}"
+                if isinstance(record, dict)
+                else "a " + (type(record).__name__)
+            )
+            raise DataError(f"{where}: expected an object {_RECORD}, got {got}")
+        x, y = _array(where, "x", record["x"]), _array(where, "y", record["y"])
         if x.ndim not in (1, 2) or not len(x):
-            raise DataError(f"{path}:{number}: `x` is a non-empty list of steps (numbers, or lists of numbers)")
+            raise DataError(f"{where}: `x` is a non-empty list of steps (numbers, or lists of numbers)")
+        if xs and x.shape[1:] != xs[0].shape[1:]:
+            raise DataError(f"{where}: `x` {_steps(x)}, where line {lines[0]}'s {_steps(xs[0])}")
         xs.append(x)
         ys.append(y)
+        lines.append(number)
     if not xs:
         raise DataError(f"{path}: no sequence in the file")
     lengths = np.array([len(x) for x in xs])
     per_step = all(y.ndim >= 1 and len(y) == len(x) for x, y in zip(xs, ys, strict=True)) and len(set(lengths)) > 1
+    for y, number in zip(ys, lines, strict=True):
+        if (y.shape[1:] if per_step else y.shape) != (ys[0].shape[1:] if per_step else ys[0].shape):
+            raise DataError(
+                f"{path}:{number}: `y` is shaped {list(y.shape)}, line {lines[0]}'s {list(ys[0].shape)}: every "
+                "sequence's target has one shape (or one a step, as long as its `x`)"
+            )
     return {"x": _pad(xs), "y": _pad(ys) if per_step else np.stack(ys), "lengths": lengths}
+
+
+_RECORD = '{"x": [...], "y": ...}'
+
+
+def _array(where: str, key: str, value: object) -> np.ndarray:
+    """A record's `x` or `y` as an array of numbers, or a DataError naming the line."""
+    try:
+        out = np.asarray(value)
+    except ValueError:  # numpy: "setting an array element with a sequence. ... inhomogeneous shape"
+        raise DataError(f"{where}: `{key}` is ragged: its lists (steps) have different lengths") from None
+    if out.dtype.kind not in "biuf":
+        raise DataError(f"{where}: `{key}` holds {'text' if out.dtype.kind == 'U' else 'other values'}; numbers only")
+    return out
+
+
+def _steps(x: np.ndarray) -> str:
+    """What a sequence's steps are, for a message: token ids, or vectors of some size."""
+    return "holds token ids (numbers)" if x.ndim == 1 else f"has steps of size {x.shape[1]}"
 
 
 def _pad(rows: list[np.ndarray]) -> np.ndarray:

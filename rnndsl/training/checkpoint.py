@@ -188,15 +188,30 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The contents of a checkpoint file, or a `CheckpointError` saying why it cannot be used."""
+    if Path(path).suffix == ".rnn":
+        raise CheckpointError(f"{path} is a spec, not a checkpoint: give the checkpoint.pt a training run wrote")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:  # torch's loader raises these
-        raise CheckpointError(f"{path} is not a readable checkpoint: {str(err).splitlines()[0]}") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder: give the checkpoint.pt in it") from None
+    except Exception as err:  # whatever torch's reader raises on bytes that are not a checkpoint (KeyError...)
+        raise CheckpointError(f"{path} is not a readable checkpoint ({_reader_said(err)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an rnndsl checkpoint (expected format {FORMAT})")
     return state
+
+
+def _reader_said(err: Exception) -> str:
+    """What torch's reader said of a file that is not a checkpoint, in one line: for the weights-only unpickler its
+    finding ("Unsupported operand 110"), not its advice to load the file unsafely."""
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) and "WeightsUnpickler error:" in text:
+        found = [line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines() if line.strip()]
+        return found[0] if found else "torch's weights-only reader refused it"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def spec_differences(state: dict[str, Any], spec: str, net: CompiledNetwork | CompiledModel) -> list[str]:

@@ -160,16 +160,20 @@ def finished(frozen: Any) -> Trial:
 def _storage(optuna: Any, url: str) -> Any:
     """Optuna's RDB storage of `url`. Two processes that start on a new database both create its tables, and
     the slower one fails on the rows the other wrote; by then the tables exist, so it tries again."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     # SQLite: processes wait up to a minute for each other's writes instead of failing at once
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else None
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine)
-        except SQLAlchemyError:
-            if attempt == 4:
-                raise
+        except SQLAlchemyError as err:
+            if attempt == 4 or isinstance(err, ArgumentError):  # a URL no database answers: no use waiting
+                said = str(err).splitlines()[0]
+                raise ValueError(
+                    f"--storage {url}: cannot open it as a study's database ({said}); expected a database URL "
+                    "such as sqlite:///study.db, in a folder that exists"
+                ) from None
             time.sleep(0.2 * (attempt + 1))
     return None
 
