@@ -64,9 +64,11 @@ def _read_jsonl(path: Path, raw: bytes) -> dict[str, np.ndarray]:
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark is allowed, as in a spec
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x}); save the file as UTF-8") from None
-    xs, ys, lines = [], [], []
+        at = raw[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}:{at}: not UTF-8 text (byte {raw[err.start]:#04x}); save the file as UTF-8") from None
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    lines: list[int] = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
