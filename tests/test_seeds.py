@@ -130,7 +130,7 @@ def test_seed_options_are_checked(
     out = tmp_path / "r"
     assert main(["train", str(a), "--data", str(data), *QUICK, "--seeds", "2", "--out", str(out)]) == 0
     assert main(["train", str(a), "--data", str(data), *QUICK, "--seeds", "2", "--out", str(out)]) == 1
-    assert f"{out / 'seed-0'} already holds a run at step 6" in capsys.readouterr().err
+    assert f"{out} already holds seeds.json, seeds.md, curves.png of earlier runs" in capsys.readouterr().err
 
 
 def test_without_scipy_the_extra_is_named_before_anything_runs(

@@ -212,6 +212,11 @@ def test_resume_refuses_another_run(tmp_path: Path) -> None:
         train(TINY, Digits(seed=1), TrainConfig(**{**QUICK.__dict__, "lr": 0.5}), resume=tmp_path / "checkpoint.pt")
     assert "task: digits(seed=0) in the checkpoint, digits(seed=1) here" in str(info.value)
     assert "lr: 0.01 in the checkpoint, 0.5 here" in str(info.value)
+    before = (tmp_path / "results.json").read_bytes()
+    fewer = TrainConfig(**{**QUICK.__dict__, "steps": QUICK.steps - 1})  # results.json recorded its steps beside
+    with pytest.raises(TrainingError, match=f"the checkpoint is at step {QUICK.steps}, and steps is the run's total"):
+        train(TINY, Digits(), fewer, resume=tmp_path / "checkpoint.pt")  # the checkpoint's losses before
+    assert (tmp_path / "results.json").read_bytes() == before
 
 
 def test_cosine_decay_follows_the_step_and_must_match_on_resume(tmp_path: Path) -> None:
@@ -596,7 +601,7 @@ def test_cli_resume_goes_on_in_the_checkpoints_folder(
         err = capsys.readouterr().err
         assert err == (
             f"rnndsl train: error: {Path('runs/tiny-digits')} already holds a run at step 4 (checkpoint.pt, "
-            f"results.json); continue it with --resume {Path('runs/tiny-digits/checkpoint.pt')}, write "
+            f"results.json); continue it with rnndsl train --resume {Path('runs/tiny-digits/checkpoint.pt')}, write "
             "elsewhere with --out DIR, or replace it with --force\n"
         )
     assert (tmp_path / "runs" / "tiny-digits" / "checkpoint.pt").read_bytes() == before
@@ -604,7 +609,19 @@ def test_cli_resume_goes_on_in_the_checkpoints_folder(
 
     assert main(["compare", str(spec), str(spec), *base, "--steps", "2", "--out", "cmp"]) == 0
     assert main(["compare", str(spec), str(spec), *base, "--steps", "2", "--out", "cmp"]) == 1
-    assert "already holds a run at step 2" in capsys.readouterr().err
+    assert "cmp already holds compare.md, compare.png of earlier runs" in capsys.readouterr().err
+    (tmp_path / "cmp" / "compare.md").unlink()  # a compare stopped before its summary: a spec's run is refused
+    (tmp_path / "cmp" / "compare.png").unlink()  # without pointing at --resume, which compare does not have
+    assert main(["compare", str(spec), str(spec), *base, "--steps", "2", "--out", "cmp"]) == 1
+    err = capsys.readouterr().err
+    assert "already holds a run at step 2" in err and "--resume" not in err
+    # a seeds summary, or a single run, is not written over by the other (curves.png is in both)
+    assert main(["train", str(spec), *base, "--steps", "2", "--seeds", "2", "--out", "runs/tiny-digits"]) == 1
+    assert "already holds checkpoint.pt, results.json, curves.png of earlier runs" in capsys.readouterr().err
+    assert main(["train", str(spec), *base, "--steps", "2", "--seeds", "2", "--out", "seeded"]) == 0
+    capsys.readouterr()
+    assert main(["train", str(spec), *base, "--steps", "2", "--out", "seeded"]) == 1
+    assert "seeded already holds seeds.json of earlier runs" in capsys.readouterr().err
     assert main(["train", str(spec), *base, "--steps", "2", "--force"]) == 0  # --force replaces the run
     assert read_checkpoint(tmp_path / "runs" / "tiny-digits" / "checkpoint.pt")["step"] == 2
 

@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.tensorboard:
             require_tensorboard()
         speaks = World.from_environment().main  # under torchrun, rank 0 alone prints and writes
-        if saved is not None and saved["step"] >= config.steps and not args.quiet and speaks:
+        if saved is not None and saved["step"] == config.steps and not args.quiet and speaks:
             print(f"the checkpoint is at step {saved['step']}; give --steps above it to train on", file=sys.stderr)
         _threads(args)
         result = train(
@@ -113,8 +113,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         task, config = _task(args, None), _config(args, None)
         out = Path(args.out or f"runs/compare-{task.label}")
         labels = _labels(refs)
+        claim_summary(out, COMPARE_FILES, args.force)
         for label in labels:
-            claim(out / label, None, args.force)
+            claim(out / label, None, args.force, resumable=False)
         require_matplotlib()
         if args.tensorboard:
             require_tensorboard()
@@ -184,7 +185,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
             if args.out
             else Path("runs") / "-".join([Path(spec).stem, *([network] if network else []), task.label])
         )
-        _prepare(args, [(spec, network)], [out], task)
+        _prepare(args, [(spec, network)], [out], task, out, SEEDS_FILES)
         groups = _run_seeds(args, [(spec, network)], [args.spec], [out], task, [config])
         summary = seeds_summary(groups)
         table = seeds_table(summary)
@@ -214,7 +215,7 @@ def _compare_seeds(args: argparse.Namespace) -> int:
         out = Path(args.out or f"runs/compare-{task.label}")
         labels = _labels(refs)
         folders = [out / label for label in labels]
-        _prepare(args, refs, folders, task, tuning=bool(params))
+        _prepare(args, refs, folders, task, out, COMPARE_FILES, tuning=bool(params))
         searches = [
             _search(args, ref, label, folder, task, config, params)
             for ref, label, folder in zip(refs, labels, folders, strict=True)
@@ -367,14 +368,19 @@ def _prepare(
     refs: list[tuple[str, str | None]],
     folders: list[Path],
     task: Task,
+    summary_folder: Path,
+    summary: tuple[str, ...],
     tuning: bool = False,
 ) -> None:
-    """Before the first run: every folder claimed, every library there, every spec checked against the task."""
+    """Before the first run: every folder claimed (the summary's files in `summary_folder` too), every library
+    there, every spec checked against the task."""
     if World.from_environment().size > 1:
         raise ValueError("--seeds, --jobs and --tune start processes of their own: run them without torchrun")
+    compare = summary == COMPARE_FILES
+    claim_summary(summary_folder, summary, args.force)
     for folder in folders:
         for seed in seeds(TrainConfig(seed=args.seed or 0), args.seeds):
-            claim(folder / f"seed-{seed}" if args.seeds > 1 else folder, None, args.force)
+            claim(folder / f"seed-{seed}" if args.seeds > 1 else folder, None, args.force, resumable=not compare)
     require_matplotlib()
     require_scipy()
     if tuning:
@@ -441,19 +447,37 @@ def spec_ref(text: str, network: str | None = None) -> tuple[str, str | None]:
 RUN_FILES = ("checkpoint.pt", "results.json", "curves.png")  # what a run writes into its folder
 
 
-def claim(out: Path, resume: str | None, force: bool) -> None:
+def claim(out: Path, resume: str | None, force: bool, resumable: bool = True) -> None:
     """Refuse to write a run into a folder that holds another one, unless `force`: a resumed run may only
-    go on where its checkpoint is."""
+    go on where its checkpoint is (`resumable`: the command can resume one; `compare` cannot)."""
     held = [name for name in RUN_FILES[:2] if (out / name).exists()]
+    if not force and not held:  # a summary of runs (its curves where this run would write its own)
+        claim_summary(out, ("seeds.json", "compare.json"), force)
     if not held or force:
         return
     if resume is not None and Path(resume).resolve() == (out / "checkpoint.pt").resolve():
         return
     what = f"a run at step {read_checkpoint(out / 'checkpoint.pt')['step']}" if "checkpoint.pt" in held else "a run"
+    go_on = f"continue it with rnndsl train --resume {out / 'checkpoint.pt'}, " if resumable else ""
     raise ValueError(
-        f"{out} already holds {what} ({', '.join(held)}); continue it with --resume "
-        f"{out / 'checkpoint.pt'}, write elsewhere with --out DIR, or replace it with --force"
+        f"{out} already holds {what} ({', '.join(held)}); {go_on}write elsewhere with --out DIR, or replace it "
+        "with --force"
     )
+
+
+SEEDS_FILES = ("seeds.json", "seeds.md", *RUN_FILES)  # a seeds summary's, and a single run's it would write over
+COMPARE_FILES = ("compare.json", "compare.md", "compare.png")
+
+
+def claim_summary(out: Path, names: tuple[str, ...], force: bool) -> None:
+    """Refuse to write a summary (`train --seeds`, `compare`) over an earlier one's files, or over a run's, in
+    `out`, unless `force`."""
+    held = [name for name in names if (out / name).exists()]
+    if held and not force:
+        raise ValueError(
+            f"{out} already holds {', '.join(held)} of earlier runs: write elsewhere with --out DIR, or write over "
+            "them with --force"
+        )
 
 
 def _task(args: argparse.Namespace, saved: dict[str, Any] | None) -> Task:

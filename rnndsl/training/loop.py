@@ -134,6 +134,11 @@ def train(
 
 
 def _check_resume(saved: dict[str, Any], task: Task, config: TrainConfig, path: str) -> None:
+    if config.steps < saved["step"]:  # its results would record fewer steps than its losses hold
+        raise TrainingError(
+            f"cannot resume from {path} with steps={config.steps}: the checkpoint is at step {saved['step']}, and "
+            f"steps is the run's total: give {saved['step']} or more (--steps)"
+        )
     problems = []
     if _task_identity(saved["task"]) != _task_identity(task.config()):
         problems.append(f"task: {show_options(saved['task'])} in the checkpoint, {show_options(task.config())} here")
