@@ -277,6 +277,12 @@ def test_a_data_run_resumes_and_loads(tmp_path: Path, capsys: pytest.CaptureFixt
         ["train", str(spec), "--resume", str(tmp_path / "b" / "checkpoint.pt"), "--steps", "7", "--quiet"], capsys
     )
     assert status == 1 and f"cannot read the data file {Path(data).resolve()}" in err
+    assert "(moved since the run? give its new place with --data FILE)" in err
+    ckpt = str(tmp_path / "b" / "checkpoint.pt")  # evaluate finds it so too
+    status, _, err = _run(["evaluate", ckpt], capsys)
+    assert status == 1 and "give its new place with --data FILE" in err
+    status, out, _ = _run(["evaluate", ckpt, "--data", str(moved)], capsys)
+    assert status == 0 and f"path={moved}" in out
     assert (
         main(
             [
@@ -298,7 +304,7 @@ def test_a_data_run_resumes_and_loads(tmp_path: Path, capsys: pytest.CaptureFixt
         ["train", str(spec), "--resume", str(tmp_path / "b" / "checkpoint.pt"), "--data", str(moved), "--steps", "8"],
         capsys,
     )
-    assert status == 1 and f"{moved} changed since the run began (sha256 " in err
+    assert status == 1 and f"{moved} is not the data the run trained on (sha256 " in err
 
 
 # ---- a task of one's own ---------------------------------------------------------------------------

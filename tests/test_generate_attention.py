@@ -85,6 +85,13 @@ def test_attention_names_the_file_and_beam_search_draws_too(
     out, err = capsys.readouterr()
     assert out.split()[0] == "cat" and err == f"wrote {path}\n"
     assert len(_png(path)) == 3
+    svg = tmp_path / "words.svg"  # the suffix says the format (it had been a PNG whatever the name)
+    assert main(["generate", str(attention), "cat", "--attention", str(svg)]) == 0
+    assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+    capsys.readouterr()
+    assert main(["generate", str(attention), "cat", "--attention", str(tmp_path / "words.txt")]) == 1
+    assert capsys.readouterr() == ("", f"rnndsl generate: error: {tmp_path / 'words.txt'}: a figure is written as "
+                                   ".png, .svg, .pdf\n")  # fmt: skip
 
 
 def test_attention_is_refused_without_an_attention_node(

@@ -272,6 +272,14 @@ def test_rnndsl_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
             f"{tmp_path / 'no'}: no such folder",
         ),
         (["export", str(tmp_path / "nothing.pt"), "-o", str(out)], "no checkpoint at"),
+        (  # a token that can never come, as generate(stop=...) refuses it
+            ["export", str(EXAMPLES / "tasks" / "names_gen.rnn"), "-o", str(out), "--greedy", "--stop", "99"],
+            "stop: expected a token id in [0, 27) of input `w`, got 99",
+        ),
+        (  # a folder: named as given (not a temporary file), and nothing left beside it
+            ["export", str(EXAMPLES / "jordan.rnn"), "-o", str(tmp_path)],
+            f"{tmp_path}: is a folder: give a file's name, such as model.onnx",
+        ),
     ]:
         assert main(argv) == 1
         err = capsys.readouterr().err

@@ -293,6 +293,9 @@ def test_names_by_sex_feeds_a_static_input_and_generates_names() -> None:
         assert len(generated) == 3 and all(
             g.startswith("ma") and set(g) <= set("abcdefghijklmnopqrstuvwxyz") for g in generated
         )
+    for word in ("ü", "a b", "x1"):  # refused before encoding (which raised "substring not found")
+        with pytest.raises(ValueError, match=f"prompt `{word}`: names are letters a-z"):
+            task.show(net, [word], 1, {})
     with pytest.raises(TaskMismatchError, match="needs one `static` input of size 2"):
         task.bind(rnndsl.load(ROOT / "examples" / "tasks" / "names_lstm.rnn"))
 

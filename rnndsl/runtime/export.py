@@ -15,8 +15,10 @@ steps) and `lengths` (batch,), cut after the first `stop` token when one is give
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ import torch
 
 from rnndsl.backend.names import param_key
 from rnndsl.lang.ir import Network, Node
+from rnndsl.runtime.generation import check_token
 
 try:
     import onnx
@@ -89,9 +92,17 @@ def save(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "no such folder", str(path.parent))
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save(model, tmp)
-    os.replace(tmp, path)  # a reader never sees half a file
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder: give a file's name, such as model.onnx", str(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # no name of the user's
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, path)  # a reader never sees half a file
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     return path
 
 
@@ -203,6 +214,7 @@ def _greedy(
         )
     gen_inst, gen_net = found[0]
     fed = next(n for n in gen_net.network.self_fed if n.is_tokens)
+    check_token(gen_net, fed, stop, "stop")  # as `generate(stop=...)`: a token that can never come is a mistake
     free = gen_net.network.running_free(frozenset(n.name for n in gen_net.network.self_fed))
     given = [
         n.name

@@ -25,7 +25,7 @@ from rnndsl.runtime.values import State, token_start
 if TYPE_CHECKING:
     from rnndsl.runtime.network import CompiledNetwork
 
-__all__ = ["Generation", "beam_search", "generate"]
+__all__ = ["Generation", "beam_search", "check_token", "generate"]
 
 MAX_STEPS = 100_000
 
@@ -81,7 +81,7 @@ def generate(
     """
     node = _fed_input(net, input)
     _check_steps(steps)
-    _check_token(net, node, stop, "stop")
+    check_token(net, node, stop, "stop")
     sampler = Sampler(temperature, top_k, greedy, generator)
     ids, given_lengths = _prompt(net, node, prompt)
     if ids is not None:
@@ -137,7 +137,7 @@ def beam_search(
     """
     node = _fed_input(net, input)
     _check_steps(steps)
-    _check_token(net, node, stop, "stop")
+    check_token(net, node, stop, "stop")
     if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
         raise ValueError(f"beam: expected a whole number >= 1, got {beam!r}")
     if net.network.reads_future:
@@ -301,7 +301,8 @@ def _check_steps(steps: Any) -> None:
         raise ValueError(f"steps: expected a whole number in [1, {MAX_STEPS}], got {steps!r}")
 
 
-def _check_token(net: CompiledNetwork, node: Node, token: Any, what: str) -> None:
+def check_token(net: CompiledNetwork, node: Node, token: Any, what: str) -> None:
+    """A token given by name (`stop`, a prompt's) must be an id of the self-fed input `node`: else a ValueError."""
     if token is None:
         return
     if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < node.size:
@@ -328,7 +329,7 @@ def _prompt(net: CompiledNetwork, node: Node, prompt: Any) -> tuple[torch.Tensor
         raise ValueError("prompt: expected at least one row")
     for row in rows:
         for token in row:
-            _check_token(net, node, token, "prompt")
+            check_token(net, node, token, "prompt")
     longest = max(len(r) for r in rows)
     ids = torch.zeros(len(rows), longest, dtype=torch.long)
     for i, row in enumerate(rows):

@@ -155,12 +155,13 @@ class Data(ArrayTask):
         try:
             raw = path.read_bytes()
         except OSError as err:
-            raise DataError(f"cannot read the data file {self.path}: {err.strerror or err}") from None
+            moved = " (moved since the run? give its new place with --data FILE)" if self.sha256 else ""
+            raise DataError(f"cannot read the data file {self.path}: {err.strerror or err}{moved}") from None
         digest = hashlib.sha256(raw).hexdigest()
         if self.sha256 and self.sha256 != digest:
             raise DataError(
-                f"{path} changed since the run began (sha256 {self.sha256[:12]} then, {digest[:12]} now); "
-                "give the file it was trained on with --data FILE"
+                f"{path} is not the data the run trained on (sha256 {self.sha256[:12]} then, {digest[:12]} here: "
+                "it changed, or it is another file); give the file it was trained on with --data FILE"
             )
         object.__setattr__(self, "path", str(path))
         object.__setattr__(self, "sha256", digest)

@@ -169,10 +169,10 @@ class Names(Task):
 
     def show(self, net: Any, words: list[str], count: int, options: dict[str, Any]) -> list[str]:
         """`count` generated names (for each sex with `by_sex`), continuing each prompt in `words`."""
-        prompts = [encode(w.lower()) for w in words] or [[]]
-        for w in words:
+        for w in words:  # checked before encoding, which knows letters only
             if not w.isalpha() or not w.isascii():
                 raise ValueError(f"prompt `{w}`: names are letters a-z")
+        prompts = [encode(w.lower()) for w in words] or [[]]
         beam = options.get("beam", 1)
         if beam > 1 and words:
             raise ValueError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import glob
 import hashlib
 import os
@@ -65,6 +66,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
     'hi'
     """
     path = Path(path)
+    if path.is_dir():  # else os.replace names the temporary file in its error
+        raise IsADirectoryError(errno.EISDIR, "is a folder: give a file's name", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -32,6 +32,7 @@ from rnndsl.training.progress import duration
 from rnndsl.training.report import (
     Alignment,
     Group,
+    figure_format,
     markdown_table,
     plot_alignments,
     plot_curves,
@@ -645,6 +646,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                         else f"task `{name}` has no evaluation options"
                     )
                 )
+        if args.data is not None:  # the file moved: its sha256, kept in the options, says it holds the same bytes
+            if name != FILE_TASK:
+                raise ValueError(f"--data gives a --data run's file; this run trained on task `{name}`")
+            changes["path"] = args.data
         task = make_task(name, **{**options, **changes})
         net = load_model(args.checkpoint)
         start = time.perf_counter()
@@ -678,7 +683,10 @@ def _heatmap(args: argparse.Namespace, task: Task, net: Any) -> Path | None:
             )
         return None
     require_matplotlib()
-    return Path(args.attention) if args.attention is not None else Path(args.checkpoint).parent / "attention.png"
+    if args.attention is None:
+        return Path(args.checkpoint).parent / "attention.png"
+    figure_format(Path(args.attention))  # before any generating: .png, .svg or .pdf
+    return Path(args.attention)
 
 
 def _alignments(said: list[Pronunciation]) -> list[Alignment]:

@@ -101,8 +101,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--attention",
         metavar="PATH",
-        help="where a g2p model with attention writes its alignment heatmap, a PNG of letters against "
-        "the phonemes said, one panel per word (default: attention.png beside the checkpoint)",
+        help="where a g2p model with attention writes its alignment heatmap of letters against the phonemes "
+        "said, one panel per word, as .png, .svg or .pdf (default: attention.png beside the checkpoint)",
     )
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
     p = sub.add_parser(
@@ -115,6 +115,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", metavar="CKPT", help="a checkpoint.pt written by rnndsl train")
     p.add_argument("--split", choices=["test", "validation"], default="test", help="the split (default test)")
     p.add_argument("--task-arg", action="append", default=[], metavar="KEY=VALUE", help="e.g. beam=4 (repeatable)")
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="a --data run's file where it is now, if it has moved since (its bytes must be those trained on)",
+    )
     p.add_argument("--threads", type=int, default=THREADS, metavar="N", help=THREADS_HELP)
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "Alignment",
     "Group",
     "markdown_table",
+    "figure_format",
     "plot_alignments",
     "plot_curves",
     "plot_seed_curves",
@@ -108,6 +109,7 @@ def plot_alignments(
     """
     if not alignments:
         raise ValueError("plot_alignments needs at least one alignment")
+    kind = figure_format(path)
     matplotlib = require_matplotlib()
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -137,9 +139,20 @@ def plot_alignments(
     if title:
         fig.suptitle(title, fontsize=11)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format=kind, dpi=110)
     plt.close(fig)
     return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
+def figure_format(path: Path) -> str:
+    """The format a figure's file name asks for (its suffix), or a ValueError naming the ones written."""
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in FIGURE_FORMATS:
+        raise ValueError(f"{path}: a figure is written as {', '.join('.' + k for k in FIGURE_FORMATS)}")
+    return kind
 
 
 def _smooth(values: Sequence[float], window: int = 0) -> list[float]:
