@@ -21,6 +21,7 @@ marks a value read in the next.
 
 from __future__ import annotations
 
+import errno
 import io
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
@@ -1089,5 +1090,7 @@ def draw(network: Any, path: str | Path, unroll: int | None = None) -> Path:
     writer = FORMATS.get(path.suffix.lower())
     if writer is None:
         raise ValueError(f"cannot draw to {path}: the file name must end in .dot, .svg or .png")
+    if not path.parent.is_dir():  # as export says it
+        raise FileNotFoundError(errno.ENOENT, "no such folder", str(path.parent))
     writer(_view(network, unroll), path)
     return path

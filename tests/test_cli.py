@@ -67,3 +67,12 @@ def test_check_imports_no_torch() -> None:
         "assert 'torch' not in sys.modules, 'the parser imported torch'\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, timeout=120)
+
+
+def test_a_mistyped_option_is_said_with_its_commands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    """Not the top level's usage, which lists the commands only."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "examples/elman.rnn", "--stesp", "5"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("usage: rnndsl train [-h]")
+    assert err.endswith("rnndsl train: error: unrecognized arguments: --stesp 5\n")

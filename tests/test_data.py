@@ -14,7 +14,7 @@ import torch
 
 import rnndsl
 from rnndsl.cli import main
-from rnndsl.tasks import ArrayTask, Data, DataError, make_task
+from rnndsl.tasks import ArrayTask, Data, DataError, make_task, parse_options
 from rnndsl.training import read_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # as the commands run: one thread
@@ -388,3 +388,11 @@ def test_a_broken_entry_point_is_one_message(
     )
     status, _, err = _run(["train", str(spec), "--task", "wave"], capsys)
     assert status == 1 and "names class Sine, whose `name` is 'sine': the two must agree" in err
+
+
+def test_the_data_files_place_and_hash_are_no_task_arguments() -> None:
+    """--data sets the file and the run its hash: --task-arg neither lists nor takes them."""
+    with pytest.raises(ValueError, match=r"task option `path` is set by --data FILE, not --task-arg"):
+        parse_options("data", ["path=x.npz"])
+    with pytest.raises(ValueError, match=r"KEY one of criterion, validation, test, seed, classes, vocab$"):
+        parse_options("data", ["bogus=1"])

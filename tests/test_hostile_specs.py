@@ -216,6 +216,18 @@ def test_payloads_in_comments_compile_run_and_never_run(tmp_path: Path, monkeypa
     assert not sentinel.exists()
 
 
+@pytest.mark.parametrize("name", ["examples/jordan.rn", "examples/JORDAN.RNN", "no/such.txt"])
+def test_a_mistyped_path_is_said_to_be_missing_not_parsed_as_a_spec(name: str) -> None:
+    """One line without a brace cannot be a spec (every network has braces): a path, if it looks like one."""
+    with pytest.raises(FileNotFoundError, match=f"no spec file at {name}"):
+        rnndsl.compile(name)
+
+
+def test_a_folder_is_not_a_spec(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path} is a folder, not a spec file"):
+        rnndsl.compile(str(tmp_path))
+
+
 def test_a_path_that_looks_like_python_is_only_a_path(tmp_path: Path) -> None:
     sentinel = tmp_path / "pwned"
     name = f"__import__('pathlib').Path({str(sentinel)!r}).touch().rnn"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from pygls.exceptions import JsonRpcInvalidParams
 
 pytest.importorskip("pygls")
 from lsprotocol import types as t
@@ -251,6 +252,19 @@ def test_rename_through_a_block_and_refusals(lsp: Session) -> None:
     for bad, why in refused:
         with pytest.raises(Exception, match=why):
             rename(lsp, "rename2.rnn", position(text, "output h", inside=7), bad)
+
+
+def test_a_request_about_a_document_neither_open_nor_on_disk_is_an_invalid_params_answer(lsp: Session) -> None:
+    """Not an internal error with the server's traceback: -32602, naming the document."""
+    at = t.Position(0, 0)
+    for request in (
+        lambda: lsp.client.text_document_hover_async(t.HoverParams(lsp.doc("never-opened.rnn"), at)),
+        lambda: lsp.client.text_document_completion_async(t.CompletionParams(lsp.doc("never-opened.rnn"), at)),
+    ):
+        with pytest.raises(JsonRpcInvalidParams, match=r"never-opened\.rnn is not open here and cannot be read"):
+            lsp.run(request())
+    lsp.open("after.rnn", JORDAN)  # the server goes on
+    assert "layer" in hover(lsp, "after.rnn", position(JORDAN, "y[t-1]"))
 
 
 def test_the_server_imports_no_torch() -> None:

@@ -68,8 +68,18 @@ class _Server(LanguageServer):
         super().__init__("rnndsl", __version__, text_document_sync_kind=t.TextDocumentSyncKind.Incremental)
         self.seen: dict[str, _Seen] = {}
 
-    def look(self, uri: str) -> tuple[TextDocument, _Seen]:
+    def document(self, uri: str) -> TextDocument:
+        """The document at `uri`: the editor's text where it is open, else the file's (pygls reads it); a request
+        about neither gets an error answer naming it (-32602), not an internal error."""
         doc = self.workspace.get_text_document(uri)
+        try:
+            doc.source  # noqa: B018 (read now, where a missing file can be answered)
+        except (OSError, UnicodeDecodeError) as err:
+            raise JsonRpcInvalidParams(f"{uri} is not open here and cannot be read ({err}): open it first") from None
+        return doc
+
+    def look(self, uri: str) -> tuple[TextDocument, _Seen]:
+        doc = self.document(uri)
         seen = self.seen.get(uri)
         if seen is None or seen.analysis.source.text != doc.source:
             analysis = analyse(doc.source, doc.path or uri)
@@ -118,7 +128,7 @@ def server() -> LanguageServer:
 
     @ls.feature(t.TEXT_DOCUMENT_COMPLETION, t.CompletionOptions(trigger_characters=[".", " ", "(", ","]))
     def completion(ls: _Server, params: t.CompletionParams) -> t.CompletionList:
-        doc = ls.workspace.get_text_document(params.text_document.uri)
+        doc = ls.document(params.text_document.uri)
         at = doc.position_from_client_units(params.position)
         items = [_item(i) for i in complete(doc.source, at.line + 1, at.character + 1)]
         return t.CompletionList(is_incomplete=False, items=items)

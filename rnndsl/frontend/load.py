@@ -18,15 +18,25 @@ __all__ = ["load", "load_all", "read_spec"]
 
 def read_spec(spec: str | Path) -> tuple[str, str]:
     """(text, name) of a spec given as a path or as the text itself; a file may start with a byte-order mark."""
-    if isinstance(spec, Path) or ("\n" not in spec and "{" not in spec and spec.endswith(".rnn")):
+    if isinstance(spec, Path) or _a_path(spec):
         path = Path(spec)
         try:
             return path.read_text(encoding="utf-8-sig"), str(spec)
         except FileNotFoundError:
             raise FileNotFoundError(f"no spec file at {spec}") from None
+        except IsADirectoryError:
+            raise IsADirectoryError(f"{spec} is a folder, not a spec file") from None
         except UnicodeDecodeError as err:
             raise ValueError(f"{spec} is not UTF-8 text: {err}") from None
     return spec.removeprefix("\ufeff"), "<string>"
+
+
+def _a_path(spec: str) -> bool:
+    """Whether a string names a file rather than holding a spec: one line without a brace (every network has
+    braces) that ends in .rnn, has a path separator or names something that exists."""
+    if "\n" in spec or "{" in spec:
+        return False
+    return spec.lower().endswith(".rnn") or "/" in spec or "\\" in spec or Path(spec).exists()
 
 
 def load_all(spec: str | Path) -> list[Network]:

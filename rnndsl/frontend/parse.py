@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -284,6 +285,9 @@ def _syntax_error(err: UnexpectedInput, source: Source) -> Diagnostic:
     late = _noticed_late(err, source) if isinstance(err, UnexpectedToken) and err.state is not None else None
     if late is not None:
         return late
+    option = _option_among_sources(err, source)
+    if option is not None:
+        return option
     line = getattr(err, "line", None) or 1
     column = getattr(err, "column", None) or 1
     end = err.token if isinstance(err, UnexpectedToken) and err.token.type == "$END" else None
@@ -301,6 +305,24 @@ def _syntax_error(err: UnexpectedInput, source: Source) -> Diagnostic:
     elif isinstance(err, UnexpectedCharacters):
         hint = "names are letters, digits and '_'; operators are + - * /; '#' starts a comment"
     return Diagnostic(message, Span(line, column), source, "error", hint)
+
+
+def _option_among_sources(err: UnexpectedInput, source: Source) -> Diagnostic | None:
+    """`layer h: 3 <- x, dropout=0.5`: the `=` of a layer option written as one more source."""
+    if not isinstance(err, UnexpectedToken) or err.token != "=" or not err.line or not err.column:
+        return None
+    before = source.text.splitlines()[err.line - 1][: err.column - 1]
+    found = re.search(r"\blayer\s+(\w+).*<-.*,\s*(\w+)\s*$", before)
+    if found is None or found.group(2) not in s.LAYER_OPTIONS:
+        return None
+    name, key = found.groups()
+    return Diagnostic(
+        f"unexpected '=': `{key}=` is a layer option, and options go before `<-`",
+        Span(err.line, found.start(2) + 1, err.line, err.column + 1),
+        source,
+        "error",
+        f"write `layer {name}: ... {key}=... <- ...`",
+    )
 
 
 _ARROW = "__ANON_0"  # Lark's name for the '<-' token
@@ -530,7 +552,37 @@ def parse(text: str, name: str = "<string>") -> s.Program:
     ]
     if deep:
         raise SpecError(deep)
+    late = _options_after_sources(program, source)
+    if late:
+        raise SpecError(late)
     return program
+
+
+def _options_after_sources(program: s.Program, source: Source) -> list[Diagnostic]:
+    """`layer h: 3 tanh <- x, h[t-1] dropout=0.5` parses, the grammar being newline-free, as the layer and then a
+    statement `dropout = 0.5` on the same line: said as what it is, not as what that statement gets wrong."""
+    out = []
+    for net in program.networks:
+        for before, st in zip(net.body, net.body[1:], strict=False):
+            if (
+                isinstance(before, s.Layer)
+                and isinstance(st, s.Assign)
+                and st.name in s.LAYER_OPTIONS
+                and st.span.line == (before.span.end_line or before.span.line)
+                and not source.text.splitlines()[st.span.line - 1][
+                    before.span.end_column - 1 : st.span.column - 1
+                ].strip()
+            ):  # nothing between them, not even a `;`
+                out.append(
+                    Diagnostic(
+                        f"`{st.name}=` after a layer's sources: layer options go before `<-`",
+                        st.span,
+                        source,
+                        hint=f"write `layer {before.name}: ... {st.name}=... <- ...`; after the sources it reads as a "
+                        f"node named `{st.name}`",
+                    )
+                )
+    return out
 
 
 def _deep_exprs(program: s.Program) -> list[tuple[s.Expr, int]]:

@@ -126,7 +126,7 @@ def _train(options: Options, stop: threading.Event, emit: Emit) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
-        value = float(loss)
+        value = loss.item()  # float(loss) warns of a tensor that requires grad
         if not math.isfinite(value):
             raise ValueError(f"the loss became {value} at step {step + 1}: try a smaller learning rate")
         emit("step", {"step": step + 1, "loss": value, "seconds": round(time.perf_counter() - began, 3)})

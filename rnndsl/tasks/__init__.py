@@ -164,11 +164,14 @@ def make_task(name: str, **options: Any) -> Task:
 def parse_options(name: str, pairs: list[str]) -> dict[str, Any]:
     """`["length=50"]` -> `{"length": 50}`, each value converted to the option's type (int, float or str)."""
     cls = task_class(name)
-    types = {f.name: f.type for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    elsewhere: dict[str, str] = getattr(cls, "set_elsewhere", {})  # fields no --task-arg sets (the data file's)
+    types = {f.name: f.type for f in dataclasses.fields(cls) if f.name not in elsewhere}  # type: ignore[arg-type]
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
+        if key in elsewhere:
+            raise ValueError(f"task option `{key}` is set by {elsewhere[key]}, not --task-arg")
         if not sep or key not in types:
             raise ValueError(f"task option `{pair}`: write KEY=VALUE with KEY one of {', '.join(types)}")
         if types[key] in (str, "str"):

@@ -145,6 +145,7 @@ class Data(ArrayTask):
     """
 
     name: ClassVar[str] = "data"
+    set_elsewhere: ClassVar[dict[str, str]] = {"path": "--data FILE", "sha256": "the run (the file's hash)"}
     path: str = ""
     sha256: str = ""
 
