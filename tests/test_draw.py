@@ -272,9 +272,4 @@ def test_cli_too_many_steps(specs: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_cli_unwritable_output(specs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, str(specs / "elman.rnn"), "-o", str(specs / "no" / "such" / "dir.dot"))
-    assert code == 1 and "No such file or directory" in err
-
-
-def test_cli_missing_folder(specs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, str(specs / "two.rnn"), "--network", "Jordan", "-o", str(specs / "no dir" / "j.svg"))
-    assert code == 1 and err == f"rnndsl draw: error: {specs / 'no dir'}: no such folder\n"
+    assert code == 1 and err == f"rnndsl draw: error: {specs / 'no' / 'such'}: no such folder\n"  # as export says
