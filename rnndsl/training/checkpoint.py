@@ -212,7 +212,7 @@ def _reader_said(err: Exception) -> str:
     text = str(err)
     if isinstance(err, pickle.UnpicklingError) and "WeightsUnpickler error:" in text:
         found = [line.strip() for line in text.split("WeightsUnpickler error:", 1)[1].splitlines() if line.strip()]
-        return found[0] if found else "torch's weights-only reader refused it"
+        return found[0].split(". ")[0] if found else "torch's weights-only reader refused it"  # not its advice
     first = text.splitlines()[0] if text else ""
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
