@@ -114,6 +114,19 @@ def test_compare_jobs_with_one_seed_keeps_each_run_in_its_folder(
     assert "One run of each spec (parameter seed 0): give --seeds N for intervals and tests." in printed
 
 
+def test_a_spec_given_twice_is_named_by_its_folder_in_the_tables(
+    tiny_data: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, a, _ = tiny_data
+    out = tmp_path / "twice"
+    assert main(["compare", str(a), str(a), "--data", str(data), *QUICK, "--seeds", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"| `{a} (a-1)` |" in printed and f"| `{a} (a-2)` |" in printed  # both rows were `a.rnn`
+    assert f"`{a} (a-1)` | `{a} (a-2)` |" in printed
+    summary = json.loads((out / "compare.json").read_text())
+    assert [s["spec"] for s in summary["specs"]] == [f"{a} (a-1)", f"{a} (a-2)"]
+
+
 def test_seed_options_are_checked(
     tiny_data: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -110,11 +110,11 @@ def test_compare_tune_trains_each_spec_at_its_own_best(
         assert summary["tuned"][str(spec)]["params"] == study.best_trial.params
         run = json.loads((out / label / "results.json").read_text())
         assert run["train"]["lr"] == study.best_trial.params["lr"]
-        assert f"- `{spec}`: lr={study.best_trial.params['lr']:.4g} (trial {study.best_trial.number}" in printed
-    assert (
-        "Each spec trained at its own best options, searched with Optuna (TPE sampler, median pruner; 2 trials"
-        in printed
-    )
+        assert summary["tuned"][str(spec)]["trials"] == 2
+        best = f"lr={study.best_trial.params['lr']:.4g} (trial {study.best_trial.number} of the 2 its study holds"
+        assert f"- `{spec}`: {best}" in printed
+    assert "lr" not in summary["train"]  # not the first spec's tuned lr, as if every spec had trained at it
+    assert "searched with Optuna (TPE sampler, median pruner; trials of 6 steps, 2 a spec in this call" in printed
 
 
 def test_compare_tunes_the_specs_in_parallel_with_the_same_results(
@@ -146,6 +146,24 @@ def test_a_trial_stops_where_the_pruner_says(tiny_data: tuple[Path, Path, Path])
     with pytest.raises(optuna.TrialPruned):
         train(a, Data(path=str(data)), TrainConfig(steps=10, batch=8, eval_every=2), on_evaluation=report)
     assert seen == [2, 4]
+
+
+def test_a_trial_is_pruned_only_before_its_last_step(
+    tiny_data: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pruner that stops every trial it is asked about: a trial evaluated at steps 3 and 6 of 6 stops at 3; one
+    evaluated only at its end (--eval-every 0) trained every step, and is complete, not pruned at step 6."""
+
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            return True
+
+    monkeypatch.setattr(optuna.pruners, "MedianPruner", lambda **kw: Always())
+    data, a, _ = tiny_data
+    base = ["tune", str(a), "--data", str(data), "--steps", "6", "--batch", "8", "--trials", "2", "-q"]
+    assert main([*base, "--eval-every", "3", "--out", str(tmp_path / "p")]) == 1  # no trial finished
+    assert main([*base, "--eval-every", "0", "--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "best.json").read_text())["trials"]["complete"] == 2
 
 
 def test_tune_options_are_checked(

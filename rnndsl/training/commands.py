@@ -126,7 +126,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         world.check_batch(config.batch)
         with world.joined(torch.device("cpu")):  # one process group for every run (train() trains on the CPU)
             results = _train_each(args, refs, task, config, out, labels, world.main)
-        table = markdown_table(results, args.specs)
+        table = markdown_table(results, _shown(args.specs, labels))
         if world.main:
             plot_curves(results, out / "compare.png", labels)
             heading = f"# Task {_task_text(task)}; training: {_config_text(config)}\n\n"
@@ -226,15 +226,17 @@ def _compare_seeds(args: argparse.Namespace) -> int:
         # each spec's search is its own study: searched J at a time in J processes, with the same results
         jobs = [(s, args.quiet, args.threads) for s in searches]
         tuned = run_all(jobs, args.jobs, lambda i, r: None, _tune) if params else []
-        configs = [c for c, _ in tuned] or [config] * len(refs)
-        groups = _run_seeds(args, refs, args.specs, folders, task, configs)
+        configs = [c for c, _, _ in tuned] or [config] * len(refs)
+        groups = _run_seeds(args, refs, _shown(args.specs, labels), folders, task, configs)
         summary = seeds_summary(groups)
+        if tuned:  # the options every spec shares; each spec's tuned ones are under "tuned"
+            summary["train"] = {k: v for k, v in summary["train"].items() if k not in params}
+            summary["tuned"] = {
+                g.label: {"trial": b.number, "trials": n, "value": b.value, "params": b.params}
+                for g, (_, b, n) in zip(groups, tuned, strict=True)
+            }
         table = seeds_table(summary)
         if tuned:
-            summary["tuned"] = {
-                g.label: {"trial": b.number, "value": b.value, "params": b.params}
-                for g, (_, b) in zip(groups, tuned, strict=True)
-            }
             table += _tuned_text(args, summary, task)
         plot_seed_curves(groups, out / "compare.png")
         training = _config_text(config) + (f"; {', '.join(params)} tuned for each spec" if params else "")
@@ -252,14 +254,19 @@ def _tuned_text(args: argparse.Namespace, summary: dict[str, Any], task: Task) -
     lines = [
         f"- `{label}`: "
         + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["params"].items())
-        + f" (trial {t['trial']}, validation {task.primary} {t['value']:.4f})"
+        + f" (trial {t['trial']} of the {t['trials']} its study holds, validation {task.primary} {t['value']:.4f})"
         for label, t in summary["tuned"].items()
     ]
     return (
         "\nEach spec trained at its own best options, searched with Optuna (TPE sampler, median pruner; "
-        f"{args.trials} trials of {args.steps or TrainConfig().steps} steps each, on the validation "
-        f"{task.primary}):\n\n" + "\n".join(lines) + "\n"
+        f"trials of {args.steps or TrainConfig().steps} steps, {args.trials} a spec in this call, on the "
+        f"validation {task.primary}):\n\n" + "\n".join(lines) + "\n"
     )
+
+
+def _shown(specs: list[str], labels: list[str]) -> list[str]:
+    """How a compare's tables name each spec: as given, or with its folder's name where it is given twice."""
+    return [spec if specs.count(spec) == 1 else f"{spec} ({label})" for spec, label in zip(specs, labels, strict=True)]
 
 
 def _search(
@@ -278,13 +285,14 @@ def _search(
     return Search(spec, network, task, config, params, storage, f"{label}-{task.label}", args.trials, config.seed)
 
 
-def _tune(job: tuple[Search, bool, int]) -> tuple[TrainConfig, Trial]:
-    """Run one spec's search (here or in a worker process); its best options. A line per trial unless quiet."""
+def _tune(job: tuple[Search, bool, int]) -> tuple[TrainConfig, Trial, int]:
+    """Run one spec's search (here or in a worker process); its best options, and how many trials its study
+    holds (a study continued keeps its earlier ones). A line per trial unless quiet."""
     s, quiet, threads = job
     torch.set_num_threads(threads)
     line = _trial_line(s.params, s.task, prefix=f"{s.study}: ")
     study = search(s, read_spec(Path(s.spec))[0], on_trial=None if quiet else line)
-    return best_config(study, s)
+    return (*best_config(study, s), len(study.trials))
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -311,8 +311,8 @@ def seeds_table(summary: dict[str, Any]) -> str:
         )
     return (
         text + f"\n{summary['test']} between the specs on the test {primary} (p-values adjusted over the "
-        f"{_pairs(len(summary['differences']))} by Holm's method; - where a test needs two runs a side and some "
-        "spread):\n\n" + _rows(pairs)
+        f"{_pairs(sum(not math.isnan(d['adjusted']) for d in summary['differences']))} tested by Holm's method; - "
+        "where a test needs two runs a side and some spread):\n\n" + _rows(pairs)
     )
 
 

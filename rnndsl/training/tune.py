@@ -128,7 +128,7 @@ def search(s: Search, text: str, on_trial: Callable[[Trial], None] | None = None
 
         def report(step: int, metrics: dict[str, float]) -> None:
             trial.report(metrics[primary], step)
-            if trial.should_prune():
+            if step < config.steps and trial.should_prune():  # at the last step there is nothing left to save
                 raise optuna.TrialPruned(f"pruned at step {step}")
 
         result = train(Path(s.spec), s.task, config, network=s.network, quiet=True, on_evaluation=report)
