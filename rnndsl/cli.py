@@ -7,6 +7,7 @@ printed as diagnostics (exit 1); no user mistake ends in a traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -152,6 +153,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         net, trained = _exported(args)
         options = {"lengths": args.lengths, "greedy": args.greedy, "stop": args.stop}
         if args.state:
+            if "state" not in inspect.signature(net.to_onnx).parameters:  # a model's export carries no state
+                raise ValueError(
+                    f"--state is for one network's graph; `{net.ir.name}` is a model (an encoder-decoder), whose "
+                    "export runs its networks whole: leave --state out"
+                )
             options["state"] = True
         path = net.to_onnx(args.output, **options)
         if not trained:

@@ -224,7 +224,14 @@ def test_errors_name_what_is_wrong() -> None:
         (lambda: net.generate(3, sex=sex(2), prompt=[[7]]), "prompt: expected a token id in [0, 6)"),
         (lambda: net.generate(3, sex=sex(2), prompt=torch.zeros(2, 2)), "prompt: expected (batch, steps) integer"),
         (lambda: net.generate(3, sex=sex(2), prompt=[[1]]), "prompt: expected 2 rows"),
-        (lambda: net.generate(3, sex=sex(2), temperature=0.0), "temperature must be > 0"),
+        (lambda: net.generate(3, sex=sex(2), temperature=0.0), "temperature must be a number > 0, got 0.0"),
+        # options of the wrong type: each named (they raised TypeError inside the sampler, or after a search)
+        (lambda: net.generate(3, sex=sex(2), temperature="hot"), "temperature must be a number > 0, got 'hot'"),
+        (lambda: net.generate(3, sex=sex(2), top_k=1.5), "top_k must be a whole number >= 0 (0: every token), got"),
+        (lambda: net.generate(3, sex=sex(2), generator=3), "generator must be a torch.Generator or None, got int"),
+        (lambda: net.generate(3, beam=2, sex=sex(2), length_penalty="x"), "length_penalty: expected a finite"),
+        (lambda: net.generate(3, beam=2, sex=sex(2), length_penalty=math.nan), "length_penalty: expected a finite"),
+        (lambda: net.generate(3, beam=2, sex=sex(2), prompt=[[1], [2]]), "prompt: options of sampling, which beam"),
         (lambda: net.generate(3, sex=sex(2), w=torch.zeros(2, 3, dtype=torch.long)), "give its first tokens as prompt"),
         (lambda: net.generate(3, beam=0, sex=sex(2)), "beam: expected a whole number >= 1"),
         (lambda: net.generate(3, input="x", sex=sex(2)), "no self-fed token input `x`"),
@@ -232,6 +239,7 @@ def test_errors_name_what_is_wrong() -> None:
     for call, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
             call()
+    assert net.generate(3, beam=2, sex=sex(0)).tokens.shape == (0, 3)  # as sampling: an empty batch
     plain = rnndsl.compile("network P { input x: 2\n layer y: 2 <- x, y[t-1]\n output y }")
     with pytest.raises(ValueError, match="no self-fed input"):
         plain(torch.zeros(1, 2, 2), feed_back=0.5)
@@ -337,3 +345,22 @@ def test_a_draw_outside_any_loop_names_its_step() -> None:
         net.weight("q", "s").fill_(math.nan)
     with pytest.raises(ValueError, match=r"^self-fed input `w` at step 0: `sample` cannot draw a token from NaN"):
         net(s=torch.randn(2, 3), x=torch.randn(2, 4, 2))
+
+
+def test_a_feed_of_static_nodes_draws_each_step_and_generates() -> None:
+    """Drawn for every step at once, outside any loop: a token of its own at each step (one draw was shared by
+    every step), and generate gives each drawn token's log-probability (it failed on the one score tensor)."""
+    net = rnndsl.compile(
+        "network F { input s: 3 static\n input w: tokens(3) = sample(exp(q))\n init w = 0\n"
+        " layer q: 3 <- s\n layer h: 4 tanh <- w, h[t-1]\n output h }"
+    )
+    with torch.no_grad():
+        net.weight("q", "s").zero_()
+        net.bias("q").zero_()  # every token equally likely: 1/3
+    s = torch.randn(2, 3)
+    fed = net(s=s, steps=40, sampler=Sampler(generator=torch.Generator().manual_seed(0))).fed["w"]
+    assert all(len(set(row[1:].tolist())) == 3 for row in fed)
+    for options in ({}, {"greedy": True}, {"prompt": [[1], []]}):
+        out = net.generate(6, s=s, **options)
+        drawn = out.log_probs[~out.log_probs.isnan()]
+        assert torch.allclose(drawn, torch.full_like(drawn, -math.log(3))), options

@@ -272,6 +272,10 @@ def test_rnndsl_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
             f"{tmp_path / 'no'}: no such folder",
         ),
         (["export", str(tmp_path / "nothing.pt"), "-o", str(out)], "no checkpoint at"),
+        (  # a model's export carries no state (it raised Python's own TypeError text)
+            ["export", str(EXAMPLES / "tasks" / "g2p_attention.rnn"), "-o", str(out), "--state"],
+            "--state is for one network's graph; `G2PAttention` is a model",
+        ),
         (  # a token that can never come, as generate(stop=...) refuses it
             ["export", str(EXAMPLES / "tasks" / "names_gen.rnn"), "-o", str(out), "--greedy", "--stop", "99"],
             "stop: expected a token id in [0, 27) of input `w`, got 99",

@@ -383,9 +383,12 @@ class _Emitter:
         inner = e.args[0]
         if e.fn == "argmax":
             return f"{self.expr(inner, ref)}.argmax(-1)"
+        # every step at once (a feed outside any loop): a value of static nodes, (B, 1, N), is widened to each
+        # step's, so that each step draws a token of its own rather than all sharing one
+        every = "K.sequence({}, T)" if step == "None" else "{}"
         if isinstance(inner, s.Call) and inner.fn == "softmax":  # the same draw, without exp and log
-            return f"feed.sample_logits({self.expr(inner.args[0], ref)}, {name!r}, {step})"
-        return f"feed.sample({self.expr(inner, ref)}, {name!r}, {step})"
+            return f"feed.sample_logits({every.format(self.expr(inner.args[0], ref))}, {name!r}, {step})"
+        return f"feed.sample({every.format(self.expr(inner, ref))}, {name!r}, {step})"
 
     def expr(self, e: s.Expr, ref: object) -> str:
         """Code of an expression; `ref` turns a reference into code (batched, static or per step), and

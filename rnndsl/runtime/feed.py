@@ -30,10 +30,13 @@ class Sampler:
     generator: torch.Generator | None = None
 
     def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0: every token), got {self.top_k}")
+        number = isinstance(self.temperature, (int, float)) and not isinstance(self.temperature, bool)
+        if not number or not self.temperature > 0 or self.temperature == float("inf"):
+            raise ValueError(f"temperature must be a number > 0, got {self.temperature!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"top_k must be a whole number >= 0 (0: every token), got {self.top_k!r}")
+        if self.generator is not None and not isinstance(self.generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator or None, got {type(self.generator).__name__}")
 
     def from_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Token ids (...,) drawn from scores (..., N)."""
@@ -92,8 +95,9 @@ class Feed:
     def sample(self, probs: torch.Tensor, name: str = "", step: int | None = None) -> torch.Tensor:
         """A draw from `probs`, the value of `sample(...)` feeding input `name` at `step` (None: every step)."""
         refuse_undrawable(probs, name, step, logits=False)
-        if self.scores is not None:
-            self.scores.append(torch.log(probs.detach()))
+        if self.scores is not None:  # weights, as the draw takes them: normalised to probabilities first
+            weights = probs.detach()
+            self.scores.append(torch.log(weights / weights.sum(-1, keepdim=True)))
         return self.sampler.from_probs(probs)
 
     def sample_logits(self, logits: torch.Tensor, name: str = "", step: int | None = None) -> torch.Tensor:

@@ -133,13 +133,26 @@ def beam_search(
     """The `beam` most likely continuations of each sequence, kept step by step; returns the best of each
     row by log-probability / length ** `length_penalty` (0: raw log-probability; 1: per token).
 
-    With beam 1 it is greedy decoding. Runs at most `steps` steps, fewer once every beam has emitted `stop`.
+    With beam 1 it keeps the likeliest token at each step, as greedy decoding does (on an exact tie the two may
+    take different tokens). Runs at most `steps` steps, fewer once every beam has emitted `stop`.
     """
     node = _fed_input(net, input)
     _check_steps(steps)
     check_token(net, node, stop, "stop")
     if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
         raise ValueError(f"beam: expected a whole number >= 1, got {beam!r}")
+    if (
+        isinstance(length_penalty, bool)
+        or not isinstance(length_penalty, (int, float))
+        or not (math.isfinite(length_penalty))
+    ):
+        raise ValueError(f"length_penalty: expected a finite number, got {length_penalty!r}")
+    sampling = [k for k in ("prompt", "temperature", "top_k", "greedy", "generator") if k in inputs]
+    if sampling:  # not network inputs: say so, not "unknown input"
+        raise ValueError(
+            f"{', '.join(sampling)}: options of sampling, which beam search does not take (it starts each row "
+            "from the start token and keeps the likeliest continuations): leave them out, or sample without beam="
+        )
     if net.network.reads_future:
         raise ValueError(f"network `{net.network.name}` reads the future ([t+k]); beam search runs step by step")
     if net.network.reads_step:
@@ -165,7 +178,7 @@ def beam_search(
         done = torch.zeros(B, K, dtype=torch.bool, device=device)
         attention = {k: w.new_zeros(B, K, 0, w.shape[-1]) for k, w in out.attention.items()}
         for step in range(1, steps + 1):  # step 0 was the call above
-            logp = next_log_probs(net, node, state, wide, step).view(B, K, -1)
+            logp = next_log_probs(net, node, state, wide, step).view(B, K, node.size)  # -1 is ambiguous at B = 0
             N = logp.shape[-1]  # noqa: N806
             cand = scores.unsqueeze(2) + logp
             if stop is not None:  # a finished beam only carries on, with its score, as padding
@@ -184,9 +197,9 @@ def beam_search(
                 2,
             )
             for k, w in attention.items():  # the weights of the step whose output chose the token
-                weighed = (
-                    out.attention[k][:, -1].view(B, K, -1).gather(1, origin.unsqueeze(2).expand(-1, -1, w.shape[3]))
-                )
+                positions = w.shape[3]  # not -1 in the view: ambiguous at B = 0
+                last = out.attention[k][:, -1].view(B, K, positions)
+                weighed = last.gather(1, origin.unsqueeze(2).expand(-1, -1, positions))
                 kept = w.gather(1, origin.view(B, K, 1, 1).expand(-1, -1, *w.shape[2:]))
                 attention[k] = torch.cat([kept, weighed.masked_fill(was_done.unsqueeze(2), 0).unsqueeze(2)], 2)
             lengths = lengths.gather(1, origin) + (~was_done).long()
@@ -342,6 +355,8 @@ def _chosen(scores: list[torch.Tensor], keep: torch.Tensor, fed: torch.Tensor) -
     B, T = keep.shape  # noqa: N806
     out = torch.full((B, T), math.nan, dtype=scores[0].dtype if scores else torch.float32)
     drawn = [t for t in range(T) if not bool(keep[:, t].all())]  # the steps that drew (see Feed.plan)
+    if len(scores) == 1 and scores[0].dim() == 3:  # a feed outside any loop drew every step at once: (B, T, N)
+        scores = [scores[0][:, t] for t in drawn]
     assert len(drawn) == len(scores), (len(drawn), len(scores))
     for t, logp in zip(drawn, scores, strict=True):
         out[:, t] = logp.cpu().gather(1, fed[:, t : t + 1].clamp(min=0)).squeeze(1)

@@ -43,7 +43,15 @@ def check_feeds(sizes: Sizes, static: frozenset[str], report: Reporter) -> None:
 
 def _check_reads_past(name: str, feed: s.Expr, decls: Declarations, static: frozenset[str], report: Reporter) -> None:
     for ref in s.refs(feed):
-        if ref.name in decls.defs and ref.delay <= 0 and ref.name not in static:
+        if ref.name in static and ref.explicit:  # as everywhere else: a static value has no past of its own
+            what = "a param" if isinstance(decls.defs.get(ref.name), s.Param) else "static"
+            report.error(
+                f"`{ref.name}` is {'a memory' if decls.is_memory(ref.name) else what} (the same at every step); "
+                "read it without a delay",
+                ref.span,
+                f"write `{ref.name}`",
+            )
+        elif ref.name in decls.defs and ref.delay <= 0 and ref.name not in static:
             when = "at the same step" if ref.delay == 0 else "in the future"
             report.error(
                 f"self-fed input `{name}` reads `{ref}` {when}; it is fed what the network computed before",
