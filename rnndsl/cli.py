@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rnndsl._version import __version__
 from rnndsl.draw import MAX_DRAW_STEPS, draw
 from rnndsl.frontend import sizes
 from rnndsl.frontend.check import check_file
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rnndsl",
         description="Declare recurrent networks as graphs with feedback edges; check, draw and run them.",
     )
+    parser.add_argument("--version", action="version", version=f"rnndsl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser(
         "check",

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import rnndsl
 from rnndsl.cli import build_parser, main
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -76,3 +77,9 @@ def test_a_mistyped_option_is_said_with_its_commands_usage(capsys: pytest.Captur
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("usage: rnndsl train [-h]")
     assert err.endswith("rnndsl train: error: unrecognized arguments: --stesp 5\n")
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"rnndsl {rnndsl.__version__}\n"

@@ -6,6 +6,8 @@ own initial weights to 1e-5; lengths, states, memories, delays up to 3 and bidir
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,18 @@ def test_float32_exports_agree_to_1e5(spec: str, operator: str, tmp_path: Path) 
     for steps in (9, 23):
         torch.manual_seed(steps)
         assert_runs_alike(net, sess, padded_call(net, 4, steps, torch.float32, True), atol=1e-5, rtol=1e-5)
+
+
+def test_the_file_gets_a_new_files_mode(tmp_path: Path) -> None:
+    """Written through a private temporary file, then given the mode the umask gives a new file (it stayed 0600:
+    no other user, nor a web server, could read a deployed model)."""
+    umask = os.umask(0o022)
+    try:
+        path = rnndsl.compile((EXAMPLES / "jordan.rnn").read_text()).to_onnx(tmp_path / "j.onnx")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["j.onnx"]
 
 
 def test_the_state_goes_in_and_out(tmp_path: Path) -> None:

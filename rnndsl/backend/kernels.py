@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import inspect
 import re
 import threading
 import warnings
@@ -352,8 +353,9 @@ def fused(
         # of functorch): the sequence kernels have no batching rule
         return _cell_steps(kind, x, hx, params, lengths, backward)
     if _compiled_lstm_backward(kind, x, hx, params):
-        # made here, where dynamo is loaded already (`torch.compiler.disable` imports it)
-        return torch.compiler.disable(_eager, reason=_EAGER_WHY)(kind, x, hx, params, lengths, backward)
+        # made here, where dynamo is loaded already (`torch.compiler.disable` imports it); torch 2.7 takes no reason
+        why = {"reason": _EAGER_WHY} if "reason" in inspect.signature(torch.compiler.disable).parameters else {}
+        return torch.compiler.disable(_eager, **why)(kind, x, hx, params, lengths, backward)
     return _eager(kind, x, hx, params, lengths, backward)
 
 

@@ -98,6 +98,9 @@ def save(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         onnx.save(model, tmp)
+        umask = os.umask(0o022)  # read it (set back at once), as checkpoint.atomic_write does
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it a new file's usual mode
         os.replace(tmp, path)  # a reader never sees half a file
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
