@@ -405,7 +405,7 @@ C_WORDS = {
     "INFINITY", "NAN", "ROW_STATS", "ROW_GRAD_STATS", "n", "i", "m", "v", "a", "c", "g", "mean", "rstd", "mg", "mgy",
     "ROW_SOFTMAX", "ROW_SOFTMAX_GRAD", "z", "y", "go", "mx", "se", "return", "ifdef", "endif", "RNNDSL_F32",
     "RNNDSL_F64", "reduction", "max", "ROWS", "parallel", "num_threads", "threads", "if", "schedule",
-    "__attribute__", "noinline",
+    "__attribute__", "noinline", "else",
 }  # fmt: skip
 C_NAME = re.compile(
     r"_N\d+_(fw|bw)(\d+|all)_f(32|64)(_\d+|_row)?|row_(grad_stats|stats|softmax|softmax_grad)_f(32|64)|(mu|rs|mg|my|scr|mx|se|sg)\d+|t\d+"

@@ -7,12 +7,15 @@ falls back to gives the generated loop's numbers exactly; loops the C cannot exp
 
 from __future__ import annotations
 
+import math
+import multiprocessing
 import os
 import re
 import shutil
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -249,6 +252,40 @@ def test_an_output_of_one_sequence_is_a_tensor_of_its_own(name: str, built: None
     got = torch.autograd.grad(out[key].sum(), params, allow_unused=True)
     for a, b in zip(want, got, strict=True):
         assert (a is None and b is None) or torch.equal(a, b)
+
+
+def _one_thread_in_a_fork(queue: Any) -> None:
+    torch.set_num_threads(1)  # what a forked worker sets (torch's DataLoader does): OpenMP's pool did not survive
+    net = _net(NATIVE["layernorm_lstm"])
+    with torch.no_grad():
+        queue.put(float(net(**random_inputs(net, "cpu", batch=3, steps=5, grad=False)).h.sum()))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork here")
+def test_a_process_forked_after_threads_runs_the_c_on_one(built: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a parallel region in this process, a forked child at one thread (as torch's DataLoader workers set)
+    runs its C steps: at one thread they do not enter OpenMP at all, as torch's own ops do not (libgomp's pool
+    does not survive a fork)."""
+    if not native.shared_openmp():
+        pytest.skip("torch's threads are not GNU OpenMP's here: the C keeps one thread")
+    net = _net(NATIVE["layernorm_lstm"])
+    monkeypatch.setattr(kernels, "STEP_GRAIN", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            net(**random_inputs(net, "cpu", batch=4, steps=5, grad=False))  # the pool's threads start here
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_one_thread_in_a_fork, args=(queue,))
+        child.start()
+        child.join(60)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+    finally:
+        torch.set_num_threads(threads)
+    assert not hung and child.exitcode == 0 and math.isfinite(queue.get(timeout=5))
 
 
 def test_a_call_of_one_step_keeps_torchs_loop(built: None) -> None:

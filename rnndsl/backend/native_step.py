@@ -71,9 +71,22 @@ _TYPES = {
     "f64": ("double", {"EXP": "exp", "TANH": "tanh", "LOG": "log", "SIN": "sin", "COS": "cos", "SQRT": "sqrt"}),
 }
 _VECTOR_MATHS = ("EXP", "TANH", "LOG", "SIN", "COS")
-# A step's (or a whole run's) rows split among the threads the call site gives (`kernels.step_threads`: one where
-# the work is too small to pay for waking them)
-_ROWS_PRAGMA = "#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)"
+
+
+def _over_rows(loop: str) -> list[str]:
+    """C: a loop over a call's rows, split among the threads the call site gives (`kernels.step_threads`: one
+    where the work is too small to pay for waking them). One thread never enters OpenMP at all (an `if` clause
+    would: in a process forked after a parallel region, libgomp then waits for pool threads that did not survive
+    the fork; torch's own ops keep out of OpenMP at one thread too, which is what forked workers set)."""
+    return [
+        "    if (threads > 1) {",
+        "#pragma omp parallel for num_threads(threads) schedule(static)",
+        f"        {loop}",
+        "    } else {",
+        f"        {loop}",
+        "    }",
+    ]
+
 
 # What a row-wise op (layer_norm) needs of whole rows: the mean and 1/std of its argument's row (two passes, as
 # torch's biased variance, eps 1e-5), and for its derivative the means of the gradient's row and of the gradient
@@ -311,8 +324,7 @@ class NativeLoop:
                 out.append("}")
                 out.append(f"// export {fn}")
                 out.append(f"void {fn}(long s, long T, long B, long threads, real *const *p) {{")
-                out.append(_ROWS_PRAGMA)
-                out.append(f"    for (long b = 0; b < B; b++) {fn}_row(s, T, B, b, p);")
+                out += _over_rows(f"for (long b = 0; b < B; b++) {fn}_row(s, T, B, b, p);")
                 out.append("}")
                 if self.whole:  # no matrix product in the step: the whole run over time is one call too, a row's
                     # steps one after another
@@ -320,8 +332,7 @@ class NativeLoop:
                     whole = f"{self.fname}_{name[:2]}all_{suffix}"
                     out.append(f"// export {whole}")
                     out.append(f"void {whole}(long T, long B, long threads, real *const *p) {{")
-                    out.append(_ROWS_PRAGMA)
-                    out.append(f"    for (long b = 0; b < B; b++) for ({steps}) {fn}_row(s, T, B, b, p);")
+                    out += _over_rows(f"for (long b = 0; b < B; b++) for ({steps}) {fn}_row(s, T, B, b, p);")
                     out.append("}")
             out += [f"#undef {m}" for m in ["real", *maths, "FABS"]]
             if any(body.pre for _, nests in bodies for body in nests):
