@@ -683,9 +683,11 @@ def test_parentheses_ten_thousand_deep_are_just_grouping() -> None:
     ids=["negation", "calls", "negated-groups", "sum"],
 )
 def test_expressions_ten_thousand_deep(opening: str, closing: str) -> None:
-    err = spec_error(HEAD + " h = " + opening * 10_000 + "x" + closing * 10_000 + "\n output h }")
+    text = HEAD + " h = " + opening * 10_000 + "x" + closing * 10_000 + "\n output h }"
+    err = spec_error(text)
     assert err.diagnostics[0].message == "expression is nested too deeply"
-    # (at 1:1, the start of the file: the parser's own recursion ran out before it knew the statement)
+    # where the parse tree is deepest (found without recursion), not 1:1: on the statement's line
+    assert err.diagnostics[0].line == text[: text.index(" h = ")].count("\n") + 1
 
 
 def test_expressions_just_past_the_depth_limit_point_at_themselves() -> None:

@@ -518,6 +518,7 @@ def parse(text: str, name: str = "<string>") -> s.Program:
             f"spec is larger than {MAX_SPEC_BYTES} bytes", Span(1, 1), source, hint="split it into several files"
         )
         raise SpecError([d])
+    tree = None
     try:
         tree = _parser().parse(text)
         program = _ToSyntax().transform(tree)
@@ -537,9 +538,10 @@ def parse(text: str, name: str = "<string>") -> s.Program:
                 ]
             ) from None
         raise SpecError([Diagnostic(f"cannot read this: {err.orig_exc}", Span(1, 1), source)]) from None
-    except RecursionError:
+    except RecursionError:  # the tree parsed, and turning it into syntax went too deep: said where it is deepest
+        where = _deepest(tree) if tree is not None else Span(1, 1)
         raise SpecError(
-            [Diagnostic("expression is nested too deeply", Span(1, 1), source, hint="split it into named nodes")]
+            [Diagnostic("expression is nested too deeply", where, source, hint="split it into named nodes")]
         ) from None
     deep = [
         Diagnostic(
@@ -556,6 +558,20 @@ def parse(text: str, name: str = "<string>") -> s.Program:
     if late:
         raise SpecError(late)
     return program
+
+
+def _deepest(tree: lark.Tree) -> Span:
+    """Where the deepest token of a parse tree stands (walked without recursion: the tree is too deep for it)."""
+    best, where = -1, Span(1, 1)
+    stack: list[tuple[Any, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Token):
+            if depth > best and node.line is not None and node.column is not None:
+                best, where = depth, Span(node.line, node.column)
+        elif isinstance(node, lark.Tree):
+            stack.extend((child, depth + 1) for child in node.children)
+    return where
 
 
 def _options_after_sources(program: s.Program, source: Source) -> list[Diagnostic]:
