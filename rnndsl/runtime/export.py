@@ -15,10 +15,8 @@ steps) and `lengths` (batch,), cut after the first `stop` token when one is give
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +26,7 @@ import torch
 
 from rnndsl.backend.names import param_key
 from rnndsl.lang.ir import Network, Node
+from rnndsl.runtime.files import atomic_write
 from rnndsl.runtime.generation import check_token
 
 try:
@@ -94,19 +93,7 @@ def save(model: onnx.ModelProto, path: str | os.PathLike[str]) -> Path:
         raise FileNotFoundError(errno.ENOENT, "no such folder", str(path.parent))
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder: give a file's name, such as model.onnx", str(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # no name of the user's
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        umask = os.umask(0o022)  # read it (set back at once), as checkpoint.atomic_write does
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it a new file's usual mode
-        os.replace(tmp, path)  # a reader never sees half a file
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda file: file.write(model.SerializeToString()))  # never half a file
 
 
 class _Graph:
